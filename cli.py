@@ -1,0 +1,612 @@
+"""The `loket` command: a thin layer over `engine.service.Loket`.
+
+Heavy libraries (SQLAlchemy, sqlmodel, transitions) are imported inside commands, so
+`loket --help` and shell completion stay fast. Every domain error is a `LoketError`; `main`
+turns it into one `Error:` line and the exit code its kind carries.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from engine.errors import ConfigurationError, InvalidValue, LoketError
+
+if TYPE_CHECKING:
+    from engine.casework import Case
+    from engine.service import Loket
+
+
+class Context:
+    """What the global options say, and the Loket they open (lazily, once)."""
+
+    def __init__(self, db: str | None, actor: str | None, now: str | None) -> None:
+        from engine.db import resolve_url
+
+        self.url = resolve_url(db)
+        self.actor = actor
+        self.now_text = now
+        self._loket: Loket | None = None
+
+    def open(self, *, create: bool = False) -> Loket:
+        if self._loket is not None:
+            return self._loket
+        from engine.clock import FixedClock, parse_now
+        from engine.db import current_revision, head_revision, open_engine
+        from engine.service import Loket
+
+        engine = open_engine(self.url, create=create)
+        if not create:
+            try:
+                revision = current_revision(engine)
+            except Exception as exc:  # the database server is down or refuses us
+                raise ConfigurationError(f"cannot open database: {_first_line(exc)}") from None
+            if revision is None:
+                raise ConfigurationError("the database has no Wijkloket schema: run 'loket init' first")
+            if revision != head_revision():
+                raise ConfigurationError("the database schema is out of date: run 'loket init' to upgrade it")
+        loket = Loket(engine)
+        if self.now_text is not None and not create:
+            if not loket.is_simulation():
+                raise InvalidValue("--now is only allowed on a simulation database (loket init --simulation)")
+            tz = _timezone_of(loket)
+            loket.clock = FixedClock(parse_now(self.now_text, tz))
+        self._loket = loket
+        return loket
+
+    def person(self) -> str:
+        return self.actor or os.environ.get("LOKET_USER") or getpass.getuser()
+
+
+def _timezone_of(loket: Loket) -> str:
+    try:
+        return loket.organisation().timezone
+    except ConfigurationError:
+        return "Europe/Amsterdam"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", metavar="URL", help="Database URL (default: LOKET_DB or sqlite:///loket.db).")
+@click.option("--as", "actor", metavar="PERSON", envvar="LOKET_USER",
+              help="Who is acting (default: LOKET_USER or your login name).")
+@click.option("--now", metavar="ISO-8601", envvar="LOKET_NOW",
+              help="The time of this run; simulation databases only.")
+@click.version_option(package_name="wijkloket", prog_name="loket")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) -> None:
+    """Wijkloket: residents' requests as audited cases, escalated when they stall."""
+    ctx.obj = Context(db, actor, now)
+
+
+# -- init / org ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--org", "org_file", type=click.Path(dir_okay=False), help="Organisation file to load.")
+@click.option("--workflows", "workflow_dir", type=click.Path(file_okay=False),
+              help="Folder of request-type files (*.yaml) to load.")
+@click.option("--sample", is_flag=True, help="Load the bundled sample municipality and request types.")
+@click.option("--simulation", is_flag=True, help="Make a simulation database: --now sets its clock.")
+@pass_ctx
+def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: bool, simulation: bool) -> None:
+    """Create the database, or upgrade its schema; optionally load definitions."""
+    from engine.db import current_revision, migrate
+    from engine.setup import definition_files, sample_paths
+
+    if sample and (org_file or workflow_dir):
+        raise InvalidValue("--sample loads the bundled files: do not combine it with --org or --workflows")
+    files: list[str] = []
+    if sample:
+        org_file, files = sample_paths()
+    elif workflow_dir:
+        files = definition_files(workflow_dir)
+    loket = ctx.open(create=True)
+    existed = current_revision(loket.engine) is not None
+    if existed and simulation and not loket.is_simulation():
+        raise InvalidValue("this database holds real cases: it cannot become a simulation database")
+    migrate(loket.engine)
+    if simulation:
+        with loket.engine.begin() as conn:
+            loket.set_meta(conn, "simulation", "true")
+    ctx._loket = None
+    loket = ctx.open()
+    if org_file:
+        org = loket.load_organisation(org_file)
+        click.echo(f"organisation: {org.municipality} ({len(org.units)} units, {len(org.people)} people)")
+    if files:
+        _report_loaded(loket.load_request_types(files))
+    kind = "simulation database" if loket.is_simulation() else "database"
+    click.echo(f"{kind} ready: {ctx.url} ({'upgraded' if existed else 'created'})")
+
+
+@cli.group()
+def org() -> None:
+    """The organisation: units, people, roles, administrators."""
+
+
+@org.command("load")
+@click.argument("file", type=click.Path(dir_okay=False))
+@pass_ctx
+def org_load(ctx: Context, file: str) -> None:
+    """Load (or replace) the organisation file."""
+    loaded = ctx.open().load_organisation(file)
+    click.echo(f"organisation loaded: {loaded.municipality} ({len(loaded.units)} units, {len(loaded.people)} people)")
+
+
+@org.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def org_show(ctx: Context, as_json: bool) -> None:
+    """Show the organisation."""
+    from engine.organisation import organisation_to_data
+    from engine.views import table
+
+    organisation = ctx.open().organisation()
+    if as_json:
+        emit_json(organisation_to_data(organisation))
+        return
+    click.echo(f"{organisation.municipality} (language {organisation.language}, {organisation.timezone})")
+    click.echo()
+    click.echo(table(["unit", "name", "kind"], [(u.id, u.name, u.kind) for u in organisation.units.values()]))
+    click.echo()
+    rows = [(p.id, p.name, ", ".join(f"{u}:{r}" for u, r in p.roles.items())) for p in organisation.people.values()]
+    click.echo(table(["person", "name", "roles"], rows))
+    click.echo()
+    admins = [(a.id, a.name, ", ".join(a.portfolios)) for a in organisation.administrators.values()]
+    click.echo(table(["administrator", "name", "portfolios"], admins))
+    if organisation.closed_days:
+        click.echo()
+        click.echo("closed days: " + ", ".join(d.isoformat() for d in organisation.closed_days))
+
+
+# -- workflows ----------------------------------------------------------------------------
+
+
+@cli.group()
+def workflow() -> None:
+    """Request types: list, show, load, validate, diagram."""
+
+
+def _report_loaded(results: Iterable[Any]) -> None:
+    for r in results:
+        status = "loaded as version" if r.changed else "unchanged, version"
+        click.echo(f"{r.key}: {status} {r.version}")
+
+
+@workflow.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def workflow_list(ctx: Context, as_json: bool) -> None:
+    """List the loaded request types (newest version of each)."""
+    from engine.views import table
+
+    loket = ctx.open()
+    types = [(rt, loket.latest_version(rt.key)) for rt in loket.latest_types()]
+    if as_json:
+        emit_json([{"key": rt.key, "version": v, "title": rt.title, "prefix": rt.prefix,
+                    "states": len(rt.states), "transitions": len(rt.transitions)} for rt, v in types])
+        return
+    click.echo(table(["key", "version", "prefix", "title"], [(rt.key, v, rt.prefix, rt.title) for rt, v in types]))
+
+
+@workflow.command("show")
+@click.argument("key")
+@click.option("--version", "version", type=int, help="A specific version (default: the newest).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def workflow_show(ctx: Context, key: str, version: int | None, as_json: bool) -> None:
+    """Show a request type: states, owners, deadlines, transitions."""
+    from engine.views import table
+
+    loket = ctx.open()
+    rt = loket.request_type(key, version)
+    version = version or loket.latest_version(key)
+    if as_json:
+        emit_json(_workflow_json(rt, version))
+        return
+    click.echo(f"{rt.title} ({rt.key} v{version}, prefix {rt.prefix})")
+    terms = [f"{name}: {d}" for name, d in (("lead time", rt.lead_time), ("service norm", rt.service_norm),
+                                             ("max extension", rt.max_extension)) if d]
+    if terms:
+        click.echo("; ".join(terms))
+    click.echo()
+    states = [(s.name, s.label, s.owner or "", "paused" if s.paused else (str(s.deadline) if s.deadline else ""),
+               "final" if s.final else "") for s in rt.states.values()]
+    click.echo(table(["state", "label", "owner", "deadline", ""], states))
+    click.echo()
+    rows = [(t.trigger, ", ".join(t.sources), t.dest, ", ".join(t.roles),
+             "; ".join([*(f"needs {r}" for r in t.requires), *(str(c) for c in t.when),
+                        *(["comment required"] if t.comment_required else [])]))
+            for t in rt.transitions]
+    click.echo(table(["trigger", "from", "to", "roles", "rules"], rows))
+
+
+def _workflow_json(rt: Any, version: int) -> dict[str, Any]:
+    return {
+        "key": rt.key, "version": version, "title": rt.title, "prefix": rt.prefix,
+        "portfolio": rt.portfolio, "initial": rt.initial,
+        "lead_time": str(rt.lead_time) if rt.lead_time else None,
+        "service_norm": str(rt.service_norm) if rt.service_norm else None,
+        "max_extension": str(rt.max_extension) if rt.max_extension else None,
+        "fields": {n: {"type": f.type, "required": f.required, "personal": f.personal,
+                       "options": list(f.options) or None} for n, f in rt.fields.items()},
+        "states": {s.name: {"label": s.label, "owner": s.owner, "final": s.final, "paused": s.paused,
+                            "deadline": str(s.deadline) if s.deadline else None} for s in rt.states.values()},
+        "transitions": [{"trigger": t.trigger, "from": list(t.sources), "to": t.dest, "roles": list(t.roles),
+                         "requires": list(t.requires), "comment_required": t.comment_required,
+                         "when": [str(c) for c in t.when]} for t in rt.transitions],
+    }
+
+
+@workflow.command("load")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@pass_ctx
+def workflow_load(ctx: Context, files: tuple[str, ...]) -> None:
+    """Load request-type files; a changed file becomes the next version."""
+    _report_loaded(ctx.open().load_request_types(list(files)))
+
+
+@workflow.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@pass_ctx
+def workflow_validate(ctx: Context, files: tuple[str, ...]) -> None:
+    """Check request-type files without loading them (against the loaded organisation, if any)."""
+    from engine.service import Loket
+
+    try:
+        loket = ctx.open()
+    except ConfigurationError:
+        from engine.db import open_engine
+
+        loket = Loket(open_engine("sqlite://", create=True))
+    for rt, _data, _source, path in loket.validate_files(list(files)):
+        click.echo(f"{path}: ok ({rt.key}: {len(rt.states)} states, {len(rt.transitions)} transitions)")
+
+
+@workflow.command("diagram")
+@click.argument("key")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+@click.option("--version", "version", type=int, help="A specific version (default: the newest).")
+@pass_ctx
+def workflow_diagram(ctx: Context, key: str, fmt: str, version: int | None) -> None:
+    """Draw a request type as a Mermaid or Graphviz DOT diagram."""
+    from engine.diagram import render
+
+    click.echo(render(ctx.open().request_type(key, version), fmt))
+
+
+# -- cases --------------------------------------------------------------------------------
+
+
+@cli.group()
+def case() -> None:
+    """Cases: create, list, show, advance, assign, comment, set."""
+
+
+def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None) -> None:
+    from engine.views import case_json, local
+
+    org = loket.organisation()
+    rt = loket.type_of(c)
+    actor = ctx.person()
+    view = case_json(c, rt, org, loket.clock.now(), actor)
+    if as_json:
+        emit_json(view)
+        return
+    tz = org.timezone
+    if header:
+        click.echo(header)
+    click.echo(f"{c.ref}  {rt.title} (v{c.type_version})")
+    owner = f"{view['owner_name']} ({c.owner})" if c.owner else "-"
+    status = "closed " + local(c.closed_at, tz) if c.closed_at else ("suspended" if view["suspended"] else "open")
+    lines = [
+        ("state", f"{view['state_label']} ({c.state})"),
+        ("status", status + ("  OVERDUE" if view["overdue"] else "")),
+        ("owner", owner),
+        ("assignee", c.assignee or "-"),
+        ("due", local(c.state_due, tz)),
+        ("service norm", local(c.service_due, tz)),
+        ("decision due", local(c.case_due, tz)),
+        ("created", f"{local(c.created_at, tz)} by {c.created_by}"),
+        ("escalation", str(c.escalation_level)),
+    ]
+    for label, value in lines:
+        click.echo(f"  {label:<13} {value}")
+    if c.data:
+        click.echo("  data")
+        for name, value in c.data.items():
+            click.echo(f"    {name:<16} {value}")
+    triggers = view["triggers"]
+    click.echo(f"  you ({actor}) may: {', '.join(triggers) if triggers else 'nothing now'}")
+
+
+@case.command("new")
+@click.argument("type_key", metavar="TYPE")
+@click.option("--data", "assignments", multiple=True, metavar="FIELD=VALUE", help="Field values.")
+@click.option("--assign", metavar="PERSON", help="Assign the new case to this person.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_new(ctx: Context, type_key: str, assignments: tuple[str, ...], assign: str | None, as_json: bool) -> None:
+    """Open a new case of request type TYPE."""
+    loket = ctx.open()
+    c = loket.new_case(type_key, assignments, actor=ctx.person(), assign=assign)
+    _show_case(ctx, loket, c, as_json, header="created")
+
+
+@case.command("list")
+@click.option("--type", "type_key", metavar="TYPE", help="Only this request type.")
+@click.option("--state", metavar="STATE", help="Only cases in this state.")
+@click.option("--unit", metavar="UNIT", help="Only cases held by this unit.")
+@click.option("--mine", is_flag=True, help="Only cases assigned to you (--as).")
+@click.option("--overdue", is_flag=True, help="Only cases past their state deadline.")
+@click.option("--open/--closed", "open_", default=None, help="Only open or only closed cases.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many cases.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str | None, mine: bool,
+              overdue: bool, open_: bool | None, limit: int | None, as_json: bool) -> None:
+    """List cases."""
+    from engine.views import case_json, is_overdue, local, table
+
+    loket = ctx.open()
+    org = loket.organisation()
+    now = loket.clock.now()
+    actor = ctx.person()
+    if mine:
+        loket.require_person(actor)
+    cases = loket.list_cases(type_key=type_key, state=state, unit=unit, assignee=actor if mine else None,
+                             overdue=overdue, open_=open_, limit=limit)
+    if as_json:
+        emit_json([case_json(c, loket.type_of(c), org, now, actor) for c in cases])
+        return
+    rows = []
+    for c in cases:
+        rt = loket.type_of(c)
+        rows.append((c.ref, rt.key, rt.states[c.state].label, c.owner, c.assignee,
+                     local(c.state_due, org.timezone) + (" !" if is_overdue(c, now) else "")))
+    if not rows:
+        click.echo("no cases")
+        return
+    click.echo(table(["ref", "type", "state", "owner", "assignee", "due"], rows))
+
+
+@case.command("show")
+@click.argument("ref")
+@click.option("--explain", is_flag=True, help="Explain how every deadline was derived.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
+    """Show one case."""
+    loket = ctx.open()
+    c = loket.get_case(ref)
+    if explain:
+        from engine.explain import explain_case
+
+        lines = explain_case(loket, c)
+        if as_json:
+            emit_json({"ref": c.ref, "explain": lines})
+            return
+        _show_case(ctx, loket, c, False)
+        click.echo()
+        for line in lines:
+            click.echo(line)
+        return
+    _show_case(ctx, loket, c, as_json)
+
+
+@case.command("triggers")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
+    """What may be fired on a case now, and by whom."""
+    from engine.casework import allowed_triggers
+    from engine.views import table
+
+    loket = ctx.open()
+    c = loket.get_case(ref)
+    rt = loket.type_of(c)
+    org = loket.organisation()
+    actor = ctx.person()
+    mine = set(allowed_triggers(rt, org, c, actor)) if actor in org.people else set()
+    items = []
+    if c.closed_at is None:
+        for t in rt.transitions_from(c.state):
+            items.append({"trigger": t.trigger, "to": t.dest, "to_label": rt.states[t.dest].label,
+                          "roles": list(t.roles), "requires": list(t.requires),
+                          "comment_required": t.comment_required, "when": [str(x) for x in t.when],
+                          "allowed": t.trigger in mine})
+    if as_json:
+        emit_json({"ref": c.ref, "state": c.state, "actor": actor, "triggers": items})
+        return
+    if not items:
+        click.echo(f"{c.ref} is closed: nothing can fire")
+        return
+    rows = [(("* " if i["allowed"] else "  ") + i["trigger"], i["to_label"], ", ".join(i["roles"]),
+             "; ".join([*(f"needs {r}" for r in i["requires"]), *i["when"],
+                        *(["comment required"] if i["comment_required"] else [])])) for i in items]
+    click.echo(table(["trigger", "to", "roles", "rules"], rows))
+    click.echo(f"* = you ({actor}) may fire it now")
+
+
+@case.command("advance")
+@click.argument("ref")
+@click.argument("trigger")
+@click.option("--comment", help="A comment recorded with the step.")
+@click.option("--data", "assignments", multiple=True, metavar="FIELD=VALUE", help="Field values set with the step.")
+@click.option("--dry-run", is_flag=True, help="Check the step and show the outcome; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_advance(ctx: Context, ref: str, trigger: str, comment: str | None, assignments: tuple[str, ...],
+                 dry_run: bool, as_json: bool) -> None:
+    """Fire TRIGGER on case REF."""
+    loket = ctx.open()
+    before = loket.get_case(ref)
+    c = loket.advance(ref, trigger, actor=ctx.person(), comment=comment, assignments=assignments, dry_run=dry_run)
+    rt = loket.type_of(c)
+    header = (f"{'would move' if dry_run else 'moved'}: {rt.states[before.state].label} → "
+              f"{rt.states[c.state].label}" + (" (dry run: nothing written)" if dry_run else ""))
+    _show_case(ctx, loket, c, as_json, header=header)
+
+
+@case.command("assign")
+@click.argument("ref")
+@click.argument("person")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_assign(ctx: Context, ref: str, person: str, as_json: bool) -> None:
+    """Assign case REF to PERSON."""
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.assign(ref, person, actor=ctx.person()), as_json, header=f"assigned to {person}")
+
+
+@case.command("comment")
+@click.argument("ref")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_comment(ctx: Context, ref: str, text: str, as_json: bool) -> None:
+    """Add a comment to case REF."""
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.comment(ref, text, actor=ctx.person()), as_json, header="comment added")
+
+
+@case.command("set")
+@click.argument("ref")
+@click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_set(ctx: Context, ref: str, assignments: tuple[str, ...], as_json: bool) -> None:
+    """Change field values of case REF (FIELD= empties a field)."""
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.set_fields(ref, assignments, actor=ctx.person()), as_json, header="fields changed")
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """History and integrity: history, verify."""
+
+
+@audit.command("history")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
+    """The complete timeline of case REF."""
+    from engine.views import event_json, local, summarize_event, table
+
+    loket = ctx.open()
+    c, events = loket.history(ref)
+    if as_json:
+        emit_json([event_json(e) for e in events])
+        return
+    tz = loket.organisation().timezone
+    click.echo(f"{c.ref}: {len(events)} events")
+    rows = [(e["seq"], local(e["at"], tz), e["actor"], e["action"], summarize_event(e), e["hash"][:12])
+            for e in events]
+    click.echo(table(["#", "at", "actor", "action", "what", "hash"], rows))
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def audit_verify(ctx: Context, as_json: bool) -> None:
+    """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
+    from engine.audit import verify
+
+    result = verify(ctx.open())
+    if as_json:
+        emit_json(result.as_json())
+    elif result.ok:
+        click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact")
+    if not result.ok:
+        click.echo(f"Error: {result.failure}", err=True)
+        sys.exit(1)
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--days", type=click.IntRange(min=1, max=3650), default=42, show_default=True,
+              help="How many days to simulate.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same run.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder for the database and the emails.")
+@pass_ctx
+def demo(ctx: Context, days: int, seed: int, folder: str) -> None:
+    """Simulate weeks of neighbourhood work in Gemeente Voorbeeld."""
+    from engine.demo import run_demo
+
+    run_demo(folder, days=days, seed=seed, echo=click.echo)
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(cli, argv)
+
+
+def run(command: Callable[..., Any], argv: list[str] | None) -> None:
+    try:
+        result = command.main(args=argv, prog_name="loket", standalone_mode=False)  # type: ignore[attr-defined]
+    except LoketError as exc:
+        fail(exc.message, exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        fail(exc.format_message() + hint, 2)
+    except click.Abort:
+        fail("aborted", 1)
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:
+        _unexpected(exc)
+    if isinstance(result, int) and result:
+        sys.exit(result)
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    """Database outages and the like: one line, and the details only on request."""
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        fail(f"database error: {_first_line(exc.orig or exc)}", 2)
+    if os.environ.get("LOKET_DEBUG"):
+        raise exc
+    fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (set LOKET_DEBUG=1 for details)", 70)
+
+
+if __name__ == "__main__":
+    main()

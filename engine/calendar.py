@@ -1,0 +1,363 @@
+"""The working-day calendar of the Algemene termijnenwet (Atw), and deadlines counted on it.
+
+Every deadline the product shows must be one an auditor can recompute by hand (SPEC §8), so
+each computation returns a :class:`Derivation`: the instant and the lines that lead to it.
+
+The holidays are computed, not looked up: general holiday libraries follow custom (5 May only
+in lustrum years), while the law makes 5 May a holiday every year. Days are counted in the
+organisation's timezone and every instant handed in or out is timezone-aware; a naive
+datetime is refused rather than silently read in the server's own zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.durations import Duration
+
+_DAY = timedelta(days=1)
+
+# Non-working days with the name of what closes them, e.g. (2026-04-27, "Koningsdag").
+_Named = list[tuple[date, str]]
+
+# The first year of Koningsdag (Wet viering Koningsdag); before it the monarch's day fell on
+# other dates under other rules, which this calendar does not claim to know.
+FIRST_YEAR = 2014
+
+# Fixed tables rather than strftime("%a"), whose output depends on the process's locale.
+_WEEKDAY_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_WEEKEND_NL = {5: "zaterdag", 6: "zondag"}
+
+# A day that is a holiday and an organisation's closed day at once is shown as the holiday.
+_CLOSED_DAY = "sluitingsdag"
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A computed instant (UTC) with the steps that explain it, one line each."""
+
+    due: datetime
+    steps: tuple[str, ...]
+
+
+def easter(year: int) -> date:
+    """Easter Sunday of a Gregorian year (the anonymous Gregorian computus)."""
+    golden = year % 19
+    century, year_of_century = divmod(year, 100)
+    leap_centuries, century_rest = divmod(century, 4)
+    lunar_correction = (century + 8) // 25
+    solar_correction = (century - lunar_correction + 1) // 3
+    epact = (19 * golden + century - leap_centuries - solar_correction + 15) % 30
+    leap_years, year_rest = divmod(year_of_century, 4)
+    weekday_shift = (32 + 2 * century_rest + 2 * leap_years - epact - year_rest) % 7
+    late_correction = (golden + 11 * epact + 22 * weekday_shift) // 451
+    month, day = divmod(epact + weekday_shift - 7 * late_correction + 114, 31)
+    return date(year, month, day + 1)
+
+
+@cache
+def _atw_holidays(year: int) -> Mapping[date, str]:
+    """The holidays of Atw art. 3 in one year, read-only because the cache shares it."""
+    if year < FIRST_YEAR:
+        raise ValueError(f"the working-day calendar starts in {FIRST_YEAR}, got {year}")
+    sunday = easter(year)
+    kings_day = date(year, 4, 27)
+    if kings_day.weekday() == 6:
+        kings_day = date(year, 4, 26)
+    days = [
+        (date(year, 1, 1), "Nieuwjaarsdag"),
+        (sunday - timedelta(days=2), "Goede Vrijdag"),  # art. 3(2): equated with a holiday
+        (sunday + timedelta(days=1), "tweede Paasdag"),
+        (kings_day, "Koningsdag"),
+        (date(year, 5, 5), "Bevrijdingsdag"),
+        (sunday + timedelta(days=39), "Hemelvaartsdag"),
+        (sunday + timedelta(days=50), "tweede Pinksterdag"),
+        (date(year, 12, 25), "eerste Kerstdag"),
+        (date(year, 12, 26), "tweede Kerstdag"),
+    ]
+    names: dict[date, str] = {}
+    for day, name in days:
+        # Hemelvaartsdag falls on 5 May when Easter is on 27 March (2016, 2157): keep both.
+        names[day] = f"{names[day]} en {name}" if day in names else name
+    return MappingProxyType(dict(sorted(names.items())))
+
+
+def _day(d: date) -> str:
+    return f"{d.isoformat()} ({_WEEKDAY_EN[d.weekday()]})"
+
+
+def _days(days: Iterable[date]) -> str:
+    return ", ".join([d.isoformat() for d in days])
+
+
+def _named(days: _Named) -> str:
+    return ", ".join([f"{d.isoformat()} {why}" for d, why in days])
+
+
+def _span(delta: timedelta) -> str:
+    minutes, seconds = divmod(int(delta.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{seconds:02} (h:mm:ss)"
+
+
+class _ClosedByYear(dict[int, dict[date, str]]):
+    """By year, the names of the holidays and the closed days, merged when first asked for.
+
+    A dict with ``__missing__`` so that the hot path is one subscription per day.
+    """
+
+    def __init__(self, closed: Mapping[date, str]) -> None:
+        super().__init__()
+        self._closed = closed
+
+    def __missing__(self, year: int) -> dict[date, str]:
+        merged = {d: name for d, name in self._closed.items() if d.year == year}
+        merged.update(_atw_holidays(year))
+        self[year] = merged
+        return merged
+
+
+class WorkingCalendar:
+    """Which days count, in one organisation's timezone, and the deadlines counted on them.
+
+    Holidays are cached per year (module-wide) and merged with the closed days once per year
+    per calendar, because deadlines are computed in the escalation sweep's hot path.
+    """
+
+    def __init__(
+        self,
+        timezone: str = "Europe/Amsterdam",
+        closed_days: Iterable[date] = (),
+        closed_day_names: Mapping[date, str] | None = None,
+    ) -> None:
+        try:
+            self._tz = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {timezone!r}") from None
+        self.timezone = timezone
+        # A day given a name is closed even when it is missing from closed_days.
+        named = {d: name or _CLOSED_DAY for d, name in (closed_day_names or {}).items()}
+        self._closed = _ClosedByYear(dict.fromkeys(closed_days, _CLOSED_DAY) | named)
+
+    # -- days ------------------------------------------------------------------------------
+
+    def holidays(self, year: int) -> dict[date, str]:
+        """The Atw holidays of a year, in date order, without the organisation's closed days."""
+        return dict(_atw_holidays(year))
+
+    def is_working_day(self, d: date) -> bool:
+        return d not in self._closed[d.year] and d.weekday() < 5
+
+    def why_closed(self, d: date) -> str | None:
+        """The Dutch name of what makes ``d`` a non-working day, or None for a working day.
+
+        A holiday wins over a closed day, and both over the weekday's name: "eerste Kerstdag"
+        tells an auditor more than "zaterdag".
+        """
+        return self._closed[d.year].get(d) or _WEEKEND_NL.get(d.weekday())
+
+    def next_working_day_on_or_after(self, d: date) -> date:
+        return self._first_working(d, _DAY)[0]
+
+    def _first_working(self, d: date, step: timedelta) -> tuple[date, _Named]:
+        """The first working day from ``d`` (included) in the direction of ``step``,
+        and the non-working days passed on the way."""
+        passed = []
+        while (why := self.why_closed(d)) is not None:
+            passed.append((d, why))
+            d += step
+        return d, passed
+
+    def _count_working(self, d: date, n: int, step: timedelta) -> tuple[date, list[date], _Named]:
+        """The ``n``-th working day from ``d`` (excluded) in the direction of ``step``,
+        with the working days counted and the other days skipped.
+
+        The skipped days keep their names as found, so that explaining them costs no second
+        look-up: this loop runs in the escalation sweep's hot path.
+        """
+        counted: list[date] = []
+        skipped: _Named = []
+        while len(counted) < n:
+            d += step
+            why = self.why_closed(d)
+            if why is None:
+                counted.append(d)
+            else:
+                skipped.append((d, why))
+        return d, counted, skipped
+
+    # -- instants --------------------------------------------------------------------------
+
+    def local_date(self, t: datetime) -> date:
+        return self._local(t).date()
+
+    def end_of_day(self, d: date) -> datetime:
+        """23:59:59 local on ``d``, as UTC.
+
+        Built from the local wall time, never by adding 24 hours in UTC, so that it stays
+        23:59:59 across a DST change; fold=1 takes the later instant where a zone's clocks go
+        back at midnight and 23:59:59 happens twice.
+        """
+        local = datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=self._tz, fold=1)
+        return local.astimezone(UTC)
+
+    def _local(self, t: datetime) -> datetime:
+        if t.tzinfo is None or t.utcoffset() is None:
+            raise ValueError(f"expected a timezone-aware datetime, got {t.isoformat()}")
+        return t.astimezone(self._tz)
+
+    def _instant(self, t: datetime) -> str:
+        local = self._local(t)
+        clock = local.time().isoformat("minutes" if local.second == 0 else "seconds")
+        return f"{_day(local.date())} {clock} {self.timezone}"
+
+    def _due_line(self, due: datetime) -> str:
+        local = self._local(due)
+        utc = due.replace(tzinfo=None).isoformat(" ", "seconds")
+        clock = local.time().isoformat("seconds")
+        return f"due {_day(local.date())} {clock} {self.timezone} ({utc} UTC)"
+
+    @staticmethod
+    def _moved_line(passed: _Named, to: date, because: str = "") -> str:
+        (first, why), *more = passed
+        line = f"moved from {first.isoformat()} ({why}) to {to.isoformat()}"
+        line += f", the next working day{because}"
+        if more:
+            line += f"; skipped {_named(more)}"
+        return line
+
+    # -- deadlines -------------------------------------------------------------------------
+
+    def deadline(self, start: datetime, duration: Duration) -> Derivation:
+        """When a term that starts at ``start`` ends (SPEC §5), and how that follows."""
+        steps = [f"start {self._instant(start)}"]
+        if duration.unit == "hours":
+            due = start.astimezone(UTC) + timedelta(hours=duration.amount)
+            steps.append(f"added {duration} exactly; a term in hours is never moved")
+        else:
+            due = self.end_of_day(self._count_after(self.local_date(start), duration, steps))
+        steps.append(self._due_line(due))
+        return Derivation(due, tuple(steps))
+
+    def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
+        """When a ladder rung or timeout fires, counted from the deadline's own day.
+
+        Counting backwards moves to the previous working day, never the next: a reminder that
+        a weekend pushed later could come after the deadline it warns about (Atw art. 1(2)
+        likewise leaves backward terms unextended). A zero offset is the deadline itself, also
+        for a deadline in hours that does not end at the end of a day.
+        """
+        if duration.amount == 0 or duration.unit == "hours":
+            delta = timedelta(hours=duration.amount)
+            return self._local(deadline).astimezone(UTC) + (-delta if before else delta)
+        day = self.local_date(deadline)
+        if not before:
+            return self.end_of_day(self._count_after(day, duration, []))
+        if duration.unit == "working_days":
+            day = self._count_working(day, duration.amount, -_DAY)[0]
+        else:
+            back = timedelta(days=self._calendar_days(duration))
+            day = self._first_working(day - back, -_DAY)[0]
+        return self.end_of_day(day)
+
+    def working_days_between(self, a: datetime, b: datetime) -> int:
+        """How many working days ended in (a, b]: how many working days overdue ``b`` is for
+        a deadline ``a``. A working day counts only once it is over."""
+        if b <= a:
+            return 0
+        first, last = self.local_date(a), self.local_date(b)
+        if self.end_of_day(first) <= a:
+            first += _DAY
+        if self.end_of_day(last) > b:
+            last -= _DAY
+        count = 0
+        while first <= last:
+            count += self.is_working_day(first)
+            first += _DAY
+        return count
+
+    def shift(
+        self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool
+    ) -> Derivation:
+        """Move a running deadline later by the time its clock stood still (Awb 4:15).
+
+        A deadline in hours (``exact``) moves by exactly the time suspended. Any other moves
+        by the calendar days between the local dates of suspension and resumption, so a
+        suspension within one day costs nothing, and keeps ending at the end of a working day.
+        Each suspension gives its own Derivation, to be appended to the deadline's.
+        """
+        if resumed_at < suspended_at:
+            raise ValueError(
+                f"resumed at {resumed_at.isoformat()} before suspended at "
+                f"{suspended_at.isoformat()}"
+            )
+        if exact:
+            stood_still = resumed_at - suspended_at
+            steps = [
+                f"suspended {self._instant(suspended_at)} → {self._instant(resumed_at)}: "
+                f"{_span(stood_still)}",
+                f"shifted {self._instant(deadline)} + {_span(stood_still)}, exactly "
+                "(a term in hours is never moved)",
+            ]
+            due = deadline.astimezone(UTC) + stood_still
+        else:
+            off, on = self.local_date(suspended_at), self.local_date(resumed_at)
+            days = (on - off).days
+            unit = "calendar day" if days == 1 else "calendar days"
+            old = self.local_date(deadline)
+            day, passed = self._first_working(old + timedelta(days=days), _DAY)
+            steps = [
+                f"suspended {_day(off)} → {_day(on)}: {days} {unit}",
+                f"shifted {_day(old)} + {days} = {_day(old + timedelta(days=days))}",
+            ]
+            if passed:
+                steps.append(self._moved_line(passed, day))
+            due = self.end_of_day(day)
+        steps.append(self._due_line(due))
+        return Derivation(due, tuple(steps))
+
+    def _count_after(self, d: date, duration: Duration, steps: list[str]) -> date:
+        """The day a term in days ends when counted from day ``d``; appends why to ``steps``."""
+        if duration.unit == "working_days":
+            if duration.amount == 0:
+                return self._zero_working_days(d, steps)
+            day, counted, skipped = self._count_working(d, duration.amount, _DAY)
+            steps.append(f"counted {duration}: {_days(counted)}")
+            if skipped:
+                steps.append(f"skipped {_named(skipped)}")
+            return day
+        days = self._calendar_days(duration)
+        target = d + timedelta(days=days)
+        in_days = "" if duration.unit == "calendar_days" else " days"
+        steps.append(f"added {duration}: {d.isoformat()} + {days}{in_days} = {_day(target)}")
+        day, passed = self._first_working(target, _DAY)
+        if passed:
+            steps.append(self._moved_line(passed, day, " (Atw art. 1)"))
+        if days >= 3:
+            # Atw art. 2: a term of three days or more holds at least two working days.
+            second = self._count_working(d, 2, _DAY)[0]
+            if second > day:
+                steps.append(
+                    f"extended from {day.isoformat()} to {second.isoformat()} so that the "
+                    "term holds two working days (Atw art. 2)"
+                )
+                day = second
+        return day
+
+    def _zero_working_days(self, d: date, steps: list[str]) -> date:
+        day, passed = self._first_working(d, _DAY)
+        if not passed:
+            steps.append(f"counted 0 working days: the start day {_day(d)} is a working day")
+            return day
+        steps.append(f"counted 0 working days: the start day {_day(d)} is not a working day")
+        steps.append(self._moved_line(passed, day))
+        return day
+
+    @staticmethod
+    def _calendar_days(duration: Duration) -> int:
+        return duration.amount * 7 if duration.unit == "weeks" else duration.amount

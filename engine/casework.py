@@ -1,0 +1,315 @@
+"""What happens to a case, as pure functions of (definition, organisation, calendar, case, now).
+
+Each action checks the rules and returns a `Change`: the column values to write and the event
+that records them. The service (`engine/service.py`) writes both in one transaction; nothing
+here touches a database or a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine import machine
+from engine.calendar import WorkingCalendar
+from engine.conditions import failing
+from engine.definition import RequestType, TransitionSpec
+from engine.errors import (
+    CommentRequired,
+    ConditionFailed,
+    MissingField,
+    NotFound,
+    Refused,
+    RoleRequired,
+    TransitionNotAllowed,
+)
+from engine.history import chain_hash, digests_for, event_content
+from engine.organisation import Organisation
+
+SYSTEM = "system"
+
+
+@dataclass
+class Case:
+    """A snapshot of one `cases` row."""
+
+    id: int
+    ref: str
+    type_key: str
+    type_version: int
+    state: str
+    owner: str | None
+    assignee: str | None
+    data: dict[str, Any]
+    created_at: dt.datetime
+    created_by: str
+    state_entered_at: dt.datetime
+    stay: int
+    state_due: dt.datetime | None
+    service_due: dt.datetime | None
+    case_due: dt.datetime | None
+    case_due_limit: dt.datetime | None
+    next_fire_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    suspended_manually: bool
+    closed_at: dt.datetime | None
+    escalation_level: int
+    service_fired: bool
+    lead_fired: bool
+    version: int
+    last_seq: int
+    last_hash: str
+    salt: str | None
+    redacted_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Case:
+        return cls(**{name: row[name] for name in _CASE_FIELDS})
+
+    def apply(self, updates: Mapping[str, Any]) -> Case:
+        values = {name: getattr(self, name) for name in _CASE_FIELDS}
+        values.update(updates)
+        return Case(**values)
+
+
+_CASE_FIELDS = tuple(f.name for f in fields(Case))
+
+
+@dataclass
+class Draft:
+    """An event before it is chained: what happened, not yet where in the history."""
+
+    action: str
+    from_state: str | None = None
+    to_state: str | None = None
+    trigger: str | None = None
+    comment: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class Change:
+    updates: dict[str, Any] = field(default_factory=dict)
+    drafts: list[Draft] = field(default_factory=list)
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+def check_transition(
+    rt: RequestType,
+    org: Organisation,
+    case: Case,
+    trigger: str,
+    actor: str,
+    comment: str | None,
+    data: Mapping[str, Any],
+) -> TransitionSpec:
+    """The transition `trigger` fires, or the reason the rules refuse it."""
+    spec = rt.transition(case.state, trigger)
+    if spec is None:
+        if not rt.has_trigger(trigger):
+            raise NotFound(f"request type '{rt.key}' has no trigger '{trigger}'")
+        allowed = ", ".join(t.trigger for t in rt.transitions_from(case.state)) or "none"
+        state = rt.states[case.state]
+        raise TransitionNotAllowed(
+            f"'{trigger}' is not allowed in state '{case.state}' ({state.label}) of {case.ref}"
+            f" (possible here: {allowed})"
+        )
+    if case.suspended_manually:
+        raise Refused(f"{case.ref} is suspended: resume it first")
+    if actor != SYSTEM and not org.may(actor, case.owner, spec.roles):
+        raise RoleRequired(
+            f"{actor} may not fire '{trigger}' on {case.ref}: it needs role"
+            f" {' or '.join(spec.roles)} in unit '{case.owner}'"
+        )
+    merged = {**case.data, **data} if data else case.data
+    missing = [name for name in spec.requires if merged.get(name) in (None, "")]
+    if missing:
+        raise MissingField(
+            f"'{trigger}' needs field{'s' if len(missing) > 1 else ''} {', '.join(missing)}:"
+            f" give --data {missing[0]}=..."
+        )
+    if spec.comment_required and not (comment and comment.strip()):
+        raise CommentRequired(f"'{trigger}' needs a comment: give --comment TEXT")
+    if spec.when:
+        broken = failing(spec.when, rt.fields, merged)
+        if broken:
+            raise ConditionFailed(
+                f"'{trigger}' does not apply to {case.ref}: {'; '.join(str(c) for c in broken)}"
+                " does not hold"
+            )
+    return spec
+
+
+def allowed_triggers(rt: RequestType, org: Organisation, case: Case, actor: str | None) -> list[str]:
+    """The triggers this actor may fire now (comments and missing fields they can still give)."""
+    if actor is None or case.closed_at is not None or case.suspended_manually:
+        return []
+    out = []
+    for spec in rt.transitions_from(case.state):
+        if not org.may(actor, case.owner, spec.roles):
+            continue
+        if spec.when and failing(spec.when, rt.fields, case.data):
+            continue
+        out.append(spec.trigger)
+    return out
+
+
+def check_required_fields(rt: RequestType, data: Mapping[str, Any]) -> None:
+    missing = [n for n, f in rt.fields.items() if f.required and data.get(n) in (None, "")]
+    if missing:
+        raise MissingField(
+            f"{rt.key} needs field{'s' if len(missing) > 1 else ''} {', '.join(missing)}:"
+            f" give --data {missing[0]}=..."
+        )
+
+
+# -- clocks ----------------------------------------------------------------------------------
+
+
+def enter_state(
+    rt: RequestType, cal: WorkingCalendar, case: Case, dest: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The column values for a case entering `dest` now: a new stay with its own deadline."""
+    spec = rt.states[dest]
+    updates: dict[str, Any] = {
+        "state": dest,
+        "owner": spec.owner,
+        "state_entered_at": now,
+        "stay": case.stay + 1,
+        "escalation_level": 0,
+    }
+    leaving = rt.states.get(case.state)
+    if leaving is not None and leaving.paused and case.suspended_at is not None:
+        updates.update(resume_clocks(rt, cal, case, now, state_running=False))
+    if spec.final:
+        updates.update(state_due=None, closed_at=now, owner=None, suspended_at=None,
+                       suspended_manually=False)
+    elif spec.paused:
+        updates.update(state_due=None, suspended_at=updates.get("suspended_at", case.suspended_at) or now)
+    else:
+        updates["state_due"] = cal.deadline(now, spec.deadline).due if spec.deadline else None
+        updates["suspended_at"] = None
+    return updates
+
+
+def start_clocks(rt: RequestType, cal: WorkingCalendar, now: dt.datetime) -> dict[str, Any]:
+    """The case-wide clocks, started when the case is made."""
+    case_due = cal.deadline(now, rt.lead_time).due if rt.lead_time else None
+    limit = None
+    if case_due is not None and rt.max_extension is not None:
+        limit = cal.offset(case_due, rt.max_extension)
+    return {
+        "service_due": cal.deadline(now, rt.service_norm).due if rt.service_norm else None,
+        "case_due": case_due,
+        "case_due_limit": limit,
+    }
+
+
+def resume_clocks(
+    rt: RequestType, cal: WorkingCalendar, case: Case, now: dt.datetime, *, state_running: bool
+) -> dict[str, Any]:
+    """Every running deadline moves later by the time the clock stood still (Awb 4:15)."""
+    assert case.suspended_at is not None
+    start = case.suspended_at
+    out: dict[str, Any] = {"suspended_at": None, "suspended_manually": False}
+    columns = ["service_due", "case_due", "case_due_limit"]
+    if state_running:
+        columns.append("state_due")
+    for column in columns:
+        value = getattr(case, column)
+        if value is None:
+            continue
+        exact = _is_hours(rt, column, case.state)
+        out[column] = cal.shift(value, start, now, exact=exact)
+    return out
+
+
+def _is_hours(rt: RequestType, column: str, state: str) -> bool:
+    duration = {
+        "service_due": rt.service_norm,
+        "case_due": rt.lead_time,
+        "case_due_limit": rt.lead_time,
+        "state_due": rt.states[state].deadline,
+    }[column]
+    return duration is not None and duration.unit == "hours"
+
+
+def next_fire_at(rt: RequestType, cal: WorkingCalendar, case: Case) -> dt.datetime | None:
+    """When a sweep next has work on this case: the earliest unfired rung, breach or timeout."""
+    if case.closed_at is not None or case.suspended_at is not None:
+        return None
+    times = []
+    if case.state_due is not None:
+        for rung in rt.ladder(case.state):
+            if rung.place > case.escalation_level:
+                times.append(rung_time(cal, case.state_due, rung))
+        timeout = rt.states[case.state].timeout
+        if timeout is not None:
+            times.append(cal.offset(case.state_due, timeout.after))
+    if case.service_due is not None and not case.service_fired:
+        times.append(case.service_due)
+    if case.case_due is not None and not case.lead_fired:
+        times.append(case.case_due)
+    return min(times) if times else None
+
+
+def rung_time(cal: WorkingCalendar, due: dt.datetime, rung: Any) -> dt.datetime:
+    return cal.offset(due, rung.offset, before=rung.before)
+
+
+# -- the history -----------------------------------------------------------------------------
+
+
+def chain(
+    case: Case,
+    drafts: list[Draft],
+    *,
+    actor: str,
+    at: dt.datetime,
+    recorded_at: dt.datetime,
+    personal: frozenset[str],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Event rows for the drafts, linked onto the case's chain, and the new chain head."""
+    rows = []
+    seq, prev = case.last_seq, case.last_hash
+    for draft in drafts:
+        seq += 1
+        digests = digests_for(draft.data, personal, case.salt)
+        content = event_content(
+            ref=case.ref, seq=seq, at=at, recorded_at=recorded_at, actor=actor,
+            action=draft.action, from_state=draft.from_state, to_state=draft.to_state,
+            trigger=draft.trigger, comment=draft.comment, data=draft.data, digests=digests,
+        )
+        digest = chain_hash(content, prev)
+        rows.append({
+            "case_id": case.id, "seq": seq, "at": at, "recorded_at": recorded_at, "actor": actor,
+            "action": draft.action, "from_state": draft.from_state, "to_state": draft.to_state,
+            "trigger": draft.trigger, "comment": draft.comment, "data": draft.data,
+            "digests": digests or None, "prev_hash": prev, "hash": digest,
+        })
+        prev = digest
+    return rows, {"last_seq": seq, "last_hash": prev}
+
+
+def advance(
+    rt: RequestType,
+    org: Organisation,
+    cal: WorkingCalendar,
+    case: Case,
+    trigger: str,
+    actor: str,
+    now: dt.datetime,
+    comment: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Change:
+    spec = check_transition(rt, org, case, trigger, actor, comment, data or {})
+    dest = machine.fire(rt, case.state, trigger)
+    updates = enter_state(rt, cal, case, dest, now)
+    if data:
+        updates["data"] = {**case.data, **data}
+    draft = Draft("transition", case.state, dest, spec.trigger, comment or None, dict(data) if data else None)
+    return Change(updates, [draft])

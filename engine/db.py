@@ -1,0 +1,96 @@
+"""Opening a database: URLs, SQLite pragmas and write locks, migrations.
+
+SQLite runs in WAL mode with a busy timeout, and a transaction that reads before it writes
+takes the write lock up front (`BEGIN IMMEDIATE`): otherwise two writers that both read first
+deadlock or lose an update. Read-only work asks for a plain `BEGIN` through the execution
+option `loket_readonly`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.errors import ConfigurationError
+
+DEFAULT_URL = "sqlite:///loket.db"
+
+
+def resolve_url(url: str | None) -> str:
+    url = url or os.environ.get("LOKET_DB") or DEFAULT_URL
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def open_engine(url: str, *, create: bool = False) -> sa.Engine:
+    """An engine for `url`; on SQLite, refuse a missing file unless we are creating it."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(f"cannot parse database URL {url!r}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not create and not Path(database).exists():
+            raise ConfigurationError(f"no database at {database}: run 'loket init' first")
+        engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool if database else sa.pool.StaticPool)
+        _sqlite_setup(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=False)
+    raise ConfigurationError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+
+
+def _sqlite_setup(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see module doc).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        readonly = conn.get_execution_options().get("loket_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create or upgrade the schema to the newest revision; existing data is kept."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect().execution_options(loket_readonly=True) as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return ScriptDirectory.from_config(config).get_current_head()

@@ -1,0 +1,497 @@
+"""Request types: the YAML state machine of SPEC §4.2, parsed and validated as a whole.
+
+A definition is checked on its own (keys, reachability, dead ends, duplicate triggers, field
+references) and against the organisation (owners, ladder recipients, the portfolio). Every
+problem is collected with its place; one problem refuses the whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.checking import Checker, type_name
+from engine.conditions import OPERATORS, ORDERED, Condition
+from engine.durations import Duration, parse_duration
+from engine.errors import InvalidValue, NotFound
+from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
+from engine.organisation import RANKS, Organisation
+from engine.yamlfile import Locator, no_lines
+
+TYPE_KEYS = (
+    "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
+    "fields", "initial", "states", "transitions", "escalation",
+)
+STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation")
+TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
+RUNG_KEYS = ("before", "after", "to")
+LADDER_TARGETS = ("assignee", "lead", "head", "administrator")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PREFIX = re.compile(r"^[A-Z]{1,6}$")
+
+
+@dataclass(frozen=True)
+class Rung:
+    place: int
+    """1-based position on the ladder."""
+    offset: Duration
+    before: bool
+    to: str
+
+
+@dataclass(frozen=True)
+class Timeout:
+    after: Duration
+    trigger: str
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    label: str
+    owner: str | None = None
+    deadline: Duration | None = None
+    paused: bool = False
+    final: bool = False
+    timeout: Timeout | None = None
+    escalation: tuple[Rung, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    trigger: str
+    sources: tuple[str, ...]
+    dest: str
+    roles: tuple[str, ...] = ("staff",)
+    requires: tuple[str, ...] = ()
+    comment_required: bool = False
+    when: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestType:
+    key: str
+    title: str
+    prefix: str
+    portfolio: str | None
+    fields: Mapping[str, FieldSpec]
+    initial: str
+    states: Mapping[str, StateSpec]
+    transitions: tuple[TransitionSpec, ...]
+    escalation: tuple[Rung, ...] = ()
+    lead_time: Duration | None = None
+    service_norm: Duration | None = None
+    max_extension: Duration | None = None
+    digest: str = ""
+    """SHA-256 of the canonical source data: an unchanged file is not a new version."""
+    _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
+
+    def transition(self, state: str, trigger: str) -> TransitionSpec | None:
+        return self._by_source.get((state, trigger))
+
+    def transitions_from(self, state: str) -> list[TransitionSpec]:
+        return [t for t in self.transitions if state in t.sources]
+
+    def has_trigger(self, trigger: str) -> bool:
+        return any(t.trigger == trigger for t in self.transitions)
+
+    def ladder(self, state: str) -> tuple[Rung, ...]:
+        spec = self.states[state]
+        return spec.escalation if spec.escalation is not None else self.escalation
+
+    def state(self, name: str) -> StateSpec:
+        try:
+            return self.states[name]
+        except KeyError:
+            raise NotFound(f"request type '{self.key}' has no state '{name}'") from None
+
+    def field_spec(self, name: str) -> FieldSpec:
+        try:
+            return self.fields[name]
+        except KeyError:
+            known = ", ".join(self.fields) or "none"
+            raise NotFound(f"unknown field '{name}' (fields: {known})") from None
+
+    def personal_fields(self) -> frozenset[str]:
+        return frozenset(n for n, f in self.fields.items() if f.personal)
+
+
+def digest_of(data: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def parse_request_type(
+    data: Any,
+    org: Organisation | None,
+    file: str = "<request type>",
+    locate: Locator = no_lines,
+) -> RequestType:
+    """Build and validate a request type; raises InvalidDefinition listing every problem."""
+    check = Checker(file, locate)
+    root = check.mapping(data, ())
+    if root is None:
+        check.raise_if_any()
+        raise AssertionError("unreachable")
+    check.keys(root, (), TYPE_KEYS, required=("key", "title", "prefix", "initial", "states", "transitions"))
+    key = check.text(root.get("key"), ("key",)) or ""
+    if key and not _NAME.match(key):
+        check.problem(("key",), f"key must be lower-case letters, digits and '_', got {key!r}")
+    title = check.text(root.get("title"), ("title",)) or key
+    prefix = check.text(root.get("prefix"), ("prefix",)) or ""
+    if prefix and not _PREFIX.match(prefix):
+        check.problem(("prefix",), f"prefix must be 1-6 capital letters, got {prefix!r}")
+    portfolio = check.text(root.get("portfolio"), ("portfolio",), required=False)
+    durations = {
+        name: _duration(check, root.get(name), (name,))
+        for name in ("lead_time", "service_norm", "max_extension")
+    }
+    fields = _fields(check, root.get("fields") or {})
+    states = _states(check, root.get("states"), fields)
+    transitions = _transitions(check, root.get("transitions"), states, fields)
+    ladder = _ladder(check, root.get("escalation"), ("escalation",)) or ()
+    initial = root.get("initial")
+    if states and initial not in states:
+        check.problem(("initial",), f"initial state {initial!r} is not one of the states")
+    _check_graph(check, str(initial), states, transitions)
+    _check_timeouts(check, states, transitions)
+    if org is not None:
+        _check_against_organisation(check, org, portfolio, states, transitions, ladder)
+    check.raise_if_any()
+    by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
+    return RequestType(
+        key=key, title=title, prefix=prefix, portfolio=portfolio, fields=fields,
+        initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
+        lead_time=durations["lead_time"], service_norm=durations["service_norm"],
+        max_extension=durations["max_extension"], digest=digest_of(data), _by_source=by_source,
+    )
+
+
+def _duration(check: Checker, value: Any, path: tuple[Any, ...]) -> Duration | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        check.problem(path, f"invalid duration: {exc}")
+        return None
+
+
+def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:
+    out: dict[str, FieldSpec] = {}
+    root = check.mapping(value, ("fields",))
+    if root is None:
+        return out
+    for name, body in root.items():
+        path = ("fields", name)
+        if not isinstance(name, str) or not _NAME.match(name):
+            check.problem(path, f"invalid field name {name!r} (lower-case letters, digits, '_')")
+            continue
+        spec = check.mapping(body, path)
+        if spec is None:
+            continue
+        check.keys(spec, path, FIELD_KEYS, required=("type",))
+        ftype = spec.get("type")
+        if ftype not in FIELD_TYPES:
+            check.problem((*path, "type"), f"unknown field type {ftype!r} (types: {', '.join(FIELD_TYPES)})")
+            continue
+        options = spec.get("options") or []
+        if ftype == "choice":
+            if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+                check.problem((*path, "options"), "a choice field needs a list of text options")
+                options = []
+        elif "options" in spec:
+            check.problem((*path, "options"), "only choice fields take options")
+        for flag in ("required", "personal"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                check.problem((*path, flag), f"{flag} must be true or false, got {type_name(spec[flag])}")
+        field_spec = FieldSpec(
+            name=name, type=ftype, required=spec.get("required") is True, options=tuple(options),
+            personal=spec.get("personal") is True, label=spec.get("label"),
+        )
+        bounds = {}
+        for bound in ("min", "max"):
+            if bound not in spec:
+                continue
+            if ftype not in ("integer", "decimal", "date"):
+                check.problem((*path, bound), f"{bound} applies to integer, decimal and date fields only")
+                continue
+            try:
+                bounds[bound] = field_spec.parse(spec[bound])
+            except InvalidValue:
+                check.problem((*path, bound), f"{bound} must be {field_spec.describe()}, got {spec[bound]!r}")
+        out[name] = FieldSpec(**{**field_spec.__dict__, **bounds})
+    return out
+
+
+def _states(check: Checker, value: Any, fields: Mapping[str, FieldSpec]) -> dict[str, StateSpec]:
+    out: dict[str, StateSpec] = {}
+    root = check.mapping(value, ("states",))
+    if root is None:
+        return out
+    if not root:
+        check.problem(("states",), "a request type needs at least one state")
+    for name, body in root.items():
+        path = ("states", name)
+        if not isinstance(name, str) or not _NAME.match(name):
+            check.problem(path, f"invalid state name {name!r} (lower-case letters, digits, '_')")
+            continue
+        spec = check.mapping(body, path)
+        if spec is None:
+            continue
+        check.keys(spec, path, STATE_KEYS, required=("label",))
+        label = check.text(spec.get("label"), (*path, "label")) or name
+        final = spec.get("final", False)
+        if not isinstance(final, bool):
+            check.problem((*path, "final"), f"final must be true or false, got {type_name(final)}")
+            final = False
+        clock = spec.get("clock", "running")
+        if clock not in ("running", "paused"):
+            check.problem((*path, "clock"), f"clock must be 'running' or 'paused', got {clock!r}")
+        owner = spec.get("owner")
+        if final:
+            for key in ("owner", "deadline", "timeout", "escalation", "clock"):
+                if key in spec:
+                    check.problem((*path, key), f"a final state takes no {key}")
+        elif not isinstance(owner, str) or not owner:
+            check.problem(path, "a non-final state needs an owner (a unit)")
+        deadline = _duration(check, spec.get("deadline"), (*path, "deadline"))
+        timeout = None
+        if "timeout" in spec:
+            tbody = check.mapping(spec["timeout"], (*path, "timeout"))
+            if tbody is not None:
+                check.keys(tbody, (*path, "timeout"), ("after", "trigger"), required=("after", "trigger"))
+                after = _duration(check, tbody.get("after"), (*path, "timeout", "after"))
+                trigger = tbody.get("trigger")
+                if after is not None and isinstance(trigger, str):
+                    timeout = Timeout(after, trigger)
+            if deadline is None and not final:
+                check.problem((*path, "timeout"), "a timeout counts from the deadline: give the state a deadline")
+        ladder = _ladder(check, spec.get("escalation"), (*path, "escalation")) if "escalation" in spec else None
+        out[name] = StateSpec(
+            name=name, label=label, owner=owner if not final else None, deadline=deadline,
+            paused=clock == "paused", final=final, timeout=timeout, escalation=ladder,
+        )
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _transitions(
+    check: Checker, value: Any, states: Mapping[str, StateSpec], fields: Mapping[str, FieldSpec]
+) -> list[TransitionSpec]:
+    out: list[TransitionSpec] = []
+    if not isinstance(value, list):
+        check.problem(("transitions",), "expected a list of transitions")
+        return out
+    seen: dict[tuple[str, str], int] = {}
+    for i, body in enumerate(value):
+        path = ("transitions", i)
+        spec = check.mapping(body, path)
+        if spec is None:
+            continue
+        check.keys(spec, path, TRANSITION_KEYS, required=("trigger", "from", "to"))
+        trigger = spec.get("trigger")
+        if not isinstance(trigger, str) or not _NAME.match(trigger):
+            check.problem((*path, "trigger"), f"invalid trigger {trigger!r} (lower-case letters, digits, '_')")
+            continue
+        sources = [s for s in _as_list(spec.get("from")) if s is not None]
+        if not sources:
+            check.problem((*path, "from"), "a transition needs at least one source state")
+        for s in sources:
+            if s not in states:
+                check.problem((*path, "from"), f"unknown state {s!r}")
+            elif states[s].final:
+                check.problem((*path, "from"), f"'{s}' is final: no transition may leave it")
+            elif (s, trigger) in seen:
+                check.problem((*path, "trigger"), f"duplicate trigger '{trigger}' from state '{s}' (also transitions[{seen[(s, trigger)]}])")
+            else:
+                seen[(s, trigger)] = i
+        dest = spec.get("to")
+        if dest not in states:
+            check.problem((*path, "to"), f"unknown state {dest!r}")
+        roles = _as_list(spec.get("roles", ["staff"]))
+        for role in roles:
+            if role not in RANKS:
+                check.problem((*path, "roles"), f"unknown role {role!r} (roles: {', '.join(RANKS)})")
+        requires = _as_list(spec.get("requires", []))
+        for name in requires:
+            if name not in fields:
+                check.problem((*path, "requires"), f"unknown field {name!r}")
+        comment = spec.get("comment")
+        if comment not in (None, "required", "optional"):
+            check.problem((*path, "comment"), f"comment must be 'required' or 'optional', got {comment!r}")
+        conditions = _conditions(check, spec.get("when"), (*path, "when"), fields)
+        out.append(TransitionSpec(
+            trigger=trigger, sources=tuple(str(s) for s in sources), dest=str(dest),
+            roles=tuple(str(r) for r in roles), requires=tuple(str(r) for r in requires),
+            comment_required=comment == "required", when=conditions,
+        ))
+    return out
+
+
+def _conditions(
+    check: Checker, value: Any, path: tuple[Any, ...], fields: Mapping[str, FieldSpec]
+) -> tuple[Condition, ...]:
+    if value is None:
+        return ()
+    root = check.mapping(value, path)
+    if root is None:
+        return ()
+    out = []
+    for name, tests in root.items():
+        where = (*path, name)
+        spec = fields.get(name)
+        if spec is None:
+            check.problem(where, f"condition on unknown field {name!r}")
+            continue
+        body = check.mapping(tests, where)
+        if body is None:
+            continue
+        for op, operand in body.items():
+            if op not in OPERATORS:
+                check.problem((*where, op), f"unknown operator {op!r} (operators: {', '.join(OPERATORS)})")
+                continue
+            if op in ORDERED and spec.type not in ("integer", "decimal", "date"):
+                check.problem((*where, op), f"'{op}' compares numbers and dates; '{name}' is {spec.type}")
+                continue
+            try:
+                if op == "present":
+                    if not isinstance(operand, bool):
+                        raise InvalidValue("present takes true or false")
+                    parsed: Any = operand
+                elif op == "in":
+                    if not isinstance(operand, list):
+                        raise InvalidValue("'in' takes a list")
+                    parsed = [spec.parse(o) for o in operand]
+                else:
+                    parsed = spec.parse(operand)
+            except InvalidValue as exc:
+                check.problem((*where, op), f"bad operand: {exc.message}")
+                continue
+            out.append(Condition(name, op, parsed))
+    return tuple(out)
+
+
+def _ladder(check: Checker, value: Any, path: tuple[Any, ...]) -> tuple[Rung, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        check.problem(path, "expected a list of rungs")
+        return None
+    rungs = []
+    for i, body in enumerate(value):
+        where = (*path, i)
+        spec = check.mapping(body, where)
+        if spec is None:
+            continue
+        check.keys(spec, where, RUNG_KEYS, required=("to",))
+        if ("before" in spec) == ("after" in spec):
+            check.problem(where, "a rung needs exactly one of 'before' or 'after'")
+            continue
+        direction = "before" if "before" in spec else "after"
+        offset = _duration(check, spec[direction], (*where, direction))
+        to = spec.get("to")
+        if not isinstance(to, str) or not to:
+            check.problem((*where, "to"), f"expected a recipient, got {type_name(to)}")
+            continue
+        if offset is not None:
+            rungs.append(Rung(i + 1, offset, direction == "before", to))
+    return tuple(rungs)
+
+
+def _check_graph(
+    check: Checker, initial: str, states: Mapping[str, StateSpec], transitions: list[TransitionSpec]
+) -> None:
+    if initial not in states:
+        return
+    edges: dict[str, set[str]] = {s: set() for s in states}
+    for t in transitions:
+        for s in t.sources:
+            if s in edges and t.dest in states:
+                edges[s].add(t.dest)
+    reached, todo = {initial}, [initial]
+    while todo:
+        for nxt in edges[todo.pop()]:
+            if nxt not in reached:
+                reached.add(nxt)
+                todo.append(nxt)
+    for name, spec in states.items():
+        if name not in reached:
+            check.problem(("states", name), f"state '{name}' cannot be reached from '{initial}'")
+        elif not spec.final and not edges[name]:
+            check.problem(("states", name), f"state '{name}' is not final and has no way out")
+    # A state may have exits and still never reach an end (a closed loop): that traps cases too.
+    ends = {n for n, s in states.items() if s.final}
+    can_end = set(ends)
+    changed = True
+    while changed:
+        changed = False
+        for name, nexts in edges.items():
+            if name not in can_end and nexts & can_end:
+                can_end.add(name)
+                changed = True
+    if ends:
+        for name in reached - can_end:
+            if edges[name]:
+                check.problem(("states", name), f"from state '{name}' no final state can be reached")
+    else:
+        check.problem(("states",), "a request type needs at least one final state")
+
+
+def _check_timeouts(
+    check: Checker, states: Mapping[str, StateSpec], transitions: list[TransitionSpec]
+) -> None:
+    for name, spec in states.items():
+        if spec.timeout is None:
+            continue
+        if not any(name in t.sources and t.trigger == spec.timeout.trigger for t in transitions):
+            check.problem(
+                ("states", name, "timeout", "trigger"),
+                f"timeout trigger '{spec.timeout.trigger}' is not a transition from '{name}'",
+            )
+
+
+def _check_against_organisation(
+    check: Checker,
+    org: Organisation,
+    portfolio: str | None,
+    states: Mapping[str, StateSpec],
+    transitions: list[TransitionSpec],
+    ladder: tuple[Rung, ...],
+) -> None:
+    for name, spec in states.items():
+        if spec.owner is not None and spec.owner not in org.units:
+            check.problem(("states", name, "owner"), f"unknown unit '{spec.owner}' (not in the organisation)")
+    for i, t in enumerate(transitions):
+        for source in t.sources:
+            owner = states[source].owner if source in states else None
+            if owner is None or owner not in org.units:
+                continue
+            if not any(org.may(p, owner, t.roles) for p in org.people):
+                check.problem(
+                    ("transitions", i, "roles"),
+                    f"nobody in unit '{owner}' holds role {' or '.join(t.roles)}: '{t.trigger}' could never fire",
+                )
+    if portfolio is not None and org.administrator_for(portfolio) is None:
+        check.problem(("portfolio",), f"no administrator holds portfolio '{portfolio}'")
+    ladders: list[tuple[tuple[Any, ...], tuple[Rung, ...]]] = [(("escalation",), ladder)]
+    ladders += [(("states", n, "escalation"), s.escalation) for n, s in states.items() if s.escalation]
+    for path, rungs in ladders:
+        for rung in rungs:
+            if rung.to in LADDER_TARGETS:
+                if rung.to == "administrator" and portfolio is None:
+                    check.problem((*path, rung.place - 1, "to"), "'administrator' needs a portfolio on the request type")
+                continue
+            if org.recipient(rung.to) is None:
+                check.problem(
+                    (*path, rung.place - 1, "to"),
+                    f"unknown recipient '{rung.to}' (assignee, lead, head, administrator or a person's id)",
+                )

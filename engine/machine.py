@@ -1,0 +1,71 @@
+"""The state machines behind request types, built once per loaded version.
+
+Following the traps in LIBRARIES.md: one `transitions.Machine` per request-type version with
+no models attached; a case is attached only for the duration of one trigger, through a small
+adapter (a database row cannot be a transitions model).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from engine.definition import RequestType
+from engine.errors import TransitionNotAllowed
+
+_machines: dict[tuple[str, str], Machine] = {}
+_lock = threading.Lock()
+
+
+class CaseAdapter:
+    """The one attribute transitions needs, `state`, and nothing else of the case."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
+def build_machine(rt: RequestType, graph: bool = False) -> Machine:
+    states = list(rt.states)
+    transitions: list[dict[str, Any]] = [
+        {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in rt.transitions
+    ]
+    if graph:
+        from transitions.extensions import GraphMachine
+
+        return GraphMachine(
+            model=None, states=states, transitions=transitions, initial=rt.initial,
+            auto_transitions=False, send_event=True, title=rt.title, graph_engine="mermaid",
+        )
+    return Machine(
+        model=None, states=states, transitions=transitions, initial=rt.initial,
+        auto_transitions=False, send_event=True,
+    )
+
+
+def machine_for(rt: RequestType) -> Machine:
+    """The cached machine of this exact definition (the digest pins the version's content)."""
+    key = (rt.key, rt.digest)
+    machine = _machines.get(key)
+    if machine is None:
+        with _lock:
+            machine = _machines.get(key)
+            if machine is None:
+                machine = _machines[key] = build_machine(rt)
+    return machine
+
+
+def fire(rt: RequestType, state: str, trigger: str) -> str:
+    """Run `trigger` from `state` through the machine and return the new state."""
+    machine = machine_for(rt)
+    adapter = CaseAdapter(state)
+    machine.add_model(adapter, initial=state)
+    try:
+        if not getattr(adapter, trigger)():
+            raise TransitionNotAllowed(f"'{trigger}' did not complete from state '{state}'")
+    except (MachineError, AttributeError):
+        raise TransitionNotAllowed(f"'{trigger}' is not possible from state '{state}'") from None
+    finally:
+        machine.remove_model(adapter)
+    return adapter.state

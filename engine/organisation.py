@@ -1,0 +1,268 @@
+"""The organisation file: units, people and their roles, administrators, closed days.
+
+Roles are ranked within a unit (staff < lead < head); `auditor` reads everything and changes
+nothing, and `"*"` stands for every unit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.checking import Checker
+from engine.errors import NotFound
+from engine.yamlfile import Locator, no_lines
+
+RANKS = {"staff": 1, "lead": 2, "head": 3}
+ROLES = (*RANKS, "auditor")
+UNIT_KINDS = ("department", "partner")
+LANGUAGES = ("nl", "en")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+RESERVED_IDS = ("system", "assignee", "lead", "head", "administrator")
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    email: str
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Administrator:
+    id: str
+    name: str
+    email: str
+    portfolios: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Organisation:
+    municipality: str
+    language: str
+    timezone: str
+    closed_days: tuple[dt.date, ...]
+    administrators: Mapping[str, Administrator]
+    units: Mapping[str, Unit]
+    people: Mapping[str, Person]
+
+    def person(self, person_id: str) -> Person:
+        try:
+            return self.people[person_id]
+        except KeyError:
+            raise NotFound(f"unknown person '{person_id}'") from None
+
+    def rank(self, person_id: str, unit: str | None) -> int:
+        """0 when the person holds no changing role in the unit, else staff 1, lead 2, head 3."""
+        person = self.people.get(person_id)
+        if person is None or unit is None:
+            return 0
+        return RANKS.get(person.roles.get(unit, ""), 0)
+
+    def may(self, person_id: str, unit: str | None, roles: tuple[str, ...]) -> bool:
+        """Whether the person holds one of `roles` (or a higher one) in `unit`."""
+        have = self.rank(person_id, unit)
+        return have > 0 and any(have >= RANKS[r] for r in roles)
+
+    def is_auditor(self, person_id: str) -> bool:
+        person = self.people.get(person_id)
+        return person is not None and "auditor" in person.roles.values()
+
+    def holders(self, unit: str, role: str) -> list[Person]:
+        """The people holding exactly this role in the unit (a unit's lead, its head)."""
+        return [p for p in self.people.values() if p.roles.get(unit) == role]
+
+    def administrator_for(self, portfolio: str) -> Administrator | None:
+        for admin in self.administrators.values():
+            if portfolio in admin.portfolios:
+                return admin
+        return None
+
+    def recipient(self, some_id: str) -> Person | Administrator | None:
+        return self.people.get(some_id) or self.administrators.get(some_id)
+
+    def portfolios(self) -> set[str]:
+        return {p for a in self.administrators.values() for p in a.portfolios}
+
+
+ORG_KEYS = ("municipality", "language", "timezone", "closed_days", "administrators", "units", "people")
+
+
+def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator = no_lines) -> Organisation:
+    """Build and validate an organisation; raises InvalidDefinition listing every problem."""
+    check = Checker(file, locate)
+    root = check.mapping(data, ())
+    if root is None:
+        check.raise_if_any()
+        raise AssertionError("unreachable")
+    check.keys(root, (), ORG_KEYS, required=("municipality", "units", "people"))
+    municipality = check.text(root.get("municipality"), ("municipality",)) or ""
+    language = root.get("language", "nl")
+    if language not in LANGUAGES:
+        check.problem(("language",), f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
+    timezone = root.get("timezone", "Europe/Amsterdam")
+    try:
+        ZoneInfo(str(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        check.problem(("timezone",), f"unknown timezone {timezone!r}")
+    closed = _closed_days(check, root.get("closed_days") or [])
+    units = _units(check, root.get("units"))
+    admins = _administrators(check, root.get("administrators") or [])
+    people = _people(check, root.get("people"), units)
+    for admin_id in admins:
+        if admin_id in people:
+            check.problem(("administrators",), f"id '{admin_id}' is both an administrator and a person")
+    check.raise_if_any()
+    return Organisation(municipality, str(language), str(timezone), closed, admins, units, people)
+
+
+def _closed_days(check: Checker, value: Any) -> tuple[dt.date, ...]:
+    if not isinstance(value, list):
+        check.problem(("closed_days",), "expected a list of dates (YYYY-MM-DD)")
+        return ()
+    days = []
+    for i, item in enumerate(value):
+        try:
+            day = item if isinstance(item, dt.date) and not isinstance(item, dt.datetime) else dt.date.fromisoformat(str(item))
+        except ValueError:
+            check.problem(("closed_days", i), f"expected a date (YYYY-MM-DD), got {item!r}")
+            continue
+        days.append(day)
+    return tuple(sorted(set(days)))
+
+
+def _units(check: Checker, value: Any) -> dict[str, Unit]:
+    units: dict[str, Unit] = {}
+    root = check.mapping(value, ("units",))
+    if root is None:
+        return units
+    if not root:
+        check.problem(("units",), "an organisation needs at least one unit")
+    for unit_id, spec in root.items():
+        path = ("units", unit_id)
+        if not isinstance(unit_id, str) or not _ID.match(unit_id) or unit_id == "*":
+            check.problem(path, f"invalid unit id {unit_id!r}")
+            continue
+        body = check.mapping(spec, path)
+        if body is None:
+            continue
+        check.keys(body, path, ("name", "kind"), required=("name",))
+        name = check.text(body.get("name"), (*path, "name")) or unit_id
+        kind = body.get("kind", "department")
+        if kind not in UNIT_KINDS:
+            check.problem((*path, "kind"), f"kind must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
+        units[unit_id] = Unit(unit_id, name, str(kind))
+    return units
+
+
+def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
+    admins: dict[str, Administrator] = {}
+    if not isinstance(value, list):
+        check.problem(("administrators",), "expected a list of administrators")
+        return admins
+    seen_portfolios: dict[str, str] = {}
+    for i, item in enumerate(value):
+        path = ("administrators", i)
+        body = check.mapping(item, path)
+        if body is None:
+            continue
+        check.keys(body, path, ("id", "name", "email", "portfolios"), required=("id", "name", "email"))
+        admin_id = _person_id(check, body.get("id"), (*path, "id"))
+        name = check.text(body.get("name"), (*path, "name")) or ""
+        email = _email(check, body.get("email"), (*path, "email"))
+        portfolios = body.get("portfolios") or []
+        if not isinstance(portfolios, list) or not all(isinstance(p, str) for p in portfolios):
+            check.problem((*path, "portfolios"), "expected a list of portfolio names")
+            portfolios = []
+        for p in portfolios:
+            if p in seen_portfolios:
+                check.problem((*path, "portfolios"), f"portfolio '{p}' is also held by '{seen_portfolios[p]}'")
+            seen_portfolios[p] = admin_id or "?"
+        if admin_id:
+            if admin_id in admins:
+                check.problem((*path, "id"), f"duplicate administrator id '{admin_id}'")
+            admins[admin_id] = Administrator(admin_id, name, email, tuple(portfolios))
+    return admins
+
+
+def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, Person]:
+    people: dict[str, Person] = {}
+    if not isinstance(value, list):
+        check.problem(("people",), "expected a list of people")
+        return people
+    for i, item in enumerate(value):
+        path = ("people", i)
+        body = check.mapping(item, path)
+        if body is None:
+            continue
+        check.keys(body, path, ("id", "name", "email", "roles"), required=("id", "name", "email"))
+        person_id = _person_id(check, body.get("id"), (*path, "id"))
+        name = check.text(body.get("name"), (*path, "name")) or ""
+        email = _email(check, body.get("email"), (*path, "email"))
+        roles: dict[str, str] = {}
+        raw_roles = body.get("roles") or {}
+        if not isinstance(raw_roles, Mapping):
+            check.problem((*path, "roles"), "expected a mapping of unit: role")
+            raw_roles = {}
+        for unit, role in raw_roles.items():
+            if unit != "*" and unit not in units:
+                check.problem((*path, "roles", unit), f"unknown unit '{unit}'")
+            if role not in ROLES:
+                check.problem((*path, "roles", unit), f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+            elif unit == "*" and role != "auditor":
+                check.problem((*path, "roles", unit), "only the auditor role may be given for every unit ('*')")
+            roles[str(unit)] = str(role)
+        if person_id:
+            if person_id in people:
+                check.problem((*path, "id"), f"duplicate person id '{person_id}'")
+            people[person_id] = Person(person_id, name, email, roles)
+    return people
+
+
+def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
+    if not isinstance(value, str) or not _ID.match(value):
+        check.problem(path, f"invalid id {value!r} (letters, digits, '.', '_' and '-')")
+        return None
+    if value in RESERVED_IDS:
+        check.problem(path, f"'{value}' is a reserved word and cannot be an id")
+        return None
+    return value
+
+
+def _email(check: Checker, value: Any, path: tuple[Any, ...]) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value) or any(c in value for c in "\r\n<>,"):
+        check.problem(path, f"invalid email address {value!r}")
+        return ""
+    return value
+
+
+def organisation_to_data(org: Organisation) -> dict[str, Any]:
+    """The plain form stored in the database and read back through parse_organisation."""
+    return {
+        "municipality": org.municipality,
+        "language": org.language,
+        "timezone": org.timezone,
+        "closed_days": [d.isoformat() for d in org.closed_days],
+        "administrators": [
+            {"id": a.id, "name": a.name, "email": a.email, "portfolios": list(a.portfolios)}
+            for a in org.administrators.values()
+        ],
+        "units": {u.id: {"name": u.name, "kind": u.kind} for u in org.units.values()},
+        "people": [
+            {"id": p.id, "name": p.name, "email": p.email, "roles": dict(p.roles)}
+            for p in org.people.values()
+        ],
+    }

@@ -1,0 +1,200 @@
+"""The tables. SQLModel declares them; hot paths use their Core `__table__` directly.
+
+Time columns hold UTC instants on every backend (`UTCDateTime`); JSON is JSONB on PostgreSQL.
+`cases.version` is the optimistic lock: every update of a case says which version it read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Aware datetimes in, aware UTC datetimes out — SQLite included, which keeps no zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: every instant must carry its zone")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def _time(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+def _json() -> Any:
+    return Field(default=None, sa_type=JSONType)
+
+
+class Meta(SQLModel, table=True):
+    __tablename__ = "loket_meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class OrganisationRow(SQLModel, table=True):
+    __tablename__ = "organisation"
+    id: int | None = Field(default=None, primary_key=True)
+    data: dict[str, Any] = _json()
+    source: str
+    loaded_at: dt.datetime = _time(nullable=False)
+
+
+class RequestTypeRow(SQLModel, table=True):
+    __tablename__ = "request_type"
+    __table_args__ = (sa.UniqueConstraint("key", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, index=True)
+    version: int
+    title: str
+    prefix: str = Field(max_length=8)
+    digest: str = Field(max_length=64)
+    definition: dict[str, Any] = _json()
+    source: str
+    loaded_at: dt.datetime = _time(nullable=False)
+
+
+class RefCounter(SQLModel, table=True):
+    __tablename__ = "ref_counter"
+    prefix: str = Field(primary_key=True, max_length=8)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class CaseRow(SQLModel, table=True):
+    __tablename__ = "cases"
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=32, unique=True)
+    type_key: str = Field(max_length=64, index=True)
+    type_version: int
+    state: str = Field(max_length=64, index=True)
+    owner: str | None = Field(default=None, max_length=64, index=True)
+    assignee: str | None = Field(default=None, max_length=64, index=True)
+    data: dict[str, Any] = _json()
+    created_at: dt.datetime = _time(nullable=False)
+    created_by: str = Field(max_length=64)
+    state_entered_at: dt.datetime = _time(nullable=False)
+    stay: int = 1
+    """Counts the entries into a state: escalations fire once per stay."""
+    state_due: dt.datetime | None = _time(index=True)
+    service_due: dt.datetime | None = _time()
+    case_due: dt.datetime | None = _time()
+    case_due_limit: dt.datetime | None = _time()
+    """How far `case extend` may push case_due (max_extension), shifted with suspensions."""
+    next_fire_at: dt.datetime | None = _time(index=True)
+    """The earliest moment a sweep has work on this case: the sweep reads only due cases."""
+    suspended_at: dt.datetime | None = _time()
+    suspended_manually: bool = False
+    closed_at: dt.datetime | None = _time(index=True)
+    escalation_level: int = 0
+    """The highest ladder place fired in the current stay."""
+    service_fired: bool = False
+    lead_fired: bool = False
+    version: int = 1
+    last_seq: int = 0
+    last_hash: str = Field(max_length=64)
+    salt: str | None = Field(default=None, max_length=64)
+    redacted_at: dt.datetime | None = _time()
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "case_event"
+    __table_args__ = (sa.UniqueConstraint("case_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    seq: int
+    at: dt.datetime = _time(nullable=False, index=True)
+    recorded_at: dt.datetime = _time(nullable=False)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    from_state: str | None = Field(default=None, max_length=64)
+    to_state: str | None = Field(default=None, max_length=64)
+    trigger: str | None = Field(default=None, max_length=64)
+    comment: str | None = None
+    data: dict[str, Any] | None = _json()
+    digests: dict[str, Any] | None = _json()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class EscalationRow(SQLModel, table=True):
+    """One rung fired for one stay; the unique key makes a second firing impossible."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (sa.UniqueConstraint("case_id", "stay", "rung"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    stay: int
+    """The stay in a state; 0 for the case-wide clocks (service norm, lead time)."""
+    rung: str = Field(max_length=16)
+    state: str = Field(max_length=64)
+    unit: str | None = Field(default=None, max_length=64)
+    recipient: str = Field(max_length=64)
+    due_at: dt.datetime = _time(nullable=False)
+    fired_at: dt.datetime = _time(nullable=False, index=True)
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=32)
+    language: str = Field(max_length=8)
+    recipient: str = Field(max_length=64)
+    to_email: str = Field(max_length=320)
+    to_name: str | None = None
+    subject: str
+    context: dict[str, Any] = _json()
+    created_at: dt.datetime = _time(nullable=False)
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = _time(index=True)
+    lease_until: dt.datetime | None = _time()
+    last_error: str | None = None
+    sent_at: dt.datetime | None = _time()
+
+
+class SealRow(SQLModel, table=True):
+    __tablename__ = "audit_seal"
+    id: int | None = Field(default=None, primary_key=True)
+    sealed_at: dt.datetime = _time(nullable=False)
+    cases: int
+    events: int
+    heads: dict[str, Any] = _json()
+    digest: str = Field(max_length=64)
+
+
+metadata = SQLModel.metadata
+meta_t: sa.Table = Meta.__table__  # type: ignore[assignment]
+organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[assignment]
+request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[assignment]
+ref_counter_t: sa.Table = RefCounter.__table__  # type: ignore[assignment]
+cases_t: sa.Table = CaseRow.__table__  # type: ignore[assignment]
+events_t: sa.Table = EventRow.__table__  # type: ignore[assignment]
+escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[assignment]
+outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
+seals_t: sa.Table = SealRow.__table__  # type: ignore[assignment]

@@ -1,0 +1,515 @@
+"""The application: configuration and cases on top of a database, a clock and the pure core.
+
+Each public method is one transaction. A case change reads the row, asks `casework` what
+the rules make of it, and writes the new row (guarded by its version) and its events together;
+a concurrent writer makes the guarded update miss and the caller gets a Conflict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine import casework
+from engine.calendar import WorkingCalendar
+from engine.casework import Case, Change, Draft
+from engine.clock import Clock, SystemClock
+from engine.definition import RequestType, parse_request_type
+from engine.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidDefinition,
+    InvalidValue,
+    NotFound,
+    Problem,
+    Refused,
+    RoleRequired,
+)
+from engine.fields import parse_assignments
+from engine.history import GENESIS, new_salt
+from engine.organisation import Organisation, organisation_to_data, parse_organisation
+from engine.schema import (
+    cases_t,
+    events_t,
+    meta_t,
+    organisation_t,
+    ref_counter_t,
+    request_type_t,
+)
+from engine.yamlfile import load_file
+
+MUTABLE = tuple(
+    c.name for c in cases_t.columns if c.name not in ("id", "ref", "type_key", "type_version",
+                                                      "created_at", "created_by")
+)
+_UPDATE_CASE = (
+    sa.update(cases_t)
+    .where(cases_t.c.id == sa.bindparam("_id"), cases_t.c.version == sa.bindparam("_version"))
+    .values({name: sa.bindparam(name) for name in MUTABLE})
+)
+_SELECT_CASE = sa.select(cases_t).where(cases_t.c.ref == sa.bindparam("ref"))
+_INSERT_EVENT = sa.insert(events_t)
+
+
+def jsonable(value: Any) -> Any:
+    """Definition data as stored: dates become ISO text, everything else stays plain."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Loaded:
+    key: str
+    version: int
+    changed: bool
+
+
+class Loket:
+    def __init__(self, engine: sa.Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self._org: Organisation | None = None
+        self._calendar: WorkingCalendar | None = None
+        self._types: dict[tuple[str, int], RequestType] = {}
+        self._latest: dict[str, int] | None = None
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def read(self) -> sa.engine.Connection:
+        return self.engine.connect().execution_options(loket_readonly=True)
+
+    def refresh(self) -> None:
+        """Forget cached configuration (a long-running worker calls this between sweeps)."""
+        self._org = None
+        self._calendar = None
+        self._latest = None
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self.read() as conn:
+            return conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == key)).scalar()
+
+    def set_meta(self, conn: sa.Connection, key: str, value: str) -> None:
+        if conn.execute(sa.select(meta_t.c.key).where(meta_t.c.key == key)).first():
+            conn.execute(sa.update(meta_t).where(meta_t.c.key == key).values(value=value))
+        else:
+            conn.execute(sa.insert(meta_t).values(key=key, value=value))
+
+    def is_simulation(self) -> bool:
+        return self.meta("simulation") == "true"
+
+    # -- the organisation --------------------------------------------------------------------
+
+    def organisation(self) -> Organisation:
+        if self._org is None:
+            with self.read() as conn:
+                row = conn.execute(
+                    sa.select(organisation_t.c.data).order_by(organisation_t.c.id.desc()).limit(1)
+                ).first()
+            if row is None:
+                raise ConfigurationError(
+                    "no organisation loaded: run 'loket org load FILE' (or 'loket init --sample')"
+                )
+            self._org = parse_organisation(row.data, "<stored organisation>")
+        return self._org
+
+    def calendar(self) -> WorkingCalendar:
+        if self._calendar is None:
+            org = self.organisation()
+            self._calendar = WorkingCalendar(org.timezone, org.closed_days)
+        return self._calendar
+
+    def load_organisation(self, path: str | Path) -> Organisation:
+        data, locate, source = load_file(path)
+        org = parse_organisation(data, str(path), locate)
+        # A new organisation must still carry every loaded request type: owners, ladders.
+        problems: list[Problem] = []
+        for rt in self.latest_types():
+            try:
+                parse_request_type(self._definition_data(rt.key, self.latest_version(rt.key)), org,
+                                   f"request type '{rt.key}'")
+            except InvalidDefinition as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise InvalidDefinition(problems)
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(organisation_t).values(
+                data=jsonable(organisation_to_data(org)), source=source, loaded_at=self.clock.now(),
+            ))
+        self._org, self._calendar = org, None
+        return org
+
+    # -- request types -----------------------------------------------------------------------
+
+    def _versions(self) -> dict[str, int]:
+        if self._latest is None:
+            with self.read() as conn:
+                rows = conn.execute(
+                    sa.select(request_type_t.c.key, sa.func.max(request_type_t.c.version))
+                    .group_by(request_type_t.c.key)
+                ).all()
+            self._latest = {key: version for key, version in rows}
+        return self._latest
+
+    def latest_version(self, key: str) -> int:
+        version = self._versions().get(key)
+        if version is None:
+            known = ", ".join(sorted(self._versions())) or "none loaded"
+            raise NotFound(f"unknown request type '{key}' (types: {known})")
+        return version
+
+    def _definition_data(self, key: str, version: int) -> Any:
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(request_type_t.c.definition).where(
+                    request_type_t.c.key == key, request_type_t.c.version == version)
+            ).first()
+        if row is None:
+            raise NotFound(f"request type '{key}' has no version {version}")
+        return row.definition
+
+    def request_type(self, key: str, version: int | None = None) -> RequestType:
+        if version is None:
+            version = self.latest_version(key)
+        found = self._types.get((key, version))
+        if found is None:
+            # A stored version was valid when loaded and stays immutable: read it back
+            # without checking it against today's organisation.
+            found = parse_request_type(self._definition_data(key, version), None, f"{key} v{version}")
+            self._types[(key, version)] = found
+        return found
+
+    def latest_types(self) -> list[RequestType]:
+        return [self.request_type(key) for key in sorted(self._versions())]
+
+    def validate_files(self, paths: Sequence[str | Path]) -> list[tuple[RequestType, Any, str, str]]:
+        """Parse and check every file; all problems of all files are reported together."""
+        org = self._org_or_none()
+        problems: list[Problem] = []
+        parsed: list[tuple[RequestType, Any, str, str]] = []
+        prefixes: dict[str, str] = {}
+        for path in paths:
+            try:
+                data, locate, source = load_file(path)
+                rt = parse_request_type(data, org, str(path), locate)
+            except InvalidDefinition as exc:
+                problems.extend(exc.problems)
+                continue
+            owner = prefixes.setdefault(rt.prefix, rt.key)
+            if owner != rt.key:
+                problems.append(Problem(str(path), "prefix", f"prefix '{rt.prefix}' is also used by '{owner}'"))
+            parsed.append((rt, data, source, str(path)))
+        if problems:
+            raise InvalidDefinition(problems)
+        return parsed
+
+    def _org_or_none(self) -> Organisation | None:
+        try:
+            return self.organisation()
+        except ConfigurationError:
+            return None
+
+    def load_request_types(self, paths: Sequence[str | Path]) -> list[Loaded]:
+        if self._org_or_none() is None:
+            raise ConfigurationError("load the organisation first: 'loket org load FILE'")
+        parsed = self.validate_files(paths)
+        out: list[Loaded] = []
+        now = self.clock.now()
+        with self.engine.begin() as conn:
+            for rt, data, source, path in parsed:
+                clash = conn.execute(
+                    sa.select(request_type_t.c.key).where(
+                        request_type_t.c.prefix == rt.prefix, request_type_t.c.key != rt.key)
+                ).first()
+                if clash:
+                    raise InvalidDefinition([Problem(
+                        path, "prefix", f"prefix '{rt.prefix}' is already used by '{clash.key}'")])
+                latest = conn.execute(
+                    sa.select(request_type_t.c.version, request_type_t.c.digest)
+                    .where(request_type_t.c.key == rt.key)
+                    .order_by(request_type_t.c.version.desc()).limit(1)
+                ).first()
+                if latest is not None and latest.digest == rt.digest:
+                    out.append(Loaded(rt.key, latest.version, False))
+                    continue
+                version = (latest.version if latest else 0) + 1
+                conn.execute(sa.insert(request_type_t).values(
+                    key=rt.key, version=version, title=rt.title, prefix=rt.prefix, digest=rt.digest,
+                    definition=jsonable(data), source=source, loaded_at=now,
+                ))
+                out.append(Loaded(rt.key, version, True))
+        self._latest = None
+        return out
+
+    # -- cases: reading ----------------------------------------------------------------------
+
+    def get_case(self, ref: str, conn: sa.Connection | None = None) -> Case:
+        if conn is None:
+            with self.read() as own:
+                return self.get_case(ref, own)
+        row = conn.execute(_SELECT_CASE, {"ref": ref}).mappings().first()
+        if row is None:
+            raise NotFound(f"unknown case '{ref}'")
+        return Case.from_row(row)
+
+    def type_of(self, case: Case) -> RequestType:
+        return self.request_type(case.type_key, case.type_version)
+
+    def list_cases(
+        self,
+        *,
+        type_key: str | None = None,
+        state: str | None = None,
+        unit: str | None = None,
+        assignee: str | None = None,
+        overdue: bool = False,
+        open_: bool | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Case]:
+        c = cases_t.c
+        query = sa.select(cases_t).order_by(c.id)
+        if type_key:
+            self.latest_version(type_key)
+            query = query.where(c.type_key == type_key)
+        if state:
+            query = query.where(c.state == state)
+        if unit:
+            if unit not in self.organisation().units:
+                raise NotFound(f"unknown unit '{unit}'")
+            query = query.where(c.owner == unit)
+        if assignee:
+            query = query.where(c.assignee == assignee)
+        if overdue:
+            query = query.where(c.state_due < self.clock.now(), c.suspended_at.is_(None),
+                                c.closed_at.is_(None))
+        if open_ is True:
+            query = query.where(c.closed_at.is_(None))
+        elif open_ is False:
+            query = query.where(c.closed_at.is_not(None))
+        if limit:
+            query = query.limit(limit)
+        with self.read() as conn:
+            for row in conn.execution_options(yield_per=1000).execute(query).mappings():
+                yield Case.from_row(row)
+
+    def history(self, ref: str) -> tuple[Case, list[dict[str, Any]]]:
+        with self.read() as conn:
+            case = self.get_case(ref, conn)
+            rows = conn.execute(
+                sa.select(events_t).where(events_t.c.case_id == case.id).order_by(events_t.c.seq)
+            ).mappings().all()
+        return case, [dict(r) for r in rows]
+
+    # -- cases: changing ---------------------------------------------------------------------
+
+    def require_person(self, actor: str | None) -> str:
+        org = self.organisation()
+        if not actor:
+            raise InvalidValue("this command changes a case: say who you are with --as PERSON")
+        if actor not in org.people:
+            raise NotFound(f"unknown person '{actor}' (not in the organisation)")
+        return actor
+
+    def _require_member(self, org: Organisation, actor: str, case: Case, what: str) -> None:
+        if org.is_auditor(actor) and org.rank(actor, case.owner) == 0:
+            raise RoleRequired(f"{actor} is an auditor: auditors read, they do not change cases")
+        if not org.may(actor, case.owner, ("staff",)):
+            where = f"unit '{case.owner}'" if case.owner else "an open unit"
+            raise RoleRequired(f"{actor} may not {what} {case.ref}: it needs a role in {where}")
+
+    def new_case(
+        self,
+        type_key: str,
+        assignments: Iterable[str] = (),
+        *,
+        actor: str | None,
+        assign: str | None = None,
+    ) -> Case:
+        org = self.organisation()
+        actor = self.require_person(actor)
+        rt = self.request_type(type_key)
+        version = self.latest_version(type_key)
+        data = {k: v for k, v in parse_assignments(rt.fields, list(assignments)).items() if v is not None}
+        casework.check_required_fields(rt, data)
+        owner = rt.states[rt.initial].owner
+        if not org.may(actor, owner, ("staff",)):
+            raise RoleRequired(f"{actor} may not open a {rt.key}: it needs a role in unit '{owner}'")
+        if assign is not None:
+            self._check_assignee(org, assign, owner)
+        now = self.clock.now()
+        cal = self.calendar()
+        with self.engine.begin() as conn:
+            ref = self._next_ref(conn, rt.prefix, cal.local_date(now).year)
+            base = {
+                "ref": ref, "type_key": rt.key, "type_version": version, "state": rt.initial,
+                "owner": owner, "assignee": None, "data": data, "created_at": now,
+                "created_by": actor, "state_entered_at": now, "stay": 0, "state_due": None,
+                "next_fire_at": None, "suspended_at": None, "suspended_manually": False,
+                "closed_at": None, "escalation_level": 0, "service_fired": False,
+                "lead_fired": False, "version": 1, "last_seq": 0, "last_hash": GENESIS,
+                "salt": new_salt() if rt.personal_fields() else None, "redacted_at": None,
+                **casework.start_clocks(rt, cal, now),
+            }
+            case_id = conn.execute(sa.insert(cases_t).values(base).returning(cases_t.c.id)).scalar_one()
+            case = Case.from_row({**base, "id": case_id, "case_due_limit": base["case_due_limit"]})
+            updates = casework.enter_state(rt, cal, case, rt.initial, now)
+            drafts = [Draft("created", None, rt.initial, None, None, dict(data))]
+            if assign is not None:
+                updates["assignee"] = assign
+                drafts.append(Draft("assigned", data={"assignee": assign}))
+            return self._write(conn, rt, case, Change(updates, drafts), actor, now)
+
+    def _check_assignee(self, org: Organisation, person: str, unit: str | None) -> None:
+        if person not in org.people:
+            raise NotFound(f"unknown person '{person}' (not in the organisation)")
+        if not org.may(person, unit, ("staff",)):
+            raise Refused(f"{person} cannot hold this case: no role in unit '{unit}'")
+
+    def _next_ref(self, conn: sa.Connection, prefix: str, year: int) -> str:
+        c = ref_counter_t.c
+        bump = (
+            sa.update(ref_counter_t).where(c.prefix == prefix, c.year == year)
+            .values(last=c.last + 1).returning(c.last)
+        )
+        number = conn.execute(bump).scalar()
+        if number is None:
+            conn.execute(_insert_ignore(conn, ref_counter_t, {"prefix": prefix, "year": year, "last": 0}))
+            number = conn.execute(bump).scalar_one()
+        return f"{prefix}-{year}-{number:05d}"
+
+    def _change(
+        self,
+        ref: str,
+        actor: str | None,
+        plan: Any,
+        *,
+        dry_run: bool = False,
+        system: bool = False,
+    ) -> Case:
+        """Read a case, let `plan(rt, org, case, now)` decide the Change, write it guarded."""
+        org = self.organisation()
+        if not system:
+            actor = self.require_person(actor)
+        assert actor is not None
+        now = self.clock.now()
+        if dry_run:
+            with self.read() as conn:
+                case = self.get_case(ref, conn)
+                rt = self.type_of(case)
+                change = plan(rt, org, case, now)
+            return case.apply(change.updates)
+        with self.engine.begin() as conn:
+            case = self.get_case(ref, conn)
+            rt = self.type_of(case)
+            change = plan(rt, org, case, now)
+            return self._write(conn, rt, case, change, actor, now)
+
+    def _write(
+        self, conn: sa.Connection, rt: RequestType, case: Case, change: Change, actor: str,
+        now: dt.datetime,
+    ) -> Case:
+        new = case.apply(change.updates)
+        events, head = casework.chain(
+            new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
+            personal=rt.personal_fields(),
+        )
+        new = new.apply(head)
+        new.next_fire_at = casework.next_fire_at(rt, self.calendar(), new)
+        new.version = case.version + 1
+        params = {name: getattr(new, name) for name in MUTABLE}
+        params["_id"], params["_version"] = case.id, case.version
+        if conn.execute(_UPDATE_CASE, params).rowcount != 1:
+            raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")
+        try:
+            conn.execute(_INSERT_EVENT, events)
+        except sa.exc.IntegrityError:
+            raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written") from None
+        return new
+
+    def advance(
+        self,
+        ref: str,
+        trigger: str,
+        *,
+        actor: str | None,
+        comment: str | None = None,
+        assignments: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> Case:
+        cal = self.calendar()
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            if case.closed_at is not None:
+                raise Refused(f"{case.ref} is closed ({rt.states[case.state].label}): nothing can fire")
+            data = parse_assignments(rt.fields, list(assignments)) if assignments else None
+            if data:
+                casework.check_required_fields(rt, {**case.data, **data})
+            return casework.advance(rt, org, cal, case, trigger, actor or "", now, comment, data)
+
+        return self._change(ref, actor, plan, dry_run=dry_run)
+
+    def assign(self, ref: str, person: str, *, actor: str | None) -> Case:
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            self._open(rt, case)
+            self._require_member(org, actor or "", case, "assign")
+            self._check_assignee(org, person, case.owner)
+            if case.assignee == person:
+                raise Refused(f"{case.ref} is already assigned to {person}")
+            updates = {"assignee": person}
+            return Change(updates, [Draft("assigned", data={"assignee": person})])
+
+        return self._change(ref, actor, plan)
+
+    def comment(self, ref: str, text: str, *, actor: str | None) -> Case:
+        if not text.strip():
+            raise InvalidValue("a comment needs text")
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            if case.closed_at is None or org.rank(actor or "", case.owner) == 0:
+                self._require_member(org, actor or "", case, "comment on")
+            return Change({}, [Draft("comment", comment=text.strip())])
+
+        return self._change(ref, actor, plan)
+
+    def set_fields(self, ref: str, assignments: Sequence[str], *, actor: str | None) -> Case:
+        if not assignments:
+            raise InvalidValue("give at least one FIELD=VALUE")
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            self._open(rt, case)
+            self._require_member(org, actor or "", case, "change")
+            data = parse_assignments(rt.fields, list(assignments))
+            changed = {k: v for k, v in data.items() if case.data.get(k) != v}
+            if not changed:
+                raise Refused(f"{case.ref} already holds these values; nothing changed")
+            merged = {k: v for k, v in {**case.data, **changed}.items() if v is not None}
+            casework.check_required_fields(rt, merged)
+            return Change({"data": merged}, [Draft("data_changed", data=changed)])
+
+        return self._change(ref, actor, plan)
+
+    @staticmethod
+    def _open(rt: RequestType, case: Case) -> None:
+        if case.closed_at is not None:
+            raise Refused(f"{case.ref} is closed ({rt.states[case.state].label})")
+
+
+def _insert_ignore(conn: sa.Connection, table: sa.Table, values: Mapping[str, Any]) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(values).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(values).on_conflict_do_nothing()

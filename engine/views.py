@@ -1,0 +1,122 @@
+"""How cases and events look to people and scripts: the JSON shapes of SPEC §10 and tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.casework import Case, allowed_triggers
+from engine.definition import RequestType
+from engine.history import timestamp
+from engine.organisation import Organisation
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return timestamp(value)
+
+
+def case_json(
+    case: Case, rt: RequestType, org: Organisation, now: dt.datetime, actor: str | None
+) -> dict[str, Any]:
+    state = rt.states[case.state]
+    return {
+        "id": case.id,
+        "ref": case.ref,
+        "type": case.type_key,
+        "type_title": rt.title,
+        "type_version": case.type_version,
+        "state": case.state,
+        "state_label": state.label,
+        "owner": case.owner,
+        "owner_name": org.units[case.owner].name if case.owner in org.units else None,
+        "assignee": case.assignee,
+        "data": dict(case.data),
+        "created_at": iso(case.created_at),
+        "created_by": case.created_by,
+        "state_entered_at": iso(case.state_entered_at),
+        "due": iso(case.state_due),
+        "service_due": iso(case.service_due),
+        "case_due": iso(case.case_due),
+        "overdue": is_overdue(case, now),
+        "suspended": case.suspended_at is not None,
+        "closed_at": iso(case.closed_at),
+        "escalation_level": case.escalation_level,
+        "triggers": allowed_triggers(rt, org, case, actor) if actor in org.people else [],
+        "redacted": case.redacted_at is not None,
+    }
+
+
+def is_overdue(case: Case, now: dt.datetime) -> bool:
+    return (
+        case.closed_at is None
+        and case.suspended_at is None
+        and case.state_due is not None
+        and case.state_due < now
+    )
+
+
+def event_json(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": event["seq"],
+        "at": iso(event["at"]),
+        "recorded_at": iso(event["recorded_at"]),
+        "actor": event["actor"],
+        "action": event["action"],
+        "from_state": event["from_state"],
+        "to_state": event["to_state"],
+        "trigger": event["trigger"],
+        "comment": event["comment"],
+        "data": event["data"],
+        "digests": event["digests"],
+        "prev_hash": event["prev_hash"],
+        "hash": event["hash"],
+    }
+
+
+def local(value: dt.datetime | None, timezone: str) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain aligned table for terminals; the last column may run long."""
+    body = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in body:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def summarize_event(event: dict[str, Any]) -> str:
+    """One line saying what an event did, for timelines and emails."""
+    action = event["action"]
+    data = event.get("data") or {}
+    if action == "created":
+        return f"created in {event['to_state']}"
+    if action == "transition":
+        text = f"{event['trigger']}: {event['from_state']} → {event['to_state']}"
+    elif action == "assigned":
+        text = f"assigned to {data.get('assignee')}"
+    elif action == "data_changed":
+        text = "changed " + ", ".join(f"{k}={_short(v)}" for k, v in data.items())
+    elif action == "escalated":
+        text = f"escalated ({data.get('rung')}) to {data.get('to')}"
+    elif action in ("suspended", "resumed", "extended", "redacted"):
+        text = action + (f": {data.get('reason')}" if data.get("reason") else "")
+    else:
+        text = action
+    if event.get("comment"):
+        text += f" — {event['comment']}"
+    return text
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = str(value) if value is not None else "(empty)"
+    return text if len(text) <= width else text[: width - 1] + "…"
