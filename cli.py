@@ -500,6 +500,159 @@ def case_set(ctx: Context, ref: str, assignments: tuple[str, ...], as_json: bool
     _show_case(ctx, loket, loket.set_fields(ref, assignments, actor=ctx.person()), as_json, header="fields changed")
 
 
+@case.command("suspend")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why the clock stops (e.g. waiting for the resident).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_suspend(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
+    """Stop the clocks of case REF (opschorting); every deadline moves on resume."""
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.suspend(ref, reason, actor=ctx.person()), as_json, header="suspended")
+
+
+@case.command("resume")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_resume(ctx: Context, ref: str, as_json: bool) -> None:
+    """Restart the clocks of a suspended case; running deadlines move later."""
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.resume(ref, actor=ctx.person()), as_json, header="resumed")
+
+
+@case.command("extend")
+@click.argument("ref")
+@click.option("--weeks", type=click.IntRange(min=1), help="Extend by this many weeks.")
+@click.option("--working-days", type=click.IntRange(min=1), help="Extend by this many working days.")
+@click.option("--reason", required=True, help="Why the decision term is extended.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | None, reason: str,
+                as_json: bool) -> None:
+    """Extend the legal decision term of case REF (lead or head), within max_extension."""
+    from engine.durations import Duration
+
+    if (weeks is None) == (working_days is None):
+        raise InvalidValue("give exactly one of --weeks N or --working-days N")
+    by = Duration("weeks", weeks) if weeks is not None else Duration("working_days", working_days or 0)
+    loket = ctx.open()
+    _show_case(ctx, loket, loket.extend(ref, by, reason, actor=ctx.person()), as_json, header=f"extended by {by}")
+
+
+# -- escalation, worker, outbox -------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what is due now; write nothing.")
+@click.option("--forecast", "days", type=click.IntRange(min=1, max=366), metavar="DAYS",
+              help="List what will fire in the coming DAYS days; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> None:
+    """Run one escalation sweep: fire every due rung, breach and timeout, exactly once."""
+    from engine.sweep import forecast, sweep
+    from engine.views import table
+
+    loket = ctx.open()
+    if days is not None:
+        items = forecast(loket, days)
+        if as_json:
+            emit_json({"horizon_days": days, "fired": items})
+            return
+        if not items:
+            click.echo(f"nothing will fire in the next {days} days")
+            return
+        click.echo(table(["due", "ref", "state", "rung", "to"],
+                         [(i["due_at"][:16], i["ref"], i["state"], i["rung"], i["to"]) for i in items]))
+        return
+    result = sweep(loket, dry_run=dry_run)
+    if as_json:
+        emit_json(result.as_json())
+        return
+    verb = "would fire" if dry_run else "fired"
+    click.echo(f"{result.checked} cases checked, {len(result.fired)} {verb}")
+    if result.fired:
+        click.echo(table(["ref", "state", "rung", "to", "email"],
+                         [(f["ref"], f["state"], f["rung"], f["to"], f["email"]) for f in result.fired]))
+
+
+def _interval(text: str, option: str) -> Any:
+    from engine.durations import parse_interval
+
+    try:
+        return parse_interval(text)
+    except ValueError as exc:
+        raise InvalidValue(f"{option}: {exc}") from None
+
+
+@cli.command()
+@click.option("--sweep-every", default="1m", show_default=True, metavar="DURATION",
+              help="How often to sweep (30s, 5m, 1h...).")
+@click.option("--deliver-every", default="30s", show_default=True, metavar="DURATION",
+              help="How often to deliver the outbox.")
+@pass_ctx
+def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
+    """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it cleanly)."""
+    from engine.worker import run_worker
+    from notifications.outbox import MailSettings
+
+    every_sweep = _interval(sweep_every, "--sweep-every")
+    every_deliver = _interval(deliver_every, "--deliver-every")
+    loket = ctx.open()
+    settings = MailSettings.from_env()
+    run_worker(loket, settings, every_sweep, every_deliver, echo=lambda m: click.echo(m, err=True))
+
+
+@cli.group()
+def outbox() -> None:
+    """The email outbox: list, send."""
+
+
+@outbox.command("list")
+@click.option("--failed", is_flag=True, help="Only messages that failed for good.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many messages.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) -> None:
+    """List the messages in the outbox."""
+    from engine.views import iso, table
+    from notifications.outbox import list_outbox
+
+    rows = list_outbox(ctx.open(), failed=failed, limit=limit)
+    if as_json:
+        emit_json([{"id": r["id"], "key": r["key"], "to": r["to_email"], "recipient": r["recipient"],
+                    "subject": r["subject"], "kind": r["kind"], "status": r["status"],
+                    "attempts": r["attempts"], "next_attempt_at": iso(r["next_attempt_at"]),
+                    "last_error": r["last_error"], "created_at": iso(r["created_at"]),
+                    "sent_at": iso(r["sent_at"])} for r in rows])
+        return
+    if not rows:
+        click.echo("no failed messages" if failed else "the outbox is empty")
+        return
+    click.echo(table(["id", "status", "tries", "to", "subject"],
+                     [(r["id"], r["status"], r["attempts"], r["to_email"], r["subject"]) for r in rows]))
+
+
+@outbox.command("send")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def outbox_send(ctx: Context, as_json: bool) -> None:
+    """Deliver every due message through the configured transport (LOKET_SMTP_URL or LOKET_MAIL_DIR)."""
+    from notifications.outbox import MailSettings, deliver
+
+    settings = MailSettings.from_env()
+    report = deliver(ctx.open(), settings)
+    if as_json:
+        emit_json({"sent": report.sent, "retrying": report.retrying, "failed": report.failed,
+                   "errors": report.errors})
+        return
+    click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+               f" (transport: {settings.transport!r})")
+    for error in report.errors:
+        click.echo(f"  failed: {error}")
+
+
 # -- audit --------------------------------------------------------------------------------
 
 

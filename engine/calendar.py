@@ -1,12 +1,13 @@
 """The working-day calendar of the Algemene termijnenwet (Atw), and deadlines counted on it.
 
 Every deadline the product shows must be one an auditor can recompute by hand (SPEC §8), so
-each computation returns a :class:`Derivation`: the instant and the lines that lead to it.
+deadlines and suspensions come as a :class:`Derivation`: the instant and the lines that lead
+to it.
 
 The holidays are computed, not looked up: general holiday libraries follow custom (5 May only
 in lustrum years), while the law makes 5 May a holiday every year. Days are counted in the
-organisation's timezone and every instant handed in or out is timezone-aware; a naive
-datetime is refused rather than silently read in the server's own zone.
+organisation's timezone, and every instant handed in must be timezone-aware: a naive datetime
+is refused rather than silently read in the server's own zone. Instants handed out are UTC.
 """
 
 from __future__ import annotations
@@ -20,21 +21,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import Duration
 
-_DAY = timedelta(days=1)
-
-# Non-working days with the name of what closes them, e.g. (2026-04-27, "Koningsdag").
-_Named = list[tuple[date, str]]
-
-# The first year of Koningsdag (Wet viering Koningsdag); before it the monarch's day fell on
+# The first year of Koningsdag (Wet viering Koningsdag). Before it the monarch's day fell on
 # other dates under other rules, which this calendar does not claim to know.
 FIRST_YEAR = 2014
+
+_DAY = timedelta(days=1)
 
 # Fixed tables rather than strftime("%a"), whose output depends on the process's locale.
 _WEEKDAY_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKEND_NL = {5: "zaterdag", 6: "zondag"}
 
-# A day that is a holiday and an organisation's closed day at once is shown as the holiday.
 _CLOSED_DAY = "sluitingsdag"
+
+# Non-working days with the name of what closes them, e.g. (2026-04-27, "Koningsdag").
+_Named = list[tuple[date, str]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def easter(year: int) -> date:
 
 @cache
 def _atw_holidays(year: int) -> Mapping[date, str]:
-    """The holidays of Atw art. 3 in one year, read-only because the cache shares it."""
+    """The holidays of Atw art. 3 in one year; read-only because the cache shares it."""
     if year < FIRST_YEAR:
         raise ValueError(f"the working-day calendar starts in {FIRST_YEAR}, got {year}")
     sunday = easter(year)
@@ -71,7 +71,7 @@ def _atw_holidays(year: int) -> Mapping[date, str]:
         kings_day = date(year, 4, 26)
     days = [
         (date(year, 1, 1), "Nieuwjaarsdag"),
-        (sunday - timedelta(days=2), "Goede Vrijdag"),  # art. 3(2): equated with a holiday
+        (sunday - timedelta(days=2), "Goede Vrijdag"),  # art. 3(2) equates it with a holiday
         (sunday + timedelta(days=1), "tweede Paasdag"),
         (kings_day, "Koningsdag"),
         (date(year, 5, 5), "Bevrijdingsdag"),
@@ -82,17 +82,31 @@ def _atw_holidays(year: int) -> Mapping[date, str]:
     ]
     names: dict[date, str] = {}
     for day, name in days:
-        # Hemelvaartsdag falls on 5 May when Easter is on 27 March (2016, 2157): keep both.
+        # Hemelvaartsdag is on 5 May when Easter is on 27 March (2016, 2157): name both.
         names[day] = f"{names[day]} en {name}" if day in names else name
     return MappingProxyType(dict(sorted(names.items())))
 
 
+class _ClosedByYear(dict[int, dict[date, str]]):
+    """By year, the names of the holidays and the closed days, merged when first asked for.
+
+    A dict with ``__missing__``, so that asking about a day costs one subscription: the
+    escalation sweep asks about many.
+    """
+
+    def __init__(self, closed: Mapping[date, str]) -> None:
+        super().__init__()
+        self._closed = closed
+
+    def __missing__(self, year: int) -> dict[date, str]:
+        merged = {d: name for d, name in self._closed.items() if d.year == year}
+        merged.update(_atw_holidays(year))  # a holiday's name wins over "sluitingsdag"
+        self[year] = merged
+        return merged
+
+
 def _day(d: date) -> str:
     return f"{d.isoformat()} ({_WEEKDAY_EN[d.weekday()]})"
-
-
-def _days(days: Iterable[date]) -> str:
-    return ", ".join([d.isoformat() for d in days])
 
 
 def _named(days: _Named) -> str:
@@ -105,29 +119,15 @@ def _span(delta: timedelta) -> str:
     return f"{hours}:{minutes:02}:{seconds:02} (h:mm:ss)"
 
 
-class _ClosedByYear(dict[int, dict[date, str]]):
-    """By year, the names of the holidays and the closed days, merged when first asked for.
-
-    A dict with ``__missing__`` so that the hot path is one subscription per day.
-    """
-
-    def __init__(self, closed: Mapping[date, str]) -> None:
-        super().__init__()
-        self._closed = closed
-
-    def __missing__(self, year: int) -> dict[date, str]:
-        merged = {d: name for d, name in self._closed.items() if d.year == year}
-        merged.update(_atw_holidays(year))
-        self[year] = merged
-        return merged
+def _moved(passed: _Named, to: date, because: str = "") -> str:
+    (first, why), *more = passed
+    line = f"moved from {first.isoformat()} ({why}) to {to.isoformat()}, the next working day"
+    line += because
+    return f"{line}; skipped {_named(more)}" if more else line
 
 
 class WorkingCalendar:
-    """Which days count, in one organisation's timezone, and the deadlines counted on them.
-
-    Holidays are cached per year (module-wide) and merged with the closed days once per year
-    per calendar, because deadlines are computed in the escalation sweep's hot path.
-    """
+    """Which days count in one organisation, and the deadlines counted on them (SPEC §5)."""
 
     def __init__(
         self,
@@ -140,14 +140,14 @@ class WorkingCalendar:
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {timezone!r}") from None
         self.timezone = timezone
-        # A day given a name is closed even when it is missing from closed_days.
+        # A day given a name is closed even when closed_days leaves it out.
         named = {d: name or _CLOSED_DAY for d, name in (closed_day_names or {}).items()}
         self._closed = _ClosedByYear(dict.fromkeys(closed_days, _CLOSED_DAY) | named)
 
     # -- days ------------------------------------------------------------------------------
 
     def holidays(self, year: int) -> dict[date, str]:
-        """The Atw holidays of a year, in date order, without the organisation's closed days."""
+        """The Atw holidays of a year in date order, without the organisation's closed days."""
         return dict(_atw_holidays(year))
 
     def is_working_day(self, d: date) -> bool:
@@ -156,8 +156,8 @@ class WorkingCalendar:
     def why_closed(self, d: date) -> str | None:
         """The Dutch name of what makes ``d`` a non-working day, or None for a working day.
 
-        A holiday wins over a closed day, and both over the weekday's name: "eerste Kerstdag"
-        tells an auditor more than "zaterdag".
+        A holiday wins over a closed day, and both over the weekday: "eerste Kerstdag" tells
+        an auditor more than "zaterdag".
         """
         return self._closed[d.year].get(d) or _WEEKEND_NL.get(d.weekday())
 
@@ -165,8 +165,8 @@ class WorkingCalendar:
         return self._first_working(d, _DAY)[0]
 
     def _first_working(self, d: date, step: timedelta) -> tuple[date, _Named]:
-        """The first working day from ``d`` (included) in the direction of ``step``,
-        and the non-working days passed on the way."""
+        """The first working day from ``d`` (included) in the direction of ``step``, and the
+        non-working days passed on the way."""
         passed = []
         while (why := self.why_closed(d)) is not None:
             passed.append((d, why))
@@ -174,17 +174,18 @@ class WorkingCalendar:
         return d, passed
 
     def _count_working(self, d: date, n: int, step: timedelta) -> tuple[date, list[date], _Named]:
-        """The ``n``-th working day from ``d`` (excluded) in the direction of ``step``,
-        with the working days counted and the other days skipped.
+        """The ``n``-th working day from ``d`` (excluded) in the direction of ``step``, with
+        the working days counted and the other days skipped.
 
-        The skipped days keep their names as found, so that explaining them costs no second
-        look-up: this loop runs in the escalation sweep's hot path.
+        why_closed is inlined, and each skipped day keeps the name found for it, because this
+        loop is most of the cost of a deadline and deadlines are computed in the sweep.
         """
+        closed = self._closed
         counted: list[date] = []
         skipped: _Named = []
         while len(counted) < n:
             d += step
-            why = self.why_closed(d)
+            why = closed[d.year].get(d) or _WEEKEND_NL.get(d.weekday())
             if why is None:
                 counted.append(d)
             else:
@@ -203,54 +204,44 @@ class WorkingCalendar:
         23:59:59 across a DST change; fold=1 takes the later instant where a zone's clocks go
         back at midnight and 23:59:59 happens twice.
         """
-        local = datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=self._tz, fold=1)
-        return local.astimezone(UTC)
+        return datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=self._tz, fold=1).astimezone(UTC)
 
     def _local(self, t: datetime) -> datetime:
-        if t.tzinfo is None or t.utcoffset() is None:
+        if t.utcoffset() is None:
             raise ValueError(f"expected a timezone-aware datetime, got {t.isoformat()}")
         return t.astimezone(self._tz)
 
-    def _instant(self, t: datetime) -> str:
-        local = self._local(t)
+    def _instant(self, local: datetime) -> str:
         clock = local.time().isoformat("minutes" if local.second == 0 else "seconds")
         return f"{_day(local.date())} {clock} {self.timezone}"
 
-    def _due_line(self, due: datetime) -> str:
+    def _due(self, due: datetime) -> str:
         local = self._local(due)
-        utc = due.replace(tzinfo=None).isoformat(" ", "seconds")
         clock = local.time().isoformat("seconds")
+        utc = due.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "seconds")
         return f"due {_day(local.date())} {clock} {self.timezone} ({utc} UTC)"
-
-    @staticmethod
-    def _moved_line(passed: _Named, to: date, because: str = "") -> str:
-        (first, why), *more = passed
-        line = f"moved from {first.isoformat()} ({why}) to {to.isoformat()}"
-        line += f", the next working day{because}"
-        if more:
-            line += f"; skipped {_named(more)}"
-        return line
 
     # -- deadlines -------------------------------------------------------------------------
 
     def deadline(self, start: datetime, duration: Duration) -> Derivation:
-        """When a term that starts at ``start`` ends (SPEC §5), and how that follows."""
-        steps = [f"start {self._instant(start)}"]
+        """When a term that starts at ``start`` ends, and how that follows."""
+        local = self._local(start)
+        steps = [f"start {self._instant(local)}"]
         if duration.unit == "hours":
             due = start.astimezone(UTC) + timedelta(hours=duration.amount)
             steps.append(f"added {duration} exactly; a term in hours is never moved")
         else:
-            due = self.end_of_day(self._count_after(self.local_date(start), duration, steps))
-        steps.append(self._due_line(due))
+            due = self.end_of_day(self._count_after(local.date(), duration, steps))
+        steps.append(self._due(due))
         return Derivation(due, tuple(steps))
 
     def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
         """When a ladder rung or timeout fires, counted from the deadline's own day.
 
-        Counting backwards moves to the previous working day, never the next: a reminder that
-        a weekend pushed later could come after the deadline it warns about (Atw art. 1(2)
-        likewise leaves backward terms unextended). A zero offset is the deadline itself, also
-        for a deadline in hours that does not end at the end of a day.
+        Counting backwards moves to the previous working day, never the next: a reminder
+        pushed later by a weekend could come after the deadline it warns about (Atw art. 1(2)
+        likewise leaves backward terms alone). A zero offset is the deadline itself, also for
+        a deadline in hours that does not end at the end of a day.
         """
         if duration.amount == 0 or duration.unit == "hours":
             delta = timedelta(hours=duration.amount)
@@ -266,8 +257,8 @@ class WorkingCalendar:
         return self.end_of_day(day)
 
     def working_days_between(self, a: datetime, b: datetime) -> int:
-        """How many working days ended in (a, b]: how many working days overdue ``b`` is for
-        a deadline ``a``. A working day counts only once it is over."""
+        """How many working days ended in (a, b]: for a deadline ``a``, how many working days
+        overdue a case is at ``b``. A working day counts only once it is over."""
         if b <= a:
             return 0
         first, last = self.local_date(a), self.local_date(b)
@@ -283,51 +274,57 @@ class WorkingCalendar:
 
     def shift(
         self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool
+    ) -> datetime:
+        """The deadline after a suspension; :meth:`explain_shift` says how."""
+        return self.explain_shift(deadline, suspended_at, resumed_at, exact).due
+
+    def explain_shift(
+        self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool
     ) -> Derivation:
         """Move a running deadline later by the time its clock stood still (Awb 4:15).
 
         A deadline in hours (``exact``) moves by exactly the time suspended. Any other moves
-        by the calendar days between the local dates of suspension and resumption, so a
-        suspension within one day costs nothing, and keeps ending at the end of a working day.
-        Each suspension gives its own Derivation, to be appended to the deadline's.
+        by the calendar days between the local dates of suspension and resumption, so that a
+        suspension within one day costs nothing, and still ends at the end of a working day.
+        Each suspension's steps follow the deadline's own in an explanation.
         """
         if resumed_at < suspended_at:
             raise ValueError(
-                f"resumed at {resumed_at.isoformat()} before suspended at "
+                f"resumed at {resumed_at.isoformat()}, before it was suspended at "
                 f"{suspended_at.isoformat()}"
             )
+        off, on = self._local(suspended_at), self._local(resumed_at)
         if exact:
             stood_still = resumed_at - suspended_at
-            steps = [
-                f"suspended {self._instant(suspended_at)} → {self._instant(resumed_at)}: "
-                f"{_span(stood_still)}",
-                f"shifted {self._instant(deadline)} + {_span(stood_still)}, exactly "
-                "(a term in hours is never moved)",
-            ]
             due = deadline.astimezone(UTC) + stood_still
-        else:
-            off, on = self.local_date(suspended_at), self.local_date(resumed_at)
-            days = (on - off).days
-            unit = "calendar day" if days == 1 else "calendar days"
-            old = self.local_date(deadline)
-            day, passed = self._first_working(old + timedelta(days=days), _DAY)
             steps = [
-                f"suspended {_day(off)} → {_day(on)}: {days} {unit}",
-                f"shifted {_day(old)} + {days} = {_day(old + timedelta(days=days))}",
+                f"suspended {self._instant(off)} → {self._instant(on)}: {_span(stood_still)}",
+                f"shifted {self._instant(self._local(deadline))} + {_span(stood_still)} "
+                "exactly; a term in hours is never moved",
             ]
+        else:
+            days = (on.date() - off.date()).days
+            old = self.local_date(deadline)
+            target = old + timedelta(days=days)
+            unit = "calendar day" if days == 1 else "calendar days"
+            steps = [
+                f"suspended {_day(off.date())} → {_day(on.date())}: {days} {unit}",
+                f"shifted {_day(old)} + {days} = {_day(target)}",
+            ]
+            day, passed = self._first_working(target, _DAY)
             if passed:
-                steps.append(self._moved_line(passed, day))
+                steps.append(_moved(passed, day))
             due = self.end_of_day(day)
-        steps.append(self._due_line(due))
+        steps.append(self._due(due))
         return Derivation(due, tuple(steps))
 
     def _count_after(self, d: date, duration: Duration, steps: list[str]) -> date:
-        """The day a term in days ends when counted from day ``d``; appends why to ``steps``."""
+        """The day a term in days ends, counted from day ``d``; says why in ``steps``."""
         if duration.unit == "working_days":
             if duration.amount == 0:
                 return self._zero_working_days(d, steps)
             day, counted, skipped = self._count_working(d, duration.amount, _DAY)
-            steps.append(f"counted {duration}: {_days(counted)}")
+            steps.append(f"counted {duration}: {', '.join([c.isoformat() for c in counted])}")
             if skipped:
                 steps.append(f"skipped {_named(skipped)}")
             return day
@@ -337,14 +334,13 @@ class WorkingCalendar:
         steps.append(f"added {duration}: {d.isoformat()} + {days}{in_days} = {_day(target)}")
         day, passed = self._first_working(target, _DAY)
         if passed:
-            steps.append(self._moved_line(passed, day, " (Atw art. 1)"))
+            steps.append(_moved(passed, day, " (Atw art. 1)"))
         if days >= 3:
-            # Atw art. 2: a term of three days or more holds at least two working days.
             second = self._count_working(d, 2, _DAY)[0]
             if second > day:
                 steps.append(
-                    f"extended from {day.isoformat()} to {second.isoformat()} so that the "
-                    "term holds two working days (Atw art. 2)"
+                    f"extended from {day.isoformat()} to {second.isoformat()} so that the term "
+                    "holds two working days (Atw art. 2)"
                 )
                 day = second
         return day
@@ -355,7 +351,7 @@ class WorkingCalendar:
             steps.append(f"counted 0 working days: the start day {_day(d)} is a working day")
             return day
         steps.append(f"counted 0 working days: the start day {_day(d)} is not a working day")
-        steps.append(self._moved_line(passed, day))
+        steps.append(_moved(passed, day))
         return day
 
     @staticmethod

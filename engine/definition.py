@@ -70,6 +70,9 @@ class TransitionSpec:
     requires: tuple[str, ...] = ()
     comment_required: bool = False
     when: tuple[Condition, ...] = ()
+    place: int = 0
+    """1-based position in the file's list: checks made later point at the right line, even
+    when an earlier transition was too broken to keep."""
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ def _transitions(
         out.append(TransitionSpec(
             trigger=trigger, sources=tuple(str(s) for s in sources), dest=str(dest),
             roles=tuple(str(r) for r in roles), requires=tuple(str(r) for r in requires),
-            comment_required=comment == "required", when=conditions,
+            comment_required=comment == "required", when=conditions, place=i + 1,
         ))
     return out
 
@@ -452,11 +455,14 @@ def _check_timeouts(
     for name, spec in states.items():
         if spec.timeout is None:
             continue
-        if not any(name in t.sources and t.trigger == spec.timeout.trigger for t in transitions):
-            check.problem(
-                ("states", name, "timeout", "trigger"),
-                f"timeout trigger '{spec.timeout.trigger}' is not a transition from '{name}'",
-            )
+        found = [t for t in transitions if name in t.sources and t.trigger == spec.timeout.trigger]
+        where = ("states", name, "timeout", "trigger")
+        if not found:
+            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' is not a transition from '{name}'")
+        elif found[0].when or found[0].requires or found[0].comment_required:
+            # The sweep fires a timeout as `system`, which can give no data or comment: a
+            # timeout that could be refused would leave the case stuck past its deadline.
+            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' may not have when, requires or a required comment")
 
 
 def _check_against_organisation(
@@ -470,14 +476,16 @@ def _check_against_organisation(
     for name, spec in states.items():
         if spec.owner is not None and spec.owner not in org.units:
             check.problem(("states", name, "owner"), f"unknown unit '{spec.owner}' (not in the organisation)")
-    for i, t in enumerate(transitions):
+    for t in transitions:
+        if not all(role in RANKS for role in t.roles):
+            continue  # an unknown role is reported where it is written
         for source in t.sources:
             owner = states[source].owner if source in states else None
             if owner is None or owner not in org.units:
                 continue
             if not any(org.may(p, owner, t.roles) for p in org.people):
                 check.problem(
-                    ("transitions", i, "roles"),
+                    ("transitions", t.place - 1, "roles"),
                     f"nobody in unit '{owner}' holds role {' or '.join(t.roles)}: '{t.trigger}' could never fire",
                 )
     if portfolio is not None and org.administrator_for(portfolio) is None:

@@ -31,7 +31,8 @@ from engine.errors import (
     RoleRequired,
 )
 from engine.fields import parse_assignments
-from engine.history import GENESIS, new_salt
+from engine.durations import Duration
+from engine.history import GENESIS, new_salt, timestamp
 from engine.organisation import Organisation, organisation_to_data, parse_organisation
 from engine.schema import (
     cases_t,
@@ -368,7 +369,7 @@ class Loket:
             if assign is not None:
                 updates["assignee"] = assign
                 drafts.append(Draft("assigned", data={"assignee": assign}))
-            return self._write(conn, rt, case, Change(updates, drafts), actor, now)
+            return self.write_case(conn, rt, case, Change(updates, drafts), actor, now)
 
     def _check_assignee(self, org: Organisation, person: str, unit: str | None) -> None:
         if person not in org.people:
@@ -413,28 +414,32 @@ class Loket:
             case = self.get_case(ref, conn)
             rt = self.type_of(case)
             change = plan(rt, org, case, now)
-            return self._write(conn, rt, case, change, actor, now)
+            return self.write_case(conn, rt, case, change, actor, now)
 
-    def _write(
+    def write_case(
         self, conn: sa.Connection, rt: RequestType, case: Case, change: Change, actor: str,
-        now: dt.datetime,
+        now: dt.datetime, *, record: bool = True,
     ) -> Case:
+        """Write a case's new values and events, guarded by the version that was read."""
         new = case.apply(change.updates)
-        events, head = casework.chain(
-            new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
-            personal=rt.personal_fields(),
-        )
-        new = new.apply(head)
+        events: list[dict[str, Any]] = []
+        if record and change.drafts:
+            events, head = casework.chain(
+                new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
+                personal=rt.personal_fields(),
+            )
+            new = new.apply(head)
         new.next_fire_at = casework.next_fire_at(rt, self.calendar(), new)
         new.version = case.version + 1
         params = {name: getattr(new, name) for name in MUTABLE}
         params["_id"], params["_version"] = case.id, case.version
         if conn.execute(_UPDATE_CASE, params).rowcount != 1:
             raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")
-        try:
-            conn.execute(_INSERT_EVENT, events)
-        except sa.exc.IntegrityError:
-            raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written") from None
+        if events:
+            try:
+                conn.execute(_INSERT_EVENT, events)
+            except sa.exc.IntegrityError:
+                raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written") from None
         return new
 
     def advance(
@@ -499,10 +504,69 @@ class Loket:
 
         return self._change(ref, actor, plan)
 
+    def suspend(self, ref: str, reason: str, *, actor: str | None) -> Case:
+        """Stop the clocks (opschorting, Awb 4:15): the resident must act first."""
+        reason = _reason(reason)
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            self._open(rt, case)
+            self._require_member(org, actor or "", case, "suspend")
+            if case.suspended_manually:
+                raise Refused(f"{case.ref} is already suspended")
+            if case.suspended_at is not None:
+                raise Refused(f"{case.ref}'s clock already stands still in state '{case.state}'")
+            return Change({"suspended_at": now, "suspended_manually": True},
+                          [Draft("suspended", data={"reason": reason})])
+
+        return self._change(ref, actor, plan)
+
+    def resume(self, ref: str, *, actor: str | None) -> Case:
+        cal = self.calendar()
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            self._open(rt, case)
+            self._require_member(org, actor or "", case, "resume")
+            if not case.suspended_manually or case.suspended_at is None:
+                raise Refused(f"{case.ref} is not suspended")
+            updates = casework.resume_clocks(rt, cal, case, now, state_running=True)
+            days = (cal.local_date(now) - cal.local_date(case.suspended_at)).days
+            return Change(updates, [Draft("resumed", data={"suspended_days": days})])
+
+        return self._change(ref, actor, plan)
+
+    def extend(self, ref: str, by: Duration, reason: str, *, actor: str | None) -> Case:
+        """Move the legal decision term (beslistermijn), within the type's max_extension."""
+        reason = _reason(reason)
+        cal = self.calendar()
+
+        def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
+            self._open(rt, case)
+            if not org.may(actor or "", case.owner, ("lead",)):
+                raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
+            if case.case_due is None or rt.max_extension is None:
+                raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
+            new_due = cal.offset(case.case_due, by)
+            if case.case_due_limit is not None and new_due > case.case_due_limit:
+                raise Refused(
+                    f"extending {case.ref} by {by} would pass the maximum extension of {rt.max_extension}"
+                    f" (the term may run until {cal.local_date(case.case_due_limit).isoformat()} at most)"
+                )
+            data = {"by": str(by), "unit": by.unit, "amount": by.amount, "reason": reason,
+                    "from": timestamp(case.case_due), "to": timestamp(new_due)}
+            return Change({"case_due": new_due}, [Draft("extended", data=data)])
+
+        return self._change(ref, actor, plan)
+
     @staticmethod
     def _open(rt: RequestType, case: Case) -> None:
         if case.closed_at is not None:
             raise Refused(f"{case.ref} is closed ({rt.states[case.state].label})")
+
+
+def _reason(text: str | None) -> str:
+    if not text or not text.strip():
+        raise InvalidValue("give a reason: --reason TEXT")
+    return text.strip()
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table, values: Mapping[str, Any]) -> Any:

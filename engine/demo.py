@@ -1,0 +1,258 @@
+"""`loket demo`: weeks of neighbourhood work in Gemeente Voorbeeld, simulated day by day.
+
+Residents bring initiatives, requests for contributions and reports; civil servants pick them
+up, some departments and partners answer late; every morning the sweep escalates what
+stalled and the emails land in the outbox folder. The run uses the real engine on a
+simulation database, so every step is checked and chained like real work, and the same seed
+gives the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine.casework import Case, allowed_triggers
+from engine.clock import FixedClock
+from engine.db import migrate, open_engine
+from engine.definition import RequestType
+from engine.errors import ConfigurationError, LoketError
+from engine.fields import FieldSpec
+from engine.service import Loket
+from engine.setup import sample_paths
+
+START = dt.datetime(2026, 3, 2, 8, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
+
+# How likely a unit acts on a case it holds on a working day: partners and the public-space
+# department are the slow ones, which is what the escalation ladder is for.
+RESPONSIVENESS = {
+    "wijkteam": 0.55,
+    "welzijn": 0.45,
+    "openbare_ruimte": 0.18,
+    "woningcorporatie": 0.15,
+    "politie": 0.12,
+    "welzijnsorganisatie": 0.3,
+}
+ARRIVALS = {"bewonersinitiatief": 1.2, "bijdrage": 0.6, "melding": 1.6}
+NEGATIVE = ("afgewezen", "ingetrokken", "niet_in_behandeling", "buiten_behandeling")
+
+TITLES = {
+    "bewonersinitiatief": [
+        "Straatfeest Ridderstraat", "Moestuin achter de Zonnebloemschool", "Buurtbarbecue Vogelwijk",
+        "Speeltoestel voor het Wilgenplein", "Bloembakken Kerkstraat", "Burendag De Hoven",
+        "Jeu-de-boulesbaan Parkhof", "Kerstmarkt Oude Haven", "Buurtbibliotheek in een kast",
+        "Zomerkamp voor kinderen uit Noord",
+    ],
+    "bijdrage": [
+        "Groene binnentuin flat Lindelaan", "Buurtpreventie-app Molenwijk", "Ontmoetingsruimte in portiek",
+        "Verlichting achterpad Esdoornstraat", "Huiswerkbegeleiding in het buurthuis",
+        "Opknappen speelveld Beatrixlaan",
+    ],
+    "melding": [
+        "Kapotte lantaarnpaal", "Zwerfvuil bij de glasbak", "Losliggende stoeptegel",
+        "Overhangende takken", "Verstopte put", "Graffiti op het bushokje", "Kapot speeltoestel",
+        "Overlast hangjongeren",
+    ],
+}
+STREETS = ["Ridderstraat", "Lindelaan", "Molenweg", "Kerkstraat", "Wilgenplein", "Esdoornstraat",
+           "Beatrixlaan", "Havenkade"]
+NAMES = ["Sanne de Boer", "Mohamed Amrani", "Ans Verhoeven", "Kees Brouwer", "Fleur Willems",
+         "Yusuf Demir", "Marieke Postma", "Jan-Willem Smit"]
+COMMENTS = ["Graag aanvullende informatie over de begroting.", "Besproken in het teamoverleg.",
+            "Niet passend binnen de regeling wijkbudget.", "De bewoner heeft het verzoek ingetrokken.",
+            "Geen capaciteit deze periode; terug naar het wijkteam.", "Toelichting volgt per e-mail."]
+
+
+def prepare(folder: Path) -> Path:
+    """The demo's database file; an earlier demo database there is replaced, real data never."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "loket.db"
+    if db.exists():
+        probe = Loket(open_engine(f"sqlite:///{db}"))
+        try:
+            is_demo = probe.meta("demo") == "true"
+        except Exception:
+            is_demo = False
+        probe.engine.dispose()
+        if not is_demo:
+            raise ConfigurationError(
+                f"{db} exists and is not a demo database: run the demo in an empty folder (--dir)"
+            )
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        for eml in (folder / "outbox").glob("*.eml"):
+            eml.unlink()
+    return db
+
+
+class Simulation:
+    def __init__(self, loket: Loket, clock: FixedClock, rng: random.Random) -> None:
+        self.loket = loket
+        self.clock = clock
+        self.rng = rng
+        self.org = loket.organisation()
+        self.people = sorted(self.org.people)
+        self.stats: Counter[str] = Counter()
+        self.open_refs: list[str] = []
+
+    def members(self, unit: str | None) -> list[str]:
+        return [p for p in self.people if self.org.rank(p, unit) > 0]
+
+    def value(self, spec: FieldSpec) -> str:
+        rng = self.rng
+        if spec.type == "decimal":
+            return str(rng.choice([250, 400, 750, 1200, 2500, 4800, 6500, 9000]))
+        if spec.type == "integer":
+            return str(rng.randint(5, 120))
+        if spec.type == "choice":
+            return rng.choice(spec.options)
+        if spec.type == "boolean":
+            return "ja" if rng.random() < 0.15 else "nee"
+        if spec.type == "date":
+            return (self.clock.now() + dt.timedelta(days=rng.randint(20, 90))).date().isoformat()
+        if spec.type == "email":
+            return f"bewoner{rng.randint(100, 999)}@example.org"
+        if spec.name in ("name", "melder_naam", "resident_name"):
+            return rng.choice(NAMES)
+        if spec.name in ("locatie", "location", "address"):
+            return f"{rng.choice(STREETS)} {rng.randint(1, 120)}"
+        return rng.choice(["Afgestemd met de buurt.", "Zie bijgevoegde toelichting.",
+                           "Toegezegd onder voorwaarden.", "Uitgevoerd en teruggemeld."])
+
+    def new_case(self, key: str) -> None:
+        rt = self.loket.request_type(key)
+        data = []
+        for name, spec in rt.fields.items():
+            if spec.required and spec.type == "text":
+                data.append(f"{name}={self.rng.choice(TITLES[key])}")
+            elif spec.required or self.rng.random() < 0.7:
+                data.append(f"{name}={self.value(spec)}")
+        owner = rt.states[rt.initial].owner
+        clerk = self.rng.choice(self.members(owner))
+        case = self.loket.new_case(key, data, actor=clerk)
+        self.open_refs.append(case.ref)
+        self.stats["opened"] += 1
+
+    def act(self, case: Case) -> None:
+        rt = self.loket.type_of(case)
+        options: list[tuple[str, str]] = []
+        for person in self.members(case.owner):
+            for trigger in allowed_triggers(rt, self.org, case, person):
+                options.append((person, trigger))
+        if not options:
+            return
+        weights = [0.08 if _dest(rt, case.state, t) in NEGATIVE else 1.0 for _, t in options]
+        person, trigger = self.rng.choices(options, weights=weights)[0]
+        spec = rt.transition(case.state, trigger)
+        assert spec is not None
+        data = [f"{f}={self.value(rt.fields[f])}" for f in spec.requires if case.data.get(f) in (None, "")]
+        comment = self.rng.choice(COMMENTS) if spec.comment_required or self.rng.random() < 0.2 else None
+        try:
+            self.loket.advance(case.ref, trigger, actor=person, comment=comment, assignments=data)
+        except LoketError:
+            self.stats["refused"] += 1
+            return
+        self.stats["steps"] += 1
+
+    def day(self) -> None:
+        """One working day: arrivals, then each open case perhaps moves."""
+        for key, rate in ARRIVALS.items():
+            for _ in range(self._poisson(rate)):
+                self.clock.advance(dt.timedelta(minutes=self.rng.randint(5, 40)))
+                self.new_case(key)
+        for ref in list(self.open_refs):
+            case = self.loket.get_case(ref)
+            if case.closed_at is not None:
+                self.open_refs.remove(ref)
+                continue
+            if case.assignee is None and self.rng.random() < 0.3:
+                self._assign(case)
+                case = self.loket.get_case(ref)
+            if self.rng.random() < RESPONSIVENESS.get(case.owner or "", 0.4):
+                self.clock.advance(dt.timedelta(minutes=self.rng.randint(1, 15)))
+                self.act(case)
+
+    def _assign(self, case: Case) -> None:
+        staff = [p for p in self.members(case.owner) if self.org.rank(p, case.owner) == 1]
+        if staff:
+            who = self.rng.choice(staff)
+            try:
+                self.loket.assign(case.ref, who, actor=who)
+                self.stats["assigned"] += 1
+            except LoketError:
+                pass
+
+    def _poisson(self, rate: float) -> int:
+        count, threshold, product = 0, pow(2.718281828459045, -rate), self.rng.random()
+        while product > threshold:
+            count += 1
+            product *= self.rng.random()
+        return count
+
+
+def _dest(rt: RequestType, state: str, trigger: str) -> str:
+    spec = rt.transition(state, trigger)
+    return spec.dest if spec is not None else ""
+
+
+def run_demo(folder: str, *, days: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
+    from engine.sweep import sweep
+    from notifications.outbox import MailSettings, deliver
+    from notifications.transports import DirectoryTransport
+
+    root = Path(folder)
+    db = prepare(root)
+    url = f"sqlite:///{db}"
+    engine = open_engine(url, create=True)
+    migrate(engine)
+    clock = FixedClock(START)
+    loket = Loket(engine, clock)
+    with engine.begin() as conn:
+        loket.set_meta(conn, "simulation", "true")
+        loket.set_meta(conn, "demo", "true")
+    org_file, type_files = sample_paths()
+    loket.load_organisation(org_file)
+    loket.load_request_types(type_files)
+    settings = MailSettings(sender="Wijkloket Gemeente Voorbeeld <wijkloket@voorbeeld.example>",
+                            transport=DirectoryTransport(root / "outbox"), template_dir=None)
+    sim = Simulation(loket, clock, random.Random(seed))
+    rungs: Counter[str] = Counter()
+    cal = loket.calendar()
+    echo(f"Gemeente Voorbeeld — {days} days of neighbourhood work from {START.date().isoformat()} (seed {seed})")
+    day = START
+    for n in range(days):
+        local_day = (START + dt.timedelta(days=n)).date()
+        day = dt.datetime.combine(local_day, START.timetz())
+        clock.set(day.replace(hour=7, minute=0))
+        fired = sweep(loket)
+        for item in fired.fired:
+            rungs[str(item["rung"])] += 1
+        report = deliver(loket, settings)
+        if cal.is_working_day(local_day):
+            clock.set(day)
+            before = Counter(sim.stats)
+            sim.day()
+            moved = sim.stats - before
+            echo(f"{local_day.isoformat()}  opened {moved['opened']:2d}  steps {moved['steps']:3d}"
+                 f"  escalations {len(fired.fired):3d}  emails {report.sent:3d}  open {len(sim.open_refs):3d}")
+        elif fired.fired:
+            echo(f"{local_day.isoformat()}  (closed day: {cal.why_closed(local_day)})"
+                 f"  escalations {len(fired.fired):3d}  emails {report.sent:3d}")
+    summary = {
+        "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
+        "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
+        "emails": str((root / "outbox").resolve()),
+    }
+    echo("")
+    echo(f"{summary['cases']} cases opened, {summary['steps']} steps taken, {summary['open']} still open")
+    echo("escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
+    echo(f"database: {summary['database']}")
+    echo(f"emails:   {summary['emails']}")
+    echo(f"try:      loket --db sqlite:///{db} case list --overdue")
+    engine.dispose()
+    return summary

@@ -1,0 +1,94 @@
+"""The escalation ladder as pure rules: which rungs are due for a case now, and for whom.
+
+A rung's recipient is looked up when it fires, not when the case was made, and a vacancy
+moves the rung up: no assignee → the lead, no lead → the head, no head → the administrator
+of the request type's portfolio. A unit with several leads (or heads) escalates to the first
+of them in the organisation file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from engine.calendar import WorkingCalendar
+from engine.casework import Case, rung_time
+from engine.definition import RequestType
+from engine.organisation import Organisation
+
+UP = ("assignee", "lead", "head", "administrator")
+
+
+@dataclass(frozen=True)
+class Firing:
+    rung: str
+    """"1", "2", ... for ladder places; "service_norm", "lead_time" or "timeout"."""
+    kind: str
+    """"reminder" (a `before` rung), "escalation" or "timeout"."""
+    stay: int
+    """The stay it belongs to; 0 for the case-wide clocks, which fire once per case."""
+    due_at: dt.datetime
+    recipient: str | None
+    asked: str
+    """What the definition asked for (e.g. "lead"), before vacancies moved it up."""
+    place: int | None = None
+    trigger: str | None = None
+
+    def json_rung(self) -> int | str:
+        return int(self.rung) if self.rung.isdigit() else self.rung
+
+
+def resolve(org: Organisation, rt: RequestType, case: Case, target: str, unit: str | None) -> str | None:
+    """The person (or administrator) id a rung addressed to `target` reaches now."""
+    if target not in UP:
+        return target if org.recipient(target) is not None else None
+    for step in UP[UP.index(target):]:
+        if step == "assignee":
+            if case.assignee and case.assignee in org.people:
+                return case.assignee
+        elif step in ("lead", "head"):
+            holders = org.holders(unit, step) if unit else []
+            if holders:
+                return holders[0].id
+        else:
+            admin = org.administrator_for(rt.portfolio) if rt.portfolio else None
+            if admin is not None:
+                return admin.id
+    return None
+
+
+def due_firings(
+    rt: RequestType, org: Organisation, cal: WorkingCalendar, case: Case, now: dt.datetime
+) -> list[Firing]:
+    """Everything due for this case at `now`, in the order it must fire.
+
+    Ladder rungs come first, in ladder order; then the service-norm and lead-time breaches;
+    a timeout comes last because it moves the case on and so ends the stay.
+    """
+    if case.closed_at is not None or case.suspended_at is not None:
+        return []
+    out: list[Firing] = []
+    if case.state_due is not None:
+        for rung in rt.ladder(case.state):
+            if rung.place <= case.escalation_level:
+                continue
+            at = rung_time(cal, case.state_due, rung)
+            if at <= now:
+                out.append(Firing(
+                    rung=str(rung.place), kind="reminder" if rung.before else "escalation",
+                    stay=case.stay, due_at=at, recipient=resolve(org, rt, case, rung.to, case.owner),
+                    asked=rung.to, place=rung.place,
+                ))
+    if case.service_due is not None and not case.service_fired and case.service_due <= now:
+        out.append(Firing("service_norm", "escalation", 0, case.service_due,
+                          resolve(org, rt, case, "head", case.owner), "head"))
+    if case.case_due is not None and not case.lead_fired and case.case_due <= now:
+        out.append(Firing("lead_time", "escalation", 0, case.case_due,
+                          resolve(org, rt, case, "administrator", case.owner), "administrator"))
+    timeout = rt.states[case.state].timeout
+    if timeout is not None and case.state_due is not None:
+        at = cal.offset(case.state_due, timeout.after)
+        if at <= now:
+            out.append(Firing("timeout", "timeout", case.stay, at, "system", "system",
+                              trigger=timeout.trigger))
+    return out

@@ -1,0 +1,262 @@
+"""The escalation sweep: fire every rung, breach and timeout that is due, exactly once.
+
+The sweep reads only cases whose `next_fire_at` has come (an indexed column kept by every
+write), so its cost follows the cases that fire, not the cases that are open. Cases are
+claimed in batches with `FOR UPDATE SKIP LOCKED` on PostgreSQL — several sweeps on several
+machines split the work — and under SQLite's write lock elsewhere. Each case's firings, their
+`escalated` events, the escalation rows (unique per case, stay and rung) and the outbox rows
+are written in one transaction: a sweep killed at any moment leaves either all or nothing of a
+batch, and the next sweep finishes the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from engine import casework
+from engine.casework import SYSTEM, Case, Change, Draft
+from engine.history import timestamp
+from engine.ladder import Firing, due_firings, resolve
+from engine.schema import cases_t, escalations_t, outbox_t
+
+if TYPE_CHECKING:
+    from engine.calendar import WorkingCalendar
+    from engine.definition import RequestType
+    from engine.organisation import Organisation
+    from engine.service import Loket
+
+BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    checked: int = 0
+    fired: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"checked": self.checked, "fired": self.fired}
+
+
+def _claim(conn: sa.Connection, now: dt.datetime, batch: int) -> list[Case]:
+    query = (
+        sa.select(cases_t)
+        .where(cases_t.c.next_fire_at <= now)
+        .order_by(cases_t.c.next_fire_at, cases_t.c.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    return [Case.from_row(row) for row in conn.execute(query).mappings()]
+
+
+def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False,
+          batch: int = BATCH) -> SweepResult:
+    """Run one sweep at `now` (default: the loket's clock)."""
+    now = now or loket.clock.now()
+    result = SweepResult()
+    if dry_run:
+        with loket.read() as conn:
+            for case in _due_cases(conn, now):
+                result.checked += 1
+                rt = loket.type_of(case)
+                for firing in due_firings(rt, loket.organisation(), loket.calendar(), case, now):
+                    result.fired.append(_report(loket, case, firing))
+        return result
+    while True:
+        with loket.engine.begin() as conn:
+            cases = _claim(conn, now, batch)
+            if not cases:
+                break
+            escalations: list[dict[str, Any]] = []
+            mails: list[dict[str, Any]] = []
+            for case in cases:
+                result.checked += 1
+                _fire_case(loket, conn, case, now, escalations, mails, result)
+            if escalations:
+                conn.execute(sa.insert(escalations_t), escalations)
+            if mails:
+                conn.execute(sa.insert(outbox_t), mails)
+        if len(cases) < batch:
+            break
+    return result
+
+
+def _due_cases(conn: sa.Connection, now: dt.datetime) -> Any:
+    query = sa.select(cases_t).where(cases_t.c.next_fire_at <= now).order_by(cases_t.c.next_fire_at)
+    for row in conn.execution_options(yield_per=1000).execute(query).mappings():
+        yield Case.from_row(row)
+
+
+def _fire_case(
+    loket: Loket,
+    conn: sa.Connection,
+    case: Case,
+    now: dt.datetime,
+    escalations: list[dict[str, Any]],
+    mails: list[dict[str, Any]],
+    result: SweepResult,
+) -> None:
+    rt = loket.type_of(case)
+    org = loket.organisation()
+    cal = loket.calendar()
+    firings = due_firings(rt, org, cal, case, now)
+    updates: dict[str, Any] = {}
+    drafts: list[Draft] = []
+    pending: list[tuple[Firing, int]] = []
+    for firing in firings:
+        if firing.kind == "timeout":
+            continue
+        drafts.append(Draft("escalated", from_state=case.state, data={
+            "rung": firing.rung, "kind": firing.kind, "to": firing.recipient, "asked": firing.asked,
+            "due_at": timestamp(firing.due_at),
+        }))
+        pending.append((firing, case.last_seq + len(drafts)))
+        if firing.place is not None:
+            updates["escalation_level"] = max(updates.get("escalation_level", 0), firing.place)
+        elif firing.rung == "service_norm":
+            updates["service_fired"] = True
+        elif firing.rung == "lead_time":
+            updates["lead_fired"] = True
+    timeout = next((f for f in firings if f.kind == "timeout"), None)
+    if timeout is not None and timeout.trigger is not None:
+        moved = case.apply(updates)
+        step = casework.advance(rt, org, cal, moved, timeout.trigger, SYSTEM, now,
+                                comment=f"timeout: no answer {rt.states[case.state].timeout.after} "  # type: ignore[union-attr]
+                                        "after the deadline")
+        updates.update(step.updates)
+        drafts.extend(step.drafts)
+        pending.append((timeout, case.last_seq + len(drafts)))
+    if not drafts:
+        # Nothing due after all (the organisation or a rung changed): just look again later.
+        loket.write_case(conn, rt, case, Change(), SYSTEM, now, record=False)
+        return
+    new = loket.write_case(conn, rt, case, Change(updates, drafts), SYSTEM, now)
+    for firing, seq in pending:
+        escalations.append({
+            "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": case.state,
+            "unit": case.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
+            "fired_at": now,
+        })
+        report = _report(loket, case, firing)
+        result.fired.append(report)
+        mail = _mail(loket, rt, org, cal, case, new, firing, seq, now)
+        if mail is not None:
+            mails.append(mail)
+
+
+def _report(loket: Loket, case: Case, firing: Firing) -> dict[str, Any]:
+    org = loket.organisation()
+    who = org.recipient(firing.recipient) if firing.recipient and firing.recipient != SYSTEM else None
+    return {
+        "ref": case.ref,
+        "state": case.state,
+        "rung": firing.json_rung(),
+        "to": firing.recipient,
+        "email": who.email if who is not None else None,
+        "kind": firing.kind,
+        "due_at": timestamp(firing.due_at),
+    }
+
+
+def _mail(
+    loket: Loket,
+    rt: RequestType,
+    org: Organisation,
+    cal: WorkingCalendar,
+    case: Case,
+    new: Case,
+    firing: Firing,
+    seq: int,
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """The outbox row for a firing; its facts are fixed now, its events read at delivery."""
+    recipient_id = firing.recipient
+    if firing.kind == "timeout":
+        recipient_id = resolve(org, rt, new, "assignee", new.owner)
+    who = org.recipient(recipient_id) if recipient_id else None
+    if who is None:
+        return None
+    state = rt.states[case.state]
+    assignee = org.people.get(case.assignee) if case.assignee else None
+    context: dict[str, Any] = {
+        "municipality": org.municipality,
+        "recipient_name": who.name,
+        "ref": case.ref,
+        "type_title": rt.title,
+        "state_label": state.label,
+        "unit_name": org.units[case.owner].name if case.owner in org.units else "",
+        "assignee_name": assignee.name if assignee else None,
+        "due_at": timestamp(case.state_due if firing.place is not None or firing.kind == "timeout"
+                            else firing.due_at),
+        "command": f"loket case show {case.ref}",
+        "case_id": case.id,
+        "event_seq": seq,
+        "rung": firing.json_rung(),
+        "ladder_size": len(rt.ladder(case.state)) if firing.place is not None else None,
+        "asked": firing.asked,
+        "resolved": _role_of(org, rt, case, recipient_id or ""),
+    }
+    due = case.state_due if firing.place is not None else firing.due_at
+    if firing.kind == "reminder" and due is not None:
+        context["days_left"] = cal.working_days_between(now, due)
+    elif due is not None:
+        context["days_overdue"] = cal.working_days_between(due, now)
+    if firing.kind == "timeout":
+        context["to_state_label"] = rt.states[new.state].label
+        context["to_unit_name"] = org.units[new.owner].name if new.owner in org.units else ""
+    return {
+        "key": f"{case.ref}/{firing.stay}/{firing.rung}",
+        "case_id": case.id,
+        "kind": firing.kind,
+        "language": org.language,
+        "recipient": recipient_id,
+        "to_email": who.email,
+        "to_name": who.name,
+        "subject": _subject(org.language, firing, case.ref, rt.title, state.label),
+        "context": context,
+        "created_at": now,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+def _role_of(org: Organisation, rt: RequestType, case: Case, person: str) -> str:
+    """Which role the recipient was reached in, after vacancies moved the rung up."""
+    if person == case.assignee:
+        return "assignee"
+    for role in ("lead", "head"):
+        if case.owner and any(p.id == person for p in org.holders(case.owner, role)):
+            return role
+    if person in org.administrators:
+        return "administrator"
+    return person
+
+
+_SUBJECTS = {
+    "nl": {"reminder": "Herinnering", "escalation": "Escalatie", "timeout": "Termijn verlopen"},
+    "en": {"reminder": "Reminder", "escalation": "Escalation", "timeout": "Term expired"},
+}
+
+
+def _subject(language: str, firing: Firing, ref: str, title: str, state: str) -> str:
+    """A short subject for listings; the delivered message carries the rendered template's."""
+    word = _SUBJECTS.get(language, _SUBJECTS["nl"])[firing.kind]
+    return f"{word} {ref}: {title} — {state}"
+
+
+def forecast(loket: Loket, days: int, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """What will fire within `days` days from now if nothing changes; writes nothing."""
+    now = now or loket.clock.now()
+    horizon = now + dt.timedelta(days=days)
+    out = []
+    with loket.read() as conn:
+        for case in _due_cases(conn, horizon):
+            rt = loket.type_of(case)
+            for firing in due_firings(rt, loket.organisation(), loket.calendar(), case, horizon):
+                out.append(_report(loket, case, firing))
+    out.sort(key=lambda r: (r["due_at"], r["ref"]))
+    return out
