@@ -38,7 +38,7 @@ class Context:
         if self._loket is not None:
             return self._loket
         from engine.clock import FixedClock, parse_now
-        from engine.db import current_revision, head_revision, open_engine
+        from engine.db import SCHEMA_REVISION, current_revision, open_engine
         from engine.service import Loket
 
         engine = open_engine(self.url, create=create)
@@ -49,7 +49,7 @@ class Context:
                 raise ConfigurationError(f"cannot open database: {_first_line(exc)}") from None
             if revision is None:
                 raise ConfigurationError("the database has no Wijkloket schema: run 'loket init' first")
-            if revision != head_revision():
+            if revision != SCHEMA_REVISION:
                 raise ConfigurationError("the database schema is out of date: run 'loket init' to upgrade it")
         loket = Loket(engine)
         if self.now_text is not None and not create:

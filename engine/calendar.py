@@ -100,7 +100,7 @@ class _ClosedByYear(dict[int, dict[date, str]]):
 
     def __missing__(self, year: int) -> dict[date, str]:
         merged = {d: name for d, name in self._closed.items() if d.year == year}
-        merged.update(_atw_holidays(year))  # a holiday's name wins over "sluitingsdag"
+        merged.update(_atw_holidays(year))  # the law's name wins over the organisation's
         self[year] = merged
         return merged
 
@@ -275,8 +275,17 @@ class WorkingCalendar:
     def shift(
         self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool
     ) -> datetime:
-        """The deadline after a suspension; :meth:`explain_shift` says how."""
-        return self.explain_shift(deadline, suspended_at, resumed_at, exact).due
+        """The deadline after a suspension; :meth:`explain_shift` says how (and must agree)."""
+        if resumed_at < suspended_at:
+            raise ValueError(
+                f"resumed at {resumed_at.isoformat()} before suspended at "
+                f"{suspended_at.isoformat()}"
+            )
+        if exact:
+            return deadline.astimezone(UTC) + (resumed_at - suspended_at)
+        days = (self.local_date(resumed_at) - self.local_date(suspended_at)).days
+        moved = self.local_date(deadline) + timedelta(days=days)
+        return self.end_of_day(self.next_working_day_on_or_after(moved))
 
     def explain_shift(
         self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool

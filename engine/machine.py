@@ -1,8 +1,10 @@
 """The state machines behind request types, built once per loaded version.
 
-Following the traps in LIBRARIES.md: one `transitions.Machine` per request-type version with
-no models attached; a case is attached only for the duration of one trigger, through a small
-adapter (a database row cannot be a transitions model).
+Following the traps in LIBRARIES.md: one `transitions.Machine` per request-type version, and
+a case is on it only for the duration of one trigger, through a small adapter (a database row
+cannot be a transitions model). `add_model` costs more than the trigger itself (it binds every
+trigger and state helper onto the model), so each machine keeps one adapter per thread,
+attached once; a trigger puts the case's state on it, fires, and reads the new state off.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from engine.errors import TransitionNotAllowed
 
 _machines: dict[tuple[str, str], Machine] = {}
 _lock = threading.Lock()
+_local = threading.local()
 
 
 class CaseAdapter:
@@ -56,16 +59,27 @@ def machine_for(rt: RequestType) -> Machine:
     return machine
 
 
+def _adapter(rt: RequestType) -> tuple[Machine, CaseAdapter]:
+    key = (rt.key, rt.digest)
+    adapters: dict[tuple[str, str], tuple[Machine, CaseAdapter]] | None = getattr(_local, "adapters", None)
+    if adapters is None:
+        adapters = _local.adapters = {}
+    found = adapters.get(key)
+    if found is None:
+        machine = machine_for(rt)
+        adapter = CaseAdapter(rt.initial)
+        machine.add_model(adapter, initial=rt.initial)
+        found = adapters[key] = (machine, adapter)
+    return found
+
+
 def fire(rt: RequestType, state: str, trigger: str) -> str:
     """Run `trigger` from `state` through the machine and return the new state."""
-    machine = machine_for(rt)
-    adapter = CaseAdapter(state)
-    machine.add_model(adapter, initial=state)
+    machine, adapter = _adapter(rt)
+    adapter.state = state
     try:
         if not getattr(adapter, trigger)():
             raise TransitionNotAllowed(f"'{trigger}' did not complete from state '{state}'")
     except (MachineError, AttributeError):
         raise TransitionNotAllowed(f"'{trigger}' is not possible from state '{state}'") from None
-    finally:
-        machine.remove_model(adapter)
     return adapter.state

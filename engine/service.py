@@ -44,15 +44,25 @@ from engine.schema import (
 )
 from engine.yamlfile import load_file
 
-MUTABLE = tuple(
-    c.name for c in cases_t.columns if c.name not in ("id", "ref", "type_key", "type_version",
-                                                      "created_at", "created_by")
-)
-_UPDATE_CASE = (
-    sa.update(cases_t)
-    .where(cases_t.c.id == sa.bindparam("_id"), cases_t.c.version == sa.bindparam("_version"))
-    .values({name: sa.bindparam(name) for name in MUTABLE})
-)
+_UPDATES: dict[frozenset[str], sa.Update] = {}
+
+
+def _update_case(columns: frozenset[str]) -> sa.Update:
+    """The guarded UPDATE of exactly these columns, built once per set of columns.
+
+    Writing only what changed keeps the hot path's parameter handling small; the few
+    distinct sets (advance, assign, sweep...) each compile once.
+    """
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = _UPDATES[columns] = (
+            sa.update(cases_t)
+            .where(cases_t.c.id == sa.bindparam("_id"), cases_t.c.version == sa.bindparam("_version"))
+            .values({name: sa.bindparam(name) for name in sorted(columns)})
+        )
+    return statement
+
+
 _SELECT_CASE = sa.select(cases_t).where(cases_t.c.ref == sa.bindparam("ref"))
 _INSERT_EVENT = sa.insert(events_t)
 
@@ -431,9 +441,10 @@ class Loket:
             new = new.apply(head)
         new.next_fire_at = casework.next_fire_at(rt, self.calendar(), new)
         new.version = case.version + 1
-        params = {name: getattr(new, name) for name in MUTABLE}
+        columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version"))
+        params = {name: getattr(new, name) for name in columns}
         params["_id"], params["_version"] = case.id, case.version
-        if conn.execute(_UPDATE_CASE, params).rowcount != 1:
+        if conn.execute(_update_case(columns), params).rowcount != 1:
             raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")
         if events:
             try:

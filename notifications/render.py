@@ -176,10 +176,7 @@ class Renderer:
     """
 
     def __init__(self, language: str = "nl", override_dir: Path | None = None) -> None:
-        if language not in LANGUAGES:
-            raise ConfigurationError(
-                f"unknown email language {language!r}; choose one of {', '.join(LANGUAGES)}"
-            )
+        _check_language(language)
         if override_dir is not None and not override_dir.is_dir():
             raise ConfigurationError(f"template folder {override_dir} does not exist")
         self.language = language
@@ -223,7 +220,8 @@ class Renderer:
         if self.override_dir is None:
             return []
         names = sorted(
-            name for name in _SizeLimitedLoader(self.override_dir).list_templates()
+            name
+            for name in _SizeLimitedLoader(self.override_dir).list_templates()
             if name.endswith(".j2")
         )
         for name in names:
@@ -247,9 +245,7 @@ class Renderer:
             return self._env.get_template(name)
         except TemplateSyntaxError as exc:
             where = exc.filename or name
-            raise ConfigurationError(
-                f"template {where}, line {exc.lineno}: {exc.message}"
-            ) from exc
+            raise ConfigurationError(f"template {where}, line {exc.lineno}: {exc.message}") from exc
         except TemplateNotFound as exc:
             raise ConfigurationError(f"template {exc.name} not found") from exc
 
@@ -259,10 +255,19 @@ class Renderer:
             return template.render(data)
         except ConfigurationError:
             raise
-        except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
-                RuntimeError) as exc:
+        except (
+            TemplateError,
+            ArithmeticError,
+            LookupError,
+            TypeError,
+            ValueError,
+            RuntimeError,
+        ) as exc:
             where = _template_frame(exc) or template.filename or name
-            message = getattr(exc, "message", None) or str(exc)
+            if isinstance(exc, TemplateNotFound):
+                message = f"{exc.name} not found"
+            else:
+                message = getattr(exc, "message", None) or str(exc)
             raise ConfigurationError(f"template {where}: {message}") from exc
 
 
@@ -374,12 +379,32 @@ _DAYS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 _MONTHS: Final[Mapping[str, tuple[str, ...]]] = {
     "nl": (
-        "januari", "februari", "maart", "april", "mei", "juni",
-        "juli", "augustus", "september", "oktober", "november", "december",
+        "januari",
+        "februari",
+        "maart",
+        "april",
+        "mei",
+        "juni",
+        "juli",
+        "augustus",
+        "september",
+        "oktober",
+        "november",
+        "december",
     ),
     "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ),
 }
 
@@ -434,10 +459,18 @@ def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
         "assignee_name": "Chris de Vries",
         "due": moment(13, 23, 59),
         "events": [
-            {"at": moment(2, 9, 12), "actor": "Anna Jansen", "action": "created",
-             "summary": "Straatfeest Lindelaan"},
-            {"at": moment(4, 14, 30), "actor": "Chris de Vries", "action": "transition",
-             "summary": "In beoordeling → Bijdrage openbare ruimte"},
+            {
+                "at": moment(2, 9, 12),
+                "actor": "Anna Jansen",
+                "action": "created",
+                "summary": "Straatfeest Lindelaan",
+            },
+            {
+                "at": moment(4, 14, 30),
+                "actor": "Chris de Vries",
+                "action": "transition",
+                "summary": "In beoordeling → Bijdrage openbare ruimte",
+            },
         ],
         "command": "loket case show BI-2026-00042",
         "days_overdue": 3,

@@ -152,8 +152,7 @@ class SmtpTransport:
             raise ConfigurationError(f"{prefix} needs both a user name and a password, or neither")
         if username is not None and security == "plain":
             raise ConfigurationError(
-                f"{prefix} would send the password unencrypted; "
-                "use smtp+starttls:// or smtps://"
+                f"{prefix} would send the password unencrypted; use smtp+starttls:// or smtps://"
             )
         verify = True
         for key, value in query:
@@ -199,15 +198,20 @@ class SmtpTransport:
                 connection.quit()
             connection.close()
         lost = f"connection to {self.host}:{self.port} lost before this message was sent"
-        results.extend(DeliveryResult.failed(_message_id(m), lost) for m in messages[len(results):])
+        results.extend(
+            DeliveryResult.failed(_message_id(m), lost) for m in messages[len(results) :]
+        )
         return results
 
     def _connect(self) -> smtplib.SMTP:
         connection: smtplib.SMTP
         if self.security == "tls":
             connection = smtplib.SMTP_SSL(
-                self.host, self.port, self.local_hostname,
-                timeout=self.timeout, context=self._tls_context,
+                self.host,
+                self.port,
+                self.local_hostname,
+                timeout=self.timeout,
+                context=self._tls_context,
             )
         else:
             connection = smtplib.SMTP(self.host, self.port, self.local_hostname, self.timeout)
@@ -246,6 +250,8 @@ class SmtpTransport:
         except smtplib.SMTPNotSupportedError as exc:
             # An internationalised address and a server without SMTPUTF8: retrying cannot help.
             return DeliveryResult.failed(message_id, str(exc), permanent=True)
+        except ValueError as exc:  # the message itself cannot be sent as it is
+            return DeliveryResult.failed(message_id, f"malformed message: {exc}", permanent=True)
         except OSError as exc:
             connection.close()
             return DeliveryResult.failed(message_id, f"connection failed: {_describe(exc)}")

@@ -1,0 +1,163 @@
+"""Advances per second through the engine, beside a plain SQLAlchemy Core floor, same run.
+
+The engine's advance reads the case, checks roles and rules, fires the transition through
+the cached state machine, recomputes deadlines, chains the event and writes row and event
+with a version guard. The floor does the least any implementation must: read the case,
+update its state, insert one event, commit — with statements built once. Target (issue 2):
+the engine reaches at least half of the floor on SQLite.
+
+Also times `loket --help` and `loket case show REF` beside `python -c pass` and
+`python -c "import sqlalchemy"`.
+
+    python bench/bench_advance.py [--n 3000] [--skip-pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from engine.clock import FixedClock  # noqa: E402
+from engine.db import migrate, open_engine  # noqa: E402
+from engine.schema import cases_t, events_t  # noqa: E402
+from engine.service import Loket  # noqa: E402
+from engine.setup import sample_paths  # noqa: E402
+
+PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+ACTOR = "c.devries"
+
+
+def setup(url: str, cases: int) -> tuple[Loket, list[str]]:
+    engine = open_engine(url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(START))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    refs = []
+    for i in range(cases):
+        c = loket.new_case("bewonersinitiatief", [f"title=Initiatief {i}", "amount=500"], actor=ACTOR)
+        loket.advance(c.ref, "in_behandeling", actor=ACTOR)
+        refs.append(c.ref)
+    return loket, refs
+
+
+def engine_run(loket: Loket, refs: list[str], n: int) -> float:
+    """Each case loops beoordeling → wacht_op_bewoner → beoordeling."""
+    plan = []
+    for i in range(n):
+        ref = refs[i % len(refs)]
+        lap = (i // len(refs)) % 2
+        plan.append((ref, "vraag_informatie" if lap == 0 else "informatie_ontvangen"))
+    clock = loket.clock
+    assert isinstance(clock, FixedClock)
+    started = time.perf_counter()
+    for ref, trigger in plan:
+        clock.advance(dt.timedelta(seconds=1))
+        loket.advance(ref, trigger, actor=ACTOR, comment="Graag de begroting" if trigger == "vraag_informatie" else None)
+    return n / (time.perf_counter() - started)
+
+
+def floor_run(engine: sa.Engine, refs: list[str], n: int) -> float:
+    select = sa.select(cases_t.c.id, cases_t.c.state, cases_t.c.version, cases_t.c.last_seq,
+                       cases_t.c.last_hash).where(cases_t.c.ref == sa.bindparam("ref"))
+    update = (sa.update(cases_t)
+              .where(cases_t.c.id == sa.bindparam("_id"), cases_t.c.version == sa.bindparam("_v"))
+              .values(state=sa.bindparam("state"), version=sa.bindparam("nv"), last_seq=sa.bindparam("seq")))
+    insert = sa.insert(events_t)
+    now = START
+    started = time.perf_counter()
+    for i in range(n):
+        ref = refs[i % len(refs)]
+        with engine.begin() as conn:
+            row = conn.execute(select, {"ref": ref}).one()
+            new_state = "wacht_op_bewoner" if row.state == "beoordeling" else "beoordeling"
+            conn.execute(update, {"_id": row.id, "_v": row.version, "state": new_state,
+                                  "nv": row.version + 1, "seq": row.last_seq + 1})
+            conn.execute(insert, {"case_id": row.id, "seq": row.last_seq + 1, "at": now, "recorded_at": now,
+                                  "actor": ACTOR, "action": "transition", "from_state": row.state,
+                                  "to_state": new_state, "trigger": "x", "comment": None, "data": None,
+                                  "digests": None, "prev_hash": row.last_hash, "hash": row.last_hash})
+    return n / (time.perf_counter() - started)
+
+
+def compare(label: str, url: str, n: int, cases: int) -> None:
+    loket, refs = setup(url, cases)
+    engine_rate = engine_run(loket, refs, n)
+    # The floor runs on a second set of cases so that it never breaks the engine's chains.
+    _, floor_refs = setup_more(loket, cases)
+    floor_rate = floor_run(loket.engine, floor_refs, n)
+    print(f"{label:<10} engine {engine_rate:8.0f} advances/s   floor (Core) {floor_rate:8.0f}/s"
+          f"   ratio {engine_rate / floor_rate:.2f}")
+    loket.engine.dispose()
+
+
+def setup_more(loket: Loket, cases: int) -> tuple[Loket, list[str]]:
+    refs = []
+    for i in range(cases):
+        c = loket.new_case("bewonersinitiatief", [f"title=Floor {i}"], actor=ACTOR)
+        loket.advance(c.ref, "in_behandeling", actor=ACTOR)
+        refs.append(c.ref)
+    return loket, refs
+
+
+def wall(cmd: list[str], env: dict[str, str], repeat: int = 7) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def cli_times(db_url: str, ref: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    py = sys.executable
+    base = wall([py, "-c", "pass"], env)
+    sa_import = wall([py, "-c", "import sqlalchemy"], env)
+    helptime = wall([py, str(ROOT / "cli.py"), "--help"], env)
+    show = wall([py, str(ROOT / "cli.py"), "--db", db_url, "case", "show", ref], env)
+    print(f"python -c pass {base:6.0f} ms   import sqlalchemy {sa_import:6.0f} ms   "
+          f"loket --help {helptime:6.0f} ms (ratio to pass {helptime / base:.2f})   "
+          f"loket case show {show:6.0f} ms (ratio to import sqlalchemy {show / sa_import:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=3000, help="advances per measurement")
+    parser.add_argument("--cases", type=int, default=300)
+    parser.add_argument("--skip-pg", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        compare("sqlite", url, args.n, args.cases)
+        cli_times(url, "BI-2026-00001")
+    if not args.skip_pg:
+        name = f"loket_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+            compare("postgresql", url, args.n, args.cases)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
