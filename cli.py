@@ -27,12 +27,17 @@ class Context:
     """What the global options say, and the Loket they open (lazily, once)."""
 
     def __init__(self, db: str | None, actor: str | None, now: str | None) -> None:
-        from engine.db import resolve_url
-
-        self.url = resolve_url(db)
+        self.db = db
         self.actor = actor
         self.now_text = now
         self._loket: Loket | None = None
+
+    @property
+    def url(self) -> str:
+        # Resolved on use: engine.db imports SQLAlchemy, which `loket case --help` need not load.
+        from engine.db import resolve_url
+
+        return resolve_url(self.db)
 
     def open(self, *, create: bool = False) -> Loket:
         if self._loket is not None:
@@ -83,13 +88,28 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`loket --version`, also from a checkout (`python cli.py`) where nothing is installed."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("wijkloket")
+    except PackageNotFoundError:
+        number = "unknown (not installed)"
+    click.echo(f"loket, version {number}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", metavar="URL", help="Database URL (default: LOKET_DB or sqlite:///loket.db).")
 @click.option("--as", "actor", metavar="PERSON", envvar="LOKET_USER",
               help="Who is acting (default: LOKET_USER or your login name).")
 @click.option("--now", metavar="ISO-8601", envvar="LOKET_NOW",
               help="The time of this run; simulation databases only.")
-@click.version_option(package_name="wijkloket", prog_name="loket")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) -> None:
     """Wijkloket: residents' requests as audited cases, escalated when they stall."""
@@ -540,6 +560,20 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
     _show_case(ctx, loket, loket.extend(ref, by, reason, actor=ctx.person()), as_json, header=f"extended by {by}")
 
 
+@case.command("redact")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why the personal data is erased (e.g. retention ended).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
+    """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
+    from engine.redact import redact
+
+    loket = ctx.open()
+    c, fields = redact(loket, ref, reason, actor=ctx.person())
+    _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(fields)}")
+
+
 # -- escalation, worker, outbox -------------------------------------------------------------
 
 
@@ -658,7 +692,7 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
 
 @cli.group()
 def audit() -> None:
-    """History and integrity: history, verify."""
+    """History and integrity: history, verify, seal, export."""
 
 
 @audit.command("history")
@@ -696,6 +730,66 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
     if not result.ok:
         click.echo(f"Error: {result.failure}", err=True)
         sys.exit(1)
+
+
+@audit.command("seal")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def audit_seal(ctx: Context, as_json: bool) -> None:
+    """Record a checkpoint over all chains: later deletions of cases or events are detected."""
+    from engine.audit import seal
+
+    result = seal(ctx.open())
+    if as_json:
+        emit_json(result.as_json())
+        return
+    click.echo(f"seal {result.id}: {result.cases} cases, {result.events} events, digest {result.digest}")
+
+
+def _day_or_time(text: str | None, option: str, tz: str) -> Any:
+    if text is None:
+        return None
+    from engine.clock import parse_now
+
+    try:
+        return parse_now(text, tz)
+    except InvalidValue:
+        raise InvalidValue(f"{option} expects a date (YYYY-MM-DD) or an ISO-8601 time, got {text!r}") from None
+
+
+@audit.command("export")
+@click.option("--since", metavar="DATE", help="Events at or after this date/time (local).")
+@click.option("--until", metavar="DATE", help="Events before this date/time (local).")
+@click.option("--type", "type_key", metavar="TYPE", help="Only cases of this request type.")
+@click.option("--unit", metavar="UNIT", help="Only events while the case was held by this unit.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
+@pass_ctx
+def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
+                 fmt: str, output: str | None) -> None:
+    """Export events as CSV or JSON Lines, streamed (constant memory)."""
+    from engine.audit import export
+
+    loket = ctx.open()
+    tz = _timezone_of(loket)
+    start, end = _day_or_time(since, "--since", tz), _day_or_time(until, "--until", tz)
+    if start is not None and end is not None and end <= start:
+        raise InvalidValue("--until must be later than --since")
+    if output is None:
+        export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        sys.stdout.flush()
+        return
+    import os as _os
+
+    partial = f"{output}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        _os.replace(partial, output)
+    finally:
+        if _os.path.exists(partial):
+            _os.unlink(partial)
+    click.echo(f"{count} events written to {output}", err=True)
 
 
 # -- demo ---------------------------------------------------------------------------------

@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine.history import GENESIS, chain_hash, event_content, personal_digest
-from engine.schema import cases_t, events_t
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+
+from engine.errors import InvalidValue, NotFound
+from engine.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
+from engine.schema import cases_t, events_t, seal_heads_t, seals_t
 
 if TYPE_CHECKING:
     from engine.service import Loket
@@ -109,7 +115,167 @@ def verify(loket: Loket) -> VerifyResult:
         for case_id, head in heads.items():
             if case_id not in seen and head.last_seq != 0:
                 return _fail(result, f"{head.ref}: its whole history is missing", head.ref, None)
+        problem = _check_seals(conn)
+        if problem is not None:
+            return _fail(result, *problem)
     return result
+
+
+# -- seals -----------------------------------------------------------------------------------
+
+
+def _heads_digest(conn: sa.Connection, seal_id: int, prev_digest: str) -> tuple[str, int, int]:
+    """SHA-256 over the previous seal's digest and every sealed head, in case order."""
+    h = hashlib.sha256(prev_digest.encode())
+    cases = events = 0
+    query = (sa.select(seal_heads_t.c.case_id, seal_heads_t.c.ref, seal_heads_t.c.seq, seal_heads_t.c.hash)
+             .where(seal_heads_t.c.seal_id == seal_id).order_by(seal_heads_t.c.case_id))
+    for row in conn.execution_options(yield_per=5000, stream_results=True).execute(query):
+        h.update(f"{row.case_id}:{row.ref}:{row.seq}:{row.hash}\n".encode())
+        cases += 1
+        events += row.seq
+    return h.hexdigest(), cases, events
+
+
+@dataclass
+class SealResult:
+    id: int
+    sealed_at: dt.datetime
+    cases: int
+    events: int
+    digest: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "sealed_at": timestamp(self.sealed_at), "cases": self.cases,
+                "events": self.events, "digest": self.digest}
+
+
+def seal(loket: Loket) -> SealResult:
+    """Record the head of every chain, so that later deletions and cuts are detected."""
+    now = loket.clock.now()
+    with loket.engine.begin() as conn:
+        prev = conn.execute(sa.select(seals_t.c.digest).order_by(seals_t.c.id.desc()).limit(1)).scalar()
+        prev_digest = prev or GENESIS
+        seal_id = conn.execute(
+            sa.insert(seals_t).values(sealed_at=now, recorded_at=dt.datetime.now(dt.UTC), cases=0,
+                                      events=0, prev_digest=prev_digest, digest="")
+            .returning(seals_t.c.id)
+        ).scalar_one()
+        conn.execute(sa.insert(seal_heads_t).from_select(
+            ["seal_id", "case_id", "ref", "seq", "hash"],
+            sa.select(sa.literal(seal_id), cases_t.c.id, cases_t.c.ref, cases_t.c.last_seq, cases_t.c.last_hash),
+        ))
+        digest, cases, events = _heads_digest(conn, seal_id, prev_digest)
+        conn.execute(sa.update(seals_t).where(seals_t.c.id == seal_id)
+                     .values(digest=digest, cases=cases, events=events))
+    return SealResult(seal_id, now, cases, events, digest)
+
+
+def _check_seals(conn: sa.Connection) -> tuple[str, str | None, int | None] | None:
+    seals = conn.execute(sa.select(seals_t).order_by(seals_t.c.id)).all()
+    prev = GENESIS
+    for row in seals:
+        if row.prev_digest != prev:
+            return (f"seal {row.id}: it does not follow seal before it (seals were removed or edited)", None, None)
+        prev = row.digest
+    if not seals:
+        return None
+    last = seals[-1]
+    digest, cases, _events = _heads_digest(conn, last.id, last.prev_digest)
+    if digest != last.digest or cases != last.cases:
+        return (f"seal {last.id}: its recorded chain heads were altered", None, None)
+    h, e, c = seal_heads_t.c, events_t.c, cases_t.c
+    missing = conn.execute(
+        sa.select(h.ref, h.seq, c.id.label("case_row"), e.hash.label("event_hash"), h.hash)
+        .select_from(seal_heads_t.outerjoin(cases_t, c.id == h.case_id)
+                     .outerjoin(events_t, sa.and_(e.case_id == h.case_id, e.seq == h.seq)))
+        .where(h.seal_id == last.id, h.seq > 0,
+               sa.or_(c.id.is_(None), e.hash.is_(None), e.hash != h.hash))
+        .order_by(h.case_id).limit(1)
+    ).first()
+    if missing is None:
+        return None
+    if missing.case_row is None:
+        return (f"{missing.ref}: the case was deleted after seal {last.id}", missing.ref, None)
+    if missing.event_hash is None:
+        return (f"{missing.ref}: its history was cut after seal {last.id} (event {missing.seq} is gone)",
+                missing.ref, missing.seq)
+    return (f"{missing.ref} event {missing.seq}: differs from what seal {last.id} recorded",
+            missing.ref, missing.seq)
+
+
+# -- export ----------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = ("ref", "type", "unit", "seq", "at", "recorded_at", "actor", "action", "from_state",
+                  "to_state", "trigger", "comment", "data", "prev_hash", "hash")
+
+
+def export(
+    loket: Loket,
+    write: Callable[[str], Any],
+    *,
+    fmt: str = "jsonl",
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    type_key: str | None = None,
+    unit: str | None = None,
+) -> int:
+    """Stream events as CSV or JSON Lines; returns how many were written.
+
+    The unit of an event is the owner of the state the case was in when it happened, so the
+    events are read per case in order (streamed: memory stays flat at millions of events).
+    """
+    import csv
+    import io
+
+    if fmt not in ("csv", "jsonl"):
+        raise InvalidValue(f"unknown export format {fmt!r} (csv or jsonl)")
+    if type_key is not None:
+        loket.latest_version(type_key)
+    if unit is not None and unit not in loket.organisation().units:
+        raise NotFound(f"unknown unit '{unit}'")
+    query = (sa.select(events_t, cases_t.c.ref, cases_t.c.type_key, cases_t.c.type_version)
+             .join(cases_t, cases_t.c.id == events_t.c.case_id)
+             .order_by(events_t.c.case_id, events_t.c.seq))
+    if type_key is not None:
+        query = query.where(cases_t.c.type_key == type_key)
+    if until is not None:
+        query = query.where(events_t.c.at < until)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(EXPORT_COLUMNS)
+        write(buffer.getvalue())
+    count = 0
+    current, state = None, None
+    with loket.read() as conn:
+        for ev in conn.execution_options(yield_per=5000, stream_results=True).execute(query).mappings():
+            if ev["case_id"] != current:
+                current, state = ev["case_id"], None
+            rt = loket.request_type(ev["type_key"], ev["type_version"])
+            at_state = ev["from_state"] or ev["to_state"] or state
+            if ev["to_state"] is not None:
+                state = ev["to_state"]
+            owner = rt.states[at_state].owner if at_state in rt.states else None
+            if unit is not None and owner != unit:
+                continue
+            if since is not None and ev["at"] < since:
+                continue
+            row = {"ref": ev["ref"], "type": ev["type_key"], "unit": owner, "seq": ev["seq"],
+                   "at": timestamp(ev["at"]), "recorded_at": timestamp(ev["recorded_at"]),
+                   "actor": ev["actor"], "action": ev["action"], "from_state": ev["from_state"],
+                   "to_state": ev["to_state"], "trigger": ev["trigger"], "comment": ev["comment"],
+                   "data": ev["data"], "prev_hash": ev["prev_hash"], "hash": ev["hash"]}
+            if fmt == "jsonl":
+                write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            else:
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow([json.dumps(row["data"], ensure_ascii=False) if k == "data" and row[k] is not None
+                                 else row[k] for k in EXPORT_COLUMNS])
+                write(buffer.getvalue())
+            count += 1
+    return count
 
 
 def _fail(result: VerifyResult, message: str, ref: str | None, seq: int | None) -> VerifyResult:

@@ -278,7 +278,7 @@ class WorkingCalendar:
         """The deadline after a suspension; :meth:`explain_shift` says how (and must agree)."""
         if resumed_at < suspended_at:
             raise ValueError(
-                f"resumed at {resumed_at.isoformat()} before suspended at "
+                f"resumed at {resumed_at.isoformat()}, before it was suspended at "
                 f"{suspended_at.isoformat()}"
             )
         if exact:

@@ -63,6 +63,8 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Freed bytes are zeroed, so an erased personal value cannot be read from free pages.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

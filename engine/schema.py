@@ -179,13 +179,31 @@ class OutboxRow(SQLModel, table=True):
 
 
 class SealRow(SQLModel, table=True):
+    """A checkpoint over all chains: after it, a deleted case or a cut history is detected.
+
+    The digest covers every sealed head and the previous seal's digest, so the heads table
+    and the seals themselves cannot be edited unnoticed either.
+    """
+
     __tablename__ = "audit_seal"
     id: int | None = Field(default=None, primary_key=True)
     sealed_at: dt.datetime = _time(nullable=False)
+    recorded_at: dt.datetime = _time(nullable=False)
     cases: int
     events: int
-    heads: dict[str, Any] = _json()
+    prev_digest: str = Field(max_length=64)
     digest: str = Field(max_length=64)
+
+
+class SealHeadRow(SQLModel, table=True):
+    """The head of one case's chain at a seal."""
+
+    __tablename__ = "audit_seal_head"
+    seal_id: int = Field(foreign_key="audit_seal.id", primary_key=True)
+    case_id: int = Field(primary_key=True)
+    ref: str = Field(max_length=32)
+    seq: int
+    hash: str = Field(max_length=64)
 
 
 metadata = SQLModel.metadata
@@ -198,3 +216,4 @@ events_t: sa.Table = EventRow.__table__  # type: ignore[assignment]
 escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[assignment]
 outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
 seals_t: sa.Table = SealRow.__table__  # type: ignore[assignment]
+seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[assignment]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 05:13:52.363700
+Create Date: 2026-11-28 05:24:44.402559
 """
 
 from collections.abc import Sequence
@@ -26,13 +26,10 @@ def upgrade() -> None:
         "audit_seal",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sealed_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("cases", sa.Integer(), nullable=False),
         sa.Column("events", sa.Integer(), nullable=False),
-        sa.Column(
-            "heads",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("prev_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -128,6 +125,19 @@ def upgrade() -> None:
     with op.batch_alter_table("request_type", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_request_type_key"), ["key"], unique=False)
 
+    op.create_table(
+        "audit_seal_head",
+        sa.Column("seal_id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("ref", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["seal_id"],
+            ["audit_seal.id"],
+        ),
+        sa.PrimaryKeyConstraint("seal_id", "case_id"),
+    )
     op.create_table(
         "case_event",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -241,6 +251,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_case_event_at"))
 
     op.drop_table("case_event")
+    op.drop_table("audit_seal_head")
     with op.batch_alter_table("request_type", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_request_type_key"))
 

@@ -1,0 +1,79 @@
+"""Erasing a resident's personal data when its retention ends (AVG), without breaking the chain.
+
+The chain commits to salted digests of personal values, never to the values, so removing
+the values from the case and from every event — and the salt, which would let a guessed value
+be confirmed — leaves every hash as it was. "Erased" must also hold for the database files:
+SQLite runs with `secure_delete` (freed bytes are zeroed) and its write-ahead log is
+checkpointed and truncated afterwards; PostgreSQL rewrites the two tables (`VACUUM FULL`), as
+dead row versions would otherwise keep the old values on disk until reused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from engine.casework import Case, Change, Draft
+from engine.errors import InvalidValue, Refused, RoleRequired
+from engine.schema import events_t
+
+if TYPE_CHECKING:
+    from engine.service import Loket
+
+
+def holding_unit(loket: Loket, case: Case, events: list[dict[str, Any]]) -> str | None:
+    """The unit holding the case: its owner, or for a closed case the unit that closed it."""
+    if case.owner is not None:
+        return case.owner
+    rt = loket.type_of(case)
+    for event in reversed(events):
+        state = event["from_state"]
+        if state in rt.states and rt.states[state].owner is not None:
+            return rt.states[state].owner
+    return None
+
+
+def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[Case, list[str]]:
+    if not reason or not reason.strip():
+        raise InvalidValue("give a reason: --reason TEXT")
+    org = loket.organisation()
+    actor = loket.require_person(actor)
+    now = loket.clock.now()
+    with loket.engine.begin() as conn:
+        case = loket.get_case(ref, conn)
+        rt = loket.type_of(case)
+        events = [dict(r) for r in conn.execute(
+            sa.select(events_t.c.id, events_t.c.from_state, events_t.c.data)
+            .where(events_t.c.case_id == case.id).order_by(events_t.c.seq)).mappings()]
+        unit = holding_unit(loket, case, events)
+        if org.rank(actor, unit) < 3:
+            raise RoleRequired(f"{actor} may not redact {case.ref}: it needs role head in unit '{unit}'")
+        personal = rt.personal_fields()
+        if not personal:
+            raise Refused(f"{rt.key} has no personal fields: nothing to redact")
+        if case.redacted_at is not None:
+            raise Refused(f"{case.ref} was already redacted")
+        fields = sorted(personal)
+        for event in events:
+            data = event["data"] or {}
+            if personal & data.keys():
+                kept = {k: v for k, v in data.items() if k not in personal}
+                conn.execute(sa.update(events_t).where(events_t.c.id == event["id"]).values(data=kept))
+        kept_data = {k: v for k, v in case.data.items() if k not in personal}
+        change = Change({"data": kept_data, "salt": None, "redacted_at": now},
+                        [Draft("redacted", data={"fields": fields, "reason": reason.strip()})])
+        new = loket.write_case(conn, rt, case, change, actor, now)
+    _scrub(loket)
+    return new, fields
+
+
+def _scrub(loket: Loket) -> None:
+    engine = loket.engine
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    elif engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM FULL cases")
+            conn.exec_driver_sql("VACUUM FULL case_event")
