@@ -50,7 +50,7 @@ def _events(conn: sa.Connection) -> Iterator[Any]:
         .join(cases_t, cases_t.c.id == events_t.c.case_id)
         .order_by(events_t.c.case_id, events_t.c.seq)
     )
-    yield from conn.execution_options(yield_per=5000, stream_results=True).execute(query).mappings()
+    yield from conn.execute(query, execution_options={"yield_per": 5000}).mappings()
 
 
 def verify(loket: Loket) -> VerifyResult:
@@ -130,7 +130,7 @@ def _heads_digest(conn: sa.Connection, seal_id: int, prev_digest: str) -> tuple[
     cases = events = 0
     query = (sa.select(seal_heads_t.c.case_id, seal_heads_t.c.ref, seal_heads_t.c.seq, seal_heads_t.c.hash)
              .where(seal_heads_t.c.seal_id == seal_id).order_by(seal_heads_t.c.case_id))
-    for row in conn.execution_options(yield_per=5000, stream_results=True).execute(query):
+    for row in conn.execute(query, execution_options={"yield_per": 5000}):
         h.update(f"{row.case_id}:{row.ref}:{row.seq}:{row.hash}\n".encode())
         cases += 1
         events += row.seq
@@ -249,7 +249,7 @@ def export(
     count = 0
     current, state = None, None
     with loket.read() as conn:
-        for ev in conn.execution_options(yield_per=5000, stream_results=True).execute(query).mappings():
+        for ev in conn.execute(query, execution_options={"yield_per": 5000}).mappings():
             if ev["case_id"] != current:
                 current, state = ev["case_id"], None
             rt = loket.request_type(ev["type_key"], ev["type_version"])

@@ -311,7 +311,7 @@ class Loket:
         if limit:
             query = query.limit(limit)
         with self.read() as conn:
-            for row in conn.execution_options(yield_per=1000).execute(query).mappings():
+            for row in conn.execute(query, execution_options={"yield_per": 1000}).mappings():
                 yield Case.from_row(row)
 
     def history(self, ref: str) -> tuple[Case, list[dict[str, Any]]]:
