@@ -806,7 +806,12 @@ def demo(ctx: Context, days: int, seed: int, folder: str) -> None:
     """Simulate weeks of neighbourhood work in Gemeente Voorbeeld."""
     from engine.demo import run_demo
 
-    run_demo(folder, days=days, seed=seed, echo=click.echo)
+    lines: list[str] = []
+    # The bar goes to stderr while the simulation runs; its story is told once the bar is done.
+    with click.progressbar(length=days, label="Gemeente Voorbeeld", file=sys.stderr, show_eta=False) as bar:
+        run_demo(folder, days=days, seed=seed, echo=lines.append, progress=bar.update)
+    for line in lines:
+        click.echo(line)
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -200,15 +200,22 @@ def _dest(rt: RequestType, state: str, trigger: str) -> str:
     return spec.dest if spec is not None else ""
 
 
-def run_demo(folder: str, *, days: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
+def run_demo(
+    folder: str,
+    *,
+    days: int,
+    seed: int,
+    echo: Callable[[str], None],
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Simulate `days` days; `echo` gets a line per week, `progress` a tick per day."""
     from engine.sweep import sweep
     from notifications.outbox import MailSettings, deliver
     from notifications.transports import DirectoryTransport
 
     root = Path(folder)
     db = prepare(root)
-    url = f"sqlite:///{db}"
-    engine = open_engine(url, create=True)
+    engine = open_engine(f"sqlite:///{db}", create=True)
     migrate(engine)
     clock = FixedClock(START)
     loket = Loket(engine, clock)
@@ -222,35 +229,38 @@ def run_demo(folder: str, *, days: int, seed: int, echo: Callable[[str], None]) 
                             transport=DirectoryTransport(root / "outbox"), template_dir=None)
     sim = Simulation(loket, clock, random.Random(seed))
     rungs: Counter[str] = Counter()
+    week: Counter[str] = Counter()
     cal = loket.calendar()
-    echo(f"Gemeente Voorbeeld — {days} days of neighbourhood work from {START.date().isoformat()} (seed {seed})")
-    day = START
+    echo(f"Gemeente Voorbeeld: {days} days of neighbourhood work from {START.date().isoformat()} (seed {seed})")
     for n in range(days):
-        local_day = (START + dt.timedelta(days=n)).date()
+        local_day = START.date() + dt.timedelta(days=n)
         day = dt.datetime.combine(local_day, START.timetz())
         clock.set(day.replace(hour=7, minute=0))
         fired = sweep(loket)
         for item in fired.fired:
             rungs[str(item["rung"])] += 1
-        report = deliver(loket, settings)
+        week["escalations"] += len(fired.fired)
+        week["emails"] += deliver(loket, settings).sent
         if cal.is_working_day(local_day):
             clock.set(day)
             before = Counter(sim.stats)
             sim.day()
-            moved = sim.stats - before
-            echo(f"{local_day.isoformat()}  opened {moved['opened']:2d}  steps {moved['steps']:3d}"
-                 f"  escalations {len(fired.fired):3d}  emails {report.sent:3d}  open {len(sim.open_refs):3d}")
-        elif fired.fired:
-            echo(f"{local_day.isoformat()}  (closed day: {cal.why_closed(local_day)})"
-                 f"  escalations {len(fired.fired):3d}  emails {report.sent:3d}")
+            week.update(sim.stats - before)
+        if progress is not None:
+            progress(1)
+        if local_day.weekday() == 6 or n == days - 1:
+            monday = local_day - dt.timedelta(days=local_day.weekday())
+            echo(f"week of {monday.isoformat()}: {week['opened']:3d} new requests, {week['steps']:3d} steps,"
+                 f" {week['escalations']:3d} escalations, {week['emails']:3d} emails; {len(sim.open_refs)} open")
+            week.clear()
     summary = {
         "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
     echo("")
-    echo(f"{summary['cases']} cases opened, {summary['steps']} steps taken, {summary['open']} still open")
-    echo("escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
+    echo(f"{summary['cases']} requests, {summary['steps']} steps, {summary['open']} still open;"
+         " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     echo(f"database: {summary['database']}")
     echo(f"emails:   {summary['emails']}")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
