@@ -68,6 +68,12 @@ class Context:
     def person(self) -> str:
         return self.actor or os.environ.get("LOKET_USER") or getpass.getuser()
 
+    def close(self) -> None:
+        """Hand back the database connections: one process may run many commands (main)."""
+        if self._loket is not None:
+            self._loket.engine.dispose()
+            self._loket = None
+
 
 def _timezone_of(loket: Loket) -> str:
     try:
@@ -114,6 +120,7 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) -> None:
     """Wijkloket: residents' requests as audited cases, escalated when they stall."""
     ctx.obj = Context(db, actor, now)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # -- init / org ---------------------------------------------------------------------------
@@ -138,6 +145,13 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         org_file, files = sample_paths()
     elif workflow_dir:
         files = definition_files(workflow_dir)
+    if ctx.now_text is not None and not simulation:
+        # --now belongs to simulation databases: refuse it before anything is created.
+        try:
+            ctx.open()
+        except ConfigurationError:
+            raise InvalidValue("--now is only allowed on a simulation database (loket init --simulation)") from None
+        ctx.close()
     loket = ctx.open(create=True)
     existed = current_revision(loket.engine) is not None
     if existed and simulation and not loket.is_simulation():
@@ -146,7 +160,7 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
     if simulation:
         with loket.engine.begin() as conn:
             loket.set_meta(conn, "simulation", "true")
-    ctx._loket = None
+    ctx.close()
     loket = ctx.open()
     if org_file:
         org = loket.load_organisation(org_file)
@@ -294,9 +308,11 @@ def workflow_validate(ctx: Context, files: tuple[str, ...]) -> None:
     try:
         loket = ctx.open()
     except ConfigurationError:
-        from engine.db import open_engine
+        # No installation to check against: the files alone, in an empty throwaway schema.
+        from engine.db import migrate, open_engine
 
         loket = Loket(open_engine("sqlite://", create=True))
+        migrate(loket.engine)
     for rt, _data, _source, path in loket.validate_files(list(files)):
         click.echo(f"{path}: ok ({rt.key}: {len(rt.states)} states, {len(rt.transitions)} transitions)")
 

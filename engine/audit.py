@@ -1,23 +1,24 @@
 """Checking the history: recompute every chain and name the first event that does not match.
 
-Events are streamed in (case, seq) order, so memory stays flat however long the history is.
-Each case's chain must start at the genesis hash, run without gaps, hash to what each row
-says, and end where the case row says its head is — which catches an edited, inserted or
-deleted event, a deleted tail, and a case row whose state moved without its event.
+Cases and their events are read as two streams in case order and merged, so memory stays
+flat however long the history is. Each case's chain must start at the genesis hash, run
+without gaps, hash to what each row says, and end where the case row says its head is; and
+the case row must hold what its history says — state, assignee and field values replayed from
+the events. That catches an edited, inserted or deleted event, a deleted tail, and a case row
+changed without its event. Seals (`audit seal`) add what no chain can show by itself: a whole
+case deleted, or a history cut back consistently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import sqlalchemy as sa
-
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from engine.errors import InvalidValue, NotFound
 from engine.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
@@ -44,80 +45,128 @@ class VerifyResult:
                 "ref": self.ref, "seq": self.seq}
 
 
-def _events(conn: sa.Connection) -> Iterator[Any]:
-    query = (
-        sa.select(events_t, cases_t.c.ref, cases_t.c.salt)
-        .join(cases_t, cases_t.c.id == events_t.c.case_id)
-        .order_by(events_t.c.case_id, events_t.c.seq)
-    )
-    yield from conn.execute(query, execution_options={"yield_per": 5000}).mappings()
+class Broken(Exception):
+    def __init__(self, message: str, ref: str | None, seq: int | None) -> None:
+        super().__init__(message)
+        self.message, self.ref, self.seq = message, ref, seq
+
+
+@dataclass
+class _Replay:
+    """One case's chain, event by event, and what its row must hold at the end."""
+
+    case: Any
+    prev: str = GENESIS
+    seq: int = 0
+    state: str | None = None
+    assignee: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    erased: set[str] = field(default_factory=set)
+    """Personal fields whose value the history no longer holds (only their digest)."""
+
+    def feed(self, ev: Any) -> None:
+        ref, seq = self.case.ref, ev["seq"]
+        if seq != self.seq + 1:
+            raise Broken(f"{ref} event {self.seq + 1}: missing (next stored is {seq})", ref, self.seq + 1)
+        if ev["prev_hash"] != self.prev:
+            raise Broken(f"{ref} event {seq}: its link to event {seq - 1} is broken", ref, seq)
+        digests = ev["digests"] or {}
+        data = ev["data"] or {}
+        salt = self.case.salt
+        if salt:
+            for name, digest in digests.items():
+                if name in data and personal_digest(salt, name, data[name]) != digest:
+                    raise Broken(f"{ref} event {seq}: personal field '{name}' was altered", ref, seq)
+        content = event_content(
+            ref=ref, seq=seq, at=ev["at"], recorded_at=ev["recorded_at"], actor=ev["actor"],
+            action=ev["action"], from_state=ev["from_state"], to_state=ev["to_state"],
+            trigger=ev["trigger"], comment=ev["comment"], data=data, digests=digests,
+        )
+        if chain_hash(content, self.prev) != ev["hash"]:
+            raise Broken(f"{ref} event {seq}: its content does not match its hash (edited)", ref, seq)
+        self.erased.update(name for name in digests if name not in data)
+        self.prev, self.seq = ev["hash"], seq
+        if ev["to_state"] is not None:
+            self.state = ev["to_state"]
+        self._apply(ev["action"], data)
+
+    def _apply(self, action: str, data: dict[str, Any]) -> None:
+        if action == "created":
+            self.data = dict(data)
+        elif action in ("transition", "data_changed"):
+            for name, value in data.items():
+                if value is None:
+                    self.data.pop(name, None)
+                else:
+                    self.data[name] = value
+        elif action == "assigned":
+            self.assignee = data.get("assignee")
+        elif action == "redacted":
+            for name in data.get("fields", []):
+                self.data.pop(name, None)
+
+    def close(self) -> None:
+        case, ref = self.case, self.case.ref
+        if self.seq == 0:
+            raise Broken(f"{ref}: its whole history is missing", ref, None)
+        if case.last_seq != self.seq or case.last_hash != self.prev:
+            raise Broken(f"{ref}: the case row says its history ends at event {case.last_seq}, "
+                         f"but the chain ends at event {self.seq}: events were deleted or added", ref, self.seq)
+        if case.state != self.state:
+            raise Broken(f"{ref}: the case is in state '{case.state}' but its history ends in "
+                         f"'{self.state}'", ref, self.seq)
+        if case.assignee != self.assignee:
+            raise Broken(f"{ref}: the case is assigned to {case.assignee!r} but its history says "
+                         f"{self.assignee!r}", ref, self.seq)
+        row = case.data or {}
+        changed = sorted(k for k in {*row, *self.data} if row.get(k) != self.data.get(k)
+                         and not (k in self.erased and k not in self.data))
+        if changed:
+            raise Broken(f"{ref}: field(s) {', '.join(changed)} differ from what its history says",
+                         ref, self.seq)
+
+
+def _snapshot(loket: Loket) -> sa.Connection:
+    """One consistent view for both streams, however busy the database is meanwhile."""
+    conn = loket.read()
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
 
 
 def verify(loket: Loket) -> VerifyResult:
     result = VerifyResult()
-    with loket.read() as conn:
-        heads = {
-            row.id: row
-            for row in conn.execute(
-                sa.select(cases_t.c.id, cases_t.c.ref, cases_t.c.last_seq, cases_t.c.last_hash,
-                          cases_t.c.state)
-            )
-        }
-        result.cases = len(heads)
-        seen: set[int] = set()
-        current, prev, expected_seq, last_state = None, GENESIS, 1, None
-
-        def close(case_id: int | None) -> str | None:
-            if case_id is None:
-                return None
-            head = heads[case_id]
-            if head.last_seq != expected_seq - 1 or head.last_hash != prev:
-                return (f"{head.ref}: the case row says its history ends at event {head.last_seq}, "
-                        f"but the chain ends at event {expected_seq - 1}: events were deleted or added")
-            if last_state is not None and head.state != last_state:
-                return (f"{head.ref}: the case is in state '{head.state}' but its history ends in "
-                        f"'{last_state}'")
-            return None
-
-        for ev in _events(conn):
-            if ev["case_id"] != current:
-                problem = close(current)
-                if problem:
-                    return _fail(result, problem, heads[current].ref, expected_seq - 1)
-                current, prev, expected_seq, last_state = ev["case_id"], GENESIS, 1, None
-                seen.add(current)
-            result.events += 1
-            ref, seq = ev["ref"], ev["seq"]
-            if seq != expected_seq:
-                return _fail(result, f"{ref} event {expected_seq}: missing (next stored is {seq})", ref, expected_seq)
-            if ev["prev_hash"] != prev:
-                return _fail(result, f"{ref} event {seq}: its link to event {seq - 1} is broken", ref, seq)
-            digests = ev["digests"] or {}
-            data = ev["data"] or {}
-            if ev["salt"]:
-                for name, digest in digests.items():
-                    if name in data and personal_digest(ev["salt"], name, data[name]) != digest:
-                        return _fail(result, f"{ref} event {seq}: personal field '{name}' was altered", ref, seq)
-            content = event_content(
-                ref=ref, seq=seq, at=ev["at"], recorded_at=ev["recorded_at"], actor=ev["actor"],
-                action=ev["action"], from_state=ev["from_state"], to_state=ev["to_state"],
-                trigger=ev["trigger"], comment=ev["comment"], data=data, digests=digests,
-            )
-            if chain_hash(content, prev) != ev["hash"]:
-                return _fail(result, f"{ref} event {seq}: its content does not match its hash (edited)", ref, seq)
-            prev = ev["hash"]
-            if ev["to_state"] is not None:
-                last_state = ev["to_state"]
-            expected_seq += 1
-        problem = close(current)
-        if problem and current is not None:
-            return _fail(result, problem, heads[current].ref, expected_seq - 1)
-        for case_id, head in heads.items():
-            if case_id not in seen and head.last_seq != 0:
-                return _fail(result, f"{head.ref}: its whole history is missing", head.ref, None)
-        problem = _check_seals(conn)
-        if problem is not None:
-            return _fail(result, *problem)
+    c = cases_t.c
+    with _snapshot(loket) as conn:
+        result.cases = conn.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one()
+        cases = conn.execute(
+            sa.select(c.id, c.ref, c.state, c.assignee, c.data, c.salt, c.last_seq, c.last_hash).order_by(c.id),
+            execution_options={"yield_per": 2000},
+        )
+        events: Iterator[Any] = iter(conn.execute(
+            sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq),
+            execution_options={"yield_per": 5000},
+        ).mappings())
+        pending = next(events, None)
+        try:
+            for case in cases:
+                if pending is not None and pending["case_id"] < case.id:
+                    raise Broken(f"event {pending['seq']} belongs to case id {pending['case_id']}, "
+                                 "which does not exist", None, pending["seq"])
+                replay = _Replay(case)
+                while pending is not None and pending["case_id"] == case.id:
+                    result.events += 1
+                    replay.feed(pending)
+                    pending = next(events, None)
+                replay.close()
+            if pending is not None:
+                raise Broken(f"event {pending['seq']} belongs to case id {pending['case_id']}, "
+                             "which does not exist", None, pending["seq"])
+            problem = _check_seals(conn)
+            if problem is not None:
+                raise Broken(*problem)
+        except Broken as broken:
+            result.failure, result.ref, result.seq = broken.message, broken.ref, broken.seq
     return result
 
 
@@ -276,8 +325,3 @@ def export(
                 write(buffer.getvalue())
             count += 1
     return count
-
-
-def _fail(result: VerifyResult, message: str, ref: str | None, seq: int | None) -> VerifyResult:
-    result.failure, result.ref, result.seq = message, ref, seq
-    return result

@@ -310,6 +310,7 @@ def advance(
     dest = machine.fire(rt, case.state, trigger)
     updates = enter_state(rt, cal, case, dest, now)
     if data:
-        updates["data"] = {**case.data, **data}
+        # `FIELD=` empties a field: the key goes, as with `case set`.
+        updates["data"] = {k: v for k, v in {**case.data, **data}.items() if v is not None}
     draft = Draft("transition", case.state, dest, spec.trigger, comment or None, dict(data) if data else None)
     return Change(updates, [draft])

@@ -55,8 +55,9 @@ def dot(rt: RequestType) -> str:
     for name, spec in rt.states.items():
         shape = ", peripheries=2" if spec.final else ""
         lines.append(f"    {name} [label={_dot_quote(_state_label(rt, name))}{shape}];")
-    lines.append('    start [shape=point, label=""];')
-    lines.append(f"    start -> {rt.initial};")
+    # State names start with a letter, so the entry point's `_start` can never clash with one.
+    lines.append('    _start [shape=point, label=""];')
+    lines.append(f"    _start -> {rt.initial};")
     for t in rt.transitions:
         for source in t.sources:
             lines.append(f"    {source} -> {t.dest} [label={_dot_quote(_edge_label(t))}];")

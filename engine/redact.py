@@ -10,7 +10,7 @@ dead row versions would otherwise keep the old values on disk until reused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -20,18 +20,6 @@ from engine.schema import events_t
 
 if TYPE_CHECKING:
     from engine.service import Loket
-
-
-def holding_unit(loket: Loket, case: Case, events: list[dict[str, Any]]) -> str | None:
-    """The unit holding the case: its owner, or for a closed case the unit that closed it."""
-    if case.owner is not None:
-        return case.owner
-    rt = loket.type_of(case)
-    for event in reversed(events):
-        state = event["from_state"]
-        if state in rt.states and rt.states[state].owner is not None:
-            return rt.states[state].owner
-    return None
 
 
 def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[Case, list[str]]:
@@ -46,7 +34,7 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
         events = [dict(r) for r in conn.execute(
             sa.select(events_t.c.id, events_t.c.from_state, events_t.c.data)
             .where(events_t.c.case_id == case.id).order_by(events_t.c.seq)).mappings()]
-        unit = holding_unit(loket, case, events)
+        unit = loket.holding_unit(case)
         if org.rank(actor, unit) < 3:
             raise RoleRequired(f"{actor} may not redact {case.ref}: it needs role head in unit '{unit}'")
         personal = rt.personal_fields()

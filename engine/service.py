@@ -205,11 +205,15 @@ class Loket:
         return [self.request_type(key) for key in sorted(self._versions())]
 
     def validate_files(self, paths: Sequence[str | Path]) -> list[tuple[RequestType, Any, str, str]]:
-        """Parse and check every file; all problems of all files are reported together."""
+        """Parse and check every file; all problems of all files are reported together.
+
+        Everything `load` would refuse is refused here too, including a prefix that another
+        loaded request type already uses.
+        """
         org = self._org_or_none()
         problems: list[Problem] = []
         parsed: list[tuple[RequestType, Any, str, str]] = []
-        prefixes: dict[str, str] = {}
+        prefixes = self._loaded_prefixes()
         for path in paths:
             try:
                 data, locate, source = load_file(path)
@@ -219,11 +223,20 @@ class Loket:
                 continue
             owner = prefixes.setdefault(rt.prefix, rt.key)
             if owner != rt.key:
-                problems.append(Problem(str(path), "prefix", f"prefix '{rt.prefix}' is also used by '{owner}'"))
+                problems.append(Problem(str(path), "prefix", f"prefix '{rt.prefix}' is already used by '{owner}'",
+                                        locate(("prefix",))))
             parsed.append((rt, data, source, str(path)))
         if problems:
             raise InvalidDefinition(problems)
         return parsed
+
+    def _loaded_prefixes(self) -> dict[str, str]:
+        try:
+            with self.read() as conn:
+                rows = conn.execute(sa.select(request_type_t.c.prefix, request_type_t.c.key).distinct()).all()
+        except sa.exc.OperationalError:
+            return {}
+        return {prefix: key for prefix, key in rows}
 
     def _org_or_none(self) -> Organisation | None:
         try:
@@ -238,14 +251,7 @@ class Loket:
         out: list[Loaded] = []
         now = self.clock.now()
         with self.engine.begin() as conn:
-            for rt, data, source, path in parsed:
-                clash = conn.execute(
-                    sa.select(request_type_t.c.key).where(
-                        request_type_t.c.prefix == rt.prefix, request_type_t.c.key != rt.key)
-                ).first()
-                if clash:
-                    raise InvalidDefinition([Problem(
-                        path, "prefix", f"prefix '{rt.prefix}' is already used by '{clash.key}'")])
+            for rt, data, source, _path in parsed:
                 latest = conn.execute(
                     sa.select(request_type_t.c.version, request_type_t.c.digest)
                     .where(request_type_t.c.key == rt.key)
@@ -492,8 +498,9 @@ class Loket:
             raise InvalidValue("a comment needs text")
 
         def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
-            if case.closed_at is None or org.rank(actor or "", case.owner) == 0:
-                self._require_member(org, actor or "", case, "comment on")
+            # A closed case still takes comments (a resident calls back), from the unit that held it.
+            unit = case.owner if case.closed_at is None else self.holding_unit(case)
+            self._require_member(org, actor or "", case.apply({"owner": unit}), "comment on")
             return Change({}, [Draft("comment", comment=text.strip())])
 
         return self._change(ref, actor, plan)
@@ -556,7 +563,8 @@ class Loket:
                 raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
             if case.case_due is None or rt.max_extension is None:
                 raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
-            new_due = cal.offset(case.case_due, by)
+            # The same derivation `case show --explain` replays, counted from the deadline's day.
+            new_due = cal.deadline(case.case_due, by).due
             if case.case_due_limit is not None and new_due > case.case_due_limit:
                 raise Refused(
                     f"extending {case.ref} by {by} would pass the maximum extension of {rt.max_extension}"
@@ -567,6 +575,22 @@ class Loket:
             return Change({"case_due": new_due}, [Draft("extended", data=data)])
 
         return self._change(ref, actor, plan)
+
+    def holding_unit(self, case: Case) -> str | None:
+        """The unit holding the case: its owner, or for a closed case the unit that closed it."""
+        if case.owner is not None:
+            return case.owner
+        rt = self.type_of(case)
+        with self.read() as conn:
+            states = conn.execute(
+                sa.select(events_t.c.from_state).where(events_t.c.case_id == case.id,
+                                                       events_t.c.from_state.is_not(None))
+                .order_by(events_t.c.seq.desc())
+            ).scalars()
+            for state in states:
+                if state in rt.states and rt.states[state].owner is not None:
+                    return rt.states[state].owner
+        return None
 
     @staticmethod
     def _open(rt: RequestType, case: Case) -> None:

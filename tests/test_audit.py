@@ -216,3 +216,22 @@ def test_redacted_bytes_are_gone_from_the_postgresql_table_files(pg_url: str, cl
         assert conn.execute(sa.select(sa.func.count()).select_from(cases_t)
                             .where(cases_t.c.redacted_at.is_not(None))).scalar() == 5
     loket.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("column", "statement", "words"),
+    [
+        ("data", "UPDATE cases SET data = :v WHERE ref = :r", "field(s) amount differ"),
+        ("assignee", "UPDATE cases SET assignee = :v WHERE ref = :r", "assigned to 'b.bakker'"),
+    ],
+)
+def test_a_case_row_changed_without_its_event_is_detected(
+    loket: Loket, column: str, statement: str, words: str
+) -> None:
+    ref = _initiative(loket, amount="750")
+    loket.assign(ref, CLERK, actor=CLERK)
+    value: object = json.dumps({"title": "Straatfeest", "amount": "75000"}) if column == "data" else LEAD
+    _sql(loket, statement, v=value, r=ref)
+    result = verify(loket)
+    assert (result.ok, result.ref) == (False, ref)
+    assert words in (result.failure or "")

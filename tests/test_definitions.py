@@ -1,0 +1,608 @@
+"""Definition files are refused when they are written, with every problem and its line.
+
+A request type (SPEC §4.2) and the organisation (§4.1) are data; each rule below is one edit
+of a small valid file, and the test says which line of that file the problem must point to.
+The bundled files must themselves pass every rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.definition import parse_request_type
+from engine.errors import InvalidDefinition, Problem
+from engine.organisation import Organisation, parse_organisation
+from engine.setup import definition_files
+from engine.yamlfile import load_file
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+
+# A unit with a full line of command (wijkteam) and one with staff only (buitenruimte).
+ORG = """\
+municipality: Gemeente Proef
+administrators:
+  - id: wethouder.wijken
+    name: Wethouder Wijken
+    email: wethouder@proef.example
+    portfolios: [wijken]
+units:
+  wijkteam: {name: Wijkteam, kind: department}
+  buitenruimte: {name: Buitenruimte, kind: department}
+people:
+  - id: a.hoofd
+    name: Anna Hoofd
+    email: a.hoofd@proef.example
+    roles: {wijkteam: head}
+  - id: b.lead
+    name: Bram Lead
+    email: b.lead@proef.example
+    roles: {wijkteam: lead}
+  - id: c.staf
+    name: Chris Staf
+    email: c.staf@proef.example
+    roles: {wijkteam: staff, buitenruimte: staff}
+  - id: d.audit
+    name: Dana Audit
+    email: d.audit@proef.example
+    roles: {"*": auditor}
+"""
+
+# Every needle the tests below look for occurs on exactly one line of this file.
+TYPE = """\
+key: proef
+title: Proefaanvraag
+prefix: PR
+portfolio: wijken
+lead_time: {weeks: 8}
+fields:
+  title: {type: text, required: true}
+  amount: {type: decimal, min: 0}
+  category: {type: choice, options: [groen, spelen]}
+initial: open
+states:
+  open: {label: Open, owner: wijkteam, deadline: {working_days: 5}}
+  buiten:
+    label: Buiten
+    owner: buitenruimte
+    deadline: {working_days: 10}
+    timeout: {after: {working_days: 2}, trigger: terug}
+  klaar: {label: Klaar, final: true}
+transitions:
+  - {trigger: naar_buiten, from: open, to: buiten}
+  - {trigger: terug, from: buiten, to: open}
+  - {trigger: afronden, from: open, to: klaar, roles: [lead], when: {amount: {lte: 100}}}
+escalation:
+  - {after: {working_days: 0}, to: lead}
+  - {after: {working_days: 5}, to: administrator}
+"""
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based line on which `needle` is written; it must be written exactly once."""
+    found = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(found) == 1, f"{needle!r} occurs on lines {found}"
+    return found[0]
+
+
+def edited(old: str, new: str, text: str = TYPE) -> str:
+    assert text.count(old) == 1, f"{old!r} is not unique in the base file"
+    return text.replace(old, new)
+
+
+@pytest.fixture
+def org(tmp_path: Path) -> Organisation:
+    path = tmp_path / "organisation.yaml"
+    path.write_text(ORG, encoding="utf-8")
+    data, locate, _ = load_file(path)
+    return parse_organisation(data, str(path), locate)
+
+
+def refuse_type(tmp_path: Path, text: str, org: Organisation | None) -> tuple[list[Problem], str]:
+    path = tmp_path / "proef.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidDefinition) as info:
+        data, locate, _ = load_file(path)
+        parse_request_type(data, org, str(path), locate)
+    return info.value.problems, str(path)
+
+
+def assert_problem(problems: list[Problem], file: str, line: int, fragment: str) -> None:
+    """One of the problems is about `fragment`, placed at `file:line`."""
+    matching = [p for p in problems if fragment in p.message]
+    assert matching, f"no problem mentions {fragment!r}: {[str(p) for p in problems]}"
+    assert any(p.line == line and str(p).startswith(f"{file}:{line}:") for p in matching), (
+        f"{fragment!r} expected at line {line}: {[str(p) for p in matching]}"
+    )
+
+
+def test_the_base_file_is_valid(tmp_path: Path, org: Organisation) -> None:
+    path = tmp_path / "proef.yaml"
+    path.write_text(TYPE, encoding="utf-8")
+    data, locate, _ = load_file(path)
+    rt = parse_request_type(data, org, str(path), locate)
+    assert rt.key == "proef"
+    assert list(rt.states) == ["open", "buiten", "klaar"]
+    assert rt.transition("open", "afronden") is not None
+    assert rt.transition("buiten", "afronden") is None
+
+
+# (what is wrong, edits of the base file as (old, new)..., the line's needle, words of the message)
+RULES: list[tuple[Any, ...]] = [
+    (
+        "malformed YAML: an unclosed flow mapping",
+        ("  - {trigger: terug, from: buiten, to: open}\n", "  - {trigger: terug, from: buiten\n"),
+        "- {trigger: afronden",
+        "malformed YAML",
+    ),
+    (
+        "malformed YAML: a key written twice",
+        ("prefix: PR\n", "prefix: PR\ntitle: Nog eens\n"),
+        "title: Nog eens",
+        "duplicate key",
+    ),
+    (
+        "unknown top-level key",
+        ("prefix: PR\n", "prefix: PR\ncolour: red\n"),
+        "colour: red",
+        "unknown key 'colour'",
+    ),
+    (
+        "unknown state key",
+        ("    owner: buitenruimte\n", "    owner: buitenruimte\n    colour: red\n"),
+        "colour: red",
+        "unknown key 'colour'",
+    ),
+    (
+        "unknown transition key",
+        (
+            "{trigger: terug, from: buiten, to: open}",
+            "{trigger: terug, from: buiten, to: open, colour: red}",
+        ),
+        "colour: red",
+        "unknown key 'colour'",
+    ),
+    (
+        "unknown field key",
+        ("amount: {type: decimal, min: 0}", "amount: {type: decimal, min: 0, colour: red}"),
+        "colour: red",
+        "unknown key 'colour'",
+    ),
+    (
+        "unknown rung key",
+        (
+            "{after: {working_days: 0}, to: lead}",
+            "{after: {working_days: 0}, to: lead, colour: red}",
+        ),
+        "colour: red",
+        "unknown key 'colour'",
+    ),
+    (
+        "unreachable state",
+        (
+            "  klaar: {label: Klaar, final: true}\n",
+            "  klaar: {label: Klaar, final: true}\n"
+            "  vergeten: {label: Vergeten, owner: wijkteam}\n",
+        ),
+        "vergeten: {label",
+        "state 'vergeten' cannot be reached from 'open'",
+    ),
+    (
+        "a non-final state with no way out",
+        (
+            "  klaar: {label: Klaar, final: true}\n",
+            "  klaar: {label: Klaar, final: true}\n  vast: {label: Vast, owner: wijkteam}\n",
+        ),
+        (
+            "transitions:\n",
+            "transitions:\n  - {trigger: vastzetten, from: open, to: vast}\n",
+        ),
+        "vast: {label",
+        "state 'vast' is not final and has no way out",
+    ),
+    (
+        "a loop that never reaches a final state",
+        (
+            "  klaar: {label: Klaar, final: true}\n",
+            "  klaar: {label: Klaar, final: true}\n"
+            "  heen: {label: Heen, owner: wijkteam}\n  weer: {label: Weer, owner: wijkteam}\n",
+        ),
+        (
+            "transitions:\n",
+            "transitions:\n  - {trigger: rondje, from: open, to: heen}\n"
+            "  - {trigger: naar_weer, from: heen, to: weer}\n"
+            "  - {trigger: naar_heen, from: weer, to: heen}\n",
+        ),
+        "heen: {label",
+        "from state 'heen' no final state can be reached",
+    ),
+    (
+        "an owner the organisation lacks",
+        ("    owner: buitenruimte\n", "    owner: nergens\n"),
+        "owner: nergens",
+        "unknown unit 'nergens'",
+    ),
+    (
+        "an unknown role",
+        (
+            "{trigger: terug, from: buiten, to: open}",
+            "{trigger: terug, from: buiten, to: open, roles: [baas]}",
+        ),
+        "roles: [baas]",
+        "unknown role 'baas'",
+    ),
+    (
+        "a role nobody in the owning unit holds",
+        (
+            "{trigger: terug, from: buiten, to: open}",
+            "{trigger: terug, from: buiten, to: open, roles: [lead]}",
+        ),
+        "trigger: terug,",
+        "nobody in unit 'buitenruimte' holds role lead",
+    ),
+    (
+        "'when' on a field that does not exist",
+        ("when: {amount: {lte: 100}}", "when: {kleur: {eq: rood}}"),
+        "kleur",
+        "condition on unknown field 'kleur'",
+    ),
+    (
+        "an unknown operator",
+        ("when: {amount: {lte: 100}}", "when: {amount: {ongeveer: 100}}"),
+        "ongeveer",
+        "unknown operator 'ongeveer'",
+    ),
+    (
+        "an operand that is not of the field's type",
+        ("when: {amount: {lte: 100}}", "when: {amount: {lte: veel}}"),
+        "lte: veel",
+        "bad operand",
+    ),
+    (
+        "an ordering operator on a text field",
+        ("when: {amount: {lte: 100}}", "when: {title: {gt: a}}"),
+        "title: {gt",
+        "'gt' compares numbers and dates",
+    ),
+    (
+        "'in' without a list",
+        ("when: {amount: {lte: 100}}", "when: {category: {in: groen}}"),
+        "in: groen",
+        "bad operand",
+    ),
+    (
+        "'in' with an option the choice field does not have",
+        ("when: {amount: {lte: 100}}", "when: {category: {in: [groen, paars]}}"),
+        "paars",
+        "bad operand",
+    ),
+    (
+        "a duplicate trigger from one state",
+        (
+            "  - {trigger: terug, from: buiten, to: open}\n",
+            "  - {trigger: terug, from: buiten, to: open}\n"
+            "  - {trigger: naar_buiten, from: open, to: klaar}\n",
+        ),
+        "{trigger: naar_buiten, from: open, to: klaar}",
+        "duplicate trigger 'naar_buiten' from state 'open'",
+    ),
+    (
+        "'requires' names a field that does not exist",
+        (
+            "{trigger: naar_buiten, from: open, to: buiten}",
+            "{trigger: naar_buiten, from: open, to: buiten, requires: [kleur]}",
+        ),
+        "requires: [kleur]",
+        "unknown field 'kleur'",
+    ),
+    (
+        "a ladder recipient that is no one",
+        (
+            "{after: {working_days: 5}, to: administrator}",
+            "{after: {working_days: 5}, to: niemand}",
+        ),
+        "to: niemand",
+        "unknown recipient 'niemand'",
+    ),
+    (
+        "a timeout trigger that does not leave that state",
+        ("trigger: terug}", "trigger: afronden}"),
+        "trigger: afronden}",
+        "timeout trigger 'afronden' is not a transition from 'buiten'",
+    ),
+    (
+        "a timeout on a state without a deadline",
+        ("    deadline: {working_days: 10}\n", ""),
+        "timeout: {after",
+        "a timeout counts from the deadline",
+    ),
+    (
+        "a duration in an unknown unit",
+        ("    deadline: {working_days: 10}\n", "    deadline: {days: 10}\n"),
+        "deadline: {days: 10}",
+        "invalid duration: unknown unit 'days'",
+    ),
+    (
+        "a negative duration",
+        ("lead_time: {weeks: 8}", "lead_time: {weeks: -8}"),
+        "lead_time",
+        "invalid duration: amount must be a whole number >= 0",
+    ),
+    (
+        "a duration given as text",
+        ("{after: {working_days: 0}, to: lead}", "{after: {working_days: nul}, to: lead}"),
+        "working_days: nul",
+        "invalid duration",
+    ),
+    (
+        "a duration with two units",
+        ("deadline: {working_days: 5}}", "deadline: {working_days: 5, weeks: 1}}"),
+        "weeks: 1",
+        "give exactly one unit",
+    ),
+    (
+        "a duration that is a bare number",
+        ("    deadline: {working_days: 10}\n", "    deadline: 10\n"),
+        "deadline: 10",
+        "invalid duration: expected a duration like",
+    ),
+    (
+        "a field of an unknown type",
+        ("category: {type: choice", "category: {type: kleur"),
+        "type: kleur",
+        "unknown field type 'kleur'",
+    ),
+    (
+        "a final state with an owner",
+        (
+            "klaar: {label: Klaar, final: true}",
+            "klaar: {label: Klaar, final: true, owner: wijkteam}",
+        ),
+        "klaar: {label",
+        "a final state takes no owner",
+    ),
+    (
+        "an initial state that does not exist",
+        ("initial: open", "initial: begin"),
+        "initial: begin",
+        "initial state 'begin' is not one of the states",
+    ),
+    (
+        "a transition to an unknown state",
+        ("{trigger: terug, from: buiten, to: open}", "{trigger: terug, from: buiten, to: nergens}"),
+        "to: nergens",
+        "unknown state 'nergens'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edits", "needle", "fragment"),
+    [(r[1:-2], r[-2], r[-1]) for r in RULES],
+    ids=[r[0] for r in RULES],
+)
+def test_a_broken_rule_is_refused_with_its_file_and_line(
+    tmp_path: Path,
+    org: Organisation,
+    edits: tuple[tuple[str, str], ...],
+    needle: str,
+    fragment: str,
+) -> None:
+    text = TYPE
+    for old, new in edits:
+        text = edited(old, new, text)
+    problems, file = refuse_type(tmp_path, text, org)
+    assert_problem(problems, file, line_of(text, needle), fragment)
+
+
+def test_an_unknown_key_on_a_later_line_of_a_flow_mapping_points_to_that_line(
+    tmp_path: Path, org: Organisation
+) -> None:
+    text = edited(
+        "  open: {label: Open, owner: wijkteam, deadline: {working_days: 5}}\n",
+        "  open: {label: Open, owner: wijkteam,\n"
+        "         kleur: rood, deadline: {working_days: 5}}\n",
+    )
+    problems, file = refuse_type(tmp_path, text, org)
+    assert_problem(problems, file, line_of(text, "kleur: rood"), "unknown key 'kleur'")
+
+
+def test_organisation_checks_apply_only_when_an_organisation_is_given(tmp_path: Path) -> None:
+    """Read back from the database, a stored version is parsed without today's organisation."""
+    text = edited("    owner: buitenruimte\n", "    owner: nergens\n")
+    path = tmp_path / "proef.yaml"
+    path.write_text(text, encoding="utf-8")
+    data, locate, _ = load_file(path)
+    assert parse_request_type(data, None, str(path), locate).states["buiten"].owner == "nergens"
+
+
+def test_every_problem_in_a_file_is_listed_at_once(tmp_path: Path, org: Organisation) -> None:
+    text = edited("prefix: PR\n", "prefix: PR\ncolour: red\n")
+    text = edited("    owner: buitenruimte\n", "    owner: nergens\n", text)
+    text = edited(
+        "{after: {working_days: 5}, to: administrator}",
+        "{after: {working_days: 5}, to: niemand}",
+        text,
+    )
+    text = edited("when: {amount: {lte: 100}}", "when: {kleur: {eq: rood}}", text)
+    problems, file = refuse_type(tmp_path, text, org)
+    assert len(problems) == 4
+    assert_problem(problems, file, line_of(text, "colour: red"), "unknown key 'colour'")
+    assert_problem(problems, file, line_of(text, "owner: nergens"), "unknown unit 'nergens'")
+    assert_problem(problems, file, line_of(text, "to: niemand"), "unknown recipient 'niemand'")
+    assert_problem(problems, file, line_of(text, "kleur"), "condition on unknown field 'kleur'")
+    with pytest.raises(InvalidDefinition) as info:
+        data, locate, _ = load_file(Path(file))
+        parse_request_type(data, org, file, locate)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 problems found; nothing was loaded"
+    assert len(lines) == 5
+    assert all(line.startswith(f"  {file}:") for line in lines[1:])
+
+
+def test_a_later_problem_points_at_its_own_transition_when_an_earlier_one_is_dropped(
+    tmp_path: Path, org: Organisation
+) -> None:
+    text = edited(
+        "  - {trigger: naar_buiten, from: open, to: buiten}\n",
+        "  - {trigger: Naar-Buiten, from: open, to: buiten}\n"
+        "  - {trigger: naar_buiten, from: open, to: buiten}\n",
+    )
+    text = edited(
+        "{trigger: terug, from: buiten, to: open}",
+        "{trigger: terug, from: buiten, to: open, roles: [head]}",
+        text,
+    )
+    problems, file = refuse_type(tmp_path, text, org)
+    assert_problem(problems, file, line_of(text, "Naar-Buiten"), "invalid trigger 'Naar-Buiten'")
+    assert_problem(
+        problems,
+        file,
+        line_of(text, "roles: [head]"),
+        "nobody in unit 'buitenruimte' holds role head",
+    )
+    assert len(problems) == 2
+
+
+def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nergens.yaml"
+    with pytest.raises(InvalidDefinition) as info:
+        load_file(missing)
+    assert str(info.value.problems[0]) == f"{missing}: file not found"
+
+
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path: Path, org: Organisation) -> None:
+    problems, _ = refuse_type(tmp_path, "- just\n- a list\n", org)
+    assert [p.message for p in problems] == ["expected a mapping, got a list"]
+
+
+def test_the_bundled_request_types_validate_against_the_bundled_organisation() -> None:
+    data, locate, _ = load_file(WORKFLOWS / "organisation.yaml")
+    bundled = parse_organisation(data, "organisation.yaml", locate)
+    files = definition_files(WORKFLOWS)
+    assert {Path(f).name for f in files} == {
+        "bewonersinitiatief.yaml",
+        "bijdrage.yaml",
+        "melding.yaml",
+    }
+    prefixes = set()
+    for file in files:
+        data, locate, _ = load_file(file)
+        rt = parse_request_type(data, bundled, file, locate)
+        assert rt.states[rt.initial].owner in bundled.units
+        prefixes.add(rt.prefix)
+    assert len(prefixes) == len(files)
+
+
+# -- the organisation -------------------------------------------------------------------------
+
+
+def refuse_org(tmp_path: Path, text: str) -> tuple[list[Problem], str]:
+    path = tmp_path / "organisation.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidDefinition) as info:
+        data, locate, _ = load_file(path)
+        parse_organisation(data, str(path), locate)
+    return info.value.problems, str(path)
+
+
+ORG_RULES: list[tuple[Any, ...]] = [
+    (
+        "a role in a unit that does not exist",
+        ("roles: {wijkteam: lead}", "roles: {wijkteam: lead, nergens: staff}"),
+        "nergens: staff",
+        "unknown unit 'nergens'",
+    ),
+    (
+        "a role that does not exist",
+        ("roles: {wijkteam: lead}", "roles: {wijkteam: baas}"),
+        "wijkteam: baas",
+        "unknown role 'baas'",
+    ),
+    (
+        "two people with one id",
+        ("  - id: b.lead\n", "  - id: a.hoofd  # tweede\n"),
+        "# tweede",
+        "duplicate person id 'a.hoofd'",
+    ),
+    (
+        "two administrators with one id",
+        (
+            "units:\n",
+            "  - id: wethouder.wijken  # tweede\n"
+            "    name: Nog een\n    email: nog@proef.example\nunits:\n",
+        ),
+        "# tweede",
+        "duplicate administrator id 'wethouder.wijken'",
+    ),
+    (
+        "an invalid email address",
+        ("email: c.staf@proef.example", "email: c.staf-at-proef"),
+        "c.staf-at-proef",
+        "invalid email address 'c.staf-at-proef'",
+    ),
+    (
+        "'*' with a role other than auditor",
+        ('roles: {"*": auditor}', 'roles: {"*": head}'),
+        '"*": head',
+        "only the auditor role may be given for every unit",
+    ),
+    (
+        "a reserved word as an id",
+        ("  - id: c.staf\n", "  - id: system\n"),
+        "id: system",
+        "'system' is a reserved word",
+    ),
+    (
+        "an unknown top-level key",
+        ("municipality: Gemeente Proef\n", "municipality: Gemeente Proef\nprovincie: Utrecht\n"),
+        "provincie",
+        "unknown key 'provincie'",
+    ),
+    (
+        "an unknown timezone",
+        (
+            "municipality: Gemeente Proef\n",
+            "municipality: Gemeente Proef\ntimezone: Europe/Nergens\n",
+        ),
+        "timezone",
+        "unknown timezone 'Europe/Nergens'",
+    ),
+    (
+        "a closed day that is not a date",
+        (
+            "municipality: Gemeente Proef\n",
+            "municipality: Gemeente Proef\nclosed_days: [2026-12-28, morgen]\n",
+        ),
+        "closed_days",
+        "expected a date (YYYY-MM-DD), got 'morgen'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle", "fragment"), [r[1:] for r in ORG_RULES], ids=[r[0] for r in ORG_RULES]
+)
+def test_a_broken_organisation_is_refused_with_its_file_and_line(
+    tmp_path: Path, edit: tuple[str, str], needle: str, fragment: str
+) -> None:
+    text = edited(*edit, text=ORG)
+    problems, file = refuse_org(tmp_path, text)
+    assert_problem(problems, file, line_of(text, needle), fragment)
+
+
+def test_the_sample_organisation_is_valid_and_ranks_roles() -> None:
+    data, locate, _ = load_file(WORKFLOWS / "organisation.yaml")
+    org = parse_organisation(data, "organisation.yaml", locate)
+    # staff < lead < head, within one unit only
+    assert org.may("a.jansen", "wijkteam", ("lead",))
+    assert org.may("b.bakker", "wijkteam", ("staff",))
+    assert not org.may("b.bakker", "wijkteam", ("head",))
+    assert not org.may("c.devries", "wijkteam", ("lead",))
+    assert not org.may("a.jansen", "openbare_ruimte", ("staff",))
+    # an auditor reads everything and holds no changing role anywhere
+    assert org.is_auditor("d.smit")
+    assert not org.may("d.smit", "wijkteam", ("staff",))
+    assert org.administrator_for("wijken") is not None

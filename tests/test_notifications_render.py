@@ -1,0 +1,488 @@
+"""Notification templates, the sandbox around them, and building the MIME message."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime, timedelta, timezone
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import notifications.render as render_module
+from engine.errors import ConfigurationError, InvalidValue
+from notifications.message import build_message, message_id_for
+from notifications.render import (
+    KINDS,
+    KNOWN_TEMPLATES,
+    LANGUAGES,
+    MAX_TEMPLATE_BYTES,
+    EmailContext,
+    Renderer,
+    format_moment,
+    one_line,
+    rung_label,
+    sample_contexts,
+)
+
+PACKAGE_TEMPLATES = Path(render_module.__file__).parent / "templates"
+NOW = datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
+
+
+def context(kind: str = "escalation", language: str = "nl", **changes: Any) -> EmailContext:
+    return {**sample_contexts(kind, language)[0], **changes}  # type: ignore[typeddict-item]
+
+
+def parse(message: EmailMessage) -> EmailMessage:
+    parsed = email.message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+# -- the packaged templates -------------------------------------------------------------------
+
+
+def test_every_kind_language_and_part_ships() -> None:
+    shipped = {path.name for path in PACKAGE_TEMPLATES.glob("*.j2")}
+    assert shipped >= KNOWN_TEMPLATES
+
+
+def test_packaged_templates_pass_the_override_check() -> None:
+    """The shipped set is held to the rules a deployment's override folder must meet."""
+    for language in LANGUAGES:
+        checked = Renderer(language, override_dir=PACKAGE_TEMPLATES).check()
+        assert set(checked) == KNOWN_TEMPLATES | {"_layout.html.j2"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_email_states_the_case_facts_in_text_and_html(kind: str, language: str) -> None:
+    data = context(kind, language)
+    rendered = Renderer(language).render(kind, data)
+    assert data["ref"] in rendered.subject
+    assert data["type_title"] in rendered.subject
+    for body in (rendered.text, rendered.html):
+        for key in (
+            "municipality",
+            "recipient_name",
+            "ref",
+            "type_title",
+            "state_label",
+            "unit_name",
+            "due",
+            "command",
+        ):
+            assert str(data[key]) in body, (key, body)
+        assert "Chris de Vries" in body  # the assignee
+        assert "Anna Jansen" in body and "Straatfeest Lindelaan" in body  # the last events
+        assert "loket case show BI-2026-00042" in body
+    assert rendered.html.lstrip().startswith("<!DOCTYPE html>")
+    assert f'<html lang="{language}">' in rendered.html
+    assert "http" not in rendered.html.lower()  # no external resources
+
+
+ESCALATION_FACTS = [
+    # language, overdue, rung label, nobody, no events
+    ("nl", "3 werkdagen", "trede 2 van 4: teamleider", "niemand", "Geen gebeurtenissen"),
+    ("en", "3 working days", "rung 2 of 4: team lead", "nobody", "No events recorded"),
+]
+
+
+@pytest.mark.parametrize(("language", "overdue", "rung", "nobody", "no_events"), ESCALATION_FACTS)
+def test_escalation_says_how_late_which_rung_and_who_holds_it(
+    language: str, overdue: str, rung: str, nobody: str, no_events: str
+) -> None:
+    renderer = Renderer(language)
+    held = renderer.render("escalation", context("escalation", language))
+    assert overdue in held.subject
+    for body in (held.text, held.html):
+        assert overdue in body and rung in body
+    unheld = renderer.render(
+        "escalation", context("escalation", language, assignee_name=None, events=[])
+    )
+    for body in (unheld.text, unheld.html):
+        assert nobody in body and no_events in body
+
+
+@pytest.mark.parametrize(
+    ("language", "rung", "label", "says"),
+    [
+        ("nl", "service_norm", "servicenorm overschreden", "de termijn die de gemeente bewoners"),
+        ("nl", "lead_time", "wettelijke beslistermijn overschreden", "dwangsom"),
+        ("en", "service_norm", "service norm exceeded", "promises its residents"),
+        ("en", "lead_time", "legal decision period exceeded", "penalty payment"),
+    ],
+)
+def test_escalation_for_the_special_clocks(language: str, rung: str, label: str, says: str) -> None:
+    data = context(
+        "escalation",
+        language,
+        rung=rung,
+        rung_label=rung_label(rung, of=None, to="administrator", language=language),
+    )
+    rendered = Renderer(language).render("escalation", data)
+    days = "3 werkdagen" if language == "nl" else "3 working days"
+    assert rendered.subject.endswith(f"{label} ({days})")
+    for body in (rendered.text, rendered.html):
+        assert label in body and says in body
+
+
+@pytest.mark.parametrize(
+    ("language", "days", "expected"),
+    [
+        ("nl", 0, "minder dan 1 werkdag"),
+        ("nl", 1, "1 werkdag"),
+        ("nl", 4, "4 werkdagen"),
+        ("en", 0, "less than 1 working day"),
+        ("en", 1, "1 working day"),
+        ("en", 4, "4 working days"),
+    ],
+)
+def test_working_days_are_counted_in_words(language: str, days: int, expected: str) -> None:
+    rendered = Renderer(language).render(
+        "escalation", context(language=language, days_overdue=days)
+    )
+    assert f"{expected}\n" in rendered.text
+
+
+def test_reminder_says_how_much_time_is_left() -> None:
+    nl = Renderer("nl").render("reminder", context("reminder", "nl", days_left=2))
+    assert "termijn verloopt over 2 werkdagen" in nl.subject
+    assert "verloopt\nover 2 werkdagen, op" in nl.text
+    en = Renderer("en").render("reminder", context("reminder", "en", days_left=0))
+    assert "deadline today" in en.subject
+
+
+def test_timeout_says_where_the_case_went() -> None:
+    rendered = Renderer("nl").render("timeout", context("timeout"))
+    assert "teruggezet naar In beoordeling" in rendered.subject
+    for body in (rendered.text, rendered.html):
+        assert "In beoordeling (Wijkteam Noord)" in body
+        assert "Bijdrage openbare ruimte (Openbare Ruimte)" in body
+
+
+def test_event_actions_are_translated_and_unknown_ones_shown_as_they_are() -> None:
+    events = [
+        {"at": "1 maart", "actor": "systeem", "action": "suspended", "summary": ""},
+        {"at": "2 maart", "actor": "systeem", "action": "reopened", "summary": "x"},
+    ]
+    rendered = Renderer("nl").render("escalation", context(events=events))
+    assert "- 1 maart – systeem – opgeschort\n" in rendered.text
+    assert "- 2 maart – systeem – reopened: x\n" in rendered.text
+
+
+# -- what a resident typed cannot break out -----------------------------------------------------
+
+
+def test_html_escapes_what_a_resident_typed() -> None:
+    hostile = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    events = [{"at": "nu", "actor": hostile, "action": "comment", "summary": hostile}]
+    rendered = Renderer("nl").render(
+        "escalation", context(events=events, recipient_name=hostile, type_title=hostile)
+    )
+    assert "<script>" not in rendered.html and "<img" not in rendered.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;img" in rendered.html
+    assert hostile in rendered.text  # plain text is not markup: shown exactly as typed
+    assert hostile in rendered.subject  # nor is a header
+
+
+def test_a_line_break_in_subject_data_is_neutralised_not_a_new_header() -> None:
+    """Decision: a CR/LF that reaches the subject becomes a space (the escalation still goes
+    out); build_message refuses any subject that still holds one."""
+    data = context(ref="BI-2026-1\r\nBcc: x@evil.example", type_title="Feest\nTo: y@evil.example")
+    rendered = Renderer("nl").render("escalation", data)
+    assert "\r" not in rendered.subject and "\n" not in rendered.subject
+    assert "BI-2026-1 Bcc: x@evil.example" in rendered.subject
+    message = parse(
+        build_message(
+            rendered,
+            sender="loket@gemeente.example",
+            to="b.bakker@gemeente.example",
+            to_name="Bram Bakker",
+            message_id="<1@gemeente.example>",
+            date=NOW,
+        )
+    )
+    assert message["Bcc"] is None
+    assert message.get_all("To") == ["Bram Bakker <b.bakker@gemeente.example>"]
+    assert "Bcc: x@evil.example" in message["Subject"]
+
+
+def test_subject_control_characters_become_spaces_and_whitespace_collapses() -> None:
+    collapsed = one_line("  Escalatie \t BI-1\r\n  over\x00de\x1b[2Jtermijn\u2028\x85 \n")
+    assert collapsed == "Escalatie BI-1 over de [2Jtermijn"
+    rendered = Renderer("nl").render("escalation", context(ref="BI-\x00-1"))
+    assert rendered.subject.startswith("Escalatie BI- -1 – ")
+
+
+def test_context_must_be_plain_data_with_the_keys_of_its_kind() -> None:
+    renderer = Renderer("nl")
+    incomplete = dict(context())
+    del incomplete["rung_label"]
+    with pytest.raises(InvalidValue, match="rung_label"):
+        renderer.render("escalation", incomplete)
+    no_days_left = dict(context("reminder"))
+    del no_days_left["days_left"]
+    with pytest.raises(InvalidValue, match="days_left"):
+        renderer.render("reminder", no_days_left)
+    with pytest.raises(InvalidValue, match="only plain data"):
+        renderer.render("escalation", context(ref=Path("BI")))
+    with pytest.raises(InvalidValue, match="event 1"):
+        renderer.render("escalation", context(events=[{"at": "nu"}]))
+    with pytest.raises(InvalidValue, match="unknown email kind"):
+        renderer.render("welcome", context())
+
+
+def test_unknown_language_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="'de'"):
+        Renderer("de")
+
+
+# -- override folder ----------------------------------------------------------------------------
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_an_override_replaces_only_its_own_template(tmp_path: Path) -> None:
+    write(tmp_path, "escalation.nl.subject.j2", "Let op: {{ ref }} ligt stil bij {{ unit_name }}")
+    renderer = Renderer("nl", override_dir=tmp_path)
+    assert renderer.check() == ["escalation.nl.subject.j2"]
+    rendered = renderer.render("escalation", context())
+    assert rendered.subject == "Let op: BI-2026-00042 ligt stil bij Openbare Ruimte"
+    assert "Geachte Bram Bakker" in rendered.text  # the packaged body is still used
+
+
+def test_an_override_may_use_partials_and_the_packaged_layout(tmp_path: Path) -> None:
+    write(tmp_path, "_groet.txt.j2", "{{ type_title }}, groet van {{ municipality }}")
+    write(tmp_path, "reminder.nl.txt.j2", "Herinnering {{ ref }}\n{% include '_groet.txt.j2' %}\n")
+    write(
+        tmp_path,
+        "reminder.nl.html.j2",
+        '{% extends "_layout.html.j2" %}{% block body %}<p>{{ ref }}</p>{% endblock %}',
+    )
+    renderer = Renderer("nl", override_dir=tmp_path)
+    assert renderer.check() == ["_groet.txt.j2", "reminder.nl.html.j2", "reminder.nl.txt.j2"]
+    rendered = renderer.render("reminder", context("reminder", type_title="A & B"))
+    # a text partial is not HTML-escaped; trim_blocks eats the newline after a block tag
+    assert rendered.text == "Herinnering BI-2026-00042\nA & B, groet van Gemeente Voorbeeld"
+    assert "<p>BI-2026-00042</p>" in rendered.html and "#1f3b5c" in rendered.html
+
+
+def test_a_broken_override_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+    broken = write(tmp_path, "escalation.nl.txt.j2", "Geachte {{ recipient_name }},\n{% if ref %}")
+    renderer = Renderer("nl", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError) as refused:
+        renderer.check()
+    assert str(broken) in refused.value.message and "line 2" in refused.value.message
+    with pytest.raises(ConfigurationError, match=r"escalation\.nl\.txt\.j2"):
+        renderer.render("escalation", context())
+
+
+def test_a_typo_in_an_override_fails_instead_of_printing_nothing(tmp_path: Path) -> None:
+    typo = write(tmp_path, "escalation.en.txt.j2", "Dear {{ recipient_name }},\ncase {{ reff }}\n")
+    renderer = Renderer("en", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError) as refused:
+        renderer.check()
+    assert f"{typo}, line 2" in refused.value.message
+    assert "'reff' is undefined" in refused.value.message
+    with pytest.raises(ConfigurationError, match="reff"):
+        renderer.render("escalation", context(language="en"))
+
+
+def test_an_error_inside_a_partial_names_the_partial(tmp_path: Path) -> None:
+    partial = write(tmp_path, "_voet.txt.j2", "ok\n{{ gemeente }}\n")
+    write(tmp_path, "timeout.nl.txt.j2", "{{ ref }}\n{% include '_voet.txt.j2' %}")
+    with pytest.raises(ConfigurationError) as refused:
+        Renderer("nl", override_dir=tmp_path).render("timeout", context("timeout"))
+    assert f"{partial}, line 2" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ ref.__class__ }}",
+        "{{ events.__class__.__base__ }}",
+        "{% set found = [] %}{{ found.append(1) }}",  # immutable sandbox: no mutation
+        "{{ 'x' * 10**8 }}",  # would take 100 MB
+        "{{ 2 ** 100000000 }}",  # a 12 MB number
+        "{{ range(10**9)|list|length }}",
+    ],
+)
+def test_sandbox_refuses_template_tricks(tmp_path: Path, source: str) -> None:
+    write(tmp_path, "escalation.nl.subject.j2", source)
+    renderer = Renderer("nl", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"escalation\.nl\.subject\.j2"):
+        renderer.check()
+    with pytest.raises(ConfigurationError, match=r"escalation\.nl\.subject\.j2"):
+        renderer.render("escalation", context())
+
+
+def test_an_oversized_override_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "escalation.nl.txt.j2", "{{ ref }}" + "x" * MAX_TEMPLATE_BYTES)
+    renderer = Renderer("nl", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"escalation\.nl\.txt\.j2 is 65545 bytes"):
+        renderer.check()
+    with pytest.raises(ConfigurationError, match="the limit is 65536"):
+        renderer.render("escalation", context())
+
+
+def test_an_override_naming_a_missing_partial_is_reported(tmp_path: Path) -> None:
+    override = write(tmp_path, "timeout.en.txt.j2", "{{ ref }}\n{% include '_gone.txt.j2' %}")
+    with pytest.raises(ConfigurationError) as refused:
+        Renderer("en", override_dir=tmp_path).check()
+    assert refused.value.message == f"template {override}, line 2: _gone.txt.j2 not found"
+
+
+def test_an_override_with_an_unknown_name_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, "escalaton.nl.txt.j2", "{{ ref }}")
+    with pytest.raises(ConfigurationError, match=r"escalaton\.nl\.txt\.j2: unknown template name"):
+        Renderer("nl", override_dir=tmp_path).check()
+
+
+def test_a_missing_override_folder_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        Renderer("nl", override_dir=tmp_path / "nergens")
+    assert Renderer("nl").check() == []
+
+
+# -- values prepared for templates ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rung", "of", "to", "language", "expected"),
+    [
+        (2, 4, "lead", "nl", "trede 2 van 4: teamleider"),
+        (3, 4, "head", "nl", "trede 3 van 4: afdelingshoofd"),
+        (4, 4, "administrator", "nl", "trede 4 van 4: bestuurder"),
+        (1, 3, "Anna Jansen", "nl", "trede 1 van 3: Anna Jansen"),
+        (2, 4, "lead", "en", "rung 2 of 4: team lead"),
+        (1, None, "assignee", "en", "rung 1: assignee"),
+        ("service_norm", None, "head", "nl", "servicenorm overschreden"),
+        ("lead_time", None, "administrator", "nl", "wettelijke beslistermijn overschreden"),
+        ("lead_time", None, "administrator", "en", "legal decision period exceeded"),
+    ],
+)
+def test_rung_label(rung: int | str, of: int | None, to: str, language: str, expected: str) -> None:
+    assert rung_label(rung, of=of, to=to, language=language) == expected
+
+
+def test_rung_label_refuses_an_unknown_clock() -> None:
+    with pytest.raises(InvalidValue):
+        rung_label("tomorrow", of=None, to="lead", language="nl")
+
+
+@pytest.mark.parametrize(
+    ("moment", "language", "expected"),
+    [
+        # 22:59 UTC in winter is 23:59 in Amsterdam (CET, UTC+1)
+        (datetime(2026, 3, 13, 22, 59, tzinfo=UTC), "nl", "vrijdag 13 maart 2026 om 23:59"),
+        # summer time (CEST, UTC+2): the end of the day is 21:59 UTC
+        (datetime(2026, 7, 1, 21, 59, tzinfo=UTC), "nl", "woensdag 1 juli 2026 om 23:59"),
+        (datetime(2026, 7, 1, 21, 59, tzinfo=UTC), "en", "Wednesday 1 July 2026 at 23:59"),
+        (
+            datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=-5))),
+            "en",
+            "Thursday 1 January 2026 at 06:30",
+        ),
+    ],
+)
+def test_format_moment_in_local_time(moment: datetime, language: str, expected: str) -> None:
+    assert format_moment(moment, timezone="Europe/Amsterdam", language=language) == expected
+
+
+def test_format_moment_refuses_naive_times_and_unknown_zones() -> None:
+    with pytest.raises(InvalidValue):
+        format_moment(datetime(2026, 1, 1), timezone="Europe/Amsterdam", language="nl")
+    with pytest.raises(ConfigurationError):
+        format_moment(NOW, timezone="Europe/Nergens", language="nl")
+
+
+# -- the MIME message ---------------------------------------------------------------------------
+
+
+def built(**changes: Any) -> EmailMessage:
+    arguments: dict[str, Any] = {
+        "sender": "Gemeente Voorbeeld <noreply@gemeente.example>",
+        "to": "a.jansen@gemeente.example",
+        "to_name": "Anna Jansen-Ünal",
+        "message_id": message_id_for("escalation:BI-2026-00042:1:2", "gemeente.example"),
+        "date": NOW,
+    }
+    rendered = Renderer("nl").render("escalation", context())
+    return build_message(rendered, **(arguments | changes))
+
+
+def test_message_is_text_with_an_html_alternative() -> None:
+    message = parse(built())
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+    assert all(part["Content-Transfer-Encoding"] == "quoted-printable" for part in parts)
+    assert "Escalatie:         trede 2 van 4: teamleider" in parts[0].get_content()
+    assert "<strong>BI-2026-00042</strong>" in parts[1].get_content()
+    assert message["Subject"].startswith("Escalatie BI-2026-00042 – Bewonersinitiatief")
+    assert message["Date"] == "Mon, 16 Mar 2026 08:00:00 +0000"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["From"].addresses[0].display_name == "Gemeente Voorbeeld"
+
+
+def test_the_display_name_is_encoded_and_reads_back() -> None:
+    message = built()
+    raw = message.as_bytes()
+    assert raw.isascii()  # every header encoded, every body quoted-printable
+    assert b"To: Anna =?utf-8?q?Jansen-=C3=9Cnal?= <a.jansen@gemeente.example>" in raw
+    to = parse(message)["To"].addresses[0]
+    assert (to.display_name, to.addr_spec) == ("Anna Jansen-Ünal", "a.jansen@gemeente.example")
+    assert parse(built(to_name=None))["To"] == "a.jansen@gemeente.example"
+
+
+def test_message_id_is_stable_per_outbox_key() -> None:
+    first = message_id_for("escalation:42:rung-2", "gemeente.example")
+    assert first == message_id_for("escalation:42:rung-2", "gemeente.example")
+    assert first != message_id_for("escalation:42:rung-3", "gemeente.example")
+    assert first.startswith("<wijkloket.") and first.endswith("@gemeente.example>")
+    assert "escalation" not in first  # the key, which names a case, does not show
+    assert parse(built(message_id=first))["Message-ID"] == first
+    with pytest.raises(InvalidValue):
+        message_id_for("k", "gemeente.example>\r\nBcc: x@evil")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"to_name": "Anna\r\nBcc: x@evil.example"},
+        {"to": "a@gemeente.example\r\nBcc: x@evil.example"},
+        {"to": "a@gemeente.example, x@evil.example"},
+        {"to": "geen-adres"},
+        {"sender": "a@gemeente.example, x@evil.example"},
+        {"sender": ""},
+        {"message_id": "<1@gemeente.example>\r\nBcc: x@evil.example"},
+        {"message_id": "zonder-haken"},
+        {"date": datetime(2026, 3, 16, 8, 0)},
+    ],
+)
+def test_build_message_refuses_injection_and_malformed_headers(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidValue):
+        built(**changes)
+
+
+def test_build_message_refuses_a_subject_with_a_line_break() -> None:
+    rendered = Renderer("nl").render("escalation", context())
+    smuggled = type(rendered)("Escalatie\r\nBcc: x@evil.example", rendered.text, rendered.html)
+    with pytest.raises(InvalidValue, match="linefeed"):
+        build_message(
+            smuggled,
+            sender="noreply@gemeente.example",
+            to="a@gemeente.example",
+            to_name=None,
+            message_id="<1@gemeente.example>",
+            date=NOW,
+        )
