@@ -463,7 +463,7 @@ def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
     org = loket.organisation()
     actor = ctx.person()
     mine = set(allowed_triggers(rt, org, c, actor)) if actor in org.people else set()
-    items = []
+    items: list[dict[str, Any]] = []
     if c.closed_at is None:
         for t in rt.transitions_from(c.state):
             items.append({"trigger": t.trigger, "to": t.dest, "to_label": rt.states[t.dest].label,

@@ -305,7 +305,7 @@ def export(
             at_state = ev["from_state"] or ev["to_state"] or state
             if ev["to_state"] is not None:
                 state = ev["to_state"]
-            owner = rt.states[at_state].owner if at_state in rt.states else None
+            owner = rt.states[at_state].owner if at_state is not None and at_state in rt.states else None
             if unit is not None and owner != unit:
                 continue
             if since is not None and ev["at"] < since:

@@ -65,7 +65,7 @@ class Case:
     redacted_at: dt.datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Case:
+    def from_row(cls, row: Mapping[Any, Any]) -> Case:
         return cls(**{name: row[name] for name in _CASE_FIELDS})
 
     def apply(self, updates: Mapping[str, Any]) -> Case:

@@ -71,7 +71,9 @@ def _sqlite_setup(engine: sa.Engine) -> None:
     def _begin(conn: sa.Connection) -> None:
         readonly = conn.get_execution_options().get("loket_readonly", False)
         # Straight to the driver: this runs for every transaction, on the hot path.
-        conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def migrate(engine: sa.Engine) -> None:

@@ -253,7 +253,7 @@ def run_demo(
             echo(f"week of {monday.isoformat()}: {week['opened']:3d} new requests, {week['steps']:3d} steps,"
                  f" {week['escalations']:3d} escalations, {week['emails']:3d} emails; {len(sim.open_refs)} open")
             week.clear()
-    summary = {
+    summary: dict[str, Any] = {
         "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),

@@ -60,7 +60,9 @@ def _scrub(loket: Loket) -> None:
     engine = loket.engine
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
-            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     elif engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM FULL cases")

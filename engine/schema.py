@@ -207,13 +207,13 @@ class SealHeadRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
-meta_t: sa.Table = Meta.__table__  # type: ignore[assignment]
-organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[assignment]
-request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[assignment]
-ref_counter_t: sa.Table = RefCounter.__table__  # type: ignore[assignment]
-cases_t: sa.Table = CaseRow.__table__  # type: ignore[assignment]
-events_t: sa.Table = EventRow.__table__  # type: ignore[assignment]
-escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[assignment]
-outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[assignment]
-seals_t: sa.Table = SealRow.__table__  # type: ignore[assignment]
-seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[assignment]
+meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
+organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
+request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[attr-defined]
+ref_counter_t: sa.Table = RefCounter.__table__  # type: ignore[attr-defined]
+cases_t: sa.Table = CaseRow.__table__  # type: ignore[attr-defined]
+events_t: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
+escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[attr-defined]
+outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
+seals_t: sa.Table = SealRow.__table__  # type: ignore[attr-defined]
+seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]

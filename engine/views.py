@@ -30,7 +30,7 @@ def case_json(
         "state": case.state,
         "state_label": state.label,
         "owner": case.owner,
-        "owner_name": org.units[case.owner].name if case.owner in org.units else None,
+        "owner_name": org.units[case.owner].name if case.owner is not None and case.owner in org.units else None,
         "assignee": case.assignee,
         "data": dict(case.data),
         "created_at": iso(case.created_at),
