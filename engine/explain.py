@@ -9,7 +9,9 @@ is reported rather than hidden.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.calendar import WorkingCalendar
@@ -21,23 +23,40 @@ if TYPE_CHECKING:
     from engine.service import Loket
 
 
-def _pauses(rt: RequestType, events: Iterable[dict[str, Any]]) -> list[tuple[dt.datetime, dt.datetime | None, str]]:
-    """Every period the clocks stood still: (from, until or None while it lasts, why)."""
-    out: list[tuple[dt.datetime, dt.datetime | None, str]] = []
-    since: tuple[dt.datetime, str] | None = None
+@dataclass(frozen=True)
+class _Pause:
+    """One period the clocks stood still."""
+
+    began: dt.datetime
+    ended: dt.datetime | None
+    """None while it lasts."""
+    why: str
+    manual: bool
+    """A `case suspend`; a `clock: paused` state has no deadline of its own to stop."""
+    seq: float
+    """The event that ended it (infinity while it lasts): a deadline moves at resumption, so
+    the shift is replayed there among the extensions, not where the pause began."""
+
+
+def _pauses(rt: RequestType, events: Iterable[dict[str, Any]]) -> list[_Pause]:
+    """Every period the clocks stood still, in the order they began."""
+    out: list[_Pause] = []
+    since: tuple[dt.datetime, str, bool] | None = None
     for e in events:
         action = e["action"]
         paused_state = (action in ("created", "transition") and e["to_state"] in rt.states
                         and rt.states[e["to_state"]].paused)
         if since is None and (action == "suspended" or paused_state):
-            why = "suspended: " + str((e["data"] or {}).get("reason", "")) if action == "suspended" \
-                else f"state '{e['to_state']}' pauses the clock"
-            since = (e["at"], why)
-        elif since is not None and (action == "resumed" or (action == "transition" and not paused_state)):
-            out.append((since[0], e["at"], since[1]))
+            manual = action == "suspended"
+            why = ("suspended: " + str((e["data"] or {}).get("reason", "")) if manual
+                   else f"state '{e['to_state']}' pauses the clock")
+            since = (e["at"], why, manual)
+        elif since is not None and (action == "resumed"
+                                    or (action == "transition" and not paused_state)):
+            out.append(_Pause(since[0], e["at"], since[1], since[2], e["seq"]))
             since = None
     if since is not None:
-        out.append((since[0], None, since[1]))
+        out.append(_Pause(since[0], None, since[1], since[2], math.inf))
     return out
 
 
@@ -46,7 +65,7 @@ def _replay(
     title: str,
     start: dt.datetime,
     duration: Duration,
-    pauses: list[tuple[dt.datetime, dt.datetime | None, str]],
+    pauses: list[_Pause],
     extensions: list[dict[str, Any]],
     stored: dt.datetime | None,
 ) -> list[str]:
@@ -54,28 +73,32 @@ def _replay(
     lines = [f"{title} ({duration}):"]
     lines += [f"  {s}" for s in derivation.steps]
     due = derivation.due
-    changes: list[tuple[dt.datetime, str, Any]] = [(p[0], "pause", p) for p in pauses if p[0] >= start]
-    changes += [(e["at"], "extend", e) for e in extensions]
-    for _at, kind, item in sorted(changes, key=lambda c: c[0]):
-        if kind == "pause":
-            began, ended, why = item
-            if ended is None:
-                lines.append(f"  the clock stands still since {began.isoformat()} ({why}); on resumption"
-                             " this deadline moves later by the days it stood still")
+    # In the order the service applied them: a suspension's shift when it ended, an
+    # extension when it was given. Event numbers, not times, because both may share an instant.
+    changes: list[tuple[float, _Pause | dict[str, Any]]] = [
+        (p.seq, p) for p in pauses if p.began >= start
+    ]
+    changes += [(e["seq"], e) for e in extensions]
+    for _seq, item in sorted(changes, key=lambda c: c[0]):
+        if isinstance(item, _Pause):
+            if item.ended is None:
+                lines.append(f"  the clock stands still since {item.began.isoformat()}"
+                             f" ({item.why}); on resumption this deadline moves later by the"
+                             " days it stood still")
                 continue
             exact = duration.unit == "hours"
-            shifted = cal.explain_shift(due, began, ended, exact=exact)
-            lines.append(f"  {why}")
+            shifted = cal.explain_shift(due, item.began, item.ended, exact=exact)
+            lines.append(f"  {item.why}")
             lines += [f"  {s}" for s in shifted.steps]
             due = shifted.due
         else:
             data = item["data"] or {}
             by = Duration(str(data.get("unit")), int(data.get("amount", 0)))
-            new = cal.offset(due, by)
+            extended = cal.deadline(due, by)
             lines.append(f"  extended by {by} on {item['at'].isoformat()} by {item['actor']}"
-                         f" ({data.get('reason', '')}): counted from the deadline's day")
-            lines.append(f"  due {cal.local_date(new).isoformat()} 23:59:59 {cal.timezone}")
-            due = new
+                         f" ({data.get('reason', '')}), counted from the deadline's day:")
+            lines += [f"  {s}" for s in extended.steps]
+            due = extended.due
     if stored is not None and stored != due:
         lines.append(f"  NOTE: the stored deadline {stored.isoformat()} differs from this replay"
                      f" ({due.isoformat()})")
@@ -94,7 +117,7 @@ def explain_case(loket: Loket, case: Case) -> list[str]:
     if state.deadline is not None and not state.final:
         lines.append("")
         entered = case.state_entered_at
-        stay_pauses = [p for p in pauses if p[0] >= entered and "state '" not in p[2]]
+        stay_pauses = [p for p in pauses if p.manual and p.began >= entered]
         lines += _replay(cal, f"State '{state.label}' deadline, from entering it", entered,
                          state.deadline, stay_pauses, [], case.state_due)
         due = case.state_due

@@ -39,9 +39,16 @@ class Firing:
 
 
 def resolve(org: Organisation, rt: RequestType, case: Case, target: str, unit: str | None) -> str | None:
-    """The person (or administrator) id a rung addressed to `target` reaches now."""
+    """The person (or administrator) id a rung addressed to `target` reaches now.
+
+    A person named on the ladder who has since left the organisation is a vacancy too (a
+    case keeps the type version that names them): the rung goes to the administrator, the
+    top of the ladder, rather than to nobody.
+    """
     if target not in UP:
-        return target if org.recipient(target) is not None else None
+        if org.recipient(target) is not None:
+            return target
+        target = "administrator"
     for step in UP[UP.index(target):]:
         if step == "assignee":
             if case.assignee and case.assignee in org.people:
