@@ -54,8 +54,9 @@ class Checker:
             if key not in value or value[key] is None:
                 self.problem(path, f"missing required key '{key}'")
 
-    def text(self, value: Any, path: Path_, *, required: bool = True) -> str | None:
-        if value is None and not required:
+    def text(self, value: Any, path: Path_) -> str | None:
+        if value is None:
+            # A missing required key is reported once, by `keys`.
             return None
         if isinstance(value, str) and value.strip():
             return value.strip()

@@ -141,6 +141,9 @@ def parse_request_type(
     if root is None:
         check.raise_if_any()
         raise AssertionError("unreachable")
+    if "states" not in root and {"units", "people"} & root.keys():
+        check.problem((), "this is an organisation file: load it with 'loket org load FILE'")
+        check.raise_if_any()
     check.keys(root, (), TYPE_KEYS, required=("key", "title", "prefix", "initial", "states", "transitions"))
     key = check.text(root.get("key"), ("key",)) or ""
     if key and not _NAME.match(key):
@@ -149,7 +152,7 @@ def parse_request_type(
     prefix = check.text(root.get("prefix"), ("prefix",)) or ""
     if prefix and not _PREFIX.match(prefix):
         check.problem(("prefix",), f"prefix must be 1-6 capital letters, got {prefix!r}")
-    portfolio = check.text(root.get("portfolio"), ("portfolio",), required=False)
+    portfolio = check.text(root.get("portfolio"), ("portfolio",))
     durations = {
         name: _duration(check, root.get(name), (name,))
         for name in ("lead_time", "service_norm", "max_extension")
@@ -407,7 +410,24 @@ def _ladder(check: Checker, value: Any, path: tuple[Any, ...]) -> tuple[Rung, ..
             continue
         if offset is not None:
             rungs.append(Rung(i + 1, offset, direction == "before", to))
+    _check_ladder_order(check, rungs, path)
     return tuple(rungs)
+
+
+_ROUGH_HOURS = {"hours": 1, "working_days": 24, "calendar_days": 24, "weeks": 168}
+
+
+def _check_ladder_order(check: Checker, rungs: list[Rung], path: tuple[Any, ...]) -> None:
+    """Rungs must climb in time: a case remembers only the highest rung fired in a stay, so a
+    rung written after a later one would never fire. Units are compared roughly (a working day
+    as a day), which orders every ladder a person would write."""
+    previous: float | None = None
+    for rung in rungs:
+        at = _ROUGH_HOURS[rung.offset.unit] * rung.offset.amount * (-1 if rung.before else 1)
+        if previous is not None and at < previous:
+            check.problem((*path, rung.place - 1), f"rung {rung.place} comes earlier than the rung before it:"
+                          " list the rungs in the order they fire")
+        previous = at if previous is None else max(previous, at)
 
 
 def _check_graph(

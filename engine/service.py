@@ -563,6 +563,8 @@ class Loket:
                 raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
             if case.case_due is None or rt.max_extension is None:
                 raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
+            if by.unit not in ("weeks", "working_days") or by.amount < 1:
+                raise InvalidValue(f"an extension is a positive number of weeks or working days, got {by}")
             # The same derivation `case show --explain` replays, counted from the deadline's day.
             new_due = cal.deadline(case.case_due, by).due
             if case.case_due_limit is not None and new_due > case.case_due_limit:

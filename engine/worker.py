@@ -9,18 +9,17 @@ workers may run side by side. SIGTERM and SIGINT stop the scheduler after the ru
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
     from notifications.outbox import MailSettings
 
     from engine.service import Loket
-
-log = logging.getLogger("loket.worker")
-
 
 def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
     from engine.sweep import sweep
@@ -39,6 +38,38 @@ def deliver_job(loket: Loket, settings: MailSettings, echo: Callable[[str], None
         echo(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed")
 
 
+def build_scheduler(
+    loket: Loket,
+    settings: MailSettings,
+    sweep_every: dt.timedelta,
+    deliver_every: dt.timedelta,
+    echo: Callable[[str], None],
+) -> BlockingScheduler:
+    """The worker's scheduler with its two jobs, not yet started.
+
+    A run that comes due while the last one still runs is dropped (max_instances=1), runs
+    missed while a sweep took long collapse into one (coalesce), and one thread runs them
+    all: the jobs share the loket's caches.
+    """
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    scheduler = BlockingScheduler(
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(1)},
+        timezone=dt.UTC,
+    )
+    # Given to each job rather than as job_defaults, which APScheduler applies only at start.
+    options = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60,
+               "next_run_time": dt.datetime.now(dt.UTC)}
+    scheduler.add_job(_guard(sweep_job, echo), "interval", seconds=sweep_every.total_seconds(),
+                      args=[loket, echo], id="sweep", **options)
+    scheduler.add_job(_guard(deliver_job, echo), "interval", seconds=deliver_every.total_seconds(),
+                      args=[loket, settings, echo], id="deliver", **options)
+    return scheduler
+
+
 def run_worker(
     loket: Loket,
     settings: MailSettings,
@@ -46,29 +77,38 @@ def run_worker(
     deliver_every: dt.timedelta,
     echo: Callable[[str], None],
 ) -> None:
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.events import EVENT_SCHEDULER_STARTED
 
-    scheduler = BlockingScheduler(
-        executors={"default": ThreadPoolExecutor(1)},  # one job at a time: they share caches
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
-        timezone=dt.UTC,
-    )
-    first = dt.datetime.now(dt.UTC)
-    scheduler.add_job(_guard(sweep_job, echo), "interval", seconds=sweep_every.total_seconds(),
-                      args=[loket, echo], id="sweep", next_run_time=first)
-    scheduler.add_job(_guard(deliver_job, echo), "interval", seconds=deliver_every.total_seconds(),
-                      args=[loket, settings, echo], id="deliver", next_run_time=first)
+    scheduler = build_scheduler(loket, settings, sweep_every, deliver_every, echo)
 
-    def stop(signum: int, frame: Any) -> None:
-        echo(f"worker: {signal.Signals(signum).name} received, stopping")
-        scheduler.shutdown(wait=True)
+    def on_start(event: Any) -> None:
+        # Only a running scheduler can be shut down: until now, a signal keeps its default
+        # effect (Ctrl-C interrupts the start-up) instead of being lost.
+        handler = stopper(scheduler, echo)
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    scheduler.add_listener(on_start, EVENT_SCHEDULER_STARTED)
     echo(f"worker: sweeping every {sweep_every}, delivering every {deliver_every}; stop with Ctrl-C")
     scheduler.start()
     echo("worker: stopped")
+
+
+def stopper(scheduler: BaseScheduler, echo: Callable[[str], None]) -> Callable[[int, Any], None]:
+    """The SIGTERM/SIGINT handler: stop the scheduler once the running job has finished.
+
+    A second signal while that job finishes (Ctrl-C twice, or SIGTERM and then SIGINT) is
+    ignored: shutting down a scheduler that is already stopping raises, and that error would
+    end the worker with a traceback instead of the clean stop that is under way.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        if not scheduler.running:
+            return
+        echo(f"worker: {signal.Signals(signum).name} received, stopping")
+        scheduler.shutdown(wait=True)
+
+    return stop
 
 
 def _guard(job: Callable[..., None], echo: Callable[[str], None]) -> Callable[..., None]:
