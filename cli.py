@@ -808,6 +808,21 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
     click.echo(f"{count} events written to {output}", err=True)
 
 
+# -- report -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--html", "html", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the report as one self-contained HTML page with charts, instead of text.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def report(ctx: Context, html: str | None, as_json: bool) -> None:
+    """Figures per request type and unit: lead times, waits, escalations, failed emails."""
+    from engine.report import run_report
+
+    run_report(ctx.open(), html, as_json, click.echo)
+
+
 # -- demo ---------------------------------------------------------------------------------
 
 

@@ -258,11 +258,21 @@ def run_demo(
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
+    from engine.report import gather, render_text
+    from engine.report_html import write_page
+
+    report = gather(loket)
+    page = root / "rapport.html"
+    write_page(report, loket.latest_types(), str(page))
+    summary["report"] = str(page.resolve())
+    echo("")
+    echo(render_text(report))
     echo("")
     echo(f"{summary['cases']} requests, {summary['steps']} steps, {summary['open']} still open;"
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     echo(f"database: {summary['database']}")
-    echo(f"emails:   {summary['emails']}")
+    echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
+    echo(f"report:   {summary['report']}")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
     engine.dispose()
     return summary

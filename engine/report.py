@@ -1,7 +1,7 @@
 """`loket report`: how the organisation performs, figured from cases, their moves and escalations.
 
 Two halves. The figures are pure: `ReportBuilder` takes plain rows — one case with its state
-changes at a time, escalations, failed emails — and `finish()` returns a `Report`. `gather`
+changes at a time, then escalations and failed emails — and `finish()` returns a `Report`. `gather`
 feeds it from the database inside one read snapshot, streaming the cases (by id) and their
 state changes (by case id and seq) side by side, so memory follows the number of groups,
 states and stays, never the number of events held at once.
@@ -407,8 +407,8 @@ class _StayTally:
 
 
 class ReportBuilder:
-    """Figures from plain rows: feed every case (with its moves), escalation and failed email,
-    then `finish()`."""
+    """Figures from plain rows: feed every case (with its moves) and every escalation, then
+    `finish()` with the failed emails."""
 
     def __init__(
         self,

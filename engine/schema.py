@@ -45,6 +45,11 @@ def _time(*, index: bool = False, nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
 
 
+def _ordered_json() -> Any:
+    """Plain JSON on every backend: definitions keep the order their author wrote (JSONB sorts keys)."""
+    return Field(default=None, sa_type=sa.JSON)
+
+
 def _json() -> Any:
     return Field(default=None, sa_type=JSONType)
 
@@ -58,7 +63,7 @@ class Meta(SQLModel, table=True):
 class OrganisationRow(SQLModel, table=True):
     __tablename__ = "organisation"
     id: int | None = Field(default=None, primary_key=True)
-    data: dict[str, Any] = _json()
+    data: dict[str, Any] = _ordered_json()
     source: str
     loaded_at: dt.datetime = _time(nullable=False)
 
@@ -72,7 +77,7 @@ class RequestTypeRow(SQLModel, table=True):
     title: str
     prefix: str = Field(max_length=8)
     digest: str = Field(max_length=64)
-    definition: dict[str, Any] = _json()
+    definition: dict[str, Any] = _ordered_json()
     source: str
     loaded_at: dt.datetime = _time(nullable=False)
 

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from notifications.outbox import MailSettings
-
     from engine.service import Loket
+    from notifications.outbox import MailSettings
 
 def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
     from engine.sweep import sweep
@@ -89,7 +88,8 @@ def run_worker(
         signal.signal(signal.SIGINT, handler)
 
     scheduler.add_listener(on_start, EVENT_SCHEDULER_STARTED)
-    echo(f"worker: sweeping every {sweep_every}, delivering every {deliver_every}; stop with Ctrl-C")
+    echo(f"worker: sweeping every {sweep_every}, delivering every {deliver_every};"
+         " stop with Ctrl-C")
     scheduler.start()
     echo("worker: stopped")
 

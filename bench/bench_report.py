@@ -1,0 +1,348 @@
+"""`loket report` on 100,000 cases (about a million events), beside plain SQL over the same rows.
+
+For SQLite and PostgreSQL, same run, each measurement in a fresh child process (`--child`):
+
+- floor 1, `GROUP BY`: three aggregate queries over the same rows (cases by type, unit and
+  open/closed; events by action; escalations by rung) — what a report that needs no
+  percentiles and no stays would cost;
+- floor 2, `stream`: the report's own three streamed queries (cases by id, their created and
+  transition events by case and seq, escalations), every row fetched and nothing computed —
+  the least a report must do that figures medians and time per state exactly;
+- `run_report` text, and `run_report --html` (plotly's import and Graphviz included).
+
+Each is run `--runs` times (default 3) and the fastest counts: on a shared machine the
+slower runs measure its load. Time is around the call alone (opening the connection and
+reading the definitions included, interpreter start-up and imports excluded), with its CPU
+time beside it (the PostgreSQL server's not included). Memory is the child's peak resident
+set during the call (VmHWM, reset just before it), shown whole and less the resident set
+just before the call — the growth the report causes. (Not ru_maxrss: Linux carries it
+across exec, so a child would report the parent's peak from making the rows.)
+
+The rows are made by walking the bundled request types' state machines at random over a year
+(dwell times drawn per state, partners slower, a case still open when its next step would
+fall after "now"), with comments and `escalated` events on long stays, and escalation and
+failed outbox rows to match. They are bulk-inserted with SQLAlchemy Core; hashes are
+placeholders (the report does not read them). The same seed gives the same rows.
+
+    python bench/bench_report.py [--cases 100000] [--seed 1] [--runs 3] [--skip-pg] [--skip-sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from engine.clock import FixedClock  # noqa: E402
+from engine.db import migrate, open_engine  # noqa: E402
+from engine.definition import RequestType  # noqa: E402
+from engine.durations import Duration  # noqa: E402
+from engine.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.service import Loket  # noqa: E402
+from engine.setup import sample_paths  # noqa: E402
+
+PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
+SPAN = dt.timedelta(days=365)
+MIX = {"melding": 0.45, "bewonersinitiatief": 0.35, "bijdrage": 0.20}
+PARTNERS = {"woningcorporatie", "politie", "welzijnsorganisatie", "openbare_ruimte"}
+HASH = "0" * 64
+BATCH = 5000
+FAILED_MAILS = 500
+
+
+# -- making rows -------------------------------------------------------------------------------
+
+
+def days_of(duration: Duration | None) -> float | None:
+    """A duration in calendar days, roughly (five working days to the week)."""
+    if duration is None:
+        return None
+    per = {"working_days": 7 / 5, "calendar_days": 1, "weeks": 7, "hours": 1 / 24}[duration.unit]
+    return duration.amount * per
+
+
+def walk(rt: RequestType, case_id: int, ref: str, rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: E501
+    """One case with its events and escalations, as rows."""
+    created = NOW - SPAN * rng.random() ** 0.7  # more recent cases than old ones
+    events: list[dict[str, Any]] = []
+    escalations: list[dict[str, Any]] = []
+
+    def event(at: dt.datetime, action: str, **extra: Any) -> None:
+        events.append({"case_id": case_id, "seq": len(events) + 1, "at": at, "recorded_at": at,
+                       "actor": "c.devries", "action": action, "from_state": None, "to_state": None,
+                       "trigger": None, "comment": None, "data": None, "digests": None,
+                       "prev_hash": HASH, "hash": HASH, **extra})
+
+    event(created, "created", to_state=rt.initial)
+    if rng.random() < 0.5:
+        event(created, "assigned", data={"assignee": "l.mulder"})
+    state, since, stay, closed = rt.initial, created, 1, None
+    for _ in range(30):
+        spec = rt.states[state]
+        if spec.final:
+            closed = since
+            break
+        mean = 4.0 if spec.paused else 7.0 if spec.owner in PARTNERS else 2.5
+        leave = since + dt.timedelta(days=rng.expovariate(1 / mean))
+        deadline = days_of(spec.deadline)
+        if deadline is not None:
+            for place, after in enumerate((0, 7, 14), start=1):
+                fired = since + dt.timedelta(days=deadline + after)
+                if fired < min(leave, NOW):
+                    event(fired, "escalated", from_state=state, data={"rung": str(place)})
+                    escalations.append({"case_id": case_id, "stay": stay, "rung": str(place),
+                                        "state": state, "unit": spec.owner, "recipient": "b.bakker",
+                                        "due_at": fired, "fired_at": fired})
+        if rng.random() < 0.3:
+            event(since + (min(leave, NOW) - since) / 2, "comment",
+                  comment="Besproken in het teamoverleg.")
+        if leave > NOW:
+            break
+        options = rt.transitions_from(state)
+        weights = [0.2 if rt.states[t.dest].final and t.dest != _best(rt) else 1.0 for t in options]
+        choice = rng.choices(options, weights=weights)[0]
+        event(leave, "transition", from_state=state, to_state=choice.dest, trigger=choice.trigger)
+        state, since, stay = choice.dest, leave, stay + 1
+    spec = rt.states[state]
+    service = days_of(rt.service_norm)
+    lead = days_of(rt.lead_time)
+    service_due = created + dt.timedelta(days=service) if service else None
+    case_due = created + dt.timedelta(days=lead) if lead else None
+    for rung, due in (("service_norm", service_due), ("lead_time", case_due)):
+        if due is not None and due < (closed or NOW):
+            escalations.append({"case_id": case_id, "stay": 0, "rung": rung, "state": state,
+                                "unit": spec.owner, "recipient": "a.jansen", "due_at": due,
+                                "fired_at": due})
+    deadline = days_of(spec.deadline)
+    case = {
+        "id": case_id, "ref": ref, "type_key": rt.key, "type_version": 1, "state": state,
+        "owner": None if closed else spec.owner, "assignee": None,
+        "data": {"title": f"Verzoek {case_id}"},
+        "created_at": created, "created_by": "c.devries", "state_entered_at": since, "stay": stay,
+        "state_due": since + dt.timedelta(days=deadline) if deadline and not closed else None,
+        "service_due": service_due, "case_due": case_due, "case_due_limit": None,
+        "next_fire_at": None,
+        "suspended_at": since if spec.paused and not closed else None, "suspended_manually": False,
+        "closed_at": closed, "escalation_level": 0, "service_fired": False, "lead_fired": False,
+        "version": len(events), "last_seq": len(events), "last_hash": HASH, "salt": None,
+        "redacted_at": None,
+    }
+    return case, events, escalations
+
+
+def _best(rt: RequestType) -> str:
+    """The final state a case mostly ends in: the destination of the last transition listed
+    into a final state that is not a refusal."""
+    finals = [t.dest for t in rt.transitions if rt.states[t.dest].final]
+    good = [d for d in finals if d in ("toegekend", "afgerond", "afgehandeld")]
+    return good[0] if good else finals[0]
+
+
+def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:  # noqa: E501
+    rng = random.Random(seed)
+    keys, weights = list(MIX), list(MIX.values())
+    numbers: dict[str, int] = {}
+    cases: list[Any] = []
+    events: list[Any] = []
+    escalations: list[Any] = []
+    for case_id in range(1, count + 1):
+        rt = types[rng.choices(keys, weights=weights)[0]]
+        numbers[rt.prefix] = numbers.get(rt.prefix, 0) + 1
+        ref = f"{rt.prefix}-X-{numbers[rt.prefix]:07d}"
+        case, own_events, own_escalations = walk(rt, case_id, ref, rng)
+        cases.append(case)
+        events.extend(own_events)
+        escalations.extend(own_escalations)
+        if len(cases) == BATCH:
+            yield cases, events, escalations
+            cases, events, escalations = [], [], []
+    if cases:
+        yield cases, events, escalations
+
+
+def load(url: str, count: int, seed: int) -> dict[str, Any]:
+    engine = open_engine(url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(NOW - SPAN - dt.timedelta(days=1)))
+    org, files = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(files)
+    types = {rt.key: rt for rt in loket.latest_types()}
+    totals: dict[str, Any] = {"cases": 0, "events": 0, "escalations": 0}
+    started = time.perf_counter()
+    for cases, events, escalations in batches(types, count, seed):
+        with engine.begin() as conn:
+            conn.execute(sa.insert(cases_t), cases)
+            conn.execute(sa.insert(events_t), events)
+            if escalations:
+                conn.execute(sa.insert(escalations_t), escalations)
+        totals["cases"] += len(cases)
+        totals["events"] += len(events)
+        totals["escalations"] += len(escalations)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(outbox_t), [{
+            "key": f"bench/{i}", "case_id": 1 + i * (count // FAILED_MAILS), "kind": "escalation",
+            "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.example",
+            "to_name": "Bram Bakker", "subject": f"Escalatie {i}", "context": {}, "created_at": NOW,
+            "status": "failed", "attempts": 8, "next_attempt_at": None,
+            "last_error": "550 mailbox unavailable",
+        } for i in range(FAILED_MAILS)])
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
+    totals["load_seconds"] = time.perf_counter() - started
+    engine.dispose()
+    return totals
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in KiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> None:
+    """Start VmHWM afresh from the resident set now (Linux 4.0+: clear_refs 5)."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+
+
+def _floor_group_by(loket: Loket) -> Any:
+    c, e, x = cases_t.c, events_t.c, escalations_t.c
+    with loket.read() as conn:
+        return [
+            conn.execute(sa.select(c.type_key, c.owner, c.closed_at.is_(None), sa.func.count())
+                         .group_by(c.type_key, c.owner, c.closed_at.is_(None))).all(),
+            conn.execute(sa.select(e.action, sa.func.count()).group_by(e.action)).all(),
+            conn.execute(sa.select(x.rung, sa.func.count()).group_by(x.rung)).all(),
+        ]
+
+
+def _floor_stream(loket: Loket) -> int:
+    from engine.report import CASES_QUERY, ESCALATIONS_QUERY, MOVES_QUERY
+
+    rows = 0
+    with loket.read() as conn:
+        streamed = conn.execution_options(yield_per=2000)
+        for query in (CASES_QUERY, MOVES_QUERY, ESCALATIONS_QUERY):
+            for _ in streamed.execute(query, {"now": NOW}):
+                rows += 1
+    return rows
+
+
+def child(mode: str, url: str, out_dir: str) -> None:
+    from engine.report import run_report
+
+    loket = Loket(open_engine(url), FixedClock(NOW))
+    page = Path(out_dir) / "report.html"
+    before = _status_kb("VmRSS")
+    _reset_peak()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    if mode == "group_by":
+        _floor_group_by(loket)
+    elif mode == "stream":
+        _floor_stream(loket)
+    elif mode == "text":
+        run_report(loket, None, False, lambda _: None)
+    elif mode == "html":
+        run_report(loket, str(page), False, lambda _: None)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    after = _status_kb("VmHWM")
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "growth_mb": (after - before) / 1024,
+                      "peak_mb": after / 1024,
+                      "page_kb": page.stat().st_size // 1024 if mode == "html" else None}))
+
+
+def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
+    """The best of `runs` fresh children: the others mostly measure the machine's load."""
+    results = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"child {mode} failed:\n{done.stderr}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best: dict[str, Any] = min(results, key=lambda r: r["seconds"])
+    best["growth_mb"] = max(r["growth_mb"] for r in results)
+    best["peak_mb"] = max(r["peak_mb"] for r in results)
+    return best
+
+
+def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int) -> None:
+    totals = load(url, count, seed)
+    print(f"\n{label}: {totals['cases']:,} cases, {totals['events']:,} events, "
+          f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails "
+          f"(loaded in {totals['load_seconds']:.0f} s)")
+    modes = ("group_by", "stream", "text", "html")
+    results = {mode: measure(mode, url, out_dir, runs) for mode in modes}
+    floor = results["group_by"]["seconds"]
+    stream = results["stream"]["seconds"]
+    print(f"  {'what':<34}{'seconds':>9}{'cpu s':>7}{'× GROUP BY':>12}{'× stream':>10}"
+          f"{'growth MB':>11}{'peak MB':>9}")
+    names = {"group_by": "floor: GROUP BY over the rows",
+             "stream": "floor: stream the report's rows",
+             "text": "loket report", "html": "loket report --html"}
+    for mode, r in results.items():
+        print(f"  {names[mode]:<34}{r['seconds']:>9.2f}{r['cpu']:>7.2f}"
+              f"{r['seconds'] / floor:>12.1f}"
+              f"{r['seconds'] / stream:>10.2f}{r['growth_mb']:>11.0f}{r['peak_mb']:>9.0f}")
+    print(f"  page: {results['html']['page_kb']:,} KiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3,
+                        help="children per measurement; the fastest counts")
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        if not args.skip_sqlite:
+            url = f"sqlite:///{folder}/loket.db"
+            backend("SQLite", url, args.cases, args.seed, folder, args.runs)
+        if not args.skip_pg:
+            name = f"loket_bench_{uuid.uuid4().hex[:8]}"
+            admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(
+                hide_password=False)
+            try:
+                backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs)
+            finally:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

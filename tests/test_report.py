@@ -1,0 +1,552 @@
+"""`loket report`: figures checked against a small history computed by hand, on SQLite and
+PostgreSQL; the text and JSON output; the HTML page drawn in a real headless Chromium.
+
+The history (times UTC; Amsterdam is UTC+1 throughout — summer time starts 29 March):
+
+    Mon 02-03 09:00  M1 melding created;  B1 bewonersinitiatief created
+    Mon 02-03 10:00  B2 created
+    Mon 02-03 12:00  M2 created
+    Tue 03-03 09:00  M1 doorzetten → in_behandeling;  B1 in_behandeling → beoordeling;  M3 created
+    Wed 04-03 09:00  B3 created
+    Wed 04-03 10:00  B2 in_behandeling → beoordeling
+    Thu 05-03 09:00  M1 afhandelen → afgehandeld (closed);  B1 naar_besluit → besluit
+    Fri 06-03 10:00  B2 vraag_informatie → wacht_op_bewoner (clock paused)
+    Fri 06-03 12:00  M2 doorzetten → in_behandeling
+    Mon 09-03 09:00  B1 toekennen → toegekend (closed)
+    Wed 11-03 09:00  M4 created;  10:00 M4 doorzetten → in_behandeling
+    Thu 12-03 12:00  sweep 1; delivery refuses every mail to b.bakker for good
+    Wed 18-03 12:00  M2 afhandelen → afgehandeld (closed)
+    Fri 20-03 11:00  sweep 2
+    Fri 20-03 12:00  the report
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html.parser
+import json
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.calendar import WorkingCalendar
+from engine.clock import FixedClock
+from engine.errors import InvalidValue
+from engine.report import (
+    Move,
+    WorkingDayCounter,
+    gather,
+    nearest_rank,
+    run_report,
+    stays,
+    with_moves,
+)
+from engine.report_html import render_page, write_page
+from engine.service import Loket
+from engine.sweep import sweep
+from notifications.outbox import MailSettings, deliver
+from notifications.transports import MemoryTransport
+
+UTC = dt.UTC
+CLERK = "c.devries"  # staff in wijkteam and openbare_ruimte
+LEAD = "b.bakker"  # lead of wijkteam
+REPORT_AT = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+
+
+def at(day: int, hour: int) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, 0, tzinfo=UTC)
+
+
+def build_history(loket: Loket, clock: FixedClock) -> dict[str, str]:
+    """The history of the module docstring; returns the refs by their short names."""
+    refs: dict[str, str] = {}
+
+    def new(name: str, when: dt.datetime, key: str, *data: str) -> None:
+        clock.set(when)
+        refs[name] = loket.new_case(key, list(data), actor=CLERK).ref
+
+    def step(name: str, when: dt.datetime, trigger: str, *data: str, actor: str = CLERK,
+             comment: str | None = None) -> None:
+        clock.set(when)
+        loket.advance(refs[name], trigger, actor=actor, assignments=list(data), comment=comment)
+
+    melding = ("omschrijving=Kapotte lantaarnpaal", "locatie=Ridderstraat 4")
+    new("M1", at(2, 9), "melding", *melding)
+    new("B1", at(2, 9), "bewonersinitiatief", "title=Straatfeest")
+    new("B2", at(2, 10), "bewonersinitiatief", "title=Moestuin")
+    new("M2", at(2, 12), "melding", *melding)
+    step("M1", at(3, 9), "doorzetten", "categorie=verlichting")
+    step("B1", at(3, 9), "in_behandeling")
+    new("M3", at(3, 9), "melding", *melding)
+    new("B3", at(4, 9), "bewonersinitiatief", "title=Bloembakken")
+    step("B2", at(4, 10), "in_behandeling")
+    step("M1", at(5, 9), "afhandelen", "terugmelding=Lamp vervangen")
+    step("B1", at(5, 9), "naar_besluit", "amount=750")
+    step("B2", at(6, 10), "vraag_informatie", comment="Graag een begroting")
+    step("M2", at(6, 12), "doorzetten", "categorie=zwerfvuil")
+    step("B1", at(9, 9), "toekennen", actor=LEAD)
+    new("M4", at(11, 9), "melding", *melding)
+    step("M4", at(11, 10), "doorzetten", "categorie=bestrating")
+
+    # Sweep 1, Thu 12-03 12:00 (13:00 local):
+    #   M2 in_behandeling due end Thu 12-03 (not yet); service norm (5 wd from Mon 02-03:
+    #      end Mon 09-03) breached → service_norm                                         1
+    #   M3 ontvangen due end Wed 04-03: rung 1 (+0) Wed 04, rung 2 (+2 wd) Fri 06,
+    #      rung 3 (+5 wd) Wed 11; service norm end Tue 10-03 → 1, 2, 3, service_norm      4
+    #   B3 ingediend due end Wed 11-03 (5 wd from Wed 04): rung 1 (2 wd before) Mon 09,
+    #      rung 2 (+0) Wed 11; rung 3 (+5 wd) is Wed 18 → 1, 2                           2
+    #   B2 waits on the resident (clock stopped); M4 due end Tue 17-03: nothing.
+    clock.set(at(12, 12))
+    assert len(sweep(loket).fired) == 7
+    refuse = MemoryTransport(refuse={"b.bakker@voorbeeld.example": "550 mailbox unavailable"})
+    settings = MailSettings(sender="Wijkloket <wijkloket@voorbeeld.example>", transport=refuse,
+                            template_dir=None)
+    # b.bakker, lead of wijkteam, gets M3 rung 1 and B3 rungs 1 (no assignee) and 2.
+    assert deliver(loket, settings).failed == 3
+
+    step("M2", at(18, 12), "afhandelen", "terugmelding=Opgeruimd", actor=CLERK)
+
+    # Sweep 2, Fri 20-03 11:00:
+    #   B3 rung 3 (+5 wd from Wed 11: end Wed 18)                                          1
+    #   M4 in_behandeling due end Tue 17-03: rung 1, rung 2 (+2 wd: end Thu 19);
+    #      service norm (5 wd from Wed 11: end Wed 18) → 1, 2, service_norm                3
+    clock.set(at(20, 11))
+    assert len(sweep(loket).fired) == 4
+    clock.set(REPORT_AT)
+    return refs
+
+
+@pytest.fixture
+def history(loket: Loket, clock: FixedClock) -> dict[str, str]:
+    return build_history(loket, clock)
+
+
+def by_key(groups: Any) -> dict[Any, Any]:
+    return {g.key: g for g in groups}
+
+
+# -- figures on both databases -------------------------------------------------------------
+
+
+def test_lead_times_and_on_time_per_type(loket: Loket, history: dict[str, str]) -> None:
+    report = gather(loket)
+    types = by_key(report.types)
+    assert list(types) == ["bewonersinitiatief", "bijdrage", "melding"]
+
+    melding = types["melding"]
+    assert (melding.open, melding.closed) == (2, 2)  # open M3, M4; closed M1, M2
+    # M1: Mon 02 09:00 → Thu 05 09:00 = 3 days; M2: Mon 02 12:00 → Wed 18 12:00 = 16 days.
+    # Nearest rank of 2 values: median at rank ⌈0.5·2⌉ = 1, P90 at rank ⌈0.9·2⌉ = 2.
+    assert (melding.lead_days.median, melding.lead_days.p90) == (3.0, 16.0)
+    # Working days ended in between: M1 Mon 02, Tue 03, Wed 04 = 3; M2 Mon 02 .. Tue 17 = 12.
+    assert (melding.lead_working_days.median, melding.lead_working_days.p90) == (3, 12)
+    # No lead time, so the service norm (end Mon 09-03) counts: M1 on time, M2 late.
+    assert (melding.on_time, melding.on_time_counted, melding.share_on_time) == (1, 2, 0.5)
+    assert melding.overdue == 2  # M3 (due Wed 04), M4 (due Tue 17)
+
+    initiative = types["bewonersinitiatief"]
+    assert (initiative.open, initiative.closed) == (2, 1)  # open B2, B3; closed B1
+    assert (initiative.lead_days.median, initiative.lead_days.p90) == (7.0, 7.0)  # Mon 02 → Mon 09
+    assert initiative.lead_working_days.median == 5  # Mon 02 .. Fri 06
+    assert (initiative.on_time, initiative.on_time_counted) == (1, 1)  # within 8 weeks
+    assert initiative.overdue == 1  # B3; B2's clock stands still
+
+    nothing = types["bijdrage"]
+    assert (nothing.open, nothing.closed, nothing.lead_days.count) == (0, 0, 0)
+    assert nothing.share_on_time is None
+
+    total = report.total
+    assert (total.open, total.closed, total.overdue) == (4, 3, 3)
+    # [3, 7, 16]: median rank 2 → 7, P90 rank ⌈2.7⌉ = 3 → 16; working days [3, 5, 12].
+    assert (total.lead_days.median, total.lead_days.p90) == (7.0, 16.0)
+    assert (total.lead_working_days.median, total.lead_working_days.p90) == (5, 12)
+    assert (total.on_time, total.on_time_counted) == (2, 3)
+
+
+def test_figures_per_unit(loket: Loket, history: dict[str, str]) -> None:
+    units = by_key(gather(loket).units)
+    assert list(units)[:2] == ["wijkteam", "openbare_ruimte"]  # the organisation's order
+
+    wijkteam = units["wijkteam"]
+    # Open: M3, B2, B3. Closed: B1, which left besluit (wijkteam) for toegekend.
+    assert (wijkteam.open, wijkteam.closed, wijkteam.overdue) == (3, 1, 2)
+    assert (wijkteam.lead_days.median, wijkteam.on_time, wijkteam.on_time_counted) == (7.0, 1, 1)
+    # M3: 1, 2, 3, service_norm; B3: 1, 2, 3.
+    assert wijkteam.escalations == {"1": 2, "2": 2, "3": 2, "service_norm": 1}
+
+    public_space = units["openbare_ruimte"]
+    # Open: M4. Closed: M1 and M2, both from in_behandeling (openbare_ruimte).
+    assert (public_space.open, public_space.closed, public_space.overdue) == (1, 2, 1)
+    assert (public_space.lead_days.median, public_space.lead_days.p90) == (3.0, 16.0)
+    assert (public_space.on_time, public_space.on_time_counted) == (1, 2)
+    # M2: service_norm; M4: 1, 2, service_norm.
+    assert public_space.escalations == {"1": 1, "2": 1, "service_norm": 2}
+
+    assert all(units[u].open == units[u].closed == 0 for u in ("welzijn", "politie"))
+
+
+def test_time_per_state(loket: Loket, history: dict[str, str]) -> None:
+    states = {(s.type_key, s.state): s for s in gather(loket).states}
+    # In flow order within each type; states no case entered are left out.
+    assert list(states) == [
+        ("bewonersinitiatief", "ingediend"), ("bewonersinitiatief", "beoordeling"),
+        ("bewonersinitiatief", "wacht_op_bewoner"), ("bewonersinitiatief", "besluit"),
+        ("melding", "ontvangen"), ("melding", "in_behandeling"),
+    ]
+
+    def check(key: str, state: str, stays_: int, open_: int, median: float, mean: float) -> None:
+        s = states[(key, state)]
+        assert (s.stays, s.open_stays) == (stays_, open_)
+        assert s.median_days == pytest.approx(median)
+        assert s.mean_days == pytest.approx(mean)
+        assert s.total_days == pytest.approx(mean * stays_)
+
+    # ingediend: B1 1 day, B2 2 days, B3 still there since Wed 04 09:00: 16 d 3 h = 16.125.
+    check("bewonersinitiatief", "ingediend", 3, 1, 2.0, (1 + 2 + 16.125) / 3)
+    # beoordeling: B1 Tue 03 → Thu 05, B2 Wed 04 → Fri 06: 2 days each.
+    check("bewonersinitiatief", "beoordeling", 2, 0, 2.0, 2.0)
+    # B2 waits on the resident since Fri 06 10:00: 14 d 2 h.
+    check("bewonersinitiatief", "wacht_op_bewoner", 1, 1, 14 + 2 / 24, 14 + 2 / 24)
+    check("bewonersinitiatief", "besluit", 1, 0, 4.0, 4.0)  # B1 Thu 05 → Mon 09
+    # ontvangen: M1 1 day, M2 4 days, M3 open 17 d 3 h, M4 1 hour → sorted
+    # [1/24, 1, 4, 17.125], median at rank 2 = 1.
+    check("melding", "ontvangen", 4, 1, 1.0, (1 / 24 + 1 + 4 + 17.125) / 4)
+    # in_behandeling: M1 2 days, M2 12 days, M4 open 9 d 2 h → median 9 d 2 h.
+    check("melding", "in_behandeling", 3, 1, 9 + 2 / 24, (2 + 12 + 9 + 2 / 24) / 3)
+    assert states[("melding", "in_behandeling")].unit == "openbare_ruimte"
+    assert states[("melding", "in_behandeling")].unit_name == "Openbare Ruimte"
+
+
+def test_escalations_overdue_waiting_and_failed_mail(loket: Loket, history: dict[str, str]) -> None:
+    report = gather(loket)
+    types = by_key(report.types)
+    assert types["melding"].escalations == {"1": 2, "2": 2, "3": 1, "service_norm": 3}
+    assert types["bewonersinitiatief"].escalations == {"1": 1, "2": 1, "3": 1}
+    assert types["bijdrage"].escalations == {}
+    assert report.total.escalations == {"1": 3, "2": 3, "3": 2, "service_norm": 3}
+    assert report.rungs() == ["1", "2", "3", "service_norm"]
+    # Per local day of firing, rungs in ladder order.
+    assert [(d.isoformat(), r, n) for d, r, n in report.escalations_by_day] == [
+        ("2026-03-12", "1", 2), ("2026-03-12", "2", 2), ("2026-03-12", "3", 1),
+        ("2026-03-12", "service_norm", 2),
+        ("2026-03-20", "1", 1), ("2026-03-20", "2", 1), ("2026-03-20", "3", 1),
+        ("2026-03-20", "service_norm", 1),
+    ]
+    assert report.overdue == [("wijkteam", "bewonersinitiatief", 1), ("wijkteam", "melding", 1),
+                              ("openbare_ruimte", "melding", 1)]
+
+    refs = history
+    assert [(w.ref, w.state, w.unit, round(w.days, 4), w.suspended) for w in report.longest] == [
+        (refs["M3"], "ontvangen", "wijkteam", 17.125, False),
+        (refs["B3"], "ingediend", "wijkteam", 16.125, False),
+        (refs["B2"], "wacht_op_bewoner", "wijkteam", round(14 + 2 / 24, 4), True),
+        (refs["M4"], "in_behandeling", "openbare_ruimte", round(9 + 2 / 24, 4), False),
+    ]
+    assert report.longest[0].label == "Ontvangen (triage)"
+
+    assert report.failed_count == 3
+    assert {f.to for f in report.failed} == {"b.bakker@voorbeeld.example"}
+    assert all(f.last_error and "550" in f.last_error for f in report.failed)
+
+
+def test_text_report_has_every_section(loket: Loket, history: dict[str, str]) -> None:
+    lines: list[str] = []
+    run_report(loket, None, False, lines.append)
+    text = "\n".join(lines)
+    assert text.startswith("Report for Gemeente Voorbeeld at 2026-03-20 13:00 Europe/Amsterdam")
+    for heading in ("Per request type", "Per unit", "Time per state", "Escalations per rung",
+                    "Longest waiting", "Failed emails: 3"):
+        assert f"\n{heading}" in text
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip():
+            rows.setdefault(line.split()[0], line.split())  # the first table naming it
+    assert rows["melding"] == ["melding", "2", "2", "3.0", "16.0", "3", "12", "1/2", "(50%)", "2"]
+    assert rows["(all)"] == ["(all)", "4", "3", "7.0", "16.0", "5", "12", "2/3", "(67%)", "3"]
+    assert rows[history["B2"]][-2:] == ["14.1", "stopped"]
+    headers = next(line.split() for line in text.splitlines() if line.startswith("BY "))
+    assert headers == ["BY", "1", "2", "3", "SERVICE_NORM", "TOTAL"]
+    assert rows["type"] == ["type", "bewonersinitiatief", "1", "1", "1", "0", "3"]
+    assert next(line.split() for line in text.splitlines() if line.startswith("type melding")) == [
+        "type", "melding", "2", "2", "1", "3", "8"]
+
+
+def test_json_shape(loket: Loket, history: dict[str, str]) -> None:
+    out: list[str] = []
+    run_report(loket, None, True, out.append)
+    data = json.loads("".join(out))
+    assert set(data) == {"municipality", "timezone", "now", "date", "types", "units", "total",
+                         "time_per_state", "escalations_by_day", "overdue", "longest_waiting",
+                         "failed_emails"}
+    assert (data["municipality"], data["date"], data["now"]) == (
+        "Gemeente Voorbeeld", "2026-03-20", "2026-03-20T12:00:00.000000Z")
+    melding = next(t for t in data["types"] if t["key"] == "melding")
+    assert melding == {
+        "key": "melding", "name": "Melding openbare ruimte", "title": "Melding openbare ruimte",
+        "open": 2, "closed": 2,
+        "lead_time_days": {"count": 2, "median": 3.0, "p90": 16.0},
+        "lead_time_working_days": {"count": 2, "median": 3, "p90": 12},
+        "on_time": {"on_time": 1, "counted": 2, "share": 0.5},
+        "overdue": 2,
+        "escalations": {"1": 2, "2": 2, "3": 1, "service_norm": 3},
+    }
+    assert set(data["units"][0]) == set(melding) - {"title"}
+    assert data["time_per_state"][0] == {
+        "type": "bewonersinitiatief", "state": "ingediend", "label": "Ingediend",
+        "unit": "wijkteam", "unit_name": "Wijkteam Noord", "stays": 3, "open_stays": 1,
+        "median_days": 2.0, "mean_days": 6.375, "total_days": 19.125,
+    }
+    assert data["longest_waiting"][0] == {
+        "ref": history["M3"], "type": "melding", "state": "ontvangen",
+        "state_label": "Ontvangen (triage)", "unit": "wijkteam", "unit_name": "Wijkteam Noord",
+        "since": "2026-03-03T09:00:00.000000Z", "days_waiting": 17.125, "suspended": False,
+    }
+    assert data["escalations_by_day"][0] == {"date": "2026-03-12", "rung": "1", "count": 2}
+    assert data["overdue"][0] == {"unit": "wijkteam", "type": "bewonersinitiatief", "count": 1}
+    assert data["failed_emails"]["count"] == 3
+    assert set(data["failed_emails"]["items"][0]) == {"id", "key", "to", "subject", "attempts",
+                                                      "last_error", "created_at"}
+
+
+# -- pure parts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("values", "percent", "expected"), [
+    ([], 50, None),
+    ([5.0], 50, 5.0),
+    ([5.0], 90, 5.0),
+    ([1.0, 2.0], 50, 1.0),          # rank ⌈1⌉ = 1: the lower middle
+    ([1.0, 2.0, 3.0], 50, 2.0),     # rank ⌈1.5⌉ = 2
+    ([1.0, 2.0, 3.0, 4.0], 90, 4.0),  # rank ⌈3.6⌉ = 4
+    ([float(i) for i in range(1, 11)], 90, 9.0),   # rank ⌈9⌉ = 9, exactly (no float error)
+    ([float(i) for i in range(1, 101)], 90, 90.0),
+    ([float(i) for i in range(1, 31)], 90, 27.0),  # 0.9·30 is 27.000000000000004 in floats
+    ([1.0, 2.0, 3.0], 1, 1.0),
+])
+def test_nearest_rank(values: list[float], percent: int, expected: float | None) -> None:
+    assert nearest_rank(values, percent) == expected
+
+
+def test_working_day_counter_agrees_with_the_calendar() -> None:
+    """Random pairs over 2026–2027, holidays and closed days included, times near midnight."""
+    cal = WorkingCalendar("Europe/Amsterdam", [dt.date(2026, 12, 28), dt.date(2026, 12, 29)])
+    counter = WorkingDayCounter(cal)
+    rng = random.Random(7)
+    base = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [base + dt.timedelta(minutes=rng.randrange(0, 730 * 24 * 60)) for _ in range(120)]
+    # Around local midnight before Good Friday and Christmas Eve, and just after New Year.
+    moments += [dt.datetime(2026, 4, 2, 21, 59, 59, tzinfo=UTC),
+                dt.datetime(2026, 4, 2, 22, 0, tzinfo=UTC),
+                dt.datetime(2026, 12, 24, 22, 59, 59, tzinfo=UTC),
+                dt.datetime(2027, 1, 4, 7, tzinfo=UTC)]
+    for a in moments:
+        for b in moments:
+            assert counter.between(a, b) == cal.working_days_between(a, b), (a, b)
+
+
+def test_stays_from_moves() -> None:
+    t0 = dt.datetime(2026, 3, 2, tzinfo=UTC)
+    moves = [Move(1, t0, "created", None, "a"),
+             Move(1, t0 + dt.timedelta(days=2), "transition", "a", "b"),
+             Move(1, t0 + dt.timedelta(days=3), "transition", "b", "a")]
+    now = t0 + dt.timedelta(days=4, hours=12)
+    assert list(stays(moves, now, lambda s: s == "end")) == [("a", 2.0, False), ("b", 1.0, False),
+                                                             ("a", 1.5, True)]
+    closed = [*moves, Move(1, t0 + dt.timedelta(days=5), "transition", "a", "end")]
+    assert list(stays(closed, now, lambda s: s == "end"))[-1] == ("a", 2.0, False)
+    # A simulation clock set back never makes a stay shorter than nothing.
+    assert list(stays(moves[:1], t0 - dt.timedelta(days=1), lambda s: False)) == [("a", 0.0, True)]
+
+
+def test_with_moves_pairs_streams_in_id_order() -> None:
+    t = dt.datetime(2026, 3, 2, tzinfo=UTC)
+    cases: list[Any] = [type("C", (), {"id": i})() for i in (1, 3, 4)]
+    moves = [Move(i, t, "created", None, "a") for i in (1, 1, 2, 3, 5)]
+    assert [(c.id, [m.case_id for m in own]) for c, own in with_moves(cases, moves)] == [
+        (1, [1, 1]), (3, [3]), (4, []),
+    ]
+
+
+def test_empty_database(loket: Loket, tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = run_report(loket, None, False, lines.append)
+    assert (report.total.open, report.total.closed, report.longest) == (0, 0, [])
+    assert "no open cases" in lines[0] and "Failed emails: 0" in lines[0]
+    page = render_page(report, loket.latest_types())
+    assert "Nog geen afgesloten zaken." in page and "Geen mislukte e-mails." in page
+
+    # --html with --json: the page is written and only the JSON is printed.
+    out: list[str] = []
+    run_report(loket, str(tmp_path / "leeg.html"), True, out.append)
+    assert json.loads("".join(out))["total"]["open"] == 0
+    assert (tmp_path / "leeg.html").stat().st_size > 0
+    with pytest.raises(InvalidValue, match="no such folder"):
+        write_page(report, [], tmp_path / "nergens" / "rapport.html")
+
+
+# -- the page ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_history(sqlite_url: str, clock: FixedClock) -> Iterator[Loket]:
+    from engine.db import open_engine
+    from tests.conftest import ORG_FILE, WORKFLOWS
+
+    engine = open_engine(sqlite_url)
+    loket = Loket(engine, clock)
+    loket.load_organisation(ORG_FILE)
+    loket.load_request_types(
+        sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
+    build_history(loket, clock)
+    yield loket
+    engine.dispose()
+
+
+class _Sources(html.parser.HTMLParser):
+    """Every src/href attribute outside scripts and styles (their text is not markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href", "xlink:href", "data") and value is not None:
+                self.found.append((tag, name, value))
+
+
+def test_page_is_self_contained_and_escaped(sqlite_history: Loket, tmp_path: Path) -> None:
+    path = tmp_path / "rapport.html"
+    out: list[str] = []
+    run_report(sqlite_history, str(path), False, out.append)
+    assert out == [f"report page written to {path} ({path.stat().st_size // 1024} KiB,"
+                   " 4 open and 3 closed cases)"]
+    page = path.read_text(encoding="utf-8")
+    assert "<title>Rapportage Wijkloket — Gemeente Voorbeeld — 20 maart 2026</title>" in page
+    parser = _Sources()
+    parser.feed(page)
+    external = [f for f in parser.found if re.match(r"\s*(https?:)?//", f[2], re.I)]
+    assert external == []
+    assert all(value.startswith("#") for _, _, value in parser.found)  # only the table of contents
+    assert page.count("Plotly.newPlot") == 5  # lead times, overdue, escalations, 2 types waiting
+    assert page.count("<script") == 1 + 5  # plotly.js once, then one per chart
+
+
+def test_page_without_graphviz_shows_mermaid(sqlite_history: Loket) -> None:
+    page = render_page(gather(sqlite_history), sqlite_history.latest_types(), dot_binary=None)
+    assert page.count("stateDiagram-v2") == 3
+    assert "Graphviz (<code>dot</code>) is niet gevonden" in page
+    assert "<svg" not in page.split('id="diagrammen"')[1]
+
+
+def test_text_from_data_cannot_become_markup(
+    loket: Loket, tmp_path: Path, clock: FixedClock
+) -> None:
+    hostile = "<img src=x onerror=alert('wk')>"
+    definition = tmp_path / "kwaad.yaml"
+    definition.write_text(f"""
+key: kwaad
+title: "Kwaad {hostile}"
+prefix: KW
+portfolio: wijken
+fields:
+  title: {{type: text, required: true}}
+initial: open
+states:
+  open: {{label: "Open {hostile}", owner: wijkteam, deadline: {{working_days: 1}}}}
+  dicht: {{label: "Dicht </script>", final: true}}
+transitions:
+  - {{trigger: sluiten, from: open, to: dicht}}
+""", encoding="utf-8")
+    loket.load_request_types([definition])
+    ref = loket.new_case("kwaad", ["title=x"], actor=CLERK).ref
+    clock.advance(dt.timedelta(days=3))
+    loket.advance(ref, "sluiten", actor=CLERK)
+    loket.new_case("kwaad", ["title=y"], actor=CLERK)
+    clock.advance(dt.timedelta(days=3))
+    sweep(loket)
+    path = tmp_path / "page.html"
+    write_page(gather(loket), loket.latest_types(), path)
+    page = path.read_text(encoding="utf-8")
+    assert "onerror=alert('wk')" in page.replace("&#39;", "'")  # it is there, as text...
+    assert "<img src=x" not in page  # ...and never as a tag
+    assert "Dicht </script>" not in page
+
+
+# -- in a real browser ---------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _browse(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with every network route closed: the page must draw offline."""
+    command = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
+        "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--virtual-time-budget=5000", *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "HOME": str(profile)})
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+def test_page_draws_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) -> None:
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium on this machine (CI installs it: apt-get install -y chromium)")
+    path = tmp_path / "rapport.html"
+    run_report(sqlite_history, str(path), False, lambda _: None)
+    url = path.as_uri()
+
+    shot = Path(os.environ.get("LOKET_REPORT_SCREENSHOT") or tmp_path / "rapport.png")
+    _browse(binary, tmp_path / "profile-1", f"--screenshot={shot}", "--window-size=1280,2400", url)
+    assert shot.exists(), "chromium made no screenshot"
+    assert _png_size(shot) == (1280, 2400)
+    # A blank or unstyled page compresses to a few KiB; charts, tables and colour do not.
+    assert shot.stat().st_size > 60_000
+
+    dom = _browse(binary, tmp_path / "profile-2", "--dump-dom", url).stdout
+    # Plotly draws each of the 5 charts as layers of SVG with class main-svg, and each bar
+    # trace as a group: lead times 2 (median, P90), overdue 2 (types), escalations 4 (rungs),
+    # waiting 2 × 2 (median, mean).
+    assert dom.count('class="main-svg"') >= 2 * 5
+    assert dom.count('class="trace bars"') == 12
+    assert dom.count('class="point"') >= 12
+    assert "Gemeente Voorbeeld" in dom and "Langst wachtende zaken" in dom
+    drawn = dom.split('id="diagrammen"')[1]
+    if shutil.which("dot"):
+        assert drawn.count('class="graph"') == 3  # Graphviz's drawings, inline
+    else:
+        assert drawn.count("stateDiagram-v2") == 3
+
+
+def test_text_report_does_not_import_plotly() -> None:
+    """The text report must not pay for plotly: only the page imports it."""
+    code = ("import sys; import engine.report; "
+            "assert 'plotly' not in sys.modules and 'engine.report_html' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
