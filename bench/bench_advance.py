@@ -68,7 +68,8 @@ def engine_run(loket: Loket, refs: list[str], n: int) -> float:
     started = time.perf_counter()
     for ref, trigger in plan:
         clock.advance(dt.timedelta(seconds=1))
-        loket.advance(ref, trigger, actor=ACTOR, comment="Graag de begroting" if trigger == "vraag_informatie" else None)
+        comment = "Graag de begroting" if trigger == "vraag_informatie" else None
+        loket.advance(ref, trigger, actor=ACTOR, comment=comment)
     return n / (time.perf_counter() - started)
 
 

@@ -154,7 +154,7 @@ def _best(rt: RequestType) -> str:
     return good[0] if good else finals[0]
 
 
-def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:  # noqa: E501
+def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
     rng = random.Random(seed)
     keys, weights = list(MIX), list(MIX.values())
     numbers: dict[str, int] = {}

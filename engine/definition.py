@@ -317,7 +317,9 @@ def _transitions(
             elif states[s].final:
                 check.problem((*path, "from"), f"'{s}' is final: no transition may leave it")
             elif (s, trigger) in seen:
-                check.problem((*path, "trigger"), f"duplicate trigger '{trigger}' from state '{s}' (also transitions[{seen[(s, trigger)]}])")
+                other = seen[(s, trigger)]
+                check.problem((*path, "trigger"),
+                              f"duplicate trigger '{trigger}' from state '{s}' (also transitions[{other}])")
             else:
                 seen[(s, trigger)] = i
         dest = spec.get("to")
@@ -482,7 +484,8 @@ def _check_timeouts(
         elif found[0].when or found[0].requires or found[0].comment_required:
             # The sweep fires a timeout as `system`, which can give no data or comment: a
             # timeout that could be refused would leave the case stuck past its deadline.
-            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' may not have when, requires or a required comment")
+            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' may not have when, requires"
+                                 " or a required comment")
 
 
 def _check_against_organisation(
@@ -516,7 +519,8 @@ def _check_against_organisation(
         for rung in rungs:
             if rung.to in LADDER_TARGETS:
                 if rung.to == "administrator" and portfolio is None:
-                    check.problem((*path, rung.place - 1, "to"), "'administrator' needs a portfolio on the request type")
+                    check.problem((*path, rung.place - 1, "to"),
+                                  "'administrator' needs a portfolio on the request type")
                 continue
             if org.recipient(rung.to) is None:
                 check.problem(

@@ -75,7 +75,7 @@ def _adapter(rt: RequestType) -> tuple[Machine, CaseAdapter]:
 
 def fire(rt: RequestType, state: str, trigger: str) -> str:
     """Run `trigger` from `state` through the machine and return the new state."""
-    machine, adapter = _adapter(rt)
+    _machine, adapter = _adapter(rt)
     adapter.state = state
     try:
         if not getattr(adapter, trigger)():

@@ -136,7 +136,8 @@ def _closed_days(check: Checker, value: Any) -> tuple[dt.date, ...]:
     days = []
     for i, item in enumerate(value):
         try:
-            day = item if isinstance(item, dt.date) and not isinstance(item, dt.datetime) else dt.date.fromisoformat(str(item))
+            is_day = isinstance(item, dt.date) and not isinstance(item, dt.datetime)
+            day = item if is_day else dt.date.fromisoformat(str(item))
         except ValueError:
             check.problem(("closed_days", i), f"expected a date (YYYY-MM-DD), got {item!r}")
             continue

@@ -20,6 +20,7 @@ from engine.calendar import WorkingCalendar
 from engine.casework import Case, Change, Draft
 from engine.clock import Clock, SystemClock
 from engine.definition import RequestType, parse_request_type
+from engine.durations import Duration
 from engine.errors import (
     ConfigurationError,
     Conflict,
@@ -31,7 +32,6 @@ from engine.errors import (
     RoleRequired,
 )
 from engine.fields import parse_assignments
-from engine.durations import Duration
 from engine.history import GENESIS, new_salt, timestamp
 from engine.organisation import Organisation, organisation_to_data, parse_organisation
 from engine.schema import (
@@ -560,7 +560,8 @@ class Loket:
         def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
             self._open(rt, case)
             if not org.may(actor or "", case.owner, ("lead",)):
-                raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
+                raise RoleRequired(
+                    f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
             if case.case_due is None or rt.max_extension is None:
                 raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
             if by.unit not in ("weeks", "working_days") or by.amount < 1:

@@ -7,6 +7,7 @@ plain dicts and lists, so nothing downstream depends on the YAML library.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -73,19 +74,15 @@ def _plain(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
         for key, value in node.items():
-            try:
+            with contextlib.suppress(KeyError, TypeError, AttributeError):
                 lines[(*path, key)] = node.lc.key(key)[0] + 1
-            except (KeyError, TypeError, AttributeError):
-                pass
             out[_scalar(key)] = _plain(value, (*path, key), lines)
         return out
     if isinstance(node, CommentedSeq):
         items = []
         for index, value in enumerate(node):
-            try:
+            with contextlib.suppress(KeyError, TypeError, AttributeError, IndexError):
                 lines[(*path, index)] = node.lc.item(index)[0] + 1
-            except (KeyError, TypeError, AttributeError, IndexError):
-                pass
             items.append(_plain(value, (*path, index), lines))
         return items
     return _scalar(node)

@@ -139,7 +139,7 @@ def test_export_csv_has_a_header_and_json_data(loket: Loket) -> None:
 
 def test_redaction_erases_personal_values_and_keeps_the_chain(loket: Loket) -> None:
     ref = _initiative(loket, name=SECRET_NAME, email=SECRET_MAIL)
-    loket.set_fields(ref, [f"address=Geheimstraat 1"], actor=CLERK)
+    loket.set_fields(ref, ["address=Geheimstraat 1"], actor=CLERK)
     before = verify(loket)
     assert before.ok
     case, fields = redact(loket, ref, "bewaartermijn verstreken", actor=HEAD)
