@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine.schema import events_t, outbox_t
+from engine.errors import ConfigurationError, InvalidValue
+from engine.schema import cases_t, events_t, outbox_t
 from engine.views import summarize_event
 from notifications.message import build_message, message_id_for
-from notifications.render import Renderer, format_moment, rung_label
-from notifications.transports import Transport, transport_from_env
+from notifications.render import LANGUAGES, RenderedEmail, Renderer, format_moment, rung_label
+from notifications.transports import DeliveryResult, Transport, transport_from_env
 
 if TYPE_CHECKING:
+    from engine.organisation import Organisation
     from engine.service import Loket
 
 MAX_ATTEMPTS = 8
@@ -33,12 +35,17 @@ FIRST_DELAY = dt.timedelta(minutes=1)
 MAX_DELAY = dt.timedelta(hours=6)
 LEASE = dt.timedelta(minutes=5)
 BATCH = 100
+EVENTS_SHOWN = 5
 DEFAULT_SENDER = "Wijkloket <wijkloket@localhost>"
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    """The wait after the n-th failed attempt: 1, 2, 4 ... minutes, at most six hours."""
-    return min(FIRST_DELAY * (2 ** max(attempts - 1, 0)), MAX_DELAY)
+    """The wait after the n-th failed attempt: 1, 2, 4 ... minutes, at most six hours.
+
+    The exponent is bounded (2**16 minutes is far past the cap) because a timedelta overflows
+    long before the integer does, should MAX_ATTEMPTS ever grow.
+    """
+    return min(FIRST_DELAY * 2 ** min(max(attempts - 1, 0), 16), MAX_DELAY)
 
 
 @dataclass
@@ -70,6 +77,23 @@ class MailSettings:
         address = self.sender.rsplit("<", 1)[-1].rstrip(">").strip()
         return address.rsplit("@", 1)[-1] or "localhost"
 
+    def check(self) -> None:
+        """Refuse a sender no message can carry, before any row is claimed.
+
+        ``build_message`` reports a bad From (or a Message-ID domain derived from it) as
+        :class:`InvalidValue`, which delivery treats as a fault of one row; left to that, a typo
+        in ``LOKET_MAIL_FROM`` would mark every message in the outbox failed for good.
+        """
+        probe = RenderedEmail(subject="probe", text="probe", html="probe")
+        try:
+            build_message(probe, sender=self.sender, to="probe@example.org", to_name=None,
+                          message_id=message_id_for("probe", self.domain),
+                          date=dt.datetime.now(dt.UTC))
+        except InvalidValue as exc:
+            raise ConfigurationError(
+                f"LOKET_MAIL_FROM {self.sender!r} cannot be the sender of an email: {exc.message}"
+            ) from None
+
 
 def _claim(loket: Loket, now: dt.datetime, batch: int) -> list[dict[str, Any]]:
     c = outbox_t.c
@@ -90,22 +114,51 @@ def _claim(loket: Loket, now: dt.datetime, batch: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def _last_events(loket: Loket, case_id: int | None, upto: int | None, count: int = 5) -> list[dict[str, Any]]:
-    if case_id is None:
-        return []
-    query = sa.select(events_t).where(events_t.c.case_id == case_id)
-    if upto is not None:
-        query = query.where(events_t.c.seq <= upto)
-    with loket.read() as conn:
-        rows = conn.execute(query.order_by(events_t.c.seq.desc()).limit(count)).mappings().all()
-    return [dict(r) for r in reversed(rows)]
+def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],
+                  count: int = EVENTS_SHOWN) -> list[list[dict[str, Any]]]:
+    """For each row, the last ``count`` events of its case up to the event that made the row
+    (``event_seq`` in its context; without one, up to now), oldest first.
+
+    One query for all the rows: reading them row by row cost more than rendering the emails.
+    Events are numbered 1, 2, 3 ... per case without gaps (the hash chain depends on it), so
+    the last ``count`` up to number N are those numbered N - count + 1 to N.
+    """
+    e = events_t.c
+    windows: dict[tuple[int, int | None], sa.ColumnElement[bool]] = {}
+    for row in rows:
+        upto = row["context"].get("event_seq")
+        if row["case_id"] is None or (row["case_id"], upto) in windows:
+            continue
+        top: Any = upto if upto is not None else (
+            sa.select(cases_t.c.last_seq).where(cases_t.c.id == row["case_id"]).scalar_subquery())
+        windows[row["case_id"], upto] = sa.and_(e.case_id == row["case_id"], e.seq <= top,
+                                                e.seq > top - count)
+    by_case: dict[int, list[dict[str, Any]]] = {}
+    if windows:
+        query = sa.select(events_t).where(sa.or_(*windows.values())).order_by(e.case_id, e.seq)
+        with loket.read() as conn:
+            for event in conn.execute(query).mappings():
+                by_case.setdefault(event["case_id"], []).append(dict(event))
+    result = []
+    for row in rows:
+        events = by_case.get(row["case_id"], [])
+        upto = row["context"].get("event_seq")
+        if upto is not None:
+            events = [event for event in events if event["seq"] <= upto]
+        result.append(events[-count:])
+    return result
 
 
-def email_context(loket: Loket, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The template context of an outbox row: its stored facts plus what is read at delivery."""
+def email_context(loket: Loket, row: Mapping[str, Any],
+                  events: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The template context of an outbox row: its stored facts plus what is read at delivery.
+
+    ``events`` are the row's :func:`recent_events` when the caller read them for a whole batch.
+    """
     stored = dict(row["context"])
     language = row["language"]
-    tz = loket.organisation().timezone
+    org = loket.organisation()
+    tz = org.timezone
     due_at = stored.get("due_at")
     due = dt.datetime.fromisoformat(due_at.replace("Z", "+00:00")) if due_at else None
     context = {key: stored[key] for key in (
@@ -119,43 +172,96 @@ def email_context(loket: Loket, row: Mapping[str, Any]) -> dict[str, Any]:
                                            to=stored.get("resolved") or stored.get("asked", ""),
                                            language=language)
     context["events"] = [
-        {"at": format_moment(e["at"], timezone=tz, language=language), "actor": e["actor"],
-         "action": e["action"], "summary": summarize_event(e)}
-        for e in _last_events(loket, row["case_id"], stored.get("event_seq"))
+        {"at": format_moment(e["at"], timezone=tz, language=language),
+         "actor": _name_of(org, e["actor"]), "action": e["action"], "summary": summarize_event(e)}
+        for e in (recent_events(loket, [row])[0] if events is None else events)
     ]
     return context
 
 
+def _name_of(org: Organisation, actor: str) -> str:
+    """The reader knows colleagues by name, not by login id; ``system`` and people no longer
+    in the organisation keep their id."""
+    who = org.recipient(actor)
+    return who.name if who is not None else actor
+
+
 def deliver(loket: Loket, settings: MailSettings, now: dt.datetime | None = None, *,
             batch: int = BATCH) -> DeliveryReport:
-    """Deliver every due message through the transport, one connection per batch."""
-    now = now or loket.clock.now()
+    """Deliver every due message through the transport, one connection per batch.
+
+    Without ``now`` the clock is read again for every batch: a lease counts from its own claim,
+    so the later batches of a long run are not handed out already expired, which would let a
+    second worker claim and send them too.
+
+    A broken override template or sender aborts the whole delivery with nothing sent (the
+    claimed rows are given back), since every message would fail the same way until someone
+    fixes the configuration. A row whose own data cannot make an email (an address the
+    organisation file let through but no mail header accepts) fails for good on its own:
+    retrying cannot change it, and it must not hold up the others.
+    """
+    settings.check()
+    renderers = _renderers(settings.template_dir)
     report = DeliveryReport()
-    renderers: dict[str, Renderer] = {}
     while True:
-        rows = _claim(loket, now, batch)
+        moment = now if now is not None else loket.clock.now()
+        rows = _claim(loket, moment, batch)
         if not rows:
             return report
-        messages: list[EmailMessage] = []
+        ready: list[tuple[dict[str, Any], EmailMessage]] = []
+        outcomes: dict[int, DeliveryResult] = {}
         try:
-            for row in rows:
-                renderer = renderers.get(row["language"])
-                if renderer is None:
-                    renderer = renderers[row["language"]] = Renderer(row["language"], settings.template_dir)
-                    renderer.check()
-                rendered = renderer.render(row["kind"], email_context(loket, row))
-                row["subject"] = rendered.subject
-                messages.append(build_message(
-                    rendered, sender=settings.sender, to=row["to_email"], to_name=row["to_name"],
-                    message_id=message_id_for(row["key"], settings.domain), date=now,
-                ))
+            for row, events in zip(rows, recent_events(loket, rows), strict=True):
+                try:
+                    ready.append((row, _compose(loket, settings, renderers, row, events, moment)))
+                except InvalidValue as exc:
+                    outcomes[row["id"]] = DeliveryResult.failed("", exc.message, permanent=True)
         except Exception:
             _release(loket, rows)
             raise
-        results = settings.transport.send(messages)
-        _record(loket, rows, results, now, report)
+        results = _send(settings.transport, [message for _, message in ready])
+        for (row, _), result in zip(ready, results, strict=True):
+            outcomes[row["id"]] = result
+        _record(loket, rows, [outcomes[row["id"]] for row in rows], moment, report)
         if len(rows) < batch:
             return report
+
+
+def _renderers(template_dir: Path | None) -> dict[str, Renderer]:
+    """A renderer per language, its overrides checked before any row is claimed, so that a
+    broken override stops delivery with every row untouched."""
+    renderers = {language: Renderer(language, template_dir) for language in LANGUAGES}
+    for renderer in renderers.values():
+        renderer.check()
+    return renderers
+
+
+def _compose(loket: Loket, settings: MailSettings, renderers: Mapping[str, Renderer],
+             row: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> EmailMessage:
+    """The message of one row; records the rendered subject in ``row`` for the listing."""
+    renderer = renderers.get(row["language"])
+    if renderer is None:
+        raise InvalidValue(f"no email templates in language {row['language']!r}")
+    rendered = renderer.render(row["kind"], email_context(loket, row, events))
+    row["subject"] = rendered.subject
+    return build_message(rendered, sender=settings.sender, to=row["to_email"],
+                         to_name=row["to_name"], date=now,
+                         message_id=message_id_for(row["key"], settings.domain))
+
+
+def _send(transport: Transport, messages: list[EmailMessage]) -> list[DeliveryResult]:
+    """The transport's results; an I/O error it lets through counts against every message.
+
+    Transports answer for each message rather than raise, but the directory transport raises
+    when it cannot even create its temporary file (a full or read-only disk). Left to escape,
+    that would keep the rows leased and uncounted, retried every few minutes and never
+    `failed`; as a temporary failure it backs off, shows in the listing and ends.
+    """
+    try:
+        return transport.send(messages)
+    except OSError as exc:
+        error = f"transport failed: {exc}"
+        return [DeliveryResult.failed(str(m.get("Message-ID", "")), error) for m in messages]
 
 
 def _release(loket: Loket, rows: list[dict[str, Any]]) -> None:
@@ -165,8 +271,8 @@ def _release(loket: Loket, rows: list[dict[str, Any]]) -> None:
                      .values(status="pending", lease_until=None))
 
 
-def _record(loket: Loket, rows: list[dict[str, Any]], results: list[Any], now: dt.datetime,
-            report: DeliveryReport) -> None:
+def _record(loket: Loket, rows: list[dict[str, Any]], results: list[DeliveryResult],
+            now: dt.datetime, report: DeliveryReport) -> None:
     c = outbox_t.c
     with loket.engine.begin() as conn:
         for row, result in zip(rows, results, strict=True):
@@ -188,7 +294,8 @@ def _record(loket: Loket, rows: list[dict[str, Any]], results: list[Any], now: d
             conn.execute(sa.update(outbox_t).where(c.id == row["id"]).values(values))
 
 
-def list_outbox(loket: Loket, *, failed: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+def list_outbox(loket: Loket, *, failed: bool = False,
+                limit: int | None = None) -> list[dict[str, Any]]:
     c = outbox_t.c
     query = sa.select(outbox_t).order_by(c.id)
     if failed:

@@ -1,0 +1,232 @@
+"""Escalation email throughput: render and queue, then deliver over SMTP, same run.
+
+1. queue: open cases and sweep once, late enough that each fires two rungs; the sweep writes
+   the `escalated` events and the outbox rows (the time of opening the cases is not counted);
+2. render: every row's template context, its three templates and its MIME message;
+3. delivery: `deliver()` end to end (claim with a lease, render, send, record) into a local
+   aiosmtpd sink whose handler only counts, one SMTP connection per batch;
+4. the transport alone, on the messages of step 2: batches over one connection each, and as
+   the baseline one connection per message. The ratio is what batching buys.
+
+The sink runs in a thread of this process, so its work shares the interpreter with the
+client's: the figures are a floor for a real mail relay on another machine.
+
+    python bench/bench_email.py [--n 10000] [--batch 100] [--pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import math
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from aiosmtpd.controller import Controller  # noqa: E402
+
+from engine.clock import FixedClock  # noqa: E402
+from engine.db import migrate, open_engine  # noqa: E402
+from engine.service import Loket  # noqa: E402
+from engine.setup import sample_paths  # noqa: E402
+from engine.sweep import sweep  # noqa: E402
+from notifications.message import build_message, message_id_for  # noqa: E402
+from notifications.outbox import (  # noqa: E402
+    MailSettings,
+    deliver,
+    email_context,
+    list_outbox,
+    recent_events,
+)
+from notifications.render import Renderer  # noqa: E402
+from notifications.transports import SmtpTransport  # noqa: E402
+
+PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday
+FRIDAY = dt.datetime(2026, 3, 6, 9, 0, tzinfo=dt.UTC)  # a melding's rungs 1 and 2 are due
+SENDER = "Wijkloket Gemeente Voorbeeld <wijkloket@gemeente.example>"
+
+
+class CountingHandler:
+    """An aiosmtpd handler that accepts every message and only counts."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.sessions = 0
+        self._lock = threading.Lock()
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        with self._lock:
+            self.sessions += 1
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.messages += 1
+        return "250 2.0.0 OK"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.messages = self.sessions = 0
+
+
+def free_port() -> int:
+    """aiosmtpd's Controller cannot take port 0: it connects back to the port it was given."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def sink() -> Iterator[tuple[CountingHandler, SmtpTransport]]:
+    handler = CountingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(),
+                            server_hostname="sink.test")
+    controller.start()
+    try:
+        yield handler, SmtpTransport("127.0.0.1", controller.port, timeout=30)
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def database(pg: bool) -> Iterator[str]:
+    if not pg:
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.db'}"
+        return
+    name = f"loket_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:9,.0f} msg/s  ({count:,} in {seconds:6.2f} s)"
+
+
+def render_all(loket: Loket, rows: list[dict[str, Any]], domain: str,
+               batch: int) -> list[EmailMessage]:
+    """What `deliver()` does before sending: a batch's events in one query, then its emails.
+
+    The messages are kept for the transport runs, which `deliver()` never does: each rendered
+    batch is frozen out of the garbage collector's sight, or rescanning the growing pile
+    would be counted as rendering time.
+    """
+    renderers = {language: Renderer(language) for language in ("nl", "en")}
+    messages = []
+    for first in range(0, len(rows), batch):
+        chunk = rows[first:first + batch]
+        for row, events in zip(chunk, recent_events(loket, chunk), strict=True):
+            context = email_context(loket, row, events)
+            rendered = renderers[row["language"]].render(row["kind"], context)
+            messages.append(build_message(
+                rendered, sender=SENDER, to=row["to_email"], to_name=row["to_name"],
+                message_id=message_id_for(row["key"], domain), date=FRIDAY,
+            ))
+        gc.freeze()
+    return messages
+
+
+def send_in_batches(transport: SmtpTransport, messages: list[EmailMessage], size: int) -> None:
+    for first in range(0, len(messages), size):
+        results = transport.send(messages[first:first + size])
+        if not all(result.ok for result in results):
+            raise SystemExit(f"the sink refused a message: {results}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="emails (two per case)")
+    parser.add_argument("--batch", type=int, default=100, help="messages per SMTP connection")
+    parser.add_argument("--pg", action="store_true", help="PostgreSQL instead of SQLite")
+    args = parser.parse_args()
+    cases = math.ceil(args.n / 2)
+
+    with database(args.pg) as url:
+        engine = open_engine(url, create=True)
+        migrate(engine)
+        clock = FixedClock(START)
+        loket = Loket(engine, clock)
+        org, types = sample_paths()
+        loket.load_organisation(org)
+        loket.load_request_types(types)
+        print(f"database: {engine.dialect.name}; {cases:,} meldingen → {2 * cases:,} escalation"
+              f" emails; SMTP batches of {args.batch}")
+
+        started = time.perf_counter()
+        for number in range(cases):
+            loket.new_case("melding", [f"omschrijving=Lantaarnpaal {number} kapot",
+                                       "locatie=Lindelaan"], actor="c.devries")
+        print(f"(setup: {cases:,} cases opened in {time.perf_counter() - started:.1f} s)")
+
+        clock.set(FRIDAY)
+        started = time.perf_counter()
+        fired = sweep(loket)
+        queued = time.perf_counter() - started
+        rows = list_outbox(loket)
+        count = len(rows)
+        assert count == len(fired.fired) == 2 * cases, (count, len(fired.fired))
+
+        settings = MailSettings(sender=SENDER, transport=SmtpTransport("unused", 25),
+                                template_dir=None)
+        started = time.perf_counter()
+        messages = render_all(loket, rows, settings.domain, args.batch)
+        rendered = time.perf_counter() - started
+
+        print(f"queue  (sweep → outbox rows)          {rate(count, queued)}")
+        print(f"render (context, templates, MIME)     {rate(count, rendered)}")
+        print(f"render + queue                        {rate(count, queued + rendered)}")
+
+        with sink() as (handler, transport):
+            settings = MailSettings(sender=SENDER, transport=transport, template_dir=None)
+            started = time.perf_counter()
+            report = deliver(loket, settings, batch=args.batch)
+            delivered = time.perf_counter() - started
+            assert report.sent == count == handler.messages, (report, handler.messages)
+            assert handler.sessions == math.ceil(count / args.batch), handler.sessions
+            print(f"delivery: deliver(), 1 conn/batch     {rate(count, delivered)}"
+                  f"  [{handler.sessions} connections]")
+
+            handler.reset()
+            started = time.perf_counter()
+            send_in_batches(transport, messages, args.batch)
+            batched = time.perf_counter() - started
+            assert handler.messages == count and handler.sessions == math.ceil(count / args.batch)
+            print(f"SMTP only, 1 connection per batch     {rate(count, batched)}")
+
+            handler.reset()
+            started = time.perf_counter()
+            send_in_batches(transport, messages, 1)
+            single = time.perf_counter() - started
+            assert handler.messages == count and handler.sessions == count
+            print(f"SMTP only, 1 connection per message   {rate(count, single)}  (baseline)")
+
+        print(f"batching: {single / batched:.2f}x the throughput of one connection per message")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

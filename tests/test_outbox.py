@@ -1,0 +1,651 @@
+"""The outbox end to end: escalations swept into rows, delivered to a real SMTP server.
+
+Cases are opened through the Loket API and escalated by sweeping at a later FixedClock time;
+mail goes to aiosmtpd on 127.0.0.1 (``tests/smtp_server.py``) or into a folder of ``.eml``
+files. Every test that touches the database runs on SQLite and on PostgreSQL (the ``loket``
+fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import ORG_FILE, START
+
+import cli
+from engine.clock import FixedClock
+from engine.db import open_engine
+from engine.errors import ConfigurationError
+from engine.schema import events_t, outbox_t
+from engine.service import Loket
+from engine.sweep import sweep
+from notifications import outbox
+from notifications.message import message_id_for
+from notifications.outbox import (
+    LEASE,
+    MAX_ATTEMPTS,
+    MAX_DELAY,
+    DeliveryReport,
+    MailSettings,
+    backoff,
+    deliver,
+    list_outbox,
+)
+from notifications.transports import DeliveryResult, SmtpTransport, Transport, file_name_for
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from smtp_server import SmtpServer
+
+# The fixtures smtp_server and make_smtp_server; the module is imported by pytest as a plugin
+# (so that its asserts are rewritten), hence no import of it at run time here.
+pytest_plugins = ["smtp_server"]
+MakeServer = Callable[..., "SmtpServer"]
+
+SENDER = "Wijkloket Gemeente Voorbeeld <wijkloket@gemeente.example>"
+DOMAIN = "gemeente.example"
+# A melding opened on Monday 2 March is due at the end of Tuesday (one working day):
+THURSDAY = dt.datetime(2026, 3, 5, 9, 0, tzinfo=dt.UTC)  # rung 1 (lead: Bram Bakker) is due
+FRIDAY = dt.datetime(2026, 3, 6, 9, 0, tzinfo=dt.UTC)  # rung 2 (head: Anna Jansen) as well
+LEAD = "b.bakker@voorbeeld.example"
+HEAD = "a.jansen@voorbeeld.example"
+LISTING_KEYS = {"id", "key", "to", "subject", "status", "attempts", "next_attempt_at", "last_error"}
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def open_meldingen(loket: Loket, count: int) -> list[str]:
+    return [
+        loket.new_case(
+            "melding", [f"omschrijving=Lantaarnpaal {n} kapot", "locatie=Lindelaan"],
+            actor="c.devries",
+        ).ref
+        for n in range(count)
+    ]
+
+
+def escalate(
+    loket: Loket, clock: FixedClock, count: int, at: dt.datetime = THURSDAY
+) -> list[dict[str, Any]]:
+    """Open `count` meldingen now, move the clock to `at` and sweep: the outbox rows."""
+    open_meldingen(loket, count)
+    clock.set(at)
+    sweep(loket)
+    rows = list_outbox(loket)
+    assert rows and all(row["status"] == "pending" for row in rows)
+    return rows
+
+
+def smtp(server: SmtpServer, template_dir: Path | None = None) -> MailSettings:
+    return MailSettings(sender=SENDER, transport=SmtpTransport(server.host, server.port, timeout=5),
+                        template_dir=template_dir)
+
+
+def by_key(loket: Loket) -> dict[str, dict[str, Any]]:
+    return {row["key"]: row for row in list_outbox(loket)}
+
+
+def mid(key: str) -> str:
+    return message_id_for(key, DOMAIN)
+
+
+def received_ids(server: SmtpServer) -> Counter[str]:
+    return Counter(str(message["Message-ID"]) for message in server.messages)
+
+
+def part(message: EmailMessage, subtype: str) -> str:
+    body = message.get_body((subtype,))
+    assert body is not None
+    return str(body.get_content())
+
+
+def simulation(loket: Loket) -> str:
+    """Make the database a simulation one (so `--now` works) and return its URL for the CLI."""
+    with loket.engine.begin() as conn:
+        loket.set_meta(conn, "simulation", "true")
+    return loket.engine.url.render_as_string(hide_password=False)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def org_file(tmp_path: Path, old: str, new: str) -> Path:
+    """The sample organisation with one line changed."""
+    text = ORG_FILE.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path = tmp_path / "organisation.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+# -- delivery -----------------------------------------------------------------------------
+
+
+def test_every_row_arrives_once_over_one_connection(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = escalate(loket, clock, 3, at=FRIDAY)
+    assert Counter(row["to_email"] for row in rows) == {LEAD: 3, HEAD: 3}
+
+    report = deliver(loket, smtp(smtp_server))
+
+    assert report == DeliveryReport(sent=6)
+    assert received_ids(smtp_server) == Counter({mid(row["key"]): 1 for row in rows})
+    assert len(smtp_server.handler.connections) == 1
+    after = by_key(loket)
+    for item in smtp_server.handler.received:
+        row = next(r for r in after.values() if mid(r["key"]) == item.message["Message-ID"])
+        assert item.rcpt_tos == [row["to_email"]]
+        assert item.mail_from == "wijkloket@gemeente.example"
+        assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 1, None)
+        assert row["sent_at"] == FRIDAY
+        assert row["subject"] == item.message["Subject"]  # the rendered subject is kept
+    lead = next(i.message for i in smtp_server.handler.received if i.rcpt_tos == [LEAD])
+    assert lead["Subject"].startswith("Escalatie ME-2026-")
+    text = part(lead, "plain")
+    assert "trede 1 van 3: teamleider" in text
+    assert "dinsdag 3 maart 2026 om 23:59" in text
+    assert "Chris de Vries" in text and "c.devries" not in text  # actors by name
+
+    # Delivering again sends nothing more.
+    assert deliver(loket, smtp(smtp_server)) == DeliveryReport()
+    assert len(smtp_server.messages) == 6
+
+    url = loket.engine.url.render_as_string(hide_password=False)
+    code, out, _ = run_cli(capsys, "--db", url, "outbox", "list", "--json")
+    assert code == 0
+    listing = json.loads(out)
+    assert len(listing) == 6
+    for item in listing:
+        assert item.keys() >= LISTING_KEYS
+        assert (item["status"], item["attempts"], item["last_error"]) == ("sent", 1, None)
+        assert item["to"] in (LEAD, HEAD)
+        assert item["subject"] == after[item["key"]]["subject"]
+
+
+def test_a_batch_is_one_connection(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    rows = escalate(loket, clock, 5)
+
+    report = deliver(loket, smtp(smtp_server), batch=2)
+
+    assert report.sent == 5
+    assert received_ids(smtp_server) == Counter({mid(row["key"]): 1 for row in rows})
+    assert len(smtp_server.handler.connections) == 3  # 2 + 2 + 1
+
+
+def test_event_times_come_back_aware(loket: Loket, clock: FixedClock) -> None:
+    """format_moment refuses naive datetimes; SQLite keeps no zone, the column type adds UTC."""
+    (row,) = escalate(loket, clock, 1)
+    with loket.read() as conn:
+        moments = conn.execute(sa.select(events_t.c.at).order_by(events_t.c.seq)).scalars().all()
+    assert moments == [START, THURSDAY] and all(m.tzinfo is not None for m in moments)
+    context = outbox.email_context(loket, row)
+    assert context["events"][0]["at"] == "maandag 2 maart 2026 om 10:00"
+    assert row["next_attempt_at"] == THURSDAY and row["next_attempt_at"].tzinfo is not None
+
+
+def test_each_email_shows_the_five_events_up_to_its_own_escalation(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    (ref,) = open_meldingen(loket, 1)
+    for number in range(1, 7):
+        loket.comment(ref, f"notitie-{number}", actor="c.devries")
+    clock.set(FRIDAY)
+    sweep(loket)  # events 8 and 9: rung 1, then rung 2
+    loket.comment(ref, "notitie-later", actor="c.devries")
+
+    assert deliver(loket, smtp(smtp_server)).sent == 2
+
+    shown = {}
+    for item in smtp_server.handler.received:
+        text = part(item.message, "plain")
+        notes = (*range(1, 7), "later")
+        shown[item.rcpt_tos[0]] = [n for n in notes if re.search(rf"notitie-{n}\b", text)]
+        assert text.count("geëscaleerd") == (1 if item.rcpt_tos == [LEAD] else 2)
+    assert shown == {LEAD: [3, 4, 5, 6], HEAD: [4, 5, 6]}
+
+    # A row that does not say which event made it shows the case's latest five.
+    row = list_outbox(loket)[0]
+    bare = {**row, "context": {k: v for k, v in row["context"].items() if k != "event_seq"}}
+    both = outbox.recent_events(loket, [bare, row])
+    assert [[event["seq"] for event in events] for events in both] == [[6, 7, 8, 9, 10],
+                                                                       [4, 5, 6, 7, 8]]
+
+
+# -- failures and retries -------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_a_minute_up_to_a_cap() -> None:
+    minutes = [backoff(n) / dt.timedelta(minutes=1) for n in range(1, 13)]
+    assert minutes[:6] == [1, 2, 4, 8, 16, 32]
+    assert max(minutes) == MAX_DELAY / dt.timedelta(minutes=1)
+    assert backoff(1000) == MAX_DELAY
+
+
+def test_an_outage_backs_off_and_then_delivers_everything_once(
+    loket: Loket, clock: FixedClock, make_smtp_server: MakeServer
+) -> None:
+    rows = escalate(loket, clock, 3)
+    server = make_smtp_server()
+    server.stop()  # the port now refuses connections
+    settings = smtp(server)
+    for attempt in (1, 2, 3):
+        report = deliver(loket, settings)
+        assert report == DeliveryReport(retrying=3)
+        for row in list_outbox(loket):
+            assert (row["status"], row["attempts"]) == ("pending", attempt)
+            assert f"cannot deliver through 127.0.0.1:{server.port}" in row["last_error"]
+            assert row["next_attempt_at"] == clock.now() + dt.timedelta(minutes=2 ** (attempt - 1))
+            assert row["lease_until"] is None
+        # Not due yet: nothing is tried before the back-off has passed.
+        assert deliver(loket, settings) == DeliveryReport()
+        clock.advance(backoff(attempt))
+
+    server.start()
+    assert deliver(loket, settings) == DeliveryReport(sent=3)
+    assert deliver(loket, settings) == DeliveryReport()
+    clock.advance(dt.timedelta(days=1))
+    assert deliver(loket, settings) == DeliveryReport()
+    assert received_ids(server) == Counter({mid(row["key"]): 1 for row in rows})
+    for row in list_outbox(loket):
+        assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 4, None)
+
+
+def test_a_refused_recipient_fails_for_good_and_the_others_are_sent(
+    loket: Loket,
+    clock: FixedClock,
+    make_smtp_server: MakeServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    escalate(loket, clock, 2, at=FRIDAY)
+    server = make_smtp_server(reject=[HEAD])
+
+    report = deliver(loket, smtp(server))
+
+    assert (report.sent, report.retrying, report.failed) == (2, 0, 2)
+    assert all("550" in error for error in report.errors)
+    rows = list_outbox(loket)
+    failed = {row["key"] for row in rows if row["to_email"] == HEAD}
+    for row in rows:
+        if row["key"] in failed:
+            assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", 1, None)
+            assert "550" in row["last_error"] and HEAD in row["last_error"]
+        else:
+            assert row["status"] == "sent"
+    assert [item.rcpt_tos for item in server.handler.received] == [[LEAD], [LEAD]]
+
+    clock.advance(dt.timedelta(days=2))
+    assert deliver(loket, smtp(server)) == DeliveryReport()  # permanent: never retried
+
+    url = loket.engine.url.render_as_string(hide_password=False)
+    code, out, _ = run_cli(capsys, "--db", url, "outbox", "list", "--failed", "--json")
+    assert code == 0
+    assert {item["key"] for item in json.loads(out)} == failed
+    code, out, _ = run_cli(capsys, "--db", url, "outbox", "list", "--failed")
+    assert code == 0 and out.count(HEAD) == 2 and LEAD not in out
+
+
+def test_a_row_is_failed_after_the_last_attempt(
+    loket: Loket, clock: FixedClock, make_smtp_server: MakeServer
+) -> None:
+    (row,) = escalate(loket, clock, 1)
+    busy = "451 4.3.0 mailbox busy, try again later"
+    server = make_smtp_server(data_replies={n: busy for n in range(1, MAX_ATTEMPTS + 1)})
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        report = deliver(loket, smtp(server))
+        (now,) = list_outbox(loket)
+        assert now["attempts"] == attempt and "451" in now["last_error"]
+        if attempt < MAX_ATTEMPTS:
+            assert report == DeliveryReport(retrying=1) and now["status"] == "pending"
+            clock.advance(backoff(attempt))
+    assert report.failed == 1 and report.errors == [f"{row['key']}: message refused: {busy}"]
+    assert (now["status"], now["next_attempt_at"]) == ("failed", None)
+
+    clock.advance(dt.timedelta(days=7))
+    assert deliver(loket, smtp(server)) == DeliveryReport()
+    assert server.handler.data_count == MAX_ATTEMPTS and server.messages == []
+
+
+def test_an_address_no_header_accepts_fails_only_its_own_rows(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """The organisation file accepts `a..jansen@…`; the email header does not. Retrying
+    cannot fix that, so those rows fail for good and the rest of the batch still goes."""
+    broken = "email: a..jansen@voorbeeld.example"
+    loket.load_organisation(org_file(tmp_path, f"email: {HEAD}", broken))
+    rows = escalate(loket, clock, 2, at=FRIDAY)
+
+    report = deliver(loket, smtp(smtp_server))
+
+    assert (report.sent, report.retrying, report.failed) == (2, 0, 2)
+    assert received_ids(smtp_server) == Counter(
+        {mid(row["key"]): 1 for row in rows if row["to_email"] == LEAD}
+    )
+    for row in list_outbox(loket):
+        if row["to_email"] == LEAD:
+            assert row["status"] == "sent"
+        else:
+            assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", 1, None)
+            assert "cannot build email to 'a..jansen@voorbeeld.example'" in row["last_error"]
+            assert row["lease_until"] is None
+
+
+class BrokenDisk:
+    """A transport whose every send dies of an I/O error, as the directory transport's does
+    when it cannot create its temporary file."""
+
+    def send(self, messages: Sequence[EmailMessage]) -> list[DeliveryResult]:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_transport_that_raises_counts_as_a_failed_attempt(
+    loket: Loket, clock: FixedClock
+) -> None:
+    escalate(loket, clock, 2)
+    settings = MailSettings(sender=SENDER, transport=BrokenDisk(), template_dir=None)
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        report = deliver(loket, settings)
+        for row in list_outbox(loket):
+            assert row["attempts"] == attempt and row["lease_until"] is None
+            assert row["last_error"] == "transport failed: [Errno 28] No space left on device"
+        clock.advance(backoff(attempt))
+    assert report.failed == 2
+    assert {row["status"] for row in list_outbox(loket)} == {"failed"}
+
+
+def test_a_sender_no_email_can_carry_stops_delivery_before_anything_is_claimed(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    escalate(loket, clock, 2)
+    settings = MailSettings(sender="Wijkloket <wijkloket at gemeente>",
+                            transport=smtp(smtp_server).transport, template_dir=None)
+
+    with pytest.raises(ConfigurationError, match="LOKET_MAIL_FROM"):
+        deliver(loket, settings)
+
+    assert smtp_server.handler.connections == set()
+    for row in list_outbox(loket):
+        assert (row["status"], row["attempts"], row["lease_until"]) == ("pending", 0, None)
+
+
+# -- the command line: directory transport, broken overrides --------------------------------
+
+
+def test_outbox_send_writes_eml_files_with_stable_message_ids(
+    loket: Loket,
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = escalate(loket, clock, 2)
+    url = simulation(loket)
+    folder = tmp_path / "mail"
+    monkeypatch.setenv("LOKET_MAIL_DIR", str(folder))
+    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
+    monkeypatch.delenv("LOKET_TEMPLATE_DIR", raising=False)
+    monkeypatch.setenv("LOKET_MAIL_FROM", SENDER)
+    expected = {mid(row["key"]) for row in rows}
+
+    def messages() -> dict[str, EmailMessage]:
+        found = {}
+        for path in sorted(folder.glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            assert path.name == file_name_for(str(message["Message-ID"]))
+            found[str(message["Message-ID"])] = message
+        return found
+
+    # A worker that sends and dies before it can record the outcome...
+    def power_cut(*args: Any) -> None:
+        raise RuntimeError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox, "_record", power_cut)
+        code, _, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+    assert code == 70 and "power cut" in err
+    first = messages()
+    assert set(first) == expected
+    assert {row["status"] for row in list_outbox(loket)} == {"sending"}
+
+    # ...holds the rows until its lease runs out; then they are delivered again.
+    code, out, _ = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+    assert code == 0 and out.startswith("0 sent")
+    later = (THURSDAY + LEASE + dt.timedelta(seconds=1)).isoformat()
+    code, out, _ = run_cli(capsys, "--db", url, "--now", later, "outbox", "send")
+    assert code == 0 and out.startswith("2 sent, 0 to retry, 0 failed")
+    assert str(folder) in out
+
+    second = messages()
+    assert set(second) == expected  # the same Message-IDs, so the same files, replaced
+    assert len(list(folder.iterdir())) == 2  # no temporary files left
+    for message_id, message in second.items():
+        assert message["From"] == SENDER
+        assert message["To"].addresses[0].addr_spec == LEAD
+        assert message["Subject"] == first[message_id]["Subject"]
+        assert "ME-2026-" in part(message, "plain") and "<html" in part(message, "html")
+    for row in list_outbox(loket):
+        assert (row["status"], row["attempts"], row["lease_until"]) == ("sent", 1, None)
+
+
+def test_a_broken_override_template_stops_outbox_send(
+    loket: Loket,
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    escalate(loket, clock, 2)
+    url = simulation(loket)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    broken = templates / "escalation.nl.html.j2"
+    broken.write_text("<p>{{ ref }}</p>\n{% if %}\n", encoding="utf-8")
+    folder = tmp_path / "mail"
+    monkeypatch.setenv("LOKET_TEMPLATE_DIR", str(templates))
+    monkeypatch.setenv("LOKET_MAIL_DIR", str(folder))
+    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
+
+    code, out, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+
+    assert code == 2 and out == ""
+    assert err.startswith("Error: template ") and str(broken) in err and "line 2" in err
+    assert len(err.splitlines()) == 1
+    assert not folder.exists() or not any(folder.iterdir())
+    for row in list_outbox(loket):
+        assert (row["status"], row["attempts"], row["lease_until"]) == ("pending", 0, None)
+
+
+def test_a_template_failing_on_real_data_releases_the_claimed_rows(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """The start-up check renders sample cases (BI-…); this override only fails for a melding,
+    so the failure comes after the rows were claimed: they must be given back unsent."""
+    escalate(loket, clock, 3)
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    override = templates / "escalation.nl.txt.j2"
+    override.write_text('{% if ref.startswith("ME-") %}{{ 1 // 0 }}{% endif %}{{ ref }}\n',
+                        encoding="utf-8")
+
+    with pytest.raises(ConfigurationError, match=str(override)):
+        deliver(loket, smtp(smtp_server, templates))
+
+    assert smtp_server.handler.connections == set()
+    for row in list_outbox(loket):
+        assert (row["status"], row["attempts"], row["lease_until"]) == ("pending", 0, None)
+    override.unlink()
+    assert deliver(loket, smtp(smtp_server, templates)).sent == 3
+
+
+# -- content --------------------------------------------------------------------------------
+
+
+HOSTILE_FIELD = "<script>x</script>\r\nBcc: e@evil.example"  # fits the 40-character summary
+HOSTILE_COMMENT = (
+    "<script>alert('x')</script><img src=x onerror=alert(1)>\r\n"
+    "Bcc: victim@evil.example\r\n.\r\n"
+    "MAIL FROM:<spoof@evil.example>\r\nRCPT TO:<victim@evil.example>"
+)
+
+
+def test_what_a_resident_typed_is_escaped_and_adds_no_header(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    (ref,) = open_meldingen(loket, 1)
+    loket.set_fields(ref, [f"locatie={HOSTILE_FIELD}"], actor="c.devries")
+    loket.comment(ref, HOSTILE_COMMENT, actor="c.devries")
+    clock.set(THURSDAY)
+    sweep(loket)
+
+    assert deliver(loket, smtp(smtp_server)) == DeliveryReport(sent=1)
+
+    (item,) = smtp_server.handler.received  # the smuggled "." did not end the message early
+    assert item.rcpt_tos == [LEAD] and item.mail_from == "wijkloket@gemeente.example"
+    message = item.message
+    assert set(message.keys()) == {"Subject", "From", "To", "Date", "Message-ID",
+                                   "Auto-Submitted", "MIME-Version", "Content-Type"}
+    assert not any("evil" in str(value) for value in message.values())
+    html = part(message, "html")
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    text = part(message, "plain")
+    assert "<script>x</script>" in text  # plain text shows it as typed: nothing runs there
+    assert "MAIL FROM:<spoof@evil.example>" in text
+
+
+def test_an_english_organisation_gets_english_email(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    loket.load_organisation(org_file(tmp_path, "language: nl", "language: en"))
+    (row,) = escalate(loket, clock, 1)
+    assert row["language"] == "en"
+
+    assert deliver(loket, smtp(smtp_server)).sent == 1
+
+    (message,) = smtp_server.messages
+    ref = row["key"].split("/")[0]
+    assert message["Subject"] == (
+        f"Escalation {ref} – Melding openbare ruimte: 1 working day overdue"
+    )
+    text = part(message, "plain")
+    assert text.startswith("Dear Bram Bakker,")
+    assert "rung 1 of 3: team lead" in text
+    assert "Tuesday 3 March 2026 at 23:59" in text
+    assert "Monday 2 March 2026 at 10:00 – Chris de Vries – created" in text
+    assert '<html lang="en">' in part(message, "html")
+
+
+# -- leases and concurrency -------------------------------------------------------------------
+
+
+class TickingClock:
+    """A clock that moves three minutes every time it is read: a slow delivery run."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+
+    def now(self) -> dt.datetime:
+        self.at += dt.timedelta(minutes=3)
+        return self.at
+
+
+class LeaseSpy:
+    """Passes messages on, noting the leases of the rows being sent at that moment."""
+
+    def __init__(self, loket: Loket, inner: Transport) -> None:
+        self.loket, self.inner = loket, inner
+        self.leases: list[set[dt.datetime]] = []
+
+    def send(self, messages: Sequence[EmailMessage]) -> list[DeliveryResult]:
+        with self.loket.read() as conn:
+            query = sa.select(outbox_t.c.lease_until).where(outbox_t.c.status == "sending")
+            self.leases.append(set(conn.execute(query).scalars()))
+        return self.inner.send(messages)
+
+
+def test_each_batch_is_leased_from_its_own_claim(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    escalate(loket, clock, 6)
+    loket.clock = TickingClock(THURSDAY)
+    spy = LeaseSpy(loket, smtp(smtp_server).transport)
+    settings = MailSettings(sender=SENDER, transport=spy, template_dir=None)
+
+    assert deliver(loket, settings, batch=2).sent == 6
+
+    sent_at = sorted({row["sent_at"] for row in list_outbox(loket)})
+    assert len(sent_at) == 3
+    assert spy.leases == [{moment + LEASE} for moment in sent_at]
+
+
+def test_two_workers_deliver_every_message_exactly_once(
+    loket: Loket, clock: FixedClock, db_url: str, make_smtp_server: MakeServer
+) -> None:
+    from smtp_server import RecordingHandler
+
+    class SlowHandler(RecordingHandler):
+        """Takes a moment over every message, so that the two workers overlap."""
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            await asyncio.sleep(0.01)
+            return await super().handle_DATA(server, session, envelope)
+
+    rows = escalate(loket, clock, 20, at=FRIDAY)
+    assert len(rows) == 40
+    server = make_smtp_server(SlowHandler())
+    reports: list[DeliveryReport] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker() -> None:
+        engine = open_engine(db_url)
+        try:
+            own = Loket(engine, FixedClock(FRIDAY))
+            start.wait()
+            reports.append(deliver(own, smtp(server), batch=4))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert len(reports) == 2
+    assert sum(report.sent for report in reports) == 40
+    assert all(report.sent > 0 for report in reports)  # both took part
+    assert received_ids(server) == Counter({mid(row["key"]): 1 for row in rows})
+    assert {(row["status"], row["attempts"]) for row in list_outbox(loket)} == {("sent", 1)}
