@@ -106,12 +106,24 @@ def _claim(loket: Loket, now: dt.datetime, batch: int) -> list[dict[str, Any]]:
             .limit(batch)
             .with_for_update(skip_locked=True)
         ).mappings().all()
-        if rows:
-            conn.execute(
-                sa.update(outbox_t).where(c.id.in_([r["id"] for r in rows]))
-                .values(status="sending", lease_until=now + LEASE)
-            )
-    return [dict(r) for r in rows]
+        claimed = [dict(r) for r in rows]
+        # A row still `sending` with its lease run out was being delivered by a worker that
+        # died: that counts as an attempt, so a message that kills workers ends `failed`
+        # instead of being taken up forever.
+        for row in claimed:
+            if row["status"] == "sending":
+                row["attempts"] += 1
+                row["last_error"] = "a delivery attempt was interrupted (the worker stopped)"
+        given_up = [r for r in claimed if r["status"] == "sending" and r["attempts"] >= MAX_ATTEMPTS]
+        for row in given_up:
+            conn.execute(sa.update(outbox_t).where(c.id == row["id"]).values(
+                status="failed", attempts=row["attempts"], last_error=row["last_error"], lease_until=None,
+                next_attempt_at=None))
+        claimed = [r for r in claimed if r not in given_up]
+        for row in claimed:
+            conn.execute(sa.update(outbox_t).where(c.id == row["id"]).values(
+                status="sending", lease_until=now + LEASE, attempts=row["attempts"], last_error=row["last_error"]))
+    return claimed
 
 
 def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],

@@ -452,7 +452,26 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
         assert message["Subject"] == first[message_id]["Subject"]
         assert "ME-2026-" in part(message, "plain") and "<html" in part(message, "html")
     for row in list_outbox(loket):
-        assert (row["status"], row["attempts"], row["lease_until"]) == ("sent", 1, None)
+        # The interrupted delivery counts as an attempt: a message that keeps killing its
+        # worker must end `failed` rather than be taken up forever.
+        assert (row["status"], row["attempts"], row["lease_until"]) == ("sent", 2, None)
+
+
+def test_a_message_whose_delivery_keeps_being_interrupted_ends_failed(loket: Loket, clock: FixedClock) -> None:
+    with loket.engine.begin() as conn:
+        conn.execute(sa.insert(outbox_t).values(
+            key="proef/1/1", case_id=None, kind="escalation", language="nl", recipient="b.bakker",
+            to_email="b.bakker@voorbeeld.example", to_name="Bram Bakker", subject="Escalatie", context={},
+            created_at=clock.now(), status="pending", attempts=0, next_attempt_at=clock.now()))
+    # Each claim is abandoned, as by a killed worker; the next claim counts it. After the
+    # last allowed attempt was interrupted, the row is given up instead of claimed again.
+    for attempt in range(1, MAX_ATTEMPTS + 2):
+        claimed = outbox._claim(loket, clock.now(), 10)
+        assert len(claimed) == (1 if attempt <= MAX_ATTEMPTS else 0)
+        clock.advance(LEASE + dt.timedelta(seconds=1))
+    [row] = list_outbox(loket)
+    assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
+    assert "interrupted" in (row["last_error"] or "")
 
 
 def test_a_broken_override_template_stops_outbox_send(
