@@ -717,7 +717,7 @@ def audit() -> None:
 @pass_ctx
 def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
     """The complete timeline of case REF."""
-    from engine.views import event_json, local, summarize_event, table
+    from engine.views import event_detail, event_json, local, table
 
     loket = ctx.open()
     c, events = loket.history(ref)
@@ -726,7 +726,8 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
         return
     tz = loket.organisation().timezone
     click.echo(f"{c.ref}: {len(events)} events")
-    rows = [(e["seq"], local(e["at"], tz), e["actor"], e["action"], summarize_event(e), e["hash"][:12])
+    labels = {name: state.label for name, state in loket.type_of(c).states.items()}
+    rows = [(e["seq"], local(e["at"], tz), e["actor"], e["action"], event_detail(e, labels=labels), e["hash"][:12])
             for e in events]
     click.echo(table(["#", "at", "actor", "action", "what", "hash"], rows))
 

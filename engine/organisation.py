@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.checking import Checker
 from engine.errors import NotFound
+from engine.fields import EMAIL
 from engine.yamlfile import Locator, no_lines
 
 RANKS = {"staff": 1, "lead": 2, "head": 3}
@@ -22,7 +23,6 @@ ROLES = (*RANKS, "auditor")
 UNIT_KINDS = ("department", "partner")
 LANGUAGES = ("nl", "en")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 RESERVED_IDS = ("system", "assignee", "lead", "head", "administrator")
 
 
@@ -244,7 +244,7 @@ def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
 
 
 def _email(check: Checker, value: Any, path: tuple[Any, ...]) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value) or any(c in value for c in "\r\n<>,"):
+    if not isinstance(value, str) or not EMAIL.match(value):
         check.problem(path, f"invalid email address {value!r}")
         return ""
     return value

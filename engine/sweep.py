@@ -179,7 +179,8 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
     dialect = conn.dialect
     binds = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+    driver: Any = conn.connection.driver_connection  # psycopg's own, in this transaction
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[name] if bind is None else bind(row[name])
                             for name, bind in zip(names, binds, strict=True)])
@@ -288,7 +289,7 @@ def _mail(
         "ref": case.ref,
         "type_title": rt.title,
         "state_label": state.label,
-        "unit_name": org.units[case.owner].name if case.owner in org.units else "",
+        "unit_name": _unit_name(org, case.owner),
         "assignee_name": assignee.name if assignee else None,
         "due_at": timestamp(case.state_due if firing.place is not None or firing.kind == "timeout"
                             else firing.due_at),
@@ -307,7 +308,7 @@ def _mail(
         context["days_overdue"] = cal.working_days_between(due, now)
     if firing.kind == "timeout":
         context["to_state_label"] = rt.states[new.state].label
-        context["to_unit_name"] = org.units[new.owner].name if new.owner in org.units else ""
+        context["to_unit_name"] = _unit_name(org, new.owner)
     return {
         "key": f"{case.ref}/{firing.stay}/{firing.rung}",
         "case_id": case.id,
@@ -323,6 +324,11 @@ def _mail(
         "attempts": 0,
         "next_attempt_at": now,
     }
+
+
+def _unit_name(org: Organisation, unit: str | None) -> str:
+    found = org.units.get(unit) if unit else None
+    return found.name if found else ""
 
 
 def _role_of(org: Organisation, rt: RequestType, case: Case, person: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -94,29 +94,46 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def summarize_event(event: dict[str, Any]) -> str:
-    """One line saying what an event did, for timelines and emails."""
+def event_detail(
+    event: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str] | None = None,
+    hide: frozenset[str] = frozenset(),
+) -> str:
+    """What an event did beyond its action, in no particular language: states, people, fields.
+
+    `labels` turns state names into their labels; fields in `hide` (personal data) are named
+    without their value, so an email never repeats what a resident entered about themselves.
+    """
     action = event["action"]
     data = event.get("data") or {}
+
+    def label(state: Any) -> str:
+        return (labels or {}).get(state, state) if state is not None else "-"
+
     if action == "created":
-        return f"created in {event['to_state']}"
-    if action == "transition":
-        text = f"{event['trigger']}: {event['from_state']} → {event['to_state']}"
+        text = label(event["to_state"])
+    elif action == "transition":
+        text = f"{event['trigger']}: {label(event['from_state'])} → {label(event['to_state'])}"
     elif action == "assigned":
-        text = f"assigned to {data.get('assignee')}"
+        text = str(data.get("assignee"))
     elif action == "data_changed":
-        text = "changed " + ", ".join(f"{k}={_short(v)}" for k, v in data.items())
+        text = ", ".join(k if k in hide else f"{k}={_short(v)}" for k, v in data.items())
     elif action == "escalated":
-        text = f"escalated ({data.get('rung')}) to {data.get('to')}"
-    elif action in ("suspended", "resumed", "extended", "redacted"):
-        text = action + (f": {data.get('reason')}" if data.get("reason") else "")
+        text = f"{data.get('rung')} → {data.get('to')}"
+    elif action == "extended":
+        text = f"+{data.get('by')}" + (f": {data['reason']}" if data.get("reason") else "")
+    elif action == "suspended":
+        text = str(data.get("reason") or "")
+    elif action == "redacted":
+        text = ", ".join(data.get("fields", []))
     else:
-        text = action
+        text = ""
     if event.get("comment"):
-        text += f" — {event['comment']}"
+        text = f"{text} — {event['comment']}" if text else str(event["comment"])
     return text
 
 
 def _short(value: Any, width: int = 40) -> str:
-    text = str(value) if value is not None else "(empty)"
+    text = str(value) if value is not None else "∅"
     return text if len(text) <= width else text[: width - 1] + "…"

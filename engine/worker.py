@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.service import Loket
     from notifications.outbox import MailSettings
 
+
 def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
     from engine.sweep import sweep
 
@@ -97,9 +98,9 @@ def run_worker(
 def stopper(scheduler: BaseScheduler, echo: Callable[[str], None]) -> Callable[[int, Any], None]:
     """The SIGTERM/SIGINT handler: stop the scheduler once the running job has finished.
 
-    A second signal while that job finishes (Ctrl-C twice, or SIGTERM and then SIGINT) is
+    A second signal while the worker stops (Ctrl-C twice, or SIGTERM and then SIGINT) is
     ignored: shutting down a scheduler that is already stopping raises, and that error would
-    end the worker with a traceback instead of the clean stop that is under way.
+    turn the clean stop under way into "Error: unexpected SchedulerNotRunningError", exit 70.
     """
 
     def stop(signum: int, frame: Any) -> None:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from engine.errors import ConfigurationError, InvalidValue
 from engine.schema import cases_t, events_t, outbox_t
-from engine.views import summarize_event
+from engine.views import event_detail
 from notifications.message import build_message, message_id_for
 from notifications.render import LANGUAGES, RenderedEmail, Renderer, format_moment, rung_label
 from notifications.transports import DeliveryResult, Transport, transport_from_env
@@ -161,6 +161,19 @@ def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],
     return result
 
 
+def _type_facts(loket: Loket, row: Mapping[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
+    """The state labels and personal fields of the row's request type, for event summaries."""
+    if row["case_id"] is None:
+        return {}, frozenset()
+    with loket.read() as conn:
+        found = conn.execute(sa.select(cases_t.c.type_key, cases_t.c.type_version)
+                             .where(cases_t.c.id == row["case_id"])).first()
+    if found is None:
+        return {}, frozenset()
+    rt = loket.request_type(found.type_key, found.type_version)
+    return {name: state.label for name, state in rt.states.items()}, rt.personal_fields()
+
+
 def email_context(loket: Loket, row: Mapping[str, Any],
                   events: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The template context of an outbox row: its stored facts plus what is read at delivery.
@@ -183,9 +196,11 @@ def email_context(loket: Loket, row: Mapping[str, Any],
         context["rung_label"] = rung_label(stored["rung"], of=stored.get("ladder_size"),
                                            to=stored.get("resolved") or stored.get("asked", ""),
                                            language=language)
+    labels, personal = _type_facts(loket, row)
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
-         "actor": _name_of(org, e["actor"]), "action": e["action"], "summary": summarize_event(e)}
+         "actor": _name_of(org, e["actor"]), "action": e["action"],
+         "summary": event_detail(e, labels=labels, hide=personal)}
         for e in (recent_events(loket, [row])[0] if events is None else events)
     ]
     return context

@@ -571,6 +571,19 @@ ORG_RULES: list[tuple[Any, ...]] = [
         "unknown timezone 'Europe/Nergens'",
     ),
     (
+        # A header would refuse it at the first escalation: better refused when loaded.
+        "an email address with two dots in a row",
+        ("email: c.staf@proef.example", "email: c..staf@proef.example"),
+        "c..staf",
+        "invalid email address 'c..staf@proef.example'",
+    ),
+    (
+        "an email address with a non-ASCII local part",
+        ("email: c.staf@proef.example", "email: çstaf@proef.example"),
+        "çstaf",
+        "invalid email address",
+    ),
+    (
         "a closed day that is not a date",
         (
             "municipality: Gemeente Proef\n",
