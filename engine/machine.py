@@ -29,18 +29,11 @@ class CaseAdapter:
         self.state = state
 
 
-def build_machine(rt: RequestType, graph: bool = False) -> Machine:
+def build_machine(rt: RequestType) -> Machine:
     states = list(rt.states)
     transitions: list[dict[str, Any]] = [
         {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in rt.transitions
     ]
-    if graph:
-        from transitions.extensions import GraphMachine
-
-        return GraphMachine(
-            model=None, states=states, transitions=transitions, initial=rt.initial,
-            auto_transitions=False, send_event=True, title=rt.title, graph_engine="mermaid",
-        )
     return Machine(
         model=None, states=states, transitions=transitions, initial=rt.initial,
         auto_transitions=False, send_event=True,
