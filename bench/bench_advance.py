@@ -22,13 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from scratch import scratch_postgres  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import migrate, open_engine  # noqa: E402
@@ -36,7 +36,6 @@ from engine.schema import cases_t, events_t  # noqa: E402
 from engine.service import Loket  # noqa: E402
 from engine.setup import sample_paths  # noqa: E402
 
-PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACTOR = "c.devries"
 
@@ -148,16 +147,8 @@ def main() -> None:
         compare("sqlite", url, args.n, args.cases)
         cli_times(url, "BI-2026-00001")
     if not args.skip_pg:
-        name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+        with scratch_postgres() as url:
             compare("postgresql", url, args.n, args.cases)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

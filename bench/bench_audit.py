@@ -15,18 +15,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from scratch import scratch_postgres  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import migrate, open_engine  # noqa: E402
@@ -35,7 +34,6 @@ from engine.schema import cases_t, events_t  # noqa: E402
 from engine.service import Loket  # noqa: E402
 from engine.setup import sample_paths  # noqa: E402
 
-PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
 CHILD = r"""
@@ -160,16 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         measure("sqlite", f"sqlite:///{Path(tmp) / 'audit.db'}", args.cases, args.events_per_case)
     if not args.skip_pg:
-        name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+        with scratch_postgres() as url:
             measure("postgresql", url, args.cases, args.events_per_case)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -20,13 +20,11 @@ import argparse
 import datetime as dt
 import gc
 import math
-import os
 import socket
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -36,8 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
+from scratch import scratch_postgres  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import migrate, open_engine  # noqa: E402
@@ -55,7 +53,6 @@ from notifications.outbox import (  # noqa: E402
 from notifications.render import Renderer  # noqa: E402
 from notifications.transports import SmtpTransport  # noqa: E402
 
-PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday
 FRIDAY = dt.datetime(2026, 3, 6, 9, 0, tzinfo=dt.UTC)  # a melding's rungs 1 and 2 are due
 SENDER = "Wijkloket Gemeente Voorbeeld <wijkloket@gemeente.example>"
@@ -111,16 +108,8 @@ def database(pg: bool) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
-    name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with scratch_postgres() as url:
+        yield url
 
 
 def rate(count: int, seconds: float) -> str:

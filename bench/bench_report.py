@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from scratch import scratch_postgres  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import migrate, open_engine  # noqa: E402
@@ -56,7 +55,6 @@ from engine.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E4
 from engine.service import Loket  # noqa: E402
 from engine.setup import sample_paths  # noqa: E402
 
-PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
 MIX = {"melding": 0.45, "bewonersinitiatief": 0.35, "bijdrage": 0.20}
@@ -330,18 +328,8 @@ def main() -> None:
             url = f"sqlite:///{folder}/loket.db"
             backend("SQLite", url, args.cases, args.seed, folder, args.runs)
         if not args.skip_pg:
-            name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            url = sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(
-                hide_password=False)
-            try:
+            with scratch_postgres() as url:
                 backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs)
-            finally:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                admin.dispose()
 
 
 if __name__ == "__main__":
