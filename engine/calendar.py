@@ -235,6 +235,17 @@ class WorkingCalendar:
         steps.append(self._due(due))
         return Derivation(due, tuple(steps))
 
+    def due(self, start: datetime, duration: Duration) -> datetime:
+        """``deadline(start, duration).due`` without building its explanation.
+
+        Every advance computes a deadline; only `case show --explain` reads the steps.
+        """
+        if duration.unit == "hours":
+            return start.astimezone(UTC) + timedelta(hours=duration.amount)
+        if duration.unit == "working_days" and duration.amount > 0:
+            return self.end_of_day(self._count_working(self.local_date(start), duration.amount, _DAY)[0])
+        return self.deadline(start, duration).due
+
     def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
         """When a ladder rung or timeout fires, counted from the deadline's own day.
 

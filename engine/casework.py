@@ -191,19 +191,19 @@ def enter_state(
     elif spec.paused:
         updates.update(state_due=None, suspended_at=updates.get("suspended_at", case.suspended_at) or now)
     else:
-        updates["state_due"] = cal.deadline(now, spec.deadline).due if spec.deadline else None
+        updates["state_due"] = cal.due(now, spec.deadline) if spec.deadline else None
         updates["suspended_at"] = None
     return updates
 
 
 def start_clocks(rt: RequestType, cal: WorkingCalendar, now: dt.datetime) -> dict[str, Any]:
     """The case-wide clocks, started when the case is made."""
-    case_due = cal.deadline(now, rt.lead_time).due if rt.lead_time else None
+    case_due = cal.due(now, rt.lead_time) if rt.lead_time else None
     limit = None
     if case_due is not None and rt.max_extension is not None:
         limit = cal.offset(case_due, rt.max_extension)
     return {
-        "service_due": cal.deadline(now, rt.service_norm).due if rt.service_norm else None,
+        "service_due": cal.due(now, rt.service_norm) if rt.service_norm else None,
         "case_due": case_due,
         "case_due_limit": limit,
     }

@@ -8,7 +8,7 @@ time runs from Sunday 29 March to Sunday 25 October.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -572,3 +572,16 @@ def test_explain_shift_says_how_the_deadline_moved(
 def test_shift_refuses_a_resume_before_the_suspension() -> None:
     with pytest.raises(ValueError, match="before it was suspended"):
         CAL.shift(eod(2026, 3, 10), at("2026-03-05 09:00"), at("2026-03-02 09:00"), False)
+
+
+@pytest.mark.parametrize("duration", [
+    Duration("working_days", 0), Duration("working_days", 1), Duration("working_days", 10),
+    Duration("calendar_days", 3), Duration("weeks", 8), Duration("hours", 30),
+])
+def test_the_fast_due_agrees_with_the_explained_deadline(duration: Duration) -> None:
+    # Every start hour over a year with Easter, Koningsdag, Christmas and a closed day.
+    cal = WorkingCalendar("Europe/Amsterdam", [date(2026, 12, 28)])
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for hours in range(0, 366 * 24, 7):
+        moment = start + timedelta(hours=hours)
+        assert cal.due(moment, duration) == cal.deadline(moment, duration).due, moment
