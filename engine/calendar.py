@@ -12,11 +12,12 @@ is refused rather than silently read in the server's own zone. Instants handed o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import Duration
@@ -26,6 +27,7 @@ from engine.durations import Duration
 FIRST_YEAR = 2014
 
 _DAY = timedelta(days=1)
+_MEMO_SIZE = 50_000
 
 # Fixed tables rather than strftime("%a"), whose output depends on the process's locale.
 _WEEKDAY_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -143,6 +145,20 @@ class WorkingCalendar:
         # A day given a name is closed even when closed_days leaves it out.
         named = {d: name or _CLOSED_DAY for d, name in (closed_day_names or {}).items()}
         self._closed = _ClosedByYear(dict.fromkeys(closed_days, _CLOSED_DAY) | named)
+        self._memo: dict[tuple[Any, ...], Any] = {}
+
+    def _remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """Counted results, kept for the calendar's life (bounded).
+
+        The sweep asks the same questions case after case: every case that entered a state on
+        one day shares its deadline, its rungs and its days overdue.
+        """
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = compute()
+        return found
 
     # -- days ------------------------------------------------------------------------------
 
@@ -243,7 +259,9 @@ class WorkingCalendar:
         if duration.unit == "hours":
             return start.astimezone(UTC) + timedelta(hours=duration.amount)
         if duration.unit == "working_days" and duration.amount > 0:
-            return self.end_of_day(self._count_working(self.local_date(start), duration.amount, _DAY)[0])
+            day = self.local_date(start)
+            return self._remember(("due", day, duration), lambda: self.end_of_day(
+                self._count_working(day, duration.amount, _DAY)[0]))
         return self.deadline(start, duration).due
 
     def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
@@ -258,6 +276,9 @@ class WorkingCalendar:
             delta = timedelta(hours=duration.amount)
             return self._local(deadline).astimezone(UTC) + (-delta if before else delta)
         day = self.local_date(deadline)
+        return self._remember(("offset", day, duration, before), lambda: self._offset_day(day, duration, before))
+
+    def _offset_day(self, day: date, duration: Duration, before: bool) -> datetime:
         if not before:
             return self.end_of_day(self._count_after(day, duration, []))
         if duration.unit == "working_days":
@@ -272,6 +293,9 @@ class WorkingCalendar:
         overdue a case is at ``b``. A working day counts only once it is over."""
         if b <= a:
             return 0
+        return int(self._remember(("between", a, b), lambda: self._count_between(a, b)))
+
+    def _count_between(self, a: datetime, b: datetime) -> int:
         first, last = self.local_date(a), self.local_date(b)
         if self.end_of_day(first) <= a:
             first += _DAY

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -47,7 +47,14 @@ from engine.yamlfile import load_file
 _UPDATES: dict[frozenset[str], sa.Update] = {}
 
 
-def _update_case(columns: frozenset[str]) -> sa.Update:
+class Staged(NamedTuple):
+    case: Case
+    columns: frozenset[str]
+    params: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+def update_case(columns: frozenset[str]) -> sa.Update:
     """The guarded UPDATE of exactly these columns, built once per set of columns.
 
     Writing only what changed keeps the hot path's parameter handling small; the few
@@ -432,14 +439,13 @@ class Loket:
             change = plan(rt, org, case, now)
             return self.write_case(conn, rt, case, change, actor, now)
 
-    def write_case(
-        self, conn: sa.Connection, rt: RequestType, case: Case, change: Change, actor: str,
-        now: dt.datetime, *, record: bool = True,
-    ) -> Case:
-        """Write a case's new values and events, guarded by the version that was read."""
+    def stage_case(
+        self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime,
+    ) -> Staged:
+        """What writing a change means: the new row, its guarded UPDATE and its chained events."""
         new = case.apply(change.updates)
         events: list[dict[str, Any]] = []
-        if record and change.drafts:
+        if change.drafts:
             events, head = casework.chain(
                 new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
                 personal=rt.personal_fields(),
@@ -450,7 +456,15 @@ class Loket:
         columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version"))
         params = {name: getattr(new, name) for name in columns}
         params["_id"], params["_version"] = case.id, case.version
-        if conn.execute(_update_case(columns), params).rowcount != 1:
+        return Staged(new, columns, params, events)
+
+    def write_case(
+        self, conn: sa.Connection, rt: RequestType, case: Case, change: Change, actor: str,
+        now: dt.datetime,
+    ) -> Case:
+        """Write a case's new values and events, guarded by the version that was read."""
+        new, columns, params, events = self.stage_case(rt, case, change, actor, now)
+        if conn.execute(update_case(columns), params).rowcount != 1:
             raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")
         if events:
             try:

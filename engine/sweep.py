@@ -25,7 +25,7 @@ from engine.errors import Conflict
 from engine.history import timestamp
 from engine.ladder import Firing, due_firings, resolve
 from engine.schema import cases_t, escalations_t, events_t, outbox_t
-from engine.service import _update_case
+from engine.service import update_case
 
 if TYPE_CHECKING:
     from engine.definition import RequestType
@@ -74,13 +74,12 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
                 for firing in due_firings(rt, loket.organisation(), loket.calendar(), case, now):
                     result.fired.append(_report(loket, case, firing))
         return result
-    cal: WorkingCalendar | None = None
+    cal = loket.calendar()
     while True:
         with loket.engine.begin() as conn:
             cases = _claim(conn, now, batch)
             if not cases:
                 break
-            cal = cal or _Remembering(loket.calendar())
             writes = _Writes()
             for case in cases:
                 result.checked += 1
@@ -91,44 +90,16 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
     return result
 
 
-class _Remembering(WorkingCalendar):
-    """The organisation's calendar, remembering what it counted for the rest of a sweep.
-
-    Every case that entered a state on one day shares its deadline, so the same few offsets
-    (a rung or timeout from a deadline) and the same days overdue come back case after case;
-    counting them out again each time was a quarter of the sweep's work. A sweep is short,
-    its `now` fixed, and the calendar does not change during it.
-    """
-
-    def __init__(self, calendar: WorkingCalendar) -> None:
-        self.__dict__.update(vars(calendar))
-        self._offsets: dict[tuple[dt.datetime, Any, bool], dt.datetime] = {}
-        self._between: dict[tuple[dt.datetime, dt.datetime], int] = {}
-
-    def offset(self, deadline: dt.datetime, duration: Any, before: bool = False) -> dt.datetime:
-        key = (deadline, duration, before)
-        found = self._offsets.get(key)
-        if found is None:
-            found = self._offsets[key] = super().offset(deadline, duration, before)
-        return found
-
-    def working_days_between(self, a: dt.datetime, b: dt.datetime) -> int:
-        found = self._between.get((a, b))
-        if found is None:
-            found = self._between[(a, b)] = super().working_days_between(a, b)
-        return found
-
-
 @dataclass
 class _Writes:
     """What one claimed batch writes, sent in one go when the batch is done.
 
-    Each case is staged as `Loket.write_case` writes a case — the new row guarded by the
-    version that was read, its events chained onto its history, its next firing recomputed —
-    but the two statements per case that write_case sends made round trips, not firings, the
-    sweep's cost (two thirds of it on PostgreSQL). The claim holds the rows (`FOR UPDATE`, or
-    SQLite's write lock), so a guard that misses means something else wrote them anyway: the
-    whole batch rolls back.
+    Each case is staged by `Loket.stage_case`, as `write_case` stages it — the new row guarded
+    by the version that was read, its events chained onto its history, its next firing
+    recomputed — but the two statements per case that write_case sends made round trips, most
+    of the sweep's cost on PostgreSQL. The claim holds the rows (`FOR UPDATE`, or SQLite's
+    write lock), so a guard that misses means something else wrote them anyway: the whole
+    batch rolls back.
     """
 
     rows: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
@@ -136,28 +107,15 @@ class _Writes:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     mails: list[dict[str, Any]] = field(default_factory=list)
 
-    def case(
-        self, rt: RequestType, cal: WorkingCalendar, case: Case, change: Change, now: dt.datetime
-    ) -> Case:
-        new = case.apply(change.updates)
-        if change.drafts:
-            events, head = casework.chain(
-                new, change.drafts, actor=SYSTEM, at=now, recorded_at=dt.datetime.now(dt.UTC),
-                personal=rt.personal_fields(),
-            )
-            self.events.extend(events)
-            new.last_seq, new.last_hash = head["last_seq"], head["last_hash"]
-        new.next_fire_at = casework.next_fire_at(rt, cal, new)
-        new.version = case.version + 1
-        columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version"))
-        params = {name: getattr(new, name) for name in columns}
-        params["_id"], params["_version"] = case.id, case.version
-        self.rows.setdefault(columns, []).append(params)
-        return new
+    def case(self, loket: Loket, rt: RequestType, case: Case, change: Change, now: dt.datetime) -> Case:
+        staged = loket.stage_case(rt, case, change, SYSTEM, now)
+        self.events.extend(staged.events)
+        self.rows.setdefault(staged.columns, []).append(staged.params)
+        return staged.case
 
     def flush(self, conn: sa.Connection) -> None:
         for columns, params in self.rows.items():
-            if conn.execute(_update_case(columns), params).rowcount != len(params):
+            if conn.execute(update_case(columns), params).rowcount != len(params):
                 raise Conflict("a case changed under the sweep's claim: its batch was not written")
         for table, rows in ((events_t, self.events), (escalations_t, self.escalations),
                             (outbox_t, self.mails)):
@@ -168,8 +126,8 @@ class _Writes:
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
     """Insert rows of one shape: by COPY on PostgreSQL, by executemany elsewhere.
 
-    An executemany costs PostgreSQL a statement per row, and those statements were a third of
-    the sweep's time; COPY takes the batch as one stream. Each value is first bound as an
+    An executemany costs PostgreSQL a statement per row, and those statements were nearly
+    half of the sweep's time; COPY takes the batch as one stream. Each value is first bound as an
     INSERT would bind it (UTC instants, JSONB).
     """
     if conn.dialect.name != "postgresql":
@@ -231,9 +189,9 @@ def _fire_case(
         pending.append((timeout, case.last_seq + len(drafts)))
     if not drafts:
         # Nothing due after all (the organisation or a rung changed): just look again later.
-        writes.case(rt, cal, case, Change(), now)
+        writes.case(loket, rt, case, Change(), now)
         return
-    new = writes.case(rt, cal, case, Change(updates, drafts), now)
+    new = writes.case(loket, rt, case, Change(updates, drafts), now)
     for firing, seq in pending:
         writes.escalations.append({
             "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": case.state,

@@ -3,8 +3,8 @@
 Cases are made through the API (tests/helpers/population.py): all three request types, in
 the states where ladder rungs, vacancies, breaches and timeouts fire. A dry run in this
 process predicts every firing; then several processes sweep the same database at one `now`
-(tests/helpers/sweeper.py: each starts the moment all are ready, with small batches so that
-they take turns), or one `loket escalate` is killed with SIGKILL as soon as its first batch
+(tests/helpers/sweeper.py: each starts the moment all are ready, with small batches, so that
+on PostgreSQL they split the work), or one `loket escalate` is killed with SIGKILL as soon as its first batch
 has committed and a second one finishes the work. Afterwards the escalation table holds each
 predicted rung once, the sweeps' own reports add up to the prediction without overlap, every
 firing has its outbox row, and every chain verifies. Time is the sweep's `now`, never a sleep.
@@ -153,9 +153,10 @@ def test_four_processes_sweeping_postgresql_fire_every_rung_once(db_url: str) ->
 
 def test_three_processes_sweeping_sqlite_fire_every_rung_once(sqlite_url: str) -> None:
     loket, predicted, mailed = prepared(sqlite_url, 300)
+    # SQLite's write lock goes to whoever asks first after a commit, mostly the sweep that
+    # just committed: the sweeps may not share the work, but must still fire each rung once.
     reports = sweep_at_once(sqlite_url, processes=3, batch=20)
     assert_reports_add_up(reports, predicted)
-    assert sum(1 for r in reports if r["fired"]) >= 2, "the sweeps did not take turns"
     assert_fired_once(loket, predicted, mailed)
     assert sweep(loket, NOW).as_json() == {"checked": 0, "fired": []}
     loket.engine.dispose()

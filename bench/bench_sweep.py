@@ -1,0 +1,341 @@
+"""The escalation sweep at scale: cost follows the cases that fire, not the cases that are open.
+
+For SQLite and PostgreSQL, same run:
+
+- 1,000,000 open cases of which 10,000 are overdue: the sweep that fires them (firings/s
+  against the target of 5,000/s, and its peak memory against the target of 200 MB);
+- the same 1,000,000 when none is due (seconds against the target of 0.1 s);
+- 100,000 open cases with the same 10,000 overdue: sweep(1M) / sweep(100k) should be ~1.
+
+Loading a million cases through the API would take an hour, so the bench makes a few
+template cases through the engine (`Loket.new_case`, `advance`, and a sweep that fires their
+reminders) and bulk-copies those rows — SQLAlchemy Core executemany on SQLite, COPY on
+PostgreSQL. Shortcut: the copies get no events of their own; each starts an empty chain
+(`last_seq` 0, the genesis hash), so the `escalated` events the sweep writes hash-link
+correctly, but a copy's history lacks its `created` and `transition` events and `loket
+audit verify`, which replays the history, would refuse it. Every overdue copy
+has exactly one rung due (its reminder fired before; the lead is due now), so firings equal
+overdue cases. PostgreSQL gets an ANALYZE after loading, as autovacuum would do.
+
+Each sweep runs in a fresh child process (`--child`) on a fresh copy of the loaded database
+(a file copy, or CREATE DATABASE ... TEMPLATE), timed around the `sweep()` call alone
+(opening the connection and reading the definitions included, imports excluded); the best of
+`--repeat` runs counts, as the machine may be shared. Its peak memory is the peak resident
+set after the call (VmHWM) less the resident set just before it (VmRSS).
+
+    python bench/bench_sweep.py [--open 1000000] [--small 100000] [--overdue 10000]
+                                [--repeat 3] [--skip-pg] [--skip-sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from engine.clock import FixedClock  # noqa: E402
+from engine.db import migrate, open_engine  # noqa: E402
+from engine.history import GENESIS  # noqa: E402
+from engine.schema import cases_t  # noqa: E402
+from engine.service import Loket  # noqa: E402
+from engine.setup import sample_paths  # noqa: E402
+from engine.sweep import sweep  # noqa: E402
+
+PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+STAFF = "c.devries"
+# Overdue templates enter `beoordeling` (10 working days) on Monday 2 or Tuesday 3 March 2026:
+# reminders due on 12-13 March, leads on 16-17 March, heads (5 working days on) from 23 March.
+OVERDUE_DAYS = [dt.datetime(2026, 3, d, h, tzinfo=dt.UTC) for d in (2, 3) for h in (8, 10, 13, 15)]
+REMINDERS_AT = dt.datetime(2026, 3, 14, 12, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 3, 20, 12, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(minutes=1)
+TARGET_RATE, TARGET_EMPTY, TARGET_MB = 5000, 0.1, 200
+CHUNK = 50_000
+
+
+# -- templates and bulk loading ---------------------------------------------------------------
+
+
+def make_templates(loket: Loket) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Real cases made by the engine: overdue ones (lead due at NOW) and ones not yet due."""
+    clock = loket.clock
+    assert isinstance(clock, FixedClock)
+    due_refs = []
+    for i, at in enumerate(OVERDUE_DAYS):
+        clock.set(at)
+        case = loket.new_case("bewonersinitiatief", [f"title=Initiatief {i}", "amount=750"],
+                              actor=STAFF, assign=STAFF if i % 2 else None)
+        loket.advance(case.ref, "in_behandeling", actor=STAFF)
+        due_refs.append(case.ref)
+    sweep(loket, REMINDERS_AT)  # their reminders (rung 1) fire; the lead (rung 2) is next
+    later_refs = []
+    for i in range(12):
+        clock.set(NOW - dt.timedelta(hours=i))
+        kind = i % 3
+        if kind == 0:
+            case = loket.new_case("melding", ["omschrijving=Lantaarnpaal kapot",
+                                              "locatie=Lindelaan 4", "categorie=verlichting"],
+                                  actor=STAFF)
+        else:
+            case = loket.new_case("bewonersinitiatief", [f"title=Later {i}"], actor=STAFF)
+            if kind == 2:
+                loket.advance(case.ref, "in_behandeling", actor=STAFF)
+        later_refs.append(case.ref)
+    with loket.read() as conn:
+        rows = {r["ref"]: dict(r) for r in conn.execute(sa.select(cases_t)).mappings()}
+    due = [rows[ref] for ref in due_refs]
+    later = [rows[ref] for ref in later_refs]
+    assert all(r["next_fire_at"] <= NOW for r in due)
+    assert all(r["next_fire_at"] > LATER for r in later)
+    return due, later
+
+
+def copies(
+    templates: list[dict[str, Any]], count: int, first_id: int, prefix: str
+) -> Iterator[dict[str, Any]]:
+    """`count` copies of the templates, round robin, each its own case with an empty chain."""
+    for n in range(count):
+        row = dict(templates[n % len(templates)])
+        case_id = first_id + n
+        row.update(id=case_id, ref=f"{prefix}-{case_id:07d}", last_seq=0, last_hash=GENESIS,
+                   version=1, data={**row["data"], "title": f"Kopie {case_id}"})
+        yield row
+
+
+def load(loket: Loket, open_cases: int, overdue: int) -> None:
+    due, later = make_templates(loket)
+    with loket.read() as conn:
+        first = conn.execute(sa.select(sa.func.max(cases_t.c.id))).scalar_one() + 1
+    rows = [copies(due, overdue - len(due), first, "BK"),
+            copies(later, open_cases - overdue - len(later), first + overdue - len(due), "BL")]
+    if loket.engine.dialect.name == "postgresql":
+        _copy_pg(loket.engine, rows)
+    else:
+        _executemany(loket.engine, rows)
+    count = sa.select(sa.func.count()).select_from(cases_t)
+    with loket.read() as conn:
+        total = conn.execute(count).scalar_one()
+        due_now = conn.execute(count.where(cases_t.c.next_fire_at <= NOW)).scalar_one()
+    assert (total, due_now) == (open_cases, overdue), (total, due_now)
+
+
+def _executemany(engine: sa.Engine, sources: list[Iterator[dict[str, Any]]]) -> None:
+    insert = sa.insert(cases_t)
+    for source in sources:
+        while True:
+            chunk = [row for _, row in zip(range(CHUNK), source, strict=False)]
+            if not chunk:
+                break
+            with engine.begin() as conn:
+                conn.execute(insert, chunk)
+
+
+def _copy_pg(engine: sa.Engine, sources: list[Iterator[dict[str, Any]]]) -> None:
+    columns = [c.name for c in cases_t.columns]
+    statement = f"COPY cases ({', '.join(columns)}) FROM STDIN"
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            with cur.copy(statement) as copy:
+                for source in sources:
+                    for row in source:
+                        copy.write_row([json.dumps(row[c]) if c == "data" else row[c]
+                                        for c in columns])
+            cur.execute("ANALYZE cases")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+# -- measuring in a child process -------------------------------------------------------------
+
+
+def child(url: str, now: str) -> None:
+    """Run one sweep and print its time, outcome and how far it raised the peak resident set."""
+    loket = Loket(open_engine(url), FixedClock(dt.datetime.fromisoformat(now)))
+    before = _memory_kb("VmRSS")
+    started = time.perf_counter()
+    result = sweep(loket)
+    seconds = time.perf_counter() - started
+    after = _memory_kb("VmHWM")
+    print(json.dumps({"seconds": seconds, "checked": result.checked, "fired": len(result.fired),
+                      "peak_mb": (after - before) / 1024}))
+
+
+def _memory_kb(field: str) -> int:
+    """VmRSS (now) or VmHWM (the peak) of this process, from Linux's /proc.
+
+    Not ru_maxrss: a child process inherits that from its parent, and the parent holds
+    the bulk load's rows, so every child would report the parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure(url: str, now: dt.datetime) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", url, now.isoformat()],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+# -- one backend ------------------------------------------------------------------------------
+
+
+def fresh(url: str) -> Loket:
+    engine = open_engine(url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(OVERDUE_DAYS[0]))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    return loket
+
+
+class Server:
+    """Where the databases live: fresh ones, and copies of a loaded one for each measurement."""
+
+    def __init__(self, label: str, folder: Path) -> None:
+        self.label = label
+        self.folder = folder
+        self.names: list[str] = []
+        self.admin = None
+        if label != "sqlite":
+            self.admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+
+    def url(self, name: str) -> str:
+        if self.admin is None:
+            return f"sqlite:///{self.folder / name}.db"
+        return self.admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def create(self, name: str, template: str | None = None) -> str:
+        name = f"{name}_{uuid.uuid4().hex[:8]}"
+        if self.admin is None:
+            if template is not None:
+                shutil.copyfile(self.folder / f"{template}.db", self.folder / f"{name}.db")
+        else:
+            with self.admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{name}"'
+                                     + (f' TEMPLATE "{template}"' if template else ""))
+        self.names.append(name)
+        return name
+
+    def drop(self, name: str) -> None:
+        if self.admin is None:
+            (self.folder / f"{name}.db").unlink()
+        else:
+            with self.admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.names.remove(name)
+
+    def close(self) -> None:
+        for name in list(self.names):
+            self.drop(name)
+        if self.admin is not None:
+            self.admin.dispose()
+
+
+def loaded(server: Server, open_cases: int, overdue: int) -> tuple[str, float]:
+    """A database holding `open_cases` cases, `overdue` of them due at NOW; its load time."""
+    name = server.create(f"loaded_{open_cases}")
+    loket = fresh(server.url(name))
+    started = time.perf_counter()
+    load(loket, open_cases, overdue)
+    loket.engine.dispose()
+    if server.admin is None:  # one self-contained file, ready to be copied
+        with contextlib.closing(sqlite3.connect(server.folder / f"{name}.db")) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return name, time.perf_counter() - started
+
+
+def sweeps(
+    server: Server, loaded_name: str, repeat: int, then_empty: bool
+) -> tuple[list[Any], list[Any]]:
+    """The firing sweep on `repeat` fresh copies; after each, a sweep with none due if asked."""
+    firing, empty = [], []
+    for _ in range(repeat):
+        name = server.create("copy", template=loaded_name)
+        firing.append(measure(server.url(name), NOW))
+        if then_empty:
+            empty.append(measure(server.url(name), LATER))
+        server.drop(name)
+    return firing, empty
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return min(runs, key=lambda run: run["seconds"])
+
+
+def backend(server: Server, open_cases: int, small: int, overdue: int, repeat: int) -> None:
+    big_name, big_load = loaded(server, open_cases, overdue)
+    small_name, small_load = loaded(server, small, overdue)
+    print(f"{server.label}: loaded {open_cases:,} cases in {big_load:.1f} s, {small:,} in"
+          f" {small_load:.1f} s; best of {repeat} runs, each on a fresh copy")
+    big_runs, empty_runs = sweeps(server, big_name, repeat, then_empty=True)
+    small_runs, _ = sweeps(server, small_name, repeat, then_empty=False)
+    big, empty, little = best(big_runs), best(empty_runs), best(small_runs)
+    assert all(r["fired"] == overdue for r in big_runs + small_runs), (big_runs, small_runs)
+    assert all(r["fired"] == 0 for r in empty_runs), empty_runs
+    rate = overdue / big["seconds"]
+    peak = max(r["peak_mb"] for r in big_runs)
+    runs = ", ".join(f"{r['seconds']:.2f}" for r in big_runs)
+    print(f"  sweep firing {overdue:,} of {open_cases:,} open: {big['seconds']:.2f} s ({runs})"
+          f" = {rate:,.0f} firings/s; ratio to the target {TARGET_RATE:,}/s:"
+          f" {rate / TARGET_RATE:.2f}")
+    print(f"  peak memory of that sweep: {peak:.1f} MB; ratio to the target {TARGET_MB} MB:"
+          f" {peak / TARGET_MB:.2f}")
+    print(f"  sweep with none due ({open_cases:,} open): {empty['seconds']:.4f} s; ratio to the"
+          f" target {TARGET_EMPTY} s: {empty['seconds'] / TARGET_EMPTY:.2f}")
+    print(f"  sweep firing {overdue:,} of {small:,} open: {little['seconds']:.2f} s;"
+          f" sweep({open_cases:,}) / sweep({small:,}): {big['seconds'] / little['seconds']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--open", type=int, default=1_000_000, help="cases in the big database")
+    parser.add_argument("--small", type=int, default=100_000, help="cases in the small one")
+    parser.add_argument("--overdue", type=int, default=10_000, help="overdue cases in both")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each sweep (best counts)")
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("URL", "NOW"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    started = time.perf_counter()
+    labels = [label for label, skip in (("sqlite", args.skip_sqlite), ("postgresql", args.skip_pg))
+              if not skip]
+    for label in labels:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(label, Path(tmp))
+            try:
+                backend(server, args.open, args.small, args.overdue, args.repeat)
+            finally:
+                server.close()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"bench took {time.perf_counter() - started:.0f} s; load average now {load}"
+          f" on {os.cpu_count()} CPUs (the database server shares them)")
+
+
+if __name__ == "__main__":
+    main()
