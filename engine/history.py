@@ -23,7 +23,8 @@ def timestamp(value: dt.datetime | None) -> str | None:
     """The one textual form of an instant in the chain: UTC with microseconds."""
     if value is None:
         return None
-    return value.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and this runs for every event written.
+    return value.astimezone(_UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical(obj: Any) -> bytes:

@@ -81,9 +81,16 @@ class Organisation:
         person = self.people.get(person_id)
         return person is not None and "auditor" in person.roles.values()
 
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, str], list[Person]] = {}
+        for person in self.people.values():
+            for unit, role in person.roles.items():
+                index.setdefault((unit, role), []).append(person)
+        object.__setattr__(self, "_holders", index)
+
     def holders(self, unit: str, role: str) -> list[Person]:
-        """The people holding exactly this role in the unit (a unit's lead, its head)."""
-        return [p for p in self.people.values() if p.roles.get(unit) == role]
+        """The people holding exactly this role in the unit (a unit's lead, its head), in file order."""
+        return list(self._holders.get((unit, role), ()))  # type: ignore[attr-defined]
 
     def administrator_for(self, portfolio: str) -> Administrator | None:
         for admin in self.administrators.values():
