@@ -836,8 +836,11 @@ def report(ctx: Context, html: str | None, as_json: bool) -> None:
 @pass_ctx
 def demo(ctx: Context, days: int, seed: int, folder: str) -> None:
     """Simulate weeks of neighbourhood work in Gemeente Voorbeeld."""
-    from engine.demo import run_demo
+    from pathlib import Path
 
+    from engine.demo import check_folder, run_demo
+
+    check_folder(Path(folder))
     lines: list[str] = []
     # The bar goes to stderr while the simulation runs; its story is told once the bar is done.
     with click.progressbar(length=days, label="Gemeente Voorbeeld", file=sys.stderr, show_eta=False) as bar:

@@ -68,9 +68,8 @@ COMMENTS = ["Graag aanvullende informatie over de begroting.", "Besproken in het
             "Geen capaciteit deze periode; terug naar het wijkteam.", "Toelichting volgt per e-mail."]
 
 
-def prepare(folder: Path) -> Path:
-    """The demo's database file; an earlier demo database there is replaced, real data never."""
-    folder.mkdir(parents=True, exist_ok=True)
+def check_folder(folder: Path) -> Path:
+    """The demo's database file in `folder`; refused when a database there is not a demo's."""
     db = folder / "loket.db"
     if db.exists():
         probe = Loket(open_engine(f"sqlite:///{db}"))
@@ -83,6 +82,14 @@ def prepare(folder: Path) -> Path:
             raise ConfigurationError(
                 f"{db} exists and is not a demo database: run the demo in an empty folder (--dir)"
             )
+    return db
+
+
+def prepare(folder: Path) -> Path:
+    """The demo's database file; an earlier demo database there is replaced, real data never."""
+    db = check_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if db.exists():
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         for eml in (folder / "outbox").glob("*.eml"):

@@ -1,0 +1,85 @@
+"""`loket demo`, the main job: in an empty folder, from the installed package, the same each time."""
+
+from __future__ import annotations
+
+import email
+import subprocess
+import sys
+from email import policy
+from pathlib import Path
+
+import pytest
+
+import cli
+from engine.audit import verify
+from engine.db import open_engine
+from engine.service import Loket
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    code, out, err = run_cli(capsys, "demo", "--dir", str(folder), "--days", "21", "--seed", "7")
+    assert code == 0, err
+    assert "Traceback" not in err
+    for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "database:", "emails:",
+                    "report:"):
+        assert section in out
+    emails = sorted((folder / "outbox").glob("*.eml"))
+    assert emails, "three weeks with slow partners must escalate something"
+    message = email.message_from_bytes(emails[0].read_bytes(), policy=policy.default)
+    assert message["Subject"] and "loket case show" in message.get_body(("plain",)).get_content()
+    page = (folder / "rapport.html").read_text(encoding="utf-8")
+    assert "Gemeente Voorbeeld" in page and "<svg" in page
+    loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
+    assert loket.is_simulation()
+    assert verify(loket).ok
+    loket.engine.dispose()
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    runs = []
+    for seed in ("5", "5", "6"):
+        code, out, _ = run_cli(capsys, "demo", "--dir", str(folder), "--days", "10", "--seed", seed)
+        assert code == 0
+        runs.append((out, sorted(p.name for p in (folder / "outbox").glob("*.eml"))))
+    assert runs[0] == runs[1]
+    assert runs[0][0] != runs[2][0]
+
+
+def test_the_demo_never_replaces_a_real_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    real = tmp_path / "loket.db"
+    assert run_cli(capsys, "--db", f"sqlite:///{real}", "init", "--sample")[0] == 0
+    before = real.read_bytes()
+    code, out, err = run_cli(capsys, "demo", "--dir", str(tmp_path), "--days", "2")
+    assert code == 2
+    assert err.startswith("Error:") and "not a demo database" in err and len(err.strip().splitlines()) == 1
+    assert real.read_bytes() == before
+
+
+def test_the_installed_command_runs_the_demo_outside_the_source_tree(tmp_path: Path) -> None:
+    """What the README's first command does: the packaged definitions, templates and migrations
+    must all be inside the installed distribution, not only in this checkout."""
+    script = Path(sys.executable).parent / "loket"
+    assert script.exists(), "install the package first (the README's test command does: pip install '.[test]')"
+    done = subprocess.run([str(script), "demo", "--days", "3"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout
+    assert (tmp_path / "loket.db").exists() and (tmp_path / "rapport.html").exists()
+    package = subprocess.run([str(script), "--version"], cwd=tmp_path, capture_output=True, text=True)
+    assert package.returncode == 0 and "unknown" not in package.stdout
