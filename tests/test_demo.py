@@ -65,7 +65,7 @@ def test_the_demo_never_replaces_a_real_database(tmp_path: Path, capsys: pytest.
     real = tmp_path / "loket.db"
     assert run_cli(capsys, "--db", f"sqlite:///{real}", "init", "--sample")[0] == 0
     before = real.read_bytes()
-    code, out, err = run_cli(capsys, "demo", "--dir", str(tmp_path), "--days", "2")
+    code, _out, err = run_cli(capsys, "demo", "--dir", str(tmp_path), "--days", "2")
     assert code == 2
     assert err.startswith("Error:") and "not a demo database" in err and len(err.strip().splitlines()) == 1
     assert real.read_bytes() == before
