@@ -64,17 +64,13 @@ class Case:
     salt: str | None
     redacted_at: dt.datetime | None
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Case:
-        return cls(**{name: row[name] for name in _CASE_FIELDS})
-
     def apply(self, updates: Mapping[str, Any]) -> Case:
-        values = {name: getattr(self, name) for name in _CASE_FIELDS}
+        values = {name: getattr(self, name) for name in CASE_FIELDS}
         values.update(updates)
         return Case(**values)
 
 
-_CASE_FIELDS = tuple(f.name for f in fields(Case))
+CASE_FIELDS = tuple(f.name for f in fields(Case))
 
 
 @dataclass

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine import casework
 from engine.calendar import WorkingCalendar
-from engine.casework import Case, Change, Draft
+from engine.casework import CASE_FIELDS, Case, Change, Draft
 from engine.clock import Clock, SystemClock
 from engine.definition import RequestType, parse_request_type
 from engine.durations import Duration
@@ -70,7 +70,9 @@ def update_case(columns: frozenset[str]) -> sa.Update:
     return statement
 
 
-_SELECT_CASE = sa.select(cases_t).where(cases_t.c.ref == sa.bindparam("ref"))
+CASE_COLUMNS = tuple(cases_t.c[name] for name in CASE_FIELDS)
+"""The case columns in the order of `Case`'s fields: a row unpacks straight into a Case."""
+_SELECT_CASE = sa.select(*CASE_COLUMNS).where(cases_t.c.ref == sa.bindparam("ref"))
 _INSERT_EVENT = sa.insert(events_t)
 
 
@@ -282,10 +284,10 @@ class Loket:
         if conn is None:
             with self.read() as own:
                 return self.get_case(ref, own)
-        row = conn.execute(_SELECT_CASE, {"ref": ref}).mappings().first()
+        row = conn.execute(_SELECT_CASE, {"ref": ref}).first()
         if row is None:
             raise NotFound(f"unknown case '{ref}'")
-        return Case.from_row(row)
+        return Case(*row)
 
     def type_of(self, case: Case) -> RequestType:
         return self.request_type(case.type_key, case.type_version)
@@ -302,7 +304,7 @@ class Loket:
         limit: int | None = None,
     ) -> Iterator[Case]:
         c = cases_t.c
-        query = sa.select(cases_t).order_by(c.id)
+        query = sa.select(*CASE_COLUMNS).order_by(c.id)
         if type_key:
             self.latest_version(type_key)
             query = query.where(c.type_key == type_key)
@@ -324,8 +326,8 @@ class Loket:
         if limit:
             query = query.limit(limit)
         with self.read() as conn:
-            for row in conn.execute(query, execution_options={"yield_per": 1000}).mappings():
-                yield Case.from_row(row)
+            for row in conn.execute(query, execution_options={"yield_per": 1000}):
+                yield Case(*row)
 
     def history(self, ref: str) -> tuple[Case, list[dict[str, Any]]]:
         with self.read() as conn:
@@ -386,7 +388,7 @@ class Loket:
                 **casework.start_clocks(rt, cal, now),
             }
             case_id = conn.execute(sa.insert(cases_t).values(base).returning(cases_t.c.id)).scalar_one()
-            case = Case.from_row({**base, "id": case_id, "case_due_limit": base["case_due_limit"]})
+            case = Case(**{**base, "id": case_id})
             updates = casework.enter_state(rt, cal, case, rt.initial, now)
             drafts = [Draft("created", None, rt.initial, None, None, dict(data))]
             if assign is not None:
@@ -450,7 +452,7 @@ class Loket:
                 new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
                 personal=rt.personal_fields(),
             )
-            new = new.apply(head)
+            new.last_seq, new.last_hash = head["last_seq"], head["last_hash"]
         new.next_fire_at = casework.next_fire_at(rt, self.calendar(), new)
         new.version = case.version + 1
         columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version"))

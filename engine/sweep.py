@@ -25,7 +25,7 @@ from engine.errors import Conflict
 from engine.history import timestamp
 from engine.ladder import Firing, due_firings, resolve
 from engine.schema import cases_t, escalations_t, events_t, outbox_t
-from engine.service import update_case
+from engine.service import CASE_COLUMNS, update_case
 
 if TYPE_CHECKING:
     from engine.definition import RequestType
@@ -52,13 +52,13 @@ def _claim(conn: sa.Connection, now: dt.datetime, batch: int) -> list[Case]:
     PostgreSQL sort all the tied rows again for each claim.
     """
     query = (
-        sa.select(cases_t)
+        sa.select(*CASE_COLUMNS)
         .where(cases_t.c.next_fire_at <= now)
         .order_by(cases_t.c.next_fire_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
     )
-    return [Case.from_row(row) for row in conn.execute(query).mappings()]
+    return [Case(*row) for row in conn.execute(query)]
 
 
 def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False,
@@ -145,9 +145,9 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
 
 
 def _due_cases(conn: sa.Connection, now: dt.datetime) -> Any:
-    query = sa.select(cases_t).where(cases_t.c.next_fire_at <= now).order_by(cases_t.c.next_fire_at)
-    for row in conn.execution_options(yield_per=1000).execute(query).mappings():
-        yield Case.from_row(row)
+    query = sa.select(*CASE_COLUMNS).where(cases_t.c.next_fire_at <= now).order_by(cases_t.c.next_fire_at)
+    for row in conn.execute(query, execution_options={"yield_per": 1000}):
+        yield Case(*row)
 
 
 def _fire_case(
