@@ -275,8 +275,8 @@ class WorkingCalendar:
         if duration.amount == 0 or duration.unit == "hours":
             delta = timedelta(hours=duration.amount)
             return self._local(deadline).astimezone(UTC) + (-delta if before else delta)
-        day = self.local_date(deadline)
-        return self._remember(("offset", day, duration, before), lambda: self._offset_day(day, duration, before))
+        return self._remember(("offset", deadline, duration, before),
+                              lambda: self._offset_day(self.local_date(deadline), duration, before))
 
     def _offset_day(self, day: date, duration: Duration, before: bool) -> datetime:
         if not before:

@@ -14,11 +14,30 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
+class _SQLiteInstant(sa.types.UserDefinedType[Any]):
+    """A DATETIME column whose text UTCDateTime writes and reads itself.
+
+    Same layout as SQLAlchemy's own SQLite DATETIME (`2026-03-02 08:00:00.000000`, which sorts
+    as it compares), but formatted and parsed by the datetime module's C functions: every
+    case write stores several instants, and the generic processors were a tenth of its cost.
+    """
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "DATETIME"
+
+
 class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
     """Aware datetimes in, aware UTC datetimes out — SQLite included, which keeps no zone."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _SQLiteInstant()
+        return dialect.type_descriptor(self.impl)
 
     def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
@@ -26,7 +45,9 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime refused: every instant must carry its zone")
         value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
         if value is None:
