@@ -65,12 +65,18 @@ class Case:
     redacted_at: dt.datetime | None
 
     def apply(self, updates: Mapping[str, Any]) -> Case:
-        values = {name: getattr(self, name) for name in CASE_FIELDS}
-        values.update(updates)
-        return Case(**values)
+        """A new snapshot with these columns changed; this one stays as it was."""
+        unknown = updates.keys() - _FIELD_SET
+        if unknown:
+            raise TypeError(f"not a case column: {', '.join(sorted(unknown))}")
+        new = object.__new__(Case)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(updates)
+        return new
 
 
 CASE_FIELDS = tuple(f.name for f in fields(Case))
+_FIELD_SET = frozenset(CASE_FIELDS)
 
 
 @dataclass

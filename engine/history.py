@@ -24,7 +24,9 @@ def timestamp(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     # isoformat is several times faster than strftime, and this runs for every event written.
-    return value.astimezone(_UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    if value.tzinfo is not _UTC:
+        value = value.astimezone(_UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical(obj: Any) -> bytes:

@@ -42,24 +42,26 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: every instant must carry its zone")
-        value = value.astimezone(dt.UTC)
+        if value.tzinfo is not dt.UTC:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime refused: every instant must carry its zone")
+            value = value.astimezone(dt.UTC)
         if dialect.name == "sqlite":
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
         return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
         if value is None:
             return None
         if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
+            # Stored as UTC without its zone: read it back with the zone in one parse.
+            return dt.datetime.fromisoformat(value + "+00:00")
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
 
 
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def _time(*, index: bool = False, nullable: bool = True) -> Any:
