@@ -28,25 +28,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from scratch import scratch_postgres  # noqa: E402
+from scratch import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.clock import FixedClock  # noqa: E402
-from engine.db import migrate, open_engine  # noqa: E402
 from engine.schema import cases_t, events_t  # noqa: E402
 from engine.service import Loket  # noqa: E402
-from engine.setup import sample_paths  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACTOR = "c.devries"
 
 
 def setup(url: str, cases: int) -> tuple[Loket, list[str]]:
-    engine = open_engine(url, create=True)
-    migrate(engine)
-    loket = Loket(engine, FixedClock(START))
-    org, types = sample_paths()
-    loket.load_organisation(org)
-    loket.load_request_types(types)
+    loket = sample_loket(url, START)
     refs = []
     for i in range(cases):
         c = loket.new_case("bewonersinitiatief", [f"title=Initiatief {i}", "amount=500"], actor=ACTOR)

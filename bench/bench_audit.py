@@ -25,14 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from scratch import scratch_postgres  # noqa: E402
+from scratch import sample_loket, scratch_postgres  # noqa: E402
 
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import migrate, open_engine  # noqa: E402
 from engine.history import GENESIS, chain_hash, event_content  # noqa: E402
 from engine.schema import cases_t, events_t  # noqa: E402
-from engine.service import Loket  # noqa: E402
-from engine.setup import sample_paths  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -75,12 +71,8 @@ print(json.dumps({{"count": count, "seconds": elapsed, "peak_mb": peak_mb(), "st
 
 
 def build(url: str, cases: int, per_case: int) -> None:
-    engine = open_engine(url, create=True)
-    migrate(engine)
-    loket = Loket(engine, FixedClock(START))
-    org, types = sample_paths()
-    loket.load_organisation(org)
-    loket.load_request_types(types)
+    loket = sample_loket(url, START)
+    engine = loket.engine
     version = loket.latest_version("melding")
     started = time.perf_counter()
     batch_cases: list[dict[str, object]] = []

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL database for one benchmark run, created and dropped around it."""
+"""What the benchmarks share: a throwaway PostgreSQL database, and a database with the sample
+municipality loaded. The benchmark scripts put the project root on sys.path before importing this."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import sqlalchemy as sa
+
+from engine.clock import FixedClock
+from engine.db import migrate, open_engine
+from engine.service import Loket
+from engine.setup import sample_paths
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -25,3 +32,14 @@ def scratch_postgres() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def sample_loket(url: str, now: datetime) -> Loket:
+    """A new database at `url` with the bundled organisation and request types, its clock at `now`."""
+    engine = open_engine(url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(now))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    return loket

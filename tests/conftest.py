@@ -93,3 +93,19 @@ def loket(db_url: str, clock: FixedClock) -> Iterator[Loket]:
     app.load_request_types(sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
     yield app
     engine.dispose()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `loket ARGS` in this process through the real entry point (error mapping included);
+    returns the exit code, stdout and stderr. A traceback on stderr fails the calling test."""
+    import cli
+
+    capsys.readouterr()
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import run_cli
 
-import cli
 from engine import casework
 from engine.calendar import WorkingCalendar
 from engine.clock import FixedClock
@@ -384,18 +384,6 @@ def cli_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 @pytest.fixture(autouse=True)
 def _no_simulated_now(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOKET_NOW", raising=False)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def only_error(err: str) -> str:

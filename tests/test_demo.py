@@ -9,21 +9,11 @@ from email import policy
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
-import cli
 from engine.audit import verify
 from engine.db import open_engine
 from engine.service import Loket
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(

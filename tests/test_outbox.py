@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import ORG_FILE, START
+from conftest import ORG_FILE, START, run_cli
 
-import cli
 from engine.clock import FixedClock
 from engine.db import open_engine
 from engine.errors import ConfigurationError
@@ -119,17 +118,6 @@ def simulation(loket: Loket) -> str:
     with loket.engine.begin() as conn:
         loket.set_meta(conn, "simulation", "true")
     return loket.engine.url.render_as_string(hide_password=False)
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def org_file(tmp_path: Path, old: str, new: str) -> Path:
