@@ -32,9 +32,9 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
         case = loket.get_case(ref, conn)
         rt = loket.type_of(case)
         events = [dict(r) for r in conn.execute(
-            sa.select(events_t.c.id, events_t.c.from_state, events_t.c.data)
+            sa.select(events_t.c.id, events_t.c.data)
             .where(events_t.c.case_id == case.id).order_by(events_t.c.seq)).mappings()]
-        unit = loket.holding_unit(case)
+        unit = loket.holding_unit(case, conn)
         if org.rank(actor, unit) < 3:
             raise RoleRequired(f"{actor} may not redact {case.ref}: it needs role head in unit '{unit}'")
         personal = rt.personal_fields()

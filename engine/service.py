@@ -595,20 +595,25 @@ class Loket:
 
         return self._change(ref, actor, plan)
 
-    def holding_unit(self, case: Case) -> str | None:
-        """The unit holding the case: its owner, or for a closed case the unit that closed it."""
+    def holding_unit(self, case: Case, conn: sa.Connection | None = None) -> str | None:
+        """The unit holding the case: its owner, or for a closed case the unit that closed it.
+
+        Pass the caller's connection to read inside its transaction (redaction does).
+        """
         if case.owner is not None:
             return case.owner
+        if conn is None:
+            with self.read() as own:
+                return self.holding_unit(case, own)
         rt = self.type_of(case)
-        with self.read() as conn:
-            states = conn.execute(
-                sa.select(events_t.c.from_state).where(events_t.c.case_id == case.id,
-                                                       events_t.c.from_state.is_not(None))
-                .order_by(events_t.c.seq.desc())
-            ).scalars()
-            for state in states:
-                if state in rt.states and rt.states[state].owner is not None:
-                    return rt.states[state].owner
+        states = conn.execute(
+            sa.select(events_t.c.from_state).where(events_t.c.case_id == case.id,
+                                                   events_t.c.from_state.is_not(None))
+            .order_by(events_t.c.seq.desc())
+        ).scalars()
+        for state in states:
+            if state in rt.states and rt.states[state].owner is not None:
+                return rt.states[state].owner
         return None
 
     @staticmethod
