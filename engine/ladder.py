@@ -67,10 +67,14 @@ def resolve(org: Organisation, rt: RequestType, case: Case, target: str, unit: s
 def due_firings(
     rt: RequestType, org: Organisation, cal: WorkingCalendar, case: Case, now: dt.datetime
 ) -> list[Firing]:
-    """Everything due for this case at `now`, in the order it must fire.
+    """Everything due for this case at `now`, in the order it must fire: by the time each
+    became due, ladder rungs in ladder order, breaches after rungs, a timeout after anything
+    due at the same moment.
 
-    Ladder rungs come first, in ladder order; then the service-norm and lead-time breaches;
-    a timeout comes last because it moves the case on and so ends the stay.
+    A timeout moves the case on and so ends the stay: what would only have become due after
+    it is left out. A sweep that runs late must not send an escalation about a state the case
+    had left by then; a case-wide breach due later is fired in the next state (the sweep asks
+    again after the timeout's transition).
     """
     if case.closed_at is not None or case.suspended_at is not None:
         return []
@@ -96,6 +100,8 @@ def due_firings(
     if timeout is not None and case.state_due is not None:
         at = cal.offset(case.state_due, timeout.after)
         if at <= now:
+            out = [firing for firing in out if firing.due_at <= at]
             out.append(Firing("timeout", "timeout", case.stay, at, "system", "system",
                               trigger=timeout.trigger))
+    out.sort(key=lambda firing: firing.due_at)  # stable: ties keep the order above
     return out

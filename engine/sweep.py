@@ -66,15 +66,14 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
     """Run one sweep at `now` (default: the loket's clock)."""
     now = now or loket.clock.now()
     result = SweepResult()
+    cal = loket.calendar()
     if dry_run:
+        # The very same work, its writes thrown away: the prediction cannot drift from the sweep.
         with loket.read() as conn:
             for case in _due_cases(conn, now):
                 result.checked += 1
-                rt = loket.type_of(case)
-                for firing in due_firings(rt, loket.organisation(), loket.calendar(), case, now):
-                    result.fired.append(_report(loket, case, firing))
+                _fire_case(loket, cal, _Writes(), case, now, result, mail=False)
         return result
-    cal = loket.calendar()
     while True:
         with loket.engine.begin() as conn:
             cases = _claim(conn, now, batch)
@@ -156,6 +155,12 @@ def _due_cases(conn: sa.Connection, now: dt.datetime) -> Any:
         yield Case(*row)
 
 
+#: How many times one sweep follows a case through timeouts: each round fires what is due in
+#: the state the case is in, a timeout ending the round. A chain longer than this (timeouts
+#: that are due the moment their state is entered) is finished by the next sweep.
+ROUNDS = 3
+
+
 def _fire_case(
     loket: Loket,
     cal: WorkingCalendar,
@@ -163,52 +168,59 @@ def _fire_case(
     case: Case,
     now: dt.datetime,
     result: SweepResult,
+    *,
+    mail: bool = True,
 ) -> None:
     rt = loket.type_of(case)
     org = loket.organisation()
-    firings = due_firings(rt, org, cal, case, now)
     updates: dict[str, Any] = {}
     drafts: list[Draft] = []
-    pending: list[tuple[Firing, int]] = []
-    for firing in firings:
-        if firing.kind == "timeout":
-            continue
-        drafts.append(Draft("escalated", from_state=case.state, data={
-            "rung": firing.rung, "kind": firing.kind, "to": firing.recipient, "asked": firing.asked,
-            "due_at": timestamp(firing.due_at),
-        }))
-        pending.append((firing, case.last_seq + len(drafts)))
-        if firing.place is not None:
-            updates["escalation_level"] = max(updates.get("escalation_level", 0), firing.place)
-        elif firing.rung == "service_norm":
-            updates["service_fired"] = True
-        elif firing.rung == "lead_time":
-            updates["lead_fired"] = True
-    timeout = next((f for f in firings if f.kind == "timeout"), None)
-    if timeout is not None and timeout.trigger is not None:
-        moved = case.apply(updates)
-        step = casework.advance(rt, org, cal, moved, timeout.trigger, SYSTEM, now,
-                                comment=f"timeout: no answer {rt.states[case.state].timeout.after} "  # type: ignore[union-attr]
+    # Each firing with the number of its event and the case as it was when it fired (and,
+    # for a timeout, as the timeout left it).
+    pending: list[tuple[Firing, int, Case, Case]] = []
+    current = case
+    for _ in range(ROUNDS):
+        firings = due_firings(rt, org, cal, current, now)
+        for firing in firings:
+            if firing.kind == "timeout":
+                continue
+            drafts.append(Draft("escalated", from_state=current.state, data={
+                "rung": firing.rung, "kind": firing.kind, "to": firing.recipient, "asked": firing.asked,
+                "due_at": timestamp(firing.due_at),
+            }))
+            pending.append((firing, case.last_seq + len(drafts), current, current))
+            if firing.place is not None:
+                updates["escalation_level"] = max(updates.get("escalation_level", 0), firing.place)
+            elif firing.rung == "service_norm":
+                updates["service_fired"] = True
+            elif firing.rung == "lead_time":
+                updates["lead_fired"] = True
+        timeout = next((f for f in firings if f.kind == "timeout"), None)
+        if timeout is None or timeout.trigger is None:
+            break
+        before = case.apply(updates)
+        step = casework.advance(rt, org, cal, before, timeout.trigger, SYSTEM, now,
+                                comment=f"timeout: no answer {rt.states[before.state].timeout.after} "  # type: ignore[union-attr]
                                         "after the deadline")
         updates.update(step.updates)
         drafts.extend(step.drafts)
-        pending.append((timeout, case.last_seq + len(drafts)))
+        current = case.apply(updates)
+        pending.append((timeout, case.last_seq + len(drafts), before, current))
     if not drafts:
         # Nothing due after all (the organisation or a rung changed): just look again later.
         writes.case(loket, rt, case, Change(), now)
         return
-    new = writes.case(loket, rt, case, Change(updates, drafts), now)
-    for firing, seq in pending:
+    writes.case(loket, rt, case, Change(updates, drafts), now)
+    for firing, seq, at_firing, after in pending:
         writes.escalations.append({
-            "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": case.state,
-            "unit": case.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
+            "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": at_firing.state,
+            "unit": at_firing.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
             "fired_at": now,
         })
-        report = _report(loket, case, firing)
-        result.fired.append(report)
-        mail = _mail(loket, rt, org, cal, case, new, firing, seq, now)
-        if mail is not None:
-            writes.mails.append(mail)
+        result.fired.append(_report(loket, at_firing, firing))
+        row = _mail(loket, rt, org, cal, at_firing, after, firing, seq, now) if mail else None
+        if row is not None:
+            writes.mails.append(row)
 
 
 def _report(loket: Loket, case: Case, firing: Firing) -> dict[str, Any]:
@@ -320,14 +332,12 @@ def _subject(language: str, firing: Firing, ref: str, title: str, state: str) ->
 
 
 def forecast(loket: Loket, days: int, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """What will fire within `days` days from now if nothing changes; writes nothing."""
+    """What will fire within `days` days from now if nothing changes; writes nothing.
+
+    Each case is swept as a sweep at the horizon would sweep it, so a timeout inside the
+    horizon cuts off its state's later rungs here too.
+    """
     now = now or loket.clock.now()
-    horizon = now + dt.timedelta(days=days)
-    out = []
-    with loket.read() as conn:
-        for case in _due_cases(conn, horizon):
-            rt = loket.type_of(case)
-            for firing in due_firings(rt, loket.organisation(), loket.calendar(), case, horizon):
-                out.append(_report(loket, case, firing))
+    out = sweep(loket, now + dt.timedelta(days=days), dry_run=True).fired
     out.sort(key=lambda r: (r["due_at"], r["ref"]))
     return out

@@ -22,11 +22,12 @@ import pytest
 import sqlalchemy as sa
 
 import cli
+from engine.audit import verify
 from engine.clock import FixedClock
 from engine.db import open_engine
 from engine.schema import cases_t, escalations_t, events_t, outbox_t
 from engine.service import Loket
-from engine.sweep import SweepResult, sweep
+from engine.sweep import SweepResult, forecast, sweep
 
 DATA = Path(__file__).resolve().parent / "data" / "ladder"
 BI, BD = "bewonersinitiatief", "bijdrage"
@@ -368,6 +369,55 @@ def test_a_timeout_fires_its_trigger_as_system(loket: Loket, clock: FixedClock) 
     # The timeout's mail tells whoever holds the case now: no assignee → the wijkteam's lead.
     assert rows(loket, outbox_t, "key", "recipient")[-1] == (f"{ref}/3/timeout", LEAD)
     assert sweep_at(loket, clock, timeout).fired == []
+
+
+def test_a_late_sweep_stops_the_ladder_at_a_timeout_and_fires_later_breaches_after_it(
+    db_url: str, clock: FixedClock
+) -> None:
+    # `termijn` (tests/data/ladder/termijn.yaml), created Mon 03-02 in `balie`: the deadline,
+    # rungs 1-4 are R1..R4 as for `proef`; the timeout, 3 wd after Mon 03-09: 10, 11, 12 →
+    # Thu 03-12. The service norm, 10 wd from Mon 03-02: 3-6, 9-13, 16 → Mon 03-16 = R3.
+    # Nobody sweeps until R3: rungs 3 and 4 belong to a stay the timeout ended on 03-12, so
+    # they never fire; the service norm fires after the timeout, in `herstart`.
+    engine = open_engine(db_url)
+    loket = Loket(engine, clock)
+    loket.load_organisation(DATA / "organisation.yaml")
+    loket.load_request_types([DATA / "termijn.yaml"])
+    ref = loket.new_case("termijn", ["title=Laat"], actor="s.staf").ref
+    clock.set(R3)
+    predicted = sweep(loket, R3, dry_run=True).as_json()
+    assert forecast(loket, 0) == sorted(predicted["fired"], key=lambda f: (f["due_at"], f["ref"]))
+
+    result = sweep(loket, R3)
+
+    assert result.as_json() == predicted
+    assert [(f["rung"], f["to"], f["state"], f["due_at"]) for f in result.fired] == [
+        (1, "l.lead", "balie", "2026-03-05T22:59:59.000000Z"),  # no assignee: the lead
+        (2, "l.lead", "balie", "2026-03-09T22:59:59.000000Z"),
+        ("timeout", "system", "balie", "2026-03-12T22:59:59.000000Z"),
+        ("service_norm", "h.head", "herstart", "2026-03-16T22:59:59.000000Z"),
+    ]
+    history = [(e["action"], e["from_state"], e["to_state"], (e["data"] or {}).get("rung"))
+               for e in loket.history(ref)[1]]
+    assert history == [
+        ("created", None, "balie", None),
+        ("escalated", "balie", None, "1"),
+        ("escalated", "balie", None, "2"),
+        ("transition", "balie", "herstart", None),
+        ("escalated", "herstart", None, "service_norm"),
+    ]
+    assert rows(loket, escalations_t, "stay", "rung", "state") == [
+        (1, "1", "balie"), (1, "2", "balie"), (1, "timeout", "balie"), (0, "service_norm", "herstart"),
+    ]
+    row = case_row(loket, ref)
+    assert (row["state"], row["escalation_level"], row["service_fired"]) == ("herstart", 0, True)
+    # herstart from Mon 03-16 (entered at 23:59:59 local): 17-20, 23 → Mon 03-23; its rung 1
+    # is 2 wd before: Thu 03-19. Nothing else is due now, and the old stay never comes back.
+    assert row["next_fire_at"] == utc("2026-03-19T22:59:59")
+    assert sweep(loket, R3).fired == []
+    assert [f["rung"] for f in sweep(loket, R4).fired] == [1, 2]
+    assert verify(loket).ok
+    engine.dispose()
 
 
 def test_a_timeout_through_the_cli_reports_rung_timeout_to_system(
