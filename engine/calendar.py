@@ -264,6 +264,18 @@ class WorkingCalendar:
                 self._count_working(day, duration.amount, _DAY)[0]))
         return self.deadline(start, duration).due
 
+    def unmoved(self, start: datetime, duration: Duration) -> datetime:
+        """Where a term in weeks or calendar days ends before the Atw moves it (art. 1 to the
+        next working day, art. 2 to the second working day): the end of the day it counts to.
+
+        A later extension counts on from here rather than from the moved day, so that extending
+        twice reaches the same day as extending once by the sum. Terms in working days and
+        hours are never moved; for them this is the deadline itself.
+        """
+        if duration.unit in ("weeks", "calendar_days"):
+            return self.end_of_day(self.local_date(start) + timedelta(days=self._calendar_days(duration)))
+        return self.due(start, duration)
+
     def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
         """When a ladder rung or timeout fires, counted from the deadline's own day.
 

@@ -16,6 +16,7 @@ from engine import machine
 from engine.calendar import WorkingCalendar
 from engine.conditions import failing
 from engine.definition import RequestType, TransitionSpec
+from engine.durations import Duration
 from engine.errors import (
     CommentRequired,
     ConditionFailed,
@@ -25,7 +26,7 @@ from engine.errors import (
     RoleRequired,
     TransitionNotAllowed,
 )
-from engine.history import chain_hash, digests_for, event_content
+from engine.history import chain_hash, digests_for, event_content, timestamp
 from engine.organisation import Organisation
 
 SYSTEM = "system"
@@ -257,6 +258,26 @@ def next_fire_at(rt: RequestType, cal: WorkingCalendar, case: Case) -> dt.dateti
     if case.case_due is not None and not case.lead_fired:
         times.append(case.case_due)
     return min(times) if times else None
+
+
+def extension_base(
+    case_due: dt.datetime, last_extension: Mapping[str, Any] | None, by: Duration
+) -> dt.datetime:
+    """Where an extension of the decision term by `by` counts from, given the data of the last
+    `extended` event.
+
+    From the deadline, except for an extension in weeks or calendar days after one the Atw
+    moved past a weekend or holiday: that counts on from the day the last one counted to, so
+    that extending by 1 week and then by 5 ends where extending by 6 weeks at once would (and
+    two extensions adding up to the maximum are not refused for the moves in between). Only
+    while the deadline is still the one that extension set: once a suspension has shifted it,
+    it counts from where it stands. Working days count from the deadline, the day the term
+    really ended.
+    """
+    if (by.unit in ("weeks", "calendar_days") and last_extension and last_extension.get("unmoved")
+            and last_extension.get("to") == timestamp(case_due)):
+        return dt.datetime.fromisoformat(str(last_extension["unmoved"]))
+    return case_due
 
 
 def rung_time(cal: WorkingCalendar, due: dt.datetime, rung: Any) -> dt.datetime:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.calendar import WorkingCalendar
-from engine.casework import Case, rung_time
+from engine.casework import Case, extension_base, rung_time
 from engine.definition import RequestType
 from engine.durations import Duration
 
@@ -79,6 +79,7 @@ def _replay(
         (p.seq, p) for p in pauses if p.began >= start
     ]
     changes += [(e["seq"], e) for e in extensions]
+    last_extension: dict[str, Any] | None = None
     for _seq, item in sorted(changes, key=lambda c: c[0]):
         if isinstance(item, _Pause):
             if item.ended is None:
@@ -94,11 +95,16 @@ def _replay(
         else:
             data = item["data"] or {}
             by = Duration(str(data.get("unit")), int(data.get("amount", 0)))
-            extended = cal.deadline(due, by)
+            base = extension_base(due, last_extension, by)
+            extended = cal.deadline(base, by)
+            counted = ("counted from the deadline's day" if base == due else
+                       f"counted on from {cal.local_date(base).isoformat()}, the day the previous"
+                       " extension counted to before it was moved")
             lines.append(f"  extended by {by} on {item['at'].isoformat()} by {item['actor']}"
-                         f" ({data.get('reason', '')}), counted from the deadline's day:")
+                         f" ({data.get('reason', '')}), {counted}:")
             lines += [f"  {s}" for s in extended.steps]
             due = extended.due
+            last_extension = data
     if stored is not None and stored != due:
         lines.append(f"  NOTE: the stored deadline {stored.isoformat()} differs from this replay"
                      f" ({due.isoformat()})")

@@ -582,8 +582,10 @@ class Loket:
                 raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
             if by.unit not in ("weeks", "working_days") or by.amount < 1:
                 raise InvalidValue(f"an extension is a positive number of weeks or working days, got {by}")
-            # The same derivation `case show --explain` replays, counted from the deadline's day.
-            new_due = cal.deadline(case.case_due, by).due
+            # The same derivation `case show --explain` replays, counted from the deadline's day
+            # (the day an earlier extension counted to, before the Atw moved it).
+            base = self._extension_base(case, by)
+            new_due = cal.deadline(base, by).due
             if case.case_due_limit is not None and new_due > case.case_due_limit:
                 raise Refused(
                     f"extending {case.ref} by {by} would pass the maximum extension of {rt.max_extension}"
@@ -591,9 +593,24 @@ class Loket:
                 )
             data = {"by": str(by), "unit": by.unit, "amount": by.amount, "reason": reason,
                     "from": timestamp(case.case_due), "to": timestamp(new_due)}
+            unmoved = cal.unmoved(base, by)
+            if unmoved != new_due:
+                data["unmoved"] = timestamp(unmoved)
             return Change({"case_due": new_due}, [Draft("extended", data=data)])
 
         return self._change(ref, actor, plan)
+
+    def _extension_base(self, case: Case, by: Duration) -> dt.datetime:
+        """Where an extension of the decision term by `by` counts from: see
+        :func:`casework.extension_base`, given the case's last `extended` event."""
+        assert case.case_due is not None
+        with self.read() as conn:
+            last = conn.execute(
+                sa.select(events_t.c.data).where(events_t.c.case_id == case.id,
+                                                 events_t.c.action == "extended")
+                .order_by(events_t.c.seq.desc()).limit(1)
+            ).scalar()
+        return casework.extension_base(case.case_due, last, by)
 
     def holding_unit(self, case: Case, conn: sa.Connection | None = None) -> str | None:
         """The unit holding the case: its owner, or for a closed case the unit that closed it.

@@ -320,10 +320,11 @@ def test_extend_moves_the_lead_time(loket: Loket) -> None:
         assert clocks(loket, ref) == (INGEDIEND, SERVICE, utc(expected), LIMIT)
         event = loket.history(ref)[1][-1]
         assert (event["action"], event["actor"]) == ("extended", LEAD)
+        unmoved = {"unmoved": "2026-05-05T21:59:59.000000Z"} if (unit, amount) == ("weeks", 1) else {}
         assert event["data"] == {
             "by": str(Duration(unit, amount)), "unit": unit, "amount": amount,
             "reason": "Advies nodig", "from": "2026-04-28T21:59:59.000000Z",
-            "to": f"{expected}.000000Z",
+            "to": f"{expected}.000000Z", **unmoved,
         }
 
 
@@ -340,6 +341,48 @@ def test_extend_beyond_the_maximum_is_refused(loket: Loket, clock: FixedClock) -
     # ...and one working day more (Wed 06-10) passes it.
     assert_refused(loket, ref, Refused, "would pass the maximum extension of 6 weeks",
                    lambda: loket.extend(ref, Duration("working_days", 1), "Eén dag", actor=LEAD))
+
+
+def test_extensions_in_steps_count_on_from_the_day_before_the_atw_move(loket: Loket) -> None:
+    ref = new_case(loket)
+    # 1 week: Tue 04-28 + 7 = Tue 05-05 Bevrijdingsdag → Wed 05-06.
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)
+    assert row(loket, ref)["case_due"] == utc("2026-05-06T21:59:59")
+    # 5 weeks more count on from Tue 05-05, where the week ended before the move: + 35 = Tue
+    # 06-09, the limit, as 6 weeks at once would. From the moved Wed 05-06 it would be Wed
+    # 06-10, past the limit: the moves would pile up.
+    loket.extend(ref, Duration("weeks", 5), "Advies politie", actor=LEAD)
+    assert row(loket, ref)["case_due"] == LIMIT
+    event = loket.history(ref)[1][-1]
+    assert (event["data"]["from"], event["data"]["to"]) == ("2026-05-06T21:59:59.000000Z",
+                                                            "2026-06-09T21:59:59.000000Z")
+    assert "unmoved" not in event["data"]  # Tue 06-09 is a working day: nothing moved
+    assert_refused(loket, ref, Refused, "until 2026-06-09 at most",
+                   lambda: loket.extend(ref, Duration("weeks", 1), "Nog een week", actor=LEAD))
+
+
+def test_working_days_after_a_moved_extension_count_from_the_moved_deadline(loket: Loket) -> None:
+    ref = new_case(loket)
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)  # → Wed 05-06
+    # The term really ends on Wed 05-06: 2 working days more are Thu 05-07 and Fri 05-08.
+    loket.extend(ref, Duration("working_days", 2), "Advies politie", actor=LEAD)
+    assert row(loket, ref)["case_due"] == utc("2026-05-08T21:59:59")
+
+
+def test_after_a_suspension_an_extension_counts_from_the_shifted_deadline(
+    loket: Loket, clock: FixedClock
+) -> None:
+    ref = new_case(loket)
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)  # → Wed 05-06
+    clock.set(utc("2026-03-03T09:00:00"))
+    loket.suspend(ref, "Wacht op de tekening", actor=STAFF)
+    clock.set(utc("2026-03-05T09:00:00"))  # Tue 03-03 → Thu 03-05: 2 calendar days
+    loket.resume(ref, actor=STAFF)
+    assert row(loket, ref)["case_due"] == utc("2026-05-08T21:59:59")  # Wed 05-06 + 2 = Fri 05-08
+    # The deadline is no longer the one the extension set: 1 week counts from Fri 05-08, the
+    # day it stands on now (+ 7 = Fri 05-15), not from the unmoved Tue 05-05.
+    loket.extend(ref, Duration("weeks", 1), "Advies politie", actor=LEAD)
+    assert row(loket, ref)["case_due"] == utc("2026-05-15T21:59:59")
 
 
 def test_extend_needs_a_lead_a_reason_and_a_lead_time(loket: Loket) -> None:

@@ -161,6 +161,30 @@ def test_explain_replays_a_suspension_and_extensions(loket: Loket, clock: FixedC
     assert loket.get_case(ref).case_due == utc("2026-06-12T21:59:59")
 
 
+def test_explain_replays_extensions_counting_on_from_the_unmoved_day(
+    loket: Loket, clock: FixedClock
+) -> None:
+    # Created Mon 03-02: the lead time ends Tue 04-28 (Koningsdag moved it from Mon 04-27).
+    ref = loket.new_case(BI, ["title=Bevrijdingsfeest"], actor=STAFF).ref
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)
+    loket.extend(ref, Duration("weeks", 5), "Advies politie", actor=LEAD)
+    lines = assert_agrees(loket, ref)
+    assert section(lines, LEAD_TIME)[-10:] == [
+        "extended by 1 week on 2026-03-02T09:00:00+00:00 by b.bakker (Advies brandweer),"
+        " counted from the deadline's day:",
+        "start 2026-04-28 (Tue) 23:59:59 Europe/Amsterdam",
+        "added 1 week: 2026-04-28 + 7 days = 2026-05-05 (Tue)",
+        "moved from 2026-05-05 (Bevrijdingsdag) to 2026-05-06, the next working day (Atw art. 1)",
+        "due 2026-05-06 (Wed) 23:59:59 Europe/Amsterdam (2026-05-06 21:59:59 UTC)",
+        "extended by 5 weeks on 2026-03-02T09:00:00+00:00 by b.bakker (Advies politie),"
+        " counted on from 2026-05-05, the day the previous extension counted to before it was moved:",
+        "start 2026-05-05 (Tue) 23:59:59 Europe/Amsterdam",
+        "added 5 weeks: 2026-05-05 + 35 days = 2026-06-09 (Tue)",
+        "due 2026-06-09 (Tue) 23:59:59 Europe/Amsterdam (2026-06-09 21:59:59 UTC)",
+        "may be extended by at most 6 weeks: until 2026-06-09",
+    ]
+
+
 # Each scenario starts with a case created Mon 03-02 10:00 local: ingediend due Mon 03-09,
 # service norm Mon 03-30, lead time Tue 04-28 (Mon 04-27 is Koningsdag).
 SCENARIOS: dict[str, tuple[list[tuple[Any, ...]], str, str]] = {
