@@ -5,7 +5,11 @@ For SQLite and PostgreSQL, same run:
 - 1,000,000 open cases of which 10,000 are overdue: the sweep that fires them (firings/s
   against the target of 5,000/s, and its peak memory against the target of 200 MB);
 - the same 1,000,000 when none is due (seconds against the target of 0.1 s);
-- 100,000 open cases with the same 10,000 overdue: sweep(1M) / sweep(100k) should be ~1.
+- 100,000 open cases with the same 10,000 overdue: sweep(1M) / sweep(100k) should be ~1;
+- the baseline: a floor that sends the firing sweep's statements (claim, guarded UPDATE,
+  event, escalation and outbox inserts, same batches, same driver calls) with rows made up
+  front, on another fresh copy. sweep / floor is the share of the database's own speed the
+  engine keeps, which moves far less between machines than firings/s does.
 
 Loading a million cases through the API would take an hour, so the bench makes a few
 template cases through the engine (`Loket.new_case`, `advance`, and a sweep that fires their
@@ -53,10 +57,10 @@ import sqlalchemy as sa  # noqa: E402
 from engine.clock import FixedClock  # noqa: E402
 from engine.db import migrate, open_engine  # noqa: E402
 from engine.history import GENESIS  # noqa: E402
-from engine.schema import cases_t  # noqa: E402
-from engine.service import Loket  # noqa: E402
+from engine.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.service import CASE_COLUMNS, Loket, update_case  # noqa: E402
 from engine.setup import sample_paths  # noqa: E402
-from engine.sweep import sweep  # noqa: E402
+from engine.sweep import BATCH, _insert, sweep  # noqa: E402
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 STAFF = "c.devries"
@@ -167,16 +171,80 @@ def _copy_pg(engine: sa.Engine, sources: list[Iterator[dict[str, Any]]]) -> None
 # -- measuring in a child process -------------------------------------------------------------
 
 
-def child(url: str, now: str) -> None:
-    """Run one sweep and print its time, outcome and how far it raised the peak resident set."""
+def child(url: str, now: str, mode: str) -> None:
+    """Run one sweep (or its floor) and print its time, outcome and how far it raised the
+    peak resident set."""
     loket = Loket(open_engine(url), FixedClock(dt.datetime.fromisoformat(now)))
     before = _memory_kb("VmRSS")
     started = time.perf_counter()
-    result = sweep(loket)
+    fired = len(sweep(loket).fired) if mode == "sweep" else floor(loket, loket.clock.now())
     seconds = time.perf_counter() - started
     after = _memory_kb("VmHWM")
-    print(json.dumps({"seconds": seconds, "checked": result.checked, "fired": len(result.fired),
-                      "peak_mb": (after - before) / 1024}))
+    print(json.dumps({"seconds": seconds, "fired": fired, "peak_mb": (after - before) / 1024}))
+
+
+# An outbox context of the size the sweep writes for a lead's escalation.
+FLOOR_CONTEXT = {
+    "municipality": "Gemeente Voorbeeld", "recipient_name": "Bram Bakker", "ref": "BK-0000000",
+    "type_title": "Bewonersinitiatief", "state_label": "Beoordeling", "unit_name": "Wijkteam Centrum",
+    "assignee_name": "Chris de Vries", "due_at": "2026-03-16T22:59:59.000000Z",
+    "command": "loket case show BK-0000000", "case_id": 0, "event_seq": 1, "rung": 2,
+    "ladder_size": 4, "asked": "lead", "resolved": "lead", "days_overdue": 4,
+}
+
+
+def floor(loket: Loket, now: dt.datetime) -> int:
+    """The sweep's statements with none of its work: the baseline of the same run.
+
+    The same claim (same columns, order, batch and lock), the same guarded UPDATE of the same
+    columns, and the same inserts into the event, escalation and outbox tables through the
+    same driver calls, with rows of the same shape and size, but made up front: no ladder, no
+    calendar, no hash chain, no email context. What the engine adds on top of this is the
+    engine's cost; this part is the database's (and the machine's).
+    """
+    later = now + dt.timedelta(days=30)
+    digest = "0" * 64
+    statement = update_case(frozenset(("escalation_level", "last_seq", "last_hash", "next_fire_at", "version")))
+    fired = 0
+    while True:
+        with loket.engine.begin() as conn:
+            claimed = conn.execute(
+                sa.select(*CASE_COLUMNS).where(cases_t.c.next_fire_at <= now)
+                .order_by(cases_t.c.next_fire_at).limit(BATCH).with_for_update(skip_locked=True)
+            ).mappings().all()
+            if not claimed:
+                break
+            params, events, escalations, mails = [], [], [], []
+            for case in claimed:
+                seq = case["last_seq"] + 1
+                params.append({"_id": case["id"], "_version": case["version"], "escalation_level": 2,
+                               "last_seq": seq, "last_hash": digest, "next_fire_at": later,
+                               "version": case["version"] + 1})
+                events.append({
+                    "case_id": case["id"], "seq": seq, "at": now, "recorded_at": now, "actor": "system",
+                    "action": "escalated", "from_state": case["state"], "to_state": None, "trigger": None,
+                    "comment": None, "data": {"rung": "2", "kind": "escalation", "to": "b.bakker",
+                                              "asked": "lead", "due_at": "2026-03-16T22:59:59.000000Z"},
+                    "digests": None, "prev_hash": case["last_hash"], "hash": digest,
+                })
+                escalations.append({"case_id": case["id"], "stay": case["stay"], "rung": "2",
+                                    "state": case["state"], "unit": case["owner"], "recipient": "b.bakker",
+                                    "due_at": now, "fired_at": now})
+                mails.append({
+                    "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
+                    "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.nl",
+                    "to_name": "Bram Bakker", "subject": f"Escalatie {case['ref']}: Bewonersinitiatief — Beoordeling",
+                    "context": {**FLOOR_CONTEXT, "ref": case["ref"], "case_id": case["id"], "event_seq": seq},
+                    "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now,
+                })
+            if conn.execute(statement, params).rowcount != len(params):
+                raise RuntimeError("the floor's guarded update missed")
+            for table, rows in ((events_t, events), (escalations_t, escalations), (outbox_t, mails)):
+                _insert(conn, table, rows)
+            fired += len(claimed)
+        if len(claimed) < BATCH:
+            break
+    return fired
 
 
 def _memory_kb(field: str) -> int:
@@ -192,8 +260,8 @@ def _memory_kb(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure(url: str, now: dt.datetime) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", url, now.isoformat()],
+def measure(url: str, now: dt.datetime, mode: str = "sweep") -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", url, now.isoformat(), mode],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
@@ -269,16 +337,20 @@ def loaded(server: Server, open_cases: int, overdue: int) -> tuple[str, float]:
 
 def sweeps(
     server: Server, loaded_name: str, repeat: int, then_empty: bool
-) -> tuple[list[Any], list[Any]]:
-    """The firing sweep on `repeat` fresh copies; after each, a sweep with none due if asked."""
-    firing, empty = [], []
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """On `repeat` fresh copies each: the firing sweep, then (if asked) a sweep with none due;
+    and the floor of the firing sweep."""
+    firing, empty, floors = [], [], []
     for _ in range(repeat):
         name = server.create("copy", template=loaded_name)
         firing.append(measure(server.url(name), NOW))
         if then_empty:
             empty.append(measure(server.url(name), LATER))
         server.drop(name)
-    return firing, empty
+        name = server.create("floor", template=loaded_name)
+        floors.append(measure(server.url(name), NOW, "floor"))
+        server.drop(name)
+    return firing, empty, floors
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -290,10 +362,10 @@ def backend(server: Server, open_cases: int, small: int, overdue: int, repeat: i
     small_name, small_load = loaded(server, small, overdue)
     print(f"{server.label}: loaded {open_cases:,} cases in {big_load:.1f} s, {small:,} in"
           f" {small_load:.1f} s; best of {repeat} runs, each on a fresh copy")
-    big_runs, empty_runs = sweeps(server, big_name, repeat, then_empty=True)
-    small_runs, _ = sweeps(server, small_name, repeat, then_empty=False)
-    big, empty, little = best(big_runs), best(empty_runs), best(small_runs)
-    assert all(r["fired"] == overdue for r in big_runs + small_runs), (big_runs, small_runs)
+    big_runs, empty_runs, floor_runs = sweeps(server, big_name, repeat, then_empty=True)
+    small_runs, _, _ = sweeps(server, small_name, repeat, then_empty=False)
+    big, empty, little, base = best(big_runs), best(empty_runs), best(small_runs), best(floor_runs)
+    assert all(r["fired"] == overdue for r in big_runs + small_runs + floor_runs), (big_runs, small_runs)
     assert all(r["fired"] == 0 for r in empty_runs), empty_runs
     rate = overdue / big["seconds"]
     peak = max(r["peak_mb"] for r in big_runs)
@@ -301,6 +373,9 @@ def backend(server: Server, open_cases: int, small: int, overdue: int, repeat: i
     print(f"  sweep firing {overdue:,} of {open_cases:,} open: {big['seconds']:.2f} s ({runs})"
           f" = {rate:,.0f} firings/s; ratio to the target {TARGET_RATE:,}/s:"
           f" {rate / TARGET_RATE:.2f}")
+    floor_rate = overdue / base["seconds"]
+    print(f"  floor, the same statements with rows made up front: {base['seconds']:.2f} s"
+          f" = {floor_rate:,.0f} firings/s; sweep / floor: {rate / floor_rate:.2f}")
     print(f"  peak memory of that sweep: {peak:.1f} MB; ratio to the target {TARGET_MB} MB:"
           f" {peak / TARGET_MB:.2f}")
     print(f"  sweep with none due ({open_cases:,} open): {empty['seconds']:.4f} s; ratio to the"
@@ -317,7 +392,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each sweep (best counts)")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
-    parser.add_argument("--child", nargs=2, metavar=("URL", "NOW"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("URL", "NOW", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
