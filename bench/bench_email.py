@@ -49,6 +49,7 @@ from notifications.outbox import (  # noqa: E402
     email_context,
     list_outbox,
     recent_events,
+    type_facts,
 )
 from notifications.render import Renderer  # noqa: E402
 from notifications.transports import SmtpTransport  # noqa: E402
@@ -128,8 +129,8 @@ def render_all(loket: Loket, rows: list[dict[str, Any]], domain: str,
     messages = []
     for first in range(0, len(rows), batch):
         chunk = rows[first:first + batch]
-        for row, events in zip(chunk, recent_events(loket, chunk), strict=True):
-            context = email_context(loket, row, events)
+        for row, events, facts in zip(chunk, recent_events(loket, chunk), type_facts(loket, chunk), strict=True):
+            context = email_context(loket, row, events, facts)
             rendered = renderers[row["language"]].render(row["kind"], context)
             messages.append(build_message(
                 rendered, sender=SENDER, to=row["to_email"], to_name=row["to_name"],

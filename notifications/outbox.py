@@ -161,24 +161,41 @@ def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],
     return result
 
 
-def _type_facts(loket: Loket, row: Mapping[str, Any]) -> tuple[dict[str, str], frozenset[str]]:
-    """The state labels and personal fields of the row's request type, for event summaries."""
-    if row["case_id"] is None:
-        return {}, frozenset()
-    with loket.read() as conn:
-        found = conn.execute(sa.select(cases_t.c.type_key, cases_t.c.type_version)
-                             .where(cases_t.c.id == row["case_id"])).first()
-    if found is None:
-        return {}, frozenset()
-    rt = loket.request_type(found.type_key, found.type_version)
-    return {name: state.label for name, state in rt.states.items()}, rt.personal_fields()
+TypeFacts = tuple[dict[str, str], frozenset[str]]
+"""The state labels and the personal fields of a request type version, for event summaries."""
+
+
+def type_facts(loket: Loket, rows: Sequence[Mapping[str, Any]]) -> list[TypeFacts]:
+    """For each row, the facts of its case's request type: one query for all the rows, one
+    lookup per type version (asking row by row cost a query per email)."""
+    ids = {row["case_id"] for row in rows if row["case_id"] is not None}
+    versions: dict[int, tuple[str, int]] = {}
+    if ids:
+        with loket.read() as conn:
+            for found in conn.execute(sa.select(cases_t.c.id, cases_t.c.type_key, cases_t.c.type_version)
+                                      .where(cases_t.c.id.in_(ids))):
+                versions[found.id] = (found.type_key, found.type_version)
+    known: dict[tuple[str, int], TypeFacts] = {}
+    out: list[TypeFacts] = []
+    for row in rows:
+        version = versions.get(row["case_id"])
+        if version is None:
+            out.append(({}, frozenset()))
+            continue
+        if version not in known:
+            rt = loket.request_type(*version)
+            known[version] = ({name: state.label for name, state in rt.states.items()}, rt.personal_fields())
+        out.append(known[version])
+    return out
 
 
 def email_context(loket: Loket, row: Mapping[str, Any],
-                  events: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  events: Sequence[dict[str, Any]] | None = None,
+                  facts: TypeFacts | None = None) -> dict[str, Any]:
     """The template context of an outbox row: its stored facts plus what is read at delivery.
 
-    ``events`` are the row's :func:`recent_events` when the caller read them for a whole batch.
+    ``events`` and ``facts`` are the row's :func:`recent_events` and :func:`type_facts` when
+    the caller read them for a whole batch.
     """
     stored = dict(row["context"])
     language = row["language"]
@@ -196,7 +213,7 @@ def email_context(loket: Loket, row: Mapping[str, Any],
         context["rung_label"] = rung_label(stored["rung"], of=stored.get("ladder_size"),
                                            to=stored.get("resolved") or stored.get("asked", ""),
                                            language=language)
-    labels, personal = _type_facts(loket, row)
+    labels, personal = type_facts(loket, [row])[0] if facts is None else facts
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
          "actor": _name_of(org, e["actor"]), "action": e["action"],
@@ -238,9 +255,9 @@ def deliver(loket: Loket, settings: MailSettings, now: dt.datetime | None = None
         ready: list[tuple[dict[str, Any], EmailMessage]] = []
         outcomes: dict[int, DeliveryResult] = {}
         try:
-            for row, events in zip(rows, recent_events(loket, rows), strict=True):
+            for row, events, facts in zip(rows, recent_events(loket, rows), type_facts(loket, rows), strict=True):
                 try:
-                    ready.append((row, _compose(loket, settings, renderers, row, events, moment)))
+                    ready.append((row, _compose(loket, settings, renderers, row, events, facts, moment)))
                 except InvalidValue as exc:
                     outcomes[row["id"]] = DeliveryResult.failed("", exc.message, permanent=True)
         except Exception:
@@ -264,12 +281,13 @@ def _renderers(template_dir: Path | None) -> dict[str, Renderer]:
 
 
 def _compose(loket: Loket, settings: MailSettings, renderers: Mapping[str, Renderer],
-             row: dict[str, Any], events: list[dict[str, Any]], now: dt.datetime) -> EmailMessage:
+             row: dict[str, Any], events: list[dict[str, Any]], facts: TypeFacts,
+             now: dt.datetime) -> EmailMessage:
     """The message of one row; records the rendered subject in ``row`` for the listing."""
     renderer = renderers.get(row["language"])
     if renderer is None:
         raise InvalidValue(f"no email templates in language {row['language']!r}")
-    rendered = renderer.render(row["kind"], email_context(loket, row, events))
+    rendered = renderer.render(row["kind"], email_context(loket, row, events, facts))
     row["subject"] = rendered.subject
     return build_message(rendered, sender=settings.sender, to=row["to_email"],
                          to_name=row["to_name"], date=now,

@@ -444,6 +444,17 @@ def test_the_display_name_is_encoded_and_reads_back() -> None:
     assert parse(built(to_name=None))["To"] == "a.jansen@gemeente.example"
 
 
+def test_messages_share_their_header_classes_and_keep_the_default_policy() -> None:
+    first, second = built(), built(to="b.bakker@gemeente.example")
+    # One class per header name, made once (the standard registry makes one per header set).
+    assert type(first["To"]) is type(second["To"])
+    assert type(first["Subject"]) is type(second["Subject"])
+    # Otherwise the standard policy: parsed address headers, 78-column folding, \n line ends.
+    assert first.policy.max_line_length == policy.default.max_line_length
+    assert first.policy.linesep == "\n" and not first.policy.raise_on_defect
+    assert second["To"].addresses[0].addr_spec == "b.bakker@gemeente.example"
+
+
 def test_message_id_is_stable_per_outbox_key() -> None:
     first = message_id_for("escalation:42:rung-2", "gemeente.example")
     assert first == message_id_for("escalation:42:rung-2", "gemeente.example")
