@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -21,6 +22,10 @@ from engine.errors import ConfigurationError, InvalidValue, LoketError
 if TYPE_CHECKING:
     from engine.casework import Case
     from engine.service import Loket
+
+
+#: The largest number an integer option takes: every database stores it (a 32-bit INTEGER).
+MAX_INT = 2**31 - 1
 
 
 class Context:
@@ -135,7 +140,7 @@ def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) 
 @pass_ctx
 def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: bool, simulation: bool) -> None:
     """Create the database, or upgrade its schema; optionally load definitions."""
-    from engine.db import current_revision, migrate
+    from engine.db import SCHEMA_REVISION, current_revision, migrate
     from engine.setup import definition_files, sample_paths
 
     if sample and (org_file or workflow_dir):
@@ -152,23 +157,44 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         except ConfigurationError:
             raise InvalidValue("--now is only allowed on a simulation database (loket init --simulation)") from None
         ctx.close()
-    loket = ctx.open(create=True)
-    existed = current_revision(loket.engine) is not None
-    if existed and simulation and not loket.is_simulation():
-        raise InvalidValue("this database holds real cases: it cannot become a simulation database")
-    migrate(loket.engine)
-    if simulation:
-        with loket.engine.begin() as conn:
-            loket.set_meta(conn, "simulation", "true")
-    ctx.close()
-    loket = ctx.open()
-    if org_file:
-        org = loket.load_organisation(org_file)
+    new_file = _new_sqlite_file(ctx.url)
+    try:
+        loket = ctx.open(create=True)
+        before = current_revision(loket.engine)
+        existed = before is not None
+        if existed and simulation and not loket.is_simulation():
+            raise InvalidValue("this database holds real cases: it cannot become a simulation database")
+        migrate(loket.engine)
+        if simulation:
+            with loket.engine.begin() as conn:
+                loket.set_meta(conn, "simulation", "true")
+        ctx.close()
+        loket = ctx.open()
+        org, loaded = loket.load_setup(org_file, files)
+    except BaseException:
+        # Nothing half-made: a database file this command created goes again.
+        ctx.close()
+        if new_file is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{new_file}{suffix}").unlink(missing_ok=True)
+        raise
+    if org is not None:
         click.echo(f"organisation: {org.municipality} ({len(org.units)} units, {len(org.people)} people)")
-    if files:
-        _report_loaded(loket.load_request_types(files))
+    if loaded:
+        _report_loaded(loaded)
     kind = "simulation database" if loket.is_simulation() else "database"
-    click.echo(f"{kind} ready: {ctx.url} ({'upgraded' if existed else 'created'})")
+    what = "created" if before is None else "upgraded" if before != SCHEMA_REVISION else "already up to date"
+    click.echo(f"{kind} ready: {ctx.url} ({what})")
+
+
+def _new_sqlite_file(url: str) -> str | None:
+    """The SQLite file `url` names if it does not exist yet (init will create it), else None."""
+    if not url.startswith("sqlite"):
+        return None
+    from engine.db import sqlite_path
+
+    path = sqlite_path(url)
+    return path if path is not None and not Path(path).exists() else None
 
 
 @cli.group()
@@ -243,7 +269,8 @@ def workflow_list(ctx: Context, as_json: bool) -> None:
 
 @workflow.command("show")
 @click.argument("key")
-@click.option("--version", "version", type=int, help="A specific version (default: the newest).")
+@click.option("--version", "version", type=click.IntRange(min=1, max=MAX_INT),
+              help="A specific version (default: the newest).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def workflow_show(ctx: Context, key: str, version: int | None, as_json: bool) -> None:
@@ -320,7 +347,8 @@ def workflow_validate(ctx: Context, files: tuple[str, ...]) -> None:
 @workflow.command("diagram")
 @click.argument("key")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
-@click.option("--version", "version", type=int, help="A specific version (default: the newest).")
+@click.option("--version", "version", type=click.IntRange(min=1, max=MAX_INT),
+              help="A specific version (default: the newest).")
 @pass_ctx
 def workflow_diagram(ctx: Context, key: str, fmt: str, version: int | None) -> None:
     """Draw a request type as a Mermaid or Graphviz DOT diagram."""
@@ -394,7 +422,7 @@ def case_new(ctx: Context, type_key: str, assignments: tuple[str, ...], assign: 
 @click.option("--mine", is_flag=True, help="Only cases assigned to you (--as).")
 @click.option("--overdue", is_flag=True, help="Only cases past their state deadline.")
 @click.option("--open/--closed", "open_", default=None, help="Only open or only closed cases.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many cases.")
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_INT), help="At most this many cases.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str | None, mine: bool,
@@ -661,7 +689,7 @@ def outbox() -> None:
 
 @outbox.command("list")
 @click.option("--failed", is_flag=True, help="Only messages that failed for good.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many messages.")
+@click.option("--limit", type=click.IntRange(min=1, max=MAX_INT), help="At most this many messages.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) -> None:
@@ -780,7 +808,7 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 @click.option("--type", "type_key", metavar="TYPE", help="Only cases of this request type.")
 @click.option("--unit", metavar="UNIT", help="Only events while the case was held by this unit.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (default: stdout).")
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout).")
 @pass_ctx
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
                  fmt: str, output: str | None) -> None:
@@ -796,16 +824,10 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
         export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
         sys.stdout.flush()
         return
-    import os as _os
+    from engine.outfile import output_file
 
-    partial = f"{output}.partial"
-    try:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
-            count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
-        _os.replace(partial, output)
-    finally:
-        if _os.path.exists(partial):
-            _os.unlink(partial)
+    with output_file(output) as handle:
+        count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
     click.echo(f"{count} events written to {output}", err=True)
 
 
@@ -813,7 +835,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
 
 
 @cli.command()
-@click.option("--html", "html", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--html", "html", metavar="FILE",
               help="Write the report as one self-contained HTML page with charts, instead of text.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
@@ -830,7 +852,8 @@ def report(ctx: Context, html: str | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--days", type=click.IntRange(min=1, max=3650), default=42, show_default=True,
               help="How many days to simulate.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same run.")
+@click.option("--seed", type=click.IntRange(min=0, max=MAX_INT), default=1, show_default=True,
+              help="Same seed, same run.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder for the database and the emails.")
 @pass_ctx
@@ -861,7 +884,17 @@ def main(argv: list[str] | None = None) -> None:
     run(cli, argv)
 
 
+def _check_encoding(argv: list[str] | None) -> None:
+    """An argument that is not valid UTF-8 reaches Python as lone surrogates ('\\udcff'); it
+    would fail much later, when written. Refuse it up front."""
+    for number, arg in enumerate(sys.argv[1:] if argv is None else argv, start=1):
+        if any("\udc80" <= ch <= "\udcff" for ch in arg):
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            fail(f"argument {number} ({shown!r}) is not valid UTF-8", 2)
+
+
 def run(command: Callable[..., Any], argv: list[str] | None) -> None:
+    _check_encoding(argv)
     try:
         result = command.main(args=argv, prog_name="loket", standalone_mode=False)  # type: ignore[attr-defined]
     except LoketError as exc:
@@ -886,10 +919,24 @@ def run(command: Callable[..., Any], argv: list[str] | None) -> None:
 
 def _unexpected(exc: Exception) -> NoReturn:
     """Database outages and the like: one line, and the details only on request."""
+    import sqlite3
+
     import sqlalchemy.exc as sa_exc
 
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
+        # Another process held SQLite's write lock for longer than the busy timeout.
+        from engine.db import busy_timeout_ms
+
+        fail(f"the database is busy: another process kept it locked for {busy_timeout_ms() / 1000:g}"
+             " seconds; nothing was written, try again", 3)
+    if isinstance(exc, sa_exc.DBAPIError):
+        # The server is down, the file is no database, a value the database cannot hold...
         fail(f"database error: {_first_line(exc.orig or exc)}", 2)
+    if isinstance(exc, OSError):
+        # A file the command was asked to read or write: a missing folder, a full disk, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot use{where}: {exc.strerror or _first_line(exc)}", 2)
     if os.environ.get("LOKET_DEBUG"):
         raise exc
     fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (set LOKET_DEBUG=1 for details)", 70)

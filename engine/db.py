@@ -30,11 +30,24 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL names; None for an in-memory database or another backend."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return database
+
+
 def open_engine(url: str, *, create: bool = False) -> sa.Engine:
     """An engine for `url`; on SQLite, refuse a missing file unless we are creating it."""
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError:
+        parsed.port  # noqa: B018 - a port that is not a number fails here, not at connect time
+    except (sa.exc.ArgumentError, ValueError):
         raise ConfigurationError(f"cannot parse database URL {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -53,7 +66,24 @@ def open_engine(url: str, *, create: bool = False) -> sa.Engine:
     raise ConfigurationError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
+def busy_timeout_ms(environ: Any = None) -> int:
+    """How long a SQLite writer waits for another one's lock: `LOKET_BUSY_TIMEOUT` seconds,
+    30 by default. A script that would rather fail fast than wait can set it lower."""
+    text = (os.environ if environ is None else environ).get("LOKET_BUSY_TIMEOUT")
+    if not text:
+        return 30_000
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise ConfigurationError(f"LOKET_BUSY_TIMEOUT must be a number of seconds from 0 to 3600, got {text!r}")
+    return round(seconds * 1000)
+
+
 def _sqlite_setup(engine: sa.Engine) -> None:
+    busy = busy_timeout_ms()
+
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see module doc).
@@ -61,7 +91,7 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy}")
         # 32 MB of page cache instead of 2: a sweep or an export touches cases spread over the
         # whole table, and re-reading pages dominated once a database held a million cases.
         cursor.execute("PRAGMA cache_size=-32768")

@@ -19,7 +19,6 @@ import html
 import os
 import shutil
 import subprocess
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from markupsafe import Markup
 
 from engine import diagram
 from engine.definition import RequestType
-from engine.errors import InvalidValue
+from engine.outfile import output_file
 from engine.report import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -328,18 +327,9 @@ def render_page(
 
 
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str]) -> int:
-    """Write the page (atomically: a half-written page never replaces a good one); its size."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise InvalidValue(f"cannot write {target}: no such folder {target.parent}")
+    """Write the page (see :func:`engine.outfile.output_file`: a half-written page never
+    replaces a good one, a link or device is written through); its size."""
     page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(page)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with output_file(str(path), binary=True) as out:
+        out.write(page)
     return len(page)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from engine import casework
 from engine.calendar import WorkingCalendar
 from engine.casework import CASE_FIELDS, Case, Change, Draft
-from engine.clock import Clock, SystemClock
+from engine.clock import Clock, FixedClock, SystemClock
 from engine.definition import RequestType, parse_request_type
 from engine.durations import Duration
 from engine.errors import (
@@ -151,6 +151,13 @@ class Loket:
         return self._calendar
 
     def load_organisation(self, path: str | Path) -> Organisation:
+        org, source = self._checked_organisation(path)
+        with self.engine.begin() as conn:
+            self._store_organisation(conn, org, source)
+        self._org, self._calendar = org, None
+        return org
+
+    def _checked_organisation(self, path: str | Path) -> tuple[Organisation, str]:
         data, locate, source = load_file(path)
         org = parse_organisation(data, str(path), locate)
         # A new organisation must still carry every loaded request type: owners, ladders.
@@ -163,12 +170,31 @@ class Loket:
                 problems.extend(exc.problems)
         if problems:
             raise InvalidDefinition(problems)
+        return org, source
+
+    def _store_organisation(self, conn: sa.Connection, org: Organisation, source: str) -> None:
+        conn.execute(sa.insert(organisation_t).values(
+            data=jsonable(organisation_to_data(org)), source=source, loaded_at=self.clock.now(),
+        ))
+
+    def load_setup(
+        self, org_path: str | Path | None, type_paths: Sequence[str | Path]
+    ) -> tuple[Organisation | None, list[Loaded]]:
+        """An organisation file and request-type files together, all or nothing (`loket init`):
+        the types are checked against the new organisation, and a problem in any file leaves
+        the database as it was."""
+        org, source = self._checked_organisation(org_path) if org_path else (self._org_or_none(), None)
+        if org is None and type_paths:
+            raise ConfigurationError("load the organisation first: 'loket org load FILE'")
+        parsed = self.validate_files(type_paths, org) if type_paths else []
         with self.engine.begin() as conn:
-            conn.execute(sa.insert(organisation_t).values(
-                data=jsonable(organisation_to_data(org)), source=source, loaded_at=self.clock.now(),
-            ))
-        self._org, self._calendar = org, None
-        return org
+            if org is not None and source is not None:
+                self._store_organisation(conn, org, source)
+            loaded = self._store_types(conn, parsed)
+        if source is not None:
+            self._org, self._calendar = org, None
+        self._latest = None
+        return (org if source is not None else None), loaded
 
     # -- request types -----------------------------------------------------------------------
 
@@ -213,13 +239,16 @@ class Loket:
     def latest_types(self) -> list[RequestType]:
         return [self.request_type(key) for key in sorted(self._versions())]
 
-    def validate_files(self, paths: Sequence[str | Path]) -> list[tuple[RequestType, Any, str, str]]:
-        """Parse and check every file; all problems of all files are reported together.
+    def validate_files(
+        self, paths: Sequence[str | Path], org: Organisation | None = None
+    ) -> list[tuple[RequestType, Any, str, str]]:
+        """Parse and check every file (against `org`, by default the loaded organisation);
+        all problems of all files are reported together.
 
         Everything `load` would refuse is refused here too, including a prefix that another
         loaded request type already uses.
         """
-        org = self._org_or_none()
+        org = org if org is not None else self._org_or_none()
         problems: list[Problem] = []
         parsed: list[tuple[RequestType, Any, str, str]] = []
         prefixes = self._loaded_prefixes()
@@ -257,25 +286,29 @@ class Loket:
         if self._org_or_none() is None:
             raise ConfigurationError("load the organisation first: 'loket org load FILE'")
         parsed = self.validate_files(paths)
+        with self.engine.begin() as conn:
+            out = self._store_types(conn, parsed)
+        self._latest = None
+        return out
+
+    def _store_types(self, conn: sa.Connection, parsed: list[tuple[RequestType, Any, str, str]]) -> list[Loaded]:
         out: list[Loaded] = []
         now = self.clock.now()
-        with self.engine.begin() as conn:
-            for rt, data, source, _path in parsed:
-                latest = conn.execute(
-                    sa.select(request_type_t.c.version, request_type_t.c.digest)
-                    .where(request_type_t.c.key == rt.key)
-                    .order_by(request_type_t.c.version.desc()).limit(1)
-                ).first()
-                if latest is not None and latest.digest == rt.digest:
-                    out.append(Loaded(rt.key, latest.version, False))
-                    continue
-                version = (latest.version if latest else 0) + 1
-                conn.execute(sa.insert(request_type_t).values(
-                    key=rt.key, version=version, title=rt.title, prefix=rt.prefix, digest=rt.digest,
-                    definition=jsonable(data), source=source, loaded_at=now,
-                ))
-                out.append(Loaded(rt.key, version, True))
-        self._latest = None
+        for rt, data, source, _path in parsed:
+            latest = conn.execute(
+                sa.select(request_type_t.c.version, request_type_t.c.digest)
+                .where(request_type_t.c.key == rt.key)
+                .order_by(request_type_t.c.version.desc()).limit(1)
+            ).first()
+            if latest is not None and latest.digest == rt.digest:
+                out.append(Loaded(rt.key, latest.version, False))
+                continue
+            version = (latest.version if latest else 0) + 1
+            conn.execute(sa.insert(request_type_t).values(
+                key=rt.key, version=version, title=rt.title, prefix=rt.prefix, digest=rt.digest,
+                definition=jsonable(data), source=source, loaded_at=now,
+            ))
+            out.append(Loaded(rt.key, version, True))
         return out
 
     # -- cases: reading ----------------------------------------------------------------------
@@ -437,9 +470,23 @@ class Loket:
             return case.apply(change.updates)
         with self.engine.begin() as conn:
             case = self.get_case(ref, conn)
+            self._check_not_earlier(case, now)
             rt = self.type_of(case)
             change = plan(rt, org, case, now)
             return self.write_case(conn, rt, case, change, actor, now)
+
+    def _check_not_earlier(self, case: Case, now: dt.datetime) -> None:
+        """A simulation's clock (`--now`) may not go back before what the case already records:
+        a history whose events run backwards in time would make every deadline and figure
+        derived from it wrong. The system clock is not checked: between machines it may lag
+        by moments, and refusing real work for that would be worse."""
+        if not isinstance(self.clock, FixedClock):
+            return
+        latest = max(t for t in (case.created_at, case.state_entered_at, case.suspended_at, case.closed_at)
+                     if t is not None)
+        if now < latest:
+            raise InvalidValue(f"the time of this run ({timestamp(now)}) is before {case.ref}'s last change of"
+                               f" state or clock ({timestamp(latest)}): a simulation cannot go back in time")
 
     def stage_case(
         self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime,
@@ -562,6 +609,9 @@ class Loket:
             self._require_member(org, actor or "", case, "resume")
             if not case.suspended_manually or case.suspended_at is None:
                 raise Refused(f"{case.ref} is not suspended")
+            if now < case.suspended_at:
+                raise InvalidValue(f"{case.ref} was suspended at {timestamp(case.suspended_at)}: it cannot be"
+                                   f" resumed earlier, at {timestamp(now)}")
             updates = casework.resume_clocks(rt, cal, case, now, state_running=True)
             days = (cal.local_date(now) - cal.local_date(case.suspended_at)).days
             return Change(updates, [Draft("resumed", data={"suspended_days": days})])

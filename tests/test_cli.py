@@ -204,7 +204,7 @@ def test_init_sample_simulation_creates_and_then_upgrades(
         "bewonersinitiatief: unchanged, version 1",
         "bijdrage: unchanged, version 1",
         "melding: unchanged, version 1",
-        f"simulation database ready: {url} (upgraded)",
+        f"simulation database ready: {url} (already up to date)",
     ]
 
 

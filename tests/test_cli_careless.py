@@ -1,0 +1,265 @@
+"""What a careless user gets from `loket`: one `Error:` line, the SPEC's exit code, nothing
+half-written. Each case here once ended in exit 70 ("unexpected ...") or did damage."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+STAFF, LEAD = "c.devries", "b.bakker"
+
+
+def only_error(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def sim(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A simulation database with the sample municipality and one case, BI-2026-00001."""
+    monkeypatch.delenv("LOKET_NOW", raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'loket.db'}"
+    assert run_cli(capsys, "--db", url, "--now", "2026-03-02T09:00", "init", "--sample", "--simulation")[0] == 0
+    code, _, err = run_cli(capsys, "--db", url, "--now", "2026-03-02T10:00", "--as", STAFF,
+                           "case", "new", "bewonersinitiatief", "--data", "title=Straatfeest")
+    assert code == 0, err
+    yield url
+
+
+def history(capsys: pytest.CaptureFixture[str], url: str, ref: str = "BI-2026-00001") -> str:
+    code, out, err = run_cli(capsys, "--db", url, "audit", "history", ref, "--json")
+    assert code == 0, err
+    return out
+
+
+# -- files the user names ---------------------------------------------------------------------
+
+
+def test_export_writes_through_a_link_and_leaves_it_a_link(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "events.jsonl"
+    real.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    code, _, err = run_cli(capsys, "--db", sim, "audit", "export", "-o", str(link))
+    assert code == 0, err
+    assert link.is_symlink()
+    assert real.read_text().count('"action":"created"') == 1
+
+
+def test_export_to_a_device_writes_through_it(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "audit", "export", "-o", os.devnull)
+    assert code == 0, err
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+@pytest.mark.parametrize("command", [["audit", "export", "-o"], ["report", "--html"]])
+@pytest.mark.parametrize("target, words", [
+    ("", "the output file name is empty"),
+    ("{tmp}/missing/out", "no such folder"),
+    ("{tmp}", "it is a folder"),
+    ("/sys/wijkloket.out", "Permission denied"),
+    ("/dev/full", "No space left on device"),
+])
+def test_an_output_that_cannot_be_written_is_one_error_with_exit_2(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], target: str, words: str
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, *command, target.format(tmp=tmp_path))
+    assert code == 2
+    assert words in only_error(err)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".partial", ".tmp"))]
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["case", "show", "BI-\udcff"],
+    ["--as", STAFF, "case", "comment", "BI-2026-00001", "\udcff\udcfe"],
+    ["--as", STAFF, "case", "new", "bewonersinitiatief", "--data", "title=\udcff"],
+])
+def test_an_argument_that_is_not_utf8_is_refused_up_front(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    before = history(capsys, sim)
+    code, _, err = run_cli(capsys, "--db", sim, *args)
+    assert code == 2
+    assert "is not valid UTF-8" in only_error(err)
+    assert history(capsys, sim) == before
+
+
+@pytest.mark.parametrize("args", [
+    ["case", "list", "--limit", "99999999999999999999999"],
+    ["outbox", "list", "--limit", "99999999999999999999999"],
+    ["workflow", "show", "bewonersinitiatief", "--version", "99999999999999999999999"],
+    ["demo", "--seed", "99999999999999999999999"],
+])
+def test_numbers_beyond_what_the_database_holds_are_usage_errors(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, *args)
+    assert code == 2
+    assert "is not in the range" in only_error(err)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://postgres@127.0.0.1:notaport/x",
+    "postgresql+psycopg://postgres@[::1:5432/x",
+])
+def test_a_malformed_database_url_is_one_error(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--db", url, "case", "list")
+    assert code == 2
+    assert "cannot parse database URL" in only_error(err)
+
+
+# -- the database ------------------------------------------------------------------------------
+
+
+def test_a_write_on_a_locked_database_gives_up_with_exit_3(
+    sim: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOKET_BUSY_TIMEOUT", "0.2")
+    before = history(capsys, sim)
+    with closing(sqlite3.connect(sim.removeprefix("sqlite:///"), isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", STAFF,
+                               "case", "comment", "BI-2026-00001", "Even wachten")
+        other.execute("ROLLBACK")
+    assert code == 3
+    assert only_error(err) == ("Error: the database is busy: another process kept it locked for 0.2 seconds;"
+                               " nothing was written, try again")
+    assert history(capsys, sim) == before
+
+
+def test_a_bad_busy_timeout_is_a_configuration_error(
+    sim: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOKET_BUSY_TIMEOUT", "soon")
+    code, _, err = run_cli(capsys, "--db", sim, "case", "list")
+    assert code == 2
+    assert "LOKET_BUSY_TIMEOUT must be a number of seconds" in only_error(err)
+
+
+def test_init_on_a_file_that_is_no_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(os.urandom(4096))
+    before = junk.read_bytes()
+    code, _, err = run_cli(capsys, "--db", f"sqlite:///{junk}", "init")
+    assert code == 2
+    assert only_error(err) == "Error: database error: file is not a database"
+    assert junk.read_bytes() == before
+
+
+# -- init is all or nothing --------------------------------------------------------------------
+
+
+def test_init_with_a_bad_request_type_leaves_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "types"
+    folder.mkdir()
+    (folder / "leeg.yaml").write_text("")
+    db = tmp_path / "new.db"
+    org = Path(__file__).resolve().parent.parent / "workflows" / "organisation.yaml"
+    code, out, err = run_cli(capsys, "--db", f"sqlite:///{db}", "init", "--org", str(org), "--workflows", str(folder))
+    assert code == 2
+    assert err.splitlines()[0] == "Error: 1 problem found; nothing was loaded"
+    assert out == ""  # not "organisation: ... loaded" before the refusal
+    assert not list(tmp_path.glob("new.db*"))
+
+
+def test_init_of_an_existing_database_loads_organisation_and_types_together(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An organisation without the unit `politie`, which the bundled `bijdrage` needs: the
+    # organisation is refused together with the types, and the database keeps the old one.
+    org = (Path(__file__).resolve().parent.parent / "workflows" / "organisation.yaml").read_text()
+    smaller = tmp_path / "kleiner.yaml"
+    smaller.write_text(org.replace("Gemeente Voorbeeld", "Gemeente Kleiner"))
+    folder = tmp_path / "types"
+    folder.mkdir()
+    (folder / "leeg.yaml").write_text("key: [")
+    code, out, _ = run_cli(capsys, "--db", sim, "init", "--org", str(smaller), "--workflows", str(folder))
+    assert code == 2 and out == ""
+    code, out, _ = run_cli(capsys, "--db", sim, "org", "show")
+    assert code == 0 and out.startswith("Gemeente Voorbeeld")
+
+
+# -- the simulated clock -----------------------------------------------------------------------
+
+
+def test_resuming_before_the_suspension_is_refused(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-20T10:00", "--as", STAFF,
+                           "case", "suspend", "BI-2026-00001", "--reason", "Tekening ontbreekt")
+    assert code == 0, err
+    before = history(capsys, sim)
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-10T09:00", "--as", STAFF,
+                           "case", "resume", "BI-2026-00001")
+    assert code == 2
+    assert "a simulation cannot go back in time" in only_error(err)
+    assert history(capsys, sim) == before
+
+
+@pytest.mark.parametrize("args", [
+    ["case", "comment", "BI-2026-00001", "Terug in de tijd"],
+    ["case", "advance", "BI-2026-00001", "in_behandeling"],
+])
+def test_a_simulation_cannot_go_back_before_a_case_changed(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    before = history(capsys, sim)
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-01T09:00", "--as", STAFF, *args)
+    assert code == 2
+    assert "a simulation cannot go back in time" in only_error(err)
+    assert history(capsys, sim) == before
+
+
+def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str) -> None:
+    """The system clock is not held to the case's history (machines may lag by moments),
+    but a resumption before its suspension is impossible on any clock."""
+    import datetime as dt
+
+    from engine.clock import FixedClock
+    from engine.db import migrate, open_engine
+    from engine.errors import InvalidValue
+    from engine.service import Loket
+    from engine.setup import sample_paths
+
+    class LaggingClock:
+        """A clock that is not a simulation's, and can be set back like a lagging machine."""
+
+        def __init__(self, at: dt.datetime) -> None:
+            self.at = at
+
+        def now(self) -> dt.datetime:
+            return self.at
+
+    engine = open_engine(sqlite_url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    ref = loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor=STAFF).ref
+    clock = LaggingClock(dt.datetime(2026, 3, 3, 9, tzinfo=dt.UTC))
+    loket.clock = clock
+    loket.suspend(ref, "Tekening ontbreekt", actor=STAFF)
+    clock.at -= dt.timedelta(seconds=5)
+    with pytest.raises(InvalidValue, match="cannot be resumed earlier"):
+        loket.resume(ref, actor=STAFF)
+    assert loket.get_case(ref).suspended_at == dt.datetime(2026, 3, 3, 9, tzinfo=dt.UTC)
+    clock.at += dt.timedelta(seconds=10)
+    assert loket.resume(ref, actor=STAFF).suspended_at is None
+    engine.dispose()
