@@ -71,7 +71,18 @@ class Context:
         return loket
 
     def person(self) -> str:
-        return self.actor or os.environ.get("LOKET_USER") or getpass.getuser()
+        if self.actor is not None and not self.actor.strip():
+            raise InvalidValue("--as (or LOKET_USER) is empty: give the id of a person in the organisation")
+        return self.actor or getpass.getuser()
+
+    def viewer(self, loket: Loket) -> str:
+        """Who reads (whose triggers a listing shows). A person named with --as or LOKET_USER
+        must exist; the login name, the default, may be nobody in the organisation and then
+        simply sees no triggers."""
+        person = self.person()
+        if self.actor is not None:
+            loket.require_person(person)
+        return person
 
     def close(self) -> None:
         """Hand back the database connections: one process may run many commands (main)."""
@@ -366,11 +377,11 @@ def case() -> None:
 
 
 def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None) -> None:
-    from engine.views import case_json, local
+    from engine.views import case_json, local, visible
 
     org = loket.organisation()
     rt = loket.type_of(c)
-    actor = ctx.person()
+    actor = ctx.viewer(loket)
     view = case_json(c, rt, org, loket.clock.now(), actor)
     if as_json:
         emit_json(view)
@@ -397,7 +408,7 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
     if c.data:
         click.echo("  data")
         for name, value in c.data.items():
-            click.echo(f"    {name:<16} {value}")
+            click.echo(f"    {name:<16} {visible(value)}")
     triggers = view["triggers"]
     click.echo(f"  you ({actor}) may: {', '.join(triggers) if triggers else 'nothing now'}")
 
@@ -433,7 +444,7 @@ def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str |
     loket = ctx.open()
     org = loket.organisation()
     now = loket.clock.now()
-    actor = ctx.person()
+    actor = ctx.viewer(loket)
     if mine:
         loket.require_person(actor)
     cases = loket.list_cases(type_key=type_key, state=state, unit=unit, assignee=actor if mine else None,
@@ -489,7 +500,7 @@ def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
     c = loket.get_case(ref)
     rt = loket.type_of(c)
     org = loket.organisation()
-    actor = ctx.person()
+    actor = ctx.viewer(loket)
     mine = set(allowed_triggers(rt, org, c, actor)) if actor in org.people else set()
     items: list[dict[str, Any]] = []
     if c.closed_at is None:
@@ -630,7 +641,7 @@ def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
 def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> None:
     """Run one escalation sweep: fire every due rung, breach and timeout, exactly once."""
     from engine.sweep import forecast, sweep
-    from engine.views import table
+    from engine.views import local, table
 
     loket = ctx.open()
     if days is not None:
@@ -641,8 +652,12 @@ def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> No
         if not items:
             click.echo(f"nothing will fire in the next {days} days")
             return
+        import datetime as dt
+
+        tz = loket.organisation().timezone
         click.echo(table(["due", "ref", "state", "rung", "to"],
-                         [(i["due_at"][:16], i["ref"], i["state"], i["rung"], i["to"]) for i in items]))
+                         [(local(dt.datetime.fromisoformat(i["due_at"]), tz), i["ref"], i["state"], i["rung"], i["to"])
+                          for i in items]))
         return
     result = sweep(loket, dry_run=dry_run)
     if as_json:
@@ -729,6 +744,11 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
                f" (transport: {settings.transport!r})")
     for error in report.errors:
         click.echo(f"  failed: {error}")
+    if report.retry_errors and not report.sent:
+        # Retrying is the design, so this is no error; but a run that delivered nothing at all
+        # usually means the mail server or folder is unreachable, and cron should say so.
+        click.echo(f"Warning: nothing could be delivered; {report.retrying} message(s) will be tried again."
+                   f" First error: {report.retry_errors[0]}", err=True)
 
 
 # -- audit --------------------------------------------------------------------------------

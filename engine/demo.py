@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,16 @@ COMMENTS = ["Graag aanvullende informatie over de begroting.", "Besproken in het
 
 
 def check_folder(folder: Path) -> Path:
-    """The demo's database file in `folder`; refused when a database there is not a demo's."""
+    """The demo's database file in `folder` (made if missing); refused when a database there
+    is not a demo's, or when the demo could not write there."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigurationError(f"cannot run the demo in {folder}: it is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot run the demo in {folder}: {exc.strerror or exc}") from None
     db = folder / "loket.db"
     if db.exists():
         probe = Loket(open_engine(f"sqlite:///{db}"))

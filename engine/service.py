@@ -325,6 +325,13 @@ class Loket:
     def type_of(self, case: Case) -> RequestType:
         return self.request_type(case.type_key, case.type_version)
 
+    def _state_in_use(self, state: str, type_key: str | None) -> bool:
+        query = sa.select(cases_t.c.id).where(cases_t.c.state == state).limit(1)
+        if type_key:
+            query = query.where(cases_t.c.type_key == type_key)
+        with self.read() as conn:
+            return conn.execute(query).first() is not None
+
     def list_cases(
         self,
         *,
@@ -342,6 +349,11 @@ class Loket:
             self.latest_version(type_key)
             query = query.where(c.type_key == type_key)
         if state:
+            types = [self.request_type(type_key, self.latest_version(type_key))] if type_key else self.latest_types()
+            # A state only an older version of a type has may still hold cases of that version.
+            if not any(state in rt.states for rt in types) and not self._state_in_use(state, type_key):
+                where = f" in request type '{type_key}'" if type_key else ""
+                raise NotFound(f"unknown state '{state}'{where}")
             query = query.where(c.state == state)
         if unit:
             if unit not in self.organisation().units:

@@ -81,9 +81,21 @@ def local(value: dt.datetime | None, timezone: str) -> str:
     return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
+# Control characters (C0, DEL, C1) as visible escapes: `\x1b` stays four characters.
+_VISIBLE = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_VISIBLE.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def visible(value: Any) -> str:
+    """A value as text a terminal shows as it is: what a resident or colleague typed may hold
+    escape sequences (which would retitle or clear the terminal) or line breaks (which would
+    break a table's rows); they are shown escaped. JSON output keeps the value itself."""
+    return str(value).translate(_VISIBLE)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain aligned table for terminals; the last column may run long."""
-    body = [["-" if v is None else str(v) for v in row] for row in rows]
+    body = [["-" if v is None else visible(v) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in body:
         for i, value in enumerate(row):

@@ -54,6 +54,9 @@ class DeliveryReport:
     retrying: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    """One line per message that failed for good: ``key: error``."""
+    retry_errors: list[str] = field(default_factory=list, compare=False)
+    """One line per message that will be tried again: ``key: error``."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,7 @@ def _record(loket: Loket, rows: list[dict[str, Any]], results: list[DeliveryResu
                 values = {"status": "pending", "attempts": attempts, "lease_until": None,
                           "last_error": result.error, "next_attempt_at": now + backoff(attempts)}
                 report.retrying += 1
+                report.retry_errors.append(f"{row['key']}: {result.error}")
             conn.execute(sa.update(outbox_t).where(c.id == row["id"]).values(values))
 
 

@@ -139,7 +139,11 @@ class _SizeLimitedLoader(FileSystemLoader):
     """Loads override templates, refusing files larger than :data:`MAX_TEMPLATE_BYTES`."""
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
-        source, filename, uptodate = super().get_source(environment, template)
+        try:
+            source, filename, uptodate = super().get_source(environment, template)
+        except UnicodeDecodeError as exc:
+            where = Path(self.searchpath[0]) / template
+            raise ConfigurationError(f"template {where} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
         size = len(source.encode("utf-8"))
         if size > MAX_TEMPLATE_BYTES:
             raise ConfigurationError(
@@ -178,7 +182,8 @@ class Renderer:
     def __init__(self, language: str = "nl", override_dir: Path | None = None) -> None:
         _check_language(language)
         if override_dir is not None and not override_dir.is_dir():
-            raise ConfigurationError(f"template folder {override_dir} does not exist")
+            what = "is not a folder" if override_dir.exists() else "does not exist"
+            raise ConfigurationError(f"template folder {override_dir} {what}")
         self.language = language
         self.override_dir = override_dir
         loaders: list[BaseLoader] = [PackageLoader("notifications", "templates")]

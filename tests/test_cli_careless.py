@@ -263,3 +263,64 @@ def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str)
     clock.at += dt.timedelta(seconds=10)
     assert loket.resume(ref, actor=STAFF).suspended_at is None
     engine.dispose()
+
+
+# -- what the terminal shows -------------------------------------------------------------------
+
+
+def test_control_characters_a_user_typed_are_shown_escaped(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "Feest\x1b]0;pwned\x07\x1b[2J"
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", STAFF,
+                           "case", "comment", "BI-2026-00001", f"regel 1\nregel 2 {hostile}")
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001")
+    assert code == 0
+    assert "\x1b" not in out and "\x07" not in out
+    assert "regel 1\\nregel 2 Feest\\x1b]0;pwned\\x07\\x1b[2J" in out
+    # One table row per event: the line break stayed inside its row.
+    assert len(out.strip().splitlines()) == 1 + 1 + 2  # title, header, 2 events
+    code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001", "--json")
+    assert "regel 1\\nregel 2 Feest\\u001b]0;pwned\\u0007\\u001b[2J" in out  # JSON keeps the value
+
+
+def test_the_forecast_shows_local_times(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # BI-2026-00001 entered `ingediend` Mon 03-02: rung 1 fires Thu 03-05 at 23:59:59 in
+    # Amsterdam (22:59:59Z).
+    code, out, err = run_cli(capsys, "--db", sim, "--now", "2026-03-02T12:00", "escalate", "--forecast", "4")
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("2026-03-05 23:59  BI-2026-00001")
+
+
+# -- who reads, what is listed -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--as", "nobody", "case", "show", "BI-2026-00001"], "unknown person 'nobody'"),
+    (["--as", "nobody", "case", "triggers", "BI-2026-00001"], "unknown person 'nobody'"),
+    (["--as", "nobody", "case", "list"], "unknown person 'nobody'"),
+    (["--as", "", "case", "list"], "--as (or LOKET_USER) is empty"),
+    (["case", "list", "--state", "nergens"], "unknown state 'nergens'"),
+    (["case", "list", "--type", "melding", "--state", "ingediend"], "unknown state 'ingediend' in request type"),
+])
+def test_reading_with_a_name_that_names_nothing_is_an_error(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str], words: str
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, *args)
+    assert code == 2
+    assert words in only_error(err)
+
+
+def test_reading_as_the_login_name_of_nobody_in_the_organisation_shows_no_triggers(
+    sim: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOKET_USER", raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "beheerder")
+    code, out, err = run_cli(capsys, "--db", sim, "case", "show", "BI-2026-00001")
+    assert code == 0, err
+    assert "you (beheerder) may: nothing now" in out
+
+
+def test_the_demo_in_a_folder_it_cannot_write_is_one_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "demo", "--days", "2", "--dir", "/sys/wijkloket-demo")
+    assert code == 2 and out == ""
+    assert only_error(err).startswith("Error: cannot run the demo in /sys/wijkloket-demo:")

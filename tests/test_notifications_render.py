@@ -349,7 +349,19 @@ def test_an_override_with_an_unknown_name_is_reported(tmp_path: Path) -> None:
 def test_a_missing_override_folder_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         Renderer("nl", override_dir=tmp_path / "nergens")
+    file = write(tmp_path, "notes.txt", "geen map")
+    with pytest.raises(ConfigurationError, match="is not a folder"):
+        Renderer("nl", override_dir=file)
     assert Renderer("nl").check() == []
+
+
+def test_an_override_that_is_not_utf8_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "escalation.nl.txt.j2").write_bytes(b"{{ ref }} \xff\xfe")
+    renderer = Renderer("nl", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match=r"escalation\.nl\.txt\.j2 is not UTF-8 text \(byte 10"):
+        renderer.check()
+    with pytest.raises(ConfigurationError, match="is not UTF-8 text"):
+        renderer.render("escalation", context())
 
 
 # -- values prepared for templates ------------------------------------------------------------

@@ -448,6 +448,29 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
         assert (row["status"], row["attempts"], row["lease_until"]) == ("sent", 2, None)
 
 
+def test_outbox_send_that_delivers_nothing_warns_on_stderr(
+    loket: Loket,
+    clock: FixedClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    escalate(loket, clock, 2)
+    url = simulation(loket)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the mail folder should be")
+    monkeypatch.setenv("LOKET_MAIL_DIR", str(blocked))
+    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
+    monkeypatch.delenv("LOKET_TEMPLATE_DIR", raising=False)
+    code, out, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+    # Retrying is the design (exit 0), but a run that delivered nothing says so on stderr.
+    assert code == 0 and out.startswith("0 sent, 2 to retry, 0 failed")
+    [warning] = err.splitlines()
+    assert warning.startswith("Warning: nothing could be delivered; 2 message(s) will be tried again."
+                              " First error: ME-2026-")
+    assert {row["status"] for row in list_outbox(loket)} == {"pending"}
+
+
 def test_a_message_whose_delivery_keeps_being_interrupted_ends_failed(loket: Loket, clock: FixedClock) -> None:
     with loket.engine.begin() as conn:
         conn.execute(sa.insert(outbox_t).values(
