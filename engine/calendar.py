@@ -8,6 +8,13 @@ The holidays are computed, not looked up: general holiday libraries follow custo
 in lustrum years), while the law makes 5 May a holiday every year. Days are counted in the
 organisation's timezone, and every instant handed in must be timezone-aware: a naive datetime
 is refused rather than silently read in the server's own zone. Instants handed out are UTC.
+
+The calendar knows the years :data:`FIRST_YEAR` to :data:`LAST_YEAR`. A day, an instant or a
+count outside them is refused with :class:`OutsideCalendar`, an
+:class:`~engine.errors.InvalidValue` that names the range: a term counted from a day the
+calendar knows, but running past its end (or, counted back, past its start), too. The checks
+cost nothing per counted day: the years are checked once each, when a year's holidays are first
+merged, and the public methods turn what that raises into a message with their own context.
 """
 
 from __future__ import annotations
@@ -21,10 +28,17 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.durations import Duration
+from engine.errors import InvalidValue
 
 # The first year of Koningsdag (Wet viering Koningsdag). Before it the monarch's day fell on
 # other dates under other rules, which this calendar does not claim to know.
 FIRST_YEAR = 2014
+# The holidays are those of the law as it stands; the calendar does not claim to know them
+# further ahead than this. It is far enough that a term of the longest a Duration allows
+# (about ten years) counted from any real date ends well inside.
+LAST_YEAR = 2200
+
+_RANGE = f"the working-day calendar ({FIRST_YEAR}–{LAST_YEAR})"
 
 _DAY = timedelta(days=1)
 _MEMO_SIZE = 50_000
@@ -37,6 +51,20 @@ _CLOSED_DAY = "sluitingsdag"
 
 # Non-working days with the name of what closes them, e.g. (2026-04-27, "Koningsdag").
 _Named = list[tuple[date, str]]
+
+
+class OutsideCalendar(InvalidValue):
+    """A day, instant or count outside the years the calendar knows (FIRST_YEAR-LAST_YEAR)."""
+
+
+def _outside(day: date) -> OutsideCalendar:
+    return OutsideCalendar(f"{day.isoformat()} is outside {_RANGE}")
+
+
+def _on_calendar(day: date) -> date:
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise _outside(day)
+    return day
 
 
 @dataclass(frozen=True)
@@ -65,8 +93,8 @@ def easter(year: int) -> date:
 @cache
 def _atw_holidays(year: int) -> Mapping[date, str]:
     """The holidays of Atw art. 3 in one year; read-only because the cache shares it."""
-    if year < FIRST_YEAR:
-        raise ValueError(f"the working-day calendar starts in {FIRST_YEAR}, got {year}")
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise OutsideCalendar(f"the year {year} is outside {_RANGE}")
     sunday = easter(year)
     kings_day = date(year, 4, 27)
     if kings_day.weekday() == 6:
@@ -167,7 +195,10 @@ class WorkingCalendar:
         return dict(_atw_holidays(year))
 
     def is_working_day(self, d: date) -> bool:
-        return d not in self._closed[d.year] and d.weekday() < 5
+        try:
+            return d not in self._closed[d.year] and d.weekday() < 5
+        except OutsideCalendar:
+            raise _outside(d) from None
 
     def why_closed(self, d: date) -> str | None:
         """The Dutch name of what makes ``d`` a non-working day, or None for a working day.
@@ -175,10 +206,16 @@ class WorkingCalendar:
         A holiday wins over a closed day, and both over the weekday: "eerste Kerstdag" tells
         an auditor more than "zaterdag".
         """
-        return self._closed[d.year].get(d) or _WEEKEND_NL.get(d.weekday())
+        try:
+            return self._closed[d.year].get(d) or _WEEKEND_NL.get(d.weekday())
+        except OutsideCalendar:
+            raise _outside(d) from None
 
     def next_working_day_on_or_after(self, d: date) -> date:
-        return self._first_working(d, _DAY)[0]
+        try:
+            return self._first_working(d, _DAY)[0]
+        except (OutsideCalendar, OverflowError):
+            raise self._past(d, "looking for the next working day from {day}") from None
 
     def _first_working(self, d: date, step: timedelta) -> tuple[date, _Named]:
         """The first working day from ``d`` (included) in the direction of ``step``, and the
@@ -220,12 +257,44 @@ class WorkingCalendar:
         23:59:59 across a DST change; fold=1 takes the later instant where a zone's clocks go
         back at midnight and 23:59:59 happens twice.
         """
-        return datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=self._tz, fold=1).astimezone(UTC)
+        try:
+            return datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=self._tz, fold=1).astimezone(UTC)
+        except OverflowError:  # within a day of the last datetime Python can hold
+            raise _outside(d) from None
 
     def _local(self, t: datetime) -> datetime:
         if t.utcoffset() is None:
             raise ValueError(f"expected a timezone-aware datetime, got {t.isoformat()}")
-        return t.astimezone(self._tz)
+        try:
+            return t.astimezone(self._tz)
+        except OverflowError:  # within a day of the first or last datetime Python can hold
+            raise _outside(t.date()) from None
+
+    def _past(
+        self, at: date | datetime, what: str, backwards: bool = False
+    ) -> OutsideCalendar:
+        """The error for counting from ``at`` that left the calendar: ``at`` itself is outside
+        it, or ``what`` (with ``{day}`` for the day counted from) ran past its end or start."""
+        day = self.local_date(at) if isinstance(at, datetime) else at
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            return _outside(day)
+        edge = "start" if backwards else "end"
+        return OutsideCalendar(f"{what.format(day=day.isoformat())} runs past the {edge} of {_RANGE}")
+
+    def _after_hours(self, start: datetime, hours: int, before: bool = False) -> datetime:
+        """``start`` plus (or minus) exactly ``hours``, in UTC; both ends on the calendar."""
+        delta = timedelta(hours=hours)
+        return self._checked(self._checked(start).astimezone(UTC) + (-delta if before else delta))
+
+    def _checked(self, t: datetime) -> datetime:
+        """``t``, refused when its local day is outside the calendar.
+
+        Only an instant in the first or last year is converted to find its local day: no zone
+        is a year away from UTC.
+        """
+        if not FIRST_YEAR < t.year < LAST_YEAR:
+            _on_calendar(self.local_date(t))
+        return t
 
     def _instant(self, local: datetime) -> str:
         clock = local.time().isoformat("minutes" if local.second == 0 else "seconds")
@@ -242,12 +311,16 @@ class WorkingCalendar:
     def deadline(self, start: datetime, duration: Duration) -> Derivation:
         """When a term that starts at ``start`` ends, and how that follows."""
         local = self._local(start)
+        _on_calendar(local.date())
         steps = [f"start {self._instant(local)}"]
-        if duration.unit == "hours":
-            due = start.astimezone(UTC) + timedelta(hours=duration.amount)
-            steps.append(f"added {duration} exactly; a term in hours is never moved")
-        else:
-            due = self.end_of_day(self._count_after(local.date(), duration, steps))
+        try:
+            if duration.unit == "hours":
+                due = self._after_hours(start, duration.amount)
+                steps.append(f"added {duration} exactly; a term in hours is never moved")
+            else:
+                due = self.end_of_day(self._count_after(local.date(), duration, steps))
+        except (OutsideCalendar, OverflowError):
+            raise self._past(local.date(), f"a term of {duration} from {{day}}") from None
         steps.append(self._due(due))
         return Derivation(due, tuple(steps))
 
@@ -256,13 +329,16 @@ class WorkingCalendar:
 
         Every advance computes a deadline; only `case show --explain` reads the steps.
         """
-        if duration.unit == "hours":
-            return start.astimezone(UTC) + timedelta(hours=duration.amount)
-        if duration.unit == "working_days" and duration.amount > 0:
-            day = self.local_date(start)
-            return self._remember(("due", day, duration), lambda: self.end_of_day(
-                self._count_working(day, duration.amount, _DAY)[0]))
-        return self.deadline(start, duration).due
+        try:
+            if duration.unit == "hours":
+                return self._after_hours(start, duration.amount)
+            if duration.unit == "working_days" and duration.amount > 0:
+                day = self.local_date(start)
+                return self._remember(("due", day, duration), lambda: self.end_of_day(
+                    self._count_working(_on_calendar(day), duration.amount, _DAY)[0]))
+            return self.deadline(start, duration).due
+        except (OutsideCalendar, OverflowError):
+            raise self._past(start, f"a term of {duration} from {{day}}") from None
 
     def unmoved(self, start: datetime, duration: Duration) -> datetime:
         """Where a term in weeks or calendar days ends before the Atw moves it (art. 1 to the
@@ -273,7 +349,11 @@ class WorkingCalendar:
         hours are never moved; for them this is the deadline itself.
         """
         if duration.unit in ("weeks", "calendar_days"):
-            return self.end_of_day(self.local_date(start) + timedelta(days=self._calendar_days(duration)))
+            try:
+                day = _on_calendar(self.local_date(start))
+                return self.end_of_day(_on_calendar(day + timedelta(days=self._calendar_days(duration))))
+            except (OutsideCalendar, OverflowError):
+                raise self._past(start, f"a term of {duration} from {{day}}") from None
         return self.due(start, duration)
 
     def offset(self, deadline: datetime, duration: Duration, before: bool = False) -> datetime:
@@ -284,13 +364,17 @@ class WorkingCalendar:
         likewise leaves backward terms alone). A zero offset is the deadline itself, also for
         a deadline in hours that does not end at the end of a day.
         """
-        if duration.amount == 0 or duration.unit == "hours":
-            delta = timedelta(hours=duration.amount)
-            return self._local(deadline).astimezone(UTC) + (-delta if before else delta)
-        return self._remember(("offset", deadline, duration, before),
-                              lambda: self._offset_day(self.local_date(deadline), duration, before))
+        try:
+            if duration.amount == 0 or duration.unit == "hours":
+                return self._after_hours(self._local(deadline), duration.amount, before)
+            return self._remember(("offset", deadline, duration, before),
+                                  lambda: self._offset_day(self.local_date(deadline), duration, before))
+        except (OutsideCalendar, OverflowError):
+            back = " back" if before else ""
+            raise self._past(deadline, f"counting {duration}{back} from {{day}}", before) from None
 
     def _offset_day(self, day: date, duration: Duration, before: bool) -> datetime:
+        _on_calendar(day)
         if not before:
             return self.end_of_day(self._count_after(day, duration, []))
         if duration.unit == "working_days":
@@ -308,7 +392,8 @@ class WorkingCalendar:
         return int(self._remember(("between", a, b), lambda: self._count_between(a, b)))
 
     def _count_between(self, a: datetime, b: datetime) -> int:
-        first, last = self.local_date(a), self.local_date(b)
+        # Both ends checked first: every day counted lies between them.
+        first, last = _on_calendar(self.local_date(a)), _on_calendar(self.local_date(b))
         if self.end_of_day(first) <= a:
             first += _DAY
         if self.end_of_day(last) > b:
@@ -328,11 +413,14 @@ class WorkingCalendar:
                 f"resumed at {resumed_at.isoformat()}, before it was suspended at "
                 f"{suspended_at.isoformat()}"
             )
-        if exact:
-            return deadline.astimezone(UTC) + (resumed_at - suspended_at)
-        days = (self.local_date(resumed_at) - self.local_date(suspended_at)).days
-        moved = self.local_date(deadline) + timedelta(days=days)
-        return self.end_of_day(self.next_working_day_on_or_after(moved))
+        try:
+            if exact:
+                return self._checked(self._checked(deadline).astimezone(UTC) + (resumed_at - suspended_at))
+            days = (self.local_date(resumed_at) - self.local_date(suspended_at)).days
+            moved = _on_calendar(self.local_date(deadline)) + timedelta(days=days)
+            return self.end_of_day(self._first_working(moved, _DAY)[0])
+        except (OutsideCalendar, OverflowError):
+            raise self._past(deadline, "moving the deadline of {day} by the suspension") from None
 
     def explain_shift(
         self, deadline: datetime, suspended_at: datetime, resumed_at: datetime, exact: bool
@@ -350,27 +438,30 @@ class WorkingCalendar:
                 f"{suspended_at.isoformat()}"
             )
         off, on = self._local(suspended_at), self._local(resumed_at)
-        if exact:
-            stood_still = resumed_at - suspended_at
-            due = deadline.astimezone(UTC) + stood_still
-            steps = [
-                f"suspended {self._instant(off)} → {self._instant(on)}: {_span(stood_still)}",
-                f"shifted {self._instant(self._local(deadline))} + {_span(stood_still)} "
-                "exactly; a term in hours is never moved",
-            ]
-        else:
-            days = (on.date() - off.date()).days
-            old = self.local_date(deadline)
-            target = old + timedelta(days=days)
-            unit = "calendar day" if days == 1 else "calendar days"
-            steps = [
-                f"suspended {_day(off.date())} → {_day(on.date())}: {days} {unit}",
-                f"shifted {_day(old)} + {days} = {_day(target)}",
-            ]
-            day, passed = self._first_working(target, _DAY)
-            if passed:
-                steps.append(_moved(passed, day))
-            due = self.end_of_day(day)
+        try:
+            if exact:
+                stood_still = resumed_at - suspended_at
+                due = self._checked(self._checked(deadline).astimezone(UTC) + stood_still)
+                steps = [
+                    f"suspended {self._instant(off)} → {self._instant(on)}: {_span(stood_still)}",
+                    f"shifted {self._instant(self._local(deadline))} + {_span(stood_still)} "
+                    "exactly; a term in hours is never moved",
+                ]
+            else:
+                days = (on.date() - off.date()).days
+                old = _on_calendar(self.local_date(deadline))
+                target = old + timedelta(days=days)
+                unit = "calendar day" if days == 1 else "calendar days"
+                steps = [
+                    f"suspended {_day(off.date())} → {_day(on.date())}: {days} {unit}",
+                    f"shifted {_day(old)} + {days} = {_day(target)}",
+                ]
+                day, passed = self._first_working(target, _DAY)
+                if passed:
+                    steps.append(_moved(passed, day))
+                due = self.end_of_day(day)
+        except (OutsideCalendar, OverflowError):
+            raise self._past(deadline, "moving the deadline of {day} by the suspension") from None
         steps.append(self._due(due))
         return Derivation(due, tuple(steps))
 

@@ -44,4 +44,7 @@ def parse_now(text: str, timezone: str = "Europe/Amsterdam") -> dt.datetime:
         raise InvalidValue(f"--now expects an ISO-8601 date or time, got {text!r}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(timezone))
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidValue(f"--now {text!r} is beyond the range of dates that can be computed") from None

@@ -18,7 +18,7 @@ from engine.checking import Checker, type_name
 from engine.conditions import OPERATORS, ORDERED, Condition
 from engine.durations import Duration, parse_duration
 from engine.errors import InvalidValue, NotFound
-from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
+from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec, check_free_text
 from engine.organisation import RANKS, Organisation
 from engine.yamlfile import Locator, no_lines
 
@@ -30,8 +30,9 @@ STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escala
 TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
 RUNG_KEYS = ("before", "after", "to")
 LADDER_TARGETS = ("assignee", "lead", "head", "administrator")
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_PREFIX = re.compile(r"^[A-Z]{1,6}$")
+# Matched with fullmatch: `$` would also accept a name that ends in a newline.
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_PREFIX = re.compile(r"[A-Z]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,14 @@ class RequestType:
         try:
             return self.states[name]
         except KeyError:
-            raise NotFound(f"request type '{self.key}' has no state '{name}'") from None
+            raise NotFound(f"request type '{self.key}' has no state {name!r}") from None
 
     def field_spec(self, name: str) -> FieldSpec:
         try:
             return self.fields[name]
         except KeyError:
             known = ", ".join(self.fields) or "none"
-            raise NotFound(f"unknown field '{name}' (fields: {known})") from None
+            raise NotFound(f"unknown field {name!r} (fields: {known})") from None
 
     def personal_fields(self) -> frozenset[str]:
         return frozenset(n for n, f in self.fields.items() if f.personal)
@@ -146,13 +147,13 @@ def parse_request_type(
         check.raise_if_any()
     check.keys(root, (), TYPE_KEYS, required=("key", "title", "prefix", "initial", "states", "transitions"))
     key = check.text(root.get("key"), ("key",)) or ""
-    if key and not _NAME.match(key):
+    if key and not _NAME.fullmatch(key):
         check.problem(("key",), f"key must be lower-case letters, digits and '_', got {key!r}")
-    title = check.text(root.get("title"), ("title",)) or key
+    title = _label(check, root.get("title"), ("title",)) or key
     prefix = check.text(root.get("prefix"), ("prefix",)) or ""
-    if prefix and not _PREFIX.match(prefix):
+    if prefix and not _PREFIX.fullmatch(prefix):
         check.problem(("prefix",), f"prefix must be 1-6 capital letters, got {prefix!r}")
-    portfolio = check.text(root.get("portfolio"), ("portfolio",))
+    portfolio = _label(check, root.get("portfolio"), ("portfolio",))
     durations = {
         name: _duration(check, root.get(name), (name,))
         for name in ("lead_time", "service_norm", "max_extension")
@@ -188,6 +189,19 @@ def _duration(check: Checker, value: Any, path: tuple[Any, ...]) -> Duration | N
         return None
 
 
+def _label(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
+    """A text shown to people (a title, a label, an option): non-empty, on one line, and free
+    of control characters, which would reach terminals as escape sequences."""
+    text = check.text(value, path)
+    if text is None:
+        return None
+    try:
+        return check_free_text(text, "the text", multiline=False)
+    except InvalidValue as exc:
+        check.problem(path, exc.message)
+        return None
+
+
 def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:
     out: dict[str, FieldSpec] = {}
     root = check.mapping(value, ("fields",))
@@ -195,7 +209,7 @@ def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:
         return out
     for name, body in root.items():
         path = ("fields", name)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             check.problem(path, f"invalid field name {name!r} (lower-case letters, digits, '_')")
             continue
         spec = check.mapping(body, path)
@@ -211,14 +225,20 @@ def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:
             if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
                 check.problem((*path, "options"), "a choice field needs a list of text options")
                 options = []
+            for i, option in enumerate(options):
+                # A value is stripped before it is matched, so an option with spaces around it
+                # could never be chosen.
+                if _label(check, option, (*path, "options", i)) not in (None, option):
+                    check.problem((*path, "options", i), f"option {option!r} has spaces around it")
         elif "options" in spec:
             check.problem((*path, "options"), "only choice fields take options")
         for flag in ("required", "personal"):
             if flag in spec and not isinstance(spec[flag], bool):
                 check.problem((*path, flag), f"{flag} must be true or false, got {type_name(spec[flag])}")
+        label = _label(check, spec.get("label"), (*path, "label"))
         field_spec = FieldSpec(
             name=name, type=ftype, required=spec.get("required") is True, options=tuple(options),
-            personal=spec.get("personal") is True, label=spec.get("label"),
+            personal=spec.get("personal") is True, label=label,
         )
         bounds = {}
         for bound in ("min", "max"):
@@ -229,8 +249,13 @@ def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:
                 continue
             try:
                 bounds[bound] = field_spec.parse(spec[bound])
-            except InvalidValue:
-                check.problem((*path, bound), f"{bound} must be {field_spec.describe()}, got {spec[bound]!r}")
+            except InvalidValue as exc:
+                check.problem((*path, bound), f"bad {bound}: {exc.message}")
+        if len(bounds) == 2:
+            low, high = (field_spec.comparable_bound(bounds[b]) for b in ("min", "max"))
+            if low > high:
+                check.problem((*path, "max"), f"max {spec['max']} is below min {spec['min']}:"
+                                              " no value could be given")
         out[name] = FieldSpec(**{**field_spec.__dict__, **bounds})
     return out
 
@@ -244,14 +269,14 @@ def _states(check: Checker, value: Any, fields: Mapping[str, FieldSpec]) -> dict
         check.problem(("states",), "a request type needs at least one state")
     for name, body in root.items():
         path = ("states", name)
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             check.problem(path, f"invalid state name {name!r} (lower-case letters, digits, '_')")
             continue
         spec = check.mapping(body, path)
         if spec is None:
             continue
         check.keys(spec, path, STATE_KEYS, required=("label",))
-        label = check.text(spec.get("label"), (*path, "label")) or name
+        label = _label(check, spec.get("label"), (*path, "label")) or name
         final = spec.get("final", False)
         if not isinstance(final, bool):
             check.problem((*path, "final"), f"final must be true or false, got {type_name(final)}")
@@ -305,7 +330,7 @@ def _transitions(
             continue
         check.keys(spec, path, TRANSITION_KEYS, required=("trigger", "from", "to"))
         trigger = spec.get("trigger")
-        if not isinstance(trigger, str) or not _NAME.match(trigger):
+        if not isinstance(trigger, str) or not _NAME.fullmatch(trigger):
             check.problem((*path, "trigger"), f"invalid trigger {trigger!r} (lower-case letters, digits, '_')")
             continue
         sources = [s for s in _as_list(spec.get("from")) if s is not None]
@@ -480,11 +505,11 @@ def _check_timeouts(
         found = [t for t in transitions if name in t.sources and t.trigger == spec.timeout.trigger]
         where = ("states", name, "timeout", "trigger")
         if not found:
-            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' is not a transition from '{name}'")
+            check.problem(where, f"timeout trigger {spec.timeout.trigger!r} is not a transition from '{name}'")
         elif found[0].when or found[0].requires or found[0].comment_required:
             # The sweep fires a timeout as `system`, which can give no data or comment: a
             # timeout that could be refused would leave the case stuck past its deadline.
-            check.problem(where, f"timeout trigger '{spec.timeout.trigger}' may not have when, requires"
+            check.problem(where, f"timeout trigger {spec.timeout.trigger!r} may not have when, requires"
                                  " or a required comment")
 
 
@@ -498,7 +523,7 @@ def _check_against_organisation(
 ) -> None:
     for name, spec in states.items():
         if spec.owner is not None and spec.owner not in org.units:
-            check.problem(("states", name, "owner"), f"unknown unit '{spec.owner}' (not in the organisation)")
+            check.problem(("states", name, "owner"), f"unknown unit {spec.owner!r} (not in the organisation)")
     for t in transitions:
         if not all(role in RANKS for role in t.roles):
             continue  # an unknown role is reported where it is written
@@ -525,5 +550,5 @@ def _check_against_organisation(
             if org.recipient(rung.to) is None:
                 check.problem(
                     (*path, rung.place - 1, "to"),
-                    f"unknown recipient '{rung.to}' (assignee, lead, head, administrator or a person's id)",
+                    f"unknown recipient {rung.to!r} (assignee, lead, head, administrator or a person's id)",
                 )

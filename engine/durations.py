@@ -6,7 +6,16 @@ Two kinds, kept apart on purpose: a :class:`Duration` is a term in a request typ
 plain elapsed time, so it becomes a :class:`~datetime.timedelta` at once.
 
 Both parsers raise :class:`ValueError` with a message fit for the user: the definition loader
-turns it into a problem with its place in the file, the CLI into its ``Error:`` line.
+turns it into a problem with its place in the file, the CLI into its ``Error:`` line. For a
+term that is an :class:`InvalidDuration`, also an :class:`~engine.errors.InvalidValue`.
+
+Every length is bounded, so that none can run a deadline off the calendar or a timer off the
+clock. A municipality's terms run from hours to months (the Awb's default decision term is
+eight weeks, an extension adds weeks), so a term may be at most about ten years in any unit
+(:data:`MAX_AMOUNT`): far beyond any real term, yet small enough that a deadline counted from
+any day the calendar knows stays countable. A worker interval may be at most a day
+(:data:`MAX_INTERVAL`): deadlines end at the end of a day, so a sweep less often than daily
+would fire rungs days late, and longer waits overflow the scheduler.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+
+from engine.errors import InvalidValue
 
 UNITS = ("working_days", "calendar_days", "weeks", "hours")
 
@@ -27,6 +38,29 @@ _SINGULAR = {
 
 _EXPECTED_UNIT = f"expected one of {', '.join(UNITS)}"
 
+MAX_AMOUNT = {
+    "working_days": 2610,  # 522 weeks of five working days
+    "calendar_days": 3650,
+    "weeks": 522,
+    "hours": 87600,  # 3650 days
+}
+"""The largest amount of each unit: about ten years (see the module's docstring)."""
+
+MAX_INTERVAL = timedelta(hours=24)
+# More digits than this in one part of an interval is far beyond MAX_INTERVAL; checked before
+# int(), which refuses very long digit strings with a message about Python, not the user.
+_INTERVAL_DIGITS = 9
+
+
+class InvalidDuration(InvalidValue, ValueError):
+    """A term that cannot be one: an unknown unit, a negative, fractional or absurd amount.
+
+    It is an :class:`InvalidValue`, so a :class:`Duration` built from the command line (``case
+    extend --weeks N``) is refused with exit 2 like any bad value, and a :class:`ValueError`,
+    so the definition checker reports it as a problem with its place in the file.
+    """
+
+
 # A bare number is seconds; otherwise hours, minutes and seconds in that order, each at most
 # once. ASCII digits only: str.isdigit and \d would also take digits of other scripts.
 _INTERVAL = re.compile(r"([0-9]+)|(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
@@ -37,7 +71,8 @@ class Duration:
     """A term such as ``{working_days: 5}``.
 
     It validates itself so that no code path, parsed or built by hand, can carry a unit the
-    calendar does not know.
+    calendar does not know or an amount beyond :data:`MAX_AMOUNT`: building one raises
+    :class:`InvalidDuration`.
     """
 
     unit: str
@@ -45,10 +80,15 @@ class Duration:
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
-            raise ValueError(f"unknown unit {self.unit!r}; {_EXPECTED_UNIT}")
+            raise InvalidDuration(f"unknown unit {self.unit!r}; {_EXPECTED_UNIT}")
         # bool is an int to Python, but `working_days: true` in a file is a mistake.
         if type(self.amount) is not int or self.amount < 0:
-            raise ValueError(f"amount must be a whole number >= 0, got {self.amount!r}")
+            raise InvalidDuration(f"amount must be a whole number >= 0, got {_short(self.amount)}")
+        most = MAX_AMOUNT[self.unit]
+        if self.amount > most:
+            raise InvalidDuration(
+                f"{self.unit} must be at most {most} (about ten years), got {_short(self.amount)}"
+            )
 
     def __str__(self) -> str:
         noun = _SINGULAR[self.unit]
@@ -58,15 +98,15 @@ class Duration:
 def parse_duration(value: object) -> Duration:
     """Read a term as written in a request type: a mapping with exactly one unit."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"expected a duration like {{working_days: 5}}, got {value!r}")
+        raise InvalidDuration(f"expected a duration like {{working_days: 5}}, got {_short(value)}")
     unknown = [key for key in value if key not in UNITS]
     if unknown:
-        raise ValueError(f"unknown unit {unknown[0]!r}; {_EXPECTED_UNIT}")
+        raise InvalidDuration(f"unknown unit {_short(unknown[0])}; {_EXPECTED_UNIT}")
     if not value:
-        raise ValueError(f"no unit given; {_EXPECTED_UNIT}")
+        raise InvalidDuration(f"no unit given; {_EXPECTED_UNIT}")
     if len(value) > 1:
         *rest, last = value
-        raise ValueError(f"give exactly one unit, got {', '.join(rest)} and {last}")
+        raise InvalidDuration(f"give exactly one unit, got {', '.join(rest)} and {last}")
     ((unit, amount),) = value.items()
     return Duration(unit, amount)
 
@@ -74,20 +114,32 @@ def parse_duration(value: object) -> Duration:
 def parse_interval(text: str) -> timedelta:
     """Read how often the worker runs: ``30s``, ``5m``, ``1h``, ``2h30m`` or ``90`` (seconds).
 
-    Zero is refused: a schedule that fires continuously is never what was meant.
+    Zero is refused: a schedule that fires continuously is never what was meant; so is more
+    than :data:`MAX_INTERVAL`.
     """
     spec = text.strip().lower()
     match = _INTERVAL.fullmatch(spec)
     if not spec or match is None:
         raise ValueError(
             f"expected an interval like 30s, 5m, 1h or 2h30m (a bare number is seconds), "
-            f"got {text!r}"
+            f"got {_short(text)}"
         )
-    bare, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    try:
+    groups = match.groups()
+    interval = MAX_INTERVAL + timedelta(seconds=1)  # what any part of too many digits is
+    if all(len(group.lstrip("0")) <= _INTERVAL_DIGITS for group in groups if group):
+        bare, hours, minutes, seconds = (int(group or 0) for group in groups)
         interval = timedelta(hours=hours, minutes=minutes, seconds=bare + seconds)
-    except OverflowError:
-        raise ValueError(f"interval is too long, got {text!r}") from None
+    if interval > MAX_INTERVAL:
+        raise ValueError(f"interval is too long (at most 24h, a day), got {_short(text)}")
     if not interval:
-        raise ValueError(f"interval must be longer than zero, got {text!r}")
+        raise ValueError(f"interval must be longer than zero, got {_short(text)}")
     return interval
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut short: a message must not repeat a pasted screenful."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return "a number too long to show"
+    return text if len(text) <= limit else f"{text[:limit]}…"

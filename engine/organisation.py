@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.calendar import FIRST_YEAR, LAST_YEAR
 from engine.checking import Checker
-from engine.errors import NotFound
-from engine.fields import EMAIL
+from engine.errors import InvalidValue, NotFound
+from engine.fields import EMAIL, check_free_text, parse_date
 from engine.yamlfile import Locator, no_lines
 
 RANKS = {"staff": 1, "lead": 2, "head": 3}
 ROLES = (*RANKS, "auditor")
 UNIT_KINDS = ("department", "partner")
 LANGUAGES = ("nl", "en")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Matched with fullmatch: `$` would also accept an id that ends in a newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED_IDS = ("system", "assignee", "lead", "head", "administrator")
 
 
@@ -63,7 +65,7 @@ class Organisation:
         try:
             return self.people[person_id]
         except KeyError:
-            raise NotFound(f"unknown person '{person_id}'") from None
+            raise NotFound(f"unknown person {person_id!r}") from None
 
     def rank(self, person_id: str, unit: str | None) -> int:
         """0 when the person holds no changing role in the unit, else staff 1, lead 2, head 3."""
@@ -116,7 +118,7 @@ def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator 
         check.raise_if_any()
         raise AssertionError("unreachable")
     check.keys(root, (), ORG_KEYS, required=("municipality", "units", "people"))
-    municipality = check.text(root.get("municipality"), ("municipality",)) or ""
+    municipality = _name(check, root.get("municipality"), ("municipality",)) or ""
     language = root.get("language", "nl")
     if language not in LANGUAGES:
         check.problem(("language",), f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
@@ -142,11 +144,20 @@ def _closed_days(check: Checker, value: Any) -> tuple[dt.date, ...]:
         return ()
     days = []
     for i, item in enumerate(value):
-        try:
-            is_day = isinstance(item, dt.date) and not isinstance(item, dt.datetime)
-            day = item if is_day else dt.date.fromisoformat(str(item))
-        except ValueError:
+        if isinstance(item, dt.date) and not isinstance(item, dt.datetime):
+            day = item
+        elif isinstance(item, str):
+            try:
+                day = parse_date(item.strip())
+            except ValueError as exc:
+                check.problem(("closed_days", i), f"{exc}, got {item!r}")
+                continue
+        else:  # a number (20261228) or a date with a time
             check.problem(("closed_days", i), f"expected a date (YYYY-MM-DD), got {item!r}")
+            continue
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            check.problem(("closed_days", i), f"closed day {day.isoformat()} is outside the working-day"
+                                              f" calendar ({FIRST_YEAR}–{LAST_YEAR})")
             continue
         days.append(day)
     return tuple(sorted(set(days)))
@@ -161,14 +172,14 @@ def _units(check: Checker, value: Any) -> dict[str, Unit]:
         check.problem(("units",), "an organisation needs at least one unit")
     for unit_id, spec in root.items():
         path = ("units", unit_id)
-        if not isinstance(unit_id, str) or not _ID.match(unit_id) or unit_id == "*":
+        if not isinstance(unit_id, str) or not _ID.fullmatch(unit_id) or unit_id == "*":
             check.problem(path, f"invalid unit id {unit_id!r}")
             continue
         body = check.mapping(spec, path)
         if body is None:
             continue
         check.keys(body, path, ("name", "kind"), required=("name",))
-        name = check.text(body.get("name"), (*path, "name")) or unit_id
+        name = _name(check, body.get("name"), (*path, "name")) or unit_id
         kind = body.get("kind", "department")
         if kind not in UNIT_KINDS:
             check.problem((*path, "kind"), f"kind must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
@@ -189,12 +200,16 @@ def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
             continue
         check.keys(body, path, ("id", "name", "email", "portfolios"), required=("id", "name", "email"))
         admin_id = _person_id(check, body.get("id"), (*path, "id"))
-        name = check.text(body.get("name"), (*path, "name")) or ""
+        name = _name(check, body.get("name"), (*path, "name")) or ""
         email = _email(check, body.get("email"), (*path, "email"))
         portfolios = body.get("portfolios") or []
         if not isinstance(portfolios, list) or not all(isinstance(p, str) for p in portfolios):
             check.problem((*path, "portfolios"), "expected a list of portfolio names")
             portfolios = []
+        for j, p in enumerate(portfolios):
+            # Matched exactly against a request type's portfolio, which is read stripped.
+            if _name(check, p, (*path, "portfolios", j)) not in (None, p):
+                check.problem((*path, "portfolios", j), f"portfolio {p!r} has spaces around it")
         for p in portfolios:
             if p in seen_portfolios:
                 check.problem((*path, "portfolios"), f"portfolio '{p}' is also held by '{seen_portfolios[p]}'")
@@ -218,7 +233,7 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
             continue
         check.keys(body, path, ("id", "name", "email", "roles"), required=("id", "name", "email"))
         person_id = _person_id(check, body.get("id"), (*path, "id"))
-        name = check.text(body.get("name"), (*path, "name")) or ""
+        name = _name(check, body.get("name"), (*path, "name")) or ""
         email = _email(check, body.get("email"), (*path, "email"))
         roles: dict[str, str] = {}
         raw_roles = body.get("roles") or {}
@@ -227,7 +242,7 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
             raw_roles = {}
         for unit, role in raw_roles.items():
             if unit != "*" and unit not in units:
-                check.problem((*path, "roles", unit), f"unknown unit '{unit}'")
+                check.problem((*path, "roles", unit), f"unknown unit {unit!r}")
             if role not in ROLES:
                 check.problem((*path, "roles", unit), f"unknown role {role!r} (roles: {', '.join(ROLES)})")
             elif unit == "*" and role != "auditor":
@@ -241,7 +256,7 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
 
 
 def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         check.problem(path, f"invalid id {value!r} (letters, digits, '.', '_' and '-')")
         return None
     if value in RESERVED_IDS:
@@ -250,8 +265,20 @@ def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
     return value
 
 
+def _name(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
+    """A name shown to people and written into email headers: one line, no control characters."""
+    text = check.text(value, path)
+    if text is None:
+        return None
+    try:
+        return check_free_text(text, "a name", multiline=False)
+    except InvalidValue as exc:
+        check.problem(path, exc.message)
+        return None
+
+
 def _email(check: Checker, value: Any, path: tuple[Any, ...]) -> str:
-    if not isinstance(value, str) or not EMAIL.match(value):
+    if not isinstance(value, str) or not EMAIL.fullmatch(value):
         check.problem(path, f"invalid email address {value!r}")
         return ""
     return value

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from engine.casework import Case, Change, Draft
 from engine.errors import InvalidValue, Refused, RoleRequired
+from engine.fields import check_free_text
 from engine.schema import events_t
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[Case, list[str]]:
     if not reason or not reason.strip():
         raise InvalidValue("give a reason: --reason TEXT")
+    check_free_text(reason, "--reason", multiline=False)
     org = loket.organisation()
     actor = loket.require_person(actor)
     now = loket.clock.now()

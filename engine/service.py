@@ -31,7 +31,7 @@ from engine.errors import (
     Refused,
     RoleRequired,
 )
-from engine.fields import parse_assignments
+from engine.fields import check_free_text, parse_assignments
 from engine.history import GENESIS, new_salt, timestamp
 from engine.organisation import Organisation, organisation_to_data, parse_organisation
 from engine.schema import (
@@ -545,6 +545,8 @@ class Loket:
         dry_run: bool = False,
     ) -> Case:
         cal = self.calendar()
+        if comment is not None:
+            comment = _free_text(comment, "--comment", multiline=True)
 
         def plan(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> Change:
             if case.closed_at is not None:
@@ -569,6 +571,7 @@ class Loket:
         return self._change(ref, actor, plan)
 
     def comment(self, ref: str, text: str, *, actor: str | None) -> Case:
+        text = _free_text(text, "a comment", multiline=True)
         if not text.strip():
             raise InvalidValue("a comment needs text")
 
@@ -704,7 +707,13 @@ class Loket:
 def _reason(text: str | None) -> str:
     if not text or not text.strip():
         raise InvalidValue("give a reason: --reason TEXT")
-    return text.strip()
+    return _free_text(text, "--reason", multiline=False).strip()
+
+
+def _free_text(text: str, what: str, *, multiline: bool) -> str:
+    """Text a person typed, with Windows and old Mac line ends made plain newlines; control
+    characters that could reach a terminal as escape sequences are refused."""
+    return check_free_text(text.replace("\r\n", "\n").replace("\r", "\n"), what, multiline=multiline)
 
 
 def _insert_ignore(conn: sa.Connection, table: sa.Table, values: Mapping[str, Any]) -> Any:

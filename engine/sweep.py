@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from engine import casework
 from engine.calendar import WorkingCalendar
 from engine.casework import SYSTEM, Case, Change, Draft
-from engine.errors import Conflict
+from engine.errors import Conflict, InvalidValue
 from engine.history import timestamp
 from engine.ladder import Firing, due_firings, resolve
 from engine.schema import cases_t, escalations_t, events_t, outbox_t
@@ -338,6 +338,10 @@ def forecast(loket: Loket, days: int, now: dt.datetime | None = None) -> list[di
     horizon cuts off its state's later rungs here too.
     """
     now = now or loket.clock.now()
-    out = sweep(loket, now + dt.timedelta(days=days), dry_run=True).fired
+    try:
+        horizon = now + dt.timedelta(days=days)
+    except OverflowError:
+        raise InvalidValue(f"a forecast of {days} days from {timestamp(now)} runs past the last date there is") from None
+    out = sweep(loket, horizon, dry_run=True).fired
     out.sort(key=lambda r: (r["due_at"], r["ref"]))
     return out

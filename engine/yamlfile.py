@@ -31,6 +31,7 @@ def load_text(text: str, filename: str) -> tuple[Any, Locator]:
 
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
+    yaml.Constructor = _lenient_dates()
     try:
         raw = yaml.load(text)
     except MarkedYAMLError as exc:
@@ -41,6 +42,9 @@ def load_text(text: str, filename: str) -> tuple[Any, Locator]:
     except YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed YAML"
         raise InvalidDefinition([Problem(filename, "", f"malformed YAML: {first}")]) from None
+    except (ValueError, OverflowError) as exc:
+        # A scalar the reader cannot turn into a value, such as an integer of thousands of digits.
+        raise InvalidDefinition([Problem(filename, "", f"a value cannot be read: {exc}")]) from None
     lines: dict[Path_, int] = {}
     data = _plain(raw, (), lines)
 
@@ -53,6 +57,29 @@ def load_text(text: str, filename: str) -> tuple[Any, Locator]:
         return lines.get(())
 
     return data, locate
+
+
+_LENIENT: Any = None
+
+
+def _lenient_dates() -> Any:
+    """The round-trip constructor, except that a date-shaped scalar naming no real day
+    (`2026-02-30`) stays text: the checker then refuses it on its own line, as it does
+    `not a date`, instead of the reader failing the whole file without one."""
+    global _LENIENT
+    if _LENIENT is None:
+        from ruamel.yaml.constructor import RoundTripConstructor
+
+        class LenientDates(RoundTripConstructor):
+            def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+                try:
+                    return super().construct_yaml_timestamp(node, values)
+                except (ValueError, OverflowError):
+                    return str(node.value)
+
+        LenientDates.add_constructor("tag:yaml.org,2002:timestamp", LenientDates.construct_yaml_timestamp)
+        _LENIENT = LenientDates
+    return _LENIENT
 
 
 def load_file(path: str | Path) -> tuple[Any, Locator, str]:

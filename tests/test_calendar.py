@@ -8,13 +8,17 @@ time runs from Sunday 29 March to Sunday 25 October.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.calendar import FIRST_YEAR, WorkingCalendar, easter
+from engine.calendar import FIRST_YEAR, LAST_YEAR, WorkingCalendar, easter
 from engine.durations import Duration
+from engine.errors import InvalidValue
 
 AMS = ZoneInfo("Europe/Amsterdam")
 
@@ -24,6 +28,9 @@ CLOSED = WorkingCalendar(
     closed_days=[date(2026, 12, 28), date(2026, 12, 29)],
     closed_day_names={date(2026, 5, 15): "brugdag"},
 )
+
+
+RANGE = re.escape(f"the working-day calendar ({FIRST_YEAR}–{LAST_YEAR})")
 
 
 def at(local: str) -> datetime:
@@ -166,7 +173,7 @@ def test_holidays_hands_out_a_copy_of_the_shared_cache() -> None:
 
 
 def test_years_before_koningsdag_are_refused() -> None:
-    with pytest.raises(ValueError, match=f"starts in {FIRST_YEAR}, got 2013"):
+    with pytest.raises(InvalidValue, match=f"2013-04-30 is outside {RANGE}"):
         CAL.is_working_day(date(2013, 4, 30))
 
 
@@ -585,3 +592,120 @@ def test_the_fast_due_agrees_with_the_explained_deadline(duration: Duration) -> 
     for hours in range(0, 366 * 24, 7):
         moment = start + timedelta(hours=hours)
         assert cal.due(moment, duration) == cal.deadline(moment, duration).due, moment
+
+
+# -- the calendar's years ---------------------------------------------------------------------
+
+# The calendar knows 2014 to 2200. Outside them every public method refuses with InvalidValue
+# (exit 2) naming the range, never a ValueError or OverflowError (exit 70); a term counted from
+# a day it knows but running off its end (or, counted back, off its start) is refused too.
+# Closed on its last day, so that the next working day after it lies beyond the calendar.
+LAST_CLOSED = WorkingCalendar(closed_days=[date(2200, 12, 31)])
+# West of UTC, so that the end of the last day Python can hold is beyond it in UTC.
+NEW_YORK = WorkingCalendar("America/New_York")
+FAR = datetime(9999, 12, 31, 23, 0, tzinfo=UTC)  # in Amsterdam already past datetime's range
+
+OUTSIDE: list[tuple[str, Callable[[], Any], str]] = [
+    ("a year before Koningsdag's holidays",
+     lambda: CAL.holidays(2013), "the year 2013 is outside"),
+    ("a year after the last",
+     lambda: CAL.holidays(2201), "the year 2201 is outside"),
+    ("the first year of datetime",
+     lambda: CAL.holidays(1), "the year 1 is outside"),
+    ("a day after the last year",
+     lambda: CAL.is_working_day(date(2201, 1, 1)), "2201-01-01 is outside"),
+    ("why a day is closed, far ahead",
+     lambda: CAL.why_closed(date(9999, 12, 31)), "9999-12-31 is outside"),
+    ("the next working day after the calendar's last day",
+     lambda: LAST_CLOSED.next_working_day_on_or_after(date(2200, 12, 31)),
+     "looking for the next working day from 2200-12-31 runs past the end of"),
+    ("the local day of the last instant Python can hold",
+     lambda: CAL.local_date(datetime.max.replace(tzinfo=UTC)), "9999-12-31 is outside"),
+    ("the end of the last day Python can hold, west of UTC",
+     lambda: NEW_YORK.end_of_day(date(9999, 12, 31)), "9999-12-31 is outside"),
+    ("a term in working days from the first day of datetime (--now 0001-01-02)",
+     lambda: CAL.due(utc("0001-01-02 12:00"), wd(5)), "0001-01-02 is outside"),
+    ("a term from the day before the first year, which used to count into 2014",
+     lambda: CAL.due(at("2013-12-31 10:00"), wd(1)), "2013-12-31 is outside"),
+    ("a term from an instant that cannot be shown in Amsterdam (--now 9999-12-31T23:59)",
+     lambda: CAL.due(FAR, wd(5)), "9999-12-31 is outside"),
+    ("a term in weeks from the far future, whose end overflowed date",
+     lambda: CAL.due(at("9999-12-30 10:00"), wk(8)), "9999-12-30 is outside"),
+    ("a term in working days that runs off the end",
+     lambda: CAL.due(at("2200-12-20 10:00"), wd(10)),
+     "a term of 10 working days from 2200-12-20 runs past the end of"),
+    ("a term in weeks that runs off the end",
+     lambda: CAL.due(at("2200-12-20 10:00"), wk(8)),
+     "a term of 8 weeks from 2200-12-20 runs past the end of"),
+    ("a term in hours that runs off the end",
+     lambda: CAL.due(at("2200-12-31 10:00"), hours(48)),
+     "a term of 48 hours from 2200-12-31 runs past the end of"),
+    ("a term in hours from before the first year",
+     lambda: CAL.due(at("2000-01-01 10:00"), hours(1)), "2000-01-01 is outside"),
+    ("the longest term there is, from the far future",
+     lambda: CAL.due(at("9000-01-01 10:00"), Duration("weeks", 522)), "9000-01-01 is outside"),
+    ("the explained deadline, calendar days",
+     lambda: CAL.deadline(at("2200-12-20 10:00"), cd(30)),
+     "a term of 30 calendar days from 2200-12-20 runs past the end of"),
+    ("the explained deadline, from before the first year",
+     lambda: CAL.deadline(at("2013-12-31 10:00"), wd(0)), "2013-12-31 is outside"),
+    ("where an extension counts on from, past the end without a day looked up",
+     lambda: CAL.unmoved(at("2200-12-20 10:00"), wk(8)),
+     "a term of 8 weeks from 2200-12-20 runs past the end of"),
+    ("a rung after the deadline, past the end",
+     lambda: CAL.offset(eod(2200, 12, 29), wd(5)),
+     "counting 5 working days from 2200-12-29 runs past the end of"),
+    ("a reminder before the deadline, past the start",
+     lambda: CAL.offset(eod(2014, 1, 2), wd(5), before=True),
+     "counting 5 working days back from 2014-01-02 runs past the start of"),
+    ("a reminder in hours before the deadline, past the start",
+     lambda: CAL.offset(eod(2014, 1, 2), hours(72), before=True),
+     "counting 72 hours back from 2014-01-02 runs past the start of"),
+    ("a reminder in weeks before the deadline, past the start",
+     lambda: CAL.offset(eod(2014, 1, 2), wk(1), before=True),
+     "counting 1 week back from 2014-01-02 runs past the start of"),
+    ("days overdue since a deadline before the first year",
+     lambda: CAL.working_days_between(at("2013-06-01 10:00"), at("2014-02-01 10:00")),
+     "2013-06-01 is outside"),
+    ("days overdue until an instant Python cannot show in Amsterdam",
+     lambda: CAL.working_days_between(at("2200-12-01 10:00"), FAR), "9999-12-31 is outside"),
+    ("a suspension that moves the deadline off the end",
+     lambda: CAL.shift(eod(2200, 12, 20), at("2200-11-01 10:00"), at("2200-12-15 10:00"), False),
+     "moving the deadline of 2200-12-20 by the suspension runs past the end of"),
+    ("a suspension that moves a deadline in hours off the end",
+     lambda: CAL.shift(eod(2200, 12, 30), at("2200-11-01 10:00"), at("2200-12-15 10:00"), True),
+     "moving the deadline of 2200-12-30 by the suspension runs past the end of"),
+    ("the explained suspension, likewise",
+     lambda: CAL.explain_shift(eod(2200, 12, 20), at("2200-11-01 10:00"), at("2200-12-15 10:00"), False),
+     "moving the deadline of 2200-12-20 by the suspension runs past the end of"),
+    ("the explained suspension in hours, likewise",
+     lambda: CAL.explain_shift(eod(2200, 12, 30), at("2200-11-01 10:00"), at("2200-12-15 10:00"), True),
+     "moving the deadline of 2200-12-30 by the suspension runs past the end of"),
+]
+
+
+@pytest.mark.parametrize(("call", "message"), [r[1:] for r in OUTSIDE], ids=[r[0] for r in OUTSIDE])
+def test_outside_the_calendars_years_is_refused_as_bad_input(call: Callable[[], Any], message: str) -> None:
+    with pytest.raises(InvalidValue, match=re.escape(message)) as info:
+        call()
+    assert re.search(RANGE, info.value.message), "the message names the calendar's years"
+    assert info.value.exit_code == 2
+
+
+INSIDE: list[tuple[str, Callable[[], Any], Any]] = [
+    ("the first working day of the first year (1 January is Nieuwjaarsdag)",
+     lambda: CAL.next_working_day_on_or_after(date(2014, 1, 1)), date(2014, 1, 2)),
+    ("a term that ends on the calendar's last day is still counted",
+     lambda: CAL.due(at("2200-12-30 10:00"), wd(1)), eod(2200, 12, 31)),
+    ("the longest term there is, from today, ends well inside",
+     lambda: CAL.due(at("2026-03-02 10:00"), Duration("working_days", 2610)).year, 2036),
+    ("a reminder counted back to the first working day of the first year",
+     lambda: CAL.offset(eod(2014, 1, 3), wd(1), before=True), eod(2014, 1, 2)),
+    ("working days between two instants of the last year",
+     lambda: CAL.working_days_between(eod(2200, 12, 29), eod(2200, 12, 31)), 2),
+]
+
+
+@pytest.mark.parametrize(("call", "result"), [r[1:] for r in INSIDE], ids=[r[0] for r in INSIDE])
+def test_the_first_and_last_years_are_counted(call: Callable[[], Any], result: Any) -> None:
+    assert call() == result

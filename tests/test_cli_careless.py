@@ -268,19 +268,50 @@ def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str)
 # -- what the terminal shows -------------------------------------------------------------------
 
 
-def test_control_characters_a_user_typed_are_shown_escaped(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
-    hostile = "Feest\x1b]0;pwned\x07\x1b[2J"
+@pytest.mark.parametrize("args, words", [
+    (["case", "comment", "BI-2026-00001", "Feest\x1b]0;pwned\x07"], "a comment may not hold control characters"),
+    (["case", "advance", "BI-2026-00001", "in_behandeling", "--comment", "\x1b[2J"],
+     "--comment may not hold control characters"),
+    (["case", "suspend", "BI-2026-00001", "--reason", "regel 1\nregel 2"], "--reason must be one line"),
+    (["case", "set", "BI-2026-00001", "title=Feest\x1b[2J"], "field 'title' must be one line"),
+])
+def test_control_characters_in_what_a_user_types_are_refused(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str], words: str
+) -> None:
+    before = history(capsys, sim)
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", STAFF, *args)
+    assert code == 2
+    assert words in only_error(err)
+    assert history(capsys, sim) == before
+
+
+def test_a_comment_keeps_its_lines_and_the_terminal_shows_them_escaped(
+    sim: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", STAFF,
-                           "case", "comment", "BI-2026-00001", f"regel 1\nregel 2 {hostile}")
+                           "case", "comment", "BI-2026-00001", "regel 1\r\nregel 2\tmet tab")
     assert code == 0, err
+    code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001", "--json")
+    assert '"comment": "regel 1\\nregel 2\\tmet tab"' in out  # CR LF stored as LF
     code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001")
     assert code == 0
-    assert "\x1b" not in out and "\x07" not in out
-    assert "regel 1\\nregel 2 Feest\\x1b]0;pwned\\x07\\x1b[2J" in out
+    assert "regel 1\\nregel 2\\tmet tab" in out
     # One table row per event: the line break stayed inside its row.
     assert len(out.strip().splitlines()) == 1 + 1 + 2  # title, header, 2 events
-    code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001", "--json")
-    assert "regel 1\\nregel 2 Feest\\u001b]0;pwned\\u0007\\u001b[2J" in out  # JSON keeps the value
+
+
+def test_what_reached_the_history_otherwise_is_still_shown_escaped(
+    sim: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Values stored before these checks (or by an import) cannot reach the terminal raw."""
+    with closing(sqlite3.connect(sim.removeprefix("sqlite:///"))) as db, db:
+        db.execute("UPDATE case_event SET comment = ? WHERE seq = 1", ("Feest\x1b]0;pwned\x07\x1b[2J",))
+        db.execute("UPDATE cases SET data = ?", ('{"title": "Feest\\u001b[2J"}',))
+    code, out, _ = run_cli(capsys, "--db", sim, "audit", "history", "BI-2026-00001")
+    assert "\x1b" not in out and "\x07" not in out
+    assert "Feest\\x1b]0;pwned\\x07\\x1b[2J" in out
+    code, out, _ = run_cli(capsys, "--db", sim, "case", "show", "BI-2026-00001")
+    assert "\x1b" not in out and "Feest\\x1b[2J" in out
 
 
 def test_the_forecast_shows_local_times(sim: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -375,6 +375,102 @@ RULES: list[tuple[Any, ...]] = [
         "to: nergens",
         "unknown state 'nergens'",
     ),
+    (
+        # Loaded, it made every `case new` of the type crash with OverflowError.
+        "a lead time beyond any term",
+        ("lead_time: {weeks: 8}", "lead_time: {weeks: 100000000000000000000000000000}"),
+        "lead_time",
+        "invalid duration: weeks must be at most 522 (about ten years)",
+    ),
+    (
+        "a lead time just past the longest term",
+        ("lead_time: {weeks: 8}", "lead_time: {weeks: 523}"),
+        "lead_time",
+        "invalid duration: weeks must be at most 522",
+    ),
+    (
+        "a state deadline beyond any term",
+        ("    deadline: {working_days: 10}\n", "    deadline: {working_days: 99999999999999999999}\n"),
+        "deadline: {working_days: 9999",
+        "invalid duration: working_days must be at most 2610 (about ten years)",
+    ),
+    (
+        "a timeout beyond any term",
+        ("timeout: {after: {working_days: 2}", "timeout: {after: {calendar_days: 3651}"),
+        "calendar_days: 3651",
+        "invalid duration: calendar_days must be at most 3650",
+    ),
+    (
+        "a ladder rung beyond any term",
+        ("{after: {working_days: 5}, to: administrator}", "{after: {hours: 87601}, to: administrator}"),
+        "hours: 87601",
+        "invalid duration: hours must be at most 87600",
+    ),
+    (
+        "a field bound in exponent notation",
+        ("amount: {type: decimal, min: 0}", "amount: {type: decimal, min: 0, max: 1e400}"),
+        "max: 1e400",
+        "bad max: field 'amount' expects a number",
+    ),
+    (
+        "a date bound the calendar of a date field does not hold",
+        ("  category: {type: choice", "  start: {type: date, min: 0001-01-01}\n  category: {type: choice"),
+        "0001-01-01",
+        "bad min: field 'start' takes dates in the years 1900-2200",
+    ),
+    (
+        "a field whose max is below its min: no value could be given",
+        ("amount: {type: decimal, min: 0}", "amount: {type: decimal, min: 100, max: 10}"),
+        "max: 10}",
+        "max 10 is below min 100",
+    ),
+    (
+        "a state label with a terminal escape in it",
+        ("    label: Buiten\n", '    label: "Buiten\\e]0;pwned\\a"\n'),
+        "pwned",
+        "must be one line without control characters (found U+001B)",
+    ),
+    (
+        "a title over two lines",
+        ("title: Proefaanvraag\n", 'title: "Proef\\naanvraag"\n'),
+        "Proef",
+        "must be one line without control characters (found U+000A)",
+    ),
+    (
+        "a field label that is not a text",
+        ("title: {type: text, required: true}", "title: {type: text, required: true, label: [a, b]}"),
+        "label: [a, b]",
+        "expected a non-empty text, got a list",
+    ),
+    (
+        "a choice option with a control character",
+        ("options: [groen, spelen]", 'options: [groen, "spelen\\x9b"]'),
+        "options: [groen",
+        "must be one line without control characters (found U+009B)",
+    ),
+    (
+        # A value is stripped before it is matched, so this option could never be chosen.
+        "a choice option with spaces around it",
+        ("options: [groen, spelen]", 'options: [groen, " spelen"]'),
+        "options: [groen",
+        "option ' spelen' has spaces around it",
+    ),
+    (
+        # `$` in the name pattern took a name that ends in a newline.
+        "a field name that ends in a newline",
+        ("  category: {type: choice", '  "kleur\\n": {type: text}\n  category: {type: choice'),
+        "kleur",
+        "invalid field name 'kleur\\n'",
+    ),
+    (
+        "an unknown recipient is shown escaped",
+        (
+            "{after: {working_days: 5}, to: administrator}",
+            '{after: {working_days: 5}, to: "niemand\\e[2J"}',
+        ),
+        "niemand",
+        "unknown recipient 'niemand\\x1b[2J'",
+    ),
 ]
 
 
@@ -592,6 +688,72 @@ ORG_RULES: list[tuple[Any, ...]] = [
         "closed_days",
         "expected a date (YYYY-MM-DD), got 'morgen'",
     ),
+    (
+        "a closed day the calendar lacks, quoted",
+        (
+            "municipality: Gemeente Proef\n",
+            'municipality: Gemeente Proef\nclosed_days: ["2026-02-30"]\n',
+        ),
+        "closed_days",
+        "expected a date that exists (YYYY-MM-DD), got '2026-02-30'",
+    ),
+    (
+        # A number to YAML; date.fromisoformat took it as 28 December.
+        "a closed day without its dashes",
+        ("municipality: Gemeente Proef\n", "municipality: Gemeente Proef\nclosed_days: [20261228]\n"),
+        "closed_days",
+        "expected a date (YYYY-MM-DD), got 20261228",
+    ),
+    (
+        "a closed day before the working-day calendar",
+        ("municipality: Gemeente Proef\n", "municipality: Gemeente Proef\nclosed_days: [0001-01-01]\n"),
+        "closed_days",
+        "closed day 0001-01-01 is outside the working-day calendar (2014–2200)",
+    ),
+    (
+        "a closed day after it",
+        ("municipality: Gemeente Proef\n", "municipality: Gemeente Proef\nclosed_days: [9999-12-31]\n"),
+        "closed_days",
+        "closed day 9999-12-31 is outside the working-day calendar (2014–2200)",
+    ),
+    (
+        "a person's name with a terminal escape in it",
+        ("name: Chris Staf", 'name: "Chris\\e]0;pwned\\a"'),
+        "pwned",
+        "a name must be one line without control characters (found U+001B)",
+    ),
+    (
+        # Names go into email headers: a newline would start a header of its own.
+        "a unit name over two lines",
+        ("buitenruimte: {name: Buitenruimte,", 'buitenruimte: {name: "Buiten\\nBcc: x@y.nl",'),
+        "Bcc",
+        "a name must be one line without control characters (found U+000A)",
+    ),
+    (
+        # `$` in the address pattern took an address that ends in a newline.
+        "an email address that ends in a newline",
+        ("email: c.staf@proef.example", 'email: "c.staf@proef.example\\n"'),
+        "c.staf@proef.example",
+        "invalid email address 'c.staf@proef.example\\n'",
+    ),
+    (
+        "an id that ends in a newline",
+        ("  - id: c.staf\n", '  - id: "c.staf\\n"\n'),
+        'id: "c.staf',
+        "invalid id 'c.staf\\n'",
+    ),
+    (
+        "a role in an unknown unit is shown escaped",
+        ("roles: {wijkteam: lead}", 'roles: {wijkteam: lead, "nergens\\e[2J": staff}'),
+        "nergens",
+        "unknown unit 'nergens\\x1b[2J'",
+    ),
+    (
+        "a portfolio with a control character",
+        ("portfolios: [wijken]", 'portfolios: [wijken, "zorg\\e[2J"]'),
+        "portfolios",
+        "a name must be one line without control characters (found U+001B)",
+    ),
 ]
 
 
@@ -604,6 +766,14 @@ def test_a_broken_organisation_is_refused_with_its_file_and_line(
     text = edited(*edit, text=ORG)
     problems, file = refuse_org(tmp_path, text)
     assert_problem(problems, file, line_of(text, needle), fragment)
+
+
+def test_an_unquoted_closed_day_the_calendar_lacks_is_a_problem_on_its_line(tmp_path: Path) -> None:
+    text = edited("municipality: Gemeente Proef\n",
+                  "municipality: Gemeente Proef\nclosed_days: [2026-12-28, 2026-02-30]\n", text=ORG)
+    problems, file = refuse_org(tmp_path, text)
+    assert_problem(problems, file, line_of(text, "closed_days"),
+                   "expected a date that exists (YYYY-MM-DD), got '2026-02-30'")
 
 
 def test_the_sample_organisation_is_valid_and_ranks_roles() -> None:

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from engine.durations import Duration, parse_duration, parse_interval
+from engine.durations import MAX_AMOUNT, Duration, InvalidDuration, parse_duration, parse_interval
+from engine.errors import InvalidValue
 
 
 @pytest.mark.parametrize(
@@ -20,6 +21,11 @@ from engine.durations import Duration, parse_duration, parse_interval
         ({"hours": 48}, Duration("hours", 48)),
         # zero is a term too: `after: {working_days: 0}` fires at the deadline itself
         ({"working_days": 0}, Duration("working_days", 0)),
+        # the longest term of each unit, about ten years
+        ({"working_days": 2610}, Duration("working_days", 2610)),
+        ({"calendar_days": 3650}, Duration("calendar_days", 3650)),
+        ({"weeks": 522}, Duration("weeks", 522)),
+        ({"hours": 87600}, Duration("hours", 87600)),
     ],
 )
 def test_parse_duration(value: object, duration: Duration) -> None:
@@ -65,6 +71,23 @@ UNITS = "expected one of working_days, calendar_days, weeks, hours"
         ({"working_days": True}, "amount must be a whole number >= 0, got True"),
         # an empty amount in YAML
         ({"hours": None}, "amount must be a whole number >= 0, got None"),
+        # one more than the longest term, in each unit
+        ({"working_days": 2611}, "working_days must be at most 2610 (about ten years), got 2611"),
+        ({"calendar_days": 3651}, "calendar_days must be at most 3650 (about ten years), got 3651"),
+        ({"weeks": 523}, "weeks must be at most 522 (about ten years), got 523"),
+        ({"hours": 87601}, "hours must be at most 87600 (about ten years), got 87601"),
+        # the tester's lead time: every case of the type crashed with OverflowError
+        (
+            {"weeks": 10**29},
+            "weeks must be at most 522 (about ten years), got 100000000000000000000000000000",
+        ),
+        # the tester's state deadline; the message cuts a long number short
+        (
+            {"working_days": 10**50},
+            f"working_days must be at most 2610 (about ten years), got 1{'0' * 39}…",
+        ),
+        # more digits than Python will turn into text: still a message, not a crash
+        ({"hours": 10**5000}, "hours must be at most 87600 (about ten years), got a number too long to show"),
     ],
 )
 def test_parse_duration_refuses(value: object, message: str) -> None:
@@ -75,6 +98,29 @@ def test_parse_duration_refuses(value: object, message: str) -> None:
 def test_a_duration_built_by_hand_is_checked_too() -> None:
     with pytest.raises(ValueError, match=re.escape(f"unknown unit 'months'; {UNITS}")):
         Duration("months", 1)
+
+
+@pytest.mark.parametrize(
+    ("unit", "amount"),
+    [
+        # `case extend --weeks 99999999999999999999` (crashed in the calendar)
+        ("weeks", 99999999999999999999),
+        # `case extend --weeks 999999`
+        ("weeks", 999999),
+        # `case extend --working-days 9999999999`
+        ("working_days", 9999999999),
+        # just past the bound
+        ("weeks", MAX_AMOUNT["weeks"] + 1),
+    ],
+)
+def test_a_term_from_the_command_line_is_refused_as_bad_input(unit: str, amount: int) -> None:
+    """The CLI builds `Duration(unit, n)` itself: what that raises must be an exit-2 error."""
+    with pytest.raises(InvalidValue, match=f"{unit} must be at most {MAX_AMOUNT[unit]}") as info:
+        Duration(unit, amount)
+    assert info.value.exit_code == 2
+    # ... and still a ValueError, which the definition checker turns into a problem.
+    assert isinstance(info.value, InvalidDuration)
+    assert isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +167,12 @@ def test_duration_reads_as_english(duration: Duration, text: str) -> None:
         (" 5m ", timedelta(minutes=5)),
         # upper case
         ("1H30M", timedelta(hours=1, minutes=30)),
+        # the longest interval: a day
+        ("24h", timedelta(hours=24)),
+        # a day in seconds
+        ("86400", timedelta(days=1)),
+        # leading zeros are not digits that count
+        ("0000000000001s", timedelta(seconds=1)),
     ],
 )
 def test_parse_interval(text: str, interval: timedelta) -> None:
@@ -160,7 +212,15 @@ SHAPE = "expected an interval like 30s, 5m, 1h or 2h30m (a bare number is second
         # zero with units
         ("0h0m", "interval must be longer than zero, got '0h0m'"),
         # more than timedelta can hold
-        ("9999999999999h", "interval is too long, got '9999999999999h'"),
+        ("9999999999999h", "interval is too long (at most 24h, a day), got '9999999999999h'"),
+        # timedelta holds it, the scheduler overflowed on it (exit 70)
+        ("999999999h", "interval is too long (at most 24h, a day), got '999999999h'"),
+        # one second more than a day
+        ("24h1s", "interval is too long (at most 24h, a day), got '24h1s'"),
+        # a day and a second, bare
+        ("86401", "interval is too long (at most 24h, a day), got '86401'"),
+        # more digits than int() takes: the message says why, and cuts the text short
+        ("9" * 5000, f"interval is too long (at most 24h, a day), got '{'9' * 39}…"),
     ],
 )
 def test_parse_interval_refuses(text: str, message: str) -> None:

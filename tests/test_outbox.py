@@ -553,7 +553,14 @@ def test_what_a_resident_typed_is_escaped_and_adds_no_header(
     loket: Loket, clock: FixedClock, smtp_server: SmtpServer
 ) -> None:
     (ref,) = open_meldingen(loket, 1)
-    loket.set_fields(ref, [f"locatie={HOSTILE_FIELD}"], actor="c.devries")
+    # A field value is one line without control characters when it comes in; this one is put
+    # into the stored history behind the engine's back, as by a bad import or an older
+    # version, to show that the email does not depend on that check. A comment may span lines
+    # (its CR LF are stored as LF).
+    loket.set_fields(ref, ["locatie=Lindelaan 1"], actor="c.devries")
+    with loket.engine.begin() as conn:
+        conn.execute(sa.update(events_t).where(events_t.c.action == "data_changed")
+                     .values(data={"locatie": HOSTILE_FIELD}))
     loket.comment(ref, HOSTILE_COMMENT, actor="c.devries")
     clock.set(THURSDAY)
     sweep(loket)
