@@ -341,7 +341,8 @@ def forecast(loket: Loket, days: int, now: dt.datetime | None = None) -> list[di
     try:
         horizon = now + dt.timedelta(days=days)
     except OverflowError:
-        raise InvalidValue(f"a forecast of {days} days from {timestamp(now)} runs past the last date there is") from None
+        raise InvalidValue(f"a forecast of {days} days from {timestamp(now)} runs past the last date there is"
+                           ) from None
     out = sweep(loket, horizon, dry_run=True).fired
     out.sort(key=lambda r: (r["due_at"], r["ref"]))
     return out

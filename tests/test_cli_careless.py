@@ -311,6 +311,7 @@ def test_what_reached_the_history_otherwise_is_still_shown_escaped(
     assert "\x1b" not in out and "\x07" not in out
     assert "Feest\\x1b]0;pwned\\x07\\x1b[2J" in out
     code, out, _ = run_cli(capsys, "--db", sim, "case", "show", "BI-2026-00001")
+    assert code == 0
     assert "\x1b" not in out and "Feest\\x1b[2J" in out
 
 
