@@ -161,13 +161,13 @@ def allowed_triggers(rt: RequestType, org: Organisation, case: Case, actor: str 
     return out
 
 
-def check_required_fields(rt: RequestType, data: Mapping[str, Any]) -> None:
+def check_required_fields(rt: RequestType, data: Mapping[str, Any], *, emptying: bool = False) -> None:
+    """Refuse data that lacks a required field; `emptying` when the change would empty one
+    (`case set FIELD=`) rather than leave it out (`case new`)."""
     missing = [n for n, f in rt.fields.items() if f.required and data.get(n) in (None, "")]
     if missing:
-        raise MissingField(
-            f"{rt.key} needs field{'s' if len(missing) > 1 else ''} {', '.join(missing)}:"
-            f" give --data {missing[0]}=..."
-        )
+        how = "it cannot be emptied" if emptying else f"give --data {missing[0]}=..."
+        raise MissingField(f"{rt.key} needs field{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {how}")
 
 
 # -- clocks ----------------------------------------------------------------------------------

@@ -553,7 +553,7 @@ class Loket:
                 raise Refused(f"{case.ref} is closed ({rt.states[case.state].label}): nothing can fire")
             data = parse_assignments(rt.fields, list(assignments)) if assignments else None
             if data:
-                casework.check_required_fields(rt, {**case.data, **data})
+                casework.check_required_fields(rt, {**case.data, **data}, emptying=True)
             return casework.advance(rt, org, cal, case, trigger, actor or "", now, comment, data)
 
         return self._change(ref, actor, plan, dry_run=dry_run)
@@ -595,7 +595,7 @@ class Loket:
             if not changed:
                 raise Refused(f"{case.ref} already holds these values; nothing changed")
             merged = {k: v for k, v in {**case.data, **changed}.items() if v is not None}
-            casework.check_required_fields(rt, merged)
+            casework.check_required_fields(rt, merged, emptying=True)
             return Change({"data": merged}, [Draft("data_changed", data=changed)])
 
         return self._change(ref, actor, plan)

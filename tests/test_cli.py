@@ -589,7 +589,7 @@ def test_refusals_exit_1_and_write_nothing(loket: Loket) -> None:
         loket("case", "advance", ref, "in_behandeling", actor="d.smit"), 1, "d.smit may not fire"
     )
     assert_error(loket("case", "comment", ref, "Gezien", actor="d.smit"), 1, "auditors read")
-    assert_error(loket("case", "set", ref, "title=", actor=STAFF), 1, "needs field title")
+    assert_error(loket("case", "set", ref, "title=", actor=STAFF), 1, "needs field title: it cannot be emptied")
     loket("case", "advance", ref, "in_behandeling", actor=STAFF)
     assert_error(
         loket("case", "advance", ref, "naar_besluit", actor=STAFF),
