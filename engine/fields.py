@@ -324,6 +324,8 @@ def parse_assignments(
         if spec is None:
             known = ", ".join(fields) or "none"
             raise NotFound(f"unknown field {_shown(name)} (fields: {known})")
+        if name in out:
+            raise InvalidValue(f"field '{name}' is given twice: give each field once")
         if raw == "":
             out[name] = None
             continue

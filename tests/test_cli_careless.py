@@ -274,6 +274,7 @@ def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str)
      "--comment may not hold control characters"),
     (["case", "suspend", "BI-2026-00001", "--reason", "regel 1\nregel 2"], "--reason must be one line"),
     (["case", "set", "BI-2026-00001", "title=Feest\x1b[2J"], "field 'title' must be one line"),
+    (["case", "set", "BI-2026-00001", "title=Feest", "title=Braderie"], "field 'title' is given twice"),
 ])
 def test_control_characters_in_what_a_user_types_are_refused(
     sim: str, capsys: pytest.CaptureFixture[str], args: list[str], words: str
