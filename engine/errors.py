@@ -90,6 +90,12 @@ class Refused(LoketError):
     exit_code = 1
 
 
+class HistoryDamaged(Refused):
+    """The stored history cannot be read back as it was written (exit 1, like a failed verify)."""
+
+    code = "history_damaged"
+
+
 class TransitionNotAllowed(Refused):
     code = "transition_not_allowed"
 

@@ -24,6 +24,7 @@ from engine.durations import Duration
 from engine.errors import (
     ConfigurationError,
     Conflict,
+    HistoryDamaged,
     InvalidDefinition,
     InvalidValue,
     NotFound,
@@ -377,9 +378,15 @@ class Loket:
     def history(self, ref: str) -> tuple[Case, list[dict[str, Any]]]:
         with self.read() as conn:
             case = self.get_case(ref, conn)
-            rows = conn.execute(
-                sa.select(events_t).where(events_t.c.case_id == case.id).order_by(events_t.c.seq)
-            ).mappings().all()
+            try:
+                rows = conn.execute(
+                    sa.select(events_t).where(events_t.c.case_id == case.id).order_by(events_t.c.seq)
+                ).mappings().all()
+            except (ValueError, TypeError, OverflowError) as exc:
+                # A value the column types cannot decode (bad JSON, a time that is no time):
+                # edited behind the engine's back. `audit verify` names the event.
+                raise HistoryDamaged(f"the stored history of {ref} cannot be read back ({_first_line(exc)}):"
+                                     " run 'loket audit verify' to find the damaged event") from None
         return case, [dict(r) for r in rows]
 
     # -- cases: changing ---------------------------------------------------------------------
@@ -702,6 +709,11 @@ class Loket:
     def _open(rt: RequestType, case: Case) -> None:
         if case.closed_at is not None:
             raise Refused(f"{case.ref} is closed ({rt.states[case.state].label})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _reason(text: str | None) -> str:

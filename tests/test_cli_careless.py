@@ -357,3 +357,18 @@ def test_the_demo_in_a_folder_it_cannot_write_is_one_error(capsys: pytest.Captur
     code, out, err = run_cli(capsys, "demo", "--days", "2", "--dir", "/sys/wijkloket-demo")
     assert code == 2 and out == ""
     assert only_error(err).startswith("Error: cannot run the demo in /sys/wijkloket-demo:")
+
+
+@pytest.mark.parametrize("column, value", [("data", "not json"), ("at", "garbage")])
+def test_reading_a_damaged_history_is_one_error_naming_verify(
+    sim: str, capsys: pytest.CaptureFixture[str], column: str, value: str
+) -> None:
+    with closing(sqlite3.connect(sim.removeprefix("sqlite:///"))) as db, db:
+        db.execute(f"UPDATE case_event SET {column} = ? WHERE seq = 1", (value,))
+    for args in (["audit", "history", "BI-2026-00001"], ["case", "show", "BI-2026-00001", "--explain"]):
+        code, _, err = run_cli(capsys, "--db", sim, *args)
+        assert code == 1
+        assert only_error(err).startswith("Error: the stored history of BI-2026-00001 cannot be read back (")
+        assert "run 'loket audit verify' to find the damaged event" in err
+    code, _, err = run_cli(capsys, "--db", sim, "audit", "verify")
+    assert code == 1 and "BI-2026-00001 event 1" in err
