@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.errors import InvalidDefinition, Problem
+from engine.errors import InvalidDefinition, InvalidValue, Problem
 from engine.yamlfile import Locator, Path_, no_lines
 
 
@@ -62,6 +62,21 @@ class Checker:
             return value.strip()
         self.problem(path, f"expected a non-empty text, got {type_name(value)}")
         return None
+
+    def one_line(self, value: Any, path: Path_, what: str) -> str | None:
+        """A non-empty text shown to people (a title, a label, a name written into email
+        headers): one line, free of control characters, which would reach terminals as escape
+        sequences. `what` names it in the problem."""
+        from engine.fields import check_free_text
+
+        text = self.text(value, path)
+        if text is None:
+            return None
+        try:
+            return check_free_text(text, what, multiline=False)
+        except InvalidValue as exc:
+            self.problem(path, exc.message)
+            return None
 
     def raise_if_any(self) -> None:
         if self.problems:

@@ -18,7 +18,7 @@ from engine.checking import Checker, type_name
 from engine.conditions import OPERATORS, ORDERED, Condition
 from engine.durations import Duration, parse_duration
 from engine.errors import InvalidValue, NotFound
-from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec, check_free_text
+from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
 from engine.organisation import RANKS, Organisation
 from engine.yamlfile import Locator, no_lines
 
@@ -190,16 +190,8 @@ def _duration(check: Checker, value: Any, path: tuple[Any, ...]) -> Duration | N
 
 
 def _label(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
-    """A text shown to people (a title, a label, an option): non-empty, on one line, and free
-    of control characters, which would reach terminals as escape sequences."""
-    text = check.text(value, path)
-    if text is None:
-        return None
-    try:
-        return check_free_text(text, "the text", multiline=False)
-    except InvalidValue as exc:
-        check.problem(path, exc.message)
-        return None
+    """A title, label or option: see :meth:`Checker.one_line`."""
+    return check.one_line(value, path, "the text")
 
 
 def _fields(check: Checker, value: Any) -> dict[str, FieldSpec]:

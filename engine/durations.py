@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from engine.errors import InvalidValue
+from engine.errors import shown as _short
 
 UNITS = ("working_days", "calendar_days", "weeks", "hours")
 
@@ -136,10 +137,3 @@ def parse_interval(text: str) -> timedelta:
     return interval
 
 
-def _short(value: object, limit: int = 40) -> str:
-    """``repr(value)``, cut short: a message must not repeat a pasted screenful."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond sys.get_int_max_str_digits()
-        return "a number too long to show"
-    return text if len(text) <= limit else f"{text[:limit]}…"

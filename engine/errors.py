@@ -124,3 +124,13 @@ class Conflict(LoketError):
 
     code = "conflict"
     exit_code = 3
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` for a message: control characters escaped, and cut short, so that a
+    message never repeats a pasted screenful or lets an escape sequence reach a terminal."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return "a number too long to show"
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(str(value))} characters)"

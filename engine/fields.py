@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.errors import InvalidValue, NotFound
+from engine.errors import shown as _shown
 
 FIELD_TYPES = ("text", "integer", "decimal", "date", "boolean", "email", "choice")
 FIELD_KEYS = ("type", "required", "min", "max", "options", "personal", "label")
@@ -290,13 +291,6 @@ def _choice(spec: FieldSpec, raw: Any) -> str:
     return text
 
 
-def _shown(raw: Any, limit: int = 60) -> str:
-    """``repr(raw)`` for a message: escapes control characters, and is cut short."""
-    try:
-        text = repr(raw)
-    except ValueError:  # an int beyond sys.get_int_max_str_digits()
-        return "a number too long to show"
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(str(raw))} characters)"
 
 
 _PARSERS = {

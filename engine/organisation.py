@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.calendar import FIRST_YEAR, LAST_YEAR
 from engine.checking import Checker
-from engine.errors import InvalidValue, NotFound
-from engine.fields import EMAIL, check_free_text, parse_date
+from engine.errors import NotFound
+from engine.fields import EMAIL, parse_date
 from engine.yamlfile import Locator, no_lines
 
 RANKS = {"staff": 1, "lead": 2, "head": 3}
@@ -266,15 +266,8 @@ def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
 
 
 def _name(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
-    """A name shown to people and written into email headers: one line, no control characters."""
-    text = check.text(value, path)
-    if text is None:
-        return None
-    try:
-        return check_free_text(text, "a name", multiline=False)
-    except InvalidValue as exc:
-        check.problem(path, exc.message)
-        return None
+    """A name shown to people and written into email headers: see :meth:`Checker.one_line`."""
+    return check.one_line(value, path, "a name")
 
 
 def _email(check: Checker, value: Any, path: tuple[Any, ...]) -> str:

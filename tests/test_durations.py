@@ -83,8 +83,8 @@ UNITS = "expected one of working_days, calendar_days, weeks, hours"
         ),
         # the tester's state deadline; the message cuts a long number short
         (
-            {"working_days": 10**50},
-            f"working_days must be at most 2610 (about ten years), got 1{'0' * 39}…",
+            {"working_days": 10**70},
+            f"working_days must be at most 2610 (about ten years), got 1{'0' * 59}… (71 characters)",
         ),
         # more digits than Python will turn into text: still a message, not a crash
         ({"hours": 10**5000}, "hours must be at most 87600 (about ten years), got a number too long to show"),
@@ -220,7 +220,7 @@ SHAPE = "expected an interval like 30s, 5m, 1h or 2h30m (a bare number is second
         # a day and a second, bare
         ("86401", "interval is too long (at most 24h, a day), got '86401'"),
         # more digits than int() takes: the message says why, and cuts the text short
-        ("9" * 5000, f"interval is too long (at most 24h, a day), got '{'9' * 39}…"),
+        ("9" * 5000, f"interval is too long (at most 24h, a day), got '{'9' * 59}… (5000 characters)"),
     ],
 )
 def test_parse_interval_refuses(text: str, message: str) -> None:
