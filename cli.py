@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from engine.errors import ConfigurationError, InvalidValue, LoketError
+from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound
 
 if TYPE_CHECKING:
     from engine.casework import Case
@@ -76,12 +76,13 @@ class Context:
         return self.actor or getpass.getuser()
 
     def viewer(self, loket: Loket) -> str:
-        """Who reads (whose triggers a listing shows). A person named with --as or LOKET_USER
-        must exist; the login name, the default, may be nobody in the organisation and then
-        simply sees no triggers."""
+        """Who reads (whose triggers a listing shows). Someone named with --as or LOKET_USER
+        must be in the organisation file, as a person or as an administrator (an alderman,
+        whom an escalation email asks to look at the case); the login name, the default, may
+        be nobody there and then simply sees no triggers."""
         person = self.person()
-        if self.actor is not None:
-            loket.require_person(person)
+        if self.actor is not None and loket.organisation().recipient(person) is None:
+            raise NotFound(f"unknown person '{person}' (not in the organisation, as a person or administrator)")
         return person
 
     def close(self) -> None:

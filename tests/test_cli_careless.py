@@ -343,6 +343,19 @@ def test_reading_with_a_name_that_names_nothing_is_an_error(
     assert words in only_error(err)
 
 
+@pytest.mark.parametrize("args", [
+    ["case", "show", "BI-2026-00001"],
+    ["case", "triggers", "BI-2026-00001"],
+    ["case", "list"],
+])
+def test_an_administrator_may_read_the_case_an_escalation_sent_them(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, out, err = run_cli(capsys, "--db", sim, "--as", "wethouder.wijken", *args)
+    assert code == 0, err
+    assert "BI-2026-00001" in out or "you (wethouder.wijken) may fire it now" in out
+
+
 def test_reading_as_the_login_name_of_nobody_in_the_organisation_shows_no_triggers(
     sim: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
