@@ -335,5 +335,14 @@ def advance(
     if data:
         # `FIELD=` empties a field: the key goes, as with `case set`.
         updates["data"] = {k: v for k, v in {**case.data, **data}.items() if v is not None}
-    draft = Draft("transition", case.state, dest, spec.trigger, comment or None, dict(data) if data else None)
-    return Change(updates, [draft])
+    drafts = [Draft("transition", case.state, dest, spec.trigger, comment or None, dict(data) if data else None)]
+    owner = updates.get("owner")
+    if case.assignee and owner is not None and owner != case.owner and not org.may(case.assignee, owner, ("staff",)):
+        # The case went to a unit the assignee has no role in: they could not act on it, and
+        # its reminders would reach them rather than the unit. It is released (in the
+        # history), and the ladder's vacancy rule reaches the new unit's lead until someone
+        # there takes it.
+        updates["assignee"] = None
+        drafts.append(Draft("assigned", data={"assignee": None, "released": case.assignee,
+                                              "reason": f"no role in unit '{owner}'"}))
+    return Change(updates, drafts)

@@ -128,7 +128,7 @@ def event_detail(
     elif action == "transition":
         text = f"{event['trigger']}: {label(event['from_state'])} → {label(event['to_state'])}"
     elif action == "assigned":
-        text = str(data.get("assignee"))
+        text = str(data.get("assignee")) if data.get("assignee") else f"- (released: {data.get('released', '-')})"
     elif action == "data_changed":
         text = ", ".join(k if k in hide else f"{k}={_short(v)}" for k, v in data.items())
     elif action == "escalated":

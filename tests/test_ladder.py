@@ -483,3 +483,39 @@ def test_each_firing_writes_an_event_an_escalation_and_an_outbox_row(
     ] == [to for ref in refs for *_, to in escalated(loket, ref)] == [LEAD, LEAD, HEAD] * 2
     assert sweep_at(loket, clock, R3).fired == []
     assert counts(loket) == (6, 6, 6)
+
+
+def test_a_case_that_moves_to_a_unit_its_assignee_has_no_role_in_is_released(
+    loket: Loket, clock: FixedClock
+) -> None:
+    # bijdrage, assigned to t.visser (wijkteam), asked of the police; a police officer takes
+    # it; the timeout sends it back to the wijkteam, where d.kok has no role.
+    ref = loket.new_case(BD, ["title=Buurtpreventie", "requested=surveillance"], actor=STAFF,
+                         assign="t.visser").ref
+    loket.advance(ref, "in_behandeling", actor=STAFF)
+    loket.advance(ref, "vraag_politie", actor=STAFF)
+    row = case_row(loket, ref)
+    assert (row["owner"], row["assignee"]) == ("politie", None)  # t.visser: no role at the police
+    loket.assign(ref, "d.kok", actor="m.schouten")
+    # bij_politie from Mon 03-02: 10 wd → Mon 03-16; the timeout 10 wd later → Mon 03-30.
+    result = sweep_at(loket, clock, utc("2026-03-30T21:59:59"))
+    assert result.fired[-1]["rung"] == "timeout"
+    row = case_row(loket, ref)
+    assert (row["state"], row["owner"], row["assignee"]) == ("voorbereiding", "wijkteam", None)
+    released = [(e["actor"], e["data"]) for e in loket.history(ref)[1] if e["action"] == "assigned"]
+    assert released == [
+        (STAFF, {"assignee": "t.visser"}),
+        (STAFF, {"assignee": None, "released": "t.visser", "reason": "no role in unit 'politie'"}),
+        ("m.schouten", {"assignee": "d.kok"}),
+        ("system", {"assignee": None, "released": "d.kok", "reason": "no role in unit 'wijkteam'"}),
+    ]
+    # The vacancy rule now reaches the wijkteam's lead, not the police officer.
+    assert {f["to"] for f in forecast(loket, 30)} <= {LEAD, HEAD, "wethouder.wijken"}
+    assert verify(loket).ok
+
+
+def test_an_assignee_with_a_role_in_the_next_unit_keeps_the_case(loket: Loket) -> None:
+    ref = loket.new_case(BI, ["title=Speeltuin"], actor=STAFF, assign="l.mulder").ref
+    loket.advance(ref, "in_behandeling", actor=STAFF)  # ingediend → beoordeling: both wijkteam
+    assert case_row(loket, ref)["assignee"] == "l.mulder"
+    assert [e["action"] for e in loket.history(ref)[1]] == ["created", "assigned", "transition"]
