@@ -42,9 +42,15 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
         personal = rt.personal_fields()
         if not personal:
             raise Refused(f"{rt.key} has no personal fields: nothing to redact")
-        if case.redacted_at is not None:
-            raise Refused(f"{case.ref} was already redacted")
-        fields = sorted(personal)
+        present = set(personal & case.data.keys())
+        for event in events:
+            present |= personal & (event["data"] or {}).keys()
+        if not present:
+            # Redacted before, or never given: personal data entered after a redaction can be
+            # erased by redacting again.
+            done = f" (redacted on {case.redacted_at.date().isoformat()})" if case.redacted_at else ""
+            raise Refused(f"{case.ref} holds no personal data{done}: nothing to redact")
+        fields = sorted(present)
         for event in events:
             data = event["data"] or {}
             if personal & data.keys():

@@ -530,6 +530,12 @@ class Loket:
         self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime,
     ) -> Staged:
         """What writing a change means: the new row, its guarded UPDATE and its chained events."""
+        if case.salt is None and change.drafts and rt.personal_fields() and any(
+                rt.personal_fields() & (draft.data or {}).keys() for draft in change.drafts):
+            # Personal data entered after a redaction (which removed the salt): a fresh salt,
+            # so the chain commits to the new values by digest, and a later redaction can
+            # erase them again without breaking it.
+            change = Change({**change.updates, "salt": new_salt()}, change.drafts)
         new = case.apply(change.updates)
         events: list[dict[str, Any]] = []
         if change.drafts:

@@ -165,6 +165,24 @@ def test_redaction_needs_the_head_and_happens_once(loket: Loket) -> None:
         redact(loket, ref, "nogmaals", actor=HEAD)
 
 
+def test_personal_data_entered_after_a_redaction_can_be_erased_again(loket: Loket) -> None:
+    ref = _initiative(loket, name=SECRET_NAME)
+    redact(loket, ref, "bewaartermijn", actor=HEAD)
+    # The resident calls back and leaves an address: it gets a new salt, so the chain commits
+    # to it by digest and verify checks it...
+    loket.set_fields(ref, [f"email={SECRET_MAIL}"], actor=CLERK)
+    case = loket.get_case(ref)
+    assert case.salt is not None and case.data["email"] == SECRET_MAIL
+    assert verify(loket).ok
+    # ...and a second redaction erases it, the chain still whole.
+    case, fields = redact(loket, ref, "verzoek van de bewoner", actor=HEAD)
+    assert fields == ["email"] and case.salt is None
+    assert SECRET_MAIL not in json.dumps(_exported(loket))
+    assert verify(loket).ok
+    with pytest.raises(Refused, match=r"holds no personal data \(redacted on 2026-03-02\): nothing to redact"):
+        redact(loket, ref, "nogmaals", actor=HEAD)
+
+
 def test_a_closed_case_is_redacted_by_the_head_of_the_unit_that_closed_it(loket: Loket) -> None:
     ref = _initiative(loket, name=SECRET_NAME, amount="100")
     loket.advance(ref, "in_behandeling", actor=CLERK)
