@@ -296,6 +296,10 @@ class WorkingCalendar:
             _on_calendar(self.local_date(t))
         return t
 
+    def moment(self, instant: datetime) -> str:
+        """An instant as people here read it: ``2026-03-30 (Mon) 11:00 Europe/Amsterdam``."""
+        return self._instant(self._local(instant))
+
     def _instant(self, local: datetime) -> str:
         clock = local.time().isoformat("minutes" if local.second == 0 else "seconds")
         return f"{_day(local.date())} {clock} {self.timezone}"

@@ -1,8 +1,10 @@
 """Request types: the YAML state machine of SPEC §4.2, parsed and validated as a whole.
 
 A definition is checked on its own (keys, reachability, dead ends, duplicate triggers, field
-references) and against the organisation (owners, ladder recipients, the portfolio). Every
-problem is collected with its place; one problem refuses the whole file.
+references, terms that could never apply: zero terms, a service norm past the lead time, a
+deadline in a paused state, ladder rungs past a state's timeout) and against the organisation
+(owners, ladder recipients, the portfolio). Every problem is collected with its place; one
+problem refuses the whole file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from engine.checking import Checker, type_name
@@ -158,6 +161,7 @@ def parse_request_type(
         name: _duration(check, root.get(name), (name,))
         for name in ("lead_time", "service_norm", "max_extension")
     }
+    _check_terms(check, durations)
     fields = _fields(check, root.get("fields") or {})
     states = _states(check, root.get("states"), fields)
     transitions = _transitions(check, root.get("transitions"), states, fields)
@@ -167,6 +171,7 @@ def parse_request_type(
         check.problem(("initial",), f"initial state {initial!r} is not one of the states")
     _check_graph(check, str(initial), states, transitions)
     _check_timeouts(check, states, transitions)
+    _check_timeouts_against_ladders(check, states, ladder)
     if org is not None:
         _check_against_organisation(check, org, portfolio, states, transitions, ladder)
     check.raise_if_any()
@@ -187,6 +192,51 @@ def _duration(check: Checker, value: Any, path: tuple[Any, ...]) -> Duration | N
     except ValueError as exc:
         check.problem(path, f"invalid duration: {exc}")
         return None
+
+
+# Every term is approximated in calendar days to compare terms written in different units
+# (SPEC §4.2 lets each term pick its own). Fractions, not floats: 5 working days are exactly
+# 7 days, so a tie between units stays a tie.
+_APPROX_DAYS = {
+    "weeks": Fraction(7),
+    "calendar_days": Fraction(1),
+    "working_days": Fraction(7, 5),
+    "hours": Fraction(1, 24),
+}
+
+
+def _approx_days(duration: Duration) -> Fraction:
+    """About how many calendar days `duration` lasts: simple, not the calendar's exact count
+    (which depends on the day it starts). Only a term longer by this measure is refused, so a
+    tie between units (5 working days and a week) is accepted."""
+    return _APPROX_DAYS[duration.unit] * duration.amount
+
+
+def _check_zero(check: Checker, duration: Duration | None, path: tuple[Any, ...], name: str) -> None:
+    """A term of zero leaves no time at all: a breach at once, a state that is overdue on entry.
+    Ladder rungs and timeouts may be zero: they count from a deadline (`after: {working_days:
+    0}` fires at the deadline itself)."""
+    if duration is None or duration.amount != 0:
+        return
+    if name == "max_extension":
+        check.problem(path, f"an extension of at most {duration} allows none: leave max_extension out,"
+                            " which already means a case cannot be extended")
+    else:
+        check.problem(path, f"a {name} of {duration} leaves no time at all: give a length above zero,"
+                            f" or leave the {name} out")
+
+
+def _check_terms(check: Checker, durations: Mapping[str, Duration | None]) -> None:
+    """The case-wide terms: none of zero, and the service norm (the municipality's own promise)
+    not after the legal term it is meant to beat."""
+    for name, duration in durations.items():
+        _check_zero(check, duration, (name,), name)
+    norm, lead = durations["service_norm"], durations["lead_time"]
+    if norm is None or lead is None or not norm.amount or not lead.amount:
+        return
+    if _approx_days(norm) > _approx_days(lead):
+        check.problem(("service_norm",), f"service_norm ({norm}) is longer than lead_time ({lead}): the"
+                                         " municipality's own promise would end after the legal term")
 
 
 def _label(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
@@ -284,6 +334,16 @@ def _states(check: Checker, value: Any, fields: Mapping[str, FieldSpec]) -> dict
         elif not isinstance(owner, str) or not owner:
             check.problem(path, "a non-final state needs an owner (a unit)")
         deadline = _duration(check, spec.get("deadline"), (*path, "deadline"))
+        paused = clock == "paused" and not final
+        if paused:
+            # The clock of a paused state stands still: no deadline runs, so nothing counted
+            # from one (a timeout, a ladder) can ever fire either.
+            for key in ("deadline", "timeout", "escalation"):
+                if key in spec:
+                    check.problem((*path, key), f"a state with clock: paused takes no {key}: its clock"
+                                                f" stands still, so the {key} would never apply")
+        elif not final:
+            _check_zero(check, deadline, (*path, "deadline"), "deadline")
         timeout = None
         if "timeout" in spec:
             tbody = check.mapping(spec["timeout"], (*path, "timeout"))
@@ -293,7 +353,7 @@ def _states(check: Checker, value: Any, fields: Mapping[str, FieldSpec]) -> dict
                 trigger = tbody.get("trigger")
                 if after is not None and isinstance(trigger, str):
                     timeout = Timeout(after, trigger)
-            if deadline is None and not final:
+            if deadline is None and not final and not paused:
                 check.problem((*path, "timeout"), "a timeout counts from the deadline: give the state a deadline")
         ladder = _ladder(check, spec.get("escalation"), (*path, "escalation")) if "escalation" in spec else None
         out[name] = StateSpec(
@@ -503,6 +563,28 @@ def _check_timeouts(
             # timeout that could be refused would leave the case stuck past its deadline.
             check.problem(where, f"timeout trigger {spec.timeout.trigger!r} may not have when, requires"
                                  " or a required comment")
+
+
+def _check_timeouts_against_ladders(
+    check: Checker, states: Mapping[str, StateSpec], ladder: tuple[Rung, ...]
+) -> None:
+    """A timeout ends the stay, and with it the stay's ladder (SPEC §4.2, §6): a rung of the
+    state's own ladder counted from the same deadline to later than the timeout can never fire,
+    an authoring mistake. The type's ladder is shared by states with and without timeouts, so
+    a short timeout may cut it off in one state on purpose; the sweep stops there. `before`
+    rungs come before the deadline, so before any timeout. Units are compared as the service
+    norm is (:func:`_approx_days`): a rung at the timeout itself still fires."""
+    for name, spec in states.items():
+        if spec.timeout is None or spec.deadline is None or spec.paused or spec.final or spec.escalation is None:
+            continue  # a timeout without a deadline, or in a paused state, is refused already
+        limit = _approx_days(spec.timeout.after)
+        for rung in spec.escalation:
+            if rung.before or _approx_days(rung.offset) <= limit:
+                continue
+            check.problem(("states", name, "escalation", rung.place - 1, "after"),
+                          f"rung {rung.place} (after {rung.offset}) comes after the state's timeout"
+                          f" (after {spec.timeout.after}): the timeout ends the stay first, so"
+                          " this rung can never fire")
 
 
 def _check_against_organisation(

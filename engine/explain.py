@@ -83,7 +83,7 @@ def _replay(
     for _seq, item in sorted(changes, key=lambda c: c[0]):
         if isinstance(item, _Pause):
             if item.ended is None:
-                lines.append(f"  the clock stands still since {item.began.isoformat()}"
+                lines.append(f"  the clock stands still since {cal.moment(item.began)}"
                              f" ({item.why}); on resumption this deadline moves later by the"
                              " days it stood still")
                 continue
@@ -100,14 +100,14 @@ def _replay(
             counted = ("counted from the deadline's day" if base == due else
                        f"counted on from {cal.local_date(base).isoformat()}, the day the previous"
                        " extension counted to before it was moved")
-            lines.append(f"  extended by {by} on {item['at'].isoformat()} by {item['actor']}"
+            lines.append(f"  extended by {by} on {cal.moment(item['at'])} by {item['actor']}"
                          f" ({data.get('reason', '')}), {counted}:")
             lines += [f"  {s}" for s in extended.steps]
             due = extended.due
             last_extension = data
     if stored is not None and stored != due:
-        lines.append(f"  NOTE: the stored deadline {stored.isoformat()} differs from this replay"
-                     f" ({due.isoformat()})")
+        lines.append(f"  NOTE: the stored deadline {cal.moment(stored)} differs from this replay"
+                     f" ({cal.moment(due)})")
     return lines
 
 
@@ -136,11 +136,11 @@ def explain_case(loket: Loket, case: Case) -> list[str]:
                 direction = "before" if rung.before else "after"
                 fired = " (fired)" if rung.place <= case.escalation_level else ""
                 lines.append(f"    rung {rung.place}: {rung.offset} {direction} → {rung.to},"
-                             f" at {when.isoformat()}{fired}")
+                             f" at {cal.moment(when)}{fired}")
             if state.timeout is not None:
                 when = cal.offset(due, state.timeout.after)
                 lines.append(f"    timeout: {state.timeout.after} after → '{state.timeout.trigger}',"
-                             f" at {when.isoformat()}")
+                             f" at {cal.moment(when)}")
     elif state.paused:
         lines.append("")
         lines.append(f"State '{state.label}' pauses the clock: it has no deadline of its own.")

@@ -50,7 +50,8 @@ people:
     roles: {"*": auditor}
 """
 
-# Every needle the tests below look for occurs on exactly one line of this file.
+# Every needle the tests below look for occurs on exactly one line of this file. The timeout
+# of `buiten` (7 working days) comes after every rung of the type's ladder, as it must.
 TYPE = """\
 key: proef
 title: Proefaanvraag
@@ -68,7 +69,7 @@ states:
     label: Buiten
     owner: buitenruimte
     deadline: {working_days: 10}
-    timeout: {after: {working_days: 2}, trigger: terug}
+    timeout: {after: {working_days: 7}, trigger: terug}
   klaar: {label: Klaar, final: true}
 transitions:
   - {trigger: naar_buiten, from: open, to: buiten}
@@ -396,7 +397,7 @@ RULES: list[tuple[Any, ...]] = [
     ),
     (
         "a timeout beyond any term",
-        ("timeout: {after: {working_days: 2}", "timeout: {after: {calendar_days: 3651}"),
+        ("timeout: {after: {working_days: 7}", "timeout: {after: {calendar_days: 3651}"),
         "calendar_days: 3651",
         "invalid duration: calendar_days must be at most 3650",
     ),
@@ -471,6 +472,103 @@ RULES: list[tuple[Any, ...]] = [
         "niemand",
         "unknown recipient 'niemand\\x1b[2J'",
     ),
+    # -- terms that could never apply ---------------------------------------------------------
+    (
+        # A paused state has no running deadline: `case show` printed due "-", yet `case show
+        # --explain` printed this deadline.
+        "a paused state with a deadline",
+        ("    owner: buitenruimte\n", "    owner: buitenruimte\n    clock: paused\n"),
+        "deadline: {working_days: 10}",
+        "a state with clock: paused takes no deadline",
+    ),
+    (
+        # The timeout counts from a deadline that never runs: it would never fire.
+        "a paused state with a timeout",
+        ("    owner: buitenruimte\n", "    owner: buitenruimte\n    clock: paused\n"),
+        "timeout: {after",
+        "a state with clock: paused takes no timeout",
+    ),
+    (
+        # Its own ladder counts from a deadline it cannot have: no rung would ever fire.
+        "a paused state with its own escalation ladder",
+        (
+            "  open: {label: Open, owner: wijkteam, deadline: {working_days: 5}}\n",
+            "  open: {label: Open, owner: wijkteam, clock: paused,\n"
+            "         escalation: [{after: {working_days: 1}, to: lead}]}\n",
+        ),
+        "escalation: [{after",
+        "a state with clock: paused takes no escalation",
+    ),
+    (
+        # A lead time of zero is breached the moment a case is made.
+        "a lead time of zero weeks",
+        ("lead_time: {weeks: 8}", "lead_time: {weeks: 0}"),
+        "lead_time",
+        "a lead_time of 0 weeks leaves no time at all",
+    ),
+    (
+        # The same for the municipality's own promise, in another unit.
+        "a service norm of zero working days",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 0}\n"),
+        "service_norm",
+        "a service_norm of 0 working days leaves no time at all",
+    ),
+    (
+        # Zero allows no extension, which is what leaving max_extension out already means.
+        "a maximum extension of zero weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nmax_extension: {weeks: 0}\n"),
+        "max_extension",
+        "an extension of at most 0 weeks allows none",
+    ),
+    (
+        # A state deadline of zero hours makes every case overdue the moment it enters.
+        "a state deadline of zero hours",
+        ("deadline: {working_days: 5}}", "deadline: {hours: 0}}"),
+        "deadline: {hours: 0}",
+        "a deadline of 0 hours leaves no time at all",
+    ),
+    (
+        # Zero working days is no better: the deadline is the end of the day of entry.
+        "a state deadline of zero working days",
+        ("    deadline: {working_days: 10}\n", "    deadline: {working_days: 0}\n"),
+        "deadline: {working_days: 0}",
+        "a deadline of 0 working days leaves no time at all",
+    ),
+    (
+        # The municipality's own promise may not end after the legal term it is meant to beat.
+        "a service norm longer than the lead time",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {weeks: 12}\n"),
+        "service_norm",
+        "service_norm (12 weeks) is longer than lead_time (8 weeks)",
+    ),
+    (
+        # Units are compared: 41 working days are about 57 days, 8 weeks are 56.
+        "a service norm in working days just longer than the lead time in weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 41}\n"),
+        "service_norm",
+        "service_norm (41 working days) is longer than lead_time (8 weeks)",
+    ),
+    (
+        # 1345 hours are one hour more than 8 weeks.
+        "a service norm in hours just longer than the lead time in weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {hours: 1345}\n"),
+        "service_norm",
+        "service_norm (1345 hours) is longer than lead_time (8 weeks)",
+    ),
+    (
+        # The state's own ladder replaces the type's; units are compared: 10 calendar days are
+        # later than 7 working days (about 9.8 days).
+        "a timeout before a rung of the state's own ladder",
+        (
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n",
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n"
+            "    escalation:\n"
+            "      - {after: {working_days: 1}, to: lead}\n"
+            "      - {after: {calendar_days: 10}, to: head}\n",
+        ),
+        "calendar_days: 10",
+        "rung 2 (after 10 calendar days) comes after the state's timeout (after 7 working days)",
+    ),
 ]
 
 
@@ -491,6 +589,140 @@ def test_a_broken_rule_is_refused_with_its_file_and_line(
         text = edited(old, new, text)
     problems, file = refuse_type(tmp_path, text, org)
     assert_problem(problems, file, line_of(text, needle), fragment)
+
+
+# (what is allowed, edits of the base file as (old, new)...): each sits at the edge of a rule
+# above and must still load.
+ALLOWED: list[tuple[Any, ...]] = [
+    (
+        # The type's ladder is shared: a state whose timeout (2 wd) comes before its rung 2
+        # (5 wd) cuts it off there on purpose; the sweep stops the stay's ladder at the timeout.
+        "a timeout before a rung of the type's ladder",
+        ("timeout: {after: {working_days: 7}", "timeout: {after: {working_days: 2}"),
+    ),
+    (
+        # A zero offset on a rung fires at the deadline itself (the base ladder has one too).
+        "a rung of zero hours",
+        ("{after: {working_days: 0}, to: lead}", "{after: {hours: 0}, to: lead}"),
+    ),
+    (
+        # A timeout of zero hands the case back at the deadline; its own ladder fires there too.
+        "a timeout of zero with a rung of zero",
+        (
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n",
+            "    timeout: {after: {working_days: 0}, trigger: terug}\n"
+            "    escalation: [{after: {working_days: 0}, to: lead}]\n",
+        ),
+    ),
+    (
+        # A rung at the timeout itself still fires: the sweep fires it before the timeout.
+        "a rung at the moment of the timeout",
+        ("timeout: {after: {working_days: 7}", "timeout: {after: {working_days: 5}"),
+    ),
+    (
+        # 5 working days and a week are the same length to the simple comparison.
+        "a rung in working days tied with a timeout in weeks",
+        ("timeout: {after: {working_days: 7}", "timeout: {after: {weeks: 1}"),
+    ),
+    (
+        # A `before` rung comes before the deadline, so before any timeout, however long.
+        "a long reminder before the deadline with a short timeout",
+        (
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n",
+            "    timeout: {after: {working_days: 1}, trigger: terug}\n"
+            "    escalation: [{before: {working_days: 9}, to: assignee}]\n",
+        ),
+    ),
+    (
+        # The state's own ladder replaces the type's, whose rung 2 (5 wd) would be too late.
+        "a short timeout with a short ladder of its own",
+        (
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n",
+            "    timeout: {after: {working_days: 2}, trigger: terug}\n"
+            "    escalation: [{after: {working_days: 2}, to: lead}]\n",
+        ),
+    ),
+    (
+        # An empty ladder of its own: nothing escalates in this state, nothing is cut off.
+        "a short timeout with an empty ladder of its own",
+        (
+            "    timeout: {after: {working_days: 7}, trigger: terug}\n",
+            "    timeout: {after: {working_days: 2}, trigger: terug}\n    escalation: []\n",
+        ),
+    ),
+    (
+        # A service norm as long as the lead time promises nothing more, but is not wrong.
+        "a service norm equal to the lead time",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {weeks: 8}\n"),
+    ),
+    (
+        # 40 working days are 8 weeks to the simple comparison: not clearly longer.
+        "a service norm in working days tied with the lead time in weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 40}\n"),
+    ),
+    (
+        # Without a lead time there is nothing to compare a service norm with.
+        "a service norm without a lead time",
+        ("lead_time: {weeks: 8}\n", "service_norm: {weeks: 12}\n"),
+    ),
+    (
+        # The bundled types' shape: a paused state with no deadline, timeout or ladder.
+        "a paused state without a deadline",
+        (
+            "  klaar: {label: Klaar, final: true}\n",
+            "  klaar: {label: Klaar, final: true}\n"
+            "  wacht: {label: Wacht, owner: wijkteam, clock: paused}\n",
+        ),
+        (
+            "transitions:\n",
+            "transitions:\n  - {trigger: wachten, from: open, to: wacht}\n"
+            "  - {trigger: verder, from: wacht, to: open}\n",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("edits", [r[1:] for r in ALLOWED], ids=[r[0] for r in ALLOWED])
+def test_a_definition_at_the_edge_of_a_rule_is_accepted(
+    tmp_path: Path, org: Organisation, edits: tuple[tuple[str, str], ...]
+) -> None:
+    text = TYPE
+    for old, new in edits:
+        text = edited(old, new, text)
+    path = tmp_path / "proef.yaml"
+    path.write_text(text, encoding="utf-8")
+    data, locate, _ = load_file(path)
+    assert parse_request_type(data, org, str(path), locate).key == "proef"
+
+
+def test_terms_that_could_never_apply_are_listed_at_once(tmp_path: Path, org: Organisation) -> None:
+    """`workflow validate` lists each at its own line; a paused state's timeout is not also
+    told to get a deadline, which it may not have."""
+    text = edited("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {weeks: 9}\n"
+                  "max_extension: {weeks: 0}\n")
+    text = edited("deadline: {working_days: 5}}", "deadline: {calendar_days: 0}}", text)
+    text = edited("    deadline: {working_days: 10}\n", "    clock: paused\n", text)
+    text = edited(
+        "  klaar: {label: Klaar, final: true}\n",
+        "  klaar: {label: Klaar, final: true}\n"
+        "  partner:\n    label: Partner\n    owner: wijkteam\n    deadline: {weeks: 1}\n"
+        "    timeout: {after: {working_days: 1}, trigger: terug}\n",
+        text,
+    )
+    text = edited("from: buiten, to: open}", "from: [buiten, partner], to: open}", text)
+    text = edited(
+        "{trigger: naar_buiten, from: open, to: buiten}",
+        "{trigger: naar_buiten, from: open, to: buiten}\n  - {trigger: naar_partner, from: open, to: partner}",
+        text,
+    )
+    problems, file = refuse_type(tmp_path, text, org)
+    assert_problem(problems, file, line_of(text, "service_norm"), "is longer than lead_time")
+    assert_problem(problems, file, line_of(text, "max_extension"), "allows none")
+    assert_problem(problems, file, line_of(text, "calendar_days: 0"), "leaves no time at all")
+    assert_problem(problems, file, line_of(text, "timeout: {after: {working_days: 7}"),
+                   "clock: paused takes no timeout")
+    # The `partner` state's timeout (1 wd) cuts the type's shared ladder short: allowed.
+    assert len(problems) == 4, [str(p) for p in problems]
 
 
 def test_an_unknown_key_on_a_later_line_of_a_flow_mapping_points_to_that_line(

@@ -86,11 +86,11 @@ def test_explain_counts_working_days_and_names_the_holidays(
         "escalation ladder, counted from that deadline's day:",
         # Two working days back from Wed 04-08: Tue 04-07, then past tweede Paasdag, the
         # weekend and Goede Vrijdag to Thu 04-02.
-        "rung 1: 2 working days before → assignee, at 2026-04-02T21:59:59+00:00",
-        "rung 2: 0 working days after → lead, at 2026-04-08T21:59:59+00:00",
+        "rung 1: 2 working days before → assignee, at 2026-04-02 (Thu) 23:59:59 Europe/Amsterdam",
+        "rung 2: 0 working days after → lead, at 2026-04-08 (Wed) 23:59:59 Europe/Amsterdam",
         # +5: 9, 10, 13, 14, 15 → Wed 04-15; +10: then 16, 17, 20, 21, 22 → Wed 04-22.
-        "rung 3: 5 working days after → head, at 2026-04-15T21:59:59+00:00",
-        "rung 4: 10 working days after → administrator, at 2026-04-22T21:59:59+00:00",
+        "rung 3: 5 working days after → head, at 2026-04-15 (Wed) 23:59:59 Europe/Amsterdam",
+        "rung 4: 10 working days after → administrator, at 2026-04-22 (Wed) 23:59:59 Europe/Amsterdam",
     ]
     # 4 weeks: 03-30 + 28 = Mon 04-27, Koningsdag → Tue 04-28.
     assert section(lines, SERVICE) == [
@@ -146,12 +146,12 @@ def test_explain_replays_a_suspension_and_extensions(loket: Loket, clock: FixedC
         *suspended,
         "shifted 2026-05-26 (Tue) + 7 = 2026-06-02 (Tue)",
         "due 2026-06-02 (Tue) 23:59:59 Europe/Amsterdam (2026-06-02 21:59:59 UTC)",
-        "extended by 1 week on 2026-04-08T09:00:00+00:00 by b.bakker (Advies brandweer),"
+        "extended by 1 week on 2026-04-08 (Wed) 11:00 Europe/Amsterdam by b.bakker (Advies brandweer),"
         " counted from the deadline's day:",
         "start 2026-06-02 (Tue) 23:59:59 Europe/Amsterdam",
         "added 1 week: 2026-06-02 + 7 days = 2026-06-09 (Tue)",
         "due 2026-06-09 (Tue) 23:59:59 Europe/Amsterdam (2026-06-09 21:59:59 UTC)",
-        "extended by 3 working days on 2026-04-09T09:00:00+00:00 by b.bakker (Advies politie),"
+        "extended by 3 working days on 2026-04-09 (Thu) 11:00 Europe/Amsterdam by b.bakker (Advies politie),"
         " counted from the deadline's day:",
         "start 2026-06-09 (Tue) 23:59:59 Europe/Amsterdam",
         "counted 3 working days: 2026-06-10, 2026-06-11, 2026-06-12",
@@ -170,13 +170,13 @@ def test_explain_replays_extensions_counting_on_from_the_unmoved_day(
     loket.extend(ref, Duration("weeks", 5), "Advies politie", actor=LEAD)
     lines = assert_agrees(loket, ref)
     assert section(lines, LEAD_TIME)[-10:] == [
-        "extended by 1 week on 2026-03-02T09:00:00+00:00 by b.bakker (Advies brandweer),"
+        "extended by 1 week on 2026-03-02 (Mon) 10:00 Europe/Amsterdam by b.bakker (Advies brandweer),"
         " counted from the deadline's day:",
         "start 2026-04-28 (Tue) 23:59:59 Europe/Amsterdam",
         "added 1 week: 2026-04-28 + 7 days = 2026-05-05 (Tue)",
         "moved from 2026-05-05 (Bevrijdingsdag) to 2026-05-06, the next working day (Atw art. 1)",
         "due 2026-05-06 (Wed) 23:59:59 Europe/Amsterdam (2026-05-06 21:59:59 UTC)",
-        "extended by 5 weeks on 2026-03-02T09:00:00+00:00 by b.bakker (Advies politie),"
+        "extended by 5 weeks on 2026-03-02 (Mon) 10:00 Europe/Amsterdam by b.bakker (Advies politie),"
         " counted on from 2026-05-05, the day the previous extension counted to before it was moved:",
         "start 2026-05-05 (Tue) 23:59:59 Europe/Amsterdam",
         "added 5 weeks: 2026-05-05 + 35 days = 2026-06-09 (Tue)",
@@ -250,7 +250,7 @@ def test_explain_while_the_clock_stands_still(loket: Loket, clock: FixedClock) -
     loket.advance(ref, "vraag_informatie", actor=STAFF, comment="Graag een begroting")
     lines = assert_agrees(loket, ref)  # nothing has moved yet: the stored dates still hold
     assert "State 'Wacht op bewoner' pauses the clock: it has no deadline of its own." in lines
-    waiting = ("the clock stands still since 2026-03-03T09:00:00+00:00 (state 'wacht_op_bewoner'"
+    waiting = ("the clock stands still since 2026-03-03 (Tue) 10:00 Europe/Amsterdam (state 'wacht_op_bewoner'"
                " pauses the clock); on resumption this deadline moves later by the days it stood"
                " still")
     assert section(lines, SERVICE)[-1] == waiting
@@ -304,7 +304,7 @@ def test_case_show_explain_through_the_cli(
     expected = assert_agrees(loket, ref)
     # 04-28 + 7 = Tue 05-05 Bevrijdingsdag → Wed 05-06; then + 2 days = Fri 05-08.
     assert section(expected, LEAD_TIME)[4:9] == [
-        "extended by 1 week on 2026-03-03T09:00:00+00:00 by b.bakker (Advies nodig),"
+        "extended by 1 week on 2026-03-03 (Tue) 10:00 Europe/Amsterdam by b.bakker (Advies nodig),"
         " counted from the deadline's day:",
         "start 2026-04-28 (Tue) 23:59:59 Europe/Amsterdam",
         "added 1 week: 2026-04-28 + 7 days = 2026-05-05 (Tue)",
