@@ -219,8 +219,15 @@ def org() -> None:
 @pass_ctx
 def org_load(ctx: Context, file: str) -> None:
     """Load (or replace) the organisation file."""
-    loaded = ctx.open().load_organisation(file)
+    loket = ctx.open()
+    loaded = loket.load_organisation(file)
     click.echo(f"organisation loaded: {loaded.municipality} ({len(loaded.units)} units, {len(loaded.people)} people)")
+    orphans = loket.orphaned_assignees()
+    if orphans:
+        shown = ", ".join(f"{ref} ({who})" for ref, who in orphans[:10]) + (", ..." if len(orphans) > 10 else "")
+        click.echo(f"Warning: {len(orphans)} open case(s) are assigned to people no longer in the organisation:"
+                   f" {shown}; their reminders go to the unit's lead until 'loket case assign' gives them to"
+                   " someone", err=True)
 
 
 @org.command("show")
@@ -457,7 +464,8 @@ def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str |
     for c in cases:
         rt = loket.type_of(c)
         rows.append((c.ref, rt.key, rt.states[c.state].label, c.owner, c.assignee,
-                     local(c.state_due, org.timezone) + (" !" if is_overdue(c, now) else "")))
+                     "suspended" if c.suspended_manually
+                     else local(c.state_due, org.timezone) + (" !" if is_overdue(c, now) else "")))
     if not rows:
         click.echo("no cases")
         return
@@ -665,7 +673,7 @@ def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> No
         emit_json(result.as_json())
         return
     verb = "would fire" if dry_run else "fired"
-    click.echo(f"{result.checked} cases checked, {len(result.fired)} {verb}")
+    click.echo(f"{result.checked} due case(s) checked, {len(result.fired)} {verb}")
     if result.fired:
         click.echo(table(["ref", "state", "rung", "to", "email"],
                          [(f["ref"], f["state"], f["rung"], f["to"], f["email"]) for f in result.fired]))
@@ -700,7 +708,7 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
 
 @cli.group()
 def outbox() -> None:
-    """The email outbox: list, send."""
+    """The email outbox: list, send, retry."""
 
 
 @outbox.command("list")
@@ -726,6 +734,25 @@ def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) ->
         return
     click.echo(table(["id", "status", "tries", "to", "subject"],
                      [(r["id"], r["status"], r["attempts"], r["to_email"], r["subject"]) for r in rows]))
+
+
+@outbox.command("retry")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option("--failed", is_flag=True, help="Queue every failed message again.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def outbox_retry(ctx: Context, keys: tuple[str, ...], failed: bool, as_json: bool) -> None:
+    """Queue failed messages again (all with --failed, or by KEY), e.g. after the mail server
+    was fixed; the next `outbox send` or worker delivers them, with the same Message-ID."""
+    from notifications.outbox import retry
+
+    loket = ctx.open()
+    report = retry(loket, keys=keys, failed=failed, now=loket.clock.now())
+    if as_json:
+        emit_json({"requeued": list(report.requeued), "waiting": list(report.waiting),
+                   "sending": list(report.sending)})
+        return
+    click.echo(report.summary())
 
 
 @outbox.command("send")

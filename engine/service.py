@@ -158,6 +158,15 @@ class Loket:
         self._org, self._calendar = org, None
         return org
 
+    def orphaned_assignees(self) -> list[tuple[str, str]]:
+        """(ref, person) of open cases assigned to someone the organisation no longer has:
+        their rungs for the assignee go to the lead (vacancy rule) until someone reassigns them."""
+        people = self.organisation().people
+        query = (sa.select(cases_t.c.ref, cases_t.c.assignee)
+                 .where(cases_t.c.closed_at.is_(None), cases_t.c.assignee.is_not(None)).order_by(cases_t.c.id))
+        with self.read() as conn:
+            return [(ref, who) for ref, who in conn.execute(query) if who not in people]
+
     def _checked_organisation(self, path: str | Path) -> tuple[Organisation, str]:
         data, locate, source = load_file(path)
         org = parse_organisation(data, str(path), locate)

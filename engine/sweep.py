@@ -275,13 +275,18 @@ def _mail(
         "rung": firing.json_rung(),
         "ladder_size": len(rt.ladder(case.state)) if firing.place is not None else None,
         "asked": firing.asked,
-        "resolved": _role_of(org, rt, case, recipient_id or ""),
+        # A timeout's recipient was looked up in the state the case went to.
+        "resolved": _role_of(org, rt, new if firing.kind == "timeout" else case, recipient_id or ""),
     }
     due = case.state_due if firing.place is not None else firing.due_at
-    if firing.kind == "reminder" and due is not None:
-        context["days_left"] = cal.working_days_between(now, due)
-    elif due is not None:
+    if due is not None:
         context["days_overdue"] = cal.working_days_between(due, now)
+    if firing.kind == "reminder" and due is not None:
+        # A reminder is meant to come before the deadline, but a sweep that did not run for
+        # a while fires it afterwards: it is still sent (nothing else tells the assignee), and
+        # says that the deadline has passed instead of that it ends today.
+        context["days_left"] = cal.working_days_between(now, due)
+        context["deadline_passed"] = due <= now
     if firing.kind == "timeout":
         context["to_state_label"] = rt.states[new.state].label
         context["to_unit_name"] = _unit_name(org, new.owner)

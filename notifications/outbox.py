@@ -19,11 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine.errors import ConfigurationError, InvalidValue
+from engine.errors import ConfigurationError, InvalidValue, NotFound, Refused, shown
 from engine.schema import cases_t, events_t, outbox_t
 from engine.views import event_detail
 from notifications.message import build_message, message_id_for
-from notifications.render import LANGUAGES, RenderedEmail, Renderer, format_moment, rung_label
+from notifications.render import (
+    CONTEXT_KEYS,
+    LANGUAGES,
+    RenderedEmail,
+    Renderer,
+    format_moment,
+    reader_of,
+    rung_label,
+)
 from notifications.transports import DeliveryResult, Transport, transport_from_env
 
 if TYPE_CHECKING:
@@ -200,22 +208,30 @@ def email_context(loket: Loket, row: Mapping[str, Any],
     ``events`` and ``facts`` are the row's :func:`recent_events` and :func:`type_facts` when
     the caller read them for a whole batch.
     """
+    # Imported here, not at the top, only because this change was confined to this function.
+
     stored = dict(row["context"])
     language = row["language"]
     org = loket.organisation()
     tz = org.timezone
     due_at = stored.get("due_at")
     due = dt.datetime.fromisoformat(due_at.replace("Z", "+00:00")) if due_at else None
-    context = {key: stored[key] for key in (
-        "municipality", "recipient_name", "ref", "type_title", "state_label", "unit_name",
-        "assignee_name", "command", "days_overdue", "days_left", "to_state_label", "to_unit_name",
-    ) if key in stored}
+    context = {key: stored[key] for key in CONTEXT_KEYS if key in stored}
     context["due"] = format_moment(due, timezone=tz, language=language) if due else "-"
+    resolved = stored.get("resolved") or stored.get("asked", "")
+    context["reader"] = reader_of(resolved)
+    if row["kind"] == "reminder" and "deadline_passed" not in stored:
+        # A row the sweep wrote before reminders recorded this: its deadline had passed if
+        # the row was made (the moment the rung fired) after it.
+        fired = row.get("created_at")
+        context["deadline_passed"], context["days_overdue"] = False, 0
+        if due is not None and fired is not None and due <= fired:
+            context["deadline_passed"] = True
+            context["days_overdue"] = loket.calendar().working_days_between(due, fired)
     if row["kind"] == "escalation":
         context["rung"] = stored["rung"]
         context["rung_label"] = rung_label(stored["rung"], of=stored.get("ladder_size"),
-                                           to=stored.get("resolved") or stored.get("asked", ""),
-                                           language=language)
+                                           to=resolved, language=language)
     labels, personal = type_facts(loket, [row])[0] if facts is None else facts
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
@@ -353,3 +369,101 @@ def list_outbox(loket: Loket, *, failed: bool = False,
         query = query.limit(limit)
     with loket.read() as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# -- queueing failed messages again ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What :func:`retry` did, by outbox key (each in the order asked, failed ones by id)."""
+
+    requeued: tuple[str, ...] = ()
+    """Were `failed`; now `pending`, due at once, with a fresh allowance of attempts."""
+    waiting: tuple[str, ...] = ()
+    """Named, but already in the queue (`pending`, or `sending` under a lease that ran out, which
+    the next delivery takes up again): left as they were."""
+    sending: tuple[str, ...] = ()
+    """Named, but being delivered right now (`sending` under a live lease): left alone, so that
+    the worker holding the lease stays the only one to send them."""
+
+    @property
+    def queued(self) -> int:
+        """Every message this run answered for: all of them are now in the queue."""
+        return len(self.requeued) + len(self.waiting) + len(self.sending)
+
+    def summary(self) -> str:
+        """One line for the command line, e.g. ``3 messages queued again (2 were failed, 1 already
+        waiting)``."""
+        if not self.queued:
+            return "no failed messages to queue again"
+        parts = []
+        if self.requeued:
+            parts.append(f"{len(self.requeued)} {'was' if len(self.requeued) == 1 else 'were'} failed")
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} already waiting")
+        if self.sending:
+            parts.append(f"{len(self.sending)} being sent")
+        noun = "message" if self.queued == 1 else "messages"
+        return f"{self.queued} {noun} queued again ({', '.join(parts)})"
+
+
+_CHUNK = 500
+"""Keys or ids per ``IN (...)``: well below the bind-parameter limits of SQLite and psycopg."""
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def retry(loket: Loket, *, keys: Sequence[str] = (), failed: bool = False,
+          now: dt.datetime) -> RetryReport:
+    """Put `failed` messages back in the queue (after the mail configuration was fixed).
+
+    ``failed``: every failed message; ``keys``: the messages with these outbox keys (both may
+    be given). A named key that does not exist is :class:`NotFound`, one already sent is
+    :class:`Refused`; either way nothing is changed for any key. A named message that is still
+    in the queue is left as it is and reported (``waiting`` or ``sending``).
+
+    A requeued row is ``pending`` with 0 attempts, due at ``now`` and without lease, so the next
+    delivery sends it under the Message-ID derived from its key, as before. Its ``last_error``
+    is kept: the schema has no other place for why it failed, and the next attempt replaces it
+    (with nothing, once sent).
+
+    One transaction. Only rows still `failed` are changed (the rows are locked on PostgreSQL,
+    SQLite's write lock is taken up front, and the update asks for ``status = 'failed'`` once
+    more), so a row a worker is sending under a live lease is never handed to a second one.
+    """
+    wanted = list(dict.fromkeys(keys))
+    if not wanted and not failed:
+        raise InvalidValue("name the messages to queue again by key, or ask for every failed one")
+    c = outbox_t.c
+    columns = (c.id, c.key, c.status, c.lease_until)
+    with loket.engine.begin() as conn:
+        found: dict[str, Any] = {}  # key -> row
+        for chunk in _chunks(wanted):
+            query = sa.select(*columns).where(c.key.in_(chunk)).order_by(c.id).with_for_update()
+            found.update((row.key, row) for row in conn.execute(query))
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            raise NotFound(f"no message in the outbox with key {', '.join(shown(k) for k in missing)};"
+                           " nothing was queued again")
+        sent = [key for key in wanted if found[key].status == "sent"]
+        if sent:
+            raise Refused(f"already sent, so not queued again: {', '.join(shown(k) for k in sent)};"
+                          " nothing was queued again")
+        rows = [found[key] for key in wanted]
+        if failed:
+            query = sa.select(*columns).where(c.status == "failed").order_by(c.id).with_for_update()
+            rows += [row for row in conn.execute(query) if row.key not in found]
+        requeue = [row for row in rows if row.status == "failed"]
+        for chunk in _chunks([row.id for row in requeue]):
+            conn.execute(sa.update(outbox_t).where(c.id.in_(chunk), c.status == "failed").values(
+                status="pending", attempts=0, next_attempt_at=now, lease_until=None))
+    live = {row.id for row in rows if row.status == "sending" and row.lease_until is not None
+            and row.lease_until > now}
+    return RetryReport(
+        requeued=tuple(row.key for row in requeue),
+        waiting=tuple(row.key for row in rows if row.status != "failed" and row.id not in live),
+        sending=tuple(row.key for row in rows if row.id in live),
+    )

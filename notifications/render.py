@@ -80,13 +80,15 @@ class EmailContext(TypedDict):
     due: str  # the deadline this email is about, local time, preformatted (format_moment)
     events: list[EmailEvent]  # the last few events, oldest first
     command: str  # the command that opens the case: "loket case show BI-2026-00042"
-    # -- escalation and timeout ------------------------------------------------------------
-    days_overdue: NotRequired[int]  # whole working days past `due` (0: passed since today)
+    reader: str  # in which role the email reached its reader, after vacancies: one of READERS
+    days_overdue: int  # whole working days past `due` (0: passed since today, or a reminder's
+    #                    deadline still to come; `deadline_passed` tells which)
     # -- escalation ------------------------------------------------------------------------
     rung: NotRequired[int | str]  # 1-based place on the ladder, "service_norm" or "lead_time"
     rung_label: NotRequired[str]  # what that means, in the email's language (rung_label())
     # -- reminder --------------------------------------------------------------------------
-    days_left: NotRequired[int]  # whole working days left before `due`
+    days_left: NotRequired[int]  # whole working days left before `due` (0 once it passed)
+    deadline_passed: NotRequired[bool]  # the sweep ran late: `due` had passed when it fired
     # -- timeout ---------------------------------------------------------------------------
     to_state_label: NotRequired[str]  # the state the system moved the case to
     to_unit_name: NotRequired[str]  # the unit owning that state
@@ -103,14 +105,24 @@ _COMMON_KEYS: Final = (
     "due",
     "events",
     "command",
+    "reader",
+    "days_overdue",
 )
 #: The keys each kind requires (a key not listed for a kind may still be passed).
 REQUIRED_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
-    "escalation": (*_COMMON_KEYS, "days_overdue", "rung", "rung_label"),
-    "reminder": (*_COMMON_KEYS, "days_left"),
-    "timeout": (*_COMMON_KEYS, "days_overdue", "to_state_label", "to_unit_name"),
+    "escalation": (*_COMMON_KEYS, "rung", "rung_label"),
+    "reminder": (*_COMMON_KEYS, "days_left", "deadline_passed"),
+    "timeout": (*_COMMON_KEYS, "to_state_label", "to_unit_name"),
 }
+#: Every key a template may be given (``from __future__ import annotations`` leaves
+#: ``__required_keys__`` unreliable, so the annotations are the list).
+CONTEXT_KEYS: Final = frozenset(EmailContext.__annotations__)
 _EVENT_KEYS: Final = ("at", "actor", "action", "summary")
+#: The values of ``reader``: the role a rung reached its reader in after vacancies moved it
+#: up, or ``person`` for someone a ladder names directly. Templates fit their advice to it:
+#: a team lead is not told to consult their team lead, an administrator (who cannot extend a
+#: term) is not told to extend it.
+READERS: Final = ("assignee", "lead", "head", "administrator", "person")
 
 
 @dataclass(frozen=True)
@@ -307,6 +319,10 @@ def _plain_context(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS[kind] if key not in context]
     if missing:
         raise InvalidValue(f"{kind} email context lacks {', '.join(missing)}")
+    if context["reader"] not in READERS:
+        raise InvalidValue(
+            f"email context: reader {context['reader']!r} is none of {', '.join(READERS)}"
+        )
     for number, event in enumerate(context["events"], start=1):
         if not isinstance(event, Mapping) or any(key not in event for key in _EVENT_KEYS):
             raise InvalidValue(f"event {number} of the email context needs {_EVENT_KEYS}")
@@ -357,6 +373,13 @@ _CLOCKS: Final[Mapping[str, Mapping[str, str]]] = {
         "timeout": "timed out, case moved back",
     },
 }
+
+
+def reader_of(resolved: str) -> str:
+    """The ``reader`` of an email whose rung reached ``resolved``: the role (``assignee``,
+    ``lead``, ``head``, ``administrator``) or, for anything else (the id of a person a
+    ladder names), ``person``."""
+    return resolved if resolved in READERS else "person"
 
 
 def rung_label(rung: int | str, *, of: int | None, to: str, language: str) -> str:
@@ -441,18 +464,25 @@ def _check_language(language: str) -> None:
 
 
 def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
-    """Example contexts for ``kind``: one with an assignee and history, one without.
+    """Example contexts for ``kind``, one for each variant a template must handle.
 
-    Used by :meth:`Renderer.check` to try override templates before real mail depends on them,
-    and handy for previewing a template.
+    The first has an assignee and history (and, for a reminder, time left); the second has
+    neither (a reminder due today); then a reminder that fired after its deadline had passed,
+    working days ago and since today; between them every ``reader`` of :data:`READERS` for
+    each kind. Used by :meth:`Renderer.check` to try override templates before real mail
+    depends on them, and handy for previewing a template.
     """
     if kind not in REQUIRED_KEYS:
         raise InvalidValue(f"unknown email kind {kind!r}; known: {', '.join(KINDS)}")
     zone = "Europe/Amsterdam"
+    escalation = kind == "escalation"
 
     def moment(day: int, hour: int, minute: int) -> str:
         local = datetime(2026, 3, day, hour, minute, tzinfo=ZoneInfo(zone))
         return format_moment(local, timezone=zone, language=language)
+
+    def label(rung: int | str, to: str) -> str:
+        return rung_label(rung, of=None if isinstance(rung, str) else 4, to=to, language=language)
 
     base: EmailContext = {
         "municipality": "Gemeente Voorbeeld",
@@ -478,10 +508,12 @@ def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
             },
         ],
         "command": "loket case show BI-2026-00042",
-        "days_overdue": 3,
+        "reader": "lead" if escalation else "assignee",
+        "days_overdue": 0 if kind == "reminder" else 3,
         "rung": 2,
-        "rung_label": rung_label(2, of=4, to="lead", language=language),
+        "rung_label": label(2, "lead"),
         "days_left": 2,
+        "deadline_passed": False,
         "to_state_label": "In beoordeling",
         "to_unit_name": "Wijkteam Noord",
     }
@@ -489,9 +521,35 @@ def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
         **base,
         "assignee_name": None,
         "events": [],
+        "reader": "administrator" if escalation else "lead",
         "days_overdue": 0,
         "rung": "lead_time",
-        "rung_label": rung_label("lead_time", of=None, to="administrator", language=language),
-        "days_left": 1,
+        "rung_label": label("lead_time", "administrator"),
+        "days_left": 0,
     }
-    return [base, bare]
+    # A sweep that ran late: the reminder's deadline had passed when it fired.
+    late: EmailContext = {
+        **base,
+        "reader": "head",
+        "days_overdue": 36,
+        "rung": 3,
+        "rung_label": label(3, "head"),
+        "days_left": 0,
+        "deadline_passed": True,
+    }
+    late_today: EmailContext = {
+        **late,
+        "assignee_name": None,
+        "reader": "person",
+        "days_overdue": 0,
+        "rung": 1,
+        "rung_label": label(1, "Noor Genoemd"),
+    }
+    late_by_a_day: EmailContext = {
+        **late,
+        "reader": "assignee" if escalation else "administrator",
+        "days_overdue": 1,
+        "rung": 1,
+        "rung_label": label(1, "assignee" if escalation else "administrator"),
+    }
+    return [base, bare, late, late_today, late_by_a_day]

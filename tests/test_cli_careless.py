@@ -385,3 +385,42 @@ def test_reading_a_damaged_history_is_one_error_naming_verify(
         assert "run 'loket audit verify' to find the damaged event" in err
     code, _, err = run_cli(capsys, "--db", sim, "audit", "verify")
     assert code == 1 and "BI-2026-00001 event 1" in err
+
+
+def test_outbox_retry_through_the_command_line(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "--db", sim, "outbox", "retry", "--failed")
+    assert (code, out) == (0, "no failed messages to queue again\n"), err
+    code, _, err = run_cli(capsys, "--db", sim, "outbox", "retry")
+    assert code == 2 and only_error(err).startswith("Error: ")
+    code, _, err = run_cli(capsys, "--db", sim, "outbox", "retry", "BI-2026-00001/1/9")
+    assert code == 2 and "BI-2026-00001/1/9" in only_error(err)
+
+
+def test_an_organisation_without_an_assignee_warns_about_their_open_cases(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-02T11:00", "--as", STAFF,
+                           "case", "assign", "BI-2026-00001", "l.mulder")
+    assert code == 0, err
+    source = (Path(__file__).resolve().parent.parent / "workflows" / "organisation.yaml").read_text()
+    lines = source.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- id: l.mulder")
+    without = tmp_path / "zonder-mulder.yaml"
+    without.write_text("".join(lines[:start] + lines[start + 4:]))
+    code, out, err = run_cli(capsys, "--db", sim, "org", "load", str(without))
+    assert code == 0
+    assert out.startswith("organisation loaded: Gemeente Voorbeeld (6 units, 21 people)")
+    assert err == ("Warning: 1 open case(s) are assigned to people no longer in the organisation:"
+                   " BI-2026-00001 (l.mulder); their reminders go to the unit's lead until 'loket case assign'"
+                   " gives them to someone\n")
+
+
+def test_a_suspended_case_is_listed_as_suspended_not_with_its_stale_deadline(
+    sim: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", STAFF,
+                           "case", "suspend", "BI-2026-00001", "--reason", "Tekening ontbreekt")
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "--db", sim, "--now", "2026-03-20T09:00", "case", "list")
+    [row] = out.splitlines()[1:]
+    assert row.split()[0] == "BI-2026-00001" and row.split()[-1] == "suspended"

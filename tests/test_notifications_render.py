@@ -19,10 +19,12 @@ from notifications.render import (
     KNOWN_TEMPLATES,
     LANGUAGES,
     MAX_TEMPLATE_BYTES,
+    READERS,
     EmailContext,
     Renderer,
     format_moment,
     one_line,
+    reader_of,
     rung_label,
     sample_contexts,
 )
@@ -155,6 +157,173 @@ def test_reminder_says_how_much_time_is_left() -> None:
     assert "deadline today" in en.subject
 
 
+def flat(text: str) -> str:
+    """The words of a body with its line breaks and indentation made single spaces."""
+    return " ".join(text.split())
+
+
+LATE_REMINDER = [
+    # language, working days overdue, how that is said
+    ("nl", 36, " (36 werkdagen geleden)"),
+    ("nl", 1, " (1 werkdag geleden)"),
+    ("nl", 0, ""),  # passed, but no working day has ended since
+    ("en", 36, " (36 working days ago)"),
+    ("en", 1, " (1 working day ago)"),
+    ("en", 0, ""),
+]
+#: What only a reminder sent in time may say: the deadline is still to come.
+ON_TIME_WORDS = {
+    "nl": ("verloopt", "vandaag", "op tijd verder kan", "vóór het verstrijken"),
+    "en": ("deadline is", "today", "move on in time", "before the deadline"),
+}
+
+
+@pytest.mark.parametrize(("language", "days", "ago"), LATE_REMINDER)
+def test_a_reminder_that_fired_after_its_deadline_says_it_has_passed(language: str, days: int, ago: str) -> None:
+    """Decision: a reminder a late sweep fires after the deadline is still sent (nothing else
+    tells the assignee), but says when the deadline passed, in subject and body."""
+    data = context("reminder", language, deadline_passed=True, days_left=0, days_overdue=days)
+    rendered = Renderer(language).render("reminder", data)
+    title = "BI-2026-00042 – Bewonersinitiatief (wijkbudget)"
+    if language == "nl":
+        subject = f"Herinnering {title}: termijn verstreken op {data['due']}{ago}"
+        said = f"De termijn voor onderstaande zaak bij Gemeente Voorbeeld is verstreken op {data['due']}{ago}."
+        late = "Deze herinnering komt later dan bedoeld; wij sturen haar toch"
+        asked = "Wilt u de zaak zo snel mogelijk afronden of doorzetten naar de volgende stap?"
+    else:
+        subject = f"Reminder {title}: deadline passed on {data['due']}{ago}"
+        said = f"The deadline for the case below at Gemeente Voorbeeld passed on {data['due']}{ago}."
+        late = "This reminder comes later than intended; we send it anyway"
+        asked = "Please complete the case or move it on to its next step as soon as possible."
+    assert rendered.subject == subject
+    html = rendered.html.replace("<strong>", "").replace("</strong>", "")
+    for body in (flat(rendered.text), flat(html)):
+        assert said in body and late in body and asked in body
+        for word in ON_TIME_WORDS[language]:
+            assert word not in body, word
+    passed = "verstreken op" if language == "nl" else "passed on"
+    assert f"<strong>{passed} {data['due']}</strong>" in rendered.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_reminder_in_time_still_counts_down(language: str) -> None:
+    renderer = Renderer(language)
+    for days_left, nl, en in ((2, "termijn verloopt over 2 werkdagen", "deadline in 2 working days"),
+                              (1, "termijn verloopt over 1 werkdag", "deadline in 1 working day"),
+                              (0, "termijn verloopt vandaag", "deadline today")):
+        data = context("reminder", language, days_left=days_left, deadline_passed=False, days_overdue=0)
+        rendered = renderer.render("reminder", data)
+        assert rendered.subject.endswith(nl if language == "nl" else en)
+        for body in (rendered.text, rendered.html):
+            assert "verstreken op" not in body and "passed on" not in body
+            assert ("later dan bedoeld" if language == "nl" else "later than intended") not in body
+
+
+# Advice in a reminder, by reader: what must be said, and what must not.
+CONSULT_LEAD = {"nl": "overleg dan met uw teamleider", "en": "talk to your team lead"}
+REMINDER_ADVICE = [
+    ("nl", "assignee", "Chris de Vries",
+     "Wilt u de zaak vóór het verstrijken van de termijn afronden of doorzetten naar de volgende stap? "
+     "Lukt dat niet, overleg dan met uw teamleider."),
+    ("nl", "person", "Chris de Vries",
+     "Lukt dat niet, overleg dan met de teamleider van Openbare Ruimte."),
+    ("nl", "lead", None,
+     "Wilt u ervoor zorgen dat de zaak vóór het verstrijken van de termijn wordt afgerond of doorgezet "
+     "naar de volgende stap, bijvoorbeeld door haar aan een behandelaar toe te wijzen?"),
+    ("nl", "head", "Chris de Vries",
+     "Wilt u ervoor zorgen dat de zaak vóór het verstrijken van de termijn wordt afgerond of doorgezet "
+     "naar de volgende stap?"),
+    ("nl", "administrator", None,
+     "Wilt u Openbare Ruimte vragen de zaak vóór het verstrijken van de termijn af te ronden of door te "
+     "zetten naar de volgende stap, en haar daarvoor aan een behandelaar toe te wijzen?"),
+    ("en", "assignee", "Chris de Vries",
+     "Please complete the case or move it on to its next step before the deadline. "
+     "If that is not possible, talk to your team lead."),
+    ("en", "person", "Chris de Vries",
+     "If that is not possible, talk to the team lead of Openbare Ruimte."),
+    ("en", "lead", None,
+     "Please make sure the case is completed or moved on to its next step before the deadline, "
+     "for instance by assigning it to someone."),
+    ("en", "head", "Chris de Vries",
+     "Please make sure the case is completed or moved on to its next step before the deadline."),
+    ("en", "administrator", None,
+     "Please ask Openbare Ruimte to complete the case or move it on to its next step before the "
+     "deadline, and to assign it to someone for that."),
+]
+
+
+@pytest.mark.parametrize(("language", "reader", "assignee", "advice"), REMINDER_ADVICE)
+def test_a_reminders_advice_fits_its_reader(
+    language: str, reader: str, assignee: str | None, advice: str
+) -> None:
+    """A reminder the vacancy rule moved up to a lead, head or administrator does not tell
+    them to consult their team lead; only the administrator, at the top, is not told that the
+    case will go higher."""
+    data = context("reminder", language, reader=reader, assignee_name=assignee)
+    rendered = Renderer(language).render("reminder", data)
+    higher = "hoger in de organisatie" if language == "nl" else "attention of the management"
+    for body in (flat(rendered.text), flat(rendered.html)):
+        assert advice in body
+        assert (CONSULT_LEAD[language] in body) == (reader == "assignee")
+        assert (higher in body) == (reader != "administrator")
+    assigning = "aan een behandelaar toe te wijzen" if language == "nl" else "it to someone"
+    for body in (flat(rendered.text), flat(rendered.html)):
+        # Only a case nobody holds is to be assigned.
+        assert (assigning in body) == (assignee is None)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("reader", ["assignee", "lead", "head", "administrator", "person"])
+def test_a_late_reminders_advice_asks_for_haste_and_says_the_case_goes_higher(
+    language: str, reader: str
+) -> None:
+    data = context("reminder", language, reader=reader, deadline_passed=True, days_left=0, days_overdue=3)
+    rendered = Renderer(language).render("reminder", data)
+    if language == "nl":
+        haste, higher = "zo snel mogelijk", "Omdat de termijn is verstreken, legt de escalatieregeling"
+    else:
+        haste, higher = "as soon as possible", "As the deadline has passed, the escalation procedure also"
+    for body in (flat(rendered.text), flat(rendered.html)):
+        assert haste in body
+        assert (higher in body) == (reader != "administrator")
+        assert (CONSULT_LEAD[language] in body) == (reader == "assignee")
+
+
+ESCALATION_ADVICE = [
+    ("nl", "lead", "of de beslistermijn verlengen waar de regels dat toestaan."),
+    ("nl", "head", "of de beslistermijn verlengen waar de regels dat toestaan."),
+    ("nl", "assignee", "of uw teamleider vragen de beslistermijn te verlengen waar de regels dat toestaan."),
+    ("nl", "person",
+     "of de teamleider van Openbare Ruimte vragen de beslistermijn te verlengen waar de regels dat toestaan."),
+    ("nl", "administrator",
+     "U kunt bijvoorbeeld Openbare Ruimte op de voortgang aanspreken, en de teamleider of het "
+     "afdelingshoofd vragen de zaak (opnieuw) toe te wijzen of, waar de regels dat toestaan, de "
+     "beslistermijn te verlengen."),
+    ("en", "lead", "or extend the decision period where the rules allow it."),
+    ("en", "head", "or extend the decision period where the rules allow it."),
+    ("en", "assignee", "or ask your team lead to extend the decision period where the rules allow it."),
+    ("en", "person",
+     "or ask the team lead of Openbare Ruimte to extend the decision period where the rules allow it."),
+    ("en", "administrator",
+     "You could, for instance, ask Openbare Ruimte about its progress, and ask the team lead or head of "
+     "department to (re)assign the case or, where the rules allow it, to extend the decision period."),
+]
+
+
+@pytest.mark.parametrize(("language", "reader", "advice"), ESCALATION_ADVICE)
+@pytest.mark.parametrize("rung", [2, "lead_time"])
+def test_an_escalations_advice_fits_its_reader(language: str, reader: str, advice: str, rung: int | str) -> None:
+    """Only a lead or head may extend a term (`case extend`): an administrator is asked to
+    have it done, staff to ask their team lead; and it is the decision period that extends."""
+    data = context("escalation", language, reader=reader, rung=rung)
+    rendered = Renderer(language).render("escalation", data)
+    extend_it = "of de beslistermijn verlengen" if language == "nl" else "or extend the decision period"
+    for body in (flat(rendered.text), flat(rendered.html)):
+        assert advice in body
+        assert (extend_it in body) == (reader in ("lead", "head"))
+        assert "de termijn verlengen" not in body and "extend the deadline" not in body
+
+
 def test_timeout_says_where_the_case_went() -> None:
     rendered = Renderer("nl").render("timeout", context("timeout"))
     assert "teruggezet naar In beoordeling" in rendered.subject
@@ -227,6 +396,17 @@ def test_context_must_be_plain_data_with_the_keys_of_its_kind() -> None:
     del no_days_left["days_left"]
     with pytest.raises(InvalidValue, match="days_left"):
         renderer.render("reminder", no_days_left)
+    late = dict(context("reminder"))
+    del late["deadline_passed"]
+    with pytest.raises(InvalidValue, match="deadline_passed"):
+        renderer.render("reminder", late)
+    for kind in KINDS:
+        unread = dict(context(kind))
+        del unread["reader"]
+        with pytest.raises(InvalidValue, match="reader"):
+            renderer.render(kind, unread)
+    with pytest.raises(InvalidValue, match="reader 'wethouder' is none of assignee, lead"):
+        renderer.render("reminder", context("reminder", reader="wethouder"))
     with pytest.raises(InvalidValue, match="only plain data"):
         renderer.render("escalation", context(ref=Path("BI")))
     with pytest.raises(InvalidValue, match="event 1"):
@@ -272,6 +452,44 @@ def test_an_override_may_use_partials_and_the_packaged_layout(tmp_path: Path) ->
     # a text partial is not HTML-escaped; trim_blocks eats the newline after a block tag
     assert rendered.text == "Herinnering BI-2026-00042\nA & B, groet van Gemeente Voorbeeld"
     assert "<p>BI-2026-00042</p>" in rendered.html and "#1f3b5c" in rendered.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_samples_cover_every_reader_and_both_kinds_of_reminder(kind: str, language: str) -> None:
+    """An override is checked against every variant a real email can take."""
+    samples = sample_contexts(kind, language)
+    assert {sample["reader"] for sample in samples} == set(READERS)
+    assert {sample["assignee_name"] is None for sample in samples} == {True, False}
+    if kind == "reminder":
+        variants = {(s["deadline_passed"], s["days_left"] > 0, s["days_overdue"] > 0) for s in samples}
+        # in time, due today, passed working days ago, passed since today
+        assert variants >= {(False, True, False), (False, False, False), (True, False, True),
+                            (True, False, False)}
+    for sample in samples:
+        Renderer(language).render(kind, sample)
+
+
+def test_an_override_that_breaks_only_on_a_late_reminder_is_refused_at_start_up(tmp_path: Path) -> None:
+    override = write(
+        tmp_path,
+        "reminder.nl.subject.j2",
+        "Herinnering {{ ref }}: {% if deadline_passed %}{{ dagen_te_laat }}{% else %}nog {{ days_left }}"
+        "{% endif %}",
+    )
+    renderer = Renderer("nl", override_dir=tmp_path)
+    with pytest.raises(ConfigurationError) as refused:
+        renderer.check()
+    assert str(override) in refused.value.message
+    assert "'dagen_te_laat' is undefined" in refused.value.message
+    # On a reminder in time it would have worked: only the late sample finds the mistake.
+    assert renderer.render("reminder", context("reminder")).subject == "Herinnering BI-2026-00042: nog 2"
+
+
+def test_an_override_that_breaks_only_for_an_administrator_is_refused_at_start_up(tmp_path: Path) -> None:
+    write(tmp_path, "escalation.en.txt.j2", '{% if reader == "administrator" %}{{ wethouder }}{% endif %}{{ ref }}')
+    with pytest.raises(ConfigurationError, match="'wethouder' is undefined"):
+        Renderer("en", override_dir=tmp_path).check()
 
 
 def test_a_broken_override_is_refused_naming_file_and_line(tmp_path: Path) -> None:
@@ -383,6 +601,12 @@ def test_an_override_that_is_not_utf8_is_a_configuration_error(tmp_path: Path) -
 )
 def test_rung_label(rung: int | str, of: int | None, to: str, language: str, expected: str) -> None:
     assert rung_label(rung, of=of, to=to, language=language) == expected
+
+
+def test_reader_of_names_the_role_or_a_person() -> None:
+    assert [reader_of(r) for r in ("assignee", "lead", "head", "administrator")] == list(READERS[:4])
+    assert reader_of("n.genoemd") == "person"  # someone a ladder names directly
+    assert reader_of("") == "person"
 
 
 def test_rung_label_refuses_an_unknown_clock() -> None:

@@ -43,7 +43,8 @@ from notifications.outbox import (
     deliver,
     list_outbox,
 )
-from notifications.transports import DeliveryResult, SmtpTransport, Transport, file_name_for
+from notifications.render import Renderer
+from notifications.transports import DeliveryResult, DirectoryTransport, SmtpTransport, Transport, file_name_for
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -603,6 +604,111 @@ def test_an_english_organisation_gets_english_email(
     assert "Tuesday 3 March 2026 at 23:59" in text
     assert "Monday 2 March 2026 at 10:00 – Chris de Vries – created" in text
     assert '<html lang="en">' in part(message, "html")
+
+
+# -- a sweep that ran late ------------------------------------------------------------------
+
+# A bewonersinitiatief opened on Monday 2 March is due in `ingediend` at the end of Monday
+# 9 March (5 working days); its reminder (2 working days before) at the end of Thursday
+# 5 March. Nothing swept until Tuesday 24 March: then the whole ladder fires at once, the
+# reminder included, with the lead (after 0), the head (after 5: Monday 16 March) and the
+# administrator (after 10: Monday 23 March). Ten working days have ended since the deadline:
+# 10-13, 16-20 and 23 March.
+LATE = dt.datetime(2026, 3, 24, 9, 0, tzinfo=dt.UTC)
+ASSIGNEE = "l.mulder@voorbeeld.example"
+ADMIN = "wethouder.wijken@voorbeeld.example"
+PASSED = "termijn verstreken op maandag 9 maart 2026 om 23:59 (10 werkdagen geleden)"
+
+
+def flat(text: str) -> str:
+    """The words of a body, its line breaks and indentation made single spaces."""
+    return " ".join(text.split())
+
+
+def test_a_reminder_fired_by_a_late_sweep_says_the_deadline_has_passed(
+    loket: Loket, clock: FixedClock, tmp_path: Path
+) -> None:
+    held = loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor="c.devries", assign="l.mulder").ref
+    vacant = loket.new_case("bewonersinitiatief", ["title=Buurtmoestuin"], actor="c.devries").ref
+    clock.set(LATE)
+    sweep(loket)
+    rows = {tuple(row["key"].split("/")[::2]): row for row in list_outbox(loket)}
+    assert {key: row["to_email"] for key, row in rows.items()} == {
+        (held, "1"): ASSIGNEE, (held, "2"): LEAD, (held, "3"): HEAD, (held, "4"): ADMIN,
+        (vacant, "1"): LEAD,  # nobody holds it: the reminder moves up to the lead
+        (vacant, "2"): LEAD, (vacant, "3"): HEAD, (vacant, "4"): ADMIN,
+    }
+    for ref, reader in ((held, "assignee"), (vacant, "lead")):
+        stored = rows[ref, "1"]["context"]
+        assert (stored["deadline_passed"], stored["days_overdue"], stored["days_left"]) == (True, 10, 0)
+        assert stored["resolved"] == reader
+
+    folder = tmp_path / "mail"
+    settings = MailSettings(sender=SENDER, transport=DirectoryTransport(folder), template_dir=None)
+    assert deliver(loket, settings) == DeliveryReport(sent=8)
+
+    def delivered(ref: str, rung: str) -> tuple[EmailMessage, str, str]:
+        path = folder / file_name_for(mid(rows[ref, rung]["key"]))
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        assert message["To"].addresses[0].addr_spec == rows[ref, rung]["to_email"]
+        return message, flat(part(message, "plain")), flat(part(message, "html"))
+
+    # The assignee's reminder: late, and honest about it.
+    message, text, html = delivered(held, "1")
+    assert message["Subject"] == f"Herinnering {held} – Bewonersinitiatief (wijkbudget): {PASSED}"
+    assert text.startswith("Geachte Lotte Mulder,")
+    assert ("De termijn voor onderstaande zaak bij Gemeente Voorbeeld is verstreken op maandag 9 maart"
+            " 2026 om 23:59 (10 werkdagen geleden). Deze herinnering komt later dan bedoeld") in text
+    assert "<strong>verstreken op maandag 9 maart 2026 om 23:59</strong> (10 werkdagen geleden)." in html
+    for body in (text, html):
+        assert "Wilt u de zaak zo snel mogelijk afronden of doorzetten naar de volgende stap?" in body
+        assert "Lukt dat niet, overleg dan met uw teamleider." in body
+        for said_in_time in ("verloopt", "vandaag", "op tijd verder kan", "vóór het verstrijken"):
+            assert said_in_time not in body
+    # The same reminder, moved up to the lead: not told to consult a team lead, asked to assign it.
+    message, text, html = delivered(vacant, "1")
+    assert message["Subject"] == f"Herinnering {vacant} – Bewonersinitiatief (wijkbudget): {PASSED}"
+    assert text.startswith("Geachte Bram Bakker,")
+    for body in (text, html):
+        assert ("Wilt u ervoor zorgen dat de zaak zo snel mogelijk wordt afgerond of doorgezet naar de"
+                " volgende stap, bijvoorbeeld door haar aan een behandelaar toe te wijzen?") in body
+        assert "overleg dan met uw teamleider" not in body and "verloopt" not in body
+    # The escalations: the lead may extend the decision period; the administrator may not.
+    _, text, html = delivered(held, "2")
+    for body in (text, html):
+        assert "of de beslistermijn verlengen waar de regels dat toestaan." in body
+    message, text, html = delivered(held, "4")
+    assert message["Subject"] == f"Escalatie {held} – Bewonersinitiatief (wijkbudget): 10 werkdagen over de termijn"
+    for body in (text, html):
+        assert ("U kunt bijvoorbeeld Wijkteam Noord op de voortgang aanspreken, en de teamleider of het"
+                " afdelingshoofd vragen de zaak (opnieuw) toe te wijzen") in body
+        assert "beslistermijn verlengen" not in body and "termijn verlengen" not in body
+
+
+def test_a_reminder_row_from_before_reminders_said_whether_they_were_late(
+    loket: Loket, clock: FixedClock
+) -> None:
+    """A reminder row still in the outbox from an earlier version, without `deadline_passed`
+    or `days_overdue`, is judged by the moment it was made: the moment its rung fired."""
+    late = loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor="c.devries", assign="l.mulder").ref
+    clock.set(LATE)
+    sweep(loket)
+    # Opened on Tuesday 24 March: due at the end of Tuesday 31 March, reminded (2 working days
+    # before) at the end of Friday 27 March. Swept on Saturday: two working days left.
+    in_time = loket.new_case("bewonersinitiatief", ["title=Speeltuin"], actor="c.devries", assign="l.mulder").ref
+    clock.set(dt.datetime(2026, 3, 28, 9, 0, tzinfo=dt.UTC))
+    sweep(loket)
+    reminders = {row["key"].split("/")[0]: row for row in list_outbox(loket) if row["kind"] == "reminder"}
+    expected = ((late, True, 10, PASSED), (in_time, False, 0, "termijn verloopt over 2 werkdagen"))
+    for ref, passed, overdue, subject in expected:
+        row = reminders[ref]
+        old = {**row, "context": {key: value for key, value in row["context"].items()
+                                  if key not in ("deadline_passed", "days_overdue")}}
+        context = outbox.email_context(loket, old)
+        assert (context["deadline_passed"], context["days_overdue"]) == (passed, overdue)
+        assert outbox.email_context(loket, row)["deadline_passed"] is passed
+        assert Renderer("nl").render("reminder", context).subject.endswith(subject)
 
 
 # -- leases and concurrency -------------------------------------------------------------------
