@@ -26,7 +26,7 @@ def _state_label(rt: RequestType, name: str) -> str:
     if spec.paused:
         extra.append("klok stil")
     elif spec.deadline:
-        extra.append(str(spec.deadline))
+        extra.append(spec.deadline.label("nl"))
     return spec.label + (f" ({', '.join(extra)})" if extra else "")
 
 

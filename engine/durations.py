@@ -30,6 +30,12 @@ from engine.errors import shown as _short
 
 UNITS = ("working_days", "calendar_days", "weeks", "hours")
 
+_DUTCH = {
+    "working_days": ("werkdag", "werkdagen"),
+    "calendar_days": ("kalenderdag", "kalenderdagen"),
+    "weeks": ("week", "weken"),
+    "hours": ("uur", "uur"),
+}
 _SINGULAR = {
     "working_days": "working day",
     "calendar_days": "calendar day",
@@ -94,6 +100,14 @@ class Duration:
     def __str__(self) -> str:
         noun = _SINGULAR[self.unit]
         return f"{self.amount} {noun if self.amount == 1 else noun + 's'}"
+
+    def label(self, language: str = "en") -> str:
+        """The term in words of `language` ("nl" or "en"): for emails and diagrams, whose
+        domain text is Dutch; the command line and its messages stay English."""
+        if language != "nl":
+            return str(self)
+        one, many = _DUTCH[self.unit]
+        return f"{self.amount} {one if self.amount == 1 else many}"
 
 
 def parse_duration(value: object) -> Duration:

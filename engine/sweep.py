@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from engine import casework
 from engine.calendar import WorkingCalendar
 from engine.casework import SYSTEM, Case, Change, Draft
+from engine.durations import Duration
 from engine.errors import Conflict, InvalidValue
 from engine.history import timestamp
 from engine.ladder import Firing, due_firings, resolve
@@ -200,8 +201,8 @@ def _fire_case(
             break
         before = case.apply(updates)
         step = casework.advance(rt, org, cal, before, timeout.trigger, SYSTEM, now,
-                                comment=f"timeout: no answer {rt.states[before.state].timeout.after} "  # type: ignore[union-attr]
-                                        "after the deadline")
+                                comment=_timeout_comment(rt.states[before.state].timeout.after,  # type: ignore[union-attr]
+                                                         org.language))
         updates.update(step.updates)
         drafts.extend(step.drafts)
         current = case.apply(updates)
@@ -221,6 +222,14 @@ def _fire_case(
         row = _mail(loket, rt, org, cal, at_firing, after, firing, seq, now) if mail else None
         if row is not None:
             writes.mails.append(row)
+
+
+def _timeout_comment(after: Duration, language: str) -> str:
+    """What the history says of a timeout, in the organisation's language (it is read with the
+    rest of the case's Dutch domain text)."""
+    if language == "nl":
+        return f"termijn verlopen: geen antwoord binnen {after.label('nl')} na de termijn"
+    return f"timeout: no answer {after} after the deadline"
 
 
 def _report(loket: Loket, case: Case, firing: Firing) -> dict[str, Any]:

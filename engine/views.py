@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from engine.casework import Case, allowed_triggers
 from engine.definition import RequestType
+from engine.durations import UNITS, Duration
 from engine.history import timestamp
 from engine.organisation import Organisation
 
@@ -111,11 +112,13 @@ def event_detail(
     *,
     labels: Mapping[str, str] | None = None,
     hide: frozenset[str] = frozenset(),
+    language: str = "en",
 ) -> str:
     """What an event did beyond its action, in no particular language: states, people, fields.
 
-    `labels` turns state names into their labels; fields in `hide` (personal data) are named
-    without their value, so an email never repeats what a resident entered about themselves.
+    `labels` turns state names into their labels; terms are written in `language`; fields in
+    `hide` (personal data) are named without their value, so an email never repeats what a
+    resident entered about themselves.
     """
     action = event["action"]
     data = event.get("data") or {}
@@ -134,7 +137,10 @@ def event_detail(
     elif action == "escalated":
         text = f"{data.get('rung')} → {data.get('to')}"
     elif action == "extended":
-        text = f"+{data.get('by')}" + (f": {data['reason']}" if data.get("reason") else "")
+        by = str(data.get("by"))
+        if data.get("unit") in UNITS and isinstance(data.get("amount"), int):
+            by = Duration(str(data["unit"]), int(data["amount"])).label(language)
+        text = f"+{by}" + (f": {data['reason']}" if data.get("reason") else "")
     elif action == "suspended":
         text = str(data.get("reason") or "")
     elif action == "redacted":

@@ -236,7 +236,7 @@ def email_context(loket: Loket, row: Mapping[str, Any],
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
          "actor": _name_of(org, e["actor"]), "action": e["action"],
-         "summary": event_detail(e, labels=labels, hide=personal)}
+         "summary": event_detail(e, labels=labels, hide=personal, language=language)}
         for e in (recent_events(loket, [row])[0] if events is None else events)
     ]
     return context

@@ -822,7 +822,7 @@ def test_a_dot_diagram_keeps_a_state_called_start(loket: Loket) -> None:
     assert run.code == 0, run.err
     lines = [line.strip() for line in run.out.splitlines()]
     declared = [line for line in lines if line.startswith("start [")]
-    assert declared == ['start [label="Start (wijkteam, 5 working days)"];'], declared
+    assert declared == ['start [label="Start (wijkteam, 5 werkdagen)"];'], declared
     assert "start -> start;" not in lines
 
 

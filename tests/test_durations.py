@@ -226,3 +226,19 @@ SHAPE = "expected an interval like 30s, 5m, 1h or 2h30m (a bare number is second
 def test_parse_interval_refuses(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_interval(text)
+
+
+@pytest.mark.parametrize(
+    ("unit", "amount", "nl", "en"),
+    [
+        ("working_days", 1, "1 werkdag", "1 working day"),  # singular
+        ("working_days", 10, "10 werkdagen", "10 working days"),  # plural
+        ("calendar_days", 7, "7 kalenderdagen", "7 calendar days"),
+        ("weeks", 1, "1 week", "1 week"),  # the same word in both languages
+        ("weeks", 6, "6 weken", "6 weeks"),
+        ("hours", 4, "4 uur", "4 hours"),  # Dutch counts hours in the singular
+    ],
+)
+def test_a_term_in_the_words_of_each_language(unit: str, amount: int, nl: str, en: str) -> None:
+    term = Duration(unit, amount)
+    assert (term.label("nl"), term.label("en"), str(term)) == (nl, en, en)

@@ -355,6 +355,7 @@ def test_a_timeout_fires_its_trigger_as_system(loket: Loket, clock: FixedClock) 
         "from_state": "bijdrage", "to_state": "beoordeling",
     }
     assert last["at"] == timeout
+    assert last["comment"] == "termijn verlopen: geen antwoord binnen 12 werkdagen na de termijn"
     row = case_row(loket, ref)
     assert (row["state"], row["owner"], row["stay"], row["escalation_level"]) == (
         "beoordeling", "wijkteam", 4, 0,
