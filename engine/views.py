@@ -133,7 +133,8 @@ def event_detail(
     elif action == "assigned":
         text = str(data.get("assignee")) if data.get("assignee") else f"- (released: {data.get('released', '-')})"
     elif action == "data_changed":
-        text = ", ".join(k if k in hide else f"{k}={_short(v)}" for k, v in data.items())
+        # A change of personal fields only, erased since by a redaction, keeps no values at all.
+        text = ", ".join(k if k in hide else f"{k}={_short(v)}" for k, v in data.items()) or "(erased)"
     elif action == "escalated":
         text = f"{data.get('rung')} → {data.get('to')}"
     elif action == "extended":

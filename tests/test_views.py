@@ -32,3 +32,9 @@ def test_a_release_names_who_was_released() -> None:
 def test_visible_escapes_what_a_terminal_would_obey() -> None:
     assert visible("a\x1b[2Jb\nc\u0085") == "a\\x1b[2Jb\\nc\\x85"
     assert visible("Zoë – ✓") == "Zoë – ✓"
+
+
+def test_a_change_whose_values_a_redaction_erased_says_so() -> None:
+    assert event_detail({"action": "data_changed", "comment": None, "data": {}}) == "(erased)"
+    changed = {"action": "data_changed", "comment": None, "data": {"email": "a@b.nl", "title": "Feest"}}
+    assert event_detail(changed, hide=frozenset({"email"})) == "email, title=Feest"
