@@ -732,8 +732,8 @@ def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) ->
     if not rows:
         click.echo("no failed messages" if failed else "the outbox is empty")
         return
-    click.echo(table(["id", "status", "tries", "to", "subject"],
-                     [(r["id"], r["status"], r["attempts"], r["to_email"], r["subject"]) for r in rows]))
+    click.echo(table(["id", "key", "status", "tries", "to", "subject"],
+                     [(r["id"], r["key"], r["status"], r["attempts"], r["to_email"], r["subject"]) for r in rows]))
 
 
 @outbox.command("retry")

@@ -38,9 +38,8 @@ def output_file(path: str, *, binary: bool = False) -> Iterator[IO[Any]]:
     without an exception."""
     if not path or not path.strip():
         raise InvalidValue("the output file name is empty")
-    target = Path(os.path.realpath(path))
     try:
-        mode = os.stat(target).st_mode
+        mode = os.stat(path).st_mode  # through links: what is written to in the end
     except FileNotFoundError:
         mode = None
     except OSError as exc:
@@ -48,8 +47,10 @@ def output_file(path: str, *, binary: bool = False) -> Iterator[IO[Any]]:
     if mode is not None and stat.S_ISDIR(mode):
         raise InvalidValue(f"cannot write {path}: it is a folder")
     if mode is not None and not stat.S_ISREG(mode):
+        # Opened by the name given: `/dev/stdout` is a link to `/proc/self/fd/1`, which names
+        # a pipe by a path that does not exist, but opens fine.
         try:
-            handle = _open(target, binary)
+            handle = _open(Path(path), binary)
         except OSError as exc:
             raise _cannot(path, exc) from None
         try:
@@ -58,6 +59,7 @@ def output_file(path: str, *, binary: bool = False) -> Iterator[IO[Any]]:
         except OSError as exc:
             raise _cannot(path, exc) from None
         return
+    target = Path(os.path.realpath(path))
     if not target.parent.is_dir():
         raise InvalidValue(f"cannot write {path}: no such folder {target.parent}")
     try:

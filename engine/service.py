@@ -405,6 +405,9 @@ class Loket:
         if not actor:
             raise InvalidValue("this command changes a case: say who you are with --as PERSON")
         if actor not in org.people:
+            if actor in org.administrators:
+                raise RoleRequired(f"{actor} is an administrator: administrators read cases (with --as), they"
+                                   " do not hold or change them")
             raise NotFound(f"unknown person '{actor}' (not in the organisation)")
         return actor
 

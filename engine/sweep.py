@@ -286,8 +286,12 @@ def _mail(
         "asked": firing.asked,
         # A timeout's recipient was looked up in the state the case went to.
         "resolved": _role_of(org, rt, new if firing.kind == "timeout" else case, recipient_id or ""),
+        # Only a type with a decision term and a maximum extension can be extended (`case extend`).
+        "extendable": case.case_due is not None and rt.max_extension is not None,
     }
-    due = case.state_due if firing.place is not None else firing.due_at
+    # A ladder rung and a timeout are about the state's deadline (the one the email names); a
+    # breach is about its own clock.
+    due = case.state_due if firing.place is not None or firing.kind == "timeout" else firing.due_at
     if due is not None:
         context["days_overdue"] = cal.working_days_between(due, now)
     if firing.kind == "reminder" and due is not None:

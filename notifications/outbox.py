@@ -202,14 +202,14 @@ def type_facts(loket: Loket, rows: Sequence[Mapping[str, Any]]) -> list[TypeFact
 
 def email_context(loket: Loket, row: Mapping[str, Any],
                   events: Sequence[dict[str, Any]] | None = None,
-                  facts: TypeFacts | None = None) -> dict[str, Any]:
+                  facts: TypeFacts | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """The template context of an outbox row: its stored facts plus what is read at delivery.
 
     ``events`` and ``facts`` are the row's :func:`recent_events` and :func:`type_facts` when
-    the caller read them for a whole batch.
+    the caller read them for a whole batch. With ``now``, the moment of delivery, the days
+    left or overdue are counted again then: a message delivered late (a mail server that was
+    down for days, `outbox retry`) must not say a deadline is still ahead when it has passed.
     """
-    # Imported here, not at the top, only because this change was confined to this function.
-
     stored = dict(row["context"])
     language = row["language"]
     org = loket.organisation()
@@ -228,7 +228,16 @@ def email_context(loket: Loket, row: Mapping[str, Any],
         if due is not None and fired is not None and due <= fired:
             context["deadline_passed"] = True
             context["days_overdue"] = loket.calendar().working_days_between(due, fired)
+    if now is not None and due is not None and now > (row.get("created_at") or now):
+        cal = loket.calendar()
+        if "days_overdue" in context:
+            context["days_overdue"] = cal.working_days_between(due, now)
+        if row["kind"] == "reminder":
+            context["days_left"] = cal.working_days_between(now, due)
+            context["deadline_passed"] = due <= now
+            context["days_overdue"] = cal.working_days_between(due, now)
     if row["kind"] == "escalation":
+        context["extendable"] = stored.get("extendable", True)  # rows from before it was recorded
         context["rung"] = stored["rung"]
         context["rung_label"] = rung_label(stored["rung"], of=stored.get("ladder_size"),
                                            to=resolved, language=language)
@@ -306,7 +315,7 @@ def _compose(loket: Loket, settings: MailSettings, renderers: Mapping[str, Rende
     renderer = renderers.get(row["language"])
     if renderer is None:
         raise InvalidValue(f"no email templates in language {row['language']!r}")
-    rendered = renderer.render(row["kind"], email_context(loket, row, events, facts))
+    rendered = renderer.render(row["kind"], email_context(loket, row, events, facts, now))
     row["subject"] = rendered.subject
     return build_message(rendered, sender=settings.sender, to=row["to_email"],
                          to_name=row["to_name"], date=now,
@@ -393,19 +402,14 @@ class RetryReport:
         return len(self.requeued) + len(self.waiting) + len(self.sending)
 
     def summary(self) -> str:
-        """One line for the command line, e.g. ``3 messages queued again (2 were failed, 1 already
-        waiting)``."""
+        """One line for the command line, e.g. ``2 messages queued again (1 already waiting)``."""
         if not self.queued:
             return "no failed messages to queue again"
-        parts = []
-        if self.requeued:
-            parts.append(f"{len(self.requeued)} {'was' if len(self.requeued) == 1 else 'were'} failed")
-        if self.waiting:
-            parts.append(f"{len(self.waiting)} already waiting")
-        if self.sending:
-            parts.append(f"{len(self.sending)} being sent")
-        noun = "message" if self.queued == 1 else "messages"
-        return f"{self.queued} {noun} queued again ({', '.join(parts)})"
+        n = len(self.requeued)
+        head = f"{n} {'message' if n == 1 else 'messages'} queued again" if n else "nothing queued again"
+        rest = [f"{len(self.waiting)} already waiting"] if self.waiting else []
+        rest += [f"{len(self.sending)} being sent"] if self.sending else []
+        return head + (f" ({', '.join(rest)})" if rest else "")
 
 
 _CHUNK = 500

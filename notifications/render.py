@@ -86,6 +86,7 @@ class EmailContext(TypedDict):
     # -- escalation ------------------------------------------------------------------------
     rung: NotRequired[int | str]  # 1-based place on the ladder, "service_norm" or "lead_time"
     rung_label: NotRequired[str]  # what that means, in the email's language (rung_label())
+    extendable: NotRequired[bool]  # the case has a decision term a lead may extend (default true)
     # -- reminder --------------------------------------------------------------------------
     days_left: NotRequired[int]  # whole working days left before `due` (0 once it passed)
     deadline_passed: NotRequired[bool]  # the sweep ran late: `due` had passed when it fired
@@ -328,6 +329,8 @@ def _plain_context(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidValue(f"event {number} of the email context needs {_EVENT_KEYS}")
     plain = _plain(context, "context")
     assert isinstance(plain, dict)
+    if kind == "escalation":
+        plain.setdefault("extendable", True)  # optional: most request types have a decision term
     return plain
 
 
@@ -539,6 +542,7 @@ def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
     }
     late_today: EmailContext = {
         **late,
+        "extendable": False,  # a type without a decision term: nobody is told to extend it
         "assignee_name": None,
         "reader": "person",
         "days_overdue": 0,

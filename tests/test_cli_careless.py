@@ -424,3 +424,23 @@ def test_a_suspended_case_is_listed_as_suspended_not_with_its_stale_deadline(
     code, out, _ = run_cli(capsys, "--db", sim, "--now", "2026-03-20T09:00", "case", "list")
     [row] = out.splitlines()[1:]
     assert row.split()[0] == "BI-2026-00001" and row.split()[-1] == "suspended"
+
+
+@pytest.mark.parametrize("args", [
+    ["case", "list", "--mine"],
+    ["case", "comment", "BI-2026-00001", "Ik kijk ernaar"],
+])
+def test_an_administrator_who_tries_to_act_is_told_what_administrators_may_do(
+    sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", "wethouder.wijken", *args)
+    assert code == 1
+    assert "wethouder.wijken is an administrator: administrators read cases (with --as)" in only_error(err)
+
+
+def test_the_outbox_listing_shows_the_keys_retry_takes(sim: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-20T09:00", "escalate")
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "--db", sim, "outbox", "list")
+    assert out.splitlines()[0].split()[:3] == ["ID", "KEY", "STATUS"]
+    assert "BI-2026-00001/1/1" in out

@@ -369,6 +369,10 @@ def test_a_timeout_fires_its_trigger_as_system(loket: Loket, clock: FixedClock) 
     ]
     # The timeout's mail tells whoever holds the case now: no assignee → the wijkteam's lead.
     assert rows(loket, outbox_t, "key", "recipient")[-1] == (f"{ref}/3/timeout", LEAD)
+    # It names the state's deadline, Mon 03-16, and counts from there: 17-20, 23-27, 30, 31,
+    # 04-01 = 12 working days (not from the timeout's own moment, which would be 0).
+    context = rows(loket, outbox_t, "context")[-1][0]
+    assert (context["due_at"], context["days_overdue"]) == ("2026-03-16T22:59:59.000000Z", 12)
     assert sweep_at(loket, clock, timeout).fired == []
 
 

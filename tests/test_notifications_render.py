@@ -733,3 +733,16 @@ def test_build_message_refuses_a_subject_with_a_line_break() -> None:
             message_id="<1@gemeente.example>",
             date=NOW,
         )
+
+
+@pytest.mark.parametrize("language, word", [("nl", "verlengen"), ("en", "extend the decision period")])
+@pytest.mark.parametrize("reader", ["assignee", "lead", "head", "administrator"])
+def test_an_escalation_about_a_case_without_a_decision_term_does_not_advise_extending_it(
+    language: str, word: str, reader: str
+) -> None:
+    renderer = Renderer(language)
+    without = renderer.render("escalation", context("escalation", language, reader=reader, extendable=False))
+    assert word not in without.text and word not in without.html
+    assert "(opnieuw) " in without.text or "(re)assign" in without.text
+    with_term = renderer.render("escalation", context("escalation", language, reader=reader, extendable=True))
+    assert word in with_term.text and word in with_term.html

@@ -584,6 +584,22 @@ def test_what_a_resident_typed_is_escaped_and_adds_no_header(
     assert "MAIL FROM:<spoof@evil.example>" in text
 
 
+def test_a_message_delivered_late_counts_its_days_at_delivery(
+    loket: Loket, clock: FixedClock, smtp_server: SmtpServer
+) -> None:
+    # A melding opened Mon 03-02 is due at the end of Tue 03-03; rung 1 fires on Thursday,
+    # 1 working day over (Wed). The mail server is down for a week: delivered on Thu 03-12,
+    # the email counts Wed 4, Thu 5, Fri 6, Mon 9, Tue 10, Wed 11 = 6 working days.
+    escalate(loket, clock, 1)
+    late = THURSDAY + dt.timedelta(days=7)
+
+    assert deliver(loket, smtp(smtp_server), now=late).sent == 1
+
+    (message,) = smtp_server.messages
+    assert message["Subject"].endswith(": 6 werkdagen over de termijn"), message["Subject"]
+    assert "1 werkdag" not in part(message, "plain")
+
+
 def test_an_english_organisation_gets_english_email(
     loket: Loket, clock: FixedClock, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:

@@ -96,7 +96,7 @@ def test_failed_messages_are_sent_once_with_their_message_id_after_retry(
     queued = retry(loket, failed=True, now=queued_at)
 
     assert queued == RetryReport(requeued=tuple(keys))
-    assert queued.summary() == "3 messages queued again (3 were failed)"
+    assert queued.summary() == "3 messages queued again"
     for row in list_outbox(loket):
         assert (row["status"], row["attempts"], row["next_attempt_at"], row["lease_until"]) == (
             "pending", 0, queued_at, None)
@@ -131,7 +131,7 @@ def test_retry_by_key_queues_the_named_failed_message_and_leaves_a_waiting_one(
     report = retry(loket, keys=[third, first, first], now=clock.now())
 
     assert report == RetryReport(requeued=(first,), waiting=(third,))
-    assert report.summary() == "2 messages queued again (1 was failed, 1 already waiting)"
+    assert report.summary() == "1 message queued again (1 already waiting)"
     after = by_key(loket)
     assert (after[first]["status"], after[first]["attempts"], after[first]["next_attempt_at"]) == (
         "pending", 0, clock.now())
@@ -222,7 +222,7 @@ def test_a_message_being_sent_under_a_live_lease_is_left_to_its_worker(
     report = deliver(loket, through(Spy(smtp(server).transport, meanwhile)), batch=1)
 
     assert seen["retry"] == RetryReport(requeued=(failed,), sending=(busy,))
-    assert seen["retry"].summary() == "2 messages queued again (1 was failed, 1 being sent)"
+    assert seen["retry"].summary() == "1 message queued again (1 being sent)"
     assert seen["row"] == seen["leased"]  # untouched: still its worker's
     assert (seen["row"]["status"], seen["row"]["lease_until"]) == ("sending", clock.now() + LEASE)
     assert seen["other worker"] == DeliveryReport(sent=1)  # the requeued one only
@@ -245,7 +245,7 @@ def test_a_message_whose_worker_died_is_reported_waiting_and_left_alone(
     report = retry(loket, keys=[key], now=clock.now())
 
     assert report == RetryReport(waiting=(key,))
-    assert report.summary() == "1 message queued again (1 already waiting)"
+    assert report.summary() == "nothing queued again (1 already waiting)"
     assert list_outbox(loket) == before
     assert deliver(loket, smtp(smtp_server)) == DeliveryReport(sent=1)  # the lease ran out
     assert received_ids(smtp_server) == Counter({mid(key): 1})

@@ -103,3 +103,17 @@ def test_a_full_device_is_a_clear_error() -> None:
             output_file("/dev/full") as out:
         out.write("x" * 100_000)
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_standard_output_into_a_pipe_is_written_through() -> None:
+    # /dev/stdout links to /proc/self/fd/1, whose target names a pipe by a path that does
+    # not exist: the file must be opened by the name given, not by where the link points.
+    import subprocess
+    import sys
+
+    program = ("from engine.outfile import output_file\n"
+               "with output_file('/dev/stdout') as out:\n"
+               "    out.write('een\\ntwee\\n')\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True,  # stdout: a pipe
+                          cwd=Path(__file__).resolve().parent.parent, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"een\ntwee\n", b"")
