@@ -64,6 +64,7 @@ class Case:
     last_hash: str
     salt: str | None
     redacted_at: dt.datetime | None
+    last_at: dt.datetime | None
 
     def apply(self, updates: Mapping[str, Any]) -> Case:
         """A new snapshot with these columns changed; this one stays as it was."""

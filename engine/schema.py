@@ -146,6 +146,8 @@ class CaseRow(SQLModel, table=True):
     last_hash: str = Field(max_length=64)
     salt: str | None = Field(default=None, max_length=64)
     redacted_at: dt.datetime | None = _time()
+    last_at: dt.datetime | None = _time()
+    """When its newest event happened: a simulation's clock may not go back before it."""
 
 
 class EventRow(SQLModel, table=True):

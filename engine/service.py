@@ -448,7 +448,7 @@ class Loket:
                 "next_fire_at": None, "suspended_at": None, "suspended_manually": False,
                 "closed_at": None, "escalation_level": 0, "service_fired": False,
                 "lead_fired": False, "version": 1, "last_seq": 0, "last_hash": GENESIS,
-                "salt": new_salt() if rt.personal_fields() else None, "redacted_at": None,
+                "salt": new_salt() if rt.personal_fields() else None, "redacted_at": None, "last_at": None,
                 **casework.start_clocks(rt, cal, now),
             }
             case_id = conn.execute(sa.insert(cases_t).values(base).returning(cases_t.c.id)).scalar_one()
@@ -532,11 +532,11 @@ class Loket:
         by moments, and refusing real work for that would be worse."""
         if not isinstance(self.clock, FixedClock):
             return
-        latest = max(t for t in (case.created_at, case.state_entered_at, case.suspended_at, case.closed_at)
-                     if t is not None)
+        latest = max(t for t in (case.created_at, case.state_entered_at, case.suspended_at, case.closed_at,
+                                 case.last_at) if t is not None)
         if now < latest:
-            raise InvalidValue(f"the time of this run ({timestamp(now)}) is before {case.ref}'s last change of"
-                               f" state or clock ({timestamp(latest)}): a simulation cannot go back in time")
+            raise InvalidValue(f"the time of this run ({timestamp(now)}) is before {case.ref}'s last event"
+                               f" ({timestamp(latest)}): a simulation cannot go back in time")
 
     def stage_case(
         self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime,
@@ -556,9 +556,11 @@ class Loket:
                 personal=rt.personal_fields(),
             )
             new.last_seq, new.last_hash = head["last_seq"], head["last_hash"]
+            new.last_at = now
         new.next_fire_at = casework.next_fire_at(rt, self.calendar(), new)
         new.version = case.version + 1
-        columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version"))
+        columns = frozenset((*change.updates, "last_seq", "last_hash", "next_fire_at", "version",
+                             *(("last_at",) if change.drafts else ())))
         params = {name: getattr(new, name) for name in columns}
         params["_id"], params["_version"] = case.id, case.version
         return Staged(new, columns, params, events)

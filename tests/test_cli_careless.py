@@ -444,3 +444,19 @@ def test_the_outbox_listing_shows_the_keys_retry_takes(sim: str, capsys: pytest.
     code, out, _ = run_cli(capsys, "--db", sim, "outbox", "list")
     assert out.splitlines()[0].split()[:3] == ["ID", "KEY", "STATUS"]
     assert "BI-2026-00001/1/1" in out
+
+
+def test_a_simulation_cannot_suspend_again_inside_a_suspension_it_already_ended(
+    sim: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(now: str, *args: str) -> tuple[int, str, str]:
+        return run_cli(capsys, "--db", sim, "--now", now, "--as", STAFF, "case", *args)
+
+    assert run("2026-03-13T09:00", "suspend", "BI-2026-00001", "--reason", "w1")[0] == 0
+    assert run("2026-03-23T09:00", "resume", "BI-2026-00001")[0] == 0
+    before = history(capsys, sim)
+    # The same days a second time would push the decision date twice for one wait.
+    code, _, err = run("2026-03-14T09:00", "suspend", "BI-2026-00001", "--reason", "w2")
+    assert code == 2
+    assert "BI-2026-00001's last event (2026-03-23T08:00:00.000000Z)" in only_error(err)
+    assert history(capsys, sim) == before

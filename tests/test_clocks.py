@@ -133,7 +133,7 @@ def test_a_paused_state_stops_and_shifts_the_clocks_as_pure_functions() -> None:
         "created_by": STAFF, "state_entered_at": START, "stay": 1, "state_due": INGEDIEND,
         "next_fire_at": None, "suspended_at": None, "suspended_manually": False,
         "closed_at": None, "escalation_level": 0, "service_fired": False, "lead_fired": False,
-        "version": 1, "last_seq": 1, "last_hash": "0" * 64, "salt": None, "redacted_at": None,
+        "version": 1, "last_seq": 1, "last_hash": "0" * 64, "salt": None, "redacted_at": None, "last_at": START,
         **casework.start_clocks(rt, cal, START),
     }
     case = casework.Case(**fields)

@@ -1,0 +1,86 @@
+"""The schema's migrations: the newest is the one the code expects, and upgrading an
+existing database keeps its data and fills in what the new revision adds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from engine.audit import verify
+from engine.clock import FixedClock
+from engine.db import SCHEMA_REVISION, current_revision, migrate, open_engine
+from engine.errors import InvalidValue
+from engine.schema import cases_t
+from engine.service import Loket
+from engine.setup import sample_paths
+from tests.conftest import PG_SERVER
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "engine" / "migrations"
+START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
+
+
+def alembic(engine: sa.Engine, action: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+
+
+def test_the_code_expects_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_REVISION]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own: a migration test must not leave the shared one half-upgraded."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    name = f"loket_migrate_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def test_upgrading_from_0001_keeps_every_case_and_learns_when_each_last_changed(fresh_url: str) -> None:
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    clock = FixedClock(START)
+    loket = Loket(engine, clock)
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    ref = loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor="c.devries").ref
+    clock.set(START + dt.timedelta(days=1))
+    loket.comment(ref, "Gebeld met de bewoner", actor="c.devries")
+    # The database as revision 0001 left it: no last_at.
+    alembic(engine, "downgrade", "0001")
+    assert current_revision(engine) == "0001"
+    assert "last_at" not in {c["name"] for c in sa.inspect(engine).get_columns("cases")}
+
+    migrate(engine)
+
+    assert current_revision(engine) == SCHEMA_REVISION
+    with engine.connect() as conn:
+        last_at = conn.execute(sa.select(cases_t.c.last_at).where(cases_t.c.ref == ref)).scalar_one()
+    assert last_at == START + dt.timedelta(days=1)  # the comment, its newest event
+    upgraded = Loket(engine, FixedClock(START))
+    with pytest.raises(InvalidValue, match="a simulation cannot go back in time"):
+        upgraded.comment(ref, "Te vroeg", actor="c.devries")
+    assert verify(upgraded).ok
+    engine.dispose()
