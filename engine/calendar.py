@@ -296,6 +296,16 @@ class WorkingCalendar:
             _on_calendar(self.local_date(t))
         return t
 
+    def before_moves(self, deadline: datetime) -> datetime:
+        """The end of the first of the non-working days right before the deadline's day (the
+        deadline itself when there are none): where a term may have ended before the Atw
+        moved it to this day."""
+        day = self.local_date(deadline)
+        earlier = day
+        while not self.is_working_day(earlier - _DAY):
+            earlier -= _DAY
+        return deadline if earlier == day else self.end_of_day(earlier)
+
     def moment(self, instant: datetime) -> str:
         """An instant as people here read it: ``2026-03-30 (Mon) 11:00 Europe/Amsterdam``."""
         return self._instant(self._local(instant))

@@ -95,11 +95,14 @@ def _replay(
         else:
             data = item["data"] or {}
             by = Duration(str(data.get("unit")), int(data.get("amount", 0)))
-            base = extension_base(due, last_extension, by)
+            if data.get("counted_from"):
+                base = dt.datetime.fromisoformat(str(data["counted_from"]))
+            else:  # recorded before extensions said where they counted from
+                base = extension_base(due, last_extension, by)
             extended = cal.deadline(base, by)
             counted = ("counted from the deadline's day" if base == due else
-                       f"counted on from {cal.local_date(base).isoformat()}, the day the previous"
-                       " extension counted to before it was moved")
+                       f"counted on from {cal.local_date(base).isoformat()}, the day the term ran to"
+                       " before the Atw moved it")
             lines.append(f"  extended by {by} on {cal.moment(item['at'])} by {item['actor']}"
                          f" ({data.get('reason', '')}), {counted}:")
             lines += [f"  {s}" for s in extended.steps]

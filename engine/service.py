@@ -697,16 +697,26 @@ class Loket:
             # (the day an earlier extension counted to, before the Atw moved it).
             base = self._extension_base(case, by)
             new_due = cal.deadline(base, by).due
-            if case.case_due_limit is not None and new_due > case.case_due_limit:
+            limit = case.case_due_limit
+            if limit is not None and new_due > limit and by.unit in ("weeks", "calendar_days"):
+                # The deadline may stand where the Atw moved it (after a suspension shifted it
+                # onto a holiday, say), while the maximum was counted without that move: counted
+                # from the day before the move, the extension may still fit.
+                earlier = cal.before_moves(base)
+                if earlier != base and cal.deadline(earlier, by).due <= limit:
+                    base, new_due = earlier, cal.deadline(earlier, by).due
+            if limit is not None and new_due > limit:
                 raise Refused(
                     f"extending {case.ref} by {by} would pass the maximum extension of {rt.max_extension}"
-                    f" (the term may run until {cal.local_date(case.case_due_limit).isoformat()} at most)"
+                    f" (the term may run until {cal.local_date(limit).isoformat()} at most)"
                 )
             data = {"by": str(by), "unit": by.unit, "amount": by.amount, "reason": reason,
                     "from": timestamp(case.case_due), "to": timestamp(new_due)}
             unmoved = cal.unmoved(base, by)
             if unmoved != new_due:
                 data["unmoved"] = timestamp(unmoved)
+            if base != case.case_due:
+                data["counted_from"] = timestamp(base)  # so that --explain replays it as it was
             return Change({"case_due": new_due}, [Draft("extended", data=data)])
 
         return self._change(ref, actor, plan)

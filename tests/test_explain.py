@@ -177,7 +177,7 @@ def test_explain_replays_extensions_counting_on_from_the_unmoved_day(
         "moved from 2026-05-05 (Bevrijdingsdag) to 2026-05-06, the next working day (Atw art. 1)",
         "due 2026-05-06 (Wed) 23:59:59 Europe/Amsterdam (2026-05-06 21:59:59 UTC)",
         "extended by 5 weeks on 2026-03-02 (Mon) 10:00 Europe/Amsterdam by b.bakker (Advies politie),"
-        " counted on from 2026-05-05, the day the previous extension counted to before it was moved:",
+        " counted on from 2026-05-05, the day the term ran to before the Atw moved it:",
         "start 2026-05-05 (Tue) 23:59:59 Europe/Amsterdam",
         "added 5 weeks: 2026-05-05 + 35 days = 2026-06-09 (Tue)",
         "due 2026-06-09 (Tue) 23:59:59 Europe/Amsterdam (2026-06-09 21:59:59 UTC)",
@@ -326,3 +326,29 @@ def test_case_show_explain_through_the_cli(
     out, err = capsys.readouterr()
     assert err == ""
     assert json.loads(out) == {"ref": ref, "explain": expected}
+
+
+def test_the_full_extension_fits_after_a_suspension_moved_the_term_past_a_holiday(
+    loket: Loket, clock: FixedClock
+) -> None:
+    # Created Thu 03-12: the lead time (8 weeks) ends Thu 05-07, the maximum (6 weeks more)
+    # Thu 06-18. Suspended 03-13 → 03-20, 7 days: the term moves to Thu 05-14, Hemelvaartsdag,
+    # so to Fri 05-15; the maximum to Thu 06-25. Six weeks from Fri 05-15 would be Fri 06-26,
+    # past it: counted from Thu 05-14, where the term ran to before the move, they end on the
+    # maximum itself.
+    clock.set(utc("2026-03-12T09:00:00"))
+    ref = loket.new_case(BI, ["title=Hemelvaart"], actor=STAFF).ref
+    clock.set(utc("2026-03-13T09:00:00"))
+    loket.suspend(ref, "Wacht op de tekening", actor=STAFF)
+    clock.set(utc("2026-03-20T09:00:00"))
+    loket.resume(ref, actor=STAFF)
+    assert loket.get_case(ref).case_due == utc("2026-05-15T21:59:59")
+
+    extended = loket.extend(ref, Duration("weeks", 6), "Advies", actor=LEAD)
+
+    assert extended.case_due == extended.case_due_limit == utc("2026-06-25T21:59:59")
+    event = loket.history(ref)[1][-1]
+    assert event["data"]["counted_from"] == "2026-05-14T21:59:59.000000Z"
+    lines = assert_agrees(loket, ref)
+    assert any("counted on from 2026-05-14, the day the term ran to before the Atw moved it" in line
+               for line in lines)
