@@ -9,6 +9,7 @@ problem refuses the whole file.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -237,6 +238,26 @@ def _check_terms(check: Checker, durations: Mapping[str, Duration | None]) -> No
     if _approx_days(norm) > _approx_days(lead):
         check.problem(("service_norm",), f"service_norm ({norm}) is longer than lead_time ({lead}): the"
                                          " municipality's own promise would end after the legal term")
+    elif norm.unit != lead.unit and (late := _norm_after_lead(norm, lead)) is not None:
+        # In different units the two only compare on the calendar: 20 working days end after 4
+        # weeks whenever a holiday falls in between.
+        check.problem(("service_norm",), f"service_norm ({norm}) can end after lead_time ({lead}): for a case"
+                                         f" made on {late.isoformat()} the municipality's own promise"
+                                         " would end after the legal term")
+
+
+def _norm_after_lead(norm: Duration, lead: Duration) -> dt.date | None:
+    """The first day of two calendar years from which a case's service norm would end after its
+    lead time (the Atw holidays; an organisation's closed days can only add to it), or None."""
+    from engine.calendar import WorkingCalendar
+
+    cal = WorkingCalendar()
+    first = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    for offset in range(731):
+        start = first + dt.timedelta(days=offset)
+        if cal.due(start, norm) > cal.due(start, lead):
+            return cal.local_date(start)
+    return None
 
 
 def _label(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:

@@ -549,6 +549,15 @@ RULES: list[tuple[Any, ...]] = [
         "service_norm (41 working days) is longer than lead_time (8 weeks)",
     ),
     (
+        # 40 working days are 8 weeks on paper, but a holiday in between makes them end later:
+        # for a case made on Mon 2026-02-09, 8 weeks end on Tue 04-07 (tweede Paasdag moves
+        # them), 40 working days, which skip Goede Vrijdag and tweede Paasdag, on Wed 04-08.
+        "a service norm in working days that can end after the lead time in weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 40}\n"),
+        "service_norm",
+        "service_norm (40 working days) can end after lead_time (8 weeks): for a case made on 2026-02-09",
+    ),
+    (
         # 1345 hours are one hour more than 8 weeks.
         "a service norm in hours just longer than the lead time in weeks",
         ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {hours: 1345}\n"),
@@ -656,9 +665,10 @@ ALLOWED: list[tuple[Any, ...]] = [
         ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {weeks: 8}\n"),
     ),
     (
-        # 40 working days are 8 weeks to the simple comparison: not clearly longer.
-        "a service norm in working days tied with the lead time in weeks",
-        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 40}\n"),
+        # 30 working days are 6 weeks, and even the spring's six holidays (Goede Vrijdag to
+        # tweede Pinksterdag) add less than two: the service norm always ends before 8 weeks.
+        "a service norm in working days that always ends before the lead time in weeks",
+        ("lead_time: {weeks: 8}\n", "lead_time: {weeks: 8}\nservice_norm: {working_days: 30}\n"),
     ),
     (
         # Without a lead time there is nothing to compare a service norm with.
