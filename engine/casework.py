@@ -229,6 +229,12 @@ def resume_clocks(
             continue
         exact = _is_hours(rt, column, case.state)
         out[column] = cal.shift(value, start, now, exact=exact)
+    if (rt.max_extension is not None and case.case_due is not None and case.case_due_limit is not None
+            and case.case_due_limit == cal.offset(case.case_due, rt.max_extension)):
+        # Not extended yet: the maximum counts from the term as it now stands, as it did when
+        # the case was made, so that a term the shift moved past a holiday may still be
+        # extended by the whole maximum from where it ends.
+        out["case_due_limit"] = cal.offset(out["case_due"], rt.max_extension)
     return out
 
 

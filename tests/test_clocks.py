@@ -148,7 +148,8 @@ def test_a_paused_state_stops_and_shifts_the_clocks_as_pure_functions() -> None:
         utc("2026-03-23T22:59:59"),  # beoordeling, 10 wd from Mon 03-09 → Mon 03-23
         utc("2026-04-07T21:59:59"),  # Mon 03-30 + 7 = Mon 04-06 tweede Paasdag → Tue 04-07
         utc("2026-05-06T21:59:59"),  # Tue 04-28 + 7 = Tue 05-05 Bevrijdingsdag → Wed 05-06
-        utc("2026-06-16T21:59:59"),  # Tue 06-09 + 7 = Tue 06-16
+        # not extended yet: the maximum counts from the term as it now stands, Wed 05-06 + 42
+        utc("2026-06-17T21:59:59"),  # = Wed 06-17
     )
     assert (back.suspended_at, back.stay) == (None, 3)
 
@@ -216,8 +217,9 @@ def test_a_paused_state_stops_the_clocks_and_leaving_it_shifts_them(
         utc("2026-04-07T21:59:59"),
         # lead time Tue 04-28 + 7 = Tue 05-05 Bevrijdingsdag → Wed 05-06.
         utc("2026-05-06T21:59:59"),
-        # the extension limit moves along: Tue 06-09 + 7 = Tue 06-16.
-        utc("2026-06-16T21:59:59"),
+        # not extended yet: the extension limit counts from the term as it now stands,
+        # Wed 05-06 + 42 = Wed 06-17.
+        utc("2026-06-17T21:59:59"),
     )
     assert row(loket, ref)["suspended_at"] is None
 
@@ -247,7 +249,8 @@ def test_suspend_and_resume_shift_the_state_deadline_too(loket: Loket, clock: Fi
         utc("2026-03-16T22:59:59"),  # ingediend Mon 03-09 + 7 = Mon 03-16, a working day
         utc("2026-04-07T21:59:59"),  # Mon 03-30 + 7 = Mon 04-06 tweede Paasdag → Tue 04-07
         utc("2026-05-06T21:59:59"),  # Tue 04-28 + 7 = Tue 05-05 Bevrijdingsdag → Wed 05-06
-        utc("2026-06-16T21:59:59"),  # Tue 06-09 + 7 = Tue 06-16
+        # not extended yet: the maximum counts from the term as it now stands, Wed 05-06 + 42
+        utc("2026-06-17T21:59:59"),  # = Wed 06-17
     )
     resumed = loket.history(ref)[1][-2:]
     assert [(e["action"], e["data"]) for e in resumed] == [

@@ -333,22 +333,45 @@ def test_the_full_extension_fits_after_a_suspension_moved_the_term_past_a_holida
 ) -> None:
     # Created Thu 03-12: the lead time (8 weeks) ends Thu 05-07, the maximum (6 weeks more)
     # Thu 06-18. Suspended 03-13 → 03-20, 7 days: the term moves to Thu 05-14, Hemelvaartsdag,
-    # so to Fri 05-15; the maximum to Thu 06-25. Six weeks from Fri 05-15 would be Fri 06-26,
-    # past it: counted from Thu 05-14, where the term ran to before the move, they end on the
-    # maximum itself.
+    # so to Fri 05-15. Not extended yet, so the maximum counts from there, as it did at the
+    # start: Fri 06-26. 1 week and then 5 weeks reach it exactly.
     clock.set(utc("2026-03-12T09:00:00"))
     ref = loket.new_case(BI, ["title=Hemelvaart"], actor=STAFF).ref
     clock.set(utc("2026-03-13T09:00:00"))
     loket.suspend(ref, "Wacht op de tekening", actor=STAFF)
     clock.set(utc("2026-03-20T09:00:00"))
-    loket.resume(ref, actor=STAFF)
-    assert loket.get_case(ref).case_due == utc("2026-05-15T21:59:59")
+    resumed = loket.resume(ref, actor=STAFF)
+    assert (resumed.case_due, resumed.case_due_limit) == (utc("2026-05-15T21:59:59"), utc("2026-06-26T21:59:59"))
 
-    extended = loket.extend(ref, Duration("weeks", 6), "Advies", actor=LEAD)
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)  # → Fri 05-22
+    extended = loket.extend(ref, Duration("weeks", 5), "Advies politie", actor=LEAD)
 
-    assert extended.case_due == extended.case_due_limit == utc("2026-06-25T21:59:59")
-    event = loket.history(ref)[1][-1]
-    assert event["data"]["counted_from"] == "2026-05-14T21:59:59.000000Z"
+    assert extended.case_due == extended.case_due_limit == utc("2026-06-26T21:59:59")
+    assert_agrees(loket, ref)
+
+
+def test_an_extension_that_passes_the_maximum_only_by_a_move_counts_from_before_it(
+    loket: Loket, clock: FixedClock
+) -> None:
+    # Created Thu 03-12: the term ends Thu 05-07, the maximum Thu 06-18. Extended by 1 week:
+    # Thu 05-14, Hemelvaartsdag → Fri 05-15. Then suspended 03-13 → 03-23, 10 days: the term
+    # to Mon 05-25, tweede Pinksterdag → Tue 05-26; the maximum (extended already, so it moves
+    # along) to Sun 06-28 → Mon 06-29. 5 weeks from Tue 05-26 would be Tue 06-30, past it;
+    # counted from Sat 05-23, the first of the days the move skipped, they end Sat 06-27 →
+    # Mon 06-29, the maximum.
+    clock.set(utc("2026-03-12T09:00:00"))
+    ref = loket.new_case(BI, ["title=Pinksteren"], actor=STAFF).ref
+    loket.extend(ref, Duration("weeks", 1), "Advies brandweer", actor=LEAD)
+    clock.set(utc("2026-03-13T09:00:00"))
+    loket.suspend(ref, "Wacht op de tekening", actor=STAFF)
+    clock.set(utc("2026-03-23T09:00:00"))
+    resumed = loket.resume(ref, actor=STAFF)
+    assert (resumed.case_due, resumed.case_due_limit) == (utc("2026-05-26T21:59:59"), utc("2026-06-29T21:59:59"))
+
+    extended = loket.extend(ref, Duration("weeks", 5), "Advies politie", actor=LEAD)
+
+    assert extended.case_due == utc("2026-06-29T21:59:59")
+    assert loket.history(ref)[1][-1]["data"]["counted_from"] == "2026-05-23T21:59:59.000000Z"
     lines = assert_agrees(loket, ref)
-    assert any("counted on from 2026-05-14, the day the term ran to before the Atw moved it" in line
+    assert any("counted on from 2026-05-23, the day the term ran to before the Atw moved it" in line
                for line in lines)
