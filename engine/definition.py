@@ -125,7 +125,13 @@ class RequestType:
             raise NotFound(f"unknown field {name!r} (fields: {known})") from None
 
     def personal_fields(self) -> frozenset[str]:
-        return frozenset(n for n, f in self.fields.items() if f.personal)
+        """The fields that hold personal data; made once per definition (every change to a
+        case asks)."""
+        made: frozenset[str] | None = self.__dict__.get("_personal")
+        if made is None:
+            made = frozenset(n for n, f in self.fields.items() if f.personal)
+            self.__dict__["_personal"] = made  # a cache beside the frozen fields, not one of them
+        return made
 
 
 def digest_of(data: Any) -> str:
