@@ -114,6 +114,17 @@ def part(message: EmailMessage, subtype: str) -> str:
     return str(body.get_content())
 
 
+def mail_to_folder(monkeypatch: pytest.MonkeyPatch, folder: Path, templates: Path | None = None) -> None:
+    """The command line's mail settings for a test: .eml files in `folder`, no SMTP, and the
+    packaged templates unless an override folder is given."""
+    monkeypatch.setenv("LOKET_MAIL_DIR", str(folder))
+    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
+    if templates is None:
+        monkeypatch.delenv("LOKET_TEMPLATE_DIR", raising=False)
+    else:
+        monkeypatch.setenv("LOKET_TEMPLATE_DIR", str(templates))
+
+
 def simulation(loket: Loket) -> str:
     """Make the database a simulation one (so `--now` works) and return its URL for the CLI."""
     with loket.engine.begin() as conn:
@@ -400,9 +411,7 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
     rows = escalate(loket, clock, 2)
     url = simulation(loket)
     folder = tmp_path / "mail"
-    monkeypatch.setenv("LOKET_MAIL_DIR", str(folder))
-    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
-    monkeypatch.delenv("LOKET_TEMPLATE_DIR", raising=False)
+    mail_to_folder(monkeypatch, folder)
     monkeypatch.setenv("LOKET_MAIL_FROM", SENDER)
     expected = {mid(row["key"]) for row in rows}
 
@@ -460,9 +469,7 @@ def test_outbox_send_that_delivers_nothing_warns_on_stderr(
     url = simulation(loket)
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the mail folder should be")
-    monkeypatch.setenv("LOKET_MAIL_DIR", str(blocked))
-    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
-    monkeypatch.delenv("LOKET_TEMPLATE_DIR", raising=False)
+    mail_to_folder(monkeypatch, blocked)
     code, out, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
     # Retrying is the design (exit 0), but a run that delivered nothing says so on stderr.
     assert code == 0 and out.startswith("0 sent, 2 to retry, 0 failed")
@@ -503,9 +510,7 @@ def test_a_broken_override_template_stops_outbox_send(
     broken = templates / "escalation.nl.html.j2"
     broken.write_text("<p>{{ ref }}</p>\n{% if %}\n", encoding="utf-8")
     folder = tmp_path / "mail"
-    monkeypatch.setenv("LOKET_TEMPLATE_DIR", str(templates))
-    monkeypatch.setenv("LOKET_MAIL_DIR", str(folder))
-    monkeypatch.delenv("LOKET_SMTP_URL", raising=False)
+    mail_to_folder(monkeypatch, folder, templates)
 
     code, out, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
 
