@@ -1,4 +1,4 @@
-"""The `loket` command: a thin layer over `engine.service.Loket`.
+"""The `loket` command: a thin layer over `engine.app.service.Loket`.
 
 Heavy libraries (SQLAlchemy, sqlmodel, transitions) are imported inside commands, so
 `loket --help` and shell completion stay fast. Every domain error is a `LoketError`; `main`
@@ -20,8 +20,8 @@ import click
 from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound
 
 if TYPE_CHECKING:
-    from engine.casework import Case
-    from engine.service import Loket
+    from engine.app.service import Loket
+    from engine.core.casework import Case
 
 
 #: The largest number an integer option takes: every database stores it (a 32-bit INTEGER).
@@ -39,17 +39,17 @@ class Context:
 
     @property
     def url(self) -> str:
-        # Resolved on use: engine.db imports SQLAlchemy, which `loket case --help` need not load.
-        from engine.db import resolve_url
+        # Resolved on use: engine.store.db imports SQLAlchemy, which `loket case --help` need not load.
+        from engine.store.db import resolve_url
 
         return resolve_url(self.db)
 
     def open(self, *, create: bool = False) -> Loket:
         if self._loket is not None:
             return self._loket
-        from engine.clock import FixedClock, parse_now
-        from engine.db import SCHEMA_REVISION, current_revision, open_engine
-        from engine.service import Loket
+        from engine.app.clock import FixedClock, parse_now
+        from engine.app.service import Loket
+        from engine.store.db import SCHEMA_REVISION, current_revision, open_engine
 
         engine = open_engine(self.url, create=create)
         if not create:
@@ -152,8 +152,8 @@ def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) 
 @pass_ctx
 def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: bool, simulation: bool) -> None:
     """Create the database, or upgrade its schema; optionally load definitions."""
-    from engine.db import SCHEMA_REVISION, current_revision, migrate
-    from engine.setup import definition_files, sample_paths
+    from engine.app.bundled import definition_files, sample_paths
+    from engine.store.db import SCHEMA_REVISION, current_revision, migrate
 
     if sample and (org_file or workflow_dir):
         raise InvalidValue("--sample loads the bundled files: do not combine it with --org or --workflows")
@@ -203,7 +203,7 @@ def _new_sqlite_file(url: str) -> str | None:
     """The SQLite file `url` names if it does not exist yet (init will create it), else None."""
     if not url.startswith("sqlite"):
         return None
-    from engine.db import sqlite_path
+    from engine.store.db import sqlite_path
 
     path = sqlite_path(url)
     return path if path is not None and not Path(path).exists() else None
@@ -235,8 +235,8 @@ def org_load(ctx: Context, file: str) -> None:
 @pass_ctx
 def org_show(ctx: Context, as_json: bool) -> None:
     """Show the organisation."""
-    from engine.organisation import organisation_to_data
-    from engine.views import table
+    from engine.app.views import table
+    from engine.core.organisation import organisation_to_data
 
     organisation = ctx.open().organisation()
     if as_json:
@@ -275,7 +275,7 @@ def _report_loaded(results: Iterable[Any]) -> None:
 @pass_ctx
 def workflow_list(ctx: Context, as_json: bool) -> None:
     """List the loaded request types (newest version of each)."""
-    from engine.views import table
+    from engine.app.views import table
 
     loket = ctx.open()
     types = [(rt, loket.latest_version(rt.key)) for rt in loket.latest_types()]
@@ -294,7 +294,7 @@ def workflow_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def workflow_show(ctx: Context, key: str, version: int | None, as_json: bool) -> None:
     """Show a request type: states, owners, deadlines, transitions."""
-    from engine.views import table
+    from engine.app.views import table
 
     loket = ctx.open()
     rt = loket.request_type(key, version)
@@ -349,13 +349,13 @@ def workflow_load(ctx: Context, files: tuple[str, ...]) -> None:
 @pass_ctx
 def workflow_validate(ctx: Context, files: tuple[str, ...]) -> None:
     """Check request-type files without loading them (against the loaded organisation, if any)."""
-    from engine.service import Loket
+    from engine.app.service import Loket
 
     try:
         loket = ctx.open()
     except ConfigurationError:
         # No installation to check against: the files alone, in an empty throwaway schema.
-        from engine.db import migrate, open_engine
+        from engine.store.db import migrate, open_engine
 
         loket = Loket(open_engine("sqlite://", create=True))
         migrate(loket.engine)
@@ -371,7 +371,7 @@ def workflow_validate(ctx: Context, files: tuple[str, ...]) -> None:
 @pass_ctx
 def workflow_diagram(ctx: Context, key: str, fmt: str, version: int | None) -> None:
     """Draw a request type as a Mermaid or Graphviz DOT diagram."""
-    from engine.diagram import render
+    from engine.core.diagram import render
 
     click.echo(render(ctx.open().request_type(key, version), fmt))
 
@@ -385,7 +385,7 @@ def case() -> None:
 
 
 def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None) -> None:
-    from engine.views import case_json, local, visible
+    from engine.app.views import case_json, local, visible
 
     org = loket.organisation()
     rt = loket.type_of(c)
@@ -447,7 +447,7 @@ def case_new(ctx: Context, type_key: str, assignments: tuple[str, ...], assign: 
 def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str | None, mine: bool,
               overdue: bool, open_: bool | None, limit: int | None, as_json: bool) -> None:
     """List cases."""
-    from engine.views import case_json, is_overdue, local, table
+    from engine.app.views import case_json, is_overdue, local, table
 
     loket = ctx.open()
     org = loket.organisation()
@@ -482,7 +482,7 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
     loket = ctx.open()
     c = loket.get_case(ref)
     if explain:
-        from engine.explain import explain_case
+        from engine.app.explain import explain_case
 
         lines = explain_case(loket, c)
         if as_json:
@@ -502,8 +502,8 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
 @pass_ctx
 def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
     """What may be fired on a case now, and by whom."""
-    from engine.casework import allowed_triggers
-    from engine.views import table
+    from engine.app.views import table
+    from engine.core.casework import allowed_triggers
 
     loket = ctx.open()
     c = loket.get_case(ref)
@@ -615,7 +615,7 @@ def case_resume(ctx: Context, ref: str, as_json: bool) -> None:
 def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | None, reason: str,
                 as_json: bool) -> None:
     """Extend the legal decision term of case REF (lead or head), within max_extension."""
-    from engine.durations import Duration
+    from engine.core.durations import Duration
 
     if (weeks is None) == (working_days is None):
         raise InvalidValue("give exactly one of --weeks N or --working-days N")
@@ -631,7 +631,7 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
 @pass_ctx
 def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
     """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
-    from engine.redact import redact
+    from engine.app.redact import redact
 
     loket = ctx.open()
     c, fields = redact(loket, ref, reason, actor=ctx.person())
@@ -649,8 +649,8 @@ def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
 @pass_ctx
 def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> None:
     """Run one escalation sweep: fire every due rung, breach and timeout, exactly once."""
-    from engine.sweep import forecast, sweep
-    from engine.views import local, table
+    from engine.app.sweep import forecast, sweep
+    from engine.app.views import local, table
 
     loket = ctx.open()
     if days is not None:
@@ -680,7 +680,7 @@ def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> No
 
 
 def _interval(text: str, option: str) -> Any:
-    from engine.durations import parse_interval
+    from engine.core.durations import parse_interval
 
     try:
         return parse_interval(text)
@@ -696,7 +696,7 @@ def _interval(text: str, option: str) -> Any:
 @pass_ctx
 def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
     """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it cleanly)."""
-    from engine.worker import run_worker
+    from engine.app.worker import run_worker
     from notifications.outbox import MailSettings
 
     every_sweep = _interval(sweep_every, "--sweep-every")
@@ -718,7 +718,7 @@ def outbox() -> None:
 @pass_ctx
 def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) -> None:
     """List the messages in the outbox."""
-    from engine.views import iso, table
+    from engine.app.views import iso, table
     from notifications.outbox import list_outbox
 
     rows = list_outbox(ctx.open(), failed=failed, limit=limit)
@@ -793,7 +793,7 @@ def audit() -> None:
 @pass_ctx
 def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
     """The complete timeline of case REF."""
-    from engine.views import event_detail, event_json, local, table
+    from engine.app.views import event_detail, event_json, local, table
 
     loket = ctx.open()
     c, events = loket.history(ref)
@@ -813,7 +813,7 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def audit_verify(ctx: Context, as_json: bool) -> None:
     """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
-    from engine.audit import verify
+    from engine.app.audit import verify
 
     result = verify(ctx.open())
     if as_json:
@@ -830,7 +830,7 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def audit_seal(ctx: Context, as_json: bool) -> None:
     """Record a checkpoint over all chains: later deletions of cases or events are detected."""
-    from engine.audit import seal
+    from engine.app.audit import seal
 
     result = seal(ctx.open())
     if as_json:
@@ -842,7 +842,7 @@ def audit_seal(ctx: Context, as_json: bool) -> None:
 def _day_or_time(text: str | None, option: str, tz: str) -> Any:
     if text is None:
         return None
-    from engine.clock import parse_now
+    from engine.app.clock import parse_now
 
     try:
         return parse_now(text, tz)
@@ -861,7 +861,7 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
                  fmt: str, output: str | None) -> None:
     """Export events as CSV or JSON Lines, streamed (constant memory)."""
-    from engine.audit import export
+    from engine.app.audit import export
 
     loket = ctx.open()
     tz = _timezone_of(loket)
@@ -872,7 +872,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
         export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
         sys.stdout.flush()
         return
-    from engine.outfile import output_file
+    from engine.app.outfile import output_file
 
     with output_file(output) as handle:
         count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
@@ -889,7 +889,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
 @pass_ctx
 def report(ctx: Context, html: str | None, as_json: bool) -> None:
     """Figures per request type and unit: lead times, waits, escalations, failed emails."""
-    from engine.report import run_report
+    from engine.reporting.report import run_report
 
     run_report(ctx.open(), html, as_json, click.echo)
 
@@ -909,7 +909,7 @@ def demo(ctx: Context, days: int, seed: int, folder: str) -> None:
     """Simulate weeks of neighbourhood work in Gemeente Voorbeeld."""
     from pathlib import Path
 
-    from engine.demo import check_folder, run_demo
+    from engine.app.demo import check_folder, run_demo
 
     check_folder(Path(folder))
     lines: list[str] = []
@@ -974,7 +974,7 @@ def _unexpected(exc: Exception) -> NoReturn:
     cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
         # Another process held SQLite's write lock for longer than the busy timeout.
-        from engine.db import busy_timeout_ms
+        from engine.store.db import busy_timeout_ms
 
         fail(f"the database is busy: another process kept it locked for {busy_timeout_ms() / 1000:g}"
              " seconds; nothing was written, try again", 3)

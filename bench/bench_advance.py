@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from scratch import sample_loket, scratch_postgres  # noqa: E402
 
-from engine.clock import FixedClock  # noqa: E402
-from engine.schema import cases_t, events_t  # noqa: E402
-from engine.service import Loket  # noqa: E402
+from engine.app.clock import FixedClock  # noqa: E402
+from engine.app.service import Loket  # noqa: E402
+from engine.store.schema import cases_t, events_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACTOR = "c.devries"

@@ -27,16 +27,16 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from scratch import sample_loket, scratch_postgres  # noqa: E402
 
-from engine.history import GENESIS, chain_hash, event_content  # noqa: E402
-from engine.schema import cases_t, events_t  # noqa: E402
+from engine.core.history import GENESIS, chain_hash, event_content  # noqa: E402
+from engine.store.schema import cases_t, events_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
-from engine.db import open_engine
-from engine.service import Loket
+from engine.store.db import open_engine
+from engine.app.service import Loket
 import sqlalchemy as sa
 
 def peak_mb():
@@ -50,16 +50,16 @@ what = {what!r}
 before = peak_mb()
 started = time.perf_counter()
 if what == "verify":
-    from engine.audit import verify
+    from engine.app.audit import verify
     result = verify(loket)
     assert result.ok, result.failure
     count = result.events
 elif what == "export":
-    from engine.audit import export
+    from engine.app.audit import export
     with open({out!r}, "w") as handle:
         count = export(loket, handle.write, fmt="jsonl")
 else:
-    from engine.schema import events_t
+    from engine.store.schema import events_t
     count = 0
     with loket.read() as conn:
         query = sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq)

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 from aiosmtpd.controller import Controller  # noqa: E402
 from scratch import scratch_postgres  # noqa: E402
 
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import migrate, open_engine  # noqa: E402
-from engine.service import Loket  # noqa: E402
-from engine.setup import sample_paths  # noqa: E402
-from engine.sweep import sweep  # noqa: E402
+from engine.app.bundled import sample_paths  # noqa: E402
+from engine.app.clock import FixedClock  # noqa: E402
+from engine.app.service import Loket  # noqa: E402
+from engine.app.sweep import sweep  # noqa: E402
+from engine.store.db import migrate, open_engine  # noqa: E402
 from notifications.message import build_message, message_id_for  # noqa: E402
 from notifications.outbox import (  # noqa: E402
     MailSettings,

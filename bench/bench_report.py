@@ -47,13 +47,13 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from scratch import scratch_postgres  # noqa: E402
 
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import migrate, open_engine  # noqa: E402
-from engine.definition import RequestType  # noqa: E402
-from engine.durations import Duration  # noqa: E402
-from engine.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
-from engine.service import Loket  # noqa: E402
-from engine.setup import sample_paths  # noqa: E402
+from engine.app.bundled import sample_paths  # noqa: E402
+from engine.app.clock import FixedClock  # noqa: E402
+from engine.app.service import Loket  # noqa: E402
+from engine.core.definition import RequestType  # noqa: E402
+from engine.core.durations import Duration  # noqa: E402
+from engine.store.db import migrate, open_engine  # noqa: E402
+from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
@@ -238,7 +238,7 @@ def _floor_group_by(loket: Loket) -> Any:
 
 
 def _floor_stream(loket: Loket) -> int:
-    from engine.report import CASES_QUERY, ESCALATIONS_QUERY, MOVES_QUERY
+    from engine.reporting.report import CASES_QUERY, ESCALATIONS_QUERY, MOVES_QUERY
 
     rows = 0
     with loket.read() as conn:
@@ -250,7 +250,7 @@ def _floor_stream(loket: Loket) -> int:
 
 
 def child(mode: str, url: str, out_dir: str) -> None:
-    from engine.report import run_report
+    from engine.reporting.report import run_report
 
     loket = Loket(open_engine(url), FixedClock(NOW))
     page = Path(out_dir) / "report.html"

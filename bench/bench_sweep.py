@@ -54,13 +54,13 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from engine.clock import FixedClock  # noqa: E402
-from engine.db import migrate, open_engine  # noqa: E402
-from engine.history import GENESIS  # noqa: E402
-from engine.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
-from engine.service import CASE_COLUMNS, Loket, update_case  # noqa: E402
-from engine.setup import sample_paths  # noqa: E402
-from engine.sweep import BATCH, _insert, sweep  # noqa: E402
+from engine.app.bundled import sample_paths  # noqa: E402
+from engine.app.clock import FixedClock  # noqa: E402
+from engine.app.service import CASE_COLUMNS, Loket, update_case  # noqa: E402
+from engine.app.sweep import BATCH, _insert, sweep  # noqa: E402
+from engine.core.history import GENESIS  # noqa: E402
+from engine.store.db import migrate, open_engine  # noqa: E402
+from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 STAFF = "c.devries"

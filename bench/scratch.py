@@ -11,10 +11,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from engine.clock import FixedClock
-from engine.db import migrate, open_engine
-from engine.service import Loket
-from engine.setup import sample_paths
+from engine.app.bundled import sample_paths
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.store.db import migrate, open_engine
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

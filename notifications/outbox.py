@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from engine.app.views import event_detail
 from engine.errors import ConfigurationError, InvalidValue, NotFound, Refused, shown
-from engine.schema import cases_t, events_t, outbox_t
-from engine.views import event_detail
+from engine.store.schema import cases_t, events_t, outbox_t
 from notifications.message import build_message, message_id_for
 from notifications.render import (
     CONTEXT_KEYS,
@@ -35,8 +35,8 @@ from notifications.render import (
 from notifications.transports import DeliveryResult, Transport, transport_from_env
 
 if TYPE_CHECKING:
-    from engine.organisation import Organisation
-    from engine.service import Loket
+    from engine.app.service import Loket
+    from engine.core.organisation import Organisation
 
 MAX_ATTEMPTS = 8
 FIRST_DELAY = dt.timedelta(minutes=1)

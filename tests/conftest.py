@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.clock import FixedClock
-from engine.db import migrate, open_engine
-from engine.schema import metadata
-from engine.service import Loket
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.store.db import migrate, open_engine
+from engine.store.schema import metadata
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"

@@ -12,12 +12,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
-from engine.audit import HistoryDamaged, export, seal, verify
+from engine.app.audit import HistoryDamaged, export, seal, verify
+from engine.app.redact import redact
+from engine.app.service import Loket
+from engine.core.history import chain_hash, event_content
 from engine.errors import InvalidValue, NotFound, Refused, RoleRequired
-from engine.history import chain_hash, event_content
-from engine.redact import redact
-from engine.schema import cases_t, events_t
-from engine.service import Loket
+from engine.store.schema import cases_t, events_t
 
 CLERK, LEAD, HEAD = "c.devries", "b.bakker", "a.jansen"
 SECRET_NAME = "Geertruida Zwanenburg"
@@ -207,7 +207,7 @@ def test_redacted_bytes_are_gone_from_the_sqlite_files(sqlite_url: str, tmp_path
 
 
 def _fresh(url: str, clock) -> Loket:  # type: ignore[no-untyped-def]
-    from engine.db import open_engine
+    from engine.store.db import open_engine
     from tests.conftest import ORG_FILE, WORKFLOWS
 
     loket = Loket(open_engine(url), clock)
@@ -482,7 +482,7 @@ def test_a_forged_event_with_a_valid_hash_but_wrongly_typed_data_is_a_failure(lo
 
 def test_the_careful_reading_agrees_with_the_quick_one_on_an_intact_history(loket: Loket, clock) -> None:  # type: ignore[no-untyped-def]
     """verify falls back on reading every value raw: on a sound database both must say the same."""
-    from engine.audit import _verify
+    from engine.app.audit import _verify
 
     erased = _initiative(loket, "Ééndags — straatfeest ✓", name=SECRET_NAME, email=SECRET_MAIL)
     ref = _initiative(loket, "Buurtmoestuin", name=SECRET_NAME, amount="1250")

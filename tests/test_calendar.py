@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine.calendar import FIRST_YEAR, LAST_YEAR, WorkingCalendar, easter
-from engine.durations import Duration
+from engine.core.calendar import FIRST_YEAR, LAST_YEAR, WorkingCalendar, easter
+from engine.core.durations import Duration
 from engine.errors import InvalidValue
 
 AMS = ZoneInfo("Europe/Amsterdam")

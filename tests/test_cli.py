@@ -681,8 +681,8 @@ def test_a_conflict_exits_3_and_writes_nothing(
     loket: Loket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The case changed between this command's read and its write."""
-    from engine.db import open_engine
-    from engine.service import Loket as Service
+    from engine.app.service import Loket as Service
+    from engine.store.db import open_engine
 
     ref = new_case(loket)
     engine = open_engine(loket.url)

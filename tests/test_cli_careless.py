@@ -231,11 +231,11 @@ def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str)
     but a resumption before its suspension is impossible on any clock."""
     import datetime as dt
 
-    from engine.clock import FixedClock
-    from engine.db import migrate, open_engine
+    from engine.app.bundled import sample_paths
+    from engine.app.clock import FixedClock
+    from engine.app.service import Loket
     from engine.errors import InvalidValue
-    from engine.service import Loket
-    from engine.setup import sample_paths
+    from engine.store.db import migrate, open_engine
 
     class LaggingClock:
         """A clock that is not a simulation's, and can be set back like a lagging machine."""

@@ -22,17 +22,17 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
-from engine import casework
-from engine.calendar import WorkingCalendar
-from engine.clock import FixedClock
-from engine.db import migrate, open_engine
-from engine.definition import RequestType, parse_request_type
-from engine.durations import Duration
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import forecast, sweep
+from engine.core import casework
+from engine.core.calendar import WorkingCalendar
+from engine.core.definition import RequestType, parse_request_type
+from engine.core.durations import Duration
+from engine.core.yamlfile import load_file
 from engine.errors import InvalidValue, LoketError, Refused, RoleRequired
-from engine.schema import cases_t, escalations_t
-from engine.service import Loket
-from engine.sweep import forecast, sweep
-from engine.yamlfile import load_file
+from engine.store.db import migrate, open_engine
+from engine.store.schema import cases_t, escalations_t
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 BI = "bewonersinitiatief"
@@ -513,7 +513,7 @@ def test_bad_escalate_and_worker_options_exit_2(
     def no_worker(*_: Any, **__: Any) -> None:
         pytest.fail("the worker started despite a bad option")
 
-    monkeypatch.setattr("engine.worker.run_worker", no_worker)
+    monkeypatch.setattr("engine.app.worker.run_worker", no_worker)
     url, _ = cli_case
     code, out, err = run_cli(capsys, "--db", url, *args)
     assert (code, out) == (2, "")

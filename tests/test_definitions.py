@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine.definition import parse_request_type
+from engine.app.bundled import definition_files
+from engine.core.definition import parse_request_type
+from engine.core.organisation import Organisation, parse_organisation
+from engine.core.yamlfile import load_file
 from engine.errors import InvalidDefinition, Problem
-from engine.organisation import Organisation, parse_organisation
-from engine.setup import definition_files
-from engine.yamlfile import load_file
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 

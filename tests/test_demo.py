@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from engine.audit import verify
-from engine.db import open_engine
-from engine.service import Loket
+from engine.app.audit import verify
+from engine.app.service import Loket
+from engine.store.db import open_engine
 
 
 def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(

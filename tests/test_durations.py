@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine.durations import MAX_AMOUNT, Duration, InvalidDuration, parse_duration, parse_interval
+from engine.core.durations import MAX_AMOUNT, Duration, InvalidDuration, parse_duration, parse_interval
 from engine.errors import InvalidValue
 
 

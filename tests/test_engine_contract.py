@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.audit import verify
-from engine.clock import FixedClock
+from engine.app.audit import verify
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.core.history import GENESIS, chain_hash, event_content
 from engine.errors import (
     CommentRequired,
     ConditionFailed,
@@ -33,9 +35,7 @@ from engine.errors import (
     RoleRequired,
     TransitionNotAllowed,
 )
-from engine.history import GENESIS, chain_hash, event_content
-from engine.schema import cases_t, events_t
-from engine.service import Loket
+from engine.store.schema import cases_t, events_t
 
 BI = "bewonersinitiatief"
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
@@ -583,8 +583,8 @@ def test_a_changed_request_type_is_a_new_version_and_old_cases_keep_theirs(
 def test_a_request_type_cannot_be_loaded_before_an_organisation(
     db_url: str, clock: FixedClock
 ) -> None:
-    from engine.db import open_engine
     from engine.errors import ConfigurationError
+    from engine.store.db import open_engine
 
     engine = open_engine(db_url)
     try:

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import cli
-from engine.clock import FixedClock
-from engine.durations import Duration
-from engine.explain import explain_case
-from engine.service import Loket
+from engine.app.clock import FixedClock
+from engine.app.explain import explain_case
+from engine.app.service import Loket
+from engine.core.durations import Duration
 
 BI = "bewonersinitiatief"
 STAFF, LEAD = "c.devries", "b.bakker"

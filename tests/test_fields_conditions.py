@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from engine.conditions import Condition, failing
+from engine.core.conditions import Condition, failing
+from engine.core.fields import FieldSpec, check_free_text, parse_assignments
 from engine.errors import InvalidValue, NotFound
-from engine.fields import FieldSpec, check_free_text, parse_assignments
 
 TEXT = FieldSpec("title", "text")
 INTEGER = FieldSpec("participants", "integer", min=1, max=500)

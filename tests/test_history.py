@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.history import (
+from engine.core.history import (
     GENESIS,
     canonical,
     chain_hash,

@@ -22,12 +22,12 @@ import pytest
 import sqlalchemy as sa
 
 import cli
-from engine.audit import verify
-from engine.clock import FixedClock
-from engine.db import open_engine
-from engine.schema import cases_t, escalations_t, events_t, outbox_t
-from engine.service import Loket
-from engine.sweep import SweepResult, forecast, sweep
+from engine.app.audit import verify
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import SweepResult, forecast, sweep
+from engine.store.db import open_engine
+from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 
 DATA = Path(__file__).resolve().parent / "data" / "ladder"
 BI, BD = "bewonersinitiatief", "bijdrage"

@@ -14,16 +14,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from engine.audit import verify
-from engine.clock import FixedClock
-from engine.db import SCHEMA_REVISION, current_revision, migrate, open_engine
+from engine.app.audit import verify
+from engine.app.bundled import sample_paths
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
 from engine.errors import InvalidValue
-from engine.schema import cases_t
-from engine.service import Loket
-from engine.setup import sample_paths
+from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine
+from engine.store.schema import cases_t
 from tests.conftest import PG_SERVER
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "engine" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "engine" / "store" / "migrations"
 START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 
 

@@ -25,12 +25,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import ORG_FILE, START, run_cli
 
-from engine.clock import FixedClock
-from engine.db import open_engine
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import sweep
 from engine.errors import ConfigurationError
-from engine.schema import events_t, outbox_t
-from engine.service import Loket
-from engine.sweep import sweep
+from engine.store.db import open_engine
+from engine.store.schema import events_t, outbox_t
 from notifications import outbox
 from notifications.message import message_id_for
 from notifications.outbox import (

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_outbox import SENDER, MakeServer, by_key, escalate, mid, received_ids, smtp
 
-from engine.clock import FixedClock
-from engine.db import open_engine
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
 from engine.errors import InvalidValue, NotFound, Refused
-from engine.service import Loket
+from engine.store.db import open_engine
 from notifications import outbox
 from notifications.outbox import (
     LEASE,

@@ -38,10 +38,12 @@ from typing import Any
 
 import pytest
 
-from engine.calendar import WorkingCalendar
-from engine.clock import FixedClock
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import sweep
+from engine.core.calendar import WorkingCalendar
 from engine.errors import InvalidValue
-from engine.report import (
+from engine.reporting.report import (
     Move,
     WorkingDayCounter,
     gather,
@@ -50,9 +52,7 @@ from engine.report import (
     stays,
     with_moves,
 )
-from engine.report_html import render_page, write_page
-from engine.service import Loket
-from engine.sweep import sweep
+from engine.reporting.report_html import render_page, write_page
 from notifications.outbox import MailSettings, deliver
 from notifications.transports import MemoryTransport
 
@@ -398,7 +398,7 @@ def test_empty_database(loket: Loket, tmp_path: Path) -> None:
 
 @pytest.fixture
 def sqlite_history(sqlite_url: str, clock: FixedClock) -> Iterator[Loket]:
-    from engine.db import open_engine
+    from engine.store.db import open_engine
     from tests.conftest import ORG_FILE, WORKFLOWS
 
     engine = open_engine(sqlite_url)
@@ -545,8 +545,8 @@ def test_page_draws_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) 
 
 def test_text_report_does_not_import_plotly() -> None:
     """The text report must not pay for plotly: only the page imports it."""
-    code = ("import sys; import engine.report; "
-            "assert 'plotly' not in sys.modules and 'engine.report_html' not in sys.modules")
+    code = ("import sys; import engine.reporting.report; "
+            "assert 'plotly' not in sys.modules and 'engine.reporting.report_html' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr

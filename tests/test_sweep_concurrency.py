@@ -35,11 +35,11 @@ from helpers.population import (
     populate,
 )
 
-from engine.audit import verify
-from engine.clock import FixedClock
-from engine.schema import cases_t, escalations_t, events_t
-from engine.service import Loket
-from engine.sweep import BATCH, sweep
+from engine.app.audit import verify
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import BATCH, sweep
+from engine.store.schema import cases_t, escalations_t, events_t
 
 pytestmark = pytest.mark.slow
 

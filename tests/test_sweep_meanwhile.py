@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from engine.audit import verify
-from engine.clock import FixedClock
-from engine.db import open_engine
+from engine.app.audit import verify
+from engine.app.bundled import sample_paths
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import sweep
 from engine.errors import Conflict
-from engine.service import Loket
-from engine.setup import sample_paths
-from engine.sweep import sweep
+from engine.store.db import open_engine
 
 STAFF, LEAD = "c.devries", "b.bakker"
 START = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)

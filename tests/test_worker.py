@@ -41,12 +41,12 @@ from helpers.population import (
     populate,
 )
 
-from engine.clock import FixedClock
-from engine.db import open_engine
-from engine.schema import outbox_t
-from engine.service import Loket
-from engine.sweep import sweep
-from engine.worker import build_scheduler, stopper
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import sweep
+from engine.app.worker import build_scheduler, stopper
+from engine.store.db import open_engine
+from engine.store.schema import outbox_t
 from notifications.outbox import MailSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,11 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.clock import FixedClock
-from engine.db import open_engine
-from engine.schema import cases_t, escalations_t, outbox_t
-from engine.service import Loket
-from engine.setup import sample_paths
+from engine.app.bundled import sample_paths
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.store.db import open_engine
+from engine.store.schema import cases_t, escalations_t, outbox_t
 
 STAFF, OTHER_STAFF, LEAD = "c.devries", "l.mulder", "b.bakker"
 POLITIE = ["requested=Extra surveillance"]

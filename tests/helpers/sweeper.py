@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from engine.clock import FixedClock
-from engine.db import open_engine
-from engine.service import Loket
-from engine.sweep import sweep
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.app.sweep import sweep
+from engine.store.db import open_engine
 
 
 def main(url: str, now: str, batch: str) -> None:

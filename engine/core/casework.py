@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from engine import machine
-from engine.calendar import WorkingCalendar
-from engine.conditions import failing
-from engine.definition import RequestType, TransitionSpec
-from engine.durations import Duration
+from engine.core import machine
+from engine.core.calendar import WorkingCalendar
+from engine.core.conditions import failing
+from engine.core.definition import RequestType, TransitionSpec
+from engine.core.durations import Duration
+from engine.core.history import chain_hash, digests_for, event_content, timestamp
+from engine.core.organisation import Organisation
 from engine.errors import (
     CommentRequired,
     ConditionFailed,
@@ -26,8 +28,6 @@ from engine.errors import (
     RoleRequired,
     TransitionNotAllowed,
 )
-from engine.history import chain_hash, digests_for, event_content, timestamp
-from engine.organisation import Organisation
 
 SYSTEM = "system"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.core.yamlfile import Locator, Path_, no_lines
 from engine.errors import InvalidDefinition, InvalidValue, Problem
-from engine.yamlfile import Locator, Path_, no_lines
 
 
 def describe(path: Path_) -> str:
@@ -67,7 +67,7 @@ class Checker:
         """A non-empty text shown to people (a title, a label, a name written into email
         headers): one line, free of control characters, which would reach terminals as escape
         sequences. `what` names it in the problem."""
-        from engine.fields import check_free_text
+        from engine.core.fields import check_free_text
 
         text = self.text(value, path)
         if text is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
-from engine.definition import RequestType
+from engine.core.definition import RequestType
 from engine.errors import TransitionNotAllowed
 
 _machines: dict[tuple[str, str], Machine] = {}

@@ -2,7 +2,7 @@
 
 Two kinds, kept apart on purpose: a :class:`Duration` is a term in a request type
 (``{working_days: 5}``) whose end depends on the calendar, so it stays symbolic until
-:mod:`engine.calendar` resolves it; an interval (``2h30m``) is how often the worker runs,
+:mod:`engine.core.calendar` resolves it; an interval (``2h30m``) is how often the worker runs,
 plain elapsed time, so it becomes a :class:`~datetime.timedelta` at once.
 
 Both parsers raise :class:`ValueError` with a message fit for the user: the definition loader

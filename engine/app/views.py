@@ -7,11 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.casework import Case, allowed_triggers
-from engine.definition import RequestType
-from engine.durations import UNITS, Duration
-from engine.history import timestamp
-from engine.organisation import Organisation
+from engine.core.casework import Case, allowed_triggers
+from engine.core.definition import RequestType
+from engine.core.durations import UNITS, Duration
+from engine.core.history import timestamp
+from engine.core.organisation import Organisation
 
 
 def iso(value: dt.datetime | None) -> str | None:

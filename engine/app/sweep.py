@@ -18,20 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine import casework
-from engine.calendar import WorkingCalendar
-from engine.casework import SYSTEM, Case, Change, Draft
-from engine.durations import Duration
+from engine.app.service import CASE_COLUMNS, update_case
+from engine.core import casework
+from engine.core.calendar import WorkingCalendar
+from engine.core.casework import SYSTEM, Case, Change, Draft
+from engine.core.durations import Duration
+from engine.core.history import timestamp
+from engine.core.ladder import Firing, due_firings, resolve
 from engine.errors import Conflict, InvalidValue
-from engine.history import timestamp
-from engine.ladder import Firing, due_firings, resolve
-from engine.schema import cases_t, escalations_t, events_t, outbox_t
-from engine.service import CASE_COLUMNS, update_case
+from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 
 if TYPE_CHECKING:
-    from engine.definition import RequestType
-    from engine.organisation import Organisation
-    from engine.service import Loket
+    from engine.app.service import Loket
+    from engine.core.definition import RequestType
+    from engine.core.organisation import Organisation
 
 BATCH = 500
 

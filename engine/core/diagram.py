@@ -6,7 +6,7 @@ enforces: owners and deadlines on states, roles and conditions on transitions.
 
 from __future__ import annotations
 
-from engine.definition import RequestType, TransitionSpec
+from engine.core.definition import RequestType, TransitionSpec
 from engine.errors import InvalidValue
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.calendar import FIRST_YEAR, LAST_YEAR
-from engine.checking import Checker
+from engine.core.calendar import FIRST_YEAR, LAST_YEAR
+from engine.core.checking import Checker
+from engine.core.fields import EMAIL, parse_date
+from engine.core.yamlfile import Locator, no_lines
 from engine.errors import NotFound
-from engine.fields import EMAIL, parse_date
-from engine.yamlfile import Locator, no_lines
 
 RANKS = {"staff": 1, "lead": 2, "head": 3}
 ROLES = (*RANKS, "auditor")

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from engine.core.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
 from engine.errors import HistoryDamaged, InvalidValue, LoketError, NotFound
-from engine.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
-from engine.schema import cases_t, events_t, seal_heads_t, seals_t
+from engine.store.schema import cases_t, events_t, seal_heads_t, seals_t
 
 if TYPE_CHECKING:
-    from engine.service import Loket
+    from engine.app.service import Loket
 
 
 @dataclass

@@ -13,7 +13,7 @@ from alembic import op
 
 from sqlalchemy.dialects import postgresql
 
-import engine.schema
+import engine.store.schema
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -25,8 +25,8 @@ def upgrade() -> None:
     op.create_table(
         "audit_seal",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("sealed_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("recorded_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sealed_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("cases", sa.Integer(), nullable=False),
         sa.Column("events", sa.Integer(), nullable=False),
         sa.Column("prev_digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -47,18 +47,18 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("state_entered_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("state_entered_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("stay", sa.Integer(), nullable=False),
-        sa.Column("state_due", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("service_due", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("case_due", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("case_due_limit", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("next_fire_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("suspended_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("state_due", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("service_due", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("case_due", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("case_due_limit", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_fire_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("suspended_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("suspended_manually", sa.Boolean(), nullable=False),
-        sa.Column("closed_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("escalation_level", sa.Integer(), nullable=False),
         sa.Column("service_fired", sa.Boolean(), nullable=False),
         sa.Column("lead_fired", sa.Boolean(), nullable=False),
@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.Column("last_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("salt", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
-        sa.Column("redacted_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("redacted_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("ref"),
     )
@@ -94,7 +94,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("loaded_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("loaded_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -118,7 +118,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("loaded_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("loaded_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key", "version"),
     )
@@ -143,8 +143,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("case_id", sa.Integer(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("at", engine.schema.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("recorded_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("from_state", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -183,8 +183,8 @@ def upgrade() -> None:
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("unit", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("recipient", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("due_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("fired_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("due_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("fired_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["case_id"],
             ["cases.id"],
@@ -212,13 +212,13 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("created_at", engine.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", engine.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("lease_until", engine.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_until", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-        sa.Column("sent_at", engine.schema.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["case_id"],
             ["cases.id"],

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from engine.service import Loket
+    from engine.app.service import Loket
     from notifications.outbox import MailSettings
 
 
 def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
-    from engine.sweep import sweep
+    from engine.app.sweep import sweep
 
     loket.refresh()
     result = sweep(loket)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from engine.schema import metadata
+from engine.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

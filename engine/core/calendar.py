@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engine.durations import Duration
+from engine.core.durations import Duration
 from engine.errors import InvalidValue
 
 # The first year of Koningsdag (Wet viering Koningsdag). Before it the monarch's day fell on

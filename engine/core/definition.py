@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from engine.checking import Checker, type_name
-from engine.conditions import OPERATORS, ORDERED, Condition
-from engine.durations import Duration, parse_duration
+from engine.core.checking import Checker, type_name
+from engine.core.conditions import OPERATORS, ORDERED, Condition
+from engine.core.durations import Duration, parse_duration
+from engine.core.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
+from engine.core.organisation import RANKS, Organisation
+from engine.core.yamlfile import Locator, no_lines
 from engine.errors import InvalidValue, NotFound
-from engine.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
-from engine.organisation import RANKS, Organisation
-from engine.yamlfile import Locator, no_lines
 
 TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
@@ -255,7 +255,7 @@ def _check_terms(check: Checker, durations: Mapping[str, Duration | None]) -> No
 def _norm_after_lead(norm: Duration, lead: Duration) -> dt.date | None:
     """The first day of two calendar years from which a case's service norm would end after its
     lead time (the Atw holidays; an organisation's closed days can only add to it), or None."""
-    from engine.calendar import WorkingCalendar
+    from engine.core.calendar import WorkingCalendar
 
     cal = WorkingCalendar()
     first = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)

@@ -41,14 +41,14 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from engine.calendar import WorkingCalendar
-from engine.definition import RequestType, StateSpec
-from engine.organisation import Organisation
-from engine.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t
-from engine.views import iso, local, table
+from engine.app.views import iso, local, table
+from engine.core.calendar import WorkingCalendar
+from engine.core.definition import RequestType, StateSpec
+from engine.core.organisation import Organisation
+from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t
 
 if TYPE_CHECKING:
-    from engine.service import Loket
+    from engine.app.service import Loket
 
 DAY = 86400.0
 LONGEST = 10
@@ -708,7 +708,7 @@ def run_report(
     """
     report = gather(loket)
     if html is not None:
-        from engine.report_html import write_page
+        from engine.reporting.report_html import write_page
 
         size = write_page(report, loket.latest_types(), html)
         if not as_json:

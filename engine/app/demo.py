@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.casework import Case, allowed_triggers
-from engine.clock import FixedClock
-from engine.db import migrate, open_engine
-from engine.definition import RequestType
+from engine.app.bundled import sample_paths
+from engine.app.clock import FixedClock
+from engine.app.service import Loket
+from engine.core.casework import Case, allowed_triggers
+from engine.core.definition import RequestType
+from engine.core.fields import FieldSpec
 from engine.errors import ConfigurationError, LoketError
-from engine.fields import FieldSpec
-from engine.service import Loket
-from engine.setup import sample_paths
+from engine.store.db import migrate, open_engine
 
 START = dt.datetime(2026, 3, 2, 8, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
 
@@ -226,7 +226,7 @@ def run_demo(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Simulate `days` days; `echo` gets a line per week, `progress` a tick per day."""
-    from engine.sweep import sweep
+    from engine.app.sweep import sweep
     from notifications.outbox import MailSettings, deliver
     from notifications.transports import DirectoryTransport
 
@@ -275,8 +275,8 @@ def run_demo(
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
-    from engine.report import gather, render_text
-    from engine.report_html import write_page
+    from engine.reporting.report import gather, render_text
+    from engine.reporting.report_html import write_page
 
     report = gather(loket)
     page = root / "rapport.html"

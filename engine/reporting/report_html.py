@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
-from engine import diagram
-from engine.definition import RequestType
-from engine.outfile import output_file
-from engine.report import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
+from engine.app.outfile import output_file
+from engine.core import diagram
+from engine.core.definition import RequestType
+from engine.reporting.report import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
 
 TEMPLATES = Path(__file__).parent / "templates"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -327,7 +327,7 @@ def render_page(
 
 
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str]) -> int:
-    """Write the page (see :func:`engine.outfile.output_file`: a half-written page never
+    """Write the page (see :func:`engine.app.outfile.output_file`: a half-written page never
     replaces a good one, a link or device is written through); its size."""
     page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
     with output_file(str(path), binary=True) as out:

@@ -15,12 +15,16 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine import casework
-from engine.calendar import WorkingCalendar
-from engine.casework import CASE_FIELDS, Case, Change, Draft
-from engine.clock import Clock, FixedClock, SystemClock
-from engine.definition import RequestType, parse_request_type
-from engine.durations import Duration
+from engine.app.clock import Clock, FixedClock, SystemClock
+from engine.core import casework
+from engine.core.calendar import WorkingCalendar
+from engine.core.casework import CASE_FIELDS, Case, Change, Draft
+from engine.core.definition import RequestType, parse_request_type
+from engine.core.durations import Duration
+from engine.core.fields import check_free_text, parse_assignments
+from engine.core.history import GENESIS, new_salt, timestamp
+from engine.core.organisation import Organisation, organisation_to_data, parse_organisation
+from engine.core.yamlfile import load_file
 from engine.errors import (
     ConfigurationError,
     Conflict,
@@ -32,10 +36,7 @@ from engine.errors import (
     Refused,
     RoleRequired,
 )
-from engine.fields import check_free_text, parse_assignments
-from engine.history import GENESIS, new_salt, timestamp
-from engine.organisation import Organisation, organisation_to_data, parse_organisation
-from engine.schema import (
+from engine.store.schema import (
     cases_t,
     events_t,
     meta_t,
@@ -43,7 +44,6 @@ from engine.schema import (
     ref_counter_t,
     request_type_t,
 )
-from engine.yamlfile import load_file
 
 _UPDATES: dict[frozenset[str], sa.Update] = {}
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import engine.schema
+import engine.store.schema
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("cases", sa.Column("last_at", engine.schema.UTCDateTime(timezone=True), nullable=True))
+    op.add_column("cases", sa.Column("last_at", engine.store.schema.UTCDateTime(timezone=True), nullable=True))
     op.execute(
         "UPDATE cases SET last_at = (SELECT max(e.at) FROM case_event e WHERE e.case_id = cases.id)"
     )

@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.calendar import WorkingCalendar
-from engine.casework import Case, extension_base, rung_time
-from engine.definition import RequestType
-from engine.durations import Duration
+from engine.core.calendar import WorkingCalendar
+from engine.core.casework import Case, extension_base, rung_time
+from engine.core.definition import RequestType
+from engine.core.durations import Duration
 
 if TYPE_CHECKING:
-    from engine.service import Loket
+    from engine.app.service import Loket
 
 
 @dataclass(frozen=True)

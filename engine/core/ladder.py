@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from engine.calendar import WorkingCalendar
-from engine.casework import Case, rung_time
-from engine.definition import RequestType
-from engine.organisation import Organisation
+from engine.core.calendar import WorkingCalendar
+from engine.core.casework import Case, rung_time
+from engine.core.definition import RequestType
+from engine.core.organisation import Organisation
 
 UP = ("assignee", "lead", "head", "administrator")
 

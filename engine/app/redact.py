@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from engine.casework import Case, Change, Draft
+from engine.core.casework import Case, Change, Draft
+from engine.core.fields import check_free_text
 from engine.errors import InvalidValue, Refused, RoleRequired
-from engine.fields import check_free_text
-from engine.schema import events_t
+from engine.store.schema import events_t
 
 if TYPE_CHECKING:
-    from engine.service import Loket
+    from engine.app.service import Loket
 
 
 def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[Case, list[str]]:
