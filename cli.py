@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound
+from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound, first_line
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
@@ -56,7 +56,7 @@ class Context:
             try:
                 revision = current_revision(engine)
             except Exception as exc:  # the database server is down or refuses us
-                raise ConfigurationError(f"cannot open database: {_first_line(exc)}") from None
+                raise ConfigurationError(f"cannot open database: {first_line(exc)}") from None
             if revision is None:
                 raise ConfigurationError("the database has no Wijkloket schema: run 'loket init' first")
             if revision != SCHEMA_REVISION:
@@ -97,11 +97,6 @@ def _timezone_of(loket: Loket) -> str:
         return loket.organisation().timezone
     except ConfigurationError:
         return "Europe/Amsterdam"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -980,14 +975,14 @@ def _unexpected(exc: Exception) -> NoReturn:
              " seconds; nothing was written, try again", 3)
     if isinstance(exc, sa_exc.DBAPIError):
         # The server is down, the file is no database, a value the database cannot hold...
-        fail(f"database error: {_first_line(exc.orig or exc)}", 2)
+        fail(f"database error: {first_line(exc.orig or exc)}", 2)
     if isinstance(exc, OSError):
         # A file the command was asked to read or write: a missing folder, a full disk, ...
         where = f" {exc.filename}" if exc.filename else ""
-        fail(f"cannot use{where}: {exc.strerror or _first_line(exc)}", 2)
+        fail(f"cannot use{where}: {exc.strerror or first_line(exc)}", 2)
     if os.environ.get("LOKET_DEBUG"):
         raise exc
-    fail(f"unexpected {type(exc).__name__}: {_first_line(exc)} (set LOKET_DEBUG=1 for details)", 70)
+    fail(f"unexpected {type(exc).__name__}: {first_line(exc)} (set LOKET_DEBUG=1 for details)", 70)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,10 @@ import sqlalchemy as sa  # noqa: E402
 
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
-from engine.app.service import CASE_COLUMNS, Loket, update_case  # noqa: E402
+from engine.app.service import Loket  # noqa: E402
 from engine.app.sweep import BATCH, _insert, sweep  # noqa: E402
 from engine.core.history import GENESIS  # noqa: E402
+from engine.store.cases import CASE_COLUMNS, update_case  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 

@@ -134,3 +134,10 @@ def shown(value: object, limit: int = 60) -> str:
     except ValueError:  # an int beyond sys.get_int_max_str_digits()
         return "a number too long to show"
     return text if len(text) <= limit else f"{text[:limit]}… ({len(str(value))} characters)"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its kind when it has none: a driver's
+    error can run to a screenful of SQL and context that a one-line report does not need."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from engine.app.service import CASE_COLUMNS, update_case
 from engine.core import casework
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import SYSTEM, Case, Change, Draft
@@ -26,6 +25,7 @@ from engine.core.durations import Duration
 from engine.core.history import timestamp
 from engine.core.ladder import Firing, due_firings, resolve
 from engine.errors import Conflict, InvalidValue
+from engine.store.cases import CASE_COLUMNS, update_case
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 
 if TYPE_CHECKING:

@@ -1,14 +1,14 @@
 """What happens to a case, as pure functions of (definition, organisation, calendar, case, now).
 
 Each action checks the rules and returns a `Change`: the column values to write and the event
-that records them. The service (`engine/service.py`) writes both in one transaction; nothing
-here touches a database or a clock.
+that records them. The service (`engine/app/service.py`) writes both in one transaction;
+nothing here touches a database or a clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,7 +17,7 @@ from engine.core.calendar import WorkingCalendar
 from engine.core.conditions import failing
 from engine.core.definition import RequestType, TransitionSpec
 from engine.core.durations import Duration
-from engine.core.history import chain_hash, digests_for, event_content, timestamp
+from engine.core.history import GENESIS, chain_hash, digests_for, event_content, new_salt, timestamp
 from engine.core.organisation import Organisation
 from engine.errors import (
     CommentRequired,
@@ -79,6 +79,28 @@ class Case:
 
 CASE_FIELDS = tuple(f.name for f in fields(Case))
 _FIELD_SET = frozenset(CASE_FIELDS)
+
+
+def new_case(
+    rt: RequestType, version: int, cal: WorkingCalendar, now: dt.datetime, *, ref: str, actor: str,
+    data: dict[str, Any],
+) -> Case:
+    """A case as it is made, before the store gives it its id (0 until then).
+
+    Built through `Case` itself, so the row a new case starts as cannot drift from the
+    fields a case has (and a test holds those to the table's columns). It is not yet in its
+    first state: `enter_state` takes it there, as it takes it to every later one.
+    """
+    clocks = start_clocks(rt, cal, now)
+    return Case(
+        id=0, ref=ref, type_key=rt.key, type_version=version, state=rt.initial,
+        owner=rt.states[rt.initial].owner, assignee=None, data=data, created_at=now, created_by=actor,
+        state_entered_at=now, stay=0, state_due=None, service_due=clocks["service_due"],
+        case_due=clocks["case_due"], case_due_limit=clocks["case_due_limit"], next_fire_at=None,
+        suspended_at=None, suspended_manually=False, closed_at=None, escalation_level=0, service_fired=False,
+        lead_fired=False, version=1, last_seq=0, last_hash=GENESIS,
+        salt=new_salt() if rt.personal_fields() else None, redacted_at=None, last_at=None,
+    )
 
 
 @dataclass
@@ -285,6 +307,15 @@ def extension_base(
             and last_extension.get("to") == timestamp(case_due)):
         return dt.datetime.fromisoformat(str(last_extension["unmoved"]))
     return case_due
+
+
+def last_owner(rt: RequestType, states_left: Iterable[str]) -> str | None:
+    """The owner of the newest state a case left that had one, given the states it left,
+    newest first: the unit that held a case that no unit holds now (a closed one)."""
+    for state in states_left:
+        if state in rt.states and rt.states[state].owner is not None:
+            return rt.states[state].owner
+    return None
 
 
 def rung_time(cal: WorkingCalendar, due: dt.datetime, rung: Any) -> dt.datetime:

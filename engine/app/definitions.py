@@ -1,0 +1,238 @@
+"""The configuration a loket runs on: its organisation and request types, loaded and read back.
+
+Loading checks everything first and writes all or nothing; reading caches what was read, since
+a definition never changes once stored (a new load is a new version). A long-running process
+calls `refresh` to see what was loaded meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.app.clock import Clock, SystemClock
+from engine.core.calendar import WorkingCalendar
+from engine.core.definition import RequestType, parse_request_type
+from engine.core.organisation import Organisation, organisation_to_data, parse_organisation
+from engine.core.yamlfile import load_file
+from engine.errors import ConfigurationError, InvalidDefinition, NotFound, Problem
+from engine.store import cases, config
+
+
+@dataclass(frozen=True)
+class Loaded:
+    key: str
+    version: int
+    changed: bool
+
+
+class Definitions:
+    """The organisation and request types of one database, cached once read."""
+
+    def __init__(self, engine: sa.Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self._org: Organisation | None = None
+        self._calendar: WorkingCalendar | None = None
+        self._types: dict[tuple[str, int], RequestType] = {}
+        self._latest: dict[str, int] | None = None
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def read(self) -> sa.engine.Connection:
+        return self.engine.connect().execution_options(loket_readonly=True)
+
+    def refresh(self) -> None:
+        """Forget cached configuration (a long-running worker calls this between sweeps)."""
+        self._org = None
+        self._calendar = None
+        self._latest = None
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        with self.read() as conn:
+            return config.meta(conn, key)
+
+    def set_meta(self, conn: sa.Connection, key: str, value: str) -> None:
+        config.set_meta(conn, key, value)
+
+    def is_simulation(self) -> bool:
+        return self.meta("simulation") == "true"
+
+    # -- the organisation --------------------------------------------------------------------
+
+    def organisation(self) -> Organisation:
+        if self._org is None:
+            with self.read() as conn:
+                data = config.organisation_data(conn)
+            if data is None:
+                raise ConfigurationError(
+                    "no organisation loaded: run 'loket org load FILE' (or 'loket init --sample')"
+                )
+            self._org = parse_organisation(data, "<stored organisation>")
+        return self._org
+
+    def calendar(self) -> WorkingCalendar:
+        if self._calendar is None:
+            org = self.organisation()
+            self._calendar = WorkingCalendar(org.timezone, org.closed_days)
+        return self._calendar
+
+    def load_organisation(self, path: str | Path) -> Organisation:
+        org, source = self._checked_organisation(path)
+        with self.engine.begin() as conn:
+            self._store_organisation(conn, org, source)
+        self._org, self._calendar = org, None
+        return org
+
+    def orphaned_assignees(self) -> list[tuple[str, str]]:
+        """(ref, person) of open cases assigned to someone the organisation no longer has:
+        their rungs for the assignee go to the lead (vacancy rule) until someone reassigns them."""
+        people = self.organisation().people
+        with self.read() as conn:
+            return [(ref, who) for ref, who in cases.open_assigned(conn) if who not in people]
+
+    def _checked_organisation(self, path: str | Path) -> tuple[Organisation, str]:
+        data, locate, source = load_file(path)
+        org = parse_organisation(data, str(path), locate)
+        # A new organisation must still carry every loaded request type: owners, ladders.
+        problems: list[Problem] = []
+        for rt in self.latest_types():
+            try:
+                parse_request_type(self._definition_data(rt.key, self.latest_version(rt.key)), org,
+                                   f"request type '{rt.key}'")
+            except InvalidDefinition as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise InvalidDefinition(problems)
+        return org, source
+
+    def _store_organisation(self, conn: sa.Connection, org: Organisation, source: str) -> None:
+        config.insert_organisation(conn, organisation_to_data(org), source, self.clock.now())
+
+    def load_setup(
+        self, org_path: str | Path | None, type_paths: Sequence[str | Path]
+    ) -> tuple[Organisation | None, list[Loaded]]:
+        """An organisation file and request-type files together, all or nothing (`loket init`):
+        the types are checked against the new organisation, and a problem in any file leaves
+        the database as it was."""
+        org, source = self._checked_organisation(org_path) if org_path else (self._org_or_none(), None)
+        if org is None and type_paths:
+            raise ConfigurationError("load the organisation first: 'loket org load FILE'")
+        parsed = self.validate_files(type_paths, org) if type_paths else []
+        with self.engine.begin() as conn:
+            if org is not None and source is not None:
+                self._store_organisation(conn, org, source)
+            loaded = self._store_types(conn, parsed)
+        if source is not None:
+            self._org, self._calendar = org, None
+        self._latest = None
+        return (org if source is not None else None), loaded
+
+    def _org_or_none(self) -> Organisation | None:
+        try:
+            return self.organisation()
+        except ConfigurationError:
+            return None
+
+    # -- request types -----------------------------------------------------------------------
+
+    def _versions(self) -> dict[str, int]:
+        if self._latest is None:
+            with self.read() as conn:
+                self._latest = config.latest_versions(conn)
+        return self._latest
+
+    def latest_version(self, key: str) -> int:
+        version = self._versions().get(key)
+        if version is None:
+            known = ", ".join(sorted(self._versions())) or "none loaded"
+            raise NotFound(f"unknown request type '{key}' (types: {known})")
+        return version
+
+    def _definition_data(self, key: str, version: int) -> Any:
+        with self.read() as conn:
+            data = config.definition_data(conn, key, version)
+        if data is None:
+            raise NotFound(f"request type '{key}' has no version {version}")
+        return data
+
+    def request_type(self, key: str, version: int | None = None) -> RequestType:
+        if version is None:
+            version = self.latest_version(key)
+        found = self._types.get((key, version))
+        if found is None:
+            # A stored version was valid when loaded and stays immutable: read it back
+            # without checking it against today's organisation.
+            found = parse_request_type(self._definition_data(key, version), None, f"{key} v{version}")
+            self._types[(key, version)] = found
+        return found
+
+    def latest_types(self) -> list[RequestType]:
+        return [self.request_type(key) for key in sorted(self._versions())]
+
+    def validate_files(
+        self, paths: Sequence[str | Path], org: Organisation | None = None
+    ) -> list[tuple[RequestType, Any, str, str]]:
+        """Parse and check every file (against `org`, by default the loaded organisation);
+        all problems of all files are reported together.
+
+        Everything `load` would refuse is refused here too, including a prefix that another
+        loaded request type already uses.
+        """
+        org = org if org is not None else self._org_or_none()
+        problems: list[Problem] = []
+        parsed: list[tuple[RequestType, Any, str, str]] = []
+        prefixes = self._loaded_prefixes()
+        for path in paths:
+            try:
+                data, locate, source = load_file(path)
+                rt = parse_request_type(data, org, str(path), locate)
+            except InvalidDefinition as exc:
+                problems.extend(exc.problems)
+                continue
+            owner = prefixes.setdefault(rt.prefix, rt.key)
+            if owner != rt.key:
+                problems.append(Problem(str(path), "prefix", f"prefix '{rt.prefix}' is already used by '{owner}'",
+                                        locate(("prefix",))))
+            parsed.append((rt, data, source, str(path)))
+        if problems:
+            raise InvalidDefinition(problems)
+        return parsed
+
+    def _loaded_prefixes(self) -> dict[str, str]:
+        try:
+            with self.read() as conn:
+                return config.prefixes(conn)
+        except sa.exc.OperationalError:
+            return {}
+
+    def load_request_types(self, paths: Sequence[str | Path]) -> list[Loaded]:
+        if self._org_or_none() is None:
+            raise ConfigurationError("load the organisation first: 'loket org load FILE'")
+        parsed = self.validate_files(paths)
+        with self.engine.begin() as conn:
+            out = self._store_types(conn, parsed)
+        self._latest = None
+        return out
+
+    def _store_types(self, conn: sa.Connection, parsed: list[tuple[RequestType, Any, str, str]]) -> list[Loaded]:
+        out: list[Loaded] = []
+        now = self.clock.now()
+        for rt, data, source, _path in parsed:
+            latest = config.type_head(conn, rt.key)
+            if latest is not None and latest.digest == rt.digest:
+                out.append(Loaded(rt.key, latest.version, False))
+                continue
+            version = (latest.version if latest else 0) + 1
+            config.insert_request_type(
+                conn, key=rt.key, version=version, title=rt.title, prefix=rt.prefix, digest=rt.digest,
+                definition=data, source=source, loaded_at=now,
+            )
+            out.append(Loaded(rt.key, version, True))
+        return out
