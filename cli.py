@@ -20,8 +20,12 @@ import click
 from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound, first_line
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from engine.app.service import Loket
+    from engine.app.worker import Job
     from engine.core.casework import Case
+    from notifications.delivery import MailSettings
 
 
 #: The largest number an integer option takes: every database stores it (a 32-bit INTEGER).
@@ -692,13 +696,27 @@ def _interval(text: str, option: str) -> Any:
 def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
     """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it cleanly)."""
     from engine.app.worker import run_worker
-    from notifications.outbox import MailSettings
+    from notifications.delivery import MailSettings
 
     every_sweep = _interval(sweep_every, "--sweep-every")
     every_deliver = _interval(deliver_every, "--deliver-every")
     loket = ctx.open()
     settings = MailSettings.from_env()
-    run_worker(loket, settings, every_sweep, every_deliver, echo=lambda m: click.echo(m, err=True))
+
+    def echo(line: str) -> None:
+        click.echo(line, err=True)
+
+    run_worker(worker_jobs(loket, settings, every_sweep, every_deliver, echo), echo=echo)
+
+
+def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta, deliver_every: dt.timedelta,
+                echo: Callable[[str], None]) -> list[Job]:
+    """The worker's two jobs: the engine's sweep, and the outbox delivery through `settings`."""
+    from engine.app.worker import Job, sweep_job
+    from notifications.delivery import deliver_job
+
+    return [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
+            Job("deliver", "delivering", deliver_every, deliver_job, (loket, settings, echo))]
 
 
 @cli.group()
@@ -714,7 +732,7 @@ def outbox() -> None:
 def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) -> None:
     """List the messages in the outbox."""
     from engine.app.views import iso, table
-    from notifications.outbox import list_outbox
+    from notifications.requeue import list_outbox
 
     rows = list_outbox(ctx.open(), failed=failed, limit=limit)
     if as_json:
@@ -739,7 +757,7 @@ def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) ->
 def outbox_retry(ctx: Context, keys: tuple[str, ...], failed: bool, as_json: bool) -> None:
     """Queue failed messages again (all with --failed, or by KEY), e.g. after the mail server
     was fixed; the next `outbox send` or worker delivers them, with the same Message-ID."""
-    from notifications.outbox import retry
+    from notifications.requeue import retry
 
     loket = ctx.open()
     report = retry(loket, keys=keys, failed=failed, now=loket.clock.now())
@@ -755,7 +773,7 @@ def outbox_retry(ctx: Context, keys: tuple[str, ...], failed: bool, as_json: boo
 @pass_ctx
 def outbox_send(ctx: Context, as_json: bool) -> None:
     """Deliver every due message through the configured transport (LOKET_SMTP_URL or LOKET_MAIL_DIR)."""
-    from notifications.outbox import MailSettings, deliver
+    from notifications.delivery import MailSettings, deliver
 
     settings = MailSettings.from_env()
     report = deliver(ctx.open(), settings)
@@ -910,9 +928,19 @@ def demo(ctx: Context, days: int, seed: int, folder: str) -> None:
     lines: list[str] = []
     # The bar goes to stderr while the simulation runs; its story is told once the bar is done.
     with click.progressbar(length=days, label="Gemeente Voorbeeld", file=sys.stderr, show_eta=False) as bar:
-        run_demo(folder, days=days, seed=seed, echo=lines.append, progress=bar.update)
+        run_demo(folder, days=days, seed=seed, deliver=_demo_mail, echo=lines.append, progress=bar.update)
     for line in lines:
         click.echo(line)
+
+
+def _demo_mail(loket: Loket, folder: Path) -> int:
+    """The demo's delivery: the real one, into `folder` as .eml files; how many it sent."""
+    from engine.app.demo import SENDER
+    from notifications.delivery import MailSettings, deliver
+    from notifications.transports import DirectoryTransport
+
+    settings = MailSettings(sender=SENDER, transport=DirectoryTransport(folder), template_dir=None)
+    return deliver(loket, settings).sent
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -42,16 +42,11 @@ from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
 from engine.app.sweep import sweep  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
+from notifications.compose import email_context, recent_events, type_facts  # noqa: E402
+from notifications.delivery import MailSettings, deliver  # noqa: E402
 from notifications.message import build_message, message_id_for  # noqa: E402
-from notifications.outbox import (  # noqa: E402
-    MailSettings,
-    deliver,
-    email_context,
-    list_outbox,
-    recent_events,
-    type_facts,
-)
 from notifications.render import Renderer  # noqa: E402
+from notifications.requeue import list_outbox  # noqa: E402
 from notifications.transports import SmtpTransport  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday

@@ -57,11 +57,12 @@ import sqlalchemy as sa  # noqa: E402
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
-from engine.app.sweep import BATCH, _insert, sweep  # noqa: E402
+from engine.app.sweep import BATCH, sweep  # noqa: E402
 from engine.core.history import GENESIS  # noqa: E402
 from engine.store.cases import CASE_COLUMNS, update_case  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.sweeps import insert_rows  # noqa: E402
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 STAFF = "c.devries"
@@ -241,7 +242,7 @@ def floor(loket: Loket, now: dt.datetime) -> int:
             if conn.execute(statement, params).rowcount != len(params):
                 raise RuntimeError("the floor's guarded update missed")
             for table, rows in ((events_t, events), (escalations_t, escalations), (outbox_t, mails)):
-                _insert(conn, table, rows)
+                insert_rows(conn, table, rows)
             fired += len(claimed)
         if len(claimed) < BATCH:
             break

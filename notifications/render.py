@@ -7,9 +7,8 @@ and the subject is forced onto one line so nothing can add a header. Every failu
 from a template is a :class:`~engine.errors.ConfigurationError` naming the file (and the line
 where Jinja knows it), because fixing it is the job of whoever maintains the override folder.
 
-The context is plain data (:class:`EmailContext`); the engine prepares every value, including
-the language-dependent ones (:func:`rung_label`, :func:`format_moment`), so templates only lay
-them out.
+What a template is given is :class:`~notifications.context.EmailContext`, plain data the
+engine prepared down to its words (:mod:`notifications.wording`).
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ import traceback
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, NotRequired, TypedDict
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any, Final
 
 from jinja2 import (
     BaseLoader,
@@ -39,10 +36,11 @@ from jinja2 import (
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
+from notifications.context import EVENT_KEYS, KINDS, REQUIRED_KEYS, EmailContext, sample_contexts
+from notifications.wording import LANGUAGES, READERS, check_language
 
-LANGUAGES: Final = ("nl", "en")
-KINDS: Final = ("escalation", "reminder", "timeout")
 PARTS: Final = ("subject", "txt", "html")
 
 #: Override files larger than this are refused: a template is a page of text, not a payload.
@@ -51,79 +49,6 @@ MAX_TEMPLATE_BYTES: Final = 64 * 1024
 MAX_SEQUENCE_RESULT: Final = 100_000
 #: ... nor ``10 ** 10 ** 9``; exponents larger than this are refused.
 MAX_EXPONENT: Final = 1_000
-
-
-class EmailEvent(TypedDict):
-    """One line of a case's recent history, preformatted for reading."""
-
-    at: str  # local date and time, already formatted
-    actor: str  # a person's name, or "system"
-    action: str  # the event's action code ("transition", "comment", ...); templates translate it
-    summary: str  # one line: "ingediend → beoordeling", the comment, ... ("" when none)
-
-
-class EmailContext(TypedDict):
-    """Everything a notification template may use; the one place these keys are defined.
-
-    Every value is plain data (str, int, None, lists and dicts of those): the sandbox stops
-    method tricks on plain data, and nothing here can call back into the engine.
-    """
-
-    # -- every kind ------------------------------------------------------------------------
-    municipality: str  # "Gemeente Voorbeeld"
-    recipient_name: str  # who the email is addressed to
-    ref: str  # case reference, "BI-2026-00042"
-    type_title: str  # request type title
-    state_label: str  # label of the case's current state (for `timeout`: the state it left)
-    unit_name: str  # name of the unit owning that state
-    assignee_name: str | None  # who holds the case; None when nobody does
-    due: str  # the deadline this email is about, local time, preformatted (format_moment)
-    events: list[EmailEvent]  # the last few events, oldest first
-    command: str  # the command that opens the case: "loket case show BI-2026-00042"
-    reader: str  # in which role the email reached its reader, after vacancies: one of READERS
-    days_overdue: int  # whole working days past `due` (0: passed since today, or a reminder's
-    #                    deadline still to come; `deadline_passed` tells which)
-    # -- escalation ------------------------------------------------------------------------
-    rung: NotRequired[int | str]  # 1-based place on the ladder, "service_norm" or "lead_time"
-    rung_label: NotRequired[str]  # what that means, in the email's language (rung_label())
-    extendable: NotRequired[bool]  # the case has a decision term a lead may extend (default true)
-    # -- reminder --------------------------------------------------------------------------
-    days_left: NotRequired[int]  # whole working days left before `due` (0 once it passed)
-    deadline_passed: NotRequired[bool]  # the sweep ran late: `due` had passed when it fired
-    # -- timeout ---------------------------------------------------------------------------
-    to_state_label: NotRequired[str]  # the state the system moved the case to
-    to_unit_name: NotRequired[str]  # the unit owning that state
-
-
-_COMMON_KEYS: Final = (
-    "municipality",
-    "recipient_name",
-    "ref",
-    "type_title",
-    "state_label",
-    "unit_name",
-    "assignee_name",
-    "due",
-    "events",
-    "command",
-    "reader",
-    "days_overdue",
-)
-#: The keys each kind requires (a key not listed for a kind may still be passed).
-REQUIRED_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
-    "escalation": (*_COMMON_KEYS, "rung", "rung_label"),
-    "reminder": (*_COMMON_KEYS, "days_left", "deadline_passed"),
-    "timeout": (*_COMMON_KEYS, "to_state_label", "to_unit_name"),
-}
-#: Every key a template may be given (``from __future__ import annotations`` leaves
-#: ``__required_keys__`` unreliable, so the annotations are the list).
-CONTEXT_KEYS: Final = frozenset(EmailContext.__annotations__)
-_EVENT_KEYS: Final = ("at", "actor", "action", "summary")
-#: The values of ``reader``: the role a rung reached its reader in after vacancies moved it
-#: up, or ``person`` for someone a ladder names directly. Templates fit their advice to it:
-#: a team lead is not told to consult their team lead, an administrator (who cannot extend a
-#: term) is not told to extend it.
-READERS: Final = ("assignee", "lead", "head", "administrator", "person")
 
 
 @dataclass(frozen=True)
@@ -193,7 +118,7 @@ class Renderer:
     """
 
     def __init__(self, language: str = "nl", override_dir: Path | None = None) -> None:
-        _check_language(language)
+        check_language(language)
         if override_dir is not None and not override_dir.is_dir():
             what = "is not a folder" if override_dir.exists() else "does not exist"
             raise ConfigurationError(f"template folder {override_dir} {what}")
@@ -325,11 +250,11 @@ def _plain_context(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
             f"email context: reader {context['reader']!r} is none of {', '.join(READERS)}"
         )
     for number, event in enumerate(context["events"], start=1):
-        if not isinstance(event, Mapping) or any(key not in event for key in _EVENT_KEYS):
-            raise InvalidValue(f"event {number} of the email context needs {_EVENT_KEYS}")
+        if not isinstance(event, Mapping) or any(key not in event for key in EVENT_KEYS):
+            raise InvalidValue(f"event {number} of the email context needs {EVENT_KEYS}")
     plain = _plain(context, "context")
     assert isinstance(plain, dict)
-    if kind == "escalation":
+    if kind == MailKind.ESCALATION:
         plain.setdefault("extendable", True)  # optional: most request types have a decision term
     return plain
 
@@ -347,213 +272,3 @@ def _plain(value: Any, where: str) -> Any:
         f"email context: {where} is a {type(value).__name__}; only plain data may be passed"
     )
 
-
-# -- preparing values --------------------------------------------------------------------------
-
-_ROLES: Final[Mapping[str, Mapping[str, str]]] = {
-    "nl": {
-        "assignee": "behandelaar",
-        "lead": "teamleider",
-        "head": "afdelingshoofd",
-        "administrator": "bestuurder",
-    },
-    "en": {
-        "assignee": "assignee",
-        "lead": "team lead",
-        "head": "head of department",
-        "administrator": "administrator",
-    },
-}
-_CLOCKS: Final[Mapping[str, Mapping[str, str]]] = {
-    "nl": {
-        "service_norm": "servicenorm overschreden",
-        "lead_time": "wettelijke beslistermijn overschreden",
-        "timeout": "termijn verstreken, zaak teruggezet",
-    },
-    "en": {
-        "service_norm": "service norm exceeded",
-        "lead_time": "legal decision period exceeded",
-        "timeout": "timed out, case moved back",
-    },
-}
-
-
-def reader_of(resolved: str) -> str:
-    """The ``reader`` of an email whose rung reached ``resolved``: the role (``assignee``,
-    ``lead``, ``head``, ``administrator``) or, for anything else (the id of a person a
-    ladder names), ``person``."""
-    return resolved if resolved in READERS else "person"
-
-
-def rung_label(rung: int | str, *, of: int | None, to: str, language: str) -> str:
-    """Describe a rung for a reader: ``trede 2 van 4: teamleider``, ``servicenorm overschreden``.
-
-    ``rung`` is the 1-based place on a ladder of ``of`` rungs, or the name of a special clock
-    (``service_norm``, ``lead_time``, ``timeout``). ``to`` is the role the email went to after
-    vacancies moved it up (``assignee``, ``lead``, ``head``, ``administrator``), or the name
-    of the person a rung names directly.
-    """
-    _check_language(language)
-    if isinstance(rung, str):
-        if rung not in _CLOCKS[language]:
-            raise InvalidValue(f"unknown rung {rung!r}")
-        return _CLOCKS[language][rung]
-    who = _ROLES[language].get(to, to)
-    if of is None:
-        return f"trede {rung}: {who}" if language == "nl" else f"rung {rung}: {who}"
-    return f"trede {rung} van {of}: {who}" if language == "nl" else f"rung {rung} of {of}: {who}"
-
-
-_DAYS: Final[Mapping[str, tuple[str, ...]]] = {
-    "nl": ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS: Final[Mapping[str, tuple[str, ...]]] = {
-    "nl": (
-        "januari",
-        "februari",
-        "maart",
-        "april",
-        "mei",
-        "juni",
-        "juli",
-        "augustus",
-        "september",
-        "oktober",
-        "november",
-        "december",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
-
-
-def format_moment(moment: datetime, *, timezone: str, language: str) -> str:
-    """A moment as a reader in ``timezone`` says it: ``vrijdag 13 maart 2026 om 23:59``.
-
-    Day and month names are spelled out here rather than taken from the system locale, which
-    is rarely Dutch on a server.
-    """
-    _check_language(language)
-    if moment.tzinfo is None:
-        raise InvalidValue("format_moment needs a timezone-aware datetime")
-    try:
-        local = moment.astimezone(ZoneInfo(timezone))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigurationError(f"unknown timezone {timezone!r}") from exc
-    day = _DAYS[language][local.weekday()]
-    month = _MONTHS[language][local.month - 1]
-    at = "om" if language == "nl" else "at"
-    return f"{day} {local.day} {month} {local.year} {at} {local:%H:%M}"
-
-
-def _check_language(language: str) -> None:
-    if language not in LANGUAGES:
-        raise ConfigurationError(
-            f"unknown email language {language!r}; choose one of {', '.join(LANGUAGES)}"
-        )
-
-
-def sample_contexts(kind: str, language: str = "nl") -> list[EmailContext]:
-    """Example contexts for ``kind``, one for each variant a template must handle.
-
-    The first has an assignee and history (and, for a reminder, time left); the second has
-    neither (a reminder due today); then a reminder that fired after its deadline had passed,
-    working days ago and since today; between them every ``reader`` of :data:`READERS` for
-    each kind. Used by :meth:`Renderer.check` to try override templates before real mail
-    depends on them, and handy for previewing a template.
-    """
-    if kind not in REQUIRED_KEYS:
-        raise InvalidValue(f"unknown email kind {kind!r}; known: {', '.join(KINDS)}")
-    zone = "Europe/Amsterdam"
-    escalation = kind == "escalation"
-
-    def moment(day: int, hour: int, minute: int) -> str:
-        local = datetime(2026, 3, day, hour, minute, tzinfo=ZoneInfo(zone))
-        return format_moment(local, timezone=zone, language=language)
-
-    def label(rung: int | str, to: str) -> str:
-        return rung_label(rung, of=None if isinstance(rung, str) else 4, to=to, language=language)
-
-    base: EmailContext = {
-        "municipality": "Gemeente Voorbeeld",
-        "recipient_name": "Bram Bakker",
-        "ref": "BI-2026-00042",
-        "type_title": "Bewonersinitiatief (wijkbudget)",
-        "state_label": "Bijdrage openbare ruimte",
-        "unit_name": "Openbare Ruimte",
-        "assignee_name": "Chris de Vries",
-        "due": moment(13, 23, 59),
-        "events": [
-            {
-                "at": moment(2, 9, 12),
-                "actor": "Anna Jansen",
-                "action": "created",
-                "summary": "Straatfeest Lindelaan",
-            },
-            {
-                "at": moment(4, 14, 30),
-                "actor": "Chris de Vries",
-                "action": "transition",
-                "summary": "In beoordeling → Bijdrage openbare ruimte",
-            },
-        ],
-        "command": "loket case show BI-2026-00042",
-        "reader": "lead" if escalation else "assignee",
-        "days_overdue": 0 if kind == "reminder" else 3,
-        "rung": 2,
-        "rung_label": label(2, "lead"),
-        "days_left": 2,
-        "deadline_passed": False,
-        "to_state_label": "In beoordeling",
-        "to_unit_name": "Wijkteam Noord",
-    }
-    bare: EmailContext = {
-        **base,
-        "assignee_name": None,
-        "events": [],
-        "reader": "administrator" if escalation else "lead",
-        "days_overdue": 0,
-        "rung": "lead_time",
-        "rung_label": label("lead_time", "administrator"),
-        "days_left": 0,
-    }
-    # A sweep that ran late: the reminder's deadline had passed when it fired.
-    late: EmailContext = {
-        **base,
-        "reader": "head",
-        "days_overdue": 36,
-        "rung": 3,
-        "rung_label": label(3, "head"),
-        "days_left": 0,
-        "deadline_passed": True,
-    }
-    late_today: EmailContext = {
-        **late,
-        "extendable": False,  # a type without a decision term: nobody is told to extend it
-        "assignee_name": None,
-        "reader": "person",
-        "days_overdue": 0,
-        "rung": 1,
-        "rung_label": label(1, "Noor Genoemd"),
-    }
-    late_by_a_day: EmailContext = {
-        **late,
-        "reader": "assignee" if escalation else "administrator",
-        "days_overdue": 1,
-        "rung": 1,
-        "rung_label": label(1, "assignee" if escalation else "administrator"),
-    }
-    return [base, bare, late, late_today, late_by_a_day]

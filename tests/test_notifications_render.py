@@ -13,21 +13,10 @@ import pytest
 
 import notifications.render as render_module
 from engine.errors import ConfigurationError, InvalidValue
+from notifications.context import KINDS, EmailContext, sample_contexts
 from notifications.message import build_message, message_id_for
-from notifications.render import (
-    KINDS,
-    KNOWN_TEMPLATES,
-    LANGUAGES,
-    MAX_TEMPLATE_BYTES,
-    READERS,
-    EmailContext,
-    Renderer,
-    format_moment,
-    one_line,
-    reader_of,
-    rung_label,
-    sample_contexts,
-)
+from notifications.render import KNOWN_TEMPLATES, MAX_TEMPLATE_BYTES, Renderer, one_line
+from notifications.wording import LANGUAGES, READERS, format_moment, reader_of, rung_label
 
 PACKAGE_TEMPLATES = Path(render_module.__file__).parent / "templates"
 NOW = datetime(2026, 3, 16, 8, 0, tzinfo=UTC)

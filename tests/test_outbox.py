@@ -31,19 +31,11 @@ from engine.app.sweep import sweep
 from engine.errors import ConfigurationError
 from engine.store.db import open_engine
 from engine.store.schema import events_t, outbox_t
-from notifications import outbox
+from notifications import delivery as outbox
+from notifications.delivery import LEASE, MAX_ATTEMPTS, MAX_DELAY, DeliveryReport, MailSettings, backoff, deliver
 from notifications.message import message_id_for
-from notifications.outbox import (
-    LEASE,
-    MAX_ATTEMPTS,
-    MAX_DELAY,
-    DeliveryReport,
-    MailSettings,
-    backoff,
-    deliver,
-    list_outbox,
-)
 from notifications.render import Renderer
+from notifications.requeue import list_outbox
 from notifications.transports import DeliveryResult, DirectoryTransport, SmtpTransport, Transport, file_name_for
 
 if TYPE_CHECKING:

@@ -20,18 +20,9 @@ from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.errors import InvalidValue, NotFound, Refused
 from engine.store.db import open_engine
-from notifications import outbox
-from notifications.outbox import (
-    LEASE,
-    MAX_ATTEMPTS,
-    DeliveryReport,
-    MailSettings,
-    RetryReport,
-    backoff,
-    deliver,
-    list_outbox,
-    retry,
-)
+from notifications import delivery as outbox
+from notifications.delivery import LEASE, MAX_ATTEMPTS, DeliveryReport, MailSettings, backoff, deliver
+from notifications.requeue import RetryReport, list_outbox, retry
 from notifications.transports import DeliveryResult, Transport
 
 if TYPE_CHECKING:

@@ -53,7 +53,7 @@ from engine.reporting.report import (
     with_moves,
 )
 from engine.reporting.report_html import render_page, write_page
-from notifications.outbox import MailSettings, deliver
+from notifications.delivery import MailSettings, deliver
 from notifications.transports import MemoryTransport
 
 UTC = dt.UTC

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from engine.errors import ConfigurationError
+from notifications.context import sample_contexts
 from notifications.message import build_message, message_id_for
-from notifications.render import Renderer, sample_contexts
+from notifications.render import Renderer
 from notifications.transports import (
     DeliveryResult,
     DirectoryTransport,

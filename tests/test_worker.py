@@ -41,13 +41,14 @@ from helpers.population import (
     populate,
 )
 
+from cli import worker_jobs
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import sweep
 from engine.app.worker import build_scheduler, stopper
 from engine.store.db import open_engine
 from engine.store.schema import outbox_t
-from notifications.outbox import MailSettings
+from notifications.delivery import MailSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = START + dt.timedelta(days=60)
@@ -128,8 +129,8 @@ def test_the_scheduler_keeps_its_jobs_in_memory_and_runs_each_once_at_a_time(
 ) -> None:
     loket = Loket(open_engine(sqlite_url))
     settings = MailSettings.from_env({"LOKET_MAIL_DIR": str(tmp_path)})
-    scheduler = build_scheduler(loket, settings, dt.timedelta(minutes=1), dt.timedelta(seconds=30),
-                                echo=lambda line: None)
+    scheduler = build_scheduler(worker_jobs(loket, settings, dt.timedelta(minutes=1), dt.timedelta(seconds=30),
+                                            echo=lambda line: None), echo=lambda line: None)
     assert scheduler.state == STATE_STOPPED  # built, not started: nothing ran
     # APScheduler 3.x shows its job stores and executors only through these attributes.
     assert isinstance(scheduler._jobstores["default"], MemoryJobStore)

@@ -28,6 +28,7 @@ from engine.errors import ConfigurationError, LoketError
 from engine.store.db import migrate, open_engine
 
 START = dt.datetime(2026, 3, 2, 8, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
+SENDER = "Wijkloket Gemeente Voorbeeld <wijkloket@voorbeeld.example>"
 
 # How likely a unit acts on a case it holds on a working day: partners and the public-space
 # department are the slow ones, which is what the escalation ladder is for.
@@ -222,13 +223,17 @@ def run_demo(
     *,
     days: int,
     seed: int,
+    deliver: Callable[[Loket, Path], int],
     echo: Callable[[str], None],
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Simulate `days` days; `echo` gets a line per week, `progress` a tick per day."""
+    """Simulate `days` days; `echo` gets a line per week, `progress` a tick per day.
+
+    Every simulated morning `deliver(loket, folder)` delivers the due emails as files into
+    that folder (sent by :data:`SENDER`) and says how many it sent: the command line passes
+    the real outbox delivery, so the demo's emails are the ones a worker would send.
+    """
     from engine.app.sweep import sweep
-    from notifications.outbox import MailSettings, deliver
-    from notifications.transports import DirectoryTransport
 
     root = Path(folder)
     db = prepare(root)
@@ -242,8 +247,6 @@ def run_demo(
     org_file, type_files = sample_paths()
     loket.load_organisation(org_file)
     loket.load_request_types(type_files)
-    settings = MailSettings(sender="Wijkloket Gemeente Voorbeeld <wijkloket@voorbeeld.example>",
-                            transport=DirectoryTransport(root / "outbox"), template_dir=None)
     sim = Simulation(loket, clock, random.Random(seed))
     rungs: Counter[str] = Counter()
     week: Counter[str] = Counter()
@@ -257,7 +260,7 @@ def run_demo(
         for item in fired.fired:
             rungs[str(item["rung"])] += 1
         week["escalations"] += len(fired.fired)
-        week["emails"] += deliver(loket, settings).sent
+        week["emails"] += deliver(loket, root / "outbox")
         if cal.is_working_day(local_day):
             clock.set(day)
             before = Counter(sim.stats)

@@ -23,15 +23,18 @@ from engine.core.calendar import WorkingCalendar
 from engine.core.casework import SYSTEM, Case, Change, Draft
 from engine.core.durations import Duration
 from engine.core.history import timestamp
-from engine.core.ladder import Firing, due_firings, resolve
+from engine.core.ladder import Firing, due_firings
+from engine.core.notices import notice_of
+from engine.core.vocabulary import Action, FiringKind, Rung
 from engine.errors import Conflict, InvalidValue
-from engine.store.cases import CASE_COLUMNS, update_case
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
+from engine.store.cases import update_case
+from engine.store.outbox import pending_row
+from engine.store.schema import escalations_t, events_t, outbox_t
+from engine.store.sweeps import claim_due, due_cases, insert_rows
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
     from engine.core.definition import RequestType
-    from engine.core.organisation import Organisation
 
 BATCH = 500
 
@@ -45,23 +48,6 @@ class SweepResult:
         return {"checked": self.checked, "fired": self.fired}
 
 
-def _claim(conn: sa.Connection, now: dt.datetime, batch: int) -> list[Case]:
-    """The next due cases no other sweep holds, locked until this batch commits.
-
-    Ordered by `next_fire_at` alone, the order its index gives: every case that entered a
-    state on one day shares one deadline (the end of a day), and a tie-break on id would make
-    PostgreSQL sort all the tied rows again for each claim.
-    """
-    query = (
-        sa.select(*CASE_COLUMNS)
-        .where(cases_t.c.next_fire_at <= now)
-        .order_by(cases_t.c.next_fire_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-    )
-    return [Case(*row) for row in conn.execute(query)]
-
-
 def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False,
           batch: int = BATCH) -> SweepResult:
     """Run one sweep at `now` (default: the loket's clock)."""
@@ -71,13 +57,13 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
     if dry_run:
         # The very same work, its writes thrown away: the prediction cannot drift from the sweep.
         with loket.read() as conn:
-            for case in _due_cases(conn, now):
+            for case in due_cases(conn, now):
                 result.checked += 1
                 _fire_case(loket, cal, _Writes(), case, now, result, mail=False)
         return result
     while True:
         with loket.engine.begin() as conn:
-            cases = _claim(conn, now, batch)
+            cases = claim_due(conn, now, batch)
             if not cases:
                 break
             writes = _Writes()
@@ -120,40 +106,7 @@ class _Writes:
         for table, rows in ((events_t, self.events), (escalations_t, self.escalations),
                             (outbox_t, self.mails)):
             if rows:
-                _insert(conn, table, rows)
-
-
-def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows of one shape straight through the driver: COPY on PostgreSQL, one
-    executemany on SQLite.
-
-    An executemany costs PostgreSQL a statement per row, and those statements were nearly
-    half of the sweep's time; COPY takes the batch as one stream. On SQLite the statements are
-    cheap but SQLAlchemy's handling of each row's parameters was a fifth of the sweep. Each
-    value is bound exactly as an INSERT would bind it (the column types' own processors: UTC
-    instants, JSON), so the rows are the same either way.
-    """
-    names = list(rows[0])
-    dialect = conn.dialect
-    binds = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    bound = ([row[name] if bind is None else bind(row[name]) for name, bind in zip(names, binds, strict=True)]
-             for row in rows)
-    driver: Any = conn.connection.driver_connection  # the driver's own, in this transaction
-    if dialect.name == "postgresql":
-        with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-            for values in bound:
-                copy.write_row(values)
-    elif dialect.name == "sqlite":
-        driver.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                           bound)
-    else:
-        conn.execute(sa.insert(table), rows)
-
-
-def _due_cases(conn: sa.Connection, now: dt.datetime) -> Any:
-    query = sa.select(*CASE_COLUMNS).where(cases_t.c.next_fire_at <= now).order_by(cases_t.c.next_fire_at)
-    for row in conn.execute(query, execution_options={"yield_per": 1000}):
-        yield Case(*row)
+                insert_rows(conn, table, rows)
 
 
 #: How many times one sweep follows a case through timeouts: each round fires what is due in
@@ -183,20 +136,20 @@ def _fire_case(
     for _ in range(ROUNDS):
         firings = due_firings(rt, org, cal, current, now)
         for firing in firings:
-            if firing.kind == "timeout":
+            if firing.kind == FiringKind.TIMEOUT:
                 continue
-            drafts.append(Draft("escalated", from_state=current.state, data={
+            drafts.append(Draft(Action.ESCALATED, from_state=current.state, data={
                 "rung": firing.rung, "kind": firing.kind, "to": firing.recipient, "asked": firing.asked,
                 "due_at": timestamp(firing.due_at),
             }))
             pending.append((firing, case.last_seq + len(drafts), current, current))
             if firing.place is not None:
                 updates["escalation_level"] = max(updates.get("escalation_level", 0), firing.place)
-            elif firing.rung == "service_norm":
+            elif firing.rung == Rung.SERVICE_NORM:
                 updates["service_fired"] = True
-            elif firing.rung == "lead_time":
+            elif firing.rung == Rung.LEAD_TIME:
                 updates["lead_fired"] = True
-        timeout = next((f for f in firings if f.kind == "timeout"), None)
+        timeout = next((f for f in firings if f.kind == FiringKind.TIMEOUT), None)
         if timeout is None or timeout.trigger is None:
             break
         before = case.apply(updates)
@@ -219,9 +172,9 @@ def _fire_case(
             "fired_at": now,
         })
         result.fired.append(_report(loket, at_firing, firing))
-        row = _mail(loket, rt, org, cal, at_firing, after, firing, seq, now) if mail else None
-        if row is not None:
-            writes.mails.append(row)
+        notice = notice_of(rt, org, cal, at_firing, after, firing, seq, now) if mail else None
+        if notice is not None:
+            writes.mails.append(pending_row(notice, now))
 
 
 def _timeout_comment(after: Duration, language: str) -> str:
@@ -246,107 +199,6 @@ def _report(loket: Loket, case: Case, firing: Firing) -> dict[str, Any]:
         "kind": firing.kind,
         "due_at": timestamp(firing.due_at),
     }
-
-
-def _mail(
-    loket: Loket,
-    rt: RequestType,
-    org: Organisation,
-    cal: WorkingCalendar,
-    case: Case,
-    new: Case,
-    firing: Firing,
-    seq: int,
-    now: dt.datetime,
-) -> dict[str, Any] | None:
-    """The outbox row for a firing; its facts are fixed now, its events read at delivery."""
-    recipient_id = firing.recipient
-    if firing.kind == "timeout":
-        recipient_id = resolve(org, rt, new, "assignee", new.owner)
-    who = org.recipient(recipient_id) if recipient_id else None
-    if who is None:
-        return None
-    state = rt.states[case.state]
-    assignee = org.people.get(case.assignee) if case.assignee else None
-    context: dict[str, Any] = {
-        "municipality": org.municipality,
-        "recipient_name": who.name,
-        "ref": case.ref,
-        "type_title": rt.title,
-        "state_label": state.label,
-        "unit_name": _unit_name(org, case.owner),
-        "assignee_name": assignee.name if assignee else None,
-        "due_at": timestamp(case.state_due if firing.place is not None or firing.kind == "timeout"
-                            else firing.due_at),
-        "command": f"loket case show {case.ref}",
-        "case_id": case.id,
-        "event_seq": seq,
-        "rung": firing.json_rung(),
-        "ladder_size": len(rt.ladder(case.state)) if firing.place is not None else None,
-        "asked": firing.asked,
-        # A timeout's recipient was looked up in the state the case went to.
-        "resolved": _role_of(org, rt, new if firing.kind == "timeout" else case, recipient_id or ""),
-        # Only a type with a decision term and a maximum extension can be extended (`case extend`).
-        "extendable": case.case_due is not None and rt.max_extension is not None,
-    }
-    # A ladder rung and a timeout are about the state's deadline (the one the email names); a
-    # breach is about its own clock.
-    due = case.state_due if firing.place is not None or firing.kind == "timeout" else firing.due_at
-    if due is not None:
-        context["days_overdue"] = cal.working_days_between(due, now)
-    if firing.kind == "reminder" and due is not None:
-        # A reminder is meant to come before the deadline, but a sweep that did not run for
-        # a while fires it afterwards: it is still sent (nothing else tells the assignee), and
-        # says that the deadline has passed instead of that it ends today.
-        context["days_left"] = cal.working_days_between(now, due)
-        context["deadline_passed"] = due <= now
-    if firing.kind == "timeout":
-        context["to_state_label"] = rt.states[new.state].label
-        context["to_unit_name"] = _unit_name(org, new.owner)
-    return {
-        "key": f"{case.ref}/{firing.stay}/{firing.rung}",
-        "case_id": case.id,
-        "kind": firing.kind,
-        "language": org.language,
-        "recipient": recipient_id,
-        "to_email": who.email,
-        "to_name": who.name,
-        "subject": _subject(org.language, firing, case.ref, rt.title, state.label),
-        "context": context,
-        "created_at": now,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-    }
-
-
-def _unit_name(org: Organisation, unit: str | None) -> str:
-    found = org.units.get(unit) if unit else None
-    return found.name if found else ""
-
-
-def _role_of(org: Organisation, rt: RequestType, case: Case, person: str) -> str:
-    """Which role the recipient was reached in, after vacancies moved the rung up."""
-    if person == case.assignee:
-        return "assignee"
-    for role in ("lead", "head"):
-        if case.owner and any(p.id == person for p in org.holders(case.owner, role)):
-            return role
-    if person in org.administrators:
-        return "administrator"
-    return person
-
-
-_SUBJECTS = {
-    "nl": {"reminder": "Herinnering", "escalation": "Escalatie", "timeout": "Termijn verlopen"},
-    "en": {"reminder": "Reminder", "escalation": "Escalation", "timeout": "Term expired"},
-}
-
-
-def _subject(language: str, firing: Firing, ref: str, title: str, state: str) -> str:
-    """A short subject for listings; the delivered message carries the rendered template's."""
-    word = _SUBJECTS.get(language, _SUBJECTS["nl"])[firing.kind]
-    return f"{word} {ref}: {title} — {state}"
 
 
 def forecast(loket: Loket, days: int, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -1,16 +1,20 @@
-"""`loket worker`: sweeps and outbox delivery on a schedule until stopped.
+"""`loket worker`: its jobs (the sweep, the outbox delivery) on a schedule until stopped.
 
-APScheduler 3.11 with jobs in a memory job store, defined here in code: a 3.x job store must
-never be shared between processes. All the safety between several workers lives in the
-database (unique escalation keys, claimed outbox leases, `SKIP LOCKED`), so any number of
-workers may run side by side. SIGTERM and SIGINT stop the scheduler after the running job.
+APScheduler 3.11 with jobs in a memory job store, given in code: a 3.x job store must never
+be shared between processes. All the safety between several workers lives in the database
+(unique escalation keys, claimed outbox leases, `SKIP LOCKED`), so any number of workers may
+run side by side. SIGTERM and SIGINT stop the scheduler after the running job.
+
+The jobs come from the caller (the command line wires the notifications' delivery in), so
+the engine runs whatever is scheduled without knowing how mail is sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,7 +22,18 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from engine.app.service import Loket
-    from notifications.outbox import MailSettings
+
+
+@dataclass(frozen=True)
+class Job:
+    """Something the worker does over and over: ``run(*args)`` every ``every``."""
+
+    id: str
+    doing: str
+    """What the worker says it does, e.g. ``sweeping`` (as in "sweeping every 0:01:00")."""
+    every: dt.timedelta
+    run: Callable[..., None]
+    args: tuple[Any, ...] = ()
 
 
 def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
@@ -30,22 +45,8 @@ def sweep_job(loket: Loket, echo: Callable[[str], None]) -> None:
         echo(f"sweep: {result.checked} checked, {len(result.fired)} fired")
 
 
-def deliver_job(loket: Loket, settings: MailSettings, echo: Callable[[str], None]) -> None:
-    from notifications.outbox import deliver
-
-    report = deliver(loket, settings)
-    if report.sent or report.failed or report.retrying:
-        echo(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed")
-
-
-def build_scheduler(
-    loket: Loket,
-    settings: MailSettings,
-    sweep_every: dt.timedelta,
-    deliver_every: dt.timedelta,
-    echo: Callable[[str], None],
-) -> BlockingScheduler:
-    """The worker's scheduler with its two jobs, not yet started.
+def build_scheduler(jobs: Sequence[Job], echo: Callable[[str], None]) -> BlockingScheduler:
+    """The worker's scheduler with its jobs, not yet started.
 
     A run that comes due while the last one still runs is dropped (max_instances=1), runs
     missed while a sweep took long collapse into one (coalesce), and one thread runs them
@@ -63,23 +64,16 @@ def build_scheduler(
     # Given to each job rather than as job_defaults, which APScheduler applies only at start.
     options = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 60,
                "next_run_time": dt.datetime.now(dt.UTC)}
-    scheduler.add_job(_guard(sweep_job, echo), "interval", seconds=sweep_every.total_seconds(),
-                      args=[loket, echo], id="sweep", **options)
-    scheduler.add_job(_guard(deliver_job, echo), "interval", seconds=deliver_every.total_seconds(),
-                      args=[loket, settings, echo], id="deliver", **options)
+    for job in jobs:
+        scheduler.add_job(_guard(job.run, echo), "interval", seconds=job.every.total_seconds(),
+                          args=list(job.args), id=job.id, **options)
     return scheduler
 
 
-def run_worker(
-    loket: Loket,
-    settings: MailSettings,
-    sweep_every: dt.timedelta,
-    deliver_every: dt.timedelta,
-    echo: Callable[[str], None],
-) -> None:
+def run_worker(jobs: Sequence[Job], echo: Callable[[str], None]) -> None:
     from apscheduler.events import EVENT_SCHEDULER_STARTED
 
-    scheduler = build_scheduler(loket, settings, sweep_every, deliver_every, echo)
+    scheduler = build_scheduler(jobs, echo)
 
     def on_start(event: Any) -> None:
         # Only a running scheduler can be shut down: until now, a signal keeps its default
@@ -89,8 +83,7 @@ def run_worker(
         signal.signal(signal.SIGINT, handler)
 
     scheduler.add_listener(on_start, EVENT_SCHEDULER_STARTED)
-    echo(f"worker: sweeping every {sweep_every}, delivering every {deliver_every};"
-         " stop with Ctrl-C")
+    echo(f"worker: {', '.join(f'{job.doing} every {job.every}' for job in jobs)}; stop with Ctrl-C")
     scheduler.start()
     echo("worker: stopped")
 

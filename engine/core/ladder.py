@@ -12,9 +12,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from engine.core.calendar import WorkingCalendar
-from engine.core.casework import Case, rung_time
+from engine.core.casework import SYSTEM, Case, rung_time
 from engine.core.definition import RequestType
 from engine.core.organisation import Organisation
+from engine.core.vocabulary import FiringKind, Rung
 
 UP = ("assignee", "lead", "head", "administrator")
 
@@ -22,9 +23,9 @@ UP = ("assignee", "lead", "head", "administrator")
 @dataclass(frozen=True)
 class Firing:
     rung: str
-    """"1", "2", ... for ladder places; "service_norm", "lead_time" or "timeout"."""
-    kind: str
-    """"reminder" (a `before` rung), "escalation" or "timeout"."""
+    """"1", "2", ... for ladder places; else a :class:`Rung`."""
+    kind: FiringKind
+    """A reminder (a `before` rung), an escalation or a timeout."""
     stay: int
     """The stay it belongs to; 0 for the case-wide clocks, which fire once per case."""
     due_at: dt.datetime
@@ -86,22 +87,22 @@ def due_firings(
             at = rung_time(cal, case.state_due, rung)
             if at <= now:
                 out.append(Firing(
-                    rung=str(rung.place), kind="reminder" if rung.before else "escalation",
+                    rung=str(rung.place), kind=FiringKind.REMINDER if rung.before else FiringKind.ESCALATION,
                     stay=case.stay, due_at=at, recipient=resolve(org, rt, case, rung.to, case.owner),
                     asked=rung.to, place=rung.place,
                 ))
     if case.service_due is not None and not case.service_fired and case.service_due <= now:
-        out.append(Firing("service_norm", "escalation", 0, case.service_due,
+        out.append(Firing(Rung.SERVICE_NORM, FiringKind.ESCALATION, 0, case.service_due,
                           resolve(org, rt, case, "head", case.owner), "head"))
     if case.case_due is not None and not case.lead_fired and case.case_due <= now:
-        out.append(Firing("lead_time", "escalation", 0, case.case_due,
+        out.append(Firing(Rung.LEAD_TIME, FiringKind.ESCALATION, 0, case.case_due,
                           resolve(org, rt, case, "administrator", case.owner), "administrator"))
     timeout = rt.states[case.state].timeout
     if timeout is not None and case.state_due is not None:
         at = cal.offset(case.state_due, timeout.after)
         if at <= now:
             out = [firing for firing in out if firing.due_at <= at]
-            out.append(Firing("timeout", "timeout", case.stay, at, "system", "system",
+            out.append(Firing(Rung.TIMEOUT, FiringKind.TIMEOUT, case.stay, at, SYSTEM, SYSTEM,
                               trigger=timeout.trigger))
     out.sort(key=lambda firing: firing.due_at)  # stable: ties keep the order above
     return out

@@ -1,0 +1,223 @@
+"""The notice a firing sends: who is told, and the facts of the firing as they stood then.
+
+A firing's email is delivered later (by a worker, perhaps after the mail server was down for
+days), but what it tells is fixed the moment it fires: the case's state, owner and assignee,
+the deadline, who the rung reached. Those facts are a :class:`FiringFacts`, stored as JSON
+in the outbox row's ``context`` and read back at delivery, where only what changes with time
+(the recent events, the days left or overdue) is added. Rows outlive the code that wrote
+them, so :meth:`FiringFacts.from_json` accepts what older versions did not yet record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from engine.core.calendar import WorkingCalendar
+from engine.core.casework import Case
+from engine.core.definition import RequestType
+from engine.core.history import timestamp
+from engine.core.ladder import Firing, resolve
+from engine.core.organisation import Organisation
+from engine.core.vocabulary import FiringKind, MailKind
+from engine.errors import InvalidValue
+
+
+@dataclass(frozen=True, kw_only=True)
+class FiringFacts:
+    """What an email about one firing tells, fixed when it fired; the fields in the order of
+    the stored JSON.
+
+    A field that may be ``None`` is either nullable (written as ``null``: ``assignee_name``,
+    ``due_at``, ``ladder_size``) or recorded only where it applies or since some version
+    (left out of the JSON when ``None``).
+    """
+
+    municipality: str
+    recipient_name: str
+    ref: str
+    type_title: str
+    state_label: str
+    """The state the case was in when the rung fired (for a timeout: the state it left)."""
+    unit_name: str
+    assignee_name: str | None
+    due_at: str | None
+    """The deadline the email names, as a chain timestamp: the state's for a ladder rung or a
+    timeout, the breached clock's own for a breach."""
+    command: str
+    case_id: int
+    event_seq: int | None = None
+    """The number of the `escalated` (or timeout's) event that made the row; the email shows
+    the history up to it. Rows from before it was recorded show the latest events."""
+    rung: int | str
+    ladder_size: int | None = None
+    """How many rungs the state's ladder has, for a place on it; ``None`` for a breach."""
+    asked: str | None = None
+    """Whom the definition asked for, before vacancies moved the rung up."""
+    resolved: str | None = None
+    """The role (or person id) the rung reached after vacancies."""
+    extendable: bool | None = None
+    """The case has a decision term a lead may extend; not recorded by early versions."""
+    days_overdue: int | None = None
+    """Working days past the deadline when it fired (whenever there is a deadline)."""
+    days_left: int | None = None
+    """Working days left before the deadline when it fired (reminders)."""
+    deadline_passed: bool | None = None
+    """The deadline had passed when the reminder fired (a late sweep); reminders since it was
+    recorded."""
+    to_state_label: str | None = None
+    """The state a timeout moved the case to."""
+    to_unit_name: str | None = None
+    """The unit owning that state."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: every field, except those not recorded (``None`` and not nullable)."""
+        out = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is not None or name in _NULLABLE:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FiringFacts:
+        """The facts of a stored row, also one written before a field was recorded.
+
+        A row without the facts every version wrote is no row the sweep made: it is refused
+        as :class:`InvalidValue`, the fault of that row alone.
+        """
+        missing = [name for name in _REQUIRED if name not in data]
+        if missing:
+            raise InvalidValue(f"the stored facts of the firing lack {', '.join(missing)}")
+        return cls(**{name: data[name] for name in _FIELDS if name in data})
+
+
+_FIELDS = tuple(f.name for f in fields(FiringFacts))
+_NULLABLE = frozenset({"assignee_name", "due_at", "ladder_size"})
+_REQUIRED = ("municipality", "recipient_name", "ref", "type_title", "state_label", "unit_name",
+             "assignee_name", "command", "case_id", "rung")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The email a firing asks for: to whom, in which language, and what it tells.
+
+    ``key`` (``REF/stay/rung``) is unique per firing, so a firing never makes two messages and
+    the Message-ID derived from it stays the same when the message is sent again.
+    """
+
+    key: str
+    case_id: int
+    kind: MailKind
+    language: str
+    recipient: str
+    to_email: str
+    to_name: str
+    subject: str
+    """A short subject for listings; the delivered message carries its rendered template's."""
+    facts: FiringFacts
+
+
+def notice_of(
+    rt: RequestType,
+    org: Organisation,
+    cal: WorkingCalendar,
+    case: Case,
+    new: Case,
+    firing: Firing,
+    seq: int,
+    now: dt.datetime,
+) -> Notice | None:
+    """The notice of a firing of ``case`` (``new``: the case after it) fired at ``now`` as
+    event ``seq``; ``None`` when nobody can be told.
+
+    A timeout is told to whoever the case's new state makes responsible (its assignee, or up
+    the ladder of vacancies from there), since they must act on it now.
+    """
+    timeout = firing.kind == FiringKind.TIMEOUT
+    recipient_id = resolve(org, rt, new, "assignee", new.owner) if timeout else firing.recipient
+    who = org.recipient(recipient_id) if recipient_id else None
+    if who is None or recipient_id is None:
+        return None
+    state = rt.states[case.state]
+    assignee = org.people.get(case.assignee) if case.assignee else None
+    # A ladder rung and a timeout are about the state's deadline (the one the email names); a
+    # breach is about its own clock.
+    due = case.state_due if firing.place is not None or timeout else firing.due_at
+    days_left: int | None = None
+    deadline_passed: bool | None = None
+    if firing.kind == FiringKind.REMINDER and due is not None:
+        # A reminder is meant to come before the deadline, but a sweep that did not run for a
+        # while fires it afterwards: it is still sent (nothing else tells the assignee), and
+        # says that the deadline has passed instead of that it ends today.
+        days_left, deadline_passed = cal.working_days_between(now, due), due <= now
+    facts = FiringFacts(
+        municipality=org.municipality,
+        recipient_name=who.name,
+        ref=case.ref,
+        type_title=rt.title,
+        state_label=state.label,
+        unit_name=unit_name(org, case.owner),
+        assignee_name=assignee.name if assignee else None,
+        due_at=timestamp(due),
+        command=f"loket case show {case.ref}",
+        case_id=case.id,
+        event_seq=seq,
+        rung=firing.json_rung(),
+        ladder_size=len(rt.ladder(case.state)) if firing.place is not None else None,
+        asked=firing.asked,
+        # A timeout's recipient was looked up in the state the case went to.
+        resolved=role_of(org, new if timeout else case, recipient_id),
+        # Only a type with a decision term and a maximum extension can be extended (`case extend`).
+        extendable=case.case_due is not None and rt.max_extension is not None,
+        days_overdue=cal.working_days_between(due, now) if due is not None else None,
+        days_left=days_left,
+        deadline_passed=deadline_passed,
+        to_state_label=rt.states[new.state].label if timeout else None,
+        to_unit_name=unit_name(org, new.owner) if timeout else None,
+    )
+    kind = MailKind(firing.kind)
+    return Notice(
+        key=f"{case.ref}/{firing.stay}/{firing.rung}",
+        case_id=case.id,
+        kind=kind,
+        language=org.language,
+        recipient=recipient_id,
+        to_email=who.email,
+        to_name=who.name,
+        subject=subject(org.language, kind, case.ref, rt.title, state.label),
+        facts=facts,
+    )
+
+
+def unit_name(org: Organisation, unit: str | None) -> str:
+    """The name of a unit, or nothing for none (or one the organisation no longer has)."""
+    found = org.units.get(unit) if unit else None
+    return found.name if found else ""
+
+
+def role_of(org: Organisation, case: Case, person: str) -> str:
+    """Which role the recipient was reached in, after vacancies moved the rung up."""
+    if person == case.assignee:
+        return "assignee"
+    for role in ("lead", "head"):
+        if case.owner and any(p.id == person for p in org.holders(case.owner, role)):
+            return role
+    if person in org.administrators:
+        return "administrator"
+    return person
+
+
+_SUBJECTS: Mapping[str, Mapping[MailKind, str]] = {
+    "nl": {MailKind.REMINDER: "Herinnering", MailKind.ESCALATION: "Escalatie",
+           MailKind.TIMEOUT: "Termijn verlopen"},
+    "en": {MailKind.REMINDER: "Reminder", MailKind.ESCALATION: "Escalation", MailKind.TIMEOUT: "Term expired"},
+}
+
+
+def subject(language: str, kind: MailKind, ref: str, title: str, state: str) -> str:
+    """A short subject for listings; the delivered message carries the rendered template's."""
+    word = _SUBJECTS.get(language, _SUBJECTS["nl"])[kind]
+    return f"{word} {ref}: {title} — {state}"

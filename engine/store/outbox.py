@@ -1,0 +1,198 @@
+"""The outbox table's statements: queueing, claiming under a lease, recording, requeueing.
+
+Each function runs on the caller's connection, inside the caller's transaction: the caller
+decides what belongs together (a claim commits before anything is sent; a retry's checks and
+updates are one transaction). Claims lock with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two
+workers never take the same row; SQLite has one writer at a time anyway.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from engine.core.notices import Notice
+from engine.core.vocabulary import OutboxStatus
+from engine.store.schema import cases_t, events_t, outbox_t
+
+_c = outbox_t.c
+
+INTERRUPTED = "a delivery attempt was interrupted (the worker stopped)"
+
+
+def pending_row(notice: Notice, now: dt.datetime) -> dict[str, Any]:
+    """The outbox row of a notice made at ``now``: pending, due at once, its facts as JSON."""
+    return {
+        "key": notice.key,
+        "case_id": notice.case_id,
+        "kind": notice.kind,
+        "language": notice.language,
+        "recipient": notice.recipient,
+        "to_email": notice.to_email,
+        "to_name": notice.to_name,
+        "subject": notice.subject,
+        "context": notice.facts.to_json(),
+        "created_at": now,
+        "status": OutboxStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
+def claim(conn: sa.Connection, now: dt.datetime, batch: int, *, lease: dt.timedelta,
+          max_attempts: int) -> list[dict[str, Any]]:
+    """Take up to ``batch`` due rows no live lease holds, leasing them until ``now + lease``.
+
+    A row still `sending` with its lease run out was being delivered by a worker that died:
+    that counts as an attempt, so a message that kills workers ends `failed` (once it has had
+    ``max_attempts``) instead of being taken up forever. The rows come back as claimed, with
+    the attempts and error so counted.
+    """
+    rows = conn.execute(
+        sa.select(outbox_t)
+        .where(_c.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)), _c.next_attempt_at <= now,
+               sa.or_(_c.lease_until.is_(None), _c.lease_until < now))
+        .order_by(_c.next_attempt_at, _c.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).mappings().all()
+    claimed = [dict(r) for r in rows]
+    for row in claimed:
+        if row["status"] == OutboxStatus.SENDING:
+            row["attempts"] += 1
+            row["last_error"] = INTERRUPTED
+    given_up = [r for r in claimed if r["status"] == OutboxStatus.SENDING and r["attempts"] >= max_attempts]
+    for row in given_up:
+        conn.execute(sa.update(outbox_t).where(_c.id == row["id"]).values(
+            status=OutboxStatus.FAILED, attempts=row["attempts"], last_error=row["last_error"], lease_until=None,
+            next_attempt_at=None))
+    claimed = [r for r in claimed if r not in given_up]
+    for row in claimed:
+        conn.execute(sa.update(outbox_t).where(_c.id == row["id"]).values(
+            status=OutboxStatus.SENDING, lease_until=now + lease, attempts=row["attempts"],
+            last_error=row["last_error"]))
+    return claimed
+
+
+def release(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """Give claimed rows back untouched: pending, without lease, their attempts uncounted."""
+    conn.execute(sa.update(outbox_t).where(_c.id.in_(ids)).values(status=OutboxStatus.PENDING, lease_until=None))
+
+
+def mark_sent(conn: sa.Connection, row_id: int, *, at: dt.datetime, attempts: int, note: str | None,
+              subject: str) -> None:
+    """A message the transport accepted; ``subject`` is the one it was sent with."""
+    conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
+        status=OutboxStatus.SENT, sent_at=at, attempts=attempts, lease_until=None, last_error=note,
+        subject=subject))
+
+
+def mark_failed(conn: sa.Connection, row_id: int, *, attempts: int, error: str | None) -> None:
+    """A message given up on: it stays, `failed`, until someone queues it again."""
+    conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
+        status=OutboxStatus.FAILED, attempts=attempts, lease_until=None, last_error=error, next_attempt_at=None))
+
+
+def mark_retry(conn: sa.Connection, row_id: int, *, attempts: int, error: str | None, at: dt.datetime) -> None:
+    """A message to be tried again from ``at``."""
+    conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
+        status=OutboxStatus.PENDING, attempts=attempts, lease_until=None, last_error=error, next_attempt_at=at))
+
+
+def listing(conn: sa.Connection, *, failed: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows in the order they were queued; with ``failed`` only those given up on."""
+    query = sa.select(outbox_t).order_by(_c.id)
+    if failed:
+        query = query.where(_c.status == OutboxStatus.FAILED)
+    if limit:
+        query = query.limit(limit)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# -- requeueing ------------------------------------------------------------------------------
+
+_CHUNK = 500
+"""Keys or ids per ``IN (...)``: well below the bind-parameter limits of SQLite and psycopg."""
+
+
+
+class Queued(NamedTuple):
+    """Where a row stands, as a requeue looks at it."""
+
+    id: int
+    key: str
+    status: str
+    lease_until: dt.datetime | None
+
+
+_QUEUED = sa.select(_c.id, _c.key, _c.status, _c.lease_until)
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def lock_keys(conn: sa.Connection, keys: Sequence[str]) -> dict[str, Queued]:
+    """The rows with these keys by key, locked on PostgreSQL until the transaction ends;
+    keys without a row are left out."""
+    found: dict[str, Queued] = {}
+    for chunk in _chunks(keys):
+        query = _QUEUED.where(_c.key.in_(chunk)).order_by(_c.id).with_for_update()
+        found.update((row.key, Queued(*row)) for row in conn.execute(query))
+    return found
+
+
+def lock_failed(conn: sa.Connection) -> list[Queued]:
+    """Every `failed` row by id, locked like :func:`lock_keys`."""
+    query = _QUEUED.where(_c.status == OutboxStatus.FAILED).order_by(_c.id).with_for_update()
+    return [Queued(*row) for row in conn.execute(query)]
+
+
+def requeue(conn: sa.Connection, ids: Sequence[int], now: dt.datetime) -> None:
+    """Make these rows pending again, due at ``now``, with a fresh allowance of attempts.
+
+    Only rows still `failed` change (the statement asks once more), so a row a worker took up
+    meanwhile is never handed to a second one.
+    """
+    for chunk in _chunks(ids):
+        conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk), _c.status == OutboxStatus.FAILED).values(
+            status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, lease_until=None))
+
+
+# -- what a message tells, read at delivery --------------------------------------------------
+
+
+def event_windows(conn: sa.Connection, windows: Iterable[tuple[int, int | None]],
+                  count: int) -> dict[int, list[dict[str, Any]]]:
+    """For each ``(case id, N)``, the events of that case numbered ``N - count + 1`` to ``N``
+    (``N`` ``None``: up to its latest event); by case, in order, in one query.
+
+    Events are numbered 1, 2, 3 ... per case without gaps (the hash chain depends on it), so
+    a window is a range of numbers. Windows of one case are merged: the caller cuts each out.
+    """
+    e = events_t.c
+    conditions: dict[tuple[int, int | None], sa.ColumnElement[bool]] = {}
+    for case_id, upto in windows:
+        if (case_id, upto) in conditions:
+            continue
+        top: Any = upto if upto is not None else (
+            sa.select(cases_t.c.last_seq).where(cases_t.c.id == case_id).scalar_subquery())
+        conditions[case_id, upto] = sa.and_(e.case_id == case_id, e.seq <= top, e.seq > top - count)
+    by_case: dict[int, list[dict[str, Any]]] = {}
+    if conditions:
+        query = sa.select(events_t).where(sa.or_(*conditions.values())).order_by(e.case_id, e.seq)
+        for event in conn.execute(query).mappings():
+            by_case.setdefault(event["case_id"], []).append(dict(event))
+    return by_case
+
+
+def case_types(conn: sa.Connection, case_ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    """The request type key and version of each of these cases, by case id."""
+    ids = set(case_ids)
+    if not ids:
+        return {}
+    query = sa.select(cases_t.c.id, cases_t.c.type_key, cases_t.c.type_version).where(cases_t.c.id.in_(ids))
+    return {found.id: (found.type_key, found.type_version) for found in conn.execute(query)}
