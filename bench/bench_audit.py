@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from scratch import sample_loket, scratch_postgres  # noqa: E402
+from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.core.history import GENESIS, chain_hash, event_content  # noqa: E402
 from engine.store.schema import cases_t, events_t  # noqa: E402
