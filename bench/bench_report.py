@@ -238,7 +238,7 @@ def _floor_group_by(loket: Loket) -> Any:
 
 
 def _floor_stream(loket: Loket) -> int:
-    from engine.reporting.report import CASES_QUERY, ESCALATIONS_QUERY, MOVES_QUERY
+    from engine.store.reports import CASES_QUERY, ESCALATIONS_QUERY, MOVES_QUERY
 
     rows = 0
     with loket.read() as conn:
@@ -250,7 +250,7 @@ def _floor_stream(loket: Loket) -> int:
 
 
 def child(mode: str, url: str, out_dir: str) -> None:
-    from engine.reporting.report import run_report
+    from cli import run_report
 
     loket = Loket(open_engine(url), FixedClock(NOW))
     page = Path(out_dir) / "report.html"

@@ -109,6 +109,17 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         driver.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+def snapshot(engine: sa.Engine) -> sa.Connection:
+    """A read-only connection whose queries all see one moment (WAL snapshot on SQLite,
+    REPEATABLE READ on PostgreSQL): figures read in several queries agree with each other,
+    and a check that streams two tables side by side sees them as they were together,
+    however busy the database is meanwhile."""
+    conn = engine.connect().execution_options(loket_readonly=True)
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
 def migrate(engine: sa.Engine) -> None:
     """Create or upgrade the schema to the newest revision; existing data is kept."""
     from alembic import command
