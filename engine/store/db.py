@@ -26,10 +26,6 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
 def sqlite_path(url: str) -> str | None:
     """The file a SQLite URL names; None for an in-memory database or another backend."""
     try:
@@ -143,12 +139,3 @@ def current_revision(engine: sa.Engine) -> str | None:
             return None
         return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
-
-def head_revision() -> str | None:
-    """Alembic's own idea of the newest revision (slow: it reads the migration scripts)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    return ScriptDirectory.from_config(config).get_current_head()
