@@ -813,7 +813,7 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def audit_verify(ctx: Context, as_json: bool) -> None:
     """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
-    from engine.app.audit import verify
+    from engine.app.verify import verify
 
     result = verify(ctx.open())
     if as_json:
@@ -830,7 +830,7 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def audit_seal(ctx: Context, as_json: bool) -> None:
     """Record a checkpoint over all chains: later deletions of cases or events are detected."""
-    from engine.app.audit import seal
+    from engine.app.seal import seal
 
     result = seal(ctx.open())
     if as_json:
@@ -861,7 +861,7 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
                  fmt: str, output: str | None) -> None:
     """Export events as CSV or JSON Lines, streamed (constant memory)."""
-    from engine.app.audit import export
+    from engine.app.export import export
 
     loket = ctx.open()
     tz = _timezone_of(loket)

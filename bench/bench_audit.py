@@ -50,12 +50,12 @@ what = {what!r}
 before = peak_mb()
 started = time.perf_counter()
 if what == "verify":
-    from engine.app.audit import verify
+    from engine.app.verify import verify
     result = verify(loket)
     assert result.ok, result.failure
     count = result.events
 elif what == "export":
-    from engine.app.audit import export
+    from engine.app.export import export
     with open({out!r}, "w") as handle:
         count = export(loket, handle.write, fmt="jsonl")
 else:
