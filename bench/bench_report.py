@@ -252,6 +252,9 @@ def _floor_stream(loket: Loket) -> int:
 def child(mode: str, url: str, out_dir: str) -> None:
     from cli import run_report
 
+    # run_report imports these on use; imported here, the clock below times the report alone.
+    from engine.reporting import gather, text  # noqa: F401
+
     loket = Loket(open_engine(url), FixedClock(NOW))
     page = Path(out_dir) / "report.html"
     before = _status_kb("VmRSS")
