@@ -826,7 +826,7 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def audit_verify(ctx: Context, as_json: bool) -> None:
     """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
-    from engine.app.audit import verify
+    from engine.app.verify import verify
 
     result = verify(ctx.open())
     if as_json:
@@ -843,7 +843,7 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def audit_seal(ctx: Context, as_json: bool) -> None:
     """Record a checkpoint over all chains: later deletions of cases or events are detected."""
-    from engine.app.audit import seal
+    from engine.app.seal import seal
 
     result = seal(ctx.open())
     if as_json:
@@ -874,7 +874,7 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
                  fmt: str, output: str | None) -> None:
     """Export events as CSV or JSON Lines, streamed (constant memory)."""
-    from engine.app.audit import export
+    from engine.app.export import export
 
     loket = ctx.open()
     tz = _timezone_of(loket)
@@ -902,9 +902,38 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
 @pass_ctx
 def report(ctx: Context, html: str | None, as_json: bool) -> None:
     """Figures per request type and unit: lead times, waits, escalations, failed emails."""
-    from engine.reporting.report import run_report
-
     run_report(ctx.open(), html, as_json, click.echo)
+
+
+if TYPE_CHECKING:
+    from engine.reporting.figures import Report
+
+
+def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[str], None]) -> Report:
+    """The body of `loket report [--html FILE] [--json]`, apart so that a test or a benchmark can
+    run it on a loket of its own.
+
+    With --html the page is written and one line says where; with --json the figures are
+    printed as JSON (the page, if asked for, is still written); otherwise the text report.
+    Only --html imports the page's module, and with it plotly.
+    """
+    from engine.reporting.gather import gather
+
+    result = gather(loket)
+    if html is not None:
+        from engine.reporting.html import write_page
+
+        size = write_page(result, loket.latest_types(), html)
+        if not as_json:
+            echo(f"report page written to {html} ({size // 1024} KiB, {result.total.open} open and"
+                 f" {result.total.closed} closed cases)")
+    if as_json:
+        echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+    elif html is None:
+        from engine.reporting.text import render_text
+
+        echo(render_text(result))
+    return result
 
 
 # -- demo ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from scratch import sample_loket, scratch_postgres  # noqa: E402
+from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402

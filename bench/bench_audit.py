@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from scratch import sample_loket, scratch_postgres  # noqa: E402
+from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.core.history import GENESIS, chain_hash, event_content  # noqa: E402
 from engine.store.schema import cases_t, events_t  # noqa: E402
@@ -50,12 +50,12 @@ what = {what!r}
 before = peak_mb()
 started = time.perf_counter()
 if what == "verify":
-    from engine.app.audit import verify
+    from engine.app.verify import verify
     result = verify(loket)
     assert result.ok, result.failure
     count = result.events
 elif what == "export":
-    from engine.app.audit import export
+    from engine.app.export import export
     with open({out!r}, "w") as handle:
         count = export(loket, handle.write, fmt="jsonl")
 else:

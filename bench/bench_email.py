@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aiosmtpd.controller import Controller  # noqa: E402
-from scratch import scratch_postgres  # noqa: E402
+from common import scratch_postgres  # noqa: E402
 
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402

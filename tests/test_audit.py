@@ -12,11 +12,13 @@ import pytest
 import sqlalchemy as sa
 from conftest import run_cli
 
-from engine.app.audit import HistoryDamaged, export, seal, verify
+from engine.app.export import export
 from engine.app.redact import redact
+from engine.app.seal import seal
 from engine.app.service import Loket
+from engine.app.verify import verify
 from engine.core.history import chain_hash, event_content
-from engine.errors import InvalidValue, NotFound, Refused, RoleRequired
+from engine.errors import HistoryDamaged, InvalidValue, NotFound, Refused, RoleRequired
 from engine.store.schema import cases_t, events_t
 
 CLERK, LEAD, HEAD = "c.devries", "b.bakker", "a.jansen"
@@ -482,7 +484,7 @@ def test_a_forged_event_with_a_valid_hash_but_wrongly_typed_data_is_a_failure(lo
 
 def test_the_careful_reading_agrees_with_the_quick_one_on_an_intact_history(loket: Loket, clock) -> None:  # type: ignore[no-untyped-def]
     """verify falls back on reading every value raw: on a sound database both must say the same."""
-    from engine.app.audit import _verify
+    from engine.app.verify import _verify
 
     erased = _initiative(loket, "Ééndags — straatfeest ✓", name=SECRET_NAME, email=SECRET_MAIL)
     ref = _initiative(loket, "Buurtmoestuin", name=SECRET_NAME, amount="1250")

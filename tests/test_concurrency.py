@@ -18,8 +18,8 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from engine.app.audit import verify
 from engine.app.service import Loket
+from engine.app.verify import verify
 
 WORKERS = ["c.devries", "l.mulder", "t.visser", "b.bakker"]  # all hold a role in wijkteam
 CASES = 20

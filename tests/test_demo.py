@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from engine.app.audit import verify
 from engine.app.service import Loket
+from engine.app.verify import verify
 from engine.store.db import open_engine
 
 

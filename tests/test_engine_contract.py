@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.app.audit import verify
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
+from engine.app.verify import verify
 from engine.core.history import GENESIS, chain_hash, event_content
 from engine.errors import (
     CommentRequired,

@@ -22,10 +22,10 @@ import pytest
 import sqlalchemy as sa
 
 import cli
-from engine.app.audit import verify
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import SweepResult, forecast, sweep
+from engine.app.verify import verify
 from engine.store.db import open_engine
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 

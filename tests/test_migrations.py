@@ -14,10 +14,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from engine.app.audit import verify
 from engine.app.bundled import sample_paths
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
+from engine.app.verify import verify
 from engine.errors import InvalidValue
 from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine
 from engine.store.schema import cases_t

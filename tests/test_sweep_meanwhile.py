@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from engine.app.audit import verify
 from engine.app.bundled import sample_paths
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import sweep
+from engine.app.verify import verify
 from engine.errors import Conflict
 from engine.store.db import open_engine
 

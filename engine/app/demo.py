@@ -278,8 +278,9 @@ def run_demo(
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
-    from engine.reporting.report import gather, render_text
-    from engine.reporting.report_html import write_page
+    from engine.reporting.gather import gather
+    from engine.reporting.html import write_page
+    from engine.reporting.text import render_text
 
     report = gather(loket)
     page = root / "rapport.html"

@@ -3,21 +3,18 @@
 The chain commits to salted digests of personal values, never to the values, so removing
 the values from the case and from every event — and the salt, which would let a guessed value
 be confirmed — leaves every hash as it was. "Erased" must also hold for the database files:
-SQLite runs with `secure_delete` (freed bytes are zeroed) and its write-ahead log is
-checkpointed and truncated afterwards; PostgreSQL rewrites the two tables (`VACUUM FULL`), as
-dead row versions would otherwise keep the old values on disk until reused.
+`engine.store.redact.scrub` sees to that once the change is committed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from engine.core.casework import Case, Change, Draft
 from engine.core.fields import check_free_text
+from engine.core.vocabulary import Action
 from engine.errors import InvalidValue, Refused, RoleRequired
-from engine.store.schema import events_t
+from engine.store import redact as store
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
@@ -33,9 +30,7 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
     with loket.engine.begin() as conn:
         case = loket.get_case(ref, conn)
         rt = loket.type_of(case)
-        events = [dict(r) for r in conn.execute(
-            sa.select(events_t.c.id, events_t.c.data)
-            .where(events_t.c.case_id == case.id).order_by(events_t.c.seq)).mappings()]
+        events = store.event_data(conn, case.id)
         unit = loket.holding_unit(case, conn)
         if org.rank(actor, unit) < 3:
             raise RoleRequired(f"{actor} may not redact {case.ref}: it needs role head in unit '{unit}'")
@@ -55,23 +50,10 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
             data = event["data"] or {}
             if personal & data.keys():
                 kept = {k: v for k, v in data.items() if k not in personal}
-                conn.execute(sa.update(events_t).where(events_t.c.id == event["id"]).values(data=kept))
+                store.set_event_data(conn, event["id"], kept)
         kept_data = {k: v for k, v in case.data.items() if k not in personal}
         change = Change({"data": kept_data, "salt": None, "redacted_at": now},
-                        [Draft("redacted", data={"fields": fields, "reason": reason.strip()})])
+                        [Draft(Action.REDACTED, data={"fields": fields, "reason": reason.strip()})])
         new = loket.write_case(conn, rt, case, change, actor, now)
-    _scrub(loket)
+    store.scrub(loket.engine)
     return new, fields
-
-
-def _scrub(loket: Loket) -> None:
-    engine = loket.engine
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    elif engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM FULL cases")
-            conn.exec_driver_sql("VACUUM FULL case_event")

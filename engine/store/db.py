@@ -26,10 +26,6 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
 def sqlite_path(url: str) -> str | None:
     """The file a SQLite URL names; None for an in-memory database or another backend."""
     try:
@@ -109,6 +105,17 @@ def _sqlite_setup(engine: sa.Engine) -> None:
         driver.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+def snapshot(engine: sa.Engine) -> sa.Connection:
+    """A read-only connection whose queries all see one moment (WAL snapshot on SQLite,
+    REPEATABLE READ on PostgreSQL): figures read in several queries agree with each other,
+    and a check that streams two tables side by side sees them as they were together,
+    however busy the database is meanwhile."""
+    conn = engine.connect().execution_options(loket_readonly=True)
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
 def migrate(engine: sa.Engine) -> None:
     """Create or upgrade the schema to the newest revision; existing data is kept."""
     from alembic import command
@@ -132,12 +139,3 @@ def current_revision(engine: sa.Engine) -> str | None:
             return None
         return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
-
-def head_revision() -> str | None:
-    """Alembic's own idea of the newest revision (slow: it reads the migration scripts)."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    return ScriptDirectory.from_config(config).get_current_head()

@@ -32,15 +32,18 @@ from markupsafe import Markup
 from engine.app.outfile import output_file
 from engine.core import diagram
 from engine.core.definition import RequestType
-from engine.reporting.report import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
+from engine.core.vocabulary import Rung
+from engine.reporting.figures import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
 
 TEMPLATES = Path(__file__).parent / "templates"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 PALETTE = ["#1d5b8f", "#e07b39", "#2f9e77", "#8a5cb8", "#c9a227", "#d1495b", "#4f8fa8", "#7d7d7d"]
 TYPE_COLOURS = ["#2f9e77", "#8a5cb8", "#17a2b8", "#d1495b", "#c9a227", "#7d7d7d"]
-RUNG_COLOURS = {"service_norm": "#8a5cb8", "lead_time": "#b8323f", "timeout": "#7d7d7d"}
+RUNG_COLOURS: dict[str, str] = {Rung.SERVICE_NORM: "#8a5cb8", Rung.LEAD_TIME: "#b8323f", Rung.TIMEOUT: "#7d7d7d"}
 LADDER_COLOURS = ["#9cc3e4", "#4f8fc0", "#1d5b8f", "#0d3556", "#06223a"]
-RUNG_NAMES_NL = {"service_norm": "servicenorm", "lead_time": "beslistermijn", "timeout": "time-out"}
+RUNG_NAMES_NL: dict[str, str] = {
+    Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
+}
 MONTHS = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
           "september", "oktober", "november", "december"]
 CHART_CONFIG = {"displaylogo": False, "responsive": True,

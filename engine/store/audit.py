@@ -1,0 +1,192 @@
+"""The history's SQL for `loket audit`: the chains in batches, the seals and their heads, the export.
+
+Every stream comes in case order (events by case id and seq), so that the checks can merge
+cases with their events and keep memory flat however long the history is. Each stream has a
+careful twin that reads every checked column raw (`engine.store.raw`) and carries what is
+damaged instead of failing on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.store.raw import INT, JSON, TEXT, TIME, RawReader
+from engine.store.schema import cases_t, events_t, seal_heads_t, seals_t
+
+CASE_BATCH = 2000
+EVENT_BATCH = 5000
+"""Rows fetched at a time: events are smaller and many more than cases."""
+
+_EVENT_COLUMNS = {"case_id": INT, "seq": INT, "at": TIME, "recorded_at": TIME, "actor": TEXT,
+                  "action": TEXT, "from_state": TEXT, "to_state": TEXT, "trigger": TEXT,
+                  "comment": TEXT, "data": JSON, "digests": JSON, "prev_hash": TEXT, "hash": TEXT}
+_CASE_COLUMNS = {"ref": TEXT, "state": TEXT, "assignee": TEXT, "data": JSON, "salt": TEXT,
+                 "last_seq": INT, "last_hash": TEXT}
+_EXPORT_CASE_COLUMNS = {"ref": TEXT, "type_key": TEXT, "type_version": INT}
+_SEAL_COLUMNS = {"prev_digest": TEXT, "digest": TEXT, "cases": INT}
+_HEAD_COLUMNS = {"case_id": INT, "ref": TEXT, "seq": INT, "hash": TEXT}
+
+
+# -- chains ----------------------------------------------------------------------------------
+
+
+def count_cases(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one())
+
+
+def chain_cases(conn: sa.Connection) -> Iterable[Any]:
+    """Every case row, as far as its chain decides it, in id order."""
+    c = cases_t.c
+    return conn.execute(
+        sa.select(c.id, c.ref, c.state, c.assignee, c.data, c.salt, c.last_seq, c.last_hash).order_by(c.id),
+        execution_options={"yield_per": CASE_BATCH},
+    )
+
+
+def chain_events(conn: sa.Connection) -> Iterator[Any]:
+    """Every event (a mapping per row) by case id and seq."""
+    return iter(conn.execute(
+        sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq),
+        execution_options={"yield_per": EVENT_BATCH},
+    ).mappings())
+
+
+def careful_events(conn: sa.Connection) -> Iterator[dict[str, Any]]:
+    """The events as `chain_events` reads them, each with `damage` (None if it read back well).
+
+    An event whose case_id is unreadable is `lost`: it is placed where SQLite sorts it (numbers
+    in order, text and binary data after them all) and reported as belonging to no case.
+    """
+    reader = RawReader(conn, events_t, _EVENT_COLUMNS)
+    e = events_t.c
+    query = sa.select(e.id, *reader.exprs).order_by(e.case_id, e.seq)
+    for row in conn.execute(query, execution_options={"yield_per": EVENT_BATCH}):
+        ev, damage = reader.decode(row, 1)
+        ev["id"], ev["damage"], ev["lost"] = row[0], damage, False
+        if type(ev["case_id"]) is not int:
+            ev["lost"] = True
+            ev["case_id"] = ev["case_id"] if type(ev["case_id"]) is float else math.inf
+        yield ev
+
+
+def careful_cases(conn: sa.Connection) -> Iterator[SimpleNamespace]:
+    """The case rows as `chain_cases` reads them, each with `damage`."""
+    reader = RawReader(conn, cases_t, _CASE_COLUMNS)
+    query = sa.select(cases_t.c.id, *reader.exprs).order_by(cases_t.c.id)
+    for row in conn.execute(query, execution_options={"yield_per": CASE_BATCH}):
+        values, damage = reader.decode(row, 1)
+        yield SimpleNamespace(id=row[0], damage=damage, **values)
+
+
+# -- seals -----------------------------------------------------------------------------------
+
+
+def last_seal_digest(conn: sa.Connection) -> str | None:
+    return conn.execute(sa.select(seals_t.c.digest).order_by(seals_t.c.id.desc()).limit(1)).scalar()
+
+
+def start_seal(conn: sa.Connection, sealed_at: dt.datetime, prev_digest: str) -> int:
+    """A new seal, not yet digested, holding a copy of every case row's chain head; its id."""
+    seal_id: int = conn.execute(
+        sa.insert(seals_t).values(sealed_at=sealed_at, recorded_at=dt.datetime.now(dt.UTC), cases=0,
+                                  events=0, prev_digest=prev_digest, digest="")
+        .returning(seals_t.c.id)
+    ).scalar_one()
+    conn.execute(sa.insert(seal_heads_t).from_select(
+        ["seal_id", "case_id", "ref", "seq", "hash"],
+        sa.select(sa.literal(seal_id), cases_t.c.id, cases_t.c.ref, cases_t.c.last_seq, cases_t.c.last_hash),
+    ))
+    return seal_id
+
+
+def finish_seal(conn: sa.Connection, seal_id: int, digest: str, cases: int, events: int) -> None:
+    conn.execute(sa.update(seals_t).where(seals_t.c.id == seal_id)
+                 .values(digest=digest, cases=cases, events=events))
+
+
+def sealed_heads(conn: sa.Connection, seal_id: int) -> Iterable[Any]:
+    """(case_id, ref, seq, hash) of every head a seal recorded, in case order."""
+    hd = seal_heads_t.c
+    return conn.execute(sa.select(hd.case_id, hd.ref, hd.seq, hd.hash).where(hd.seal_id == seal_id)
+                        .order_by(hd.case_id), execution_options={"yield_per": EVENT_BATCH})
+
+
+def careful_sealed_heads(conn: sa.Connection, seal_id: int) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The heads as `sealed_heads` reads them, each as its values and its damage."""
+    reader = RawReader(conn, seal_heads_t, _HEAD_COLUMNS)
+    hd = seal_heads_t.c
+    query = sa.select(*reader.exprs).where(hd.seal_id == seal_id).order_by(hd.case_id)
+    for row in conn.execute(query, execution_options={"yield_per": EVENT_BATCH}):
+        yield reader.decode(row)
+
+
+def seals(conn: sa.Connection, *, careful: bool) -> list[Any]:
+    """The seals in order, with what the check needs (a seal's times are not part of its proof);
+    careful, each with its `damage`."""
+    s = seals_t.c
+    if not careful:
+        return list(conn.execute(sa.select(s.id, s.prev_digest, s.digest, s.cases).order_by(s.id)).all())
+    reader = RawReader(conn, seals_t, _SEAL_COLUMNS)
+    found = []
+    for row in conn.execute(sa.select(s.id, *reader.exprs).order_by(s.id)):
+        values, damage = reader.decode(row, 1)
+        found.append(SimpleNamespace(id=row[0], damage=damage, **values))
+    return found
+
+
+def first_unkept_head(conn: sa.Connection, seal_id: int) -> Any:
+    """The first head a seal recorded that the history no longer holds as recorded, if any:
+    (ref, seq, case_row — None if the case is gone, event_hash — None if the event is gone, hash)."""
+    h, e, c = seal_heads_t.c, events_t.c, cases_t.c
+    return conn.execute(
+        sa.select(h.ref, h.seq, c.id.label("case_row"), e.hash.label("event_hash"), h.hash)
+        .select_from(seal_heads_t.outerjoin(cases_t, c.id == h.case_id)
+                     .outerjoin(events_t, sa.and_(e.case_id == h.case_id, e.seq == h.seq)))
+        .where(h.seal_id == seal_id, h.seq > 0,
+               sa.or_(c.id.is_(None), e.hash.is_(None), e.hash != h.hash))
+        .order_by(h.case_id).limit(1)
+    ).first()
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def _export_conditions(type_key: str | None, until: dt.datetime | None) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if type_key is not None:
+        conditions.append(cases_t.c.type_key == type_key)
+    if until is not None:
+        conditions.append(events_t.c.at < until)
+    return conditions
+
+
+def export_events(conn: sa.Connection, *, type_key: str | None, until: dt.datetime | None) -> Iterable[Any]:
+    """The events (mappings, with their case's ref, type_key and type_version) of cases of
+    `type_key` before `until`, by case id and seq."""
+    query = (sa.select(events_t, cases_t.c.ref, cases_t.c.type_key, cases_t.c.type_version)
+             .join(cases_t, cases_t.c.id == events_t.c.case_id)
+             .where(*_export_conditions(type_key, until))
+             .order_by(events_t.c.case_id, events_t.c.seq))
+    return conn.execute(query, execution_options={"yield_per": EVENT_BATCH}).mappings()
+
+
+def careful_export_events(
+    conn: sa.Connection, *, type_key: str | None, until: dt.datetime | None
+) -> Iterator[tuple[int, dict[str, Any], str | None, dict[str, Any], str | None]]:
+    """The rows of `export_events`, read raw: (event row id, event, its damage, case, its damage)."""
+    events = RawReader(conn, events_t, _EVENT_COLUMNS)
+    cases = RawReader(conn, cases_t, _EXPORT_CASE_COLUMNS)
+    query = (sa.select(events_t.c.id, *events.exprs, *cases.exprs)
+             .join(cases_t, cases_t.c.id == events_t.c.case_id)
+             .where(*_export_conditions(type_key, until))
+             .order_by(events_t.c.case_id, events_t.c.seq))
+    for row in conn.execute(query, execution_options={"yield_per": EVENT_BATCH}):
+        ev, damage = events.decode(row, 1)
+        case, case_damage = cases.decode(row, 1 + len(events.exprs))
+        yield row[0], ev, damage, case, case_damage
