@@ -105,6 +105,10 @@ def _timezone_of(loket: Loket) -> str:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+# Options that many commands share, declared once (sqlite-utils does the same): the same
+# spelling, help and parameter name everywhere.
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
@@ -230,12 +234,12 @@ def org_load(ctx: Context, file: str) -> None:
 
 
 @org.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def org_show(ctx: Context, as_json: bool) -> None:
     """Show the organisation."""
-    from engine.app.views import table
     from engine.core.organisation import organisation_to_data
+    from engine.core.views import table
 
     organisation = ctx.open().organisation()
     if as_json:
@@ -270,11 +274,11 @@ def _report_loaded(results: Iterable[Any]) -> None:
 
 
 @workflow.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def workflow_list(ctx: Context, as_json: bool) -> None:
     """List the loaded request types (newest version of each)."""
-    from engine.app.views import table
+    from engine.core.views import table
 
     loket = ctx.open()
     types = [(rt, loket.latest_version(rt.key)) for rt in loket.latest_types()]
@@ -289,11 +293,11 @@ def workflow_list(ctx: Context, as_json: bool) -> None:
 @click.argument("key")
 @click.option("--version", "version", type=click.IntRange(min=1, max=MAX_INT),
               help="A specific version (default: the newest).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def workflow_show(ctx: Context, key: str, version: int | None, as_json: bool) -> None:
     """Show a request type: states, owners, deadlines, transitions."""
-    from engine.app.views import table
+    from engine.core.views import table
 
     loket = ctx.open()
     rt = loket.request_type(key, version)
@@ -384,7 +388,7 @@ def case() -> None:
 
 
 def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None) -> None:
-    from engine.app.views import case_json, local, visible
+    from engine.core.views import case_json, local, visible
 
     org = loket.organisation()
     rt = loket.type_of(c)
@@ -424,7 +428,7 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
 @click.argument("type_key", metavar="TYPE")
 @click.option("--data", "assignments", multiple=True, metavar="FIELD=VALUE", help="Field values.")
 @click.option("--assign", metavar="PERSON", help="Assign the new case to this person.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_new(ctx: Context, type_key: str, assignments: tuple[str, ...], assign: str | None, as_json: bool) -> None:
     """Open a new case of request type TYPE."""
@@ -441,12 +445,12 @@ def case_new(ctx: Context, type_key: str, assignments: tuple[str, ...], assign: 
 @click.option("--overdue", is_flag=True, help="Only cases past their state deadline.")
 @click.option("--open/--closed", "open_", default=None, help="Only open or only closed cases.")
 @click.option("--limit", type=click.IntRange(min=1, max=MAX_INT), help="At most this many cases.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str | None, mine: bool,
               overdue: bool, open_: bool | None, limit: int | None, as_json: bool) -> None:
     """List cases."""
-    from engine.app.views import case_json, is_overdue, local, table
+    from engine.core.views import case_json, is_overdue, local, table
 
     loket = ctx.open()
     org = loket.organisation()
@@ -474,7 +478,7 @@ def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str |
 @case.command("show")
 @click.argument("ref")
 @click.option("--explain", is_flag=True, help="Explain how every deadline was derived.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
     """Show one case."""
@@ -497,12 +501,12 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
 
 @case.command("triggers")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
     """What may be fired on a case now, and by whom."""
-    from engine.app.views import table
     from engine.core.casework import allowed_triggers
+    from engine.core.views import table
 
     loket = ctx.open()
     c = loket.get_case(ref)
@@ -536,7 +540,7 @@ def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
 @click.option("--comment", help="A comment recorded with the step.")
 @click.option("--data", "assignments", multiple=True, metavar="FIELD=VALUE", help="Field values set with the step.")
 @click.option("--dry-run", is_flag=True, help="Check the step and show the outcome; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_advance(ctx: Context, ref: str, trigger: str, comment: str | None, assignments: tuple[str, ...],
                  dry_run: bool, as_json: bool) -> None:
@@ -553,7 +557,7 @@ def case_advance(ctx: Context, ref: str, trigger: str, comment: str | None, assi
 @case.command("assign")
 @click.argument("ref")
 @click.argument("person")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_assign(ctx: Context, ref: str, person: str, as_json: bool) -> None:
     """Assign case REF to PERSON."""
@@ -564,7 +568,7 @@ def case_assign(ctx: Context, ref: str, person: str, as_json: bool) -> None:
 @case.command("comment")
 @click.argument("ref")
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_comment(ctx: Context, ref: str, text: str, as_json: bool) -> None:
     """Add a comment to case REF."""
@@ -575,7 +579,7 @@ def case_comment(ctx: Context, ref: str, text: str, as_json: bool) -> None:
 @case.command("set")
 @click.argument("ref")
 @click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_set(ctx: Context, ref: str, assignments: tuple[str, ...], as_json: bool) -> None:
     """Change field values of case REF (FIELD= empties a field)."""
@@ -586,7 +590,7 @@ def case_set(ctx: Context, ref: str, assignments: tuple[str, ...], as_json: bool
 @case.command("suspend")
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the clock stops (e.g. waiting for the resident).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_suspend(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
     """Stop the clocks of case REF (opschorting); every deadline moves on resume."""
@@ -596,7 +600,7 @@ def case_suspend(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
 
 @case.command("resume")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_resume(ctx: Context, ref: str, as_json: bool) -> None:
     """Restart the clocks of a suspended case; running deadlines move later."""
@@ -609,7 +613,7 @@ def case_resume(ctx: Context, ref: str, as_json: bool) -> None:
 @click.option("--weeks", type=click.IntRange(min=1), help="Extend by this many weeks.")
 @click.option("--working-days", type=click.IntRange(min=1), help="Extend by this many working days.")
 @click.option("--reason", required=True, help="Why the decision term is extended.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | None, reason: str,
                 as_json: bool) -> None:
@@ -626,7 +630,7 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
 @case.command("redact")
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the personal data is erased (e.g. retention ended).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
     """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
@@ -644,12 +648,12 @@ def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what is due now; write nothing.")
 @click.option("--forecast", "days", type=click.IntRange(min=1, max=366), metavar="DAYS",
               help="List what will fire in the coming DAYS days; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def escalate(ctx: Context, dry_run: bool, days: int | None, as_json: bool) -> None:
     """Run one escalation sweep: fire every due rung, breach and timeout, exactly once."""
     from engine.app.sweep import forecast, sweep
-    from engine.app.views import local, table
+    from engine.core.views import local, table
 
     loket = ctx.open()
     if days is not None:
@@ -727,11 +731,11 @@ def outbox() -> None:
 @outbox.command("list")
 @click.option("--failed", is_flag=True, help="Only messages that failed for good.")
 @click.option("--limit", type=click.IntRange(min=1, max=MAX_INT), help="At most this many messages.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) -> None:
     """List the messages in the outbox."""
-    from engine.app.views import iso, table
+    from engine.core.views import iso, table
     from notifications.requeue import list_outbox
 
     rows = list_outbox(ctx.open(), failed=failed, limit=limit)
@@ -752,7 +756,7 @@ def outbox_list(ctx: Context, failed: bool, limit: int | None, as_json: bool) ->
 @outbox.command("retry")
 @click.argument("keys", nargs=-1, metavar="[KEY]...")
 @click.option("--failed", is_flag=True, help="Queue every failed message again.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def outbox_retry(ctx: Context, keys: tuple[str, ...], failed: bool, as_json: bool) -> None:
     """Queue failed messages again (all with --failed, or by KEY), e.g. after the mail server
@@ -769,7 +773,7 @@ def outbox_retry(ctx: Context, keys: tuple[str, ...], failed: bool, as_json: boo
 
 
 @outbox.command("send")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def outbox_send(ctx: Context, as_json: bool) -> None:
     """Deliver every due message through the configured transport (LOKET_SMTP_URL or LOKET_MAIL_DIR)."""
@@ -802,11 +806,11 @@ def audit() -> None:
 
 @audit.command("history")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
     """The complete timeline of case REF."""
-    from engine.app.views import event_detail, event_json, local, table
+    from engine.core.views import event_detail, event_json, local, table
 
     loket = ctx.open()
     c, events = loket.history(ref)
@@ -822,7 +826,7 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
 
 
 @audit.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def audit_verify(ctx: Context, as_json: bool) -> None:
     """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
@@ -839,7 +843,7 @@ def audit_verify(ctx: Context, as_json: bool) -> None:
 
 
 @audit.command("seal")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def audit_seal(ctx: Context, as_json: bool) -> None:
     """Record a checkpoint over all chains: later deletions of cases or events are detected."""
@@ -885,7 +889,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
         export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
         sys.stdout.flush()
         return
-    from engine.app.outfile import output_file
+    from engine.store.outfile import output_file
 
     with output_file(output) as handle:
         count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
@@ -898,7 +902,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
 @cli.command()
 @click.option("--html", "html", metavar="FILE",
               help="Write the report as one self-contained HTML page with charts, instead of text.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_ctx
 def report(ctx: Context, html: str | None, as_json: bool) -> None:
     """Figures per request type and unit: lead times, waits, escalations, failed emails."""
@@ -917,7 +921,7 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
     printed as JSON (the page, if asked for, is still written); otherwise the text report.
     Only --html imports the page's module, and with it plotly.
     """
-    from engine.reporting.gather import gather
+    from engine.app.report import gather
 
     result = gather(loket)
     if html is not None:

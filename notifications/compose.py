@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.app.views import event_detail
 from engine.core.notices import FiringFacts
+from engine.core.views import event_detail
 from engine.core.vocabulary import MailKind
 from engine.store import outbox as store
 from notifications.wording import format_moment, reader_of, rung_label

@@ -12,6 +12,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.core.vocabulary import Rung
+from engine.core.words import DAYS, MONTHS
 from engine.errors import ConfigurationError, InvalidValue
 
 LANGUAGES: Final = ("nl", "en")
@@ -76,40 +77,6 @@ def rung_label(rung: int | str, *, of: int | None, to: str, language: str) -> st
     return f"trede {rung} van {of}: {who}" if language == "nl" else f"rung {rung} of {of}: {who}"
 
 
-_DAYS: Final[Mapping[str, tuple[str, ...]]] = {
-    "nl": ("maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS: Final[Mapping[str, tuple[str, ...]]] = {
-    "nl": (
-        "januari",
-        "februari",
-        "maart",
-        "april",
-        "mei",
-        "juni",
-        "juli",
-        "augustus",
-        "september",
-        "oktober",
-        "november",
-        "december",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
 
 
 def format_moment(moment: datetime, *, timezone: str, language: str) -> str:
@@ -125,8 +92,8 @@ def format_moment(moment: datetime, *, timezone: str, language: str) -> str:
         local = moment.astimezone(ZoneInfo(timezone))
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigurationError(f"unknown timezone {timezone!r}") from exc
-    day = _DAYS[language][local.weekday()]
-    month = _MONTHS[language][local.month - 1]
+    day = DAYS[language][local.weekday()]
+    month = MONTHS[language][local.month - 1]
     at = "om" if language == "nl" else "at"
     return f"{day} {local.day} {month} {local.year} {at} {local:%H:%M}"
 

@@ -111,7 +111,7 @@ def test_export_jsonl_carries_every_event_with_its_hashes(loket: Loket) -> None:
     assert rows[0]["unit"] == "wijkteam"
 
 
-def test_export_filters_by_period_type_and_unit(loket: Loket, clock) -> None:  # type: ignore[no-untyped-def]
+def test_export_filters_by_period_type_and_unit(loket: Loket, clock) -> None:
     first = _initiative(loket, "Maart")
     clock.advance(dt.timedelta(days=10))
     later = loket.new_case("melding", ["omschrijving=Lamp kapot", "locatie=Kerkstraat 4"], actor=CLERK).ref
@@ -194,7 +194,7 @@ def test_a_closed_case_is_redacted_by_the_head_of_the_unit_that_closed_it(loket:
     assert "name" in fields
 
 
-def test_redacted_bytes_are_gone_from_the_sqlite_files(sqlite_url: str, tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+def test_redacted_bytes_are_gone_from_the_sqlite_files(sqlite_url: str, tmp_path: Path, clock) -> None:
     loket = _fresh(sqlite_url, clock)
     refs = [_initiative(loket, f"Initiatief {i}", name=SECRET_NAME, email=SECRET_MAIL) for i in range(5)]
     files = list(tmp_path.glob("loket.db*"))
@@ -208,7 +208,7 @@ def test_redacted_bytes_are_gone_from_the_sqlite_files(sqlite_url: str, tmp_path
         assert SECRET_MAIL.encode() not in content, f.name
 
 
-def _fresh(url: str, clock) -> Loket:  # type: ignore[no-untyped-def]
+def _fresh(url: str, clock) -> Loket:
     from engine.store.db import open_engine
     from tests.conftest import ORG_FILE, WORKFLOWS
 
@@ -218,7 +218,7 @@ def _fresh(url: str, clock) -> Loket:  # type: ignore[no-untyped-def]
     return loket
 
 
-def test_redacted_bytes_are_gone_from_the_postgresql_table_files(pg_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+def test_redacted_bytes_are_gone_from_the_postgresql_table_files(pg_url: str, clock) -> None:
     from tests.conftest import _truncate
 
     _truncate(pg_url)
@@ -472,7 +472,7 @@ def test_a_forged_event_with_a_valid_hash_but_wrongly_typed_data_is_a_failure(lo
     at = case.created_at + dt.timedelta(days=1)
     fields = {"at": at, "recorded_at": at, "actor": HEAD, "action": "redacted", "from_state": None,
               "to_state": None, "trigger": None, "comment": "vervalst", "data": {"fields": 5}}
-    digest = chain_hash(event_content(ref=ref, seq=2, digests=None, **fields), case.last_hash)  # type: ignore[arg-type]
+    digest = chain_hash(event_content(ref=ref, seq=2, digests=None, **fields), case.last_hash)
     with loket.engine.begin() as conn:
         conn.execute(sa.insert(events_t).values(case_id=case.id, seq=2, digests=None, prev_hash=case.last_hash,
                                                 hash=digest, **fields))
@@ -482,7 +482,7 @@ def test_a_forged_event_with_a_valid_hash_but_wrongly_typed_data_is_a_failure(lo
     assert result.failure == f"{ref} event 2: its stored row is damaged: data.fields is not a list of field names"
 
 
-def test_the_careful_reading_agrees_with_the_quick_one_on_an_intact_history(loket: Loket, clock) -> None:  # type: ignore[no-untyped-def]
+def test_the_careful_reading_agrees_with_the_quick_one_on_an_intact_history(loket: Loket, clock) -> None:
     """verify falls back on reading every value raw: on a sound database both must say the same."""
     from engine.app.verify import _verify
 

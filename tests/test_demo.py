@@ -29,7 +29,9 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
     message = email.message_from_bytes(emails[0].read_bytes(), policy=policy.default)
-    assert message["Subject"] and "loket case show" in message.get_body(("plain",)).get_content()
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert message["Subject"] and "loket case show" in body.get_content()
     page = (folder / "rapport.html").read_text(encoding="utf-8")
     assert "Gemeente Voorbeeld" in page and "<svg" in page
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.app.outfile import output_file
 from engine.errors import InvalidValue
+from engine.store.outfile import output_file
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -111,7 +111,7 @@ def test_standard_output_into_a_pipe_is_written_through() -> None:
     import subprocess
     import sys
 
-    program = ("from engine.app.outfile import output_file\n"
+    program = ("from engine.store.outfile import output_file\n"
                "with output_file('/dev/stdout') as out:\n"
                "    out.write('een\\ntwee\\n')\n")
     done = subprocess.run([sys.executable, "-c", program], capture_output=True,  # stdout: a pipe

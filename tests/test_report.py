@@ -40,13 +40,13 @@ import pytest
 
 from cli import run_report
 from engine.app.clock import FixedClock
+from engine.app.report import gather
 from engine.app.service import Loket
 from engine.app.sweep import sweep
 from engine.core.calendar import WorkingCalendar
 from engine.errors import InvalidValue
 from engine.reporting.builder import WorkingDayCounter, stays, with_moves
 from engine.reporting.figures import Move, nearest_rank
-from engine.reporting.gather import gather
 from engine.reporting.html import render_page, write_page
 from notifications.delivery import MailSettings, deliver
 from notifications.transports import MemoryTransport
@@ -540,7 +540,7 @@ def test_page_draws_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) 
 
 def test_text_report_does_not_import_plotly() -> None:
     """The text report must not pay for plotly: only the page imports it."""
-    code = ("import sys; import engine.reporting.gather, engine.reporting.text; "
+    code = ("import sys; import engine.app.report, engine.reporting.text; "
             "assert 'plotly' not in sys.modules and 'engine.reporting.html' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)

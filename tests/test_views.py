@@ -1,10 +1,10 @@
-"""How events read in listings and emails (engine.app.views.event_detail)."""
+"""How events read in listings and emails (engine.core.views.event_detail)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.app.views import event_detail, visible
+from engine.core.views import event_detail, visible
 
 EXTENDED = {"action": "extended", "comment": None,
             "data": {"by": "2 weeks", "unit": "weeks", "amount": 2, "reason": "Advies brandweer"}}

@@ -278,7 +278,7 @@ def run_demo(
         "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
-    from engine.reporting.gather import gather
+    from engine.app.report import gather
     from engine.reporting.html import write_page
     from engine.reporting.text import render_text
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from engine.app.views import iso
 from engine.core.definition import RequestType
+from engine.core.views import iso
 from engine.core.vocabulary import Rung
 
 LONGEST = 10

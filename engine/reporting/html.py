@@ -29,11 +29,11 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
-from engine.app.outfile import output_file
-from engine.core import diagram
+from engine.core import diagram, words
 from engine.core.definition import RequestType
 from engine.core.vocabulary import Rung
 from engine.reporting.figures import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
+from engine.store.outfile import output_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -44,8 +44,6 @@ LADDER_COLOURS = ["#9cc3e4", "#4f8fc0", "#1d5b8f", "#0d3556", "#06223a"]
 RUNG_NAMES_NL: dict[str, str] = {
     Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
 }
-MONTHS = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
-          "september", "oktober", "november", "december"]
 CHART_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]}
 DOT_TIMEOUT = 30
@@ -87,8 +85,7 @@ def rung_colour(rung: str) -> str:
 
 
 def long_date(report: Report) -> str:
-    day = report.date
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+    return words.long_date(report.date)
 
 
 def local_time(report: Report, value: Any, pattern: str = "%d-%m-%Y %H:%M") -> str:
@@ -330,7 +327,7 @@ def render_page(
 
 
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str]) -> int:
-    """Write the page (see :func:`engine.app.outfile.output_file`: a half-written page never
+    """Write the page (see :func:`engine.store.outfile.output_file`: a half-written page never
     replaces a good one, a link or device is written through); its size."""
     page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
     with output_file(str(path), binary=True) as out:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from engine.app.views import local, table
+from engine.core.views import local, table
 from engine.reporting.figures import LONGEST, GroupFigures, Report
 
 
