@@ -156,7 +156,7 @@ def cli(ctx: click.Context, db: str | None, actor: str | None, now: str | None) 
 def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: bool, simulation: bool) -> None:
     """Create the database, or upgrade its schema; optionally load definitions."""
     from engine.app.bundled import definition_files, sample_paths
-    from engine.store.db import SCHEMA_REVISION, current_revision, migrate
+    from engine.store.db import SCHEMA_REVISION, current_revision, migrate, shown_url
 
     if sample and (org_file or workflow_dir):
         raise InvalidValue("--sample loads the bundled files: do not combine it with --org or --workflows")
@@ -199,7 +199,7 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         _report_loaded(loaded)
     kind = "simulation database" if loket.is_simulation() else "database"
     what = "created" if before is None else "upgraded" if before != SCHEMA_REVISION else "already up to date"
-    click.echo(f"{kind} ready: {ctx.url} ({what})")
+    click.echo(f"{kind} ready: {shown_url(ctx.url)} ({what})")
 
 
 def _new_sqlite_file(url: str) -> str | None:

@@ -208,6 +208,20 @@ def test_init_sample_simulation_creates_and_then_upgrades(
     ]
 
 
+@pytest.mark.postgres
+def test_init_does_not_print_the_password_in_the_database_url(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Terminals and logs keep what they are shown: the URL is printed with its password masked."""
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(pg_url).set(password="geheim-wachtwoord").render_as_string(hide_password=False)
+    run = invoke(capsys, ["--db", url, "init"])
+    assert run.code == 0, run.err
+    assert "geheim-wachtwoord" not in run.out + run.err
+    assert "database ready: postgresql+psycopg://postgres:***@" in run.out
+
+
 def test_a_database_with_real_cases_cannot_become_a_simulation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,6 +26,15 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: a password in it is masked (terminals and logs keep what
+    they are shown)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return url
+
+
 def sqlite_path(url: str) -> str | None:
     """The file a SQLite URL names; None for an in-memory database or another backend."""
     try:
