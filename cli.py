@@ -387,7 +387,9 @@ def case() -> None:
     """Cases: create, list, show, advance, assign, comment, set."""
 
 
-def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None) -> None:
+def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+    """The case as a command left it; `extra` adds keys to its JSON (the text shows them itself)."""
     from engine.core.views import case_json, local, visible
 
     org = loket.organisation()
@@ -395,7 +397,7 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
     actor = ctx.viewer(loket)
     view = case_json(c, rt, org, loket.clock.now(), actor)
     if as_json:
-        emit_json(view)
+        emit_json({**view, **(extra or {})})
         return
     tz = org.timezone
     if header:
@@ -634,11 +636,16 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
 @pass_ctx
 def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
     """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
+    from engine.app.maintenance import after_redaction
     from engine.app.redact import redact
 
     loket = ctx.open()
     c, fields = redact(loket, ref, reason, actor=ctx.person())
-    _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(fields)}")
+    erasure = after_redaction(loket)
+    _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(fields)}",
+               extra={"erasure": {"files_clean": erasure.clean, "message": erasure.message}})
+    if not as_json:
+        click.echo(f"files: {erasure.message}")
 
 
 # -- escalation, worker, outbox -------------------------------------------------------------
@@ -797,6 +804,30 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
 
 
 # -- audit --------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database files: maintain."""
+
+
+@db.command("maintain")
+@pass_ctx
+def db_maintain(ctx: Context) -> None:
+    """Do pending work on the database files now (what the worker does on its schedule).
+
+    Today that is removing erased personal values from the files; exit 3 when it could not
+    be finished yet (another session still needs the old data) — run it again later.
+    """
+    from engine.app.maintenance import run
+
+    result = run(ctx.open())
+    if result is None:
+        click.echo("nothing to do: no erased values wait to leave the database files")
+        return
+    click.echo(result.message)
+    if not result.clean:
+        sys.exit(3)
 
 
 @cli.group()

@@ -1,6 +1,6 @@
 """A civil servant's change and a sweep on the same case at the same moment (PostgreSQL,
 where a read does not hold the row): the sweep's escalation is no reason to refuse the
-change, a colleague's change is."""
+change, nor is a colleague's comment; a colleague's change of what the step rests on is."""
 
 from __future__ import annotations
 
@@ -73,15 +73,31 @@ def test_an_escalation_in_between_does_not_refuse_the_change(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_colleagues_change_in_between_is_still_a_conflict(
+def test_a_colleagues_comment_in_between_does_not_refuse_the_change(
     two: tuple[Loket, Loket, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine, worker, ref = two
     colleague = Loket(worker.engine, FixedClock(LATE))
     reads = meanwhile(mine, monkeypatch, lambda: colleague.comment(ref, "Ik bel de bewoner", actor=LEAD))
 
+    assert mine.advance(ref, "in_behandeling", actor=STAFF).state == "beoordeling"
+
+    assert len(reads) == 2
+    assert [e["action"] for e in mine.history(ref)[1]] == ["created", "comment", "transition"]
+    assert verify(mine).ok
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_colleagues_change_in_between_is_still_a_conflict(
+    two: tuple[Loket, Loket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, worker, ref = two
+    colleague = Loket(worker.engine, FixedClock(LATE))
+    reads = meanwhile(mine, monkeypatch, lambda: colleague.assign(ref, "l.mulder", actor=LEAD))
+
     with pytest.raises(Conflict, match="changed by someone else meanwhile"):
         mine.advance(ref, "in_behandeling", actor=STAFF)
 
-    assert len(reads) == 1
+    assert len(reads) == 1  # the second read saw the assignment and planned nothing
     assert mine.get_case(ref).state == "ingediend"

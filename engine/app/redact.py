@@ -2,8 +2,10 @@
 
 The chain commits to salted digests of personal values, never to the values, so removing
 the values from the case and from every event — and the salt, which would let a guessed value
-be confirmed — leaves every hash as it was. "Erased" must also hold for the database files:
-`engine.store.redact.scrub` sees to that once the change is committed.
+be confirmed — leaves every hash as it was. "Erased" must also hold for the database files;
+the redaction records that they still hold the old values (`engine.store.redact.mark_pending`),
+and `engine.app.maintenance` removes them from the files as soon as that can be done without
+stalling anyone.
 """
 
 from __future__ import annotations
@@ -55,5 +57,5 @@ def redact(loket: Loket, ref: str, reason: str, *, actor: str | None) -> tuple[C
         change = Change({"data": kept_data, "salt": None, "redacted_at": now},
                         [Draft(Action.REDACTED, data={"fields": fields, "reason": reason.strip()})])
         new = loket.write_case(conn, rt, case, change, actor, now)
-    store.scrub(loket.engine)
+        store.mark_pending(conn)
     return new, fields

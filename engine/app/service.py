@@ -4,13 +4,16 @@
 `Definitions` (the organisation and request types) with the cases. Each public method is one
 transaction. A case change reads the row (`engine.store.cases`), asks the rules what they
 make of it (`engine.core.commands`) and writes the new row, guarded by its version, and its
-events together; a concurrent writer makes the guarded update miss and the caller gets a
-Conflict.
+events together. A concurrent writer makes the guarded update miss: the command plans again on
+the new row, unless what it rests on changed meanwhile (`engine.core.meanwhile`) — then the
+caller gets a Conflict.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -18,7 +21,7 @@ import sqlalchemy as sa
 
 from engine.app.clock import FixedClock
 from engine.app.definitions import Definitions
-from engine.core import casework, commands
+from engine.core import casework, commands, meanwhile
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case, Change
 from engine.core.definition import RequestType
@@ -160,13 +163,15 @@ class Loket(Definitions):
         text = commands.comment_text(text)
         return self._change(ref, actor, lambda conn, rt, org, cal, case, now, who: commands.comment(
             rt, org, cal, case, now, who, text=text,
-            closed_by=None if case.closed_at is None else self.holding_unit(case, conn)))
+            closed_by=None if case.closed_at is None else self.holding_unit(case, conn)),
+            rests_on=meanwhile.NOTHING)
 
     def set_fields(self, ref: str, assignments: Sequence[str], *, actor: str | None) -> Case:
         if not assignments:
             raise InvalidValue("give at least one FIELD=VALUE")
+        names = (item.partition("=")[0].strip() for item in assignments)
         return self._change(ref, actor, lambda conn, rt, org, cal, case, now, who: commands.set_fields(
-            rt, org, cal, case, now, who, assignments=assignments))
+            rt, org, cal, case, now, who, assignments=assignments), rests_on=meanwhile.fields_and_state(names))
 
     def suspend(self, ref: str, reason: str, *, actor: str | None) -> Case:
         """Stop the clocks (opschorting, Awb 4:15): the resident must act first."""
@@ -185,8 +190,17 @@ class Loket(Definitions):
             rt, org, cal, case, now, who, by=by, reason=reason,
             last_extension=cases.last_event_data(conn, case.id, Action.EXTENDED)))
 
-    def _change(self, ref: str, actor: str | None, plan: Plan, *, dry_run: bool = False) -> Case:
-        """Read a case, let `plan` decide the Change, write it guarded."""
+    def _change(
+        self, ref: str, actor: str | None, plan: Plan, *, rests_on: frozenset[str] = meanwhile.EVERYTHING,
+        dry_run: bool = False,
+    ) -> Case:
+        """Read a case, let `plan` decide the Change, write it guarded by the version read.
+
+        When the guard misses (someone wrote first), plan again on the new row, unless
+        something the command `rests_on` (see `engine.core.meanwhile`) changed since the first
+        read: that is a real conflict, and nothing is written. The check and the write share a
+        transaction, so nothing can slip in between them.
+        """
         org = self.organisation()
         cal = self.calendar()
         actor = self.require_person(actor)
@@ -197,28 +211,32 @@ class Loket(Definitions):
                 rt = self.type_of(case)
                 change = plan(conn, rt, org, cal, case, now, actor)
             return case.apply(change.updates)
-        read: Case | None = None
-        for attempt in (1, 2):
+        first: Case | None = None
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                _pause(attempt)
+            collided = False
             try:
                 with self.engine.begin() as conn:
-                    read = case = self.get_case(ref, conn)
+                    case = self.get_case(ref, conn)
+                    if first is None:
+                        first = case
+                    elif meanwhile.collision(self._touched_since(conn, first, case), rests_on):
+                        collided = True
+                        raise _conflict(case)
                     self._check_not_earlier(case, now)
                     rt = self.type_of(case)
                     change = plan(conn, rt, org, cal, case, now, actor)
                     return self.write_case(conn, rt, case, change, actor, now)
             except Conflict:
-                # A sweep that escalated the case in between changed nothing the plan depends
-                # on: plan again on the new row, once. Anything else is a real conflict.
-                if attempt == 2 or read is None or not self._only_escalated_since(read):
+                if collided or attempt == ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _only_escalated_since(self, case: Case) -> bool:
-        """Whether every change to the case since `case` was read is a sweep's escalation (or
-        its bookkeeping, which writes no event)."""
-        with self.read() as conn:
-            since = cases.actions_since(conn, case.id, case.last_seq)
-        return all(actor == casework.SYSTEM and action == Action.ESCALATED for actor, action in since)
+    @staticmethod
+    def _touched_since(conn: sa.Connection, first: Case, case: Case) -> frozenset[str]:
+        """What changed between the command's first read of the case and this one."""
+        return meanwhile.touched(first, case, cases.events_since(conn, first.id, first.last_seq))
 
     def _check_not_earlier(self, case: Case, now: dt.datetime) -> None:
         """A simulation's clock (`--now`) may not go back before what the case already records:
@@ -267,5 +285,20 @@ class Loket(Definitions):
         """Write a case's new values and events, guarded by the version that was read."""
         new, columns, params, events = self.stage_case(rt, case, change, actor, now)
         if not cases.update(conn, columns, params) or (events and not cases.insert_events(conn, events)):
-            raise Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")
+            raise _conflict(case)
         return new
+
+
+ATTEMPTS = 12
+"""How often a command plans its change before it gives up (exit 3). Only writers that keep
+winning the race in between use them up: each round, one of the writers gets through."""
+
+
+def _pause(attempt: int) -> None:
+    """A short wait before planning again, random so that writers that just collided do not
+    collide again in step; longer the more often this one lost, a fifth of a second at most."""
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+
+
+def _conflict(case: Case) -> Conflict:
+    return Conflict(f"{case.ref} was changed by someone else meanwhile; nothing was written")

@@ -123,12 +123,14 @@ def last_event_data(conn: sa.Connection, case_id: int, action: str) -> Any:
     ).scalar()
 
 
-def actions_since(conn: sa.Connection, case_id: int, seq: int) -> list[tuple[str, str]]:
-    """(actor, action) of the case's events after `seq`."""
+def events_since(conn: sa.Connection, case_id: int, seq: int) -> list[dict[str, Any]]:
+    """The actor, action and data of the case's events after `seq`, in order: what changed
+    since a command read the case at that point."""
     rows = conn.execute(
-        sa.select(events_t.c.actor, events_t.c.action).where(events_t.c.case_id == case_id, events_t.c.seq > seq)
-    ).all()
-    return [(actor, action) for actor, action in rows]
+        sa.select(events_t.c.actor, events_t.c.action, events_t.c.data)
+        .where(events_t.c.case_id == case_id, events_t.c.seq > seq).order_by(events_t.c.seq)
+    ).mappings().all()
+    return [dict(r) for r in rows]
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -1,18 +1,38 @@
 """The SQL of erasing personal data (`engine.app.redact`): the events' values, and the bytes
-the database would otherwise keep on disk.
+the database files keep after the rows no longer hold them.
 
-SQLite runs with `secure_delete` (freed bytes are zeroed), and its write-ahead log is
-checkpointed and truncated afterwards; PostgreSQL rewrites the two tables (`VACUUM FULL`), as
-dead row versions would otherwise keep the old values on disk until reused.
+Erasing a value from a row leaves its old bytes on disk for a while, differently per database:
+
+- SQLite runs with `secure_delete` (freed space is zeroed), but a changed page is written to
+  the write-ahead log first; the old page stays in `loket.db` and in earlier log frames until
+  a checkpoint copies the new page over it and the log is truncated. A reader that still sees
+  the database as it was before (an open read transaction) holds the checkpoint back.
+- PostgreSQL never overwrites a row: an UPDATE writes a new version and leaves the old one,
+  with the value, as a dead tuple in the table file. Only rewriting the table (`VACUUM
+  FULL`) is sure to drop those bytes, and it locks the table while it runs; it also copies
+  the dead versions that a transaction older than the redaction might still read.
+
+So a redaction records in `loket_meta` that the files still need this work (`mark_pending`),
+and the work is done when it can be (`checkpoint`, `rewrite`) and then cleared.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store.schema import events_t
+from engine.store.schema import events_t, meta_t
+
+PENDING_KEY = "erasure_pending"
+"""The `loket_meta` row saying that erased values may still be in the database files. Its
+value names the latest redaction: on PostgreSQL its transaction id (which also tells which
+sessions may still read the old row versions), on SQLite a random token."""
+
+REWRITTEN = ("cases", "case_event")
+"""The tables that hold personal values: the case rows and their events."""
 
 
 def event_data(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
@@ -26,14 +46,96 @@ def set_event_data(conn: sa.Connection, event_id: int, data: dict[str, Any]) -> 
     conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(data=data))
 
 
-def scrub(engine: sa.Engine) -> None:
-    """Leave no erased value in the database's files (see the module doc)."""
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    elif engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM FULL cases")
-            conn.exec_driver_sql("VACUUM FULL case_event")
+# -- what is pending ---------------------------------------------------------------------------
+
+
+def mark_pending(conn: sa.Connection) -> str:
+    """Record, in the redaction's own transaction, that the files still hold erased values;
+    returns the token naming this redaction. Concurrent redactions each leave their own
+    token: the last one stays, and clearing an older one does nothing."""
+    if conn.dialect.name == "postgresql":
+        token = str(conn.exec_driver_sql("SELECT pg_current_xact_id()::xid::text").scalar_one())
+        insert: Any = postgresql.insert(meta_t)
+    else:
+        token = uuid.uuid4().hex
+        insert = sqlite.insert(meta_t)
+    statement = insert.values(key=PENDING_KEY, value=token)
+    conn.execute(statement.on_conflict_do_update(index_elements=[meta_t.c.key], set_={"value": token}))
+    return token
+
+
+def pending(conn: sa.Connection) -> str | None:
+    """The token of the latest redaction whose values may still be in the files, if any."""
+    return conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == PENDING_KEY)).scalar()
+
+
+def clear_pending(conn: sa.Connection, token: str) -> bool:
+    """The files are clean up to the redaction `token` names: forget it, unless a later
+    redaction has replaced it meanwhile. Returns whether it was cleared."""
+    done = conn.execute(sa.delete(meta_t).where(meta_t.c.key == PENDING_KEY, meta_t.c.value == token))
+    return done.rowcount == 1
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+def checkpoint(engine: sa.Engine) -> bool:
+    """Copy the whole write-ahead log into `loket.db` and truncate the log to nothing;
+    False when a reader of an older snapshot (or a writer) kept part of it back.
+
+    The checkpoint does not wait for others (busy timeout 0, so it never holds up a writer
+    while waiting for readers): it copies what it can and says whether that was all.
+    """
+    with engine.connect() as conn:
+        driver: Any = conn.connection.driver_connection
+        busy_ms = driver.execute("PRAGMA busy_timeout").fetchone()[0]
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            busy, log, copied = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    return bool(busy == 0 and log == copied)
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+_OLDER_SNAPSHOTS = sa.text("""
+    SELECT count(*) FROM (
+        SELECT backend_xmin AS x FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+        UNION ALL
+        SELECT backend_xid FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+        UNION ALL
+        SELECT xmin FROM pg_replication_slots
+        UNION ALL
+        SELECT transaction FROM pg_prepared_xacts WHERE database = current_database()
+    ) AS held
+    WHERE x IS NOT NULL AND age(x) >= age(CAST(:token AS xid))
+""")
+
+
+def older_snapshots(conn: sa.Connection, token: str) -> int:
+    """How many sessions (or replication slots, or prepared transactions) began before the
+    redaction `token` names and may still read the row versions it replaced: while one does,
+    a rewrite would copy those versions, values and all, into the new table file."""
+    return int(conn.execute(_OLDER_SNAPSHOTS, {"token": token}).scalar_one())
+
+
+def rewrite(engine: sa.Engine, *, lock_timeout_ms: int) -> bool:
+    """Rewrite the tables that held the values (`VACUUM FULL`), leaving the dead row versions
+    behind. It needs each table to itself; it waits at most `lock_timeout_ms` for that (and
+    meanwhile holds up whoever comes after it no longer than that), else returns False."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        try:
+            for table in REWRITTEN:
+                conn.exec_driver_sql(f"VACUUM FULL {table}")
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                return False
+            raise
+        finally:
+            conn.exec_driver_sql("RESET lock_timeout")
+    return True
