@@ -698,7 +698,9 @@ def _interval(text: str, option: str) -> Any:
               help="How often to deliver the outbox.")
 @pass_ctx
 def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
-    """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it cleanly)."""
+    """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it within seconds)."""
+    import threading
+
     from engine.app.worker import run_worker
     from notifications.delivery import MailSettings
 
@@ -706,21 +708,30 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
     every_deliver = _interval(deliver_every, "--deliver-every")
     loket = ctx.open()
     settings = MailSettings.from_env()
+    stop = threading.Event()
 
     def echo(line: str) -> None:
         click.echo(line, err=True)
 
-    run_worker(worker_jobs(loket, settings, every_sweep, every_deliver, echo), echo=echo)
+    run_worker(worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop), echo=echo, stop=stop)
 
 
 def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta, deliver_every: dt.timedelta,
-                echo: Callable[[str], None]) -> list[Job]:
-    """The worker's two jobs: the engine's sweep, and the outbox delivery through `settings`."""
+                echo: Callable[[str], None], stop: Any = None) -> list[Job]:
+    """The worker's jobs: the engine's sweep, and the outbox delivery through `settings`.
+
+    Each job runs in a thread of its own, so each gets a Loket of its own (their caches are
+    not shared between threads); `stop` is the worker's stop event, for jobs that can take long.
+    """
+    from engine.app.service import Loket
     from engine.app.worker import Job, sweep_job
     from notifications.delivery import deliver_job
 
+    def own() -> Loket:
+        return Loket(loket.engine, loket.clock)
+
     return [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
-            Job("deliver", "delivering", deliver_every, deliver_job, (loket, settings, echo))]
+            Job("deliver", "delivering", deliver_every, deliver_job, (own(), settings, echo, stop))]
 
 
 @cli.group()
@@ -783,15 +794,21 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
     report = deliver(ctx.open(), settings)
     if as_json:
         emit_json({"sent": report.sent, "retrying": report.retrying, "failed": report.failed,
-                   "errors": report.errors})
-        return
-    click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
-               f" (transport: {settings.transport!r})")
-    for error in report.errors:
-        click.echo(f"  failed: {error}")
+                   "errors": report.errors, "operators_told": report.told})
+    else:
+        click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+                   f" (transport: {settings.transport!r})")
+        for error in report.errors:
+            click.echo(f"  failed: {error}")
+    # Failing for good, or retrying, is what delivery is for, so neither is an error (exit 0);
+    # but cron mails what a job writes on stderr, and these need someone's attention.
+    if report.failed:
+        told = (f"operators told by email: {', '.join(report.told)}" if report.told
+                else "no operator in the organisation file to tell by email")
+        click.echo(f"Warning: {report.failed} message(s) failed for good ({told});"
+                   " 'loket outbox list --failed' shows them, 'loket outbox retry' queues them again", err=True)
     if report.retry_errors and not report.sent:
-        # Retrying is the design, so this is no error; but a run that delivered nothing at all
-        # usually means the mail server or folder is unreachable, and cron should say so.
+        # A run that delivered nothing at all usually means the mail server or folder is unreachable.
         click.echo(f"Warning: nothing could be delivered; {report.retrying} message(s) will be tried again."
                    f" First error: {report.retry_errors[0]}", err=True)
 
