@@ -31,7 +31,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.core.durations import parse_interval
 from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
 from engine.store import outbox as store
@@ -130,20 +129,17 @@ class MailSettings:
             ) from None
 
 
-_DAYS = re.compile(r"(\d{1,3})d(.*)")
+_LIFETIME = re.compile(r"(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,6})m)?")
 
 
 def mail_lifetime(environ: Mapping[str, str]) -> dt.timedelta:
-    """``LOKET_MAIL_LIFETIME``: ``5d``, ``36h``, ``2d12h``; :data:`LIFETIME` when unset."""
+    """``LOKET_MAIL_LIFETIME``: ``5d``, ``36h``, ``2d12h``, ``90m``; :data:`LIFETIME` when unset."""
     text = environ.get("LOKET_MAIL_LIFETIME", "").strip()
     if not text:
         return LIFETIME
-    match = _DAYS.fullmatch(text.lower())
-    days, rest = (int(match[1]), match[2].strip()) if match else (0, text)
-    try:
-        lifetime = dt.timedelta(days=days) + (parse_interval(rest) if rest else dt.timedelta())
-    except ValueError:
-        lifetime = dt.timedelta()
+    match = _LIFETIME.fullmatch(text.lower())
+    days, hours, minutes = (int(part or 0) for part in match.groups()) if match else (0, 0, 0)
+    lifetime = dt.timedelta(days=days, hours=hours, minutes=minutes)
     if not dt.timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
         raise ConfigurationError(
             f"LOKET_MAIL_LIFETIME must be from a minute to 90 days (5d, 36h, 2d12h), got {text!r}")
