@@ -171,6 +171,10 @@ def run_worker(jobs: Sequence[Job], echo: Callable[[str], None], stop: threading
     left = running.wait_idle(grace)
     if left:
         echo(f"worker: {', '.join(left)} still running after {grace:g} s; not waiting for it")
+    # Stopped: a signal that follows (SIGTERM, then Ctrl-C) must not turn the exit under way
+    # into a death by signal once the handlers are gone.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     echo("worker: stopped")
 
 
