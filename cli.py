@@ -811,6 +811,8 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
         # A run that delivered nothing at all usually means the mail server or folder is unreachable.
         click.echo(f"Warning: nothing could be delivered; {report.retrying} message(s) will be tried again."
                    f" First error: {report.retry_errors[0]}", err=True)
+    elif report.stopped:
+        click.echo(f"Warning: the run ended early ({report.stopped}); the next run takes up the rest", err=True)
 
 
 # -- audit --------------------------------------------------------------------------------

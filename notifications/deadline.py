@@ -110,9 +110,9 @@ class TimedSMTP(smtplib.SMTP):
         self.expired: str | None = None
         super().__init__(local_hostname=local_hostname, timeout=patience, **kwargs)
 
-    def allow(self) -> None:
-        """Start a new exchange: ``patience`` seconds from now."""
-        self.deadline = time.monotonic() + self.patience
+    def allow(self, seconds: float | None = None) -> None:
+        """Start a new exchange: ``seconds`` (default ``patience``) from now."""
+        self.deadline = time.monotonic() + (self.patience if seconds is None else min(seconds, self.patience))
         self.expired = None
 
     def open(self, host: str, port: int) -> None:

@@ -52,6 +52,7 @@ LIFETIME: Final = dt.timedelta(days=5)
 MAX_LIFETIME: Final = dt.timedelta(days=90)
 LEASE: Final = dt.timedelta(minutes=5)
 BATCH: Final = 100
+STOPPING: Final = "the sender is stopping"
 DEFAULT_SENDER: Final = "Wijkloket <wijkloket@localhost>"
 
 
@@ -233,9 +234,15 @@ class _Run:
     def now(self) -> dt.datetime:
         return self.fixed_now if self.fixed_now is not None else self.loket.clock.now()
 
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     def deliver_due(self, session: Session) -> None:
         """Claim and send batch after batch until nothing is due or the run must end."""
         while self.report.stopped is None:
+            if self._stopping():
+                self.report.stopped = STOPPING
+                return
             moment = self.now()
             with self.loket.engine.begin() as conn:
                 for row in store.give_up_interrupted(conn, moment, queued_before=moment - self.settings.lifetime):
@@ -245,17 +252,17 @@ class _Run:
                 return
             ready = self._compose(rows)
             for index, (row, message) in enumerate(ready):
-                if self.stop is not None and self.stop.is_set():
-                    self._end("the sender is stopping")
+                if self._stopping():
+                    self._end(STOPPING)
                     return
                 if not self._begin(row):
                     self._end("another sender took over its messages (their lease had run out)")
                     return
                 result = _send(session, message)
                 self._record(row, result)
-                if not result.reached:
+                if not result.reached and not self._stopping():
                     self._defer([row for row, _ in ready[index + 1:]], result.error or "")
-                    self._end(f"the mail server could not be reached: {result.error}")
+                    self._end(f"nothing more can be delivered now: {result.error}")
                     return
             if len(rows) < self.batch:
                 return

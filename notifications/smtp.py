@@ -13,7 +13,7 @@ from typing import Final, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from engine.errors import ConfigurationError
-from notifications.deadline import TimedSMTP, TimedSMTPSSL
+from notifications.deadline import Expired, TimedSMTP, TimedSMTPSSL
 from notifications.outcome import DeliveryResult, id_of, send_all
 
 Security = Literal["plain", "starttls", "tls"]
@@ -26,6 +26,8 @@ _SCHEMES: Final[Mapping[str, tuple[Security, int]]] = {
 }
 DEFAULT_TIMEOUT: Final = 60.0
 """Seconds opening an SMTP connection, or sending one message, may take in all."""
+QUIT_PATIENCE: Final = 5.0
+"""Seconds the goodbye (QUIT) may take at most."""
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
 
@@ -165,6 +167,8 @@ class SmtpTransport:
                 connection.login(self.username, self._password)
         except BaseException:
             connection.close()
+            if connection.expired:  # smtplib's "connection unexpectedly closed" hides why
+                raise Expired(connection.expired) from None
             raise
         return connection
 
@@ -240,7 +244,7 @@ class SmtpSession:
         if connection is None:
             return
         if connection.sock is not None:
-            connection.allow()
+            connection.allow(QUIT_PATIENCE)  # a courtesy: a server that dawdles over it is left
             with suppress(OSError):
                 connection.quit()
         connection.close()
