@@ -703,31 +703,52 @@ def _interval(text: str, option: str) -> Any:
               help="How often to sweep (30s, 5m, 1h...).")
 @click.option("--deliver-every", default="30s", show_default=True, metavar="DURATION",
               help="How often to deliver the outbox.")
+@click.option("--maintain-every", default="1h", show_default=True, metavar="DURATION",
+              help="How often to look after the database files (rewrites after a redaction).")
 @pass_ctx
-def worker(ctx: Context, sweep_every: str, deliver_every: str) -> None:
-    """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it cleanly)."""
+def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: str) -> None:
+    """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it within seconds)."""
+    import threading
+
     from engine.app.worker import run_worker
     from notifications.delivery import MailSettings
 
     every_sweep = _interval(sweep_every, "--sweep-every")
     every_deliver = _interval(deliver_every, "--deliver-every")
+    every_maintain = _interval(maintain_every, "--maintain-every")
     loket = ctx.open()
     settings = MailSettings.from_env()
+    stop = threading.Event()
 
     def echo(line: str) -> None:
         click.echo(line, err=True)
 
-    run_worker(worker_jobs(loket, settings, every_sweep, every_deliver, echo), echo=echo)
+    jobs = worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop, maintain_every=every_maintain)
+    run_worker(jobs, echo=echo, stop=stop)
 
 
 def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta, deliver_every: dt.timedelta,
-                echo: Callable[[str], None]) -> list[Job]:
-    """The worker's two jobs: the engine's sweep, and the outbox delivery through `settings`."""
+                echo: Callable[[str], None], stop: Any = None,
+                maintain_every: dt.timedelta | None = None) -> list[Job]:
+    """The worker's jobs: the engine's sweep, the outbox delivery through `settings`, and the
+    maintenance of the database files (the table rewrites a redaction left pending).
+
+    Each job runs in a thread of its own, so each gets a Loket of its own (their caches are
+    not shared between threads); `stop` is the worker's stop event, for jobs that can take long.
+    """
+    import datetime
+
+    from engine.app.maintenance import maintain_job
+    from engine.app.service import Loket
     from engine.app.worker import Job, sweep_job
     from notifications.delivery import deliver_job
 
+    def own() -> Loket:
+        return Loket(loket.engine, loket.clock)
+
     return [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
-            Job("deliver", "delivering", deliver_every, deliver_job, (loket, settings, echo))]
+            Job("deliver", "delivering", deliver_every, deliver_job, (own(), settings, echo, stop)),
+            Job("maintain", "maintaining", maintain_every or datetime.timedelta(hours=1), maintain_job, (own(), echo))]
 
 
 @cli.group()
@@ -790,17 +811,25 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
     report = deliver(ctx.open(), settings)
     if as_json:
         emit_json({"sent": report.sent, "retrying": report.retrying, "failed": report.failed,
-                   "errors": report.errors})
-        return
-    click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
-               f" (transport: {settings.transport!r})")
-    for error in report.errors:
-        click.echo(f"  failed: {error}")
+                   "errors": report.errors, "operators_told": report.told})
+    else:
+        click.echo(f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+                   f" (transport: {settings.transport!r})")
+        for error in report.errors:
+            click.echo(f"  failed: {error}")
+    # Failing for good, or retrying, is what delivery is for, so neither is an error (exit 0);
+    # but cron mails what a job writes on stderr, and these need someone's attention.
+    if report.failed:
+        told = (f"operators told by email: {', '.join(report.told)}" if report.told
+                else "no operator in the organisation file to tell by email")
+        click.echo(f"Warning: {report.failed} message(s) failed for good ({told});"
+                   " 'loket outbox list --failed' shows them, 'loket outbox retry' queues them again", err=True)
     if report.retry_errors and not report.sent:
-        # Retrying is the design, so this is no error; but a run that delivered nothing at all
-        # usually means the mail server or folder is unreachable, and cron should say so.
+        # A run that delivered nothing at all usually means the mail server or folder is unreachable.
         click.echo(f"Warning: nothing could be delivered; {report.retrying} message(s) will be tried again."
                    f" First error: {report.retry_errors[0]}", err=True)
+    elif report.stopped:
+        click.echo(f"Warning: the run ended early ({report.stopped}); the next run takes up the rest", err=True)
 
 
 # -- audit --------------------------------------------------------------------------------

@@ -1,48 +1,64 @@
-"""Delivering the transactional outbox: rows written with their events, sent later, never lost.
+"""Delivering the transactional outbox: rows written with their events, sent later, never lost,
+and not sent twice.
 
-Delivery claims due rows with a lease (committed before anything is sent, with `SKIP LOCKED`
-on PostgreSQL), so two workers never hand the same message to SMTP at once and a worker that
-dies mid-batch only delays its rows until the lease runs out. A failed message is retried
-with exponentially growing, capped delays; after the last attempt it is `failed`, and it
-stays in the table for `loket outbox list --failed` and the report.
+A delivery run claims due rows under a lease it owns (committed before anything is sent, with
+`SKIP LOCKED` on PostgreSQL) and then, for each message: checks in the database that the
+lease is still its own and renews it, counting the attempt ahead (:func:`store.begin_attempt`);
+sends it; and commits its outcome the moment the server has answered. A run killed at any
+point repeats at most the one message the server had when it died; a run that finds its
+lease taken (it stalled past it, and another sender claimed the rows) stops before sending
+more and gives back what it still holds.
+
+A failed message is retried on a schedule like a mail server's — 1, 5, 15 and 30 minutes,
+1, 2 and 4 hours, then every 4 hours — until its lifetime (counted from when it was queued,
+:data:`LIFETIME` unless ``LOKET_MAIL_LIFETIME`` says otherwise) is over; then, or at once for
+a refusal of the message itself, it is `failed`, and the operators get a summary (see
+:mod:`notifications.failures`). A server that cannot be reached defers the whole batch and
+ends the run; one that drops the line charges only the message in flight.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import secrets
+import threading
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
 from engine.store import outbox as store
 from notifications.compose import TypeFacts, email_context, recent_events, type_facts
+from notifications.failures import FailedMessage, operators, render_summary, summarised, summary_rows
 from notifications.message import build_message, message_id_for
 from notifications.render import RenderedEmail, Renderer
-from notifications.transports import DeliveryResult, Transport, transport_from_env
+from notifications.transports import DeliveryResult, Session, SmtpTransport, Transport, transport_from_env
 from notifications.wording import LANGUAGES
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from engine.app.service import Loket
 
-MAX_ATTEMPTS = 8
-FIRST_DELAY = dt.timedelta(minutes=1)
-MAX_DELAY = dt.timedelta(hours=6)
-LEASE = dt.timedelta(minutes=5)
-BATCH = 100
-DEFAULT_SENDER = "Wijkloket <wijkloket@localhost>"
+SCHEDULE: Final = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240))
+"""The wait after the 1st, 2nd ... failed attempt; after the last, its wait over and over."""
+LIFETIME: Final = dt.timedelta(days=5)
+MAX_LIFETIME: Final = dt.timedelta(days=90)
+LEASE: Final = dt.timedelta(minutes=5)
+BATCH: Final = 100
+STOPPING: Final = "the sender is stopping"
+DEFAULT_SENDER: Final = "Wijkloket <wijkloket@localhost>"
 
 
 def backoff(attempts: int) -> dt.timedelta:
-    """The wait after the n-th failed attempt: 1, 2, 4 ... minutes, at most six hours.
-
-    The exponent is bounded (2**16 minutes is far past the cap) because a timedelta overflows
-    long before the integer does, should MAX_ATTEMPTS ever grow.
-    """
-    return min(FIRST_DELAY * 2 ** min(max(attempts - 1, 0), 16), MAX_DELAY)
+    """The wait after the ``attempts``-th failed attempt (:data:`SCHEDULE`)."""
+    return SCHEDULE[min(max(attempts, 1), len(SCHEDULE)) - 1]
 
 
 @dataclass
@@ -54,6 +70,13 @@ class DeliveryReport:
     """One line per message that failed for good: ``key: error``."""
     retry_errors: list[str] = field(default_factory=list, compare=False)
     """One line per message that will be tried again: ``key: error``."""
+    failures: list[FailedMessage] = field(default_factory=list, compare=False)
+    """The messages that failed for good, as the operators' summary names them."""
+    told: list[str] = field(default_factory=list, compare=False)
+    """The operators a summary of this run's failures was queued for."""
+    stopped: str | None = field(default=None, compare=False)
+    """Why the run ended before everything due was tried: the sender is stopping, its lease
+    was taken, the server could not be reached."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +84,27 @@ class MailSettings:
     sender: str
     transport: Transport
     template_dir: Path | None
+    lifetime: dt.timedelta = LIFETIME
+    """How long a message is tried, from when it was queued."""
+    lease: dt.timedelta = LEASE
+    """How long a claim holds a row without being renewed; longer than any one exchange."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
         env = os.environ if environ is None else environ
         folder = env.get("LOKET_TEMPLATE_DIR")
+        transport = transport_from_env(env)
+        lease = LEASE
+        if isinstance(transport, SmtpTransport):
+            # Between a renewal and the outcome come at most a check of the connection, a new
+            # one and the message, each within the timeout.
+            lease = max(LEASE, dt.timedelta(seconds=4 * transport.timeout))
         return cls(
             sender=env.get("LOKET_MAIL_FROM") or DEFAULT_SENDER,
-            transport=transport_from_env(env),
+            transport=transport,
             template_dir=Path(folder) if folder else None,
+            lifetime=mail_lifetime(env),
+            lease=lease,
         )
 
     @property
@@ -95,59 +130,86 @@ class MailSettings:
             ) from None
 
 
-def deliver(loket: Loket, settings: MailSettings, now: dt.datetime | None = None, *,
-            batch: int = BATCH) -> DeliveryReport:
-    """Deliver every due message through the transport, one connection per batch.
+_LIFETIME = re.compile(r"(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,6})m)?")
 
-    Without ``now`` the clock is read again for every batch: a lease counts from its own claim,
-    so the later batches of a long run are not handed out already expired, which would let a
-    second worker claim and send them too.
+
+def mail_lifetime(environ: Mapping[str, str]) -> dt.timedelta:
+    """``LOKET_MAIL_LIFETIME``: ``5d``, ``36h``, ``2d12h``, ``90m``; :data:`LIFETIME` when unset."""
+    text = environ.get("LOKET_MAIL_LIFETIME", "").strip()
+    if not text:
+        return LIFETIME
+    match = _LIFETIME.fullmatch(text.lower())
+    days, hours, minutes = (int(part or 0) for part in match.groups()) if match else (0, 0, 0)
+    lifetime = dt.timedelta(days=days, hours=hours, minutes=minutes)
+    if not dt.timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
+        raise ConfigurationError(
+            f"LOKET_MAIL_LIFETIME must be from a minute to 90 days (5d, 36h, 2d12h), got {text!r}")
+    return lifetime
+
+
+def deliver(loket: Loket, settings: MailSettings, now: dt.datetime | None = None, *,
+            batch: int = BATCH, stop: threading.Event | None = None) -> DeliveryReport:
+    """Deliver every due message through the transport, recording each as the server answers.
+
+    Without ``now`` the clock is read again for every claim and every message, so leases count
+    from their latest renewal. ``stop``, once set, ends the run between messages (and an
+    exchange under way, for SMTP), giving back the rows not yet tried.
 
     A broken override template or sender aborts the whole delivery with nothing sent (the
     claimed rows are given back), since every message would fail the same way until someone
-    fixes the configuration. A row whose own data cannot make an email (an address the
-    organisation file let through but no mail header accepts) fails for good on its own:
-    retrying cannot change it, and it must not hold up the others.
+    fixes the configuration. A row whose own data cannot make an email fails for good on its
+    own: retrying cannot change it, and it must not hold up the others.
+
+    When messages failed for good, a summary for the operators is queued and, unless the run
+    ended early, delivered in the same run.
     """
     settings.check()
-    renderers = _renderers(settings.template_dir)
-    report = DeliveryReport()
-    while True:
-        moment = now if now is not None else loket.clock.now()
-        rows = _claim(loket, moment, batch)
-        if not rows:
-            return report
-        ready: list[tuple[dict[str, Any], EmailMessage]] = []
-        outcomes: dict[int, DeliveryResult] = {}
-        try:
-            for row, events, facts in zip(rows, recent_events(loket, rows), type_facts(loket, rows), strict=True):
-                try:
-                    ready.append((row, _compose(loket, settings, renderers, row, events, facts, moment)))
-                except InvalidValue as exc:
-                    outcomes[row["id"]] = DeliveryResult.failed("", exc.message, permanent=True)
-        except Exception:
-            with loket.engine.begin() as conn:
-                store.release(conn, [row["id"] for row in rows])
-            raise
-        results = _send(settings.transport, [message for _, message in ready])
-        for (row, _), result in zip(ready, results, strict=True):
-            outcomes[row["id"]] = result
-        _record(loket, rows, [outcomes[row["id"]] for row in rows], moment, report)
-        if len(rows) < batch:
-            return report
+    run = _Run(loket, settings, _renderers(settings.template_dir), now, batch, stop)
+    session = settings.transport.open(stop)
+    try:
+        told = 0
+        while True:
+            run.deliver_due(session)
+            new = [failure for failure in run.report.failures[told:] if summarised(failure)]
+            told = len(run.report.failures)
+            if not new or not run.queue_summary(new) or run.report.stopped is not None:
+                break
+    except BaseException:
+        with suppress(Exception):  # the database may be what failed: then the leases run out
+            run.give_back()
+        raise
+    finally:
+        session.close()
+    return run.report
 
 
-def deliver_job(loket: Loket, settings: MailSettings, echo: Callable[[str], None]) -> None:
-    """The worker's delivery run: one line when anything was sent, retried or given up."""
-    report = deliver(loket, settings)
+def deliver_job(loket: Loket, settings: MailSettings, echo: Callable[[str], None],
+                stop: threading.Event | None = None) -> None:
+    """The worker's delivery run: one line when anything was sent, retried or given up, one per
+    message given up on, and why a run ended early. The configuration is read afresh, so a new
+    organisation file (another operator, a corrected address) counts from the next run."""
+    loket.refresh()
+    report = deliver(loket, settings, stop=stop)
     if report.sent or report.failed or report.retrying:
-        echo(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed")
+        told = f"; operators told: {', '.join(report.told)}" if report.told else ""
+        echo(f"outbox: {report.sent} sent, {report.retrying} to retry, {report.failed} failed{told}")
+    for error in report.errors:
+        echo(f"outbox: failed for good: {error}")
+    if report.stopped:
+        echo(f"outbox: run ended early: {report.stopped}")
 
 
-def _claim(loket: Loket, now: dt.datetime, batch: int) -> list[dict[str, Any]]:
-    """The next due rows, leased to this delivery; committed before anything is sent."""
-    with loket.engine.begin() as conn:
-        return store.claim(conn, now, batch, lease=LEASE, max_attempts=MAX_ATTEMPTS)
+def _send(session: Session, message: EmailMessage) -> DeliveryResult:
+    """The session's result; an I/O error it lets through is a temporary failure.
+
+    Sessions answer for each message rather than raise, but a disk can fail in ways nobody
+    listed; left to escape, that would end the run with the message's attempt counted and the
+    rest given back, and end every later run the same way.
+    """
+    try:
+        return session.send(message)
+    except OSError as exc:
+        return DeliveryResult.failed(str(message.get("Message-ID", "")), f"transport failed: {exc}")
 
 
 def _renderers(template_dir: Path | None) -> dict[str, Renderer]:
@@ -159,52 +221,171 @@ def _renderers(template_dir: Path | None) -> dict[str, Renderer]:
     return renderers
 
 
-def _compose(loket: Loket, settings: MailSettings, renderers: Mapping[str, Renderer],
-             row: dict[str, Any], events: list[dict[str, Any]], facts: TypeFacts,
-             now: dt.datetime) -> EmailMessage:
-    """The message of one row; records the rendered subject in ``row`` for the listing."""
-    renderer = renderers.get(row["language"])
-    if renderer is None:
-        raise InvalidValue(f"no email templates in language {row['language']!r}")
-    rendered = renderer.render(row["kind"], email_context(loket, row, events, facts, now))
-    row["subject"] = rendered.subject
-    return build_message(rendered, sender=settings.sender, to=row["to_email"],
-                         to_name=row["to_name"], date=now,
-                         message_id=message_id_for(row["key"], settings.domain))
+class _Run:
+    """One delivery run: its lease owner token, its settings and what it did so far."""
 
+    def __init__(self, loket: Loket, settings: MailSettings, renderers: Mapping[str, Renderer],
+                 now: dt.datetime | None, batch: int, stop: threading.Event | None) -> None:
+        self.loket, self.settings, self.renderers = loket, settings, renderers
+        self.fixed_now, self.batch, self.stop = now, batch, stop
+        self.owner = secrets.token_hex(8)
+        self.report = DeliveryReport()
 
-def _send(transport: Transport, messages: list[EmailMessage]) -> list[DeliveryResult]:
-    """The transport's results; an I/O error it lets through counts against every message.
+    def now(self) -> dt.datetime:
+        return self.fixed_now if self.fixed_now is not None else self.loket.clock.now()
 
-    Transports answer for each message rather than raise, but the directory transport raises
-    when it cannot even create its temporary file (a full or read-only disk). Left to escape,
-    that would keep the rows leased and uncounted, retried every few minutes and never
-    `failed`; as a temporary failure it backs off, shows in the listing and ends.
-    """
-    try:
-        return transport.send(messages)
-    except OSError as exc:
-        error = f"transport failed: {exc}"
-        return [DeliveryResult.failed(str(m.get("Message-ID", "")), error) for m in messages]
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
+    def deliver_due(self, session: Session) -> None:
+        """Claim and send batch after batch until nothing is due or the run must end."""
+        while self.report.stopped is None:
+            if self._stopping():
+                self.report.stopped = STOPPING
+                return
+            moment = self.now()
+            with self.loket.engine.begin() as conn:
+                for row in store.give_up_interrupted(conn, moment, queued_before=moment - self.settings.lifetime):
+                    self._failed(row, row["last_error"])
+                rows = store.claim(conn, moment, self.batch, lease=self.settings.lease, owner=self.owner)
+            if not rows:
+                return
+            ready = self._compose(rows)
+            for index, (row, message) in enumerate(ready):
+                if self._stopping():
+                    self._end(STOPPING)
+                    return
+                if not self._begin(row):
+                    self._end("another sender took over its messages (their lease had run out)")
+                    return
+                result = _send(session, message)
+                self._record(row, result)
+                if not result.reached and not self._stopping():
+                    self._defer([row for row, _ in ready[index + 1:]], result.error or "")
+                    self._end(f"nothing more can be delivered now: {result.error}")
+                    return
+            if len(rows) < self.batch:
+                return
 
-def _record(loket: Loket, rows: list[dict[str, Any]], results: list[DeliveryResult],
-            now: dt.datetime, report: DeliveryReport) -> None:
-    """Write how each attempt ended, in one transaction: sent, to be retried after its
-    backoff, or failed for good (a permanent error, or the last attempt)."""
-    with loket.engine.begin() as conn:
-        for row, result in zip(rows, results, strict=True):
-            attempts = row["attempts"] + 1
+    def _compose(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], EmailMessage]]:
+        """The message of each row; a row whose data makes no email fails for good at once."""
+        moment = self.now()
+        ready: list[tuple[dict[str, Any], EmailMessage]] = []
+        broken: list[tuple[dict[str, Any], str]] = []
+        for row, events, facts in zip(rows, recent_events(self.loket, rows), type_facts(self.loket, rows),
+                                      strict=True):
+            try:
+                ready.append((row, self._message(row, events, facts, moment)))
+            except InvalidValue as exc:
+                broken.append((row, exc.message))
+        if broken:
+            with self.loket.engine.begin() as conn:
+                for row, error in broken:
+                    row["attempts"] += 1
+                    if store.mark_failed(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error):
+                        self._failed(row, error)
+        return ready
+
+    def _message(self, row: dict[str, Any], events: list[dict[str, Any]], facts: TypeFacts,
+                 now: dt.datetime) -> EmailMessage:
+        """The message of one row; records the rendered subject in ``row`` for the listing."""
+        if row["kind"] == MailKind.DELIVERY_FAILED:
+            rendered = render_summary(row, self.loket.organisation())
+        else:
+            renderer = self.renderers.get(row["language"])
+            if renderer is None:
+                raise InvalidValue(f"no email templates in language {row['language']!r}")
+            rendered = renderer.render(row["kind"], email_context(self.loket, row, events, facts, now))
+        row["subject"] = rendered.subject
+        return build_message(rendered, sender=self.settings.sender, to=row["to_email"],
+                             to_name=row["to_name"], date=now,
+                             message_id=message_id_for(row["key"], self.settings.domain))
+
+    def _begin(self, row: dict[str, Any]) -> bool:
+        """Whether the lease on ``row`` is still this run's; if so the attempt is counted (and
+        every lease of the run renewed) before the message goes out."""
+        moment = self.now()
+        with self.loket.engine.begin() as conn:
+            held = store.begin_attempt(conn, row["id"], owner=self.owner, until=moment + self.settings.lease,
+                                       retry_at=moment + backoff(row["attempts"] + 1))
+        if held:
+            row["attempts"] += 1
+        return held
+
+    def _record(self, row: dict[str, Any], result: DeliveryResult) -> None:
+        """Commit how the attempt ended: sent, to be retried after its back-off, or failed for
+        good (refused for itself, or still failing at the end of its lifetime)."""
+        moment = self.now()
+        with self.loket.engine.begin() as conn:
             if result.ok:
-                store.mark_sent(conn, row["id"], at=now, attempts=attempts, note=result.error,
+                store.mark_sent(conn, row["id"], at=moment, attempts=row["attempts"], note=result.error,
                                 subject=row["subject"])
-                report.sent += 1
-            elif result.permanent or attempts >= MAX_ATTEMPTS:
-                store.mark_failed(conn, row["id"], attempts=attempts, error=result.error)
-                report.failed += 1
-                report.errors.append(f"{row['key']}: {result.error}")
-            else:
-                store.mark_retry(conn, row["id"], attempts=attempts, error=result.error,
-                                 at=now + backoff(attempts))
-                report.retrying += 1
-                report.retry_errors.append(f"{row['key']}: {result.error}")
+                self.report.sent += 1
+                return
+            self._fail_or_retry(conn, row, result.error or "", moment, permanent=result.permanent)
+
+    def _defer(self, rows: list[dict[str, Any]], error: str) -> None:
+        """The rest of a batch the server could not be reached for: each charged an attempt."""
+        moment = self.now()
+        with self.loket.engine.begin() as conn:
+            for row in rows:
+                row["attempts"] += 1
+                self._fail_or_retry(conn, row, error, moment, permanent=False)
+
+    def _fail_or_retry(self, conn: sa.Connection, row: dict[str, Any], error: str, moment: dt.datetime, *,
+                       permanent: bool) -> None:
+        retry_at = None if permanent else self._next_try(row, moment)
+        if retry_at is not None:
+            if store.mark_retry(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error,
+                                at=retry_at):
+                self.report.retrying += 1
+                self.report.retry_errors.append(f"{row['key']}: {error}")
+            return
+        if not permanent:
+            error = f"{error} (given up: still failing {_span(moment - row['created_at'])} after it was queued)"
+        if store.mark_failed(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error):
+            self._failed(row, error)
+
+    def _next_try(self, row: dict[str, Any], moment: dt.datetime) -> dt.datetime | None:
+        """When to try again after a temporary failure at ``moment``; ``None`` once the message's
+        lifetime is over. The last try comes at the end of the lifetime itself."""
+        end = row["created_at"] + self.settings.lifetime
+        if moment >= end:
+            return None
+        return min(moment + backoff(row["attempts"]), end)
+
+    def _failed(self, row: dict[str, Any], error: str) -> None:
+        self.report.failed += 1
+        self.report.errors.append(f"{row['key']}: {error}")
+        self.report.failures.append(FailedMessage(
+            key=row["key"], kind=row["kind"], to=row["to_email"], subject=row["subject"], error=error,
+            attempts=row["attempts"], created_at=row["created_at"].astimezone(dt.UTC).isoformat()))
+
+    def _end(self, why: str) -> None:
+        """Stop this run, giving back (uncharged) every row it still holds."""
+        self.report.stopped = why
+        self.give_back()
+
+    def give_back(self) -> None:
+        with self.loket.engine.begin() as conn:
+            store.release_owned(conn, self.owner)
+
+    def queue_summary(self, failures: list[FailedMessage]) -> bool:
+        """Queue the operators' summary of ``failures``; whether there was anyone to tell."""
+        org = self.loket.organisation()
+        rows = summary_rows(org, failures, self.now())
+        with self.loket.engine.begin() as conn:
+            for row in rows:
+                store.queue_once(conn, row)
+        if rows:
+            self.report.told += [person for person in operators(org) if person not in self.report.told]
+        return bool(rows)
+
+
+def _span(delta: dt.timedelta) -> str:
+    """``5 days``, ``3 hours``, ``20 minutes``: how long, roughly."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        count = int(delta.total_seconds() // size)
+        if count:
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{int(delta.total_seconds())} seconds"

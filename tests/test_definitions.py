@@ -882,10 +882,10 @@ ORG_RULES: list[tuple[Any, ...]] = [
         "invalid email address 'c.staf-at-proef'",
     ),
     (
-        "'*' with a role other than auditor",
+        "'*' with a role other than auditor or operator",
         ('roles: {"*": auditor}', 'roles: {"*": head}'),
         '"*": head',
-        "only the auditor role may be given for every unit",
+        "only the auditor and operator roles may be given for every unit",
     ),
     (
         "a reserved word as an id",

@@ -9,6 +9,7 @@ fixture).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import json
@@ -29,17 +30,24 @@ from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import sweep
 from engine.errors import ConfigurationError
+from engine.store import outbox as outbox_store
 from engine.store.db import open_engine
+from engine.store.outbox import INTERRUPTED
 from engine.store.schema import events_t, outbox_t
 from notifications import delivery as outbox
-from notifications.delivery import LEASE, MAX_ATTEMPTS, MAX_DELAY, DeliveryReport, MailSettings, backoff, deliver
+from notifications.delivery import LEASE, LIFETIME, SCHEDULE, DeliveryReport, MailSettings, backoff, deliver
 from notifications.message import message_id_for
 from notifications.render import Renderer
 from notifications.requeue import list_outbox
-from notifications.transports import DeliveryResult, DirectoryTransport, SmtpTransport, Transport, file_name_for
+from notifications.transports import (
+    DeliveryResult,
+    DirectoryTransport,
+    SmtpTransport,
+    Transport,
+    file_name_for,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from smtp_server import SmtpServer
 
@@ -178,7 +186,7 @@ def test_every_row_arrives_once_over_one_connection(
         assert item["subject"] == after[item["key"]]["subject"]
 
 
-def test_a_batch_is_one_connection(
+def test_a_run_is_one_connection_whatever_its_batches(
     loket: Loket, clock: FixedClock, smtp_server: SmtpServer
 ) -> None:
     rows = escalate(loket, clock, 5)
@@ -187,7 +195,7 @@ def test_a_batch_is_one_connection(
 
     assert report.sent == 5
     assert received_ids(smtp_server) == Counter({mid(row["key"]): 1 for row in rows})
-    assert len(smtp_server.handler.connections) == 3  # 2 + 2 + 1
+    assert len(smtp_server.handler.connections) == 1  # batches of 2 + 2 + 1
 
 
 def test_event_times_come_back_aware(loket: Loket, clock: FixedClock) -> None:
@@ -232,11 +240,11 @@ def test_each_email_shows_the_five_events_up_to_its_own_escalation(
 # -- failures and retries -------------------------------------------------------------------
 
 
-def test_backoff_doubles_from_a_minute_up_to_a_cap() -> None:
-    minutes = [backoff(n) / dt.timedelta(minutes=1) for n in range(1, 13)]
-    assert minutes[:6] == [1, 2, 4, 8, 16, 32]
-    assert max(minutes) == MAX_DELAY / dt.timedelta(minutes=1)
-    assert backoff(1000) == MAX_DELAY
+def test_the_back_off_grows_to_hours_like_a_mail_server() -> None:
+    minutes = [backoff(n) / dt.timedelta(minutes=1) for n in range(1, 12)]
+    assert minutes == [1, 5, 15, 30, 60, 120, 240, 240, 240, 240, 240]
+    assert backoff(0) == SCHEDULE[0] and backoff(10_000) == SCHEDULE[-1]
+    assert dt.timedelta(days=5) == LIFETIME
 
 
 def test_an_outage_backs_off_and_then_delivers_everything_once(
@@ -249,11 +257,12 @@ def test_an_outage_backs_off_and_then_delivers_everything_once(
     for attempt in (1, 2, 3):
         report = deliver(loket, settings)
         assert report == DeliveryReport(retrying=3)
+        assert (report.stopped or "").startswith("nothing more can be delivered now: cannot deliver through")
         for row in list_outbox(loket):
             assert (row["status"], row["attempts"]) == ("pending", attempt)
             assert f"cannot deliver through 127.0.0.1:{server.port}" in row["last_error"]
-            assert row["next_attempt_at"] == clock.now() + dt.timedelta(minutes=2 ** (attempt - 1))
-            assert row["lease_until"] is None
+            assert row["next_attempt_at"] == clock.now() + backoff(attempt)
+            assert (row["lease_until"], row["lease_owner"]) == (None, None)
         # Not due yet: nothing is tried before the back-off has passed.
         assert deliver(loket, settings) == DeliveryReport()
         clock.advance(backoff(attempt))
@@ -302,26 +311,36 @@ def test_a_refused_recipient_fails_for_good_and_the_others_are_sent(
     assert code == 0 and out.count(HEAD) == 2 and LEAD not in out
 
 
-def test_a_row_is_failed_after_the_last_attempt(
+def test_a_message_is_tried_on_its_schedule_until_its_lifetime_is_over(
     loket: Loket, clock: FixedClock, make_smtp_server: MakeServer
 ) -> None:
     (row,) = escalate(loket, clock, 1)
+    queued = row["created_at"]
     busy = "451 4.3.0 mailbox busy, try again later"
-    server = make_smtp_server(data_replies={n: busy for n in range(1, MAX_ATTEMPTS + 1)})
+    server = make_smtp_server(data_replies={n: busy for n in range(1, 50)})
+    settings = dataclasses.replace(smtp(server), lifetime=dt.timedelta(hours=3))
 
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        report = deliver(loket, smtp(server))
+    tried_at = []
+    while True:
+        tried_at.append(clock.now())
+        report = deliver(loket, settings)
         (now,) = list_outbox(loket)
-        assert now["attempts"] == attempt and "451" in now["last_error"]
-        if attempt < MAX_ATTEMPTS:
-            assert report == DeliveryReport(retrying=1) and now["status"] == "pending"
-            clock.advance(backoff(attempt))
-    assert report.failed == 1 and report.errors == [f"{row['key']}: message refused: {busy}"]
+        assert now["attempts"] == len(tried_at)
+        if now["status"] == "failed":
+            break
+        assert report == DeliveryReport(retrying=1) and now["status"] == "pending" and busy in now["last_error"]
+        assert deliver(loket, settings) == DeliveryReport()  # not due before its back-off has passed
+        clock.set(now["next_attempt_at"])
+    # 0, 1, 6, 21, 51 minutes, 1h51, and the last try at the end of the lifetime (not 3h51).
+    assert [(moment - queued) / dt.timedelta(minutes=1) for moment in tried_at] == [0, 1, 6, 21, 51, 111, 180]
+    assert report.failed == 1
+    assert report.errors == [f"{row['key']}: message refused: {busy} (given up: still failing 3 hours after it"
+                             " was queued)"]
     assert (now["status"], now["next_attempt_at"]) == ("failed", None)
 
     clock.advance(dt.timedelta(days=7))
-    assert deliver(loket, smtp(server)) == DeliveryReport()
-    assert server.handler.data_count == MAX_ATTEMPTS and server.messages == []
+    assert deliver(loket, settings) == DeliveryReport()
+    assert server.handler.data_count == 7 and server.messages == []
 
 
 def test_an_address_no_header_accepts_fails_only_its_own_rows(
@@ -352,26 +371,35 @@ def test_an_address_no_header_accepts_fails_only_its_own_rows(
 
 
 class BrokenDisk:
-    """A transport whose every send dies of an I/O error, as the directory transport's does
-    when it cannot create its temporary file."""
+    """A transport whose every message dies of an I/O error nobody foresaw."""
 
-    def send(self, messages: Sequence[EmailMessage]) -> list[DeliveryResult]:
+    def open(self, stop: threading.Event | None = None) -> BrokenDisk:
+        return self
+
+    def send(self, message: EmailMessage) -> DeliveryResult:
         raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
 
 
 def test_a_transport_that_raises_counts_as_a_failed_attempt(
     loket: Loket, clock: FixedClock
 ) -> None:
     escalate(loket, clock, 2)
-    settings = MailSettings(sender=SENDER, transport=BrokenDisk(), template_dir=None)
+    settings = MailSettings(sender=SENDER, transport=BrokenDisk(), template_dir=None,
+                            lifetime=dt.timedelta(minutes=30))
 
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    for attempt in range(1, 5):  # at 0, 1, 6 and 21 minutes
         report = deliver(loket, settings)
-        for row in list_outbox(loket):
+        rows = list_outbox(loket)
+        for row in rows:
             assert row["attempts"] == attempt and row["lease_until"] is None
             assert row["last_error"] == "transport failed: [Errno 28] No space left on device"
-        clock.advance(backoff(attempt))
-    assert report.failed == 2
+        clock.set(rows[0]["next_attempt_at"])
+    assert report == DeliveryReport(retrying=2)
+    assert clock.now() == THURSDAY + dt.timedelta(minutes=30)  # not 51: the end of the lifetime
+    assert deliver(loket, settings).failed == 2
     assert {row["status"] for row in list_outbox(loket)} == {"failed"}
 
 
@@ -416,38 +444,43 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
             found[str(message["Message-ID"])] = message
         return found
 
-    # A worker that sends and dies before it can record the outcome...
+    # A sender whose database goes away after the first message went out: the rest of the
+    # batch is given back untried, and the message in flight keeps its counted attempt...
     def power_cut(*args: Any) -> None:
         raise RuntimeError("power cut")
 
     with monkeypatch.context() as patch:
-        patch.setattr(outbox, "_record", power_cut)
+        patch.setattr(outbox._Run, "_record", power_cut)
         code, _, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
     assert code == 70 and "power cut" in err
     first = messages()
-    assert set(first) == expected
-    assert {row["status"] for row in list_outbox(loket)} == {"sending"}
+    assert len(first) == 1 and set(first) < expected
+    rows = list_outbox(loket)
+    in_flight = next(row for row in rows if mid(row["key"]) in first)
+    untried = next(row for row in rows if row is not in_flight)
+    assert (in_flight["status"], in_flight["attempts"], in_flight["last_error"]) == ("pending", 1, INTERRUPTED)
+    assert in_flight["next_attempt_at"] == THURSDAY + backoff(1)
+    assert (untried["status"], untried["attempts"], untried["next_attempt_at"]) == ("pending", 0, THURSDAY)
 
-    # ...holds the rows until its lease runs out; then they are delivered again.
+    # ...so the next run sends the untried one, and the one in flight after its back-off.
     code, out, _ = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
-    assert code == 0 and out.startswith("0 sent")
-    later = (THURSDAY + LEASE + dt.timedelta(seconds=1)).isoformat()
+    assert code == 0 and out.startswith("1 sent, 0 to retry, 0 failed")
+    later = (THURSDAY + backoff(1)).isoformat()
     code, out, _ = run_cli(capsys, "--db", url, "--now", later, "outbox", "send")
-    assert code == 0 and out.startswith("2 sent, 0 to retry, 0 failed")
+    assert code == 0 and out.startswith("1 sent, 0 to retry, 0 failed")
     assert str(folder) in out
 
     second = messages()
     assert set(second) == expected  # the same Message-IDs, so the same files, replaced
     assert len(list(folder.iterdir())) == 2  # no temporary files left
-    for message_id, message in second.items():
+    for message in second.values():
         assert message["From"] == SENDER
         assert message["To"].addresses[0].addr_spec == LEAD
-        assert message["Subject"] == first[message_id]["Subject"]
         assert "ME-2026-" in part(message, "plain") and "<html" in part(message, "html")
-    for row in list_outbox(loket):
-        # The interrupted delivery counts as an attempt: a message that keeps killing its
-        # worker must end `failed` rather than be taken up forever.
-        assert (row["status"], row["attempts"], row["lease_until"]) == ("sent", 2, None)
+    assert second[next(iter(first))]["Subject"] == first[next(iter(first))]["Subject"]
+    attempts = {row["key"]: row["attempts"] for row in list_outbox(loket)}
+    assert attempts == {in_flight["key"]: 2, untried["key"]: 1}
+    assert {(row["status"], row["lease_until"]) for row in list_outbox(loket)} == {("sent", None)}
 
 
 def test_outbox_send_that_delivers_nothing_warns_on_stderr(
@@ -477,15 +510,30 @@ def test_a_message_whose_delivery_keeps_being_interrupted_ends_failed(loket: Lok
             key="proef/1/1", case_id=None, kind="escalation", language="nl", recipient="b.bakker",
             to_email="b.bakker@voorbeeld.example", to_name="Bram Bakker", subject="Escalatie", context={},
             created_at=clock.now(), status="pending", attempts=0, next_attempt_at=clock.now()))
-    # Each claim is abandoned, as by a killed worker; the next claim counts it. After the
-    # last allowed attempt was interrupted, the row is given up instead of claimed again.
-    for attempt in range(1, MAX_ATTEMPTS + 2):
-        claimed = outbox._claim(loket, clock.now(), 10)
-        assert len(claimed) == (1 if attempt <= MAX_ATTEMPTS else 0)
-        clock.advance(LEASE + dt.timedelta(seconds=1))
+    lifetime = dt.timedelta(hours=1)
+    # Each attempt is begun and abandoned, as by a sender killed while the server had the
+    # message: it is taken up again after its back-off, once the lease has run out, until its
+    # lifetime is over; then it is given up instead of claimed again.
+    claims = 0
+    while True:
+        now = clock.now()
+        with loket.engine.begin() as conn:
+            given_up = outbox_store.give_up_interrupted(conn, now, queued_before=now - lifetime)
+            claimed = outbox_store.claim(conn, now, 10, lease=LEASE, owner=f"run{claims}")
+        if given_up:
+            break
+        if claimed:
+            claims += 1
+            (row,) = claimed
+            with loket.engine.begin() as conn:
+                assert outbox_store.begin_attempt(conn, row["id"], owner=f"run{claims - 1}", until=now + LEASE,
+                                                  retry_at=now + backoff(row["attempts"] + 1))
+        clock.advance(dt.timedelta(minutes=1))
     [row] = list_outbox(loket)
-    assert (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
-    assert "interrupted" in (row["last_error"] or "")
+    assert claims == 5  # at 0, 6 (once the lease ran out, after the 1-minute back-off), 12, 27, 57 minutes
+    assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", 5, None)
+    assert row["last_error"] == outbox_store.GIVEN_UP
+    assert given_up[0]["key"] == "proef/1/1"
 
 
 def test_a_broken_override_template_stops_outbox_send(
@@ -739,20 +787,30 @@ class TickingClock:
 
 
 class LeaseSpy:
-    """Passes messages on, noting the leases of the rows being sent at that moment."""
+    """Passes messages on, noting at each the leases of the rows being sent, and the clock."""
 
     def __init__(self, loket: Loket, inner: Transport) -> None:
         self.loket, self.inner = loket, inner
-        self.leases: list[set[dt.datetime]] = []
+        self.seen: list[tuple[dt.datetime, set[dt.datetime]]] = []
 
-    def send(self, messages: Sequence[EmailMessage]) -> list[DeliveryResult]:
+    def open(self, stop: threading.Event | None = None) -> LeaseSpy:
+        self.session = self.inner.open(stop)
+        return self
+
+    def send(self, message: EmailMessage) -> DeliveryResult:
         with self.loket.read() as conn:
             query = sa.select(outbox_t.c.lease_until).where(outbox_t.c.status == "sending")
-            self.leases.append(set(conn.execute(query).scalars()))
-        return self.inner.send(messages)
+            leases = set(conn.execute(query).scalars())
+        clock = self.loket.clock
+        assert isinstance(clock, TickingClock)
+        self.seen.append((clock.at, leases))
+        return self.session.send(message)
+
+    def close(self) -> None:
+        self.session.close()
 
 
-def test_each_batch_is_leased_from_its_own_claim(
+def test_every_lease_of_a_run_is_renewed_before_each_message(
     loket: Loket, clock: FixedClock, smtp_server: SmtpServer
 ) -> None:
     escalate(loket, clock, 6)
@@ -760,11 +818,14 @@ def test_each_batch_is_leased_from_its_own_claim(
     spy = LeaseSpy(loket, smtp(smtp_server).transport)
     settings = MailSettings(sender=SENDER, transport=spy, template_dir=None)
 
-    assert deliver(loket, settings, batch=2).sent == 6
+    assert deliver(loket, settings, batch=4).sent == 6
 
-    sent_at = sorted({row["sent_at"] for row in list_outbox(loket)})
-    assert len(sent_at) == 3
-    assert spy.leases == [{moment + LEASE} for moment in sent_at]
+    # Three minutes pass with every clock reading: without renewal, the 5-minute leases of a
+    # batch would have run out before its second message.
+    assert len(spy.seen) == 6
+    for last_read, leases in spy.seen:
+        assert leases == {last_read + LEASE}  # the rows still leased, all renewed just now
+    assert len({row["sent_at"] for row in list_outbox(loket)}) == 6
 
 
 def test_two_workers_deliver_every_message_exactly_once(

@@ -7,21 +7,23 @@ SQLite and on PostgreSQL (the ``loket`` fixture).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_outbox import SENDER, MakeServer, by_key, escalate, mid, received_ids, smtp
+from test_outbox import SENDER, THURSDAY, MakeServer, by_key, escalate, mid, received_ids, smtp
 
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.errors import InvalidValue, NotFound, Refused
+from engine.store import outbox as outbox_store
 from engine.store.db import open_engine
-from notifications import delivery as outbox
-from notifications.delivery import LEASE, MAX_ATTEMPTS, DeliveryReport, MailSettings, backoff, deliver
+from notifications.delivery import LEASE, DeliveryReport, MailSettings, backoff, deliver
 from notifications.requeue import RetryReport, list_outbox, retry
 from notifications.transports import DeliveryResult, Transport
 
@@ -36,23 +38,31 @@ BUSY = "451 4.3.0 mailbox busy, try again later"  # temporary: retried later
 
 class Spy:
     """Passes messages on to ``inner``, noting every Message-ID it is handed; ``during`` (if
-    given) runs while the batch is being sent, i.e. while its rows are leased."""
+    given) runs while a message is being sent, i.e. while its row is leased."""
 
     def __init__(self, inner: Transport,
                  during: Callable[[list[str]], None] | None = None) -> None:
         self.inner, self.during = inner, during
         self.handed: list[str] = []
 
-    def send(self, messages: Sequence[EmailMessage]) -> list[DeliveryResult]:
-        ids = [str(message["Message-ID"]) for message in messages]
+    def open(self, stop: threading.Event | None = None) -> Spy:
+        self.session = self.inner.open(stop)
+        return self
+
+    def send(self, message: EmailMessage) -> DeliveryResult:
+        ids = [str(message["Message-ID"])]
         self.handed += ids
         if self.during is not None:
             self.during(ids)
-        return self.inner.send(messages)
+        return self.session.send(message)
+
+    def close(self) -> None:
+        self.session.close()
 
 
-def through(transport: Transport) -> MailSettings:
-    return MailSettings(sender=SENDER, transport=transport, template_dir=None)
+def through(transport: Transport, lifetime: dt.timedelta | None = None) -> MailSettings:
+    settings = MailSettings(sender=SENDER, transport=transport, template_dir=None)
+    return settings if lifetime is None else dataclasses.replace(settings, lifetime=lifetime)
 
 
 def keys_of(loket: Loket) -> list[str]:
@@ -70,17 +80,20 @@ def test_failed_messages_are_sent_once_with_their_message_id_after_retry(
     server = make_smtp_server()
     server.stop()  # the misconfiguration: nothing listens on the port
     spy = Spy(smtp(server).transport)
+    lifetime = dt.timedelta(minutes=30)
 
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        report = deliver(loket, through(spy))
-        clock.advance(backoff(attempt))
+    for attempt in range(1, 6):  # at 0, 1, 6, 21 and 30 minutes
+        report = deliver(loket, through(spy, lifetime))
+        clock.advance(min(backoff(attempt), lifetime - (clock.now() - THURSDAY)))
     assert report.failed == 3
     for row in list_outbox(loket):
-        assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", MAX_ATTEMPTS, None)
+        assert (row["status"], row["attempts"], row["next_attempt_at"]) == ("failed", 5, None)
         assert f"cannot deliver through 127.0.0.1:{server.port}" in row["last_error"]
-    assert Counter(spy.handed) == {mid(key): MAX_ATTEMPTS for key in keys}
+    # The server could not be reached: each run tried the first message only, and charged the
+    # rest of the batch without handing them over.
+    assert len(spy.handed) == 5 and set(spy.handed) < {mid(key) for key in keys}
     clock.advance(dt.timedelta(days=1))
-    assert deliver(loket, through(spy)) == DeliveryReport()  # failed stays failed by itself
+    assert deliver(loket, through(spy, lifetime)) == DeliveryReport()  # failed stays failed by itself
 
     server.start()  # the configuration is fixed
     queued_at = clock.now()
@@ -229,7 +242,8 @@ def test_a_message_whose_worker_died_is_reported_waiting_and_left_alone(
 ) -> None:
     escalate(loket, clock, 1)
     (key,) = keys_of(loket)
-    assert len(outbox._claim(loket, clock.now(), 10)) == 1  # a worker claims it, then dies
+    with loket.engine.begin() as conn:  # a worker claims it, then dies
+        assert len(outbox_store.claim(conn, clock.now(), 10, lease=LEASE, owner="dead")) == 1
     clock.advance(LEASE + dt.timedelta(seconds=1))
     before = list_outbox(loket)
 

@@ -17,12 +17,16 @@ from engine.errors import ConfigurationError
 from notifications.context import sample_contexts
 from notifications.message import build_message, message_id_for
 from notifications.render import Renderer
+from notifications.smtp import SmtpSession
 from notifications.transports import (
+    DEFAULT_TIMEOUT,
     DeliveryResult,
     DirectoryTransport,
     MemoryTransport,
     SmtpTransport,
     file_name_for,
+    send_all,
+    smtp_timeout,
     transport_from_env,
 )
 
@@ -110,16 +114,25 @@ def test_a_refused_recipient_fails_permanently_and_alone(make_smtp_server: MakeS
     assert len(server.handler.connections) == 1  # the refusal did not cost the connection
 
 
-def test_a_server_that_hangs_up_fails_the_rest_of_the_batch_temporarily(
+def test_a_server_that_hangs_up_costs_only_the_message_in_flight(
     make_smtp_server: MakeServer,
 ) -> None:
     server = make_smtp_server(data_replies={2: "421 4.3.2 shutting down"})
     messages = batch(3)
-    results = plain(server).send(messages)
-    assert [(r.ok, r.permanent) for r in results] == [(True, False), (False, False), (False, False)]
+    session = plain(server).open()
+    results = [session.send(message) for message in messages]
+    session.close()
+    assert [(r.ok, r.permanent) for r in results] == [(True, False), (False, False), (True, False)]
     assert "421" in (results[1].error or "")
-    assert "lost before this message was sent" in (results[2].error or "")
-    assert ids(server.messages) == ids(messages)[:1]
+    assert ids(server.messages) == [ids(messages)[0], ids(messages)[2]]
+    assert isinstance(session, SmtpSession) and session.connections == 2  # the third on a new one
+
+
+def test_a_server_that_cannot_be_reached_is_not_tried_again_within_the_batch(smtp_server: SmtpServer) -> None:
+    smtp_server.stop()
+    results = send_all(plain(smtp_server), batch(3))
+    assert [(r.ok, r.reached) for r in results] == [(False, False)] * 3
+    assert len({r.error for r in results}) == 1
 
 
 def test_content_refusals_permanent_on_5xx_temporary_on_4xx(make_smtp_server: MakeServer) -> None:
@@ -396,6 +409,18 @@ def test_transport_from_env(tmp_path: Path) -> None:
 def test_memory_transport_records_and_refuses() -> None:
     transport = MemoryTransport(refuse={"weg@gemeente.example": "550 unknown"})
     messages = [mail(1), mail(2, to="weg@gemeente.example")]
-    results = transport.send(messages)
+    results = send_all(transport, messages)
     assert [(r.ok, r.permanent) for r in results] == [(True, False), (False, True)]
-    assert transport.sent == messages[:1] and transport.batches == [2]
+    assert transport.sent == messages[:1] and transport.sessions == 1
+
+
+def test_the_smtp_timeout_comes_from_the_environment(tmp_path: Path) -> None:
+    url = "smtp://mail.example:2525"
+    assert smtp_timeout({}) == DEFAULT_TIMEOUT == 60
+    for text, seconds in (("90", 90), ("2m", 120), (" 1.5 ", 1.5), ("1h", 3600)):
+        assert smtp_timeout({"LOKET_SMTP_TIMEOUT": text}) == seconds
+        transport = transport_from_env({"LOKET_SMTP_URL": url, "LOKET_SMTP_TIMEOUT": text})
+        assert isinstance(transport, SmtpTransport) and transport.timeout == seconds
+    for bad in ("0", "-5", "0.5", "2h", "soon", "nan"):
+        with pytest.raises(ConfigurationError, match="LOKET_SMTP_TIMEOUT must be from 1 second to an hour"):
+            transport_from_env({"LOKET_SMTP_URL": url, "LOKET_SMTP_TIMEOUT": bad})

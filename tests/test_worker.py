@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from apscheduler.events import EVENT_SCHEDULER_STARTED
-from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -45,7 +44,7 @@ from cli import worker_jobs
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import sweep
-from engine.app.worker import build_scheduler, stopper
+from engine.app.worker import DaemonThreadExecutor, build_scheduler, stopper
 from engine.store.db import open_engine
 from engine.store.schema import outbox_t
 from notifications.delivery import MailSettings
@@ -129,22 +128,27 @@ def test_the_scheduler_keeps_its_jobs_in_memory_and_runs_each_once_at_a_time(
 ) -> None:
     loket = Loket(open_engine(sqlite_url))
     settings = MailSettings.from_env({"LOKET_MAIL_DIR": str(tmp_path)})
+    stop = threading.Event()
     scheduler = build_scheduler(worker_jobs(loket, settings, dt.timedelta(minutes=1), dt.timedelta(seconds=30),
-                                            echo=lambda line: None), echo=lambda line: None)
+                                            echo=lambda line: None, stop=stop), echo=lambda line: None)
     assert scheduler.state == STATE_STOPPED  # built, not started: nothing ran
     # APScheduler 3.x shows its job stores and executors only through these attributes.
     assert isinstance(scheduler._jobstores["default"], MemoryJobStore)
-    assert isinstance(scheduler._executors["default"], ThreadPoolExecutor)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"sweep", "deliver"}
+    assert set(jobs) == {"sweep", "deliver", "maintain"}
     for job in jobs.values():
         assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 60)
-        assert job.executor == "default"
+        assert job.executor == job.id  # each its own: a hanging delivery never holds up a sweep
+        assert isinstance(scheduler._executors[job.id], DaemonThreadExecutor)
         assert job.next_run_time is not None  # the first run comes straight away
     assert jobs["sweep"].trigger.interval == dt.timedelta(minutes=1)
     assert jobs["deliver"].trigger.interval == dt.timedelta(seconds=30)
+    assert jobs["maintain"].trigger.interval == dt.timedelta(hours=1)
     assert jobs["sweep"].args[0] is loket
-    assert jobs["deliver"].args[:2] == (loket, settings)
+    own, given, _, event = jobs["deliver"].args
+    # Its own Loket (the jobs run in threads of their own), on the same database and clock.
+    assert own is not loket and (own.engine, own.clock) == (loket.engine, loket.clock)
+    assert (given, event) == (settings, stop)
     loket.engine.dispose()
 
 

@@ -1,7 +1,8 @@
 """The organisation file: units, people and their roles, administrators, closed days.
 
 Roles are ranked within a unit (staff < lead < head); `auditor` reads everything and changes
-nothing, and `"*"` stands for every unit.
+nothing; `operator` runs the installation (it is told when mail cannot be delivered) and
+changes no case; `"*"` stands for every unit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from engine.core.yamlfile import Locator, no_lines
 from engine.errors import NotFound
 
 RANKS = {"staff": 1, "lead": 2, "head": 3}
-ROLES = (*RANKS, "auditor")
+ROLES = (*RANKS, "auditor", "operator")
+EVERY_UNIT_ONLY = ("operator",)
+"""Roles that only make sense for every unit at once (``"*"``)."""
 UNIT_KINDS = ("department", "partner")
 LANGUAGES = ("nl", "en")
 # Matched with fullmatch: `$` would also accept an id that ends in a newline.
@@ -245,8 +248,11 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
                 check.problem((*path, "roles", unit), f"unknown unit {unit!r}")
             if role not in ROLES:
                 check.problem((*path, "roles", unit), f"unknown role {role!r} (roles: {', '.join(ROLES)})")
-            elif unit == "*" and role != "auditor":
-                check.problem((*path, "roles", unit), "only the auditor role may be given for every unit ('*')")
+            elif unit == "*" and role not in ("auditor", *EVERY_UNIT_ONLY):
+                check.problem((*path, "roles", unit),
+                              "only the auditor and operator roles may be given for every unit ('*')")
+            elif unit != "*" and role in EVERY_UNIT_ONLY:
+                check.problem((*path, "roles", unit), f"the {role} role is given for every unit at once ('*')")
             roles[str(unit)] = str(role)
         if person_id:
             if person_id in people:

@@ -43,11 +43,14 @@ class FiringKind(StrEnum):
 
 
 class MailKind(StrEnum):
-    """Which template an outbox row is rendered with."""
+    """What an outbox row tells, and so how it is rendered: a firing's template, or (for
+    `delivery_failed`, the operators' summary of mail that could not be delivered) text of
+    its own."""
 
     REMINDER = "reminder"
     ESCALATION = "escalation"
     TIMEOUT = "timeout"
+    DELIVERY_FAILED = "delivery_failed"
 
 
 class OutboxStatus(StrEnum):

@@ -45,9 +45,12 @@ GROUP_HEADERS = [
 def render_text(report: Report) -> str:
     """The report for a terminal: one titled section per figure."""
     tz = report.timezone
-    out = [f"Report for {report.municipality} at {local(report.now, tz)} {tz}",
-           "Lead times of closed cases in calendar days and working days (wd);"
-           " percentiles by nearest rank.", ""]
+    out = [f"Report for {report.municipality} at {local(report.now, tz)} {tz}"]
+    if report.failed_count:
+        out.append(f"!! {report.failed_count} email(s) failed for good and reached nobody: see 'Failed emails'"
+                   " below, and 'loket outbox retry --failed' once the cause is fixed")
+    out += ["Lead times of closed cases in calendar days and working days (wd);"
+            " percentiles by nearest rank.", ""]
     out += ["Per request type",
             table(["type", *GROUP_HEADERS],
                   [*_group_rows(report.types, lambda g: g.key or "-"),

@@ -19,8 +19,16 @@ from engine.core.vocabulary import OutboxStatus
 from engine.store.schema import cases_t, events_t, outbox_t
 
 _c = outbox_t.c
+_CHUNK = 500
+"""Keys or ids per ``IN (...)``: well below the bind-parameter limits of SQLite and psycopg."""
 
-INTERRUPTED = "a delivery attempt was interrupted (the worker stopped)"
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+INTERRUPTED = "the delivery attempt did not finish: its sender stopped before the server answered"
+GIVEN_UP = f"{INTERRUPTED}; given up, its lifetime being over"
 
 
 def pending_row(notice: Notice, now: dt.datetime) -> dict[str, Any]:
@@ -42,14 +50,23 @@ def pending_row(notice: Notice, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def claim(conn: sa.Connection, now: dt.datetime, batch: int, *, lease: dt.timedelta,
-          max_attempts: int) -> list[dict[str, Any]]:
-    """Take up to ``batch`` due rows no live lease holds, leasing them until ``now + lease``.
+def queue_once(conn: sa.Connection, row: dict[str, Any]) -> bool:
+    """Add ``row`` unless a row with its key exists; whether it was added."""
+    if conn.execute(sa.select(_c.id).where(_c.key == row["key"])).first() is not None:
+        return False
+    conn.execute(sa.insert(outbox_t).values(**row))
+    return True
 
-    A row still `sending` with its lease run out was being delivered by a worker that died:
-    that counts as an attempt, so a message that kills workers ends `failed` (once it has had
-    ``max_attempts``) instead of being taken up forever. The rows come back as claimed, with
-    the attempts and error so counted.
+
+def claim(conn: sa.Connection, now: dt.datetime, batch: int, *, lease: dt.timedelta,
+          owner: str) -> list[dict[str, Any]]:
+    """Take up to ``batch`` due rows no live lease holds, leasing them to ``owner`` until
+    ``now + lease``; the rows as claimed.
+
+    A row still `sending` whose lease ran out belonged to a sender that stopped before it
+    finished: if it was in flight, :func:`begin_attempt` already counted the attempt and set
+    when to try again, so claiming it charges nothing; the rows of that batch it never got to
+    are taken up as they were.
     """
     rows = conn.execute(
         sa.select(outbox_t)
@@ -60,46 +77,96 @@ def claim(conn: sa.Connection, now: dt.datetime, batch: int, *, lease: dt.timede
         .with_for_update(skip_locked=True)
     ).mappings().all()
     claimed = [dict(r) for r in rows]
+    if claimed:
+        for chunk in _chunks([row["id"] for row in claimed]):
+            conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk)).values(
+                status=OutboxStatus.SENDING, lease_until=now + lease, lease_owner=owner))
     for row in claimed:
-        if row["status"] == OutboxStatus.SENDING:
-            row["attempts"] += 1
-            row["last_error"] = INTERRUPTED
-    given_up = [r for r in claimed if r["status"] == OutboxStatus.SENDING and r["attempts"] >= max_attempts]
-    for row in given_up:
-        conn.execute(sa.update(outbox_t).where(_c.id == row["id"]).values(
-            status=OutboxStatus.FAILED, attempts=row["attempts"], last_error=row["last_error"], lease_until=None,
-            next_attempt_at=None))
-    claimed = [r for r in claimed if r not in given_up]
-    for row in claimed:
-        conn.execute(sa.update(outbox_t).where(_c.id == row["id"]).values(
-            status=OutboxStatus.SENDING, lease_until=now + lease, attempts=row["attempts"],
-            last_error=row["last_error"]))
+        row.update(status=OutboxStatus.SENDING, lease_until=now + lease, lease_owner=owner)
     return claimed
 
 
-def release(conn: sa.Connection, ids: Sequence[int]) -> None:
-    """Give claimed rows back untouched: pending, without lease, their attempts uncounted."""
-    conn.execute(sa.update(outbox_t).where(_c.id.in_(ids)).values(status=OutboxStatus.PENDING, lease_until=None))
+def give_up_interrupted(conn: sa.Connection, now: dt.datetime, *, queued_before: dt.datetime) -> list[dict[str, Any]]:
+    """Fail the rows queued before ``queued_before`` (their lifetime is over) whose last attempt
+    never finished and whose lease ran out: a message that keeps killing its sender must end
+    `failed` rather than be taken up for ever. The rows as they were, locked like a claim."""
+    rows = [dict(r) for r in conn.execute(
+        sa.select(outbox_t)
+        .where(_c.status == OutboxStatus.SENDING, _c.lease_until < now, _c.last_error == INTERRUPTED,
+               _c.created_at < queued_before)
+        .order_by(_c.id)
+        .with_for_update(skip_locked=True)
+    ).mappings()]
+    for chunk in _chunks([row["id"] for row in rows]):
+        conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk)).values(
+            status=OutboxStatus.FAILED, lease_until=None, lease_owner=None, next_attempt_at=None,
+            last_error=GIVEN_UP))
+    for row in rows:
+        row["last_error"] = GIVEN_UP
+    return rows
+
+
+def begin_attempt(conn: sa.Connection, row_id: int, *, owner: str, until: dt.datetime,
+                  retry_at: dt.datetime) -> bool:
+    """Before a message goes out: whether ``owner`` still holds its lease, and if so, count the
+    attempt and renew the leases of all of the owner's rows until ``until``.
+
+    The attempt is written ahead, with ``retry_at`` as its next try and :data:`INTERRUPTED` as
+    its error, so that a sender killed while the server has the message leaves it to be tried
+    again after its back-off, charged once, and the rest of its batch uncharged.
+    """
+    mine = sa.and_(_c.lease_owner == owner, _c.status == OutboxStatus.SENDING)
+    held = conn.execute(sa.update(outbox_t).where(_c.id == row_id, mine).values(
+        attempts=_c.attempts + 1, last_error=INTERRUPTED, next_attempt_at=retry_at,
+        lease_until=until)).rowcount
+    if held:
+        conn.execute(sa.update(outbox_t).where(mine, _c.id != row_id).values(lease_until=until))
+    return bool(held)
+
+
+def release(conn: sa.Connection, ids: Sequence[int], *, owner: str | None = None) -> None:
+    """Give claimed rows back uncharged: pending, without lease. With ``owner``, only the rows
+    whose lease is still that owner's (another sender may have taken the others)."""
+    for chunk in _chunks(ids):
+        query = sa.update(outbox_t).where(_c.id.in_(chunk), _c.status == OutboxStatus.SENDING)
+        if owner is not None:
+            query = query.where(_c.lease_owner == owner)
+        conn.execute(query.values(status=OutboxStatus.PENDING, lease_until=None, lease_owner=None))
+
+
+def release_owned(conn: sa.Connection, owner: str) -> int:
+    """Give back every row ``owner`` still holds, uncharged; how many."""
+    return int(conn.execute(sa.update(outbox_t).where(
+        _c.lease_owner == owner, _c.status == OutboxStatus.SENDING).values(
+        status=OutboxStatus.PENDING, lease_until=None, lease_owner=None)).rowcount)
 
 
 def mark_sent(conn: sa.Connection, row_id: int, *, at: dt.datetime, attempts: int, note: str | None,
               subject: str) -> None:
-    """A message the transport accepted; ``subject`` is the one it was sent with."""
+    """A message the transport accepted; ``subject`` is the one it was sent with.
+
+    Recorded whoever holds the lease now: the message has gone, and saying so is the best
+    way to keep another sender from sending it again.
+    """
     conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
-        status=OutboxStatus.SENT, sent_at=at, attempts=attempts, lease_until=None, last_error=note,
-        subject=subject))
+        status=OutboxStatus.SENT, sent_at=at, attempts=attempts, lease_until=None, lease_owner=None,
+        last_error=note, next_attempt_at=None, subject=subject))
 
 
-def mark_failed(conn: sa.Connection, row_id: int, *, attempts: int, error: str | None) -> None:
-    """A message given up on: it stays, `failed`, until someone queues it again."""
-    conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
-        status=OutboxStatus.FAILED, attempts=attempts, lease_until=None, last_error=error, next_attempt_at=None))
+def mark_failed(conn: sa.Connection, row_id: int, *, owner: str, attempts: int, error: str | None) -> bool:
+    """A message given up on: it stays, `failed`, until someone queues it again. Only while
+    ``owner`` holds it; whether it did."""
+    return bool(conn.execute(sa.update(outbox_t).where(_c.id == row_id, _c.lease_owner == owner).values(
+        status=OutboxStatus.FAILED, attempts=attempts, lease_until=None, lease_owner=None, last_error=error,
+        next_attempt_at=None)).rowcount)
 
 
-def mark_retry(conn: sa.Connection, row_id: int, *, attempts: int, error: str | None, at: dt.datetime) -> None:
-    """A message to be tried again from ``at``."""
-    conn.execute(sa.update(outbox_t).where(_c.id == row_id).values(
-        status=OutboxStatus.PENDING, attempts=attempts, lease_until=None, last_error=error, next_attempt_at=at))
+def mark_retry(conn: sa.Connection, row_id: int, *, owner: str, attempts: int, error: str | None,
+               at: dt.datetime) -> bool:
+    """A message to be tried again from ``at``. Only while ``owner`` holds it; whether it did."""
+    return bool(conn.execute(sa.update(outbox_t).where(_c.id == row_id, _c.lease_owner == owner).values(
+        status=OutboxStatus.PENDING, attempts=attempts, lease_until=None, lease_owner=None, last_error=error,
+        next_attempt_at=at)).rowcount)
 
 
 def listing(conn: sa.Connection, *, failed: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
@@ -114,11 +181,6 @@ def listing(conn: sa.Connection, *, failed: bool = False, limit: int | None = No
 
 # -- requeueing ------------------------------------------------------------------------------
 
-_CHUNK = 500
-"""Keys or ids per ``IN (...)``: well below the bind-parameter limits of SQLite and psycopg."""
-
-
-
 class Queued(NamedTuple):
     """Where a row stands, as a requeue looks at it."""
 
@@ -129,10 +191,6 @@ class Queued(NamedTuple):
 
 
 _QUEUED = sa.select(_c.id, _c.key, _c.status, _c.lease_until)
-
-
-def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
-    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def lock_keys(conn: sa.Connection, keys: Sequence[str]) -> dict[str, Queued]:
@@ -159,7 +217,7 @@ def requeue(conn: sa.Connection, ids: Sequence[int], now: dt.datetime) -> None:
     """
     for chunk in _chunks(ids):
         conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk), _c.status == OutboxStatus.FAILED).values(
-            status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, lease_until=None))
+            status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, lease_until=None, lease_owner=None))
 
 
 # -- what a message tells, read at delivery --------------------------------------------------

@@ -204,6 +204,8 @@ class OutboxRow(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: dt.datetime | None = _time(index=True)
     lease_until: dt.datetime | None = _time()
+    lease_owner: str | None = Field(default=None, max_length=32)
+    """The delivery run holding the lease: it renews and records only while this is its own."""
     last_error: str | None = None
     sent_at: dt.datetime | None = _time()
 

@@ -1,0 +1,178 @@
+"""Senders killed and stopped for real: `loket outbox send` killed with SIGKILL at random
+moments against a real SMTP server (aiosmtpd), and `loket worker` told to stop while its
+delivery hangs on a server that never answers.
+
+Killing a sender may repeat the one message the server had when it died, never more, and
+loses nothing. Stopping a worker takes seconds whatever its delivery is doing, and its sweeps
+go on meanwhile. Time in the product moves by `--now`, never by a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import START
+from helpers.population import make_loket
+from test_outbox import FRIDAY, SENDER, escalate, mid, open_meldingen
+
+from engine.app.clock import FixedClock
+from engine.store.outbox import INTERRUPTED
+from engine.store.schema import outbox_t
+from notifications.delivery import LEASE
+from notifications.requeue import list_outbox
+
+if TYPE_CHECKING:
+    from faulty_smtp import FaultySmtpServer
+    from smtp_server import SmtpServer
+
+pytest_plugins = ["smtp_server", "faulty_smtp"]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+KILLS = 10
+STEP = LEASE + dt.timedelta(minutes=1)
+"""How far `--now` moves between runs: past the leases a killed run left, and past the
+one-minute back-off of the message it had in flight."""
+
+
+def send(url: str, now: dt.datetime, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "--db", url, "--now", now.isoformat(), "outbox", "send"],
+        env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_outbox_send_killed_at_random_repeats_at_most_the_message_in_flight(
+    sqlite_url: str, make_smtp_server: Callable[..., SmtpServer]
+) -> None:
+    from smtp_server import RecordingHandler
+
+    class Unhurried(RecordingHandler):
+        """A few milliseconds a message, so that a run lasts long enough to be killed in."""
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            await asyncio.sleep(0.004)
+            return await super().handle_DATA(server, session, envelope)
+
+    loket = make_loket(sqlite_url, START)
+    clock = loket.clock
+    assert isinstance(clock, FixedClock)
+    rows = escalate(loket, clock, 100, at=FRIDAY)
+    assert len(rows) == 200
+    with loket.engine.begin() as conn:
+        loket.set_meta(conn, "simulation", "true")
+    server = make_smtp_server(Unhurried())
+    env = {"LOKET_SMTP_URL": f"smtp://{server.host}:{server.port}", "LOKET_MAIL_FROM": SENDER}
+    rng = random.Random(10)
+
+    def arrived() -> Counter[str]:
+        return Counter(str(message["Message-ID"]) for message in server.messages)
+
+    def unrecorded() -> set[str]:
+        """Messages the server has that the outbox does not know were sent: each will be sent
+        again, so each is a repeat a kill caused."""
+        sent = {mid(row["key"]) for row in list_outbox(loket) if row["status"] == "sent"}
+        return set(arrived()) - sent
+
+    in_flight_per_kill: list[int] = []
+    seen: set[str] = set()
+    now = FRIDAY
+    kills = 0
+    while True:
+        before = sum(arrived().values())
+        proc = send(sqlite_url, now, env)
+        if kills < KILLS:
+            wanted = before + rng.randint(1, 25)
+            while proc.poll() is None and sum(arrived().values()) < wanted:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.02))
+            proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+        now += STEP
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+            new = unrecorded() - seen
+            in_flight_per_kill.append(len(new))
+            seen |= new
+            continue
+        assert proc.returncode == 0, err
+        if kills >= KILLS:
+            break
+    repeats = sum(count - 1 for count in arrived().values())
+    print(f"\n{kills} kills over {len(rows)} messages: {repeats} repeated in all;"
+          f" unrecorded per kill: {in_flight_per_kill}")
+
+    assert max(in_flight_per_kill) <= 1  # at most the message in flight, per kill
+    assert repeats == len(seen) <= kills and max(arrived().values()) <= 2
+    expected = {mid(row["key"]) for row in rows}
+    assert set(arrived()) == expected  # nothing lost
+    statuses = Counter(row["status"] for row in list_outbox(loket))
+    assert statuses == Counter(sent=200)
+    with loket.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(outbox_t.c.lease_owner.is_not(None))).scalar() == 0
+    loket.engine.dispose()
+
+
+def test_the_worker_stops_within_seconds_while_its_delivery_hangs_and_sweeps_meanwhile(
+    sqlite_url: str, faulty_smtp: Callable[..., FaultySmtpServer]
+) -> None:
+    loket = make_loket(sqlite_url, START)
+    clock = loket.clock
+    assert isinstance(clock, FixedClock)
+    escalate(loket, clock, 3, at=FRIDAY)
+    with loket.engine.begin() as conn:
+        loket.set_meta(conn, "simulation", "true")
+    server = faulty_smtp("hang_after_data")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "--db", sqlite_url, "worker",
+         "--sweep-every", "1s", "--deliver-every", "1s"],
+        env={**os.environ, "LOKET_NOW": FRIDAY.isoformat(), "LOKET_SMTP_URL": server.url(),
+             "LOKET_SMTP_TIMEOUT": "10m", "LOKET_MAIL_FROM": SENDER},
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        limit = time.monotonic() + 60
+        while server.data_count == 0 and time.monotonic() < limit and proc.poll() is None:
+            time.sleep(0.05)
+        assert server.data_count == 1, "the delivery never reached the server"
+        # While the delivery hangs, a case becomes due: the next sweep must fire it anyway.
+        clock.set(START)
+        (late,) = open_meldingen(loket, 1)
+        while time.monotonic() < limit and not any(row["key"].startswith(late) for row in list_outbox(loket)):
+            time.sleep(0.05)
+        assert any(row["key"].startswith(late) for row in list_outbox(loket)), "no sweep while delivery hung"
+        time.sleep(1.5)  # a delivery run or two comes due meanwhile, and is skipped
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1]
+        took = time.monotonic() - stopping
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(f"\nthe worker stopped {took:.2f} s after SIGTERM, its delivery hanging")
+    assert proc.returncode == 0, err
+    assert took < 3, took
+    assert "worker: SIGTERM received, stopping" in err
+    assert "worker: deliver still running after" in err and "; this run skipped" in err
+    assert "outbox: run ended early: the sender is stopping" in err
+    assert err.rstrip().endswith("worker: stopped") and "Traceback" not in err, err
+    assert server.data_count == 1
+    rows = list_outbox(loket)
+    in_flight = [row for row in rows if row["attempts"]]
+    assert [(row["status"], row["last_error"]) for row in in_flight] == [
+        ("pending", "connection failed: the sender is stopping")]
+    assert all(row["status"] == "pending" and row["lease_owner"] is None for row in rows)
+    assert all(row["last_error"] != INTERRUPTED for row in rows)
+    loket.engine.dispose()
