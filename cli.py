@@ -955,11 +955,15 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
     """
     from engine.app.report import gather
 
+    database = loket.engine.url.render_as_string(hide_password=False)
+    if html is not None:
+        from engine.store.outfile import refuse_database
+
+        refuse_database(html, database)  # before the figures are gathered, not after
     result = gather(loket)
     if html is not None:
         from engine.reporting.html import write_page
 
-        database = loket.engine.url.render_as_string(hide_password=False)
         size = write_page(result, loket.latest_types(), html, database=database)
         if not as_json:
             echo(f"report page written to {html} ({size // 1024} KiB, {result.total.open} open and"
