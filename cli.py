@@ -7,6 +7,7 @@ turns it into one `Error:` line and the exit code its kind carries.
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
@@ -128,7 +129,38 @@ def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ReaderGone(Exception):
+    """The reader of an output went away (`loket audit export | head`)."""
+
+
+def _reader_went_away(exc: BaseException) -> bool:
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+class _LoketGroup(click.Group):
+    """The top-level group. click ends a command whose output pipe closed with a bare exit 1
+    before `run` could see why; here the broken pipe becomes ReaderGone, which `run` ends the
+    way other Unix tools end (see `_quiet_exit`)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except OSError as exc:
+            if _reader_went_away(exc):
+                raise ReaderGone from exc
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if _reader_went_away(exc):
+                raise ReaderGone from exc
+            raise
+
+
+@click.group(cls=_LoketGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", metavar="URL", help="Database URL (default: LOKET_DB or sqlite:///loket.db).")
 @click.option("--as", "actor", metavar="PERSON", envvar="LOKET_USER",
               help="Who is acting (default: LOKET_USER or your login name).")
@@ -951,7 +983,7 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
         return
     from engine.store.outfile import output_file
 
-    with output_file(output) as handle:
+    with output_file(output, database=ctx.url) as handle:
         count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
     click.echo(f"{count} events written to {output}", err=True)
 
@@ -983,11 +1015,16 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
     """
     from engine.app.report import gather
 
+    database = loket.engine.url.render_as_string(hide_password=False)
+    if html is not None:
+        from engine.store.outfile import refuse_database
+
+        refuse_database(html, database)  # before the figures are gathered, not after
     result = gather(loket)
     if html is not None:
         from engine.reporting.html import write_page
 
-        size = write_page(result, loket.latest_types(), html)
+        size = write_page(result, loket.latest_types(), html, database=database)
         if not as_json:
             echo(f"report page written to {html} ({size // 1024} KiB, {result.total.open} open and"
                  f" {result.total.closed} closed cases)")
@@ -1040,8 +1077,36 @@ def _demo_mail(loket: Loket, folder: Path) -> int:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
+    try:
+        click.echo(f"Error: {message}", err=True)
+    except OSError:
+        _to_devnull(sys.stderr)  # nobody reads the errors (`2>&1 | head`): the exit code tells
     sys.exit(code)
+
+
+#: The exit code of a command whose reader went away: what a shell shows for a process that
+#: SIGPIPE ended (128 + 13), as `yes | head` does.
+EXIT_READER_GONE = 141
+
+
+def _quiet_exit() -> NoReturn:
+    """End a command whose reader closed its end early: no message (the reader chose to stop
+    reading), exit 141 and not 0, because the output is incomplete (`set -o pipefail` notices).
+    Python's documentation on SIGPIPE: standard output is pointed at devnull, so that the
+    interpreter's last flush of what is still buffered does not fail again on the way out."""
+    _to_devnull(sys.stdout)
+    sys.exit(EXIT_READER_GONE)
+
+
+def _to_devnull(stream: Any) -> None:
+    import io
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):  # a stream with no file (a test's capture)
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1061,10 +1126,18 @@ def run(command: Callable[..., Any], argv: list[str] | None) -> None:
     _check_encoding(argv)
     try:
         result = command.main(args=argv, prog_name="loket", standalone_mode=False)  # type: ignore[attr-defined]
+        sys.stdout.flush()  # here, not in the interpreter's exit, where a closed pipe cannot be handled
+    except ReaderGone:
+        _quiet_exit()
     except LoketError as exc:
         fail(exc.message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help())
+        try:
+            click.echo(exc.ctx.get_help())
+        except OSError as error:
+            if _reader_went_away(error):
+                _quiet_exit()
+            raise
         sys.exit(0)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
@@ -1076,6 +1149,8 @@ def run(command: Callable[..., Any], argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as exc:
+        if _reader_went_away(exc):  # the flush above, after the command
+            _quiet_exit()
         _unexpected(exc)
     if isinstance(result, int) and result:
         sys.exit(result)

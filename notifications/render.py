@@ -2,10 +2,13 @@
 
 A deployment may override any template from a folder (``LOKET_TEMPLATE_DIR``), so templates
 are treated as semi-trusted code and resident-typed data as hostile: rendering happens in an
-immutable sandbox, HTML is autoescaped, a typo'd variable fails instead of printing nothing,
-and the subject is forced onto one line so nothing can add a header. Every failure that comes
-from a template is a :class:`~engine.errors.ConfigurationError` naming the file (and the line
-where Jinja knows it), because fixing it is the job of whoever maintains the override folder.
+immutable sandbox bounded in time and size (:mod:`notifications.bounds`), HTML is
+autoescaped, a typo'd variable fails instead of printing nothing, and the subject is forced
+onto one line so nothing can add a header. An override (or a partial it includes) is read only
+from inside its folder: a symbolic link that leads out of it is refused, so a template cannot
+mail out another file's contents. Every failure that comes from a template is a
+:class:`~engine.errors.ConfigurationError` naming the file (and the line where Jinja knows
+it), because fixing it is the job of whoever maintains the override folder.
 
 What a template is given is :class:`~notifications.context.EmailContext`, plain data the
 engine prepared down to its words (:mod:`notifications.wording`).
@@ -13,10 +16,11 @@ engine prepared down to its words (:mod:`notifications.wording`).
 
 from __future__ import annotations
 
-import operator
+import os
+import stat
 import traceback
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,11 +37,11 @@ from jinja2 import (
     TemplateSyntaxError,
     select_autoescape,
 )
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.loaders import split_template_path
 
 from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
+from notifications import bounds
 from notifications.context import EVENT_KEYS, KINDS, REQUIRED_KEYS, EmailContext, sample_contexts
 from notifications.wording import LANGUAGES, READERS, check_language
 
@@ -45,10 +49,6 @@ PARTS: Final = ("subject", "txt", "html")
 
 #: Override files larger than this are refused: a template is a page of text, not a payload.
 MAX_TEMPLATE_BYTES: Final = 64 * 1024
-#: The sandbox does not bound ``'x' * 10**8``; results longer than this are refused.
-MAX_SEQUENCE_RESULT: Final = 100_000
-#: ... nor ``10 ** 10 ** 9``; exponents larger than this are refused.
-MAX_EXPONENT: Final = 1_000
 
 
 @dataclass(frozen=True)
@@ -73,41 +73,63 @@ KNOWN_TEMPLATES: Final = frozenset(
 )
 
 
-class _SizeLimitedLoader(FileSystemLoader):
-    """Loads override templates, refusing files larger than :data:`MAX_TEMPLATE_BYTES`."""
+class _OverrideLoader(FileSystemLoader):
+    """Loads override templates from one folder: only files that are inside it once every
+    symbolic link is resolved, regular files, and at most :data:`MAX_TEMPLATE_BYTES`.
 
-    def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+    A name the folder does not hold falls through to the bundled templates; a name it holds
+    but that cannot be used (a link out of the folder, a dangling link, a FIFO that would block
+    the read) is an error, never a silent fallback.
+    """
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
+        folder = self.searchpath[0]
+        path = os.path.join(folder, *split_template_path(template))
+        if not os.path.lexists(path):
+            raise TemplateNotFound(template)
+        real = os.path.realpath(path)
+        if os.path.commonpath([os.path.realpath(folder), real]) != os.path.realpath(folder):
+            raise ConfigurationError(f"template {path} leads outside the template folder (to {real})")
         try:
-            source, filename, uptodate = super().get_source(environment, template)
+            info = os.stat(real)
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigurationError(f"template {path} is not a regular file")
+            if info.st_size > MAX_TEMPLATE_BYTES:
+                raise ConfigurationError(
+                    f"template {path} is {info.st_size} bytes; the limit is {MAX_TEMPLATE_BYTES}")
+            with open(real, "rb") as handle:
+                data = handle.read(MAX_TEMPLATE_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigurationError(f"template {path} is a link to nothing ({real})") from None
+        except OSError as exc:
+            raise ConfigurationError(f"template {path} cannot be read: {exc.strerror or exc}") from None
+        if len(data) > MAX_TEMPLATE_BYTES:
+            raise ConfigurationError(f"template {path} is larger than the limit of {MAX_TEMPLATE_BYTES} bytes")
+        try:
+            source = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            where = Path(self.searchpath[0]) / template
-            raise ConfigurationError(f"template {where} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-        size = len(source.encode("utf-8"))
-        if size > MAX_TEMPLATE_BYTES:
-            raise ConfigurationError(
-                f"template {filename} is {size} bytes; the limit is {MAX_TEMPLATE_BYTES}"
-            )
-        return source, filename, uptodate
+            raise ConfigurationError(f"template {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        mtime = info.st_mtime
 
+        def uptodate() -> bool:
+            try:
+                return os.path.getmtime(real) == mtime
+            except OSError:
+                return False
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on the two operators that can exhaust memory."""
+        return source, path, uptodate
 
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "**":
-            if isinstance(right, int) and abs(right) > MAX_EXPONENT:
-                raise OverflowError(f"exponent {right} is larger than {MAX_EXPONENT}")
-            return operator.pow(left, right)
-        for seq, count in ((left, right), (right, left)):
-            if (
-                isinstance(seq, str | list | tuple)
-                and isinstance(count, int)
-                and len(seq) * count > MAX_SEQUENCE_RESULT
-            ):
-                raise OverflowError(f"result longer than {MAX_SEQUENCE_RESULT} items")
-        return operator.mul(left, right)
+    def list_templates(self) -> list[str]:
+        """Every file in the folder and its subfolders, without following links to folders (a
+        link to its own folder would be walked for ever); a linked file is listed, and checked
+        when it is loaded."""
+        folder = self.searchpath[0]
+        found = []
+        for here, _folders, files in os.walk(folder):
+            for file in files:
+                relative = os.path.relpath(os.path.join(here, file), folder)
+                found.append(relative.replace(os.sep, "/"))
+        return sorted(found)
 
 
 class Renderer:
@@ -126,8 +148,8 @@ class Renderer:
         self.override_dir = override_dir
         loaders: list[BaseLoader] = [PackageLoader("notifications", "templates")]
         if override_dir is not None:
-            loaders.insert(0, _SizeLimitedLoader(override_dir))
-        self._env = _Sandbox(
+            loaders.insert(0, _OverrideLoader(override_dir))
+        self._env = bounds.BoundedSandbox(
             loader=ChoiceLoader(loaders),
             # Escape everything except the known plain-text parts: `select_autoescape(["html"])`
             # alone would not match `*.html.j2`, and a new kind of file should fail safe.
@@ -164,7 +186,7 @@ class Renderer:
             return []
         names = sorted(
             name
-            for name in _SizeLimitedLoader(self.override_dir).list_templates()
+            for name in _OverrideLoader(self.override_dir).list_templates()
             if name.endswith(".j2")
         )
         for name in names:
@@ -191,11 +213,19 @@ class Renderer:
             raise ConfigurationError(f"template {where}, line {exc.lineno}: {exc.message}") from exc
         except TemplateNotFound as exc:
             raise ConfigurationError(f"template {exc.name} not found") from exc
+        except (RecursionError, MemoryError, SyntaxError) as exc:
+            # Nesting deep enough to exhaust the parser, or Python's compiler of the result.
+            own = self.override_dir is not None and (self.override_dir / name).exists()
+            place = str(self.override_dir / name) if self.override_dir is not None and own else name
+            raise ConfigurationError(
+                f"template {place} is nested too deeply to compile ({type(exc).__name__})") from None
 
     def _render(self, name: str, data: dict[str, Any]) -> str:
+        """Render one template within the bounds of :mod:`notifications.bounds`."""
         template = self._load(name)
         try:
-            return template.render(data)
+            with bounds.bounded():
+                return template.render(data)
         except ConfigurationError:
             raise
         except (
@@ -205,10 +235,13 @@ class Renderer:
             TypeError,
             ValueError,
             RuntimeError,
+            MemoryError,
         ) as exc:
             where = _template_frame(exc) or template.filename or name
             if isinstance(exc, TemplateNotFound):
                 message = f"{exc.name} not found"
+            elif isinstance(exc, MemoryError):
+                message = "out of memory"
             else:
                 message = getattr(exc, "message", None) or str(exc)
             raise ConfigurationError(f"template {where}: {message}") from exc

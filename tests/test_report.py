@@ -385,7 +385,7 @@ def test_empty_database(loket: Loket, tmp_path: Path) -> None:
     assert json.loads("".join(out))["total"]["open"] == 0
     assert (tmp_path / "leeg.html").stat().st_size > 0
     with pytest.raises(InvalidValue, match="no such folder"):
-        write_page(report, [], tmp_path / "nergens" / "rapport.html")
+        write_page(report, [], tmp_path / "nergens" / "rapport.html", database=None)
 
 
 # -- the page ------------------------------------------------------------------------------
@@ -470,7 +470,7 @@ transitions:
     clock.advance(dt.timedelta(days=3))
     sweep(loket)
     path = tmp_path / "page.html"
-    write_page(gather(loket), loket.latest_types(), path)
+    write_page(gather(loket), loket.latest_types(), path, database=None)
     page = path.read_text(encoding="utf-8")
     assert "onerror=alert('wk')" in page.replace("&#39;", "'")  # it is there, as text...
     assert "<img src=x" not in page  # ...and never as a tag

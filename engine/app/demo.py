@@ -284,7 +284,8 @@ def run_demo(
 
     report = gather(loket)
     page = root / "rapport.html"
-    write_page(report, loket.latest_types(), str(page))
+    write_page(report, loket.latest_types(), str(page),
+               database=loket.engine.url.render_as_string(hide_password=False))
     summary["report"] = str(page.resolve())
     echo("")
     echo(render_text(report))

@@ -326,10 +326,12 @@ def render_page(
     )
 
 
-def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str]) -> int:
-    """Write the page (see :func:`engine.store.outfile.output_file`: a half-written page never
-    replaces a good one, a link or device is written through); its size."""
+def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str], *,
+               database: str | None) -> int:
+    """Write the page (see :func:`engine.store.outfile.output_file`: never over the database
+    at `database`, a half-written page never replaces a good one, a link or device is written
+    through); its size."""
     page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
-    with output_file(str(path), binary=True) as out:
+    with output_file(str(path), database=database, binary=True) as out:
         out.write(page)
     return len(page)

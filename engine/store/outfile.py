@@ -1,24 +1,69 @@
 """Writing a file the user named (`audit export -o`, `report --html`), safely.
 
+Every output a command writes to a name the user gives goes through :func:`output_file`, and
+it takes the database URL: a typo such as `-o loket.db` must never replace the live database.
+The database file and SQLite's companions (`-wal`, `-shm`, `-journal`) are refused whatever
+name reaches them: compared by device and inode, so a hard link, a symbolic link, `./loket.db`
+or an absolute path are all caught; a companion that does not exist yet is compared by its
+resolved path.
+
 A regular file (or a new one) is written to a temporary file beside it and renamed over it
 at the end, so a run that fails half-way leaves the old file as it was and never a truncated
 one. Whatever else stands at the path is written *through*, never replaced: a symbolic link
 is followed to the file it names (the link stays), and a device, pipe or socket
-(`/dev/stdout`, a FIFO a reader waits on) receives the output directly. A folder, a missing
-folder or a file the user may not write is one clear error, not a traceback.
+(`/dev/stdout`, a FIFO a reader waits on) receives the output directly. A FIFO nobody reads is
+waited for a few seconds, not for ever. A folder, a missing folder or a file the user may not
+write is one clear error, not a traceback. A reader that goes away (`| head`) is not turned
+into such an error: the `BrokenPipeError` reaches the caller, which ends quietly.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from engine.errors import InvalidValue
+
+#: How long an output FIFO may stay without a reader before the command gives up.
+FIFO_WAIT_SECONDS = 5.0
+#: The files SQLite keeps beside a database, by the suffix it adds to the database's name.
+COMPANIONS: Final = {"": "the database", "-wal": "the database's write-ahead log",
+                     "-shm": "the database's shared-memory file", "-journal": "the database's journal"}
+
+
+def refuse_database(path: str, database: str | None) -> None:
+    """Raise InvalidValue when writing `path` would write the database `database` (a URL) or
+    one of its companion files. A PostgreSQL database (or None) has no file to protect."""
+    from engine.store.db import sqlite_path
+
+    db = sqlite_path(database) if database else None
+    if db is None:
+        return
+    try:
+        target: os.stat_result | None = os.stat(path)  # through links: what would be written
+    except OSError:
+        target = None
+    resolved = os.path.realpath(path)
+    # SQLite names the companions after the database as opened; newer versions after the
+    # file a link points to. Both are covered.
+    for base in dict.fromkeys((db, os.path.realpath(db))):
+        for suffix, what in COMPANIONS.items():
+            name = base + suffix
+            try:
+                existing = os.stat(name)
+            except OSError:
+                existing = None
+            same_file = (target is not None and existing is not None
+                         and (target.st_dev, target.st_ino) == (existing.st_dev, existing.st_ino))
+            if same_file or resolved == os.path.realpath(name):
+                raise InvalidValue(f"refusing to write {path}: it is {what} ({name})")
 
 
 def _open(where: Path | int, binary: bool) -> IO[Any]:
@@ -32,12 +77,40 @@ def _cannot(path: str, exc: OSError) -> InvalidValue:
     return InvalidValue(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def _reader_gone(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+
+
+def _open_fifo(path: str, binary: bool, wait: float) -> IO[Any]:
+    """Open a FIFO for writing once a reader has it open, or refuse after `wait` seconds.
+
+    A blocking open would wait for ever; without O_NONBLOCK there is no way to give up. The
+    non-blocking open fails with ENXIO while nobody reads, so it is retried until the deadline;
+    once open, the descriptor is made blocking again so that writes wait for a slow reader.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise _cannot(path, exc) from None
+            if time.monotonic() >= deadline:
+                raise InvalidValue(f"cannot write {path}: no reader on the FIFO after {wait:g} seconds") from None
+            time.sleep(0.05)
+    os.set_blocking(fd, True)
+    return _open(fd, binary)
+
+
 @contextmanager
-def output_file(path: str, *, binary: bool = False) -> Iterator[IO[Any]]:
+def output_file(path: str, *, database: str | None, binary: bool = False) -> Iterator[IO[Any]]:
     """Open `path` for writing as described above; the rename happens when the block ends
-    without an exception."""
+    without an exception. `database` is the URL of the database the command has open (None
+    when there is none): its files are refused."""
     if not path or not path.strip():
         raise InvalidValue("the output file name is empty")
+    refuse_database(path, database)
     try:
         mode = os.stat(path).st_mode  # through links: what is written to in the end
     except FileNotFoundError:
@@ -50,13 +123,15 @@ def output_file(path: str, *, binary: bool = False) -> Iterator[IO[Any]]:
         # Opened by the name given: `/dev/stdout` is a link to `/proc/self/fd/1`, which names
         # a pipe by a path that does not exist, but opens fine.
         try:
-            handle = _open(Path(path), binary)
+            handle = _open_fifo(path, binary, FIFO_WAIT_SECONDS) if stat.S_ISFIFO(mode) else _open(Path(path), binary)
         except OSError as exc:
             raise _cannot(path, exc) from None
         try:
             with handle:
                 yield handle
         except OSError as exc:
+            if _reader_gone(exc):
+                raise
             raise _cannot(path, exc) from None
         return
     target = Path(os.path.realpath(path))
