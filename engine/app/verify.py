@@ -78,6 +78,9 @@ class _Setting:
     def __init__(self, loket: Loket, conn: sa.Connection, *, careful: bool) -> None:
         self.loket = loket
         loaded: list[tuple[dt.datetime, WorkingCalendar]] = []
+        # One calendar per set of working days: most organisations loaded change people, not
+        # days, and a calendar remembers what it counted.
+        made: dict[tuple[str, tuple[dt.date, ...]], WorkingCalendar] = {}
         for row in store.organisations(conn, careful=careful):
             if careful and row.damage is not None:
                 raise Broken(f"organisation {row.id}: its stored row is damaged: {row.damage}", None, None)
@@ -87,7 +90,11 @@ class _Setting:
                 raise Broken(f"organisation {row.id}: its stored data is no organisation ({first_line(exc)})",
                              None, None) from None
             # As `Definitions.calendar` makes it from the organisation in force.
-            loaded.append((row.loaded_at, WorkingCalendar(org.timezone, org.closed_days)))
+            days = (org.timezone, tuple(org.closed_days))
+            cal = made.get(days)
+            if cal is None:
+                cal = made[days] = WorkingCalendar(org.timezone, org.closed_days)
+            loaded.append((row.loaded_at, cal))
         self.calendars = Calendars(loaded) if loaded else None
         self.versions: dict[str, list[tuple[dt.datetime, int]]] = {}
         self.prefixes: dict[str, str] = {}
