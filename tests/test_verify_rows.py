@@ -233,3 +233,40 @@ def test_a_write_while_the_seal_verifies_is_sealed_or_left_for_the_next(
     assert result.events == (2 if sqlite else 1)
     assert verify(loket).ok
     other.engine.dispose()
+
+
+def _forge(loket: Loket, ref: str, **fields: Any) -> None:
+    """Append an event with a valid hash, and move the row's head onto it: a forger who
+    recomputes the chain."""
+    from engine.core.history import chain_hash, event_content
+    from engine.store.schema import cases_t, events_t
+
+    with loket.read() as conn:
+        case = conn.execute(sa.select(cases_t).where(cases_t.c.ref == ref)).one()
+    at = case.last_at + dt.timedelta(hours=1)
+    event = {"at": at, "recorded_at": at, "actor": LEAD, "from_state": None, "to_state": None, "trigger": None,
+             "comment": None, "data": None, **fields}
+    seq = case.last_seq + 1
+    digest = chain_hash(event_content(ref=ref, seq=seq, digests=None, **event), case.last_hash)
+    with loket.engine.begin() as conn:
+        conn.execute(sa.insert(events_t).values(case_id=case.id, seq=seq, digests=None, prev_hash=case.last_hash,
+                                                hash=digest, **event))
+        conn.execute(sa.update(cases_t).where(cases_t.c.id == case.id).values(last_seq=seq, last_hash=digest,
+                                                                              last_at=at))
+
+
+def test_a_forged_step_the_type_does_not_have_is_named(loket: Loket) -> None:
+    ref = loket.new_case("bewonersinitiatief", ["title=Straatfeest", "amount=750"], actor=CLERK).ref
+    _forge(loket, ref, action="transition", from_state="ingediend", to_state="toegekend", trigger="toekennen")
+    assert verify(loket).failure == (f"{ref} event 2: the step 'ingediend' → 'toegekend' by 'toekennen' is not one"
+                                     " bewonersinitiatief v1 has from state 'ingediend'")
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({"rung": "9x"}, "data.rung '9x' is no rung"),
+    ({"rung": 2}, "data.rung 2 is no rung"),
+])
+def test_a_forged_firing_that_is_no_rung_is_damage(loket: Loket, data: dict[str, Any], words: str) -> None:
+    ref = loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor=CLERK).ref
+    _forge(loket, ref, action="escalated", actor="system", data=data)
+    assert verify(loket).failure == f"{ref} event 2: its stored row is damaged: {words}"
