@@ -23,7 +23,7 @@ loaded since the last event gives (`next_fire_candidates`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from engine.core import casework
@@ -44,6 +44,8 @@ NOT_REPLAYED = ("id", "ref", "version", "salt")
 """The columns it does not (see the module's docstring)."""
 
 T = TypeVar("T")
+_CREATED = Action.CREATED
+"""Looked up once: every event is compared with it."""
 
 
 class ReplayError(Exception):
@@ -124,7 +126,7 @@ class Replay:
         if not isinstance(data, Mapping):
             raise ReplayError(seq, "data is not an object", damaged=True)
         try:
-            if action == Action.CREATED:
+            if action == _CREATED:
                 self._created(event, data)
             else:
                 case = self._case(seq)
@@ -173,34 +175,10 @@ class Replay:
         self.case = case.apply({"id": self.case_id, **casework.enter_state(rt, cal, case, rt.initial, at)})
 
     def _updates(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-        rt, seq, at, action = self.rt, event["seq"], event["at"], event["action"]
-        if action == Action.TRANSITION:
-            return self._transition(case, event, data)
-        if action == Action.ASSIGNED:
-            assignee = data.get("assignee")
-            if assignee is not None and type(assignee) is not str:
-                raise ReplayError(seq, "data.assignee is not a person's id", damaged=True)
-            return {"assignee": assignee}
-        if action == Action.DATA_CHANGED:
-            return {"data": merged(case.data, data)}
-        if action == Action.SUSPENDED:
-            return {"suspended_at": at, "suspended_manually": True}
-        if action == Action.RESUMED:
-            if case.suspended_at is None:
-                raise ReplayError(seq, "resumed, but the case's clock was running")
-            return casework.resume_clocks(rt, self.calendars.at(at), case, at, state_running=True)
-        if action == Action.EXTENDED:
-            return {"case_due": _instant(seq, data.get("to"))}
-        if action == Action.ESCALATED:
-            return self._escalated(case, seq, data)
-        if action == Action.REDACTED:
-            fields = data.get("fields", [])
-            if type(fields) is not list or not all(type(name) is str for name in fields):
-                raise ReplayError(seq, "data.fields is not a list of field names", damaged=True)
-            return {"data": {k: v for k, v in case.data.items() if k not in fields}, "redacted_at": at}
-        if action == Action.COMMENT:
-            return {}
-        raise ReplayError(seq, f"unknown action {action!r}")
+        apply = _ACTIONS.get(event["action"])
+        if apply is None:
+            raise ReplayError(event["seq"], f"unknown action {event['action']!r}")
+        return apply(self, case, event, data)
 
     def _transition(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
         """`casework.advance` (a person's step, or a timeout the sweep fires); a release of the
@@ -216,7 +194,29 @@ class Replay:
             updates["data"] = merged(case.data, data)
         return updates
 
-    def _escalated(self, case: Case, seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _assigned(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        assignee = data.get("assignee")
+        if assignee is not None and type(assignee) is not str:
+            raise ReplayError(event["seq"], "data.assignee is not a person's id", damaged=True)
+        return {"assignee": assignee}
+
+    def _data_changed(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"data": merged(case.data, data)}
+
+    def _suspended(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        return {"suspended_at": event["at"], "suspended_manually": True}
+
+    def _resumed(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        at = event["at"]
+        if case.suspended_at is None:
+            raise ReplayError(event["seq"], "resumed, but the case's clock was running")
+        return casework.resume_clocks(self.rt, self.calendars.at(at), case, at, state_running=True)
+
+    def _extended(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The new decision deadline is recorded with the extension (`commands.extend`)."""
+        return {"case_due": _instant(event["seq"], data.get("to"))}
+
+    def _escalated(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
         """What the sweep writes for each firing (`engine.app.sweep`)."""
         rung = data.get("rung")
         if type(rung) is str and rung.isdigit():
@@ -225,7 +225,27 @@ class Replay:
             return {"service_fired": True}
         if rung == Rung.LEAD_TIME:
             return {"lead_fired": True}
-        raise ReplayError(seq, f"data.rung {rung!r} is no rung", damaged=True)
+        raise ReplayError(event["seq"], f"data.rung {rung!r} is no rung", damaged=True)
+
+    def _redacted(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """`engine.app.redact`: the personal values go from the row (and the salt, which is not
+        replayed)."""
+        fields = data.get("fields", [])
+        if type(fields) is not list or not all(type(name) is str for name in fields):
+            raise ReplayError(event["seq"], "data.fields is not a list of field names", damaged=True)
+        return {"data": {k: v for k, v in case.data.items() if k not in fields}, "redacted_at": event["at"]}
+
+    def _comment(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+_ACTIONS: dict[str, Callable[[Replay, Case, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]] = {
+    Action.TRANSITION: Replay._transition, Action.ASSIGNED: Replay._assigned,
+    Action.DATA_CHANGED: Replay._data_changed, Action.SUSPENDED: Replay._suspended, Action.RESUMED: Replay._resumed,
+    Action.EXTENDED: Replay._extended, Action.ESCALATED: Replay._escalated, Action.REDACTED: Replay._redacted,
+    Action.COMMENT: Replay._comment,
+}
+"""What each action after `created` does to the row; looked up by the stored word."""
 
 
 def _instant(seq: int, text: Any) -> dt.datetime:
