@@ -2,7 +2,9 @@
 
 The history is generated with the engine's own hashing (`event_content`, `chain_hash`) so
 that verify really checks 1,000,000 valid links: 100,000 cases of 10 events each (created,
-then comments), bulk-inserted with SQLAlchemy Core. Each measurement runs in a fresh child
+then comments), bulk-inserted with SQLAlchemy Core. Each case row is made by the functions
+that make a new case's row (`casework.new_case`, `enter_state`, `next_fire_at`), since verify
+also replays every row from its history. Each measurement runs in a fresh child
 process that reports its own peak resident memory (VmHWM); the baseline in the same run is
 a plain stream of the same rows in the same order, computing nothing. Targets (issue 5):
 constant memory, under 200 MB.
@@ -27,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from common import sample_loket, scratch_postgres  # noqa: E402
 
+from engine.core import casework  # noqa: E402
 from engine.core.history import GENESIS, chain_hash, event_content  # noqa: E402
 from engine.store.schema import cases_t, events_t  # noqa: E402
 
@@ -74,6 +77,7 @@ def build(url: str, cases: int, per_case: int) -> None:
     loket = sample_loket(url, START)
     engine = loket.engine
     version = loket.latest_version("melding")
+    rt, cal = loket.request_type("melding", version), loket.calendar()
     started = time.perf_counter()
     batch_cases: list[dict[str, object]] = []
     batch_events: list[dict[str, object]] = []
@@ -102,14 +106,11 @@ def build(url: str, cases: int, per_case: int) -> None:
             digest = chain_hash(content, prev)
             batch_events.append({"case_id": number, **fields, "digests": None, "prev_hash": prev, "hash": digest})
             prev = digest
-        batch_cases.append({
-            "id": number, "ref": ref, "type_key": "melding", "type_version": version, "state": "ontvangen",
-            "owner": "wijkteam", "assignee": None, "data": data, "created_at": at, "created_by": "c.devries",
-            "state_entered_at": at, "stay": 1, "state_due": None, "service_due": None, "case_due": None,
-            "case_due_limit": None, "next_fire_at": None, "suspended_at": None, "suspended_manually": False,
-            "closed_at": None, "escalation_level": 0, "service_fired": False, "lead_fired": False,
-            "version": 1, "last_seq": per_case, "last_hash": prev, "salt": None, "redacted_at": None,
-        })
+        case = casework.new_case(rt, version, cal, at, ref=ref, actor="c.devries", data=data)
+        case = case.apply({**casework.enter_state(rt, cal, case, rt.initial, at),
+                           "id": number, "last_seq": per_case, "last_hash": prev, "last_at": at})
+        case.next_fire_at = casework.next_fire_at(rt, cal, case)
+        batch_cases.append({name: getattr(case, name) for name in casework.CASE_FIELDS})
         if len(batch_cases) >= 2000:
             flush()
     if batch_cases:

@@ -1,12 +1,17 @@
-"""Checking the history: recompute every chain and name the first event that does not match.
+"""Checking the history: recompute every chain, replay every case row, name the first damage.
 
 Cases and their events are read as two streams in case order and merged, so memory stays
 flat however long the history is. Each case's chain must start at the genesis hash, run
-without gaps, hash to what each row says, and end where the case row says its head is; and
-the case row must hold what its history says — state, assignee and field values replayed from
-the events. That catches an edited, inserted or deleted event, a deleted tail, and a case row
-changed without its event. Seals (`engine.app.seal`) add what no chain can show by itself: a
-whole case deleted, or a history cut back consistently.
+without gaps, hash to what each row says, and end where the case row says its head is. And
+the case row must be exactly what its history replays to (`engine.core.replay`): its state,
+owner, assignee, field values, deadlines, `next_fire_at`, escalation level, creator, type
+version, ... — so that a row changed without its event (an owner, a deadline, a case stopped
+from escalating) is found too. Seals (`engine.app.seal`) add what no chain can show by
+itself: a whole case deleted, or a history cut back consistently.
+
+Damage to the history itself is reported in case order as it is met. A row that disagrees
+with its history is reported only when every chain and seal holds: a history cut back or a
+case deleted leaves rows that disagree too, and the chain or the seal names the cause.
 
 A stored value that cannot be read back (see `engine.store.raw`) is a finding like any other,
 never a crash. The quick pass lets the driver and SQLAlchemy decode as usual; if anything in
@@ -17,13 +22,19 @@ it was, and only a damaged database pays for the careful one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.app.seal import check_seals
-from engine.core.history import GENESIS, chain_hash, event_content, personal_digest
-from engine.core.vocabulary import Action
+import sqlalchemy as sa
+
+from engine.core.calendar import WorkingCalendar
+from engine.core.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
+from engine.core.organisation import parse_organisation
+from engine.core.replay import REPLAYED, Calendars, Replay, ReplayError, maybe_in_force
+from engine.errors import LoketError, first_line
 from engine.store import audit as store
 from engine.store.db import snapshot
 from engine.store.raw import Unreadable, shape
@@ -31,10 +42,8 @@ from engine.store.raw import Unreadable, shape
 if TYPE_CHECKING:
     from engine.app.service import Loket
 
-_CREATED, _TRANSITION, _DATA_CHANGED, _ASSIGNED, _REDACTED = (
-    Action.CREATED, Action.TRANSITION, Action.DATA_CHANGED, Action.ASSIGNED, Action.REDACTED)
-"""Looked up once: reading a member off its enum class costs more than comparing with it,
-and the replay compares every event's action."""
+_COMPARED = tuple(name for name in REPLAYED if name not in ("last_seq", "last_hash"))
+"""The columns compared with the replay; the chain's head is checked with the chain."""
 
 
 @dataclass
@@ -62,18 +71,70 @@ class Broken(Exception):
         self.message, self.ref, self.seq = message, ref, seq
 
 
-@dataclass
-class _Replay:
-    """One case's chain, event by event, and what its row must hold at the end."""
+class _Setting:
+    """What the replays count with besides the events, read once per check: every request
+    type version and every organisation's calendar, each with the time it was loaded."""
 
-    case: Any
-    prev: str = GENESIS
-    seq: int = 0
-    state: str | None = None
-    assignee: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    erased: set[str] = field(default_factory=set)
-    """Personal fields whose value the history no longer holds (only their digest)."""
+    def __init__(self, loket: Loket, conn: sa.Connection, *, careful: bool) -> None:
+        self.loket = loket
+        loaded: list[tuple[dt.datetime, WorkingCalendar]] = []
+        # One calendar per set of working days: most organisations loaded change people, not
+        # days, and a calendar remembers what it counted.
+        made: dict[tuple[str, tuple[dt.date, ...]], WorkingCalendar] = {}
+        for row in store.organisations(conn, careful=careful):
+            if careful and row.damage is not None:
+                raise Broken(f"organisation {row.id}: its stored row is damaged: {row.damage}", None, None)
+            try:
+                org = parse_organisation(row.data, f"organisation {row.id}")
+            except LoketError as exc:
+                raise Broken(f"organisation {row.id}: its stored data is no organisation ({first_line(exc)})",
+                             None, None) from None
+            # As `Definitions.calendar` makes it from the organisation in force.
+            days = (org.timezone, tuple(org.closed_days))
+            cal = made.get(days)
+            if cal is None:
+                cal = made[days] = WorkingCalendar(org.timezone, org.closed_days)
+            loaded.append((row.loaded_at, cal))
+        self.calendars = Calendars(loaded) if loaded else None
+        self.versions: dict[str, list[tuple[dt.datetime, int]]] = {}
+        self.prefixes: dict[str, str] = {}
+        for row in store.type_versions(conn, careful=careful):
+            if careful and row.damage is not None:
+                raise Broken(f"request type row {row.id}: its stored row is damaged: {row.damage}", None, None)
+            self.versions.setdefault(row.key, []).append((row.loaded_at, row.version))
+            self.prefixes[row.prefix] = row.key
+        for versions in self.versions.values():
+            versions.sort(key=lambda loaded: loaded[1])
+
+    def replay(self, case: Any, first: Any) -> Replay:
+        """The replay of a case, on the version of its type in force when it was made
+        (`Loket.new_case` takes the newest): the type is the one whose prefix its reference
+        has. The row's version is taken where it may have been the one in force."""
+        ref = case.ref
+        key = self.prefixes.get(ref.split("-", 1)[0])
+        if key is None:
+            raise Broken(f"{ref}: no request type has the prefix of its reference", ref, None)
+        if self.calendars is None:
+            raise Broken(f"{ref}: no organisation is stored to count its deadlines on", ref, None)
+        versions = maybe_in_force(self.versions[key], first["at"])
+        version = case.type_version if case.type_version in versions else versions[0]
+        try:
+            rt = self.loket.request_type(key, version)
+        except LoketError as exc:
+            raise Broken(f"{ref}: its request type {key} v{version} cannot be read ({first_line(exc)})",
+                         ref, None) from None
+        return Replay(rt, version, self.calendars, ref=ref, case_id=case.id)
+
+
+class _Chain:
+    """One case's chain, event by event, and the row its history replays to."""
+
+    def __init__(self, case: Any, setting: _Setting) -> None:
+        self.case, self.setting = case, setting
+        self.prev, self.seq = GENESIS, 0
+        self.replay: Replay | None = None
+        self.erased: dict[str, str] = {}
+        """The digest of each personal value the history no longer holds (erased from an event)."""
 
     def start(self) -> None:
         """Before the first event: the quick pass has nothing to check here."""
@@ -106,57 +167,94 @@ class _Replay:
         )
         if chain_hash(content, self.prev) != ev["hash"]:
             raise Broken(f"{ref} event {seq}: its content does not match its hash (edited)", ref, seq)
-        self.erased.update(name for name in digests if name not in data)
+        for name, digest in digests.items():
+            if name in data:
+                self.erased.pop(name, None)
+            else:
+                self.erased[name] = digest
         self.prev, self.seq = ev["hash"], seq
-        if ev["to_state"] is not None:
-            self.state = ev["to_state"]
-        self._apply(ev["action"], data)
+        if self.replay is None:
+            self.replay = self.setting.replay(self.case, ev)
+        try:
+            self.replay.feed(ev)
+        except ReplayError as exc:
+            damaged = "its stored row is damaged: " if exc.damaged else ""
+            raise Broken(f"{ref} event {seq}: {damaged}{exc.what}", ref, seq) from None
 
-    def _apply(self, action: str, data: dict[str, Any]) -> None:
-        if action == _CREATED:
-            self.data = dict(data)
-        elif action in (_TRANSITION, _DATA_CHANGED):
-            for name, value in data.items():
-                if value is None:
-                    self.data.pop(name, None)
-                else:
-                    self.data[name] = value
-        elif action == _ASSIGNED:
-            self.assignee = data.get("assignee")
-        elif action == _REDACTED:
-            fields = data.get("fields", [])
-            if type(fields) is not list or not all(type(name) is str for name in fields):
-                raise Broken(f"{self.case.ref} event {self.seq}: its stored row is damaged: "
-                             "data.fields is not a list of field names", self.case.ref, self.seq)
-            for name in fields:
-                self.data.pop(name, None)
-
-    def close(self) -> None:
+    def close(self) -> Broken | None:
+        """Damage to the chain's end or the row is raised; a row that disagrees with its
+        history is returned, to be reported once every chain and seal is known to hold."""
         case, ref = self.case, self.case.ref
-        if self.seq == 0:
+        if self.seq == 0 or self.replay is None:
             raise Broken(f"{ref}: its whole history is missing", ref, None)
-        if case.last_seq != self.seq or case.last_hash != self.prev:
-            raise Broken(f"{ref}: the case row says its history ends at event {case.last_seq}, "
-                         f"but the chain ends at event {self.seq}: events were deleted or added", ref, self.seq)
-        if case.state != self.state:
-            raise Broken(f"{ref}: the case is in state '{case.state}' but its history ends in "
-                         f"'{self.state}'", ref, self.seq)
-        if case.assignee != self.assignee:
-            raise Broken(f"{ref}: the case is assigned to {case.assignee!r} but its history says "
-                         f"{self.assignee!r}", ref, self.seq)
-        row = case.data
-        if type(row) is not dict:
-            if row is not None:
-                raise Broken(f"{ref}: its case row is damaged: data {shape(row)}", ref, self.seq)
-            row = {}
-        changed = sorted(k for k in {*row, *self.data} if row.get(k) != self.data.get(k)
-                         and not (k in self.erased and k not in self.data))
-        if changed:
-            raise Broken(f"{ref}: field(s) {', '.join(changed)} differ from what its history says",
+        if case.last_seq != self.seq:
+            raise Broken(f"{ref}: the case row says its history ends at event {case.last_seq}, but the chain ends"
+                         f" at event {self.seq}: events were deleted or added, or the row's last_seq changed",
                          ref, self.seq)
+        if case.last_hash != self.prev:
+            raise Broken(f"{ref}: the case row says last_hash {str(case.last_hash)[:12]}… but its chain ends with"
+                         f" {self.prev[:12]}… at event {self.seq}: the last event was replaced, or the row changed",
+                         ref, self.seq)
+        if type(case.data) is not dict and case.data is not None:
+            raise Broken(f"{ref}: its case row is damaged: data {shape(case.data)}", ref, self.seq)
+        differ = _differences(case, self.replay, self.erased)
+        if not differ:
+            return None
+        return Broken(_disagreement(case, self.replay.result(), differ, self.erased), ref, self.seq)
 
 
-class _CarefulReplay(_Replay):
+def _differences(row: Any, replay: Replay, erased: dict[str, str]) -> list[str]:
+    """The columns in which the row differs from its replay, in the order they are reported.
+
+    A personal value the history no longer holds (only its digest) may still be on the row
+    if it is the value that digest was made of (under the row's salt).
+    """
+    replayed = replay.result()
+    differ = [name for name in _COMPARED if getattr(row, name) != getattr(replayed, name)]
+    if "data" in differ and not _fields_differ(row, replayed.data, erased):
+        differ.remove("data")
+    if "next_fire_at" in differ and row.next_fire_at in replay.next_fire_candidates():
+        differ.remove("next_fire_at")
+    return differ
+
+
+def _fields_differ(row: Any, replayed: dict[str, Any], erased: dict[str, str]) -> list[str]:
+    data = row.data or {}
+    salt = row.salt
+    return sorted(k for k in {*data, *replayed} if data.get(k) != replayed.get(k) and not (
+        k in erased and k not in replayed and salt and personal_digest(salt, k, data[k]) == erased[k]))
+
+
+def _disagreement(row: Any, replayed: Any, differ: list[str], erased: dict[str, str]) -> str:
+    """What a row that disagrees with its history says, without a personal value: the first
+    column that differs with both values, field values by name only, then the others."""
+    ref, first, *more = row.ref, *differ
+    if first == "state":
+        said = f"the case is in state '{row.state}' but its history ends in '{replayed.state}'"
+    elif first == "assignee":
+        said = f"the case is assigned to {row.assignee!r} but its history says {replayed.assignee!r}"
+    elif first == "data":
+        said = f"field(s) {', '.join(_fields_differ(row, replayed.data, erased))} differ from what its history says"
+    else:
+        said = (f"the case row says {first} {_shown(getattr(row, first))} but its history replays to"
+                f" {_shown(getattr(replayed, first))}")
+    also = f" (also: {', '.join(more)})" if more else ""
+    return f"{ref}: {said}{also}"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return timestamp(value) or ""
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+class _CarefulChain(_Chain):
     """The same replay over rows from the careful pass, which may carry damage."""
 
     def start(self) -> None:
@@ -174,11 +272,90 @@ class _CarefulReplay(_Replay):
         super().feed(ev)
 
 
+# -- seals -------------------------------------------------------------------------------------
+
+
+def heads_digest(heads: Iterable[Sequence[Any]], prev_digest: str) -> tuple[str, int, int]:
+    """A seal's digest: SHA-256 over the previous seal's digest and every (case id, ref, seq,
+    hash) head it records, in case order; and how many cases and events that covers."""
+    h = hashlib.sha256(prev_digest.encode())
+    cases = events = 0
+    for case_id, ref, seq, head in heads:
+        h.update(f"{case_id}:{ref}:{seq}:{head}\n".encode())
+        cases += 1
+        events += seq
+    return h.hexdigest(), cases, events
+
+
+class DamagedHead(Exception):
+    """A head that cannot be read back: the case it belongs to, and what is wrong with it."""
+
+    def __init__(self, case_id: Any, damage: str) -> None:
+        super().__init__(damage)
+        self.case_id, self.damage = case_id, damage
+
+
+def careful_heads(rows: Iterable[tuple[dict[str, Any], str | None]], id_column: str) -> Iterator[tuple[Any, ...]]:
+    """Heads read raw (`engine.store.audit`), each (values, damage): the first damaged one
+    raises DamagedHead."""
+    for values, damage in rows:
+        if damage is not None:
+            raise DamagedHead(values[id_column], damage)
+        yield tuple(values.values())
+
+
+def check_seals(conn: sa.Connection, *, careful: bool = False) -> tuple[str, str | None, int | None] | None:
+    """What is wrong with the seals, as (message, ref, seq), or None if nothing is: their own
+    chain, the last seal's recorded heads, and whether the history still holds each of them."""
+    seals = store.seals(conn, careful=careful)
+    prev = GENESIS
+    for row in seals:
+        if careful and row.damage is not None:
+            return (f"seal {row.id}: its stored row is damaged: {row.damage}", None, None)
+        if row.prev_digest != prev:
+            return (f"seal {row.id}: it does not follow seal before it (seals were removed or edited)", None, None)
+        prev = row.digest
+    if not seals:
+        return None
+    last = seals[-1]
+    heads: Iterable[Sequence[Any]] = (careful_heads(store.careful_sealed_heads(conn, last.id), "case_id") if careful
+                                      else store.sealed_heads(conn, last.id))
+    try:
+        digest, cases, _events = heads_digest(heads, last.prev_digest)
+    except DamagedHead as head:
+        return (f"seal {last.id}: the head it records for case id {head.case_id} is damaged: {head.damage}",
+                None, None)
+    if digest != last.digest or cases != last.cases:
+        return (f"seal {last.id}: its recorded chain heads were altered", None, None)
+    missing = store.first_unkept_head(conn, last.id)
+    if missing is None:
+        return None
+    if missing.case_row is None:
+        return (f"{missing.ref}: the case was deleted after seal {last.id}", missing.ref, None)
+    if missing.event_hash is None:
+        return (f"{missing.ref}: its history was cut after seal {last.id} (event {missing.seq} is gone)",
+                missing.ref, missing.seq)
+    return (f"{missing.ref} event {missing.seq}: differs from what seal {last.id} recorded",
+            missing.ref, missing.seq)
+
+
 def _orphan(ev: Any) -> Broken:
     seq = ev["seq"] if type(ev["seq"]) is int else None
     if ev.get("lost"):
         return Broken(f"event row {ev['id']} is damaged: {ev['damage']}", None, seq)
     return Broken(f"event {ev['seq']} belongs to case id {ev['case_id']}, which does not exist", None, seq)
+
+
+def replay_of(loket: Loket, ref: str) -> Replay:
+    """Case REF's history replayed as verify replays it (see `check`): its `result()` is the
+    row it must be."""
+    case, events = loket.history(ref)
+    with snapshot(loket.engine) as conn:
+        setting = _Setting(loket, conn, careful=False)
+    replay = setting.replay(case, events[0])
+    for event in events:
+        replay.feed(event)
+    return replay
 
 
 def verify(loket: Loket) -> VerifyResult:
@@ -191,37 +368,48 @@ def verify(loket: Loket) -> VerifyResult:
 
 
 def _verify(loket: Loket, *, careful: bool) -> VerifyResult:
-    result = VerifyResult()
     with snapshot(loket.engine) as conn:
-        result.cases = store.count_cases(conn)
-        cases: Iterable[Any]
-        events: Iterator[Any]
-        replay_type: type[_Replay]
-        if careful:
-            cases, events, replay_type = store.careful_cases(conn), store.careful_events(conn), _CarefulReplay
-        else:
-            cases, events, replay_type = store.chain_cases(conn), store.chain_events(conn), _Replay
-        pending = next(events, None)
-        try:
-            for case in cases:
-                if pending is not None and pending["case_id"] < case.id:
-                    raise _orphan(pending)
-                replay = replay_type(case)
-                replay.start()
-                while pending is not None and pending["case_id"] == case.id:
-                    result.events += 1
-                    replay.feed(pending)
-                    pending = next(events, None)
-                replay.close()
-            if pending is not None:
-                raise _orphan(pending)
-            problem = check_seals(conn, careful=careful)
-            if problem is not None:
-                raise Broken(*problem)
-        except Broken as broken:
-            if not careful and not (type(broken.ref) in (str, type(None)) and type(broken.seq) in (int, type(None))):
-                # Named by a value that is itself damaged (a ref stored as binary data, say).
-                raise Unreadable(broken.message) from None
-            result.failure, result.ref, result.seq = broken.message, broken.ref, broken.seq
-    return result
+        return check(loket, conn, careful=careful)
 
+
+def check(loket: Loket, conn: sa.Connection, *, careful: bool = False) -> VerifyResult:
+    """Verify what `conn` sees (one snapshot: `engine.store.db.snapshot`, or the transaction
+    of a seal). The quick pass raises what it cannot decode; `verify` then reads carefully."""
+    result = VerifyResult()
+    result.cases = store.count_cases(conn)
+    cases: Iterable[Any]
+    events: Iterator[Any]
+    chain_type: type[_Chain]
+    if careful:
+        cases, events, chain_type = store.careful_cases(conn), store.careful_events(conn), _CarefulChain
+    else:
+        cases, events, chain_type = store.chain_cases(conn), store.chain_events(conn), _Chain
+    disagreement: Broken | None = None
+    try:
+        setting = _Setting(loket, conn, careful=careful)
+        pending = next(events, None)
+        for case in cases:
+            if pending is not None and pending["case_id"] < case.id:
+                raise _orphan(pending)
+            chain = chain_type(case, setting)
+            chain.start()
+            while pending is not None and pending["case_id"] == case.id:
+                result.events += 1
+                chain.feed(pending)
+                pending = next(events, None)
+            found = chain.close()
+            if disagreement is None:
+                disagreement = found
+        if pending is not None:
+            raise _orphan(pending)
+        problem = check_seals(conn, careful=careful)
+        if problem is not None:
+            raise Broken(*problem)
+        if disagreement is not None:
+            raise disagreement
+    except Broken as broken:
+        if not careful and not (type(broken.ref) in (str, type(None)) and type(broken.seq) in (int, type(None))):
+            # Named by a value that is itself damaged (a ref stored as binary data, say).
+            raise Unreadable(broken.message) from None
+        result.failure, result.ref, result.seq = broken.message, broken.ref, broken.seq
+    return result

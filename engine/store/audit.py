@@ -16,8 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.raw import INT, JSON, TEXT, TIME, RawReader
-from engine.store.schema import cases_t, events_t, seal_heads_t, seals_t
+from engine.core.replay import REPLAYED
+from engine.store.raw import BOOL, INT, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
+from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t
 
 CASE_BATCH = 2000
 EVENT_BATCH = 5000
@@ -26,8 +27,19 @@ EVENT_BATCH = 5000
 _EVENT_COLUMNS = {"case_id": INT, "seq": INT, "at": TIME, "recorded_at": TIME, "actor": TEXT,
                   "action": TEXT, "from_state": TEXT, "to_state": TEXT, "trigger": TEXT,
                   "comment": TEXT, "data": JSON, "digests": JSON, "prev_hash": TEXT, "hash": TEXT}
-_CASE_COLUMNS = {"ref": TEXT, "state": TEXT, "assignee": TEXT, "data": JSON, "salt": TEXT,
-                 "last_seq": INT, "last_hash": TEXT}
+_KINDS = {"ref": TEXT, "type_key": TEXT, "type_version": INT, "state": TEXT, "owner": TEXT, "assignee": TEXT,
+          "data": JSON, "created_at": TIME, "created_by": TEXT, "state_entered_at": TIME, "stay": INT,
+          "state_due": TIME_OR_NULL, "service_due": TIME_OR_NULL, "case_due": TIME_OR_NULL,
+          "case_due_limit": TIME_OR_NULL, "next_fire_at": TIME_OR_NULL, "suspended_at": TIME_OR_NULL,
+          "suspended_manually": BOOL, "closed_at": TIME_OR_NULL, "escalation_level": INT, "service_fired": BOOL,
+          "lead_fired": BOOL, "last_seq": INT, "last_hash": TEXT, "salt": TEXT, "redacted_at": TIME_OR_NULL,
+          "last_at": TIME_OR_NULL}
+_CASE_NAMES = ("id", "ref", "salt", *REPLAYED)
+"""What the check reads of a case row: what its history decides, and where it is joined to it."""
+_CASE_COLUMNS = {name: _KINDS[name] for name in _CASE_NAMES if name != "id"}
+_HEAD_CASE_COLUMNS = {"id": INT, "ref": TEXT, "last_seq": INT, "last_hash": TEXT}
+_ORGANISATION_COLUMNS = {"loaded_at": TIME, "data": JSON}
+_TYPE_COLUMNS = {"key": TEXT, "version": INT, "prefix": TEXT, "loaded_at": TIME}
 _EXPORT_CASE_COLUMNS = {"ref": TEXT, "type_key": TEXT, "type_version": INT}
 _SEAL_COLUMNS = {"prev_digest": TEXT, "digest": TEXT, "cases": INT}
 _HEAD_COLUMNS = {"case_id": INT, "ref": TEXT, "seq": INT, "hash": TEXT}
@@ -41,10 +53,9 @@ def count_cases(conn: sa.Connection) -> int:
 
 
 def chain_cases(conn: sa.Connection) -> Iterable[Any]:
-    """Every case row, as far as its chain decides it, in id order."""
-    c = cases_t.c
+    """Every case row, as far as its history decides it, in id order."""
     return conn.execute(
-        sa.select(c.id, c.ref, c.state, c.assignee, c.data, c.salt, c.last_seq, c.last_hash).order_by(c.id),
+        sa.select(*(cases_t.c[name] for name in _CASE_NAMES)).order_by(cases_t.c.id),
         execution_options={"yield_per": CASE_BATCH},
     )
 
@@ -84,7 +95,41 @@ def careful_cases(conn: sa.Connection) -> Iterator[SimpleNamespace]:
         yield SimpleNamespace(id=row[0], damage=damage, **values)
 
 
+def _careful_rows(conn: sa.Connection, table: sa.Table, kinds: dict[str, str], order: Any) -> list[SimpleNamespace]:
+    reader = RawReader(conn, table, kinds)
+    found = []
+    for row in conn.execute(sa.select(table.c.id, *reader.exprs).order_by(order)):
+        values, damage = reader.decode(row, 1)
+        found.append(SimpleNamespace(id=row[0], damage=damage, **values))
+    return found
+
+
+def organisations(conn: sa.Connection, *, careful: bool) -> list[Any]:
+    """Every organisation loaded (id, loaded_at, data), in load order; careful, each with its
+    `damage`. The calendar a deadline was counted on is the one in force when it was written."""
+    o = organisation_t.c
+    if careful:
+        return _careful_rows(conn, organisation_t, _ORGANISATION_COLUMNS, o.id)
+    return list(conn.execute(sa.select(o.id, o.loaded_at, o.data).order_by(o.id)).all())
+
+
+def type_versions(conn: sa.Connection, *, careful: bool) -> list[Any]:
+    """Every request type version loaded (id, key, version, prefix, loaded_at), in load order;
+    careful, each with its `damage`."""
+    t = request_type_t.c
+    if careful:
+        return _careful_rows(conn, request_type_t, _TYPE_COLUMNS, t.id)
+    return list(conn.execute(sa.select(t.id, t.key, t.version, t.prefix, t.loaded_at).order_by(t.id)).all())
+
+
 # -- seals -----------------------------------------------------------------------------------
+
+
+def lock_seals(conn: sa.Connection) -> None:
+    """Make seals wait for each other on PostgreSQL (each must follow the one before it); as
+    the transaction's first statement, before its snapshot is taken. SQLite has one writer."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE audit_seal IN SHARE ROW EXCLUSIVE MODE")
 
 
 def last_seal_digest(conn: sa.Connection) -> str | None:
@@ -108,6 +153,21 @@ def start_seal(conn: sa.Connection, sealed_at: dt.datetime, prev_digest: str) ->
 def finish_seal(conn: sa.Connection, seal_id: int, digest: str, cases: int, events: int) -> None:
     conn.execute(sa.update(seals_t).where(seals_t.c.id == seal_id)
                  .values(digest=digest, cases=cases, events=events))
+
+
+def case_heads(conn: sa.Connection) -> Iterable[Any]:
+    """(id, ref, last_seq, last_hash) of every case row, in id order: what a seal records."""
+    c = cases_t.c
+    return conn.execute(sa.select(c.id, c.ref, c.last_seq, c.last_hash).order_by(c.id),
+                        execution_options={"yield_per": EVENT_BATCH})
+
+
+def careful_case_heads(conn: sa.Connection) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The heads as `case_heads` reads them, each as its values and its damage."""
+    reader = RawReader(conn, cases_t, _HEAD_CASE_COLUMNS)
+    for row in conn.execute(sa.select(*reader.exprs).order_by(cases_t.c.id),
+                            execution_options={"yield_per": EVENT_BATCH}):
+        yield reader.decode(row)
 
 
 def sealed_heads(conn: sa.Connection, seal_id: int) -> Iterable[Any]:

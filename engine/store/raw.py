@@ -20,6 +20,11 @@ import sqlalchemy as sa
 
 INT, TEXT, JSON, TIME = "int", "text", "json", "time"
 """What a checked column must hold. JSON here is always an object or null; a time is never null."""
+TIME_OR_NULL, BOOL = "time-or-null", "bool"
+"""A time that may be null (a deadline, say); true or false (SQLite stores 1 or 0)."""
+_OUTSIDE = "outside"
+"""What PostgreSQL's raw read of a time that may be null gives for one Python cannot hold."""
+_NO_TIME = "holds no time that can be read (infinite, or outside the years 1 to 9999)"
 
 _FIRST_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 _LAST_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
@@ -71,8 +76,19 @@ def decode_value(kind: str, value: Any) -> Any:
         if decoded is not None and type(decoded) is not dict:
             raise Unreadable(shape(decoded))
         return decoded
+    if kind == BOOL:
+        if type(value) is bool:
+            return value
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        raise Unreadable(f"holds {_show(value)}, not true or false")
+    if kind == TIME_OR_NULL:
+        if value is None:
+            return None
+        if value == _OUTSIDE:
+            raise Unreadable(_NO_TIME)
     if value is None:
-        raise Unreadable("holds no time that can be read (infinite, or outside the years 1 to 9999)")
+        raise Unreadable(_NO_TIME)
     if type(value) is str:
         try:
             # Exactly as UTCDateTime reads SQLite's text; PostgreSQL's is formatted the same way.
@@ -117,6 +133,10 @@ class RawReader:
                 # Python holds the years 1 to 9999 only: infinity and the rest come back as NULL.
                 text = sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD HH24:MI:SS.US")
                 self.exprs.append(sa.case((col.between(_FIRST_TIME, _LAST_TIME), text)))
+            elif kind == TIME_OR_NULL:
+                text = sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD HH24:MI:SS.US")
+                self.exprs.append(sa.case((col.between(_FIRST_TIME, _LAST_TIME), text),
+                                          (col.is_not(None), sa.literal(_OUTSIDE))))
             else:
                 self.exprs.append(col)
 
