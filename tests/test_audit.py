@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from conftest import run_cli
 
 from engine.app.export import export
-from engine.app.maintenance import maintain
+from engine.app.maintenance import run as run_maintenance
 from engine.app.redact import redact
 from engine.app.seal import seal
 from engine.app.service import Loket
@@ -228,8 +228,13 @@ def test_redacted_bytes_are_gone_from_the_postgresql_table_files(pg_url: str, cl
     for ref in refs:
         redact(loket, ref, "bewaartermijn", actor=HEAD)
     # The redaction erases the rows; the old row versions leave the files when the tables
-    # are rewritten, which the worker's maintenance does (test_erasure.py times both).
-    maintain(loket)
+    # are rewritten, which the worker's maintenance does (test_erasure.py times both). A run
+    # that meets another session on the tables (autovacuum, on a busy machine) defers to the
+    # next one, as the worker's would.
+    for _ in range(10):
+        done = run_maintenance(loket)
+        if done is None or done.clean:
+            break
     with loket.engine.connect() as conn:
         conn.exec_driver_sql("CHECKPOINT")
         paths = [conn.execute(sa.text("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(:t)"),
