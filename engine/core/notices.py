@@ -71,6 +71,9 @@ class FiringFacts:
     """The state a timeout moved the case to."""
     to_unit_name: str | None = None
     """The unit owning that state."""
+    summary: list[list[str]] | None = None
+    """What the case is about: ``[label, value]`` of the type's `summary` fields (never a
+    personal field), as they stood when it fired; not recorded by early versions."""
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: every field, except those not recorded (``None`` and not nullable)."""
@@ -100,6 +103,73 @@ _REQUIRED = ("municipality", "recipient_name", "ref", "type_title", "state_label
              "assignee_name", "command", "case_id", "rung")
 
 
+@dataclass(frozen=True, kw_only=True)
+class EventFacts:
+    """What an email about one event of a case tells (a hand-over, an assignment, an
+    acknowledgement to the resident, ...), fixed when the event was written; stored as JSON in
+    the outbox row's ``context`` like :class:`FiringFacts`.
+
+    Messages to residents never name a civil servant nor show internal keys: for them
+    ``actor_name`` and ``comment`` are ``None``, and the unit (with its mailbox) is the contact.
+    """
+
+    municipality: str
+    ref: str
+    case_id: int
+    event_seq: int
+    """The number of the event that made the row (the email may show the history up to it)."""
+    event: str
+    """The :class:`~engine.core.vocabulary.NoticeEvent` the rule matched."""
+    audience: str
+    """``"resident"`` or ``"staff"``: decides the wording, and what may be shown."""
+    recipient_name: str | None
+    """The person's or unit's name for staff; ``None`` for a resident (their name may be personal)."""
+    type_title: str
+    summary: list[list[str]]
+    """``[label, value]`` of the type's `summary` fields (never personal ones)."""
+    state_label: str
+    """The state the case is in after the event."""
+    unit_name: str
+    """The unit holding the case after the event ("" once closed: then the unit that closed it)."""
+    unit_email: str | None = None
+    """That unit's mailbox, when the organisation file gives one: the resident's contact."""
+    from_unit_name: str | None = None
+    """For a hand-over: the unit the case came from."""
+    actor_name: str | None = None
+    """Staff only: who did it, by name (``None`` for the system or for residents)."""
+    comment: str | None = None
+    """Staff only: the comment given with the step."""
+    reason: str | None = None
+    """For an extension or suspension: the reason given (told to the resident, Awb 4:14)."""
+    decision_due: str | None = None
+    """The decision date (the case's lead-time deadline) after the event, as a chain timestamp."""
+    previous_due: str | None = None
+    """For an extension: the decision date before it."""
+    state_due: str | None = None
+    """The deadline in the state the case is in now (staff messages)."""
+    outcome: str | None = None
+    """For `closed`: the final state's outcome word (granted, rejected, withdrawn, done), if any."""
+    command: str | None = None
+    """Staff only: the command that opens the case."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: every field that has a value (``summary`` always)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EventFacts:
+        missing = [name for name in _EVENT_REQUIRED if name not in data]
+        if missing:
+            raise InvalidValue(f"the stored facts of the event lack {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+
+_EVENT_REQUIRED = ("municipality", "ref", "case_id", "event_seq", "event", "audience", "type_title",
+                   "summary", "state_label", "unit_name")
+
+
 @dataclass(frozen=True)
 class Notice:
     """The email a firing asks for: to whom, in which language, and what it tells.
@@ -117,7 +187,7 @@ class Notice:
     to_name: str
     subject: str
     """A short subject for listings; the delivered message carries its rendered template's."""
-    facts: FiringFacts
+    facts: FiringFacts | EventFacts
 
 
 def notice_of(

@@ -51,6 +51,42 @@ class MailKind(StrEnum):
     ESCALATION = "escalation"
     TIMEOUT = "timeout"
     DELIVERY_FAILED = "delivery_failed"
+    # To the resident who applied (the type's `contact` field): plain Dutch (B1) or English.
+    RESIDENT_CREATED = "resident_created"
+    """Ontvangstbevestiging (Awb 4:3a): the reference and, with a lead time, the decision date."""
+    RESIDENT_EXTENDED = "resident_extended"
+    """Verdaging (Awb 4:14): the new decision date and the reason."""
+    RESIDENT_SUSPENDED = "resident_suspended"
+    """Opschorting: what is awaited, and that the decision date moves."""
+    RESIDENT_RESUMED = "resident_resumed"
+    """The clock runs again: the decision date as it now stands."""
+    RESIDENT_CLOSED = "resident_closed"
+    """The request is decided (or otherwise ended): the outcome."""
+    RESIDENT_UPDATE = "resident_update"
+    """Any other rule addressed to the resident (`{state: S}`, `{trigger: T}`, ...)."""
+    # To staff and administrators: what the case is about and what is asked of the reader.
+    HANDED_OVER = "handed_over"
+    """The case now lies with the reader's unit: from whom, with what comment, until when."""
+    ASSIGNED = "assigned"
+    """Someone else gave the reader a case."""
+    CASE_UPDATE = "case_update"
+    """Any other rule addressed to staff (`{state: S}`, `{trigger: T}`, `closed`, ...)."""
+
+
+class NoticeEvent(StrEnum):
+    """What a notification rule (`notify: [{on: ...}]`) listens for."""
+
+    CREATED = "created"
+    HANDED_OVER = "handed_over"
+    ASSIGNED = "assigned"
+    SUSPENDED = "suspended"
+    RESUMED = "resumed"
+    EXTENDED = "extended"
+    CLOSED = "closed"
+    STATE = "state"
+    """`{state: S}`: the case entered state S."""
+    TRIGGER = "trigger"
+    """`{trigger: T}`: step T was taken."""
 
 
 class OutboxStatus(StrEnum):
