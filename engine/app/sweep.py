@@ -5,7 +5,8 @@ write), so its cost follows the cases that fire, not the cases that are open. Ca
 claimed in batches with `FOR UPDATE SKIP LOCKED` on PostgreSQL — several sweeps on several
 machines split the work — and under SQLite's write lock elsewhere. Each case's firings, their
 `escalated` events, the escalation rows (unique per case, stay and rung) and the outbox rows
-are written in one transaction: a sweep killed at any moment leaves either all or nothing of a
+(the firings' own, and those of the events a timeout's step makes, such as a hand-over) are
+written in one transaction: a sweep killed at any moment leaves either all or nothing of a
 batch, and the next sweep finishes the work. A batch goes to the database in a few bulk
 statements, so its cost is the firings' work, not a round trip per case.
 """

@@ -76,10 +76,10 @@ def parse_notify(
         # A broken contact is reported once, where it is written, not again by each rule.
         recipient = partial(_check_recipient, check, "contact" in root, portfolio, org)
         rules = _rules(check, root.get("notify"), states, triggers, recipient)
-    return contact, summary, index(rules, with_defaults=contact is not None)
+    return contact, summary, _index(rules, with_defaults=contact is not None)
 
 
-def index(rules: list[NotifyRule], *, with_defaults: bool) -> Notify:
+def _index(rules: list[NotifyRule], *, with_defaults: bool) -> Notify:
     """Whom each event reaches: the resident's defaults (`with_defaults`), less those a rule
     switches off, and every enabled rule, each recipient once."""
     listeners: dict[Listening, list[str]] = {}
@@ -92,7 +92,9 @@ def index(rules: list[NotifyRule], *, with_defaults: bool) -> Notify:
         if not rule.enabled:
             continue
         named = listeners.setdefault((rule.event, rule.target), [])
-        named.extend(r for r in rule.to if r not in named)
+        for recipient in rule.to:
+            if recipient not in named:
+                named.append(recipient)
     return Notify(tuple(rules), {key: tuple(value) for key, value in listeners.items() if value})
 
 
