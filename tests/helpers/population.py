@@ -93,7 +93,7 @@ def mails(loket: Loket) -> dict[str, tuple[str, str]]:
     with loket.read() as conn:
         rows = conn.execute(sa.select(outbox_t.c.key, outbox_t.c.kind, outbox_t.c.to_email)).all()
     assert len({key for key, _, _ in rows}) == len(rows)
-    return {key: (kind, to) for key, kind, to in rows if kind in FiringKind}
+    return {key: (kind, to) for key, kind, to in rows if kind in set(FiringKind)}
 
 
 def expected_mails(loket: Loket, predicted: dict[str, Any]) -> dict[str, str | None]:
