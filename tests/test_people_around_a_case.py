@@ -300,9 +300,15 @@ def test_redaction_erases_the_resident_from_the_outbox_down_to_the_bytes(
         assert "files: " + maintenance.GONE in out
         assert _sqlite_files_holding(tmp_path, MAIL) == [] and _sqlite_files_holding(tmp_path, SECRET) == []
     else:
-        for _ in range(20):  # other sessions of a busy test machine may hold it up a moment
-            if maintenance.maintain(loket) in (maintenance.PG_REWRITTEN, None):
+        # The worker's maintenance rewrites the tables; a run that meets another session on
+        # them (autovacuum, on a busy machine) defers to the next one, as the worker's would.
+        done = maintenance.run(loket)
+        for _ in range(30):
+            assert done is not None
+            if done.clean:
                 break
+            done = maintenance.run(loket)
+        assert done is not None and done.message == maintenance.PG_REWRITTEN, done
         assert _pg_files_holding(loket, MAIL) == [] and _pg_files_holding(loket, SECRET) == []
     assert verify(loket).ok
     loket.engine.dispose()
