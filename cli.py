@@ -420,16 +420,19 @@ def case() -> None:
 
 
 def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None,
-               extra: dict[str, Any] | None = None) -> None:
-    """The case as a command left it; `extra` adds keys to its JSON (the text shows them itself)."""
-    from engine.core.views import case_json, local, visible
+               extra: dict[str, Any] | None = None, recent: bool = False) -> None:
+    """The case as a command left it; `extra` adds keys to its JSON (the text shows them itself);
+    with `recent`, its latest events too (`recent_events`)."""
+    from engine.core.views import case_json, local, recent_json, visible
 
     org = loket.organisation()
     rt = loket.type_of(c)
     actor = ctx.viewer(loket)
     view = case_json(c, rt, org, loket.clock.now(), actor)
+    events = loket.recent_events(c) if recent else []
     if as_json:
-        emit_json({**view, **(extra or {})})
+        shown = {"recent_events": recent_json(events, rt, org.language)} if recent else {}
+        emit_json({**view, **shown, **(extra or {})})
         return
     tz = org.timezone
     if header:
@@ -448,12 +451,19 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
         ("created", f"{local(c.created_at, tz)} by {c.created_by}"),
         ("escalation", str(c.escalation_level)),
     ]
+    if c.suspended_manually:
+        lines.insert(2, ("resume with", f"loket case resume {c.ref}"))
     for label, value in lines:
         click.echo(f"  {label:<13} {value}")
     if c.data:
         click.echo("  data")
         for name, value in c.data.items():
             click.echo(f"    {name:<16} {visible(value)}")
+    if events:
+        click.echo("  latest events (audit history shows all)")
+        for raw, event in zip(events, recent_json(events, rt, org.language), strict=True):
+            click.echo(f"    {local(raw['at'], org.timezone)}  {event['actor']:<12} {event['action']:<12}"
+                       f" {visible(event['summary'])}".rstrip())
     triggers = view["triggers"]
     click.echo(f"  you ({actor}) may: {', '.join(triggers) if triggers else 'nothing now'}")
 
@@ -530,7 +540,7 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
         for line in lines:
             click.echo(line)
         return
-    _show_case(ctx, loket, c, as_json)
+    _show_case(ctx, loket, c, as_json, recent=True)
 
 
 @case.command("triggers")
@@ -669,14 +679,18 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
 def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
     """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
     from engine.app.maintenance import after_redaction
-    from engine.app.redact import redact
+    from engine.app.redact import mail_told, redact
 
     loket = ctx.open()
-    c, fields = redact(loket, ref, reason, actor=ctx.person())
+    c, fields, mail = redact(loket, ref, reason, actor=ctx.person())
     erasure = after_redaction(loket)
+    told = mail_told(mail)
     _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(fields)}",
-               extra={"erasure": {"files_clean": erasure.clean, "message": erasure.message}})
+               extra={"erasure": {"files_clean": erasure.clean, "message": erasure.message},
+                      "mail": {"changed": mail.changed, "cancelled": mail.cancelled,
+                               "delivered": mail.delivered, "message": told}})
     if not as_json:
+        click.echo(f"mail: {told}")
         click.echo(f"files: {erasure.message}")
 
 

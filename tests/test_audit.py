@@ -147,7 +147,7 @@ def test_redaction_erases_personal_values_and_keeps_the_chain(loket: Loket) -> N
     loket.set_fields(ref, ["address=Geheimstraat 1"], actor=CLERK)
     before = verify(loket)
     assert before.ok
-    case, fields = redact(loket, ref, "bewaartermijn verstreken", actor=HEAD)
+    case, fields, _ = redact(loket, ref, "bewaartermijn verstreken", actor=HEAD)
     assert fields == ["address", "email", "name"]
     assert case.data == {"title": "Straatfeest"} and case.salt is None and case.redacted_at is not None
     with loket.read() as conn:
@@ -178,7 +178,7 @@ def test_personal_data_entered_after_a_redaction_can_be_erased_again(loket: Loke
     assert case.salt is not None and case.data["email"] == SECRET_MAIL
     assert verify(loket).ok
     # ...and a second redaction erases it, the chain still whole.
-    case, fields = redact(loket, ref, "verzoek van de bewoner", actor=HEAD)
+    case, fields, _ = redact(loket, ref, "verzoek van de bewoner", actor=HEAD)
     assert fields == ["email"] and case.salt is None
     assert SECRET_MAIL not in json.dumps(_exported(loket))
     assert verify(loket).ok
@@ -191,7 +191,7 @@ def test_a_closed_case_is_redacted_by_the_head_of_the_unit_that_closed_it(loket:
     loket.advance(ref, "in_behandeling", actor=CLERK)
     loket.advance(ref, "naar_besluit", actor=CLERK)
     loket.advance(ref, "toekennen", actor=LEAD)
-    _, fields = redact(loket, ref, "bewaartermijn", actor=HEAD)
+    _, fields, _ = redact(loket, ref, "bewaartermijn", actor=HEAD)
     assert "name" in fields
 
 

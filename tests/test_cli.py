@@ -361,6 +361,8 @@ def test_case_show_text(loket: Loket) -> None:
         "  data\n"
         "    title            Feest\n"
         "    amount           100\n"
+        "  latest events (audit history shows all)\n"
+        "    2026-03-02 10:00  c.devries    created      Ingediend\n"
         "  you (c.devries) may: in_behandeling, vraag_informatie, intrekken\n"
     )
 

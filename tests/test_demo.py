@@ -23,15 +23,16 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     code, out, err = run_cli(capsys, "demo", "--dir", str(folder), "--days", "21", "--seed", "7")
     assert code == 0, err
     assert "Traceback" not in err
-    for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "database:", "emails:",
-                    "report:"):
+    for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "messages by kind:",
+                    "resident_created:", "handed_over:", "database:", "emails:", "report:"):
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
-    message = email.message_from_bytes(emails[0].read_bytes(), policy=policy.default)
-    body = message.get_body(("plain",))
-    assert body is not None
-    assert message["Subject"] and "loket case show" in body.get_content()
+    messages = [email.message_from_bytes(path.read_bytes(), policy=policy.default) for path in emails]
+    bodies = [message.get_body(("plain",)) for message in messages]
+    assert all(message["Subject"] for message in messages) and None not in bodies
+    # Staff are told how to open the case (residents are not: they have no loket).
+    assert any("loket case show" in body.get_content() for body in bodies if body is not None)
     page = (folder / "rapport.html").read_text(encoding="utf-8")
     assert "Gemeente Voorbeeld" in page and "<svg" in page
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))

@@ -105,7 +105,7 @@ def _pg_table_files(loket: Loket) -> list[Path]:
         conn.exec_driver_sql("CHECKPOINT")  # pages still in shared buffers go to the files
         return [Path(str(conn.execute(
             sa.text("SELECT current_setting('data_directory') || '/' || pg_relation_filepath(:t)"), {"t": table},
-        ).scalar())) for table in ("cases", "case_event")]
+        ).scalar())) for table in ("cases", "case_event", "outbox")]
 
 
 def _pg_files_holding(loket: Loket, value: bytes) -> list[str]:

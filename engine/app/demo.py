@@ -23,9 +23,11 @@ from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.core.casework import Case, allowed_triggers
 from engine.core.definition import RequestType
+from engine.core.durations import Duration
 from engine.core.fields import FieldSpec
 from engine.errors import ConfigurationError, LoketError
 from engine.store.db import migrate, open_engine
+from engine.store.outbox import kinds as outbox_kinds
 
 START = dt.datetime(2026, 3, 2, 8, 30, tzinfo=ZoneInfo("Europe/Amsterdam"))
 SENDER = "Wijkloket Gemeente Voorbeeld <wijkloket@voorbeeld.example>"
@@ -65,6 +67,8 @@ STREETS = ["Ridderstraat", "Lindelaan", "Molenweg", "Kerkstraat", "Wilgenplein",
            "Beatrixlaan", "Havenkade"]
 NAMES = ["Sanne de Boer", "Mohamed Amrani", "Ans Verhoeven", "Kees Brouwer", "Fleur Willems",
          "Yusuf Demir", "Marieke Postma", "Jan-Willem Smit"]
+EXTENSION_REASONS = ["Het advies van een andere afdeling is nog niet binnen.",
+                     "De aanvraag vraagt meer onderzoek dan verwacht."]
 COMMENTS = ["Graag aanvullende informatie over de begroting.", "Besproken in het teamoverleg.",
             "Niet passend binnen de regeling wijkbudget.", "De bewoner heeft het verzoek ingetrokken.",
             "Geen capaciteit deze periode; terug naar het wijkteam.", "Toelichting volgt per e-mail."]
@@ -117,6 +121,7 @@ class Simulation:
         self.people = sorted(self.org.people)
         self.stats: Counter[str] = Counter()
         self.open_refs: list[str] = []
+        self.extended: set[str] = set()
 
     def members(self, unit: str | None) -> list[str]:
         return [p for p in self.people if self.org.rank(p, unit) > 0]
@@ -146,6 +151,8 @@ class Simulation:
         rt = self.loket.request_type(key)
         data = []
         for name, spec in rt.fields.items():
+            # Seven residents in ten leave their email address (the type's `contact`): they
+            # are told the case's steps. The rest hear nothing, and nothing fails.
             if spec.required and spec.type == "text":
                 data.append(f"{name}={self.rng.choice(TITLES[key])}")
             elif spec.required or self.rng.random() < 0.7:
@@ -191,9 +198,30 @@ class Simulation:
             if case.assignee is None and self.rng.random() < 0.3:
                 self._assign(case)
                 case = self.loket.get_case(ref)
+            if self._decision_near(case) and self.rng.random() < 0.1:
+                self._extend(case)
+                case = self.loket.get_case(ref)
             if self.rng.random() < RESPONSIVENESS.get(case.owner or "", 0.4):
                 self.clock.advance(dt.timedelta(minutes=self.rng.randint(1, 15)))
                 self.act(case)
+
+    def _decision_near(self, case: Case) -> bool:
+        """The legal term ends within three weeks and was not extended yet: a lead may see it
+        will not be met and extend it (and the resident is told the new date and why)."""
+        return (case.case_due is not None and case.ref not in self.extended and case.suspended_at is None
+                and case.case_due - self.clock.now() < dt.timedelta(weeks=3))
+
+    def _extend(self, case: Case) -> None:
+        self.extended.add(case.ref)
+        leads = [p for p in self.members(case.owner) if self.org.rank(p, case.owner) >= 2]
+        if not leads:
+            return
+        try:
+            self.loket.extend(case.ref, Duration("weeks", 2), self.rng.choice(EXTENSION_REASONS),
+                              actor=self.rng.choice(leads))
+            self.stats["extended"] += 1
+        except LoketError:
+            pass
 
     def _assign(self, case: Case) -> None:
         staff = [p for p in self.members(case.owner) if self.org.rank(p, case.owner) == 1]
@@ -273,9 +301,11 @@ def run_demo(
             echo(f"week of {monday.isoformat()}: {week['opened']:3d} new requests, {week['steps']:3d} steps,"
                  f" {week['escalations']:3d} escalations, {week['emails']:3d} emails; {len(sim.open_refs)} open")
             week.clear()
+    with loket.read() as conn:
+        messages = outbox_kinds(conn)
     summary: dict[str, Any] = {
         "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
-        "escalations": dict(sorted(rungs.items())), "database": str(db.resolve()),
+        "escalations": dict(sorted(rungs.items())), "messages": messages, "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()),
     }
     from engine.app.report import gather
@@ -292,6 +322,7 @@ def run_demo(
     echo("")
     echo(f"{summary['cases']} requests, {summary['steps']} steps, {summary['open']} still open;"
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
+    echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
     echo(f"database: {summary['database']}")
     echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
     echo(f"report:   {summary['report']}")

@@ -39,7 +39,8 @@ SQLITE_HELD = ("another process still reads an older version of the database (an
                " or 'loket db maintain', removes them after that")
 PG_LATER = ("the values are erased from the tables; their old row versions stay in the table files until the"
             " next maintenance run rewrites the tables (the worker does, or run 'loket db maintain')")
-PG_REWRITTEN = "rewrote the tables cases and case_event: the erased values are gone from the table files"
+PG_REWRITTEN = ("rewrote the tables cases, case_event and outbox: the erased values are gone from the table"
+                " files")
 
 
 class Erasure(NamedTuple):

@@ -22,19 +22,25 @@ import sqlalchemy as sa
 from engine.app.clock import FixedClock
 from engine.app.definitions import Definitions
 from engine.core import casework, commands, meanwhile
+from engine.core.announce import announce
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case, Change
 from engine.core.definition import RequestType
 from engine.core.durations import Duration
 from engine.core.history import new_salt, timestamp
+from engine.core.notices import Notice
 from engine.core.organisation import Organisation
 from engine.core.vocabulary import Action
 from engine.errors import Conflict, HistoryDamaged, InvalidValue, NotFound, first_line
-from engine.store import cases
+from engine.store import cases, outbox
 
 Plan = Callable[[sa.Connection, RequestType, Organisation, WorkingCalendar, Case, dt.datetime, str], Change]
 """What a command makes of a case: given the connection it was read on (for anything else the
 command must read first), the case's context as `engine.core.commands` takes it."""
+
+
+RECENT = 5
+"""How many of a case's latest events `case show` lists."""
 
 
 class Staged(NamedTuple):
@@ -42,6 +48,8 @@ class Staged(NamedTuple):
     columns: frozenset[str]
     params: dict[str, Any]
     events: list[dict[str, Any]]
+    notices: list[Notice]
+    """Who is told of the change (`engine.core.announce`): written with the events."""
 
 
 class Loket(Definitions):
@@ -99,6 +107,11 @@ class Loket(Definitions):
                 # edited behind the engine's back. `audit verify` names the event.
                 raise HistoryDamaged(f"the stored history of {ref} cannot be read back ({first_line(exc)}):"
                                      " run 'loket audit verify' to find the damaged event") from None
+
+    def recent_events(self, case: Case, count: int = RECENT) -> list[dict[str, Any]]:
+        """The case's latest ``count`` events, oldest first (one query, however long its history)."""
+        with self.read() as conn:
+            return outbox.event_windows(conn, [(case.id, case.last_seq)], count).get(case.id, [])
 
     def holding_unit(self, case: Case, conn: sa.Connection | None = None) -> str | None:
         """The unit holding the case: its owner, or for a closed case the unit that closed it.
@@ -252,9 +265,10 @@ class Loket(Definitions):
                                f" ({timestamp(latest)}): a simulation cannot go back in time")
 
     def stage_case(
-        self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime,
+        self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime, *, notify: bool = True,
     ) -> Staged:
-        """What writing a change means: the new row, its guarded UPDATE and its chained events."""
+        """What writing a change means: the new row, its guarded UPDATE, its chained events and
+        (unless not `notify`, for a run whose writes are thrown away) the notices of them."""
         if case.salt is None and change.drafts and rt.personal_fields() and any(
                 rt.personal_fields() & (draft.data or {}).keys() for draft in change.drafts):
             # Personal data entered after a redaction (which removed the salt): a fresh salt,
@@ -276,16 +290,23 @@ class Loket(Definitions):
                              *(("last_at",) if change.drafts else ())))
         params = {name: getattr(new, name) for name in columns}
         params["_id"], params["_version"] = case.id, case.version
-        return Staged(new, columns, params, events)
+        notices: list[Notice] = []
+        if notify and events:
+            numbered = [(event["seq"], draft) for event, draft in zip(events, change.drafts, strict=True)]
+            notices = announce(rt, self.organisation(), new, numbered, actor)
+        return Staged(new, columns, params, events, notices)
 
     def write_case(
         self, conn: sa.Connection, rt: RequestType, case: Case, change: Change, actor: str,
         now: dt.datetime,
     ) -> Case:
-        """Write a case's new values and events, guarded by the version that was read."""
-        new, columns, params, events = self.stage_case(rt, case, change, actor, now)
+        """Write a case's new values, its events and their mail, guarded by the version that
+        was read: a writer that lost the race writes none of them."""
+        new, columns, params, events, notices = self.stage_case(rt, case, change, actor, now)
         if not cases.update(conn, columns, params) or (events and not cases.insert_events(conn, events)):
             raise _conflict(case)
+        if notices:
+            outbox.queue_new(conn, [outbox.pending_row(notice, now) for notice in notices])
         return new
 
 

@@ -5,7 +5,8 @@ write), so its cost follows the cases that fire, not the cases that are open. Ca
 claimed in batches with `FOR UPDATE SKIP LOCKED` on PostgreSQL — several sweeps on several
 machines split the work — and under SQLite's write lock elsewhere. Each case's firings, their
 `escalated` events, the escalation rows (unique per case, stay and rung) and the outbox rows
-are written in one transaction: a sweep killed at any moment leaves either all or nothing of a
+(the firings' own, and those of the events a timeout's step makes, such as a hand-over) are
+written in one transaction: a sweep killed at any moment leaves either all or nothing of a
 batch, and the next sweep finishes the work. A batch goes to the database in a few bulk
 statements, so its cost is the firings' work, not a round trip per case.
 """
@@ -13,6 +14,7 @@ statements, so its cost is the firings' work, not a round trip per case.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,7 @@ from engine.core.durations import Duration
 from engine.core.history import timestamp
 from engine.core.ladder import Firing, due_firings
 from engine.core.notices import notice_of
-from engine.core.vocabulary import Action, FiringKind, Rung
+from engine.core.vocabulary import Action, FiringKind, MailKind, Rung
 from engine.errors import Conflict, InvalidValue
 from engine.store.cases import update_case
 from engine.store.outbox import pending_row
@@ -93,10 +95,15 @@ class _Writes:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     mails: list[dict[str, Any]] = field(default_factory=list)
 
-    def case(self, loket: Loket, rt: RequestType, case: Case, change: Change, now: dt.datetime) -> Case:
-        staged = loket.stage_case(rt, case, change, SYSTEM, now)
+    def case(self, loket: Loket, rt: RequestType, case: Case, change: Change, now: dt.datetime, *,
+             mail: bool = True, told: Set[tuple[int | None, str]] = frozenset()) -> Case:
+        """Stage one case's change and, with `mail`, the messages of its events, except to
+        whom `told` says already hear of that event."""
+        staged = loket.stage_case(rt, case, change, SYSTEM, now, notify=mail)
         self.events.extend(staged.events)
         self.rows.setdefault(staged.columns, []).append(staged.params)
+        self.mails.extend(pending_row(notice, now) for notice in staged.notices
+                          if (notice.facts.event_seq, notice.recipient) not in told)
         return staged.case
 
     def flush(self, conn: sa.Connection) -> None:
@@ -164,7 +171,7 @@ def _fire_case(
         # Nothing due after all (the organisation or a rung changed): just look again later.
         writes.case(loket, rt, case, Change(), now)
         return
-    writes.case(loket, rt, case, Change(updates, drafts), now)
+    notices = []
     for firing, seq, at_firing, after in pending:
         writes.escalations.append({
             "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": at_firing.state,
@@ -174,7 +181,12 @@ def _fire_case(
         result.fired.append(_report(loket, at_firing, firing))
         notice = notice_of(rt, org, cal, at_firing, after, firing, seq, now) if mail else None
         if notice is not None:
-            writes.mails.append(pending_row(notice, now))
+            notices.append(notice)
+    writes.mails.extend(pending_row(notice, now) for notice in notices)
+    # A timeout's own message already tells whom the new state makes responsible that the case
+    # came to them: a hand-over message about the same event would tell them twice.
+    told = {(notice.facts.event_seq, notice.recipient) for notice in notices if notice.kind == MailKind.TIMEOUT}
+    writes.case(loket, rt, case, Change(updates, drafts), now, mail=mail, told=told)
 
 
 def _timeout_comment(after: Duration, language: str) -> str:

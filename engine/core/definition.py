@@ -22,13 +22,14 @@ from engine.core.checking import Checker, type_name
 from engine.core.conditions import OPERATORS, ORDERED, Condition
 from engine.core.durations import Duration, parse_duration
 from engine.core.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
+from engine.core.notify_rules import Notify, parse_notify
 from engine.core.organisation import RANKS, Organisation
 from engine.core.yamlfile import Locator, no_lines
 from engine.errors import InvalidValue, NotFound
 
 TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
-    "fields", "initial", "states", "transitions", "escalation",
+    "fields", "initial", "states", "transitions", "escalation", "contact", "summary", "notify",
 )
 STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation")
 TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
@@ -94,6 +95,11 @@ class RequestType:
     lead_time: Duration | None = None
     service_norm: Duration | None = None
     max_extension: Duration | None = None
+    contact: str | None = None
+    """The field holding the resident's email address (`engine.core.notify_rules`)."""
+    summary: tuple[str, ...] = ()
+    """The fields that say what a case is about, in messages to staff."""
+    notify: Notify = field(default_factory=Notify)
     digest: str = ""
     """SHA-256 of the canonical source data: an unchanged file is not a new version."""
     _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
@@ -181,13 +187,16 @@ def parse_request_type(
     _check_timeouts_against_ladders(check, states, ladder)
     if org is not None:
         _check_against_organisation(check, org, portfolio, states, transitions, ladder)
+    contact, summary, notify = parse_notify(check, root, fields, states, {t.trigger for t in transitions},
+                                            portfolio, org)
     check.raise_if_any()
     by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
     return RequestType(
         key=key, title=title, prefix=prefix, portfolio=portfolio, fields=fields,
         initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
         lead_time=durations["lead_time"], service_norm=durations["service_norm"],
-        max_extension=durations["max_extension"], digest=digest_of(data), _by_source=by_source,
+        max_extension=durations["max_extension"], contact=contact, summary=summary, notify=notify,
+        digest=digest_of(data), _by_source=by_source,
     )
 
 

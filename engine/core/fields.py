@@ -41,6 +41,8 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 EMAIL = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+\Z")
 """An address a mail header accepts as it is: ASCII dot-atoms only (no `a..b@`, no quoting)."""
+MAX_EMAIL = 254
+"""The longest address mail can carry (RFC 5321): a longer one could never be delivered."""
 _TRUE = {"true", "yes", "ja", "1", "y", "j"}
 _FALSE = {"false", "no", "nee", "0", "n"}
 MAX_TEXT = 10_000
@@ -278,6 +280,8 @@ def _email(spec: FieldSpec, raw: Any) -> str:
     text = _one_line(raw).strip() if isinstance(raw, str) else ""
     if not EMAIL.fullmatch(text):
         raise ValueError
+    if len(text) > MAX_EMAIL:
+        raise _Refused(f"takes an address of at most {MAX_EMAIL} characters")
     return text
 
 

@@ -247,6 +247,7 @@ def notice_of(
         deadline_passed=deadline_passed,
         to_state_label=rt.states[new.state].label if timeout else None,
         to_unit_name=unit_name(org, new.owner) if timeout else None,
+        summary=summary_of(rt, case.data, org.language),
     )
     kind = MailKind(firing.kind)
     return Notice(
@@ -280,14 +281,48 @@ def role_of(org: Organisation, case: Case, person: str) -> str:
     return person
 
 
+def summary_of(rt: RequestType, data: Mapping[str, Any], language: str) -> list[list[str]]:
+    """``[label, value]`` of the type's summary fields that hold a value: what the case is
+    about (the definition refuses a personal field there)."""
+    out = []
+    for name in rt.summary:
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        spec = rt.fields[name]
+        if isinstance(value, bool):
+            value = _YES_NO[language][value]
+        out.append([spec.label or name, str(value)])
+    return out
+
+
+_YES_NO = {"nl": {True: "ja", False: "nee"}, "en": {True: "yes", False: "no"}}
+
 _SUBJECTS: Mapping[str, Mapping[MailKind, str]] = {
     "nl": {MailKind.REMINDER: "Herinnering", MailKind.ESCALATION: "Escalatie",
-           MailKind.TIMEOUT: "Termijn verlopen"},
-    "en": {MailKind.REMINDER: "Reminder", MailKind.ESCALATION: "Escalation", MailKind.TIMEOUT: "Term expired"},
+           MailKind.TIMEOUT: "Termijn verlopen",
+           MailKind.RESIDENT_CREATED: "Ontvangstbevestiging", MailKind.RESIDENT_EXTENDED: "Beslistermijn verlengd",
+           MailKind.RESIDENT_SUSPENDED: "Behandeling opgeschort", MailKind.RESIDENT_RESUMED: "Behandeling hervat",
+           MailKind.RESIDENT_CLOSED: "Afgehandeld", MailKind.RESIDENT_UPDATE: "Bericht over uw aanvraag",
+           MailKind.HANDED_OVER: "Overgedragen", MailKind.ASSIGNED: "Toegewezen",
+           MailKind.CASE_UPDATE: "Bijgewerkt"},
+    "en": {MailKind.REMINDER: "Reminder", MailKind.ESCALATION: "Escalation", MailKind.TIMEOUT: "Term expired",
+           MailKind.RESIDENT_CREATED: "Acknowledgement", MailKind.RESIDENT_EXTENDED: "Decision date extended",
+           MailKind.RESIDENT_SUSPENDED: "Handling suspended", MailKind.RESIDENT_RESUMED: "Handling resumed",
+           MailKind.RESIDENT_CLOSED: "Completed", MailKind.RESIDENT_UPDATE: "News about your request",
+           MailKind.HANDED_OVER: "Handed over", MailKind.ASSIGNED: "Assigned", MailKind.CASE_UPDATE: "Updated"},
 }
+# Line and paragraph separators, and every control character: none may reach a mail header.
+_BREAKS = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 
-def subject(language: str, kind: MailKind, ref: str, title: str, state: str) -> str:
-    """A short subject for listings; the delivered message carries the rendered template's."""
+def subject(language: str, kind: MailKind, ref: str, title: str, state: str | None) -> str:
+    """A short subject for listings; the delivered message carries the rendered template's.
+
+    Built from the reference and the definition's own words (title, state label) only, never
+    from field values or comments; a residents' subject names no state at all. Whatever the
+    definition let through, it stays one line: a header can never be split from here.
+    """
     word = _SUBJECTS.get(language, _SUBJECTS["nl"])[kind]
-    return f"{word} {ref}: {title} — {state}"
+    text = f"{word} {ref}: {title}" + (f" — {state}" if state else "")
+    return text.translate(_BREAKS)

@@ -28,7 +28,7 @@ UNIT_KINDS = ("department", "partner")
 LANGUAGES = ("nl", "en")
 # Matched with fullmatch: `$` would also accept an id that ends in a newline.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-RESERVED_IDS = ("system", "assignee", "lead", "head", "administrator")
+RESERVED_IDS = ("system", "assignee", "lead", "head", "administrator", "requester", "unit")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ class Unit:
     id: str
     name: str
     kind: str
+    email: str | None = None
+    """The unit's shared mailbox: a hand-over to the unit is told there, rather than to its
+    leads, and residents are given it as their contact."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Organisation:
     administrators: Mapping[str, Administrator]
     units: Mapping[str, Unit]
     people: Mapping[str, Person]
+    mail_domain: str | None = None
+    """The municipality's mail domain (``voorbeeld.nl``): mail is sent from it by default."""
 
     def person(self, person_id: str) -> Person:
         try:
@@ -110,7 +115,8 @@ class Organisation:
         return {p for a in self.administrators.values() for p in a.portfolios}
 
 
-ORG_KEYS = ("municipality", "language", "timezone", "closed_days", "administrators", "units", "people")
+ORG_KEYS = ("municipality", "language", "timezone", "mail_domain", "closed_days", "administrators", "units",
+            "people")
 
 
 def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator = no_lines) -> Organisation:
@@ -130,6 +136,7 @@ def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator 
         ZoneInfo(str(timezone))
     except (ZoneInfoNotFoundError, ValueError):
         check.problem(("timezone",), f"unknown timezone {timezone!r}")
+    mail_domain = _domain(check, root["mail_domain"], ("mail_domain",)) if "mail_domain" in root else None
     closed = _closed_days(check, root.get("closed_days") or [])
     units = _units(check, root.get("units"))
     admins = _administrators(check, root.get("administrators") or [])
@@ -138,7 +145,7 @@ def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator 
         if admin_id in people:
             check.problem(("administrators",), f"id '{admin_id}' is both an administrator and a person")
     check.raise_if_any()
-    return Organisation(municipality, str(language), str(timezone), closed, admins, units, people)
+    return Organisation(municipality, str(language), str(timezone), closed, admins, units, people, mail_domain)
 
 
 def _closed_days(check: Checker, value: Any) -> tuple[dt.date, ...]:
@@ -181,12 +188,13 @@ def _units(check: Checker, value: Any) -> dict[str, Unit]:
         body = check.mapping(spec, path)
         if body is None:
             continue
-        check.keys(body, path, ("name", "kind"), required=("name",))
+        check.keys(body, path, ("name", "kind", "email"), required=("name",))
         name = _name(check, body.get("name"), (*path, "name")) or unit_id
         kind = body.get("kind", "department")
         if kind not in UNIT_KINDS:
             check.problem((*path, "kind"), f"kind must be one of {', '.join(UNIT_KINDS)}, got {kind!r}")
-        units[unit_id] = Unit(unit_id, name, str(kind))
+        email = (_email(check, body["email"], (*path, "email")) or None) if "email" in body else None
+        units[unit_id] = Unit(unit_id, name, str(kind), email)
     return units
 
 
@@ -283,18 +291,33 @@ def _email(check: Checker, value: Any, path: tuple[Any, ...]) -> str:
     return value
 
 
+def _domain(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
+    """A mail domain: what may follow the `@` of an address."""
+    if not isinstance(value, str) or not EMAIL.fullmatch(f"wijkloket@{value}"):
+        check.problem(path, f"invalid mail domain {value!r} (a domain name such as voorbeeld.nl)")
+        return None
+    return value
+
+
 def organisation_to_data(org: Organisation) -> dict[str, Any]:
-    """The plain form stored in the database and read back through parse_organisation."""
-    return {
+    """The plain form stored in the database and read back through parse_organisation; keys
+    an organisation does not use (a unit's mailbox, the mail domain) are left out."""
+    data: dict[str, Any] = {
         "municipality": org.municipality,
         "language": org.language,
         "timezone": org.timezone,
+    }
+    if org.mail_domain is not None:
+        data["mail_domain"] = org.mail_domain
+    return {
+        **data,
         "closed_days": [d.isoformat() for d in org.closed_days],
         "administrators": [
             {"id": a.id, "name": a.name, "email": a.email, "portfolios": list(a.portfolios)}
             for a in org.administrators.values()
         ],
-        "units": {u.id: {"name": u.name, "kind": u.kind} for u in org.units.values()},
+        "units": {u.id: {"name": u.name, "kind": u.kind, **({"email": u.email} if u.email else {})}
+                  for u in org.units.values()},
         "people": [
             {"id": p.id, "name": p.name, "email": p.email, "roles": dict(p.roles)}
             for p in org.people.values()

@@ -76,6 +76,18 @@ def event_json(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def recent_json(events: Iterable[Mapping[str, Any]], rt: RequestType, language: str) -> list[dict[str, Any]]:
+    """A case's latest events as `case show` lists them: what happened, by whom, with what
+    comment, in a line each (`summary`); personal values are named, not shown."""
+    labels = {name: state.label for name, state in rt.states.items()}
+    return [{
+        "seq": event["seq"], "at": iso(event["at"]), "actor": event["actor"], "action": event["action"],
+        "from_state": event["from_state"], "to_state": event["to_state"], "trigger": event["trigger"],
+        "comment": event["comment"],
+        "summary": event_detail(event, labels=labels, hide=rt.personal_fields(), language=language),
+    } for event in events]
+
+
 def local(value: dt.datetime | None, timezone: str) -> str:
     if value is None:
         return "-"

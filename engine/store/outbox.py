@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.notices import Notice
 from engine.core.vocabulary import OutboxStatus
@@ -48,6 +49,14 @@ def pending_row(notice: Notice, now: dt.datetime) -> dict[str, Any]:
         "attempts": 0,
         "next_attempt_at": now,
     }
+
+
+def queue_new(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add the rows whose keys are not queued yet, in one statement: a key already there
+    was decided by the change that queued it, which this one cannot be a second time."""
+    insert: Any = (postgresql.insert(outbox_t) if conn.dialect.name == "postgresql"
+                   else sqlite.insert(outbox_t))
+    conn.execute(insert.on_conflict_do_nothing(index_elements=[_c.key]), list(rows))
 
 
 def queue_once(conn: sa.Connection, row: dict[str, Any]) -> bool:
@@ -177,6 +186,12 @@ def listing(conn: sa.Connection, *, failed: bool = False, limit: int | None = No
     if limit:
         query = query.limit(limit)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def kinds(conn: sa.Connection) -> dict[str, int]:
+    """How many rows of each kind the outbox holds, sent or not, by kind."""
+    query = sa.select(_c.kind, sa.func.count()).group_by(_c.kind).order_by(_c.kind)
+    return {kind: int(count) for kind, count in conn.execute(query)}
 
 
 # -- requeueing ------------------------------------------------------------------------------

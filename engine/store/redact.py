@@ -24,15 +24,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store.schema import events_t, meta_t
+from engine.core.vocabulary import MailKind
+from engine.store.schema import events_t, meta_t, outbox_t
 
 PENDING_KEY = "erasure_pending"
 """The `loket_meta` row saying that erased values may still be in the database files. Its
 value names the latest redaction: on PostgreSQL its transaction id (which also tells which
 sessions may still read the old row versions), on SQLite a random token."""
 
-REWRITTEN = ("cases", "case_event")
-"""The tables that hold personal values: the case rows and their events."""
+REWRITTEN = ("cases", "case_event", "outbox")
+"""The tables that hold personal values: the case rows, their events and their mail."""
 
 
 def event_data(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
@@ -44,6 +45,25 @@ def event_data(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
 
 def set_event_data(conn: sa.Connection, event_id: int, data: dict[str, Any]) -> None:
     conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(data=data))
+
+
+_MAIL = outbox_t.c
+MAIL_COLUMNS = ("id", "recipient", "status", "language", "to_email", "to_name", "subject", "context",
+                "last_error")
+"""What a redaction reads of a message, and may change (but `id` and `language`)."""
+
+
+def mail_of(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
+    """The case's outbox rows, sent or not, and the operators' reports of undelivered mail
+    (which name the addresses they failed to reach), locked against a delivery run."""
+    query = (sa.select(*(_MAIL[name] for name in MAIL_COLUMNS))
+             .where(sa.or_(_MAIL.case_id == case_id, _MAIL.kind == MailKind.DELIVERY_FAILED))
+             .order_by(_MAIL.id).with_for_update())
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_mail(conn: sa.Connection, row_id: int, values: dict[str, Any]) -> None:
+    conn.execute(sa.update(outbox_t).where(_MAIL.id == row_id).values(**values))
 
 
 # -- what is pending ---------------------------------------------------------------------------
