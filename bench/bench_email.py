@@ -2,9 +2,12 @@
 
 1. queue: open cases and sweep once, late enough that each fires two rungs; the sweep writes
    the `escalated` events and the outbox rows (the time of opening the cases is not counted);
-2. render: every row's template context, its three templates and its MIME message;
+2. render: every row's template context, its three templates and its MIME message, each row
+   as a single email; then the same rows as the digests delivery makes of them (one email for
+   up to 50 firings of one reader), counted in firings;
 3. delivery: `deliver()` end to end (claim with a lease, render, send, record) into a local
-   aiosmtpd sink whose handler only counts, one SMTP connection per batch;
+   aiosmtpd sink whose handler only counts, one SMTP connection per run; the rows go out in
+   digests, so the rate is in firings (outbox rows) per second;
 4. the transport alone, on the messages of step 2: batches over one connection each, and as
    the baseline one connection per message. The ratio is what batching buys.
 
@@ -43,7 +46,9 @@ from engine.app.service import Loket  # noqa: E402
 from engine.app.sweep import sweep  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
 from notifications.compose import email_context, recent_events, type_facts  # noqa: E402
+from notifications.context import DIGEST  # noqa: E402
 from notifications.delivery import MailSettings, deliver  # noqa: E402
+from notifications.digest import digest_context, groups, message_key  # noqa: E402
 from notifications.message import build_message, message_id_for  # noqa: E402
 from notifications.render import Renderer  # noqa: E402
 from notifications.requeue import list_outbox  # noqa: E402
@@ -135,6 +140,24 @@ def render_all(loket: Loket, rows: list[dict[str, Any]], domain: str,
     return messages
 
 
+def render_digests(loket: Loket, rows: list[dict[str, Any]], domain: str, batch: int) -> int:
+    """What `deliver()` makes of the rows: each batch's digests (contexts as for single emails,
+    then one digest template and one MIME message per reader); how many emails."""
+    renderers = {language: Renderer(language) for language in ("nl", "en")}
+    emails = 0
+    for first in range(0, len(rows), batch):
+        chunk = rows[first:first + batch]
+        contexts = {id(row): email_context(loket, row, events, facts) for row, events, facts
+                    in zip(chunk, recent_events(loket, chunk), type_facts(loket, chunk), strict=True)}
+        for group in groups(chunk):
+            data = digest_context(group, [contexts[id(row)] for row in group])
+            rendered = renderers[group[0]["language"]].render(DIGEST, data)
+            build_message(rendered, sender=SENDER, to=group[0]["to_email"], to_name=group[0]["to_name"],
+                          message_id=message_id_for(message_key(group), domain), date=FRIDAY)
+            emails += 1
+    return emails
+
+
 def send_in_batches(transport: SmtpTransport, messages: list[EmailMessage], size: int) -> None:
     for first in range(0, len(messages), size):
         results = transport.send(messages[first:first + size])
@@ -181,19 +204,24 @@ def main() -> None:
         messages = render_all(loket, rows, settings.domain, args.batch)
         rendered = time.perf_counter() - started
 
+        started = time.perf_counter()
+        digests = render_digests(loket, rows, settings.domain, args.batch)
+        digested = time.perf_counter() - started
+
         print(f"queue  (sweep → outbox rows)          {rate(count, queued)}")
         print(f"render (context, templates, MIME)     {rate(count, rendered)}")
         print(f"render + queue                        {rate(count, queued + rendered)}")
+        print(f"render digests (firings)              {rate(count, digested)}  [{digests} emails]")
 
         with sink() as (handler, transport):
             settings = MailSettings(sender=SENDER, transport=transport, template_dir=None)
             started = time.perf_counter()
             report = deliver(loket, settings, batch=args.batch)
             delivered = time.perf_counter() - started
-            assert report.sent == count == handler.messages, (report, handler.messages)
-            assert handler.sessions == math.ceil(count / args.batch), handler.sessions
-            print(f"delivery: deliver(), 1 conn/batch     {rate(count, delivered)}"
-                  f"  [{handler.sessions} connections]")
+            assert report.sent == count and report.emails == handler.messages, (report, handler.messages)
+            assert handler.sessions == 1, handler.sessions
+            print(f"delivery: deliver(), digests (firings){rate(count, delivered)}"
+                  f"  [{handler.messages} emails, {handler.sessions} connection]")
 
             handler.reset()
             started = time.perf_counter()

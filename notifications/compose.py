@@ -1,8 +1,13 @@
 """The template context of an outbox row: the facts fixed when its rung fired, and what is
 read at delivery (the case's recent history, the days left or overdue by then).
 
-A row's facts are a :class:`~engine.core.notices.FiringFacts`; rows written by older versions
-lack some of them, and the context is made up the way those versions meant it.
+A firing's row holds a :class:`~engine.core.notices.FiringFacts`; rows written by older
+versions lack some of them, and the context is made up the way those versions meant it. An
+event's row holds an :class:`~engine.core.notices.EventFacts`, made into its context by
+:mod:`notifications.events`; :func:`row_context` picks the one a row's kind needs.
+
+The recent history reads as the reader knows the case: people by name, states by label,
+a step as the states it went between (a trigger's name is the definition's, not the reader's).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.notices import FiringFacts
 from engine.core.views import event_detail
-from engine.core.vocabulary import MailKind
+from engine.core.vocabulary import Action, MailKind
 from engine.store import outbox as store
+from notifications.context import KINDS
+from notifications.events import event_context, plain_summary
 from notifications.wording import format_moment, reader_of, rung_label
 
 if TYPE_CHECKING:
@@ -72,6 +79,15 @@ def type_facts(loket: Loket, rows: Sequence[Mapping[str, Any]]) -> list[TypeFact
     return out
 
 
+def row_context(loket: Loket, row: Mapping[str, Any], events: Sequence[dict[str, Any]] | None = None,
+                facts: TypeFacts | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The template context of any outbox row with a template: a firing's
+    (:func:`email_context`) or an event's (:func:`~notifications.events.event_context`)."""
+    if row["kind"] in KINDS:
+        return email_context(loket, row, events, facts, now)
+    return event_context(loket.organisation(), row)
+
+
 def email_context(loket: Loket, row: Mapping[str, Any],
                   events: Sequence[dict[str, Any]] | None = None,
                   facts: TypeFacts | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -92,6 +108,7 @@ def email_context(loket: Loket, row: Mapping[str, Any],
         "municipality": fired.municipality, "recipient_name": fired.recipient_name, "ref": fired.ref,
         "type_title": fired.type_title, "state_label": fired.state_label, "unit_name": fired.unit_name,
         "assignee_name": fired.assignee_name, "command": fired.command, "rung": fired.rung,
+        "summary": plain_summary(fired.summary),
     }
     for key in ("extendable", "days_overdue", "days_left", "deadline_passed", "to_state_label", "to_unit_name"):
         if getattr(fired, key) is not None:
@@ -117,15 +134,43 @@ def email_context(loket: Loket, row: Mapping[str, Any],
             context["days_overdue"] = cal.working_days_between(due, now)
     if kind == MailKind.ESCALATION:
         context["extendable"] = True if fired.extendable is None else fired.extendable
-        context["rung_label"] = rung_label(fired.rung, of=fired.ladder_size, to=resolved, language=language)
+    # Every firing's rung in words: the escalation email shows it, and so does a digest line.
+    context["rung_label"] = rung_label(fired.rung, of=fired.ladder_size, to=resolved, language=language)
     labels, personal = type_facts(loket, [row])[0] if facts is None else facts
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
          "actor": _name_of(org, e["actor"]), "action": e["action"],
-         "summary": event_detail(e, labels=labels, hide=personal, language=language)}
+         "summary": event_line(e, org, labels=labels, hide=personal, language=language)}
         for e in (recent_events(loket, [row])[0] if events is None else events)
     ]
     return context
+
+
+def event_line(event: Mapping[str, Any], org: Organisation, *, labels: Mapping[str, str],
+               hide: frozenset[str], language: str) -> str:
+    """One event in an email's history: :func:`~engine.core.views.event_detail`, with the ids
+    of people made names and a step shown as the states it went between."""
+    action = event["action"]
+    data = dict(event.get("data") or {})
+    if action == Action.TRANSITION:
+        source, target = event["from_state"], event["to_state"]
+        text = f"{labels.get(source, source)} → {labels.get(target, target)}"
+        return f"{text} — {event['comment']}" if event.get("comment") else text
+    if action == Action.ESCALATED:
+        rung = str(data.get("rung", ""))
+        who = _name_of(org, str(data.get("to", "")))
+        if rung.isdigit():
+            text = rung_label(int(rung), of=None, to=who, language=language)
+        elif rung in ("service_norm", "lead_time", "timeout"):
+            text = f"{rung_label(rung, of=None, to=who, language=language)} → {who}"
+        else:
+            text = f"{rung} → {who}"
+        return f"{text} — {event['comment']}" if event.get("comment") else text
+    if action == Action.ASSIGNED:
+        for key in ("assignee", "released"):
+            if data.get(key):
+                data[key] = _name_of(org, str(data[key]))
+    return event_detail({**event, "data": data}, labels=labels, hide=hide, language=language)
 
 
 def _name_of(org: Organisation, actor: str) -> str:

@@ -15,6 +15,14 @@ A failed message is retried on a schedule like a mail server's — 1, 5, 15 and 
 a refusal of the message itself, it is `failed`, and the operators get a summary (see
 :mod:`notifications.failures`). A server that cannot be reached defers the whole batch and
 ends the run; one that drops the line charges only the message in flight.
+
+A recipient's reminders, escalations and timeouts that one run finds due go out as one
+message, a digest (:mod:`notifications.digest`): its rows are claimed, counted, sent and
+recorded together, so everything above holds for a digest as for one message — it is
+repeated, retried or failed as a whole, and none of its cases is ever sent twice.
+
+The sender is ``LOKET_MAIL_FROM``; without it, ``Wijkloket <wijkloket@DOMAIN>`` when the
+organisation file names its ``mail_domain``, else :data:`DEFAULT_SENDER`.
 """
 
 from __future__ import annotations
@@ -26,17 +34,17 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
 from engine.store import outbox as store
-from notifications.compose import TypeFacts, email_context, recent_events, type_facts
-from notifications.failures import FailedMessage, operators, render_summary, summarised, summary_rows
-from notifications.message import build_message, message_id_for
+from notifications import digest
+from notifications.failures import FailedMessage, operators, summarised, summary_rows
+from notifications.message import build_message, is_domain, message_id_for
+from notifications.outgoing import Composer, Outgoing
 from notifications.render import RenderedEmail, Renderer
 from notifications.transports import DeliveryResult, Session, SmtpTransport, Transport, transport_from_env
 from notifications.wording import LANGUAGES
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from engine.app.service import Loket
+    from engine.core.organisation import Organisation
 
 SCHEDULE: Final = tuple(dt.timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240))
 """The wait after the 1st, 2nd ... failed attempt; after the last, its wait over and over."""
@@ -64,6 +73,9 @@ def backoff(attempts: int) -> dt.timedelta:
 @dataclass
 class DeliveryReport:
     sent: int = 0
+    """Outbox rows sent (a digest sends several in one email)."""
+    emails: int = field(default=0, compare=False)
+    """Emails the transport accepted: one per row, but one per digest."""
     retrying: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -81,13 +93,16 @@ class DeliveryReport:
 
 @dataclass(frozen=True)
 class MailSettings:
-    sender: str
+    sender: str | None
+    """``LOKET_MAIL_FROM``; ``None``: decided by the organisation (:meth:`for_organisation`)."""
     transport: Transport
     template_dir: Path | None
     lifetime: dt.timedelta = LIFETIME
     """How long a message is tried, from when it was queued."""
     lease: dt.timedelta = LEASE
     """How long a claim holds a row without being renewed; longer than any one exchange."""
+    digest_limit: int = digest.LIMIT
+    """The most firings one message lists (:mod:`notifications.digest`); 1 sends each alone."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
@@ -100,16 +115,28 @@ class MailSettings:
             # one and the message, each within the timeout.
             lease = max(LEASE, dt.timedelta(seconds=4 * transport.timeout))
         return cls(
-            sender=env.get("LOKET_MAIL_FROM") or DEFAULT_SENDER,
+            sender=env.get("LOKET_MAIL_FROM") or None,
             transport=transport,
             template_dir=Path(folder) if folder else None,
             lifetime=mail_lifetime(env),
             lease=lease,
         )
 
+    def for_organisation(self, org: Organisation) -> MailSettings:
+        """These settings with their sender decided: ``LOKET_MAIL_FROM`` when set, else the
+        municipality's own domain when its organisation file names one (``mail_domain``), else
+        :data:`DEFAULT_SENDER`. Decided per run, since the environment is read before the
+        organisation is, and a new organisation file counts from the next run."""
+        if self.sender:
+            return self
+        domain = getattr(org, "mail_domain", None)
+        if domain and not is_domain(domain):
+            raise ConfigurationError(f"the organisation's mail_domain {domain!r} is not a domain name")
+        return replace(self, sender=f"Wijkloket <wijkloket@{domain}>" if domain else DEFAULT_SENDER)
+
     @property
     def domain(self) -> str:
-        address = self.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+        address = (self.sender or DEFAULT_SENDER).rsplit("<", 1)[-1].rstrip(">").strip()
         return address.rsplit("@", 1)[-1] or "localhost"
 
     def check(self) -> None:
@@ -120,13 +147,14 @@ class MailSettings:
         in ``LOKET_MAIL_FROM`` would mark every message in the outbox failed for good.
         """
         probe = RenderedEmail(subject="probe", text="probe", html="probe")
+        sender = self.sender or DEFAULT_SENDER
         try:
-            build_message(probe, sender=self.sender, to="probe@example.org", to_name=None,
+            build_message(probe, sender=sender, to="probe@example.org", to_name=None,
                           message_id=message_id_for("probe", self.domain),
                           date=dt.datetime.now(dt.UTC))
         except InvalidValue as exc:
             raise ConfigurationError(
-                f"LOKET_MAIL_FROM {self.sender!r} cannot be the sender of an email: {exc.message}"
+                f"LOKET_MAIL_FROM {sender!r} cannot be the sender of an email: {exc.message}"
             ) from None
 
 
@@ -163,6 +191,7 @@ def deliver(loket: Loket, settings: MailSettings, now: dt.datetime | None = None
     When messages failed for good, a summary for the operators is queued and, unless the run
     ended early, delivered in the same run.
     """
+    settings = settings.for_organisation(loket.organisation())
     settings.check()
     run = _Run(loket, settings, _renderers(settings.template_dir), now, batch, stop)
     session = settings.transport.open(stop)
@@ -226,7 +255,9 @@ class _Run:
 
     def __init__(self, loket: Loket, settings: MailSettings, renderers: Mapping[str, Renderer],
                  now: dt.datetime | None, batch: int, stop: threading.Event | None) -> None:
-        self.loket, self.settings, self.renderers = loket, settings, renderers
+        self.loket, self.settings = loket, settings
+        self.composer = Composer(loket, renderers, settings.sender or DEFAULT_SENDER, settings.domain,
+                                 settings.digest_limit)
         self.fixed_now, self.batch, self.stop = now, batch, stop
         self.owner = secrets.token_hex(8)
         self.report = DeliveryReport()
@@ -238,7 +269,11 @@ class _Run:
         return self.stop is not None and self.stop.is_set()
 
     def deliver_due(self, session: Session) -> None:
-        """Claim and send batch after batch until nothing is due or the run must end."""
+        """Claim and send batch after batch until nothing is due or the run must end.
+
+        With a batch come the other due firings of its digests' recipients (as many as their
+        digests still have room for), so that a batch boundary does not split a digest.
+        """
         while self.report.stopped is None:
             if self._stopping():
                 self.report.stopped = STOPPING
@@ -248,36 +283,31 @@ class _Run:
                 for row in store.give_up_interrupted(conn, moment, queued_before=moment - self.settings.lifetime):
                     self._failed(row, row["last_error"])
                 rows = store.claim(conn, moment, self.batch, lease=self.settings.lease, owner=self.owner)
+                room = digest.room(rows, self.settings.digest_limit)
+                more = store.claim_more(conn, moment, room, kinds=digest.DIGEST_KINDS, lease=self.settings.lease,
+                                        owner=self.owner) if room else []
             if not rows:
                 return
-            ready = self._compose(rows)
-            for index, (row, message) in enumerate(ready):
+            ready = self._compose(rows + more)
+            for index, out in enumerate(ready):
                 if self._stopping():
                     self._end(STOPPING)
                     return
-                if not self._begin(row):
+                if not self._begin(out.rows):
                     self._end("another sender took over its messages (their lease had run out)")
                     return
-                result = _send(session, message)
-                self._record(row, result)
+                result = _send(session, out.message)
+                self._record(out, result)
                 if not result.reached and not self._stopping():
-                    self._defer([row for row, _ in ready[index + 1:]], result.error or "")
+                    self._defer(ready[index + 1:], result.error or "")
                     self._end(f"nothing more can be delivered now: {result.error}")
                     return
             if len(rows) < self.batch:
                 return
 
-    def _compose(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], EmailMessage]]:
-        """The message of each row; a row whose data makes no email fails for good at once."""
-        moment = self.now()
-        ready: list[tuple[dict[str, Any], EmailMessage]] = []
-        broken: list[tuple[dict[str, Any], str]] = []
-        for row, events, facts in zip(rows, recent_events(self.loket, rows), type_facts(self.loket, rows),
-                                      strict=True):
-            try:
-                ready.append((row, self._message(row, events, facts, moment)))
-            except InvalidValue as exc:
-                broken.append((row, exc.message))
+    def _compose(self, rows: list[dict[str, Any]]) -> list[Outgoing]:
+        """The messages of the rows; a row whose data makes no email fails for good at once."""
+        ready, broken = self.composer.compose(rows, self.now())
         if broken:
             with self.loket.engine.begin() as conn:
                 for row, error in broken:
@@ -286,73 +316,76 @@ class _Run:
                         self._failed(row, error)
         return ready
 
-    def _message(self, row: dict[str, Any], events: list[dict[str, Any]], facts: TypeFacts,
-                 now: dt.datetime) -> EmailMessage:
-        """The message of one row; records the rendered subject in ``row`` for the listing."""
-        if row["kind"] == MailKind.DELIVERY_FAILED:
-            rendered = render_summary(row, self.loket.organisation())
-        else:
-            renderer = self.renderers.get(row["language"])
-            if renderer is None:
-                raise InvalidValue(f"no email templates in language {row['language']!r}")
-            rendered = renderer.render(row["kind"], email_context(self.loket, row, events, facts, now))
-        row["subject"] = rendered.subject
-        return build_message(rendered, sender=self.settings.sender, to=row["to_email"],
-                             to_name=row["to_name"], date=now,
-                             message_id=message_id_for(row["key"], self.settings.domain))
-
-    def _begin(self, row: dict[str, Any]) -> bool:
-        """Whether the lease on ``row`` is still this run's; if so the attempt is counted (and
-        every lease of the run renewed) before the message goes out."""
+    def _begin(self, rows: list[dict[str, Any]]) -> bool:
+        """Whether the lease on every row of a message is still this run's; if so the attempt
+        is counted for each (and every lease of the run renewed) before the message goes out.
+        The rows of a digest share their next try, so that they stay together."""
         moment = self.now()
+        retry_at = moment + backoff(max(row["attempts"] for row in rows) + 1)
         with self.loket.engine.begin() as conn:
-            held = store.begin_attempt(conn, row["id"], owner=self.owner, until=moment + self.settings.lease,
-                                       retry_at=moment + backoff(row["attempts"] + 1))
+            held = store.begin_attempts(conn, [row["id"] for row in rows], owner=self.owner,
+                                        until=moment + self.settings.lease, retry_at=retry_at)
         if held:
-            row["attempts"] += 1
+            for row in rows:
+                row["attempts"] += 1
         return held
 
-    def _record(self, row: dict[str, Any], result: DeliveryResult) -> None:
-        """Commit how the attempt ended: sent, to be retried after its back-off, or failed for
-        good (refused for itself, or still failing at the end of its lifetime)."""
+    def _record(self, out: Outgoing, result: DeliveryResult) -> None:
+        """Commit how the attempt ended, for every row of the message at once: sent, to be
+        retried after its back-off, or failed for good (refused for itself, or still failing
+        at the end of its lifetime)."""
         moment = self.now()
         with self.loket.engine.begin() as conn:
             if result.ok:
-                store.mark_sent(conn, row["id"], at=moment, attempts=row["attempts"], note=result.error,
-                                subject=row["subject"])
-                self.report.sent += 1
+                for row in out.rows:
+                    store.mark_sent(conn, row["id"], at=moment, attempts=row["attempts"], note=result.error,
+                                    subject=row["subject"])
+                self.report.sent += len(out.rows)
+                self.report.emails += 1
                 return
-            self._fail_or_retry(conn, row, result.error or "", moment, permanent=result.permanent)
+            self._fail_or_retry(conn, out.rows, result.error or "", moment, permanent=result.permanent)
 
-    def _defer(self, rows: list[dict[str, Any]], error: str) -> None:
-        """The rest of a batch the server could not be reached for: each charged an attempt."""
+    def _defer(self, rest: list[Outgoing], error: str) -> None:
+        """The rest of a batch the server could not be reached for: each message charged an
+        attempt."""
         moment = self.now()
         with self.loket.engine.begin() as conn:
-            for row in rows:
-                row["attempts"] += 1
-                self._fail_or_retry(conn, row, error, moment, permanent=False)
+            for out in rest:
+                for row in out.rows:
+                    row["attempts"] += 1
+                self._fail_or_retry(conn, out.rows, error, moment, permanent=False)
 
-    def _fail_or_retry(self, conn: sa.Connection, row: dict[str, Any], error: str, moment: dt.datetime, *,
+    def _fail_or_retry(self, conn: sa.Connection, rows: list[dict[str, Any]], error: str, moment: dt.datetime, *,
                        permanent: bool) -> None:
-        retry_at = None if permanent else self._next_try(row, moment)
-        if retry_at is not None:
-            if store.mark_retry(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error,
-                                at=retry_at):
-                self.report.retrying += 1
-                self.report.retry_errors.append(f"{row['key']}: {error}")
-            return
-        if not permanent:
-            error = f"{error} (given up: still failing {_span(moment - row['created_at'])} after it was queued)"
-        if store.mark_failed(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error):
-            self._failed(row, error)
+        """A message that failed: each of its rows tried again at one moment (the digest stays
+        whole), or failed for good — all of them when the message was refused, a row alone
+        when its own lifetime is over."""
+        retry_at = None if permanent else self._next_try(rows, moment)
+        for row in rows:
+            if retry_at is not None and moment < self._end_of(row):
+                if store.mark_retry(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=error,
+                                    at=retry_at):
+                    self.report.retrying += 1
+                    self.report.retry_errors.append(f"{row['key']}: {error}")
+                continue
+            final = error
+            if not permanent:
+                final = f"{error} (given up: still failing {_span(moment - row['created_at'])} after it was queued)"
+            if store.mark_failed(conn, row["id"], owner=self.owner, attempts=row["attempts"], error=final):
+                self._failed(row, final)
 
-    def _next_try(self, row: dict[str, Any], moment: dt.datetime) -> dt.datetime | None:
-        """When to try again after a temporary failure at ``moment``; ``None`` once the message's
-        lifetime is over. The last try comes at the end of the lifetime itself."""
-        end = row["created_at"] + self.settings.lifetime
-        if moment >= end:
+    def _end_of(self, row: dict[str, Any]) -> dt.datetime:
+        """The end of a row's lifetime: after it, a row is not tried again."""
+        return row["created_at"] + self.settings.lifetime
+
+    def _next_try(self, rows: list[dict[str, Any]], moment: dt.datetime) -> dt.datetime | None:
+        """When to try a message's rows again after a temporary failure at ``moment``; ``None``
+        once every row's lifetime is over. The last try comes at the end of the lifetime
+        itself (of the row whose lifetime ends first)."""
+        ends = [end for end in map(self._end_of, rows) if moment < end]
+        if not ends:
             return None
-        return min(moment + backoff(row["attempts"]), end)
+        return min(moment + backoff(max(row["attempts"] for row in rows)), *ends)
 
     def _failed(self, row: dict[str, Any], error: str) -> None:
         self.report.failed += 1

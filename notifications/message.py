@@ -4,12 +4,18 @@ The Message-ID is derived from the outbox key, not drawn at random: when a deliv
 after a lost reply (the server may have accepted the message before the connection dropped),
 the second copy carries the same Message-ID, so mail clients and the directory transport
 recognise it as the same message.
+
+A message also says, in headers of its own, which case it is about and for whom
+(:class:`Label`): the directory transport names its file after them, and a mail filter may
+sort by them. They hold safe characters only, and never a resident's address.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
 from email.errors import HeaderParseError
@@ -48,13 +54,46 @@ class _Registry(HeaderRegistry):
 POLICY = email_policy.default.clone(header_factory=_Registry())
 
 
+#: The headers of a :class:`Label`, in the order of a file name.
+LABEL_HEADERS = ("X-Loket-Queued", "X-Loket-Ref", "X-Loket-Kind", "X-Loket-Recipient")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_token(text: str, width: int = 64) -> str:
+    """``text`` with every run of characters other than letters, digits, ``.``, ``_``, ``+``
+    and ``-`` made one ``_``, cut to ``width``: fit for a header and a file name alike."""
+    return _UNSAFE.sub("_", text)[:width].strip("._") or "_"
+
+
+@dataclass(frozen=True)
+class Label:
+    """What a message is about, for whoever files it: the day it was queued (in the
+    organisation's time), the case reference (a digest's: the first, ``+N`` more), the kind
+    (``digest`` for a digest) and the recipient (a person's or unit's id; ``requester`` for
+    the resident who applied, whose address must not show in a file name)."""
+
+    queued: dt.date
+    ref: str
+    kind: str
+    recipient: str
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        values = (self.queued.isoformat(), self.ref, self.kind, self.recipient)
+        return tuple(zip(LABEL_HEADERS, (safe_token(value) for value in values), strict=True))
+
+
+def is_domain(text: str) -> bool:
+    """Whether ``text`` is a domain name (``voorbeeld.nl``): letters, digits and hyphens in dotted labels."""
+    return bool(_DOMAIN.fullmatch(text))
+
+
 def message_id_for(key: str, domain: str) -> str:
     """The Message-ID of the outbox row with ``key``: ``<wijkloket.{sha256 hex}@{domain}>``.
 
     Deterministic, so a retried message is recognisable; hashed, so the key (which names a
     case) does not show in the header.
     """
-    if not _DOMAIN.fullmatch(domain):
+    if not is_domain(domain):
         raise InvalidValue(f"message id domain {domain!r} is not a domain name")
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
     return f"<wijkloket.{digest}@{domain}>"
@@ -68,12 +107,15 @@ def build_message(
     to_name: str | None,
     message_id: str,
     date: datetime,
+    label: Label | None = None,
 ) -> EmailMessage:
     """A ``multipart/alternative`` message: plain text first, HTML as the richer part.
 
     ``sender`` is the configured From (``noreply@gemeente.example`` or
     ``Gemeente Voorbeeld <noreply@gemeente.example>``); ``date`` must be timezone-aware.
-    A header value with a line break (an injection attempt) raises :class:`InvalidValue`.
+    A header value with a line break (an injection attempt) raises :class:`InvalidValue`,
+    and so does a header that would carry one once read back; text that looks like an
+    encoded word (``=?utf-8?q?…?=``) is defused first (:func:`defused`).
     """
     if date.tzinfo is None:
         raise InvalidValue("the Date of an email needs a timezone-aware datetime")
@@ -81,20 +123,43 @@ def build_message(
         raise InvalidValue(f"{message_id!r} is not a Message-ID of the form <left@right>")
     message = EmailMessage(policy=POLICY)
     try:
-        message["Subject"] = rendered.subject
+        message["Subject"] = defused(rendered.subject)
         message["From"] = sender
-        message["To"] = Address(display_name=to_name or "", addr_spec=to)
+        message["To"] = Address(display_name=defused(to_name or ""), addr_spec=to)
         message["Date"] = format_datetime(date)
         message["Message-ID"] = message_id
         # RFC 3834: tells auto-responders (out-of-office replies) not to answer.
         message["Auto-Submitted"] = "auto-generated"
+        for name, value in label.headers() if label is not None else ():
+            message[name] = value
         _check_addresses(message)
+        _check_lines(message)
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise InvalidValue(f"cannot build email to {to!r}: {exc}") from exc
     # Quoted-printable keeps every line 7-bit: any relay accepts it, with or without 8BITMIME.
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return message
+
+
+def defused(text: str) -> str:
+    """``text`` with every ``=?`` made ``= ?``, so that nothing in it reads as an RFC 2047
+    encoded word.
+
+    The standard library decodes encoded words in a header value it is *given*, as if the value
+    came off the wire: a subject holding ``=?utf-8?q?=0D=0ABcc:_x?=`` would become a line break
+    and a ``Bcc`` header when written out (Python before 3.11.10 writes it unchecked). What a
+    resident or an official typed is text, never encoding.
+    """
+    return text.replace("=?", "= ?")
+
+
+def _check_lines(message: EmailMessage) -> None:
+    """No header may hold a line break once parsed: whatever slipped past :func:`defused`
+    (a sender from the configuration, say) is refused rather than written."""
+    for name, value in message.items():
+        if "\r" in str(value) or "\n" in str(value):
+            raise ValueError(f"the {name} header would break a line")
 
 
 def _check_addresses(message: EmailMessage) -> None:

@@ -10,8 +10,8 @@ mail out another file's contents. Every failure that comes from a template is a
 :class:`~engine.errors.ConfigurationError` naming the file (and the line where Jinja knows
 it), because fixing it is the job of whoever maintains the override folder.
 
-What a template is given is :class:`~notifications.context.EmailContext`, plain data the
-engine prepared down to its words (:mod:`notifications.wording`).
+What a template is given is plain data the engine prepared down to its words
+(:mod:`notifications.wording`), with the keys :mod:`notifications.context` lists per kind.
 """
 
 from __future__ import annotations
@@ -42,7 +42,17 @@ from jinja2.loaders import split_template_path
 from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
 from notifications import bounds
-from notifications.context import EVENT_KEYS, KINDS, REQUIRED_KEYS, EmailContext, sample_contexts
+from notifications.context import (
+    DIGEST,
+    DIGEST_CASE_KEYS,
+    DIGEST_FIRING_KEYS,
+    EVENT_KEYS,
+    KINDS,
+    REQUIRED_KEYS,
+    TEMPLATE_KINDS,
+    EmailContext,
+    sample_contexts,
+)
 from notifications.wording import LANGUAGES, READERS, check_language
 
 PARTS: Final = ("subject", "txt", "html")
@@ -67,7 +77,7 @@ def template_name(kind: str, language: str, part: str) -> str:
 
 KNOWN_TEMPLATES: Final = frozenset(
     template_name(kind, language, part)
-    for kind in KINDS
+    for kind in TEMPLATE_KINDS
     for language in LANGUAGES
     for part in PARTS
 )
@@ -176,7 +186,8 @@ class Renderer:
         )
 
     def check(self) -> list[str]:
-        """Compile every template the override folder provides; render the known ones.
+        """Compile every template the override folder provides; render the known ones (all of
+        this language's, when the folder overrides a partial they may include).
 
         Meant for start-up (``loket worker``, ``loket outbox send``), so that a broken override
         is reported before an escalation depends on it. Returns the names checked; raises
@@ -194,15 +205,18 @@ class Renderer:
                 raise ConfigurationError(
                     f"template {self.override_dir / name}: unknown template name; expected "
                     "{kind}.{language}.{subject|txt|html}.j2 with kind one of "
-                    f"{', '.join(KINDS)} and language one of {', '.join(LANGUAGES)}, "
+                    f"{', '.join(TEMPLATE_KINDS)} and language one of {', '.join(LANGUAGES)}, "
                     "or a partial whose name starts with '_'"
                 )
             self._load(name)
-        for name in names:
-            if name in KNOWN_TEMPLATES:
-                kind = name.split(".", 1)[0]
-                for sample in sample_contexts(kind, self.language):
-                    self._render(name, _plain_context(kind, sample))
+        rendered = {name for name in names if name in KNOWN_TEMPLATES}
+        if any(Path(name).name.startswith("_") for name in names):
+            # A partial may be part of any template: try them all, as this language uses them.
+            rendered |= {template_name(kind, self.language, part) for kind in TEMPLATE_KINDS for part in PARTS}
+        for name in sorted(rendered):
+            kind = name.split(".", 1)[0]
+            for sample in sample_contexts(kind, self.language):
+                self._render(name, _plain_context(kind, sample))
         return names
 
     def _load(self, name: str) -> Template:
@@ -274,22 +288,51 @@ def one_line(subject: str) -> str:
 def _plain_context(kind: str, context: Mapping[str, Any]) -> dict[str, Any]:
     """Check that ``context`` has the keys of ``kind`` and holds plain data only; copy it."""
     if kind not in REQUIRED_KEYS:
-        raise InvalidValue(f"unknown email kind {kind!r}; known: {', '.join(KINDS)}")
-    missing = [key for key in REQUIRED_KEYS[kind] if key not in context]
-    if missing:
-        raise InvalidValue(f"{kind} email context lacks {', '.join(missing)}")
-    if context["reader"] not in READERS:
-        raise InvalidValue(
-            f"email context: reader {context['reader']!r} is none of {', '.join(READERS)}"
-        )
-    for number, event in enumerate(context["events"], start=1):
-        if not isinstance(event, Mapping) or any(key not in event for key in EVENT_KEYS):
-            raise InvalidValue(f"event {number} of the email context needs {EVENT_KEYS}")
+        raise InvalidValue(f"unknown email kind {kind!r}; known: {', '.join(TEMPLATE_KINDS)}")
+    _check_keys(context, REQUIRED_KEYS[kind], f"{kind} email context")
+    if kind in KINDS:
+        _check_reader(context)
+        _check_events(context["events"], "")
+    elif kind == DIGEST:
+        for number, case in enumerate(_items(context["cases"], "cases"), start=1):
+            where = f"case {number} of the digest"
+            _check_keys(case, DIGEST_CASE_KEYS, where)
+            _check_events(case["events"], f" ({where})")
+            for firing in _items(case["firings"], f"firings of {where}"):
+                _check_keys(firing, DIGEST_FIRING_KEYS, f"a firing of {where}")
+                _check_reader(firing)
     plain = _plain(context, "context")
     assert isinstance(plain, dict)
     if kind == MailKind.ESCALATION:
         plain.setdefault("extendable", True)  # optional: most request types have a decision term
     return plain
+
+
+def _check_keys(context: Any, keys: tuple[str, ...], what: str) -> None:
+    if not isinstance(context, Mapping):
+        raise InvalidValue(f"{what} is no mapping")
+    missing = [key for key in keys if key not in context]
+    if missing:
+        raise InvalidValue(f"{what} lacks {', '.join(missing)}")
+
+
+def _check_reader(context: Mapping[str, Any]) -> None:
+    if context["reader"] not in READERS:
+        raise InvalidValue(
+            f"email context: reader {context['reader']!r} is none of {', '.join(READERS)}"
+        )
+
+
+def _items(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise InvalidValue(f"email context: {what} is no list")
+    return list(value)
+
+
+def _check_events(events: Any, where: str) -> None:
+    for number, event in enumerate(_items(events, f"events{where}"), start=1):
+        if not isinstance(event, Mapping) or any(key not in event for key in EVENT_KEYS):
+            raise InvalidValue(f"event {number} of the email context{where} needs {EVENT_KEYS}")
 
 
 def _plain(value: Any, where: str) -> Any:

@@ -18,11 +18,13 @@ from typing import Final
 
 from engine.core.durations import parse_interval
 from engine.errors import ConfigurationError
+from notifications.message import LABEL_HEADERS, safe_token
 from notifications.outcome import DeliveryResult, Session, Transport, id_of, send_all
 from notifications.smtp import DEFAULT_TIMEOUT, SmtpTransport
 
 __all__ = ["DEFAULT_TIMEOUT", "DeliveryResult", "DirectoryTransport", "MemoryTransport", "Session",
-           "SmtpTransport", "Transport", "file_name_for", "send_all", "smtp_timeout", "transport_from_env"]
+           "SmtpTransport", "Transport", "file_name_for", "mail_file_name", "send_all", "smtp_timeout",
+           "transport_from_env"]
 
 
 # -- directory --------------------------------------------------------------------------------
@@ -31,7 +33,8 @@ __all__ = ["DEFAULT_TIMEOUT", "DeliveryResult", "DirectoryTransport", "MemoryTra
 class DirectoryTransport:
     """Writes each message as an ``.eml`` file that a mail client opens.
 
-    The file name comes from the Message-ID, so delivering a message again replaces its file.
+    The file name says what the message is about (:func:`mail_file_name`) and ends in a part of
+    its Message-ID, so delivering a message again replaces its file.
     Each file is written to a temporary name, flushed to disk and renamed into place: a reader
     never sees half a message, and a crash leaves either the old file or the new one.
     """
@@ -54,7 +57,7 @@ class DirectoryTransport:
         message_id = id_of(message)
         if not message_id:
             return DeliveryResult.failed("", "message has no Message-ID", permanent=True)
-        target = self.path / file_name_for(message_id)
+        target = self.path / mail_file_name(message)
         data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         try:
             descriptor, temporary = tempfile.mkstemp(dir=self.path, prefix=".", suffix=".tmp")
@@ -93,6 +96,30 @@ class DirectorySession:
 
     def close(self) -> None:
         """Nothing is held open between messages."""
+
+
+def mail_file_name(message: EmailMessage) -> str:
+    """``2026-03-02_BI-2026-00001_escalation_b.bakker_1f2e3d4c5b6a7988.eml``: the day it was
+    queued, the case, the kind, the recipient (``requester`` for a resident), then 16 hex
+    digits of the Message-ID's hash — the same message always gets the same name, and the name
+    sorts by day in a folder listing. A message without the label headers
+    (:class:`~notifications.message.Label`) is named by :func:`file_name_for` alone."""
+    message_id = id_of(message)
+    parts = [str(message.get(name, "")).strip() for name in LABEL_HEADERS]
+    if not all(parts):
+        return file_name_for(message_id)
+    return "_".join([*(safe_token(part, 40) for part in parts), stable_id(message_id)]) + ".eml"
+
+
+_OWN_ID = re.compile(r"<wijkloket\.([0-9a-f]{64})@[^<>]*>")
+
+
+def stable_id(message_id: str) -> str:
+    """16 hex digits that stand for a Message-ID: the start of the outbox key's hash in one of
+    ours (so ``grep`` finds the file by its Message-ID), else of the id's own hash."""
+    own = _OWN_ID.fullmatch(message_id.strip())
+    digest = own.group(1) if own else hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+    return digest[:16]
 
 
 def file_name_for(message_id: str) -> str:

@@ -12,7 +12,7 @@ from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.core.vocabulary import Rung
-from engine.core.words import DAYS, MONTHS
+from engine.core.words import DAYS, MONTHS, long_date
 from engine.errors import ConfigurationError, InvalidValue
 
 LANGUAGES: Final = ("nl", "en")
@@ -77,6 +77,48 @@ def rung_label(rung: int | str, *, of: int | None, to: str, language: str) -> st
     return f"trede {rung} van {of}: {who}" if language == "nl" else f"rung {rung} of {of}: {who}"
 
 
+
+
+def parse_moment(text: str | None) -> datetime | None:
+    """A chain timestamp (``2026-03-02T08:00:00.000000Z``) as an aware datetime; ``None`` for none."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not a timestamp") from None
+    if moment.tzinfo is None:
+        raise InvalidValue(f"timestamp {text!r} has no timezone")
+    return moment
+
+
+def format_day(moment: datetime, *, timezone: str, language: str) -> str:
+    """The day a moment falls on for a reader in ``timezone``: ``15 mei 2026``.
+
+    A resident is told the date, not the minute: a decision term ends at the end of a day.
+    """
+    check_language(language)
+    if moment.tzinfo is None:
+        raise InvalidValue("format_day needs a timezone-aware datetime")
+    try:
+        local = moment.astimezone(ZoneInfo(timezone))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"unknown timezone {timezone!r}") from exc
+    return long_date(local.date(), language)
+
+
+#: An outcome word of a final state, as a resident reads it.
+OUTCOMES: Final[Mapping[str, Mapping[str, str]]] = {
+    "nl": {"granted": "toegekend", "rejected": "afgewezen", "withdrawn": "ingetrokken", "done": "afgerond"},
+    "en": {"granted": "granted", "rejected": "rejected", "withdrawn": "withdrawn", "done": "completed"},
+}
+
+
+def outcome_words(outcome: str | None, state_label: str, language: str) -> str:
+    """What a closed request came to, in plain words: the outcome's word when it has a known
+    one, else the final state's label (``Afgehandeld``)."""
+    check_language(language)
+    return OUTCOMES[language].get(outcome or "", state_label)
 
 
 def format_moment(moment: datetime, *, timezone: str, language: str) -> str:

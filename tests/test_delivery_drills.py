@@ -39,8 +39,9 @@ SLACK = 2.0
 
 
 def through(server: FaultySmtpServer, deadline: float = DEADLINE) -> MailSettings:
+    """Each firing as its own email, followed one by one (digests: test_digest.py)."""
     return MailSettings(sender=SENDER, transport=SmtpTransport(server.host, server.port, timeout=deadline),
-                        template_dir=None)
+                        template_dir=None, digest_limit=1)
 
 
 def timed(loket: Loket, settings: MailSettings, **options: Any) -> tuple[DeliveryReport, float]:

@@ -44,7 +44,9 @@ def test_packaged_templates_pass_the_override_check() -> None:
     """The shipped set is held to the rules a deployment's override folder must meet."""
     for language in LANGUAGES:
         checked = Renderer(language, override_dir=PACKAGE_TEMPLATES).check()
-        assert set(checked) == KNOWN_TEMPLATES | {"_layout.html.j2"}
+        partials = {path.name for path in PACKAGE_TEMPLATES.glob("_*.j2")}
+        assert partials >= {"_layout.html.j2", f"_resident.{language}.txt.j2", f"_staff.{language}.html.j2"}
+        assert set(checked) == KNOWN_TEMPLATES | partials
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

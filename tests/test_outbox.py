@@ -34,6 +34,7 @@ from engine.store import outbox as outbox_store
 from engine.store.db import open_engine
 from engine.store.outbox import INTERRUPTED
 from engine.store.schema import events_t, outbox_t
+from notifications import compose
 from notifications import delivery as outbox
 from notifications.delivery import LEASE, LIFETIME, SCHEDULE, DeliveryReport, MailSettings, backoff, deliver
 from notifications.message import message_id_for
@@ -44,7 +45,8 @@ from notifications.transports import (
     DirectoryTransport,
     SmtpTransport,
     Transport,
-    file_name_for,
+    mail_file_name,
+    stable_id,
 )
 
 if TYPE_CHECKING:
@@ -92,8 +94,10 @@ def escalate(
 
 
 def smtp(server: SmtpServer, template_dir: Path | None = None) -> MailSettings:
+    """Each firing as its own email: these tests follow messages one by one (the digests that
+    gather a reader's firings have their own tests, in test_digest.py)."""
     return MailSettings(sender=SENDER, transport=SmtpTransport(server.host, server.port, timeout=5),
-                        template_dir=template_dir)
+                        template_dir=template_dir, digest_limit=1)
 
 
 def by_key(loket: Loket) -> dict[str, dict[str, Any]]:
@@ -204,7 +208,7 @@ def test_event_times_come_back_aware(loket: Loket, clock: FixedClock) -> None:
     with loket.read() as conn:
         moments = conn.execute(sa.select(events_t.c.at).order_by(events_t.c.seq)).scalars().all()
     assert moments == [START, THURSDAY] and all(m.tzinfo is not None for m in moments)
-    context = outbox.email_context(loket, row)
+    context = compose.email_context(loket, row)
     assert context["events"][0]["at"] == "maandag 2 maart 2026 om 10:00"
     assert row["next_attempt_at"] == THURSDAY and row["next_attempt_at"].tzinfo is not None
 
@@ -232,7 +236,7 @@ def test_each_email_shows_the_five_events_up_to_its_own_escalation(
     # A row that does not say which event made it shows the case's latest five.
     row = list_outbox(loket)[0]
     bare = {**row, "context": {k: v for k, v in row["context"].items() if k != "event_seq"}}
-    both = outbox.recent_events(loket, [bare, row])
+    both = compose.recent_events(loket, [bare, row])
     assert [[event["seq"] for event in events] for events in both] == [[6, 7, 8, 9, 10],
                                                                        [4, 5, 6, 7, 8]]
 
@@ -428,7 +432,7 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    rows = escalate(loket, clock, 2)
+    rows = escalate(loket, clock, 1, at=FRIDAY)  # rung 1 to the lead, rung 2 to the head
     url = simulation(loket)
     folder = tmp_path / "mail"
     mail_to_folder(monkeypatch, folder)
@@ -440,7 +444,8 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
         for path in sorted(folder.glob("*.eml")):
             message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
             assert isinstance(message, EmailMessage)
-            assert path.name == file_name_for(str(message["Message-ID"]))
+            assert path.name == mail_file_name(message)
+            assert path.name.startswith("2026-03-06_ME-2026-00001_escalation_")
             found[str(message["Message-ID"])] = message
         return found
 
@@ -451,7 +456,7 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
 
     with monkeypatch.context() as patch:
         patch.setattr(outbox._Run, "_record", power_cut)
-        code, _, err = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+        code, _, err = run_cli(capsys, "--db", url, "--now", FRIDAY.isoformat(), "outbox", "send")
     assert code == 70 and "power cut" in err
     first = messages()
     assert len(first) == 1 and set(first) < expected
@@ -459,13 +464,13 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
     in_flight = next(row for row in rows if mid(row["key"]) in first)
     untried = next(row for row in rows if row is not in_flight)
     assert (in_flight["status"], in_flight["attempts"], in_flight["last_error"]) == ("pending", 1, INTERRUPTED)
-    assert in_flight["next_attempt_at"] == THURSDAY + backoff(1)
-    assert (untried["status"], untried["attempts"], untried["next_attempt_at"]) == ("pending", 0, THURSDAY)
+    assert in_flight["next_attempt_at"] == FRIDAY + backoff(1)
+    assert (untried["status"], untried["attempts"], untried["next_attempt_at"]) == ("pending", 0, FRIDAY)
 
     # ...so the next run sends the untried one, and the one in flight after its back-off.
-    code, out, _ = run_cli(capsys, "--db", url, "--now", THURSDAY.isoformat(), "outbox", "send")
+    code, out, _ = run_cli(capsys, "--db", url, "--now", FRIDAY.isoformat(), "outbox", "send")
     assert code == 0 and out.startswith("1 sent, 0 to retry, 0 failed")
-    later = (THURSDAY + backoff(1)).isoformat()
+    later = (FRIDAY + backoff(1)).isoformat()
     code, out, _ = run_cli(capsys, "--db", url, "--now", later, "outbox", "send")
     assert code == 0 and out.startswith("1 sent, 0 to retry, 0 failed")
     assert str(folder) in out
@@ -475,7 +480,7 @@ def test_outbox_send_writes_eml_files_with_stable_message_ids(
     assert len(list(folder.iterdir())) == 2  # no temporary files left
     for message in second.values():
         assert message["From"] == SENDER
-        assert message["To"].addresses[0].addr_spec == LEAD
+        assert message["To"].addresses[0].addr_spec in (LEAD, HEAD)
         assert "ME-2026-" in part(message, "plain") and "<html" in part(message, "html")
     assert second[next(iter(first))]["Subject"] == first[next(iter(first))]["Subject"]
     attempts = {row["key"]: row["attempts"] for row in list_outbox(loket)}
@@ -616,8 +621,9 @@ def test_what_a_resident_typed_is_escaped_and_adds_no_header(
     (item,) = smtp_server.handler.received  # the smuggled "." did not end the message early
     assert item.rcpt_tos == [LEAD] and item.mail_from == "wijkloket@gemeente.example"
     message = item.message
-    assert set(message.keys()) == {"Subject", "From", "To", "Date", "Message-ID",
-                                   "Auto-Submitted", "MIME-Version", "Content-Type"}
+    assert set(message.keys()) == {"Subject", "From", "To", "Date", "Message-ID", "Auto-Submitted",
+                                   "X-Loket-Queued", "X-Loket-Ref", "X-Loket-Kind", "X-Loket-Recipient",
+                                   "MIME-Version", "Content-Type"}
     assert not any("evil" in str(value) for value in message.values())
     html = part(message, "html")
     assert "<script" not in html and "<img" not in html
@@ -707,11 +713,12 @@ def test_a_reminder_fired_by_a_late_sweep_says_the_deadline_has_passed(
         assert stored["resolved"] == reader
 
     folder = tmp_path / "mail"
-    settings = MailSettings(sender=SENDER, transport=DirectoryTransport(folder), template_dir=None)
+    settings = MailSettings(sender=SENDER, transport=DirectoryTransport(folder), template_dir=None,
+                            digest_limit=1)
     assert deliver(loket, settings) == DeliveryReport(sent=8)
 
     def delivered(ref: str, rung: str) -> tuple[EmailMessage, str, str]:
-        path = folder / file_name_for(mid(rows[ref, rung]["key"]))
+        (path,) = folder.glob(f"*_{ref}_*_{stable_id(mid(rows[ref, rung]['key']))}.eml")
         message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         assert isinstance(message, EmailMessage)
         assert message["To"].addresses[0].addr_spec == rows[ref, rung]["to_email"]
@@ -768,9 +775,9 @@ def test_a_reminder_row_from_before_reminders_said_whether_they_were_late(
         row = reminders[ref]
         old = {**row, "context": {key: value for key, value in row["context"].items()
                                   if key not in ("deadline_passed", "days_overdue")}}
-        context = outbox.email_context(loket, old)
+        context = compose.email_context(loket, old)
         assert (context["deadline_passed"], context["days_overdue"]) == (passed, overdue)
-        assert outbox.email_context(loket, row)["deadline_passed"] is passed
+        assert compose.email_context(loket, row)["deadline_passed"] is passed
         assert Renderer("nl").render("reminder", context).subject.endswith(subject)
 
 
@@ -818,7 +825,7 @@ def test_every_lease_of_a_run_is_renewed_before_each_message(
     escalate(loket, clock, 6)
     loket.clock = TickingClock(THURSDAY)
     spy = LeaseSpy(loket, smtp(smtp_server).transport)
-    settings = MailSettings(sender=SENDER, transport=spy, template_dir=None)
+    settings = MailSettings(sender=SENDER, transport=spy, template_dir=None, digest_limit=1)
 
     assert deliver(loket, settings, batch=4).sent == 6
 

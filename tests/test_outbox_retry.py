@@ -61,7 +61,8 @@ class Spy:
 
 
 def through(transport: Transport, lifetime: dt.timedelta | None = None) -> MailSettings:
-    settings = MailSettings(sender=SENDER, transport=transport, template_dir=None)
+    """Each firing as its own email, followed one by one (digests: test_digest.py)."""
+    settings = MailSettings(sender=SENDER, transport=transport, template_dir=None, digest_limit=1)
     return settings if lifetime is None else dataclasses.replace(settings, lifetime=lifetime)
 
 

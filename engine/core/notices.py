@@ -122,7 +122,7 @@ class EventFacts:
     """The :class:`~engine.core.vocabulary.NoticeEvent` the rule matched."""
     audience: str
     """``"resident"`` or ``"staff"``: decides the wording, and what may be shown."""
-    recipient_name: str | None
+    recipient_name: str | None = None
     """The person's or unit's name for staff; ``None`` for a resident (their name may be personal)."""
     type_title: str
     summary: list[list[str]]

@@ -9,7 +9,7 @@ workers never take the same row; SQLite has one writer at a time anyway.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -95,6 +95,35 @@ def claim(conn: sa.Connection, now: dt.datetime, batch: int, *, lease: dt.timede
     return claimed
 
 
+def claim_more(conn: sa.Connection, now: dt.datetime, wanted: Mapping[tuple[str, str], int], *,
+               kinds: Iterable[str], lease: dt.timedelta, owner: str) -> list[dict[str, Any]]:
+    """Claim, besides a batch, up to ``wanted[(to_email, language)]`` more due rows of
+    ``kinds`` for each of these recipients, as :func:`claim` would (oldest due first, rows
+    another sender holds skipped): a recipient's due firings then go out in one digest,
+    however the batches fell. The rows as claimed."""
+    kinds = tuple(kinds)
+    claimed: list[dict[str, Any]] = []
+    for (to_email, language), count in wanted.items():
+        if count <= 0:
+            continue
+        rows = conn.execute(
+            sa.select(outbox_t)
+            .where(_c.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)), _c.next_attempt_at <= now,
+                   sa.or_(_c.lease_until.is_(None), _c.lease_until < now), _c.to_email == to_email,
+                   _c.language == language, _c.kind.in_(kinds))
+            .order_by(_c.next_attempt_at, _c.id)
+            .limit(count)
+            .with_for_update(skip_locked=True)
+        ).mappings().all()
+        claimed += [dict(r) for r in rows]
+    for chunk in _chunks([row["id"] for row in claimed]):
+        conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk)).values(
+            status=OutboxStatus.SENDING, lease_until=now + lease, lease_owner=owner))
+    for row in claimed:
+        row.update(status=OutboxStatus.SENDING, lease_until=now + lease, lease_owner=owner)
+    return claimed
+
+
 def give_up_interrupted(conn: sa.Connection, now: dt.datetime, *, queued_before: dt.datetime) -> list[dict[str, Any]]:
     """Fail the rows queued before ``queued_before`` (their lifetime is over) whose last attempt
     never finished and whose lease ran out: a message that keeps killing its sender must end
@@ -124,13 +153,29 @@ def begin_attempt(conn: sa.Connection, row_id: int, *, owner: str, until: dt.dat
     its error, so that a sender killed while the server has the message leaves it to be tried
     again after its back-off, charged once, and the rest of its batch uncharged.
     """
+    return begin_attempts(conn, [row_id], owner=owner, until=until, retry_at=retry_at)
+
+
+def begin_attempts(conn: sa.Connection, row_ids: Sequence[int], *, owner: str, until: dt.datetime,
+                   retry_at: dt.datetime) -> bool:
+    """:func:`begin_attempt` for the rows of one message (a digest): all of them or none.
+
+    Only when ``owner`` holds every one of them is the attempt counted for each; a message
+    some of whose rows another sender took must not go out, or those would be sent twice.
+    """
     mine = sa.and_(_c.lease_owner == owner, _c.status == OutboxStatus.SENDING)
-    held = conn.execute(sa.update(outbox_t).where(_c.id == row_id, mine).values(
-        attempts=_c.attempts + 1, last_error=INTERRUPTED, next_attempt_at=retry_at,
-        lease_until=until)).rowcount
-    if held:
-        conn.execute(sa.update(outbox_t).where(mine, _c.id != row_id).values(lease_until=until))
-    return bool(held)
+    if len(row_ids) > 1:
+        held = {row for row, in conn.execute(sa.select(_c.id).where(_c.id.in_(row_ids), mine).with_for_update())}
+        if len(held) != len(set(row_ids)):
+            return False
+    counted = 0
+    for chunk in _chunks(list(row_ids)):
+        counted += conn.execute(sa.update(outbox_t).where(_c.id.in_(chunk), mine).values(
+            attempts=_c.attempts + 1, last_error=INTERRUPTED, next_attempt_at=retry_at,
+            lease_until=until)).rowcount
+    if counted:
+        conn.execute(sa.update(outbox_t).where(mine, _c.id.not_in(row_ids)).values(lease_until=until))
+    return bool(counted)
 
 
 def release(conn: sa.Connection, ids: Sequence[int], *, owner: str | None = None) -> None:
