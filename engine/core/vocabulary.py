@@ -24,6 +24,8 @@ class Action(StrEnum):
     EXTENDED = "extended"
     ESCALATED = "escalated"
     REDACTED = "redacted"
+    DIRECTED = "directed"
+    """A bestuurlijke opdracht (SPEC §12.1): data ``{text, within, due, state, replaces}``."""
 
 
 class Rung(StrEnum):
@@ -32,6 +34,8 @@ class Rung(StrEnum):
     SERVICE_NORM = "service_norm"
     LEAD_TIME = "lead_time"
     TIMEOUT = "timeout"
+    DIRECTIVE = "directive"
+    """An administrator's instruction whose term ended before the case left its state."""
 
 
 class FiringKind(StrEnum):
