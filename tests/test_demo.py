@@ -28,6 +28,9 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
+    # Leads get digests: the summary counts them, and they are there as files.
+    digests = [path for path in emails if "_digest_" in path.name]
+    assert digests and f"({len(emails)} messages, {len(digests)} of them digests" in out
     messages = [email.message_from_bytes(path.read_bytes(), policy=policy.default) for path in emails]
     bodies = [message.get_body(("plain",)) for message in messages]
     assert all(message["Subject"] for message in messages) and None not in bodies

@@ -324,7 +324,9 @@ def run_demo(
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
     echo(f"database: {summary['database']}")
-    echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
+    files = [path.name for path in (root / "outbox").glob("*.eml")]
+    digests = sum("_digest_" in name for name in files)
+    echo(f"emails:   {summary['emails']} ({len(files)} messages, {digests} of them digests of several cases)")
     echo(f"report:   {summary['report']}")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
     engine.dispose()
