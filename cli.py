@@ -992,9 +992,11 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 @click.option("--unit", metavar="UNIT", help="Only events while the case was held by this unit.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
 @click.option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout).")
+@click.option("--pseudonymise", is_flag=True,
+              help="Replace people, personal values and free texts by pseudonyms of this export only.")
 @pass_ctx
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
-                 fmt: str, output: str | None) -> None:
+                 fmt: str, output: str | None, pseudonymise: bool) -> None:
     """Export events as CSV or JSON Lines, streamed (constant memory)."""
     from engine.app.export import export
 
@@ -1004,13 +1006,15 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
     if start is not None and end is not None and end <= start:
         raise InvalidValue("--until must be later than --since")
     if output is None:
-        export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
+               pseudonymise=pseudonymise)
         sys.stdout.flush()
         return
     from engine.store.outfile import output_file
 
     with output_file(output, database=ctx.url) as handle:
-        count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
+                       pseudonymise=pseudonymise)
     click.echo(f"{count} events written to {output}", err=True)
 
 
