@@ -104,6 +104,7 @@ class Migration:
         preview: Callable[[Preview], None] | None = None, batch: int = BATCH,
     ) -> None:
         self.loket, self.key, self.to_version = loket, key, to_version
+        loket.latest_version(key)  # an unknown type is named as such
         self.new = loket.request_type(key, to_version)
         if from_version is not None:
             if from_version == to_version:
