@@ -472,7 +472,9 @@ def _report_preview(p: Any) -> None:
         if before[name] != after[name]:
             click.echo(f"  {name:<12} {before[name] or '-'} → {after[name] or '-'}")
     if p.fires:
-        click.echo(f"  fires at once (the next sweep, once): {', '.join(p.fires)}")
+        click.echo(f"  fires at once, as the new dates have passed (the next sweep, once): {', '.join(p.fires)}")
+    if p.due_anyway:
+        click.echo(f"  due already before the move: {', '.join(p.due_anyway)}")
 
 
 @workflow.command("validate")

@@ -168,8 +168,10 @@ def test_dry_run_writes_nothing_and_shows_before_and_after(loket: Loket, cases: 
     # beoordeling entered Monday 2 March: 10 working days ended 16 March, 5 end 9 March.
     assert (review.before["due"][:10], review.after["due"][:10]) == ("2026-03-16", "2026-03-09")
     assert (review.before["version"], review.after["version"]) == (1, 2)
-    # Its reminder and the lead's rung fall before now (23 March) under the shorter term.
-    assert review.fires[:2] == ["1 → b.bakker", "2 → b.bakker"]
+    # No sweep ran: the reminder and the lead's rung were due under the old term already (16
+    # March); the head's, 5 working days on, falls before now (23 March) only under the new one.
+    assert review.due_anyway == ["1 → b.bakker", "2 → b.bakker"]
+    assert review.fires == ["3 → a.jansen"]
     intake = previews[cases["intake"]]
     assert (intake.before["owner"], intake.after["owner"]) == ("wijkteam", "welzijn")
     assert (intake.before["assignee"], intake.after["assignee"]) == ("l.mulder", None)
@@ -335,7 +337,8 @@ def test_the_command_line_lists_and_exits_as_the_spec_says(
     assert code == 1 and _dump(loket) == before
     assert f"{cases['review']}: v1 → v2, beoordeling" in out
     assert "  due          2026-03-16T22:59:59.000000Z → 2026-03-09T22:59:59.000000Z" in out
-    assert "fires at once (the next sweep, once): 1 → b.bakker" in out
+    assert "fires at once, as the new dates have passed (the next sweep, once): 3 → a.jansen" in out
+    assert "due already before the move: 1 → b.bakker, 2 → b.bakker" in out
     assert f"{KEY}: would move 4 case(s) to version 2; 1 refused:" in out
 
     code, out, _ = run_cli(capsys, "--db", db_url, "workflow", "migrate", KEY, "--to", "2", "--json",

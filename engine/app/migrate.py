@@ -62,10 +62,14 @@ class Preview:
     before: dict[str, Any]
     after: dict[str, Any]
     fires: list[str]
-    """What the next sweep fires at once on the new dates ("2 → b.bakker", "lead_time → ...")."""
+    """What the new dates make due at once, which the next sweep fires ("3 → a.jansen",
+    "lead_time → wethouder.wijken")."""
+    due_anyway: list[str]
+    """What was due already under the old dates and still is (a sweep has not run since)."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "before": self.before, "after": self.after, "fires_at_once": self.fires}
+        return {"ref": self.ref, "before": self.before, "after": self.after, "fires_at_once": self.fires,
+                "due_anyway": self.due_anyway}
 
 
 @dataclass
@@ -207,11 +211,15 @@ class Migration:
             if planned is None:
                 continue
             staged = self.loket.stage_case(self.new, case, planned.change, self.actor, now, notify=False)
-            fires = [f"{firing.rung} → {firing.recipient or '-'}"
+            due_before = {firing.rung for firing in due_firings(self.old[case.type_version], self.org, self.cal,
+                                                                 case, now)}
+            after = [(firing.rung in due_before, f"{firing.rung} → {firing.recipient or '-'}")
                      for firing in due_firings(self.new, self.org, self.cal, staged.case, now)]
             self._moved(case)
             if self.preview is not None:
-                self.preview(Preview(case.ref, _shown(case), _shown(staged.case), fires))
+                self.preview(Preview(case.ref, _shown(case), _shown(staged.case),
+                                     [text for anyway, text in after if not anyway],
+                                     [text for anyway, text in after if anyway]))
 
     def _moved(self, case: Case) -> None:
         self.result.count += 1
@@ -219,28 +227,31 @@ class Migration:
             self.result.migrated.append(case.ref)
 
     def _write(self, plans: list[tuple[Case, Plan | None]]) -> None:
-        """One transaction for the batch; a case whose guard missed writes nothing and is
-        planned again on its own."""
+        """One transaction for the batch: the guarded UPDATEs in one driver call per set of
+        columns, then the events of the cases whose guard let them through. A case whose guard
+        missed writes nothing and is planned again on its own."""
         now = self.loket.clock.now()
-        missed: list[Case] = []
-        done: list[Case] = []
+        staged = [self.loket.stage_case(self.new, case, planned.change, self.actor, now, notify=False)
+                  for case, planned in plans if planned is not None]
+        if not staged:
+            return
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for one in staged:
+            groups.setdefault(one.columns, []).append(one.params)
         with self.loket.engine.begin() as conn:
-            events: list[dict[str, Any]] = []
-            for case, planned in plans:
-                if planned is None:
-                    continue
-                staged = self.loket.stage_case(self.new, case, planned.change, self.actor, now, notify=False)
-                if cases.update(conn, staged.columns, staged.params):
-                    events += staged.events
-                    done.append(case)
-                else:
-                    missed.append(case)
+            for columns, params in groups.items():
+                cases.update_many(conn, columns, params)
+            heads = cases.heads(conn, [one.case.id for one in staged])
+            written = [one for one in staged if heads.get(one.case.id) == one.case.last_hash]
+            events = [event for one in written for event in one.events]
             if events:
                 insert_rows(conn, events_t, events)
-        for case in done:
-            self._moved(case)
-        for case in missed:
-            self._again(case)
+        firsts = {case.id: case for case, planned in plans if planned is not None}
+        for one in written:
+            self._moved(one.case)
+        for one in staged:
+            if heads.get(one.case.id) != one.case.last_hash:
+                self._again(firsts[one.case.id])
 
     def _again(self, first: Case) -> None:
         """A case written meanwhile: planned again on its new row, alone, unless what the

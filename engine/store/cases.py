@@ -209,6 +209,18 @@ def update(conn: sa.Connection, columns: frozenset[str], params: Mapping[str, An
     return conn.execute(update_case(columns), params).rowcount == 1
 
 
+def update_many(conn: sa.Connection, columns: frozenset[str], params: Sequence[Mapping[str, Any]]) -> None:
+    """Write these columns of many cases in one driver call (see `update_case`); which rows the
+    guard let through, `heads` tells: the rows whose chain head is the one written."""
+    conn.execute(update_case(columns), params)
+
+
+def heads(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, str]:
+    """The chain head (`last_hash`) of each of these cases."""
+    query = sa.select(cases_t.c.id, cases_t.c.last_hash).where(cases_t.c.id.in_(case_ids))
+    return {case_id: head for case_id, head in conn.execute(query)}
+
+
 def insert_events(conn: sa.Connection, events: list[dict[str, Any]]) -> bool:
     """Append chained events; False when another writer took one of their places first."""
     try:
