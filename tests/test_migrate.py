@@ -332,8 +332,11 @@ def test_a_version_or_type_that_does_not_exist_is_bad_input(
 def test_the_command_line_lists_and_exits_as_the_spec_says(
     loket: Loket, cases: dict[str, str], db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    with loket.engine.begin() as conn:
+        loket.set_meta(conn, "simulation", "true")  # so that --now sets the run's time
     before = _dump(loket)
-    code, out, _ = run_cli(capsys, "--db", db_url, "workflow", "migrate", KEY, "--to", "2", "--dry-run")
+    now = ("--now", "2026-03-23T11:00")
+    code, out, _ = run_cli(capsys, "--db", db_url, *now, "workflow", "migrate", KEY, "--to", "2", "--dry-run")
     assert code == 1 and _dump(loket) == before
     assert f"{cases['review']}: v1 → v2, beoordeling" in out
     assert "  due          2026-03-16T22:59:59.000000Z → 2026-03-09T22:59:59.000000Z" in out
@@ -341,7 +344,7 @@ def test_the_command_line_lists_and_exits_as_the_spec_says(
     assert "due already before the move: 1 → b.bakker, 2 → b.bakker" in out
     assert f"{KEY}: would move 4 case(s) to version 2; 1 refused:" in out
 
-    code, out, _ = run_cli(capsys, "--db", db_url, "workflow", "migrate", KEY, "--to", "2", "--json",
+    code, out, _ = run_cli(capsys, "--db", db_url, *now, "workflow", "migrate", KEY, "--to", "2", "--json",
                            "--map", "besluit=besluit_team")
     shown = json.loads(out)
     assert code == 0 and shown["refused"] == [] and len(shown["migrated"]) == 5
