@@ -507,3 +507,18 @@ def test_parse_map_reads_old_equals_new() -> None:
 def test_an_unknown_map_state_is_not_found(loket: Loket, cases: dict[str, str]) -> None:
     with pytest.raises(NotFound):
         migrate(loket, KEY, 2, actor="operator", maps={"besluit": "nergens"})
+
+
+def test_cases_move_back_to_an_earlier_version_with_from(loket: Loket, cases: dict[str, str]) -> None:
+    migrate(loket, KEY, 2, actor="operator", maps={"besluit": "besluit_team"})
+    ref = cases["decision"]
+
+    back = migrate(loket, KEY, 1, from_version=2, actor="operator", maps={"besluit_team": "besluit"}, refs=[ref])
+
+    assert (back.migrated, back.exit_code) == ([ref], 0)
+    case = loket.get_case(ref)
+    assert (case.type_version, case.state) == (1, "besluit")
+    assert [(e["data"]["from_version"], e["data"]["to_version"]) for e in _events(loket, ref, "migrated")] == [
+        (1, 2), (2, 1)]
+    assert not [line for line in explain_case(loket, case) if "NOTE" in line]
+    assert verify(loket).ok
