@@ -257,26 +257,35 @@ class Migration:
         """A case written meanwhile: planned again on its new row, alone, unless what the
         migration rests on changed."""
         for _attempt in range(ATTEMPTS):
-            with self.loket.engine.begin() as conn:
-                case = cases.case_by_id(conn, first.id)
-                assert case is not None
-                touched = meanwhile.touched(first, case, cases.events_since(conn, first.id, first.last_seq))
-                if meanwhile.collision(touched, RESTS_ON):
-                    self.result.refused.append(Refusal(
-                        first.ref, first.state, f"{first.ref} was changed meanwhile ({', '.join(sorted(touched))});"
-                        " nothing was written: run the migration again", REFUSED_CHANGED))
-                    return
-                events = cases.clock_events(conn, [case.id], CLOCK_ACTIONS)[case.id]
-                planned = self._one(case, events)
-                if planned is None:
-                    return
-                now = self.loket.clock.now()
-                staged = self.loket.stage_case(self.new, case, planned.change, self.actor, now, notify=False)
-                if cases.update(conn, staged.columns, staged.params) and cases.insert_events(conn, staged.events):
-                    self._moved(case)
-                    return
+            try:
+                with self.loket.engine.begin() as conn:
+                    case = cases.case_by_id(conn, first.id)
+                    assert case is not None
+                    touched = meanwhile.touched(first, case, cases.events_since(conn, first.id, first.last_seq))
+                    if meanwhile.collision(touched, RESTS_ON):
+                        self.result.refused.append(Refusal(
+                            first.ref, first.state, f"{first.ref} was changed meanwhile"
+                            f" ({', '.join(sorted(touched))}); nothing was written: run the migration again",
+                            REFUSED_CHANGED))
+                        return
+                    planned = self._one(case, cases.clock_events(conn, [case.id], CLOCK_ACTIONS)[case.id])
+                    if planned is None:
+                        return
+                    staged = self.loket.stage_case(self.new, case, planned.change, self.actor,
+                                                   self.loket.clock.now(), notify=False)
+                    if not (cases.update(conn, staged.columns, staged.params)
+                            and cases.insert_events(conn, staged.events)):
+                        raise _Missed  # rolls back whatever of it was written
+            except _Missed:
+                continue
+            self._moved(case)
+            return
         self.result.refused.append(Refusal(first.ref, first.state, f"{first.ref} kept changing meanwhile; nothing"
                                            " was written: run the migration again", REFUSED_CHANGED))
+
+
+class _Missed(Exception):
+    """A write whose guard missed: another writer was first."""
 
 
 def migrate(
