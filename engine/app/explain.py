@@ -2,62 +2,25 @@
 
 The explanation is not a story told beside the stored dates: it replays the case's events
 (entries into states, suspensions, paused states, extensions) through the same calendar
-functions, so an auditor can follow each line by hand, and a mismatch with the stored value
-is reported rather than hidden.
+functions (`engine.core.derivation`, which `workflow migrate` counts with too), so an auditor
+can follow each line by hand, and a mismatch with the stored value is reported rather than
+hidden. A migrated case says when it moved to which version first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.core import derivation
 from engine.core.calendar import WorkingCalendar
-from engine.core.casework import Case, extension_base, rung_time
-from engine.core.definition import RequestType
+from engine.core.casework import Case, rung_time
+from engine.core.derivation import Pause, derive, versions_along
 from engine.core.durations import Duration
+from engine.core.vocabulary import Action
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
-
-
-@dataclass(frozen=True)
-class _Pause:
-    """One period the clocks stood still."""
-
-    began: dt.datetime
-    ended: dt.datetime | None
-    """None while it lasts."""
-    why: str
-    manual: bool
-    """A `case suspend`; a `clock: paused` state has no deadline of its own to stop."""
-    seq: float
-    """The event that ended it (infinity while it lasts): a deadline moves at resumption, so
-    the shift is replayed there among the extensions, not where the pause began."""
-
-
-def _pauses(rt: RequestType, events: Iterable[dict[str, Any]]) -> list[_Pause]:
-    """Every period the clocks stood still, in the order they began."""
-    out: list[_Pause] = []
-    since: tuple[dt.datetime, str, bool] | None = None
-    for e in events:
-        action = e["action"]
-        paused_state = (action in ("created", "transition") and e["to_state"] in rt.states
-                        and rt.states[e["to_state"]].paused)
-        if since is None and (action == "suspended" or paused_state):
-            manual = action == "suspended"
-            why = ("suspended: " + str((e["data"] or {}).get("reason", "")) if manual
-                   else f"state '{e['to_state']}' pauses the clock")
-            since = (e["at"], why, manual)
-        elif since is not None and (action == "resumed"
-                                    or (action == "transition" and not paused_state)):
-            out.append(_Pause(since[0], e["at"], since[1], since[2], e["seq"]))
-            since = None
-    if since is not None:
-        out.append(_Pause(since[0], None, since[1], since[2], math.inf))
-    return out
 
 
 def _replay(
@@ -65,52 +28,32 @@ def _replay(
     title: str,
     start: dt.datetime,
     duration: Duration,
-    pauses: list[_Pause],
+    pauses: list[Pause],
     extensions: list[dict[str, Any]],
     stored: dt.datetime | None,
 ) -> list[str]:
-    derivation = cal.deadline(start, duration)
+    derived = derive(cal, start, duration, pauses, extensions, explain=True)
     lines = [f"{title} ({duration}):"]
-    lines += [f"  {s}" for s in derivation.steps]
-    due = derivation.due
-    # In the order the service applied them: a suspension's shift when it ended, an
-    # extension when it was given. Event numbers, not times, because both may share an instant.
-    changes: list[tuple[float, _Pause | dict[str, Any]]] = [
-        (p.seq, p) for p in pauses if p.began >= start
-    ]
-    changes += [(e["seq"], e) for e in extensions]
-    last_extension: dict[str, Any] | None = None
-    for _seq, item in sorted(changes, key=lambda c: c[0]):
-        if isinstance(item, _Pause):
-            if item.ended is None:
-                lines.append(f"  the clock stands still since {cal.moment(item.began)}"
-                             f" ({item.why}); on resumption this deadline moves later by the"
-                             " days it stood still")
-                continue
-            exact = duration.unit == "hours"
-            shifted = cal.explain_shift(due, item.began, item.ended, exact=exact)
-            lines.append(f"  {item.why}")
-            lines += [f"  {s}" for s in shifted.steps]
-            due = shifted.due
-        else:
-            data = item["data"] or {}
-            by = Duration(str(data.get("unit")), int(data.get("amount", 0)))
-            if data.get("counted_from"):
-                base = dt.datetime.fromisoformat(str(data["counted_from"]))
-            else:  # recorded before extensions said where they counted from
-                base = extension_base(due, last_extension, by)
-            extended = cal.deadline(base, by)
-            counted = ("counted from the deadline's day" if base == due else
-                       f"counted on from {cal.local_date(base).isoformat()}, the day the term ran to"
-                       " before the Atw moved it")
-            lines.append(f"  extended by {by} on {cal.moment(item['at'])} by {item['actor']}"
-                         f" ({data.get('reason', '')}), {counted}:")
-            lines += [f"  {s}" for s in extended.steps]
-            due = extended.due
-            last_extension = data
-    if stored is not None and stored != due:
+    lines += [f"  {s}" for s in derived.steps]
+    if stored is not None and stored != derived.due:
         lines.append(f"  NOTE: the stored deadline {cal.moment(stored)} differs from this replay"
-                     f" ({cal.moment(due)})")
+                     f" ({cal.moment(derived.due)})")
+    return lines
+
+
+def _migrations(cal: WorkingCalendar, case: Case, events: list[dict[str, Any]]) -> list[str]:
+    """A line for each move to another version: the dates below count under the newest."""
+    lines = []
+    for e in events:
+        if e["action"] != Action.MIGRATED:
+            continue
+        data = e["data"] or {}
+        moved = (f", state '{e['from_state']}' → '{e['to_state']}'" if e["from_state"] != e["to_state"] else "")
+        lines.append(f"Migrated from version {data.get('from_version')} to version {data.get('to_version')}"
+                     f" on {cal.moment(e['at'])} by {e['actor']}{moved}.")
+    if lines:
+        lines.append(f"Every date below is counted under the terms of version {case.type_version}, from the moment"
+                     " its clock started, with the case's suspensions and extensions.")
     return lines
 
 
@@ -118,10 +61,12 @@ def explain_case(loket: Loket, case: Case) -> list[str]:
     rt = loket.type_of(case)
     cal = loket.calendar()
     _, events = loket.history(case.ref)
-    pauses = _pauses(rt, events)
-    extensions = [e for e in events if e["action"] == "extended"]
+    along = versions_along(events, case.type_version, lambda v: loket.request_type(case.type_key, v))
+    pauses = derivation.pauses(events, along)
+    extensions = derivation.extensions(events, along, rt)
     lines: list[str] = [f"Deadlines of {case.ref}, on the working-day calendar of {loket.organisation().municipality}"
                         f" ({cal.timezone}; weekends, Atw holidays and the organisation's closed days do not count)"]
+    lines += _migrations(cal, case, events)
     state = rt.states[case.state]
     if state.deadline is not None and not state.final:
         lines.append("")

@@ -114,8 +114,14 @@ def _rewrite(loket: Loket, token: str) -> Erasure:
                                   " may read the old row versions: the tables are rewritten at a later run,"
                                   " after they end")
         time.sleep(0.25)
-    if not store.rewrite(loket.engine, lock_timeout_ms=LOCK_TIMEOUT_MS):
+    kept = store.rewrite(loket.engine, lock_timeout_ms=LOCK_TIMEOUT_MS)
+    if kept is None:
         return Erasure(False, f"other sessions kept using the tables for more than {LOCK_TIMEOUT_MS / 1000:g} s:"
                               " they are rewritten at a later run")
+    if kept:
+        # A transaction somewhere might still read them, so PostgreSQL copied them along:
+        # the values they hold are not gone yet, and the next run rewrites again.
+        return Erasure(False, f"{kept} old row version(s) could not be removed yet, as a transaction may still"
+                              " read them: the tables are rewritten again at a later run")
     _clear(loket, token)
     return Erasure(True, PG_REWRITTEN)

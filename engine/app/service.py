@@ -166,7 +166,13 @@ class Loket(Definitions):
             comment = commands.free_text(comment, "--comment", multiline=True)
         return self._change(ref, actor, lambda conn, rt, org, cal, case, now, who: commands.advance(
             rt, org, cal, case, now, who, trigger=trigger, comment=comment, assignments=assignments,
+            newest=self._newest(case),
         ), dry_run=dry_run)
+
+    def _newest(self, case: Case) -> tuple[int, RequestType] | None:
+        """The newest version of the case's type, when the case is on an older one."""
+        latest = self.latest_version(case.type_key)
+        return (latest, self.request_type(case.type_key, latest)) if latest > case.type_version else None
 
     def assign(self, ref: str, person: str, *, actor: str | None) -> Case:
         return self._change(ref, actor, lambda conn, rt, org, cal, case, now, who: commands.assign(

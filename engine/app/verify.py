@@ -113,7 +113,9 @@ class _Setting:
     def replay(self, case: Any, first: Any) -> Replay:
         """The replay of a case, on the version of its type in force when it was made
         (`Loket.new_case` takes the newest): the type is the one whose prefix its reference
-        has. The row's version is taken where it may have been the one in force."""
+        has. The row's version is taken where it may have been the one in force; a case since
+        migrated says in its history which one it left, and the replay starts again on that
+        one if it was another."""
         ref = case.ref
         key = self.prefixes.get(ref.split("-", 1)[0])
         if key is None:
@@ -127,7 +129,9 @@ class _Setting:
         except LoketError as exc:
             raise Broken(f"{ref}: its request type {key} v{version} cannot be read ({first_line(exc)})",
                          ref, None) from None
-        return Replay(rt, version, self.calendars, ref=ref, case_id=case.id)
+        # A migrated case names the version it left in its history (`Replay` follows it).
+        return Replay(rt, version, self.calendars, ref=ref, case_id=case.id,
+                      types=lambda v: self.loket.request_type(key, v), alternatives=versions)
 
 
 class _Chain:

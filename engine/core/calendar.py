@@ -346,11 +346,12 @@ class WorkingCalendar:
         try:
             if duration.unit == "hours":
                 return self._after_hours(start, duration.amount)
+            day = self.local_date(start)
             if duration.unit == "working_days" and duration.amount > 0:
-                day = self.local_date(start)
                 return self._remember(("due", day, duration), lambda: self.end_of_day(
                     self._count_working(_on_calendar(day), duration.amount, _DAY)[0]))
-            return self.deadline(start, duration).due
+            # Any other term but hours ends at the end of a day that follows from the start's day alone.
+            return self._remember(("due", day, duration), lambda: self.deadline(start, duration).due)
         except (OutsideCalendar, OverflowError):
             raise self._past(start, f"a term of {duration} from {{day}}") from None
 

@@ -22,7 +22,7 @@ from engine.core.fields import check_free_text, parse_assignments
 from engine.core.history import timestamp
 from engine.core.organisation import Organisation
 from engine.core.vocabulary import Action
-from engine.errors import InvalidValue, NotFound, Refused, RoleRequired
+from engine.errors import InvalidValue, NotFound, Refused, RoleRequired, TransitionNotAllowed
 
 # -- who may act -----------------------------------------------------------------------------
 
@@ -120,10 +120,18 @@ def opened(
 
 def advance(
     rt: RequestType, org: Organisation, cal: WorkingCalendar, case: Case, now: dt.datetime, actor: str, *,
-    trigger: str, comment: str | None, assignments: Sequence[str],
+    trigger: str, comment: str | None, assignments: Sequence[str], newest: tuple[int, RequestType] | None = None,
 ) -> Change:
+    """`newest` is the newest version of the type (number and definition) when the case is on
+    an older one: a trigger only that version has is refused as such, not as unknown."""
     if case.closed_at is not None:
         raise Refused(f"{case.ref} is closed ({rt.states[case.state].label}): nothing can fire")
+    if newest is not None and not rt.has_trigger(trigger) and newest[1].has_trigger(trigger):
+        version = newest[0]
+        raise TransitionNotAllowed(
+            f"'{trigger}' exists only in a newer version of {rt.key}: {case.ref} is on version {case.type_version}"
+            f" (newest {version}); move it first with 'loket workflow migrate {rt.key} --to {version}"
+            f" --case {case.ref}'")
     data = parse_assignments(rt.fields, list(assignments)) if assignments else None
     if data:
         casework.check_required_fields(rt, {**case.data, **data}, emptying=True)

@@ -30,6 +30,7 @@ from engine.core import casework
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case
 from engine.core.definition import RequestType
+from engine.core.migration import CLOCKS
 from engine.core.vocabulary import Action, Rung
 from engine.errors import InvalidValue
 
@@ -115,16 +116,31 @@ class Replay:
     (after a redaction its data lacks the personal values, and so does the row).
     """
 
-    def __init__(self, rt: RequestType, version: int, calendars: Calendars, *, ref: str, case_id: int = 0) -> None:
+    def __init__(
+        self, rt: RequestType, version: int, calendars: Calendars, *, ref: str, case_id: int = 0,
+        types: Callable[[int], RequestType] | None = None, alternatives: Sequence[int] = (),
+    ) -> None:
         self.rt, self.version, self.calendars = rt, version, calendars
         self.ref, self.case_id = ref, case_id
         self.case: Case | None = None
+        self.types = types
+        """Any version of the type by number, for a case that moved to another (`migrated`)."""
+        self._alternatives = [v for v in alternatives if v != version]
+        """Other versions the case may have been made with (loaded at the very instant it was)."""
+        self._fed: list[Mapping[str, Any]] | None = [] if self._alternatives and types is not None else None
+        """The events fed so far, kept only while the version it was made with is in doubt."""
+        self._start = (rt, version)
 
     def feed(self, event: Mapping[str, Any]) -> None:
         seq, at, action = event["seq"], event["at"], event["action"]
         data = event["data"] or {}
         if not isinstance(data, Mapping):
             raise ReplayError(seq, "data is not an object", damaged=True)
+        if self._fed is not None:
+            if action == Action.MIGRATED:
+                self._settle(data)
+            else:
+                self._fed.append(event)
         try:
             if action == _CREATED:
                 self._created(event, data)
@@ -138,6 +154,17 @@ class Replay:
             raise ReplayError(seq, f"cannot be replayed: {exc}") from None
         assert self.case is not None
         self.case.last_seq, self.case.last_hash, self.case.last_at = seq, event["hash"], at
+
+    def _settle(self, data: Mapping[str, Any]) -> None:
+        """At a case's first migration, the version it left is the one it was made with: when
+        that is another of those in doubt, the history so far is replayed again on it."""
+        fed, self._fed = self._fed or [], None
+        made = data.get("from_version")
+        if made == self.version or made not in self._alternatives or self.types is None:
+            return
+        self.rt, self.version, self.case = self.types(made), made, None
+        for event in fed:
+            self.feed(event)
 
     def result(self) -> Case:
         """The row as its history leaves it, `next_fire_at` as the last event's write set it."""
@@ -238,22 +265,56 @@ class Replay:
     def _comment(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
+    def _migrated(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """`engine.core.migration.plan`: the case moves to another version, its state to the
+        one its map names (or the same), its owner to that state's; the deadlines it counted
+        again are recorded with it (`data.deadlines`), as an extension records its new term. A
+        release of the assignee is an `assigned` event of its own."""
+        seq = event["seq"]
+        source, dest, state_map = data.get("from_version"), data.get("to_version"), data.get("state_map")
+        if type(source) is not int or type(dest) is not int or not isinstance(state_map, Mapping):
+            raise ReplayError(seq, "data is not what a migration records", damaged=True)
+        if source != self.version:
+            raise ReplayError(seq, f"migrated from version {source}, but the case was on version {self.version}")
+        if self.types is None:
+            raise ReplayError(seq, "a migration, which this replay cannot follow (no other versions given)")
+        try:
+            new = self.types(dest)
+        except Exception:
+            raise ReplayError(seq, f"migrated to version {dest}, which {self.rt.key} does not have") from None
+        state = state_map.get(case.state, case.state)
+        if (event["from_state"] != case.state or event["to_state"] != state or state not in new.states
+                or new.states[state].final):
+            raise ReplayError(seq, f"the move {event['from_state']!r} → {event['to_state']!r} is not where the"
+                                   f" map takes state '{case.state}' in version {dest}")
+        updates: dict[str, Any] = {"type_version": dest, "state": state, "owner": new.states[state].owner}
+        deadlines = data.get("deadlines") or {}
+        if not isinstance(deadlines, Mapping):
+            raise ReplayError(seq, "data.deadlines is not an object", damaged=True)
+        for name, moved in deadlines.items():
+            if name not in CLOCKS or not isinstance(moved, Mapping):
+                raise ReplayError(seq, f"data.deadlines.{name} is no deadline's move", damaged=True)
+            to = moved.get("to")
+            updates[name] = None if to is None else _instant(seq, to, f"data.deadlines.{name}.to")
+        self.rt, self.version = new, dest
+        return updates
+
 
 _ACTIONS: dict[str, Callable[[Replay, Case, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]] = {
     Action.TRANSITION: Replay._transition, Action.ASSIGNED: Replay._assigned,
     Action.DATA_CHANGED: Replay._data_changed, Action.SUSPENDED: Replay._suspended, Action.RESUMED: Replay._resumed,
     Action.EXTENDED: Replay._extended, Action.ESCALATED: Replay._escalated, Action.REDACTED: Replay._redacted,
-    Action.COMMENT: Replay._comment,
+    Action.COMMENT: Replay._comment, Action.MIGRATED: Replay._migrated,
 }
 """What each action after `created` does to the row; looked up by the stored word."""
 
 
-def _instant(seq: int, text: Any) -> dt.datetime:
-    """The new deadline an extension records (`data.to`, as `history.timestamp` writes it)."""
+def _instant(seq: int, text: Any, where: str = "data.to") -> dt.datetime:
+    """A new deadline an extension or a migration records (as `history.timestamp` writes it)."""
     try:
         when = dt.datetime.fromisoformat(text) if type(text) is str else None
     except ValueError:
         when = None
     if when is None or when.tzinfo is None:
-        raise ReplayError(seq, "data.to is not the new deadline", damaged=True)
+        raise ReplayError(seq, f"{where} is not the new deadline", damaged=True)
     return when

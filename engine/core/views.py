@@ -156,6 +156,10 @@ def event_detail(
         text = f"+{by}" + (f": {data['reason']}" if data.get("reason") else "")
     elif action == "suspended":
         text = str(data.get("reason") or "")
+    elif action == "migrated":
+        text = f"v{data.get('from_version')} → v{data.get('to_version')}"
+        if event["from_state"] != event["to_state"]:
+            text += f": {label(event['from_state'])} → {label(event['to_state'])}"
     elif action == "redacted":
         text = ", ".join(data.get("fields", []))
     else:

@@ -26,6 +26,9 @@ class Action(StrEnum):
     REDACTED = "redacted"
     DIRECTED = "directed"
     """A bestuurlijke opdracht (SPEC §12.1): data ``{text, within, due, state, replaces}``."""
+    MIGRATED = "migrated"
+    """Moved to another version of its request type (SPEC §14): data ``{from_version,
+    to_version, state_map, deadlines}``, the event's from/to state the case's state in each."""
 
 
 class Rung(StrEnum):

@@ -8,7 +8,7 @@ writer read, and a writer that lost the race learns it from a False, not from an
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,11 @@ def update_case(columns: frozenset[str]) -> sa.Update:
 
 def case_by_ref(conn: sa.Connection, ref: str) -> Case | None:
     row = conn.execute(_SELECT_CASE, {"ref": ref}).first()
+    return None if row is None else Case(*row)
+
+
+def case_by_id(conn: sa.Connection, case_id: int) -> Case | None:
+    row = conn.execute(sa.select(*CASE_COLUMNS).where(cases_t.c.id == case_id)).first()
     return None if row is None else Case(*row)
 
 
@@ -96,6 +101,46 @@ def open_assigned(conn: sa.Connection) -> list[tuple[str, str]]:
     query = (sa.select(cases_t.c.ref, cases_t.c.assignee)
              .where(cases_t.c.closed_at.is_(None), cases_t.c.assignee.is_not(None)).order_by(cases_t.c.id))
     return [(ref, who) for ref, who in conn.execute(query)]
+
+
+def open_on_versions(conn: sa.Connection, type_key: str, below: int) -> list[tuple[int, str, int]]:
+    """(version, state, open cases) of the type's open cases on versions before `below`."""
+    c = cases_t.c
+    query = (sa.select(c.type_version, c.state, sa.func.count())
+             .where(c.type_key == type_key, c.closed_at.is_(None), c.type_version < below)
+             .group_by(c.type_version, c.state).order_by(c.type_version, c.state))
+    return [(int(v), str(s), int(n)) for v, s, n in conn.execute(query)]
+
+
+def migratable(
+    conn: sa.Connection, type_key: str, versions: Sequence[int], *, after: int, limit: int,
+    ids: Sequence[int] | None = None,
+) -> list[Case]:
+    """The next `limit` open cases of the type on one of `versions`, by id after `after` (a
+    migration walks them batch by batch: its memory does not grow with the cases); only those
+    among `ids` when given."""
+    c = cases_t.c
+    query = (sa.select(*CASE_COLUMNS)
+             .where(c.type_key == type_key, c.closed_at.is_(None), c.type_version.in_(versions), c.id > after)
+             .order_by(c.id).limit(limit))
+    if ids is not None:
+        query = query.where(c.id.in_(ids))
+    return [Case(*row) for row in conn.execute(query)]
+
+
+def clock_events(
+    conn: sa.Connection, case_ids: Sequence[int], actions: Sequence[str]
+) -> dict[int, list[dict[str, Any]]]:
+    """Of each case, its events of these actions in order, in one query."""
+    e = events_t.c
+    out: dict[int, list[dict[str, Any]]] = {case_id: [] for case_id in case_ids}
+    if not case_ids:
+        return out
+    query = (sa.select(e.case_id, e.seq, e.at, e.actor, e.action, e.from_state, e.to_state, e.data)
+             .where(e.case_id.in_(case_ids), e.action.in_(actions)).order_by(e.case_id, e.seq))
+    for row in conn.execute(query).mappings():
+        out[row["case_id"]].append(dict(row))
+    return out
 
 
 def history_rows(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
@@ -162,6 +207,18 @@ def update(conn: sa.Connection, columns: frozenset[str], params: Mapping[str, An
     """Write these columns (see `update_case`); False when the row is no longer at the
     version that was read."""
     return conn.execute(update_case(columns), params).rowcount == 1
+
+
+def update_many(conn: sa.Connection, columns: frozenset[str], params: Sequence[Mapping[str, Any]]) -> None:
+    """Write these columns of many cases in one driver call (see `update_case`); which rows the
+    guard let through, `heads` tells: the rows whose chain head is the one written."""
+    conn.execute(update_case(columns), params)
+
+
+def heads(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, str]:
+    """The chain head (`last_hash`) of each of these cases."""
+    query = sa.select(cases_t.c.id, cases_t.c.last_hash).where(cases_t.c.id.in_(case_ids))
+    return {case_id: head for case_id, head in conn.execute(query)}
 
 
 def insert_events(conn: sa.Connection, events: list[dict[str, Any]]) -> bool:

@@ -18,6 +18,7 @@ and the work is done when it can be (`checkpoint`, `rewrite`) and then cleared.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -33,6 +34,8 @@ value names the latest redaction: on PostgreSQL its transaction id (which also t
 sessions may still read the old row versions), on SQLite a random token."""
 
 REWRITTEN = ("cases", "case_event", "outbox")
+#: What VACUUM VERBOSE says of the dead row versions it had to keep.
+_KEPT = re.compile(r"(\d+) dead row versions cannot be removed yet")
 """The tables that hold personal values: the case rows, their events and their mail."""
 
 
@@ -143,19 +146,34 @@ def older_snapshots(conn: sa.Connection, token: str) -> int:
     return int(conn.execute(_OLDER_SNAPSHOTS, {"token": token}).scalar_one())
 
 
-def rewrite(engine: sa.Engine, *, lock_timeout_ms: int) -> bool:
+def rewrite(engine: sa.Engine, *, lock_timeout_ms: int) -> int | None:
     """Rewrite the tables that held the values (`VACUUM FULL`), leaving the dead row versions
     behind. It needs each table to itself; it waits at most `lock_timeout_ms` for that (and
-    meanwhile holds up whoever comes after it no longer than that), else returns False."""
+    meanwhile holds up whoever comes after it no longer than that), else returns None.
+
+    Returns how many dead row versions the rewrite had to keep because some transaction might
+    still read them (PostgreSQL reports it per table): a kept version still holds the values
+    it had, so only 0 means they are gone from the files."""
+    kept = 0
+
+    def count(diagnostic: Any) -> None:
+        nonlocal kept
+        found = _KEPT.search(diagnostic.message_detail or "")
+        if found:
+            kept += int(found.group(1))
+
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        driver = conn.connection.driver_connection
+        driver.add_notice_handler(count)  # type: ignore[union-attr]
         conn.exec_driver_sql(f"SET lock_timeout = {int(lock_timeout_ms)}")
         try:
             for table in REWRITTEN:
-                conn.exec_driver_sql(f"VACUUM FULL {table}")
+                conn.exec_driver_sql(f"VACUUM (FULL, VERBOSE) {table}")
         except sa.exc.OperationalError as exc:
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-                return False
+                return None
             raise
         finally:
             conn.exec_driver_sql("RESET lock_timeout")
-    return True
+            driver.remove_notice_handler(count)  # type: ignore[union-attr]
+    return kept
