@@ -232,6 +232,8 @@ class Simulation:
             admin = self.org.administrator_for(rt.portfolio) if rt.portfolio else None
             if admin is None or item["to"] != admin.id or case.closed_at is not None:
                 continue
+            if item["rung"] != "directive" and self.directed and self.rng.random() < 0.5:
+                continue  # not every escalation gets an answer
             # The alderman and the assistant take turns.
             voice = admin.assistants[0] if admin.assistants and self.stats["reactions"] % 2 else admin.id
             self.clock.advance(dt.timedelta(minutes=self.rng.randint(2, 20)))
@@ -258,7 +260,7 @@ class Simulation:
         """How likely the unit holding the case acts on it today: an open instruction gets it
         moving, except at the unit that lets the demo's one instruction pass."""
         if case.directive_open():
-            return 0.0 if case.ref in self.ignored else 0.9
+            return 0.0 if case.ref in self.ignored else 0.6
         return RESPONSIVENESS.get(case.owner or "", 0.4)
 
     def instructions(self) -> dict[str, int]:
