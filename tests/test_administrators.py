@@ -483,3 +483,18 @@ def test_bad_input_to_case_direct_is_one_error_line_and_writes_nothing(
     assert err.startswith("Error:") and len(err.strip().splitlines()) == 1 and words in err, err
     assert out == ""
     assert _events(capsys, sim) == before
+
+
+def test_the_unit_and_the_assignee_are_told_of_an_instruction(loket: Loket) -> None:
+    ref = loket.new_case(BI, ["title=Speeltuin Wilgenplein"], actor=STAFF, assign="t.visser").ref
+    loket.direct(ref, parse_term("5wd"), "Binnen een week beoordelen", actor=ASSISTANT)
+    seq = loket.get_case(ref).directive_seq
+    with loket.read() as conn:
+        rows = conn.execute(sa.select(outbox_t.c.key, outbox_t.c.kind, outbox_t.c.context)
+                            .where(outbox_t.c.key.like(f"{ref}/e{seq}/%")).order_by(outbox_t.c.key)).all()
+    assert [(key, kind) for key, kind, _ in rows] == [
+        (f"{ref}/e{seq}/t.visser", "case_update"), (f"{ref}/e{seq}/unit:wijkteam", "case_update")]
+    context = rows[0][2]
+    assert context["event"] == "directed" and context["comment"] == "Binnen een week beoordelen"
+    assert context["state_due"] == "2026-03-09T22:59:59.000000Z"
+    assert context["actor_name"] == "Joost Wolters (namens Fatima El Idrissi)"
