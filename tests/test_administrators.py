@@ -498,3 +498,30 @@ def test_the_unit_and_the_assignee_are_told_of_an_instruction(loket: Loket) -> N
     assert context["event"] == "directed" and context["comment"] == "Binnen een week beoordelen"
     assert context["state_due"] == "2026-03-09T22:59:59.000000Z"
     assert context["actor_name"] == "Joost Wolters (namens Fatima El Idrissi)"
+
+
+def _plain(message: Any) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def test_a_missed_instruction_is_mailed_through_the_outbox_in_plain_dutch(loket: Loket, clock: FixedClock) -> None:
+    from notifications.delivery import MailSettings, deliver
+    from notifications.transports import MemoryTransport
+
+    ref = new_bi(loket)
+    loket.direct(ref, parse_term("5wd"), "Binnen een week beoordelen", actor=ALDERMAN)
+    memory = MemoryTransport()
+    deliver(loket, MailSettings(sender=None, transport=memory, template_dir=None))  # the unit is told
+    told = {str(m["To"].addresses[0].addr_spec): _plain(m) for m in memory.sent}
+    assert "bestuurlijke opdracht gegeven" in told["wijkteam.noord@voorbeeld.example"]
+    assert "Binnen een week beoordelen" in told["wijkteam.noord@voorbeeld.example"]
+    clock.set(DUE_5WD + SECOND)
+    sweep(loket)
+    memory = MemoryTransport()
+    deliver(loket, MailSettings(sender=None, transport=memory, template_dir=None))
+    bodies = {str(m["To"].addresses[0].addr_spec): _plain(m) for m in memory.sent}
+    for address in ("wethouder.wijken@voorbeeld.example", "a.jansen@voorbeeld.example"):
+        assert "bestuurlijke opdracht niet uitgevoerd" in bodies[address], bodies[address]
+        assert ref in bodies[address]
