@@ -527,10 +527,11 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
     rt = loket.type_of(c)
     actor = ctx.viewer(loket)
     view = case_json(c, rt, org, loket.clock.now(), actor)
+    directive = loket.directive_of(c)
     events = loket.recent_events(c) if recent else []
     if as_json:
         shown = {"recent_events": recent_json(events, rt, org.language)} if recent else {}
-        emit_json({**view, **shown, **(extra or {})})
+        emit_json({**view, "directive": directive, **shown, **(extra or {})})
         return
     tz = org.timezone
     if header:
@@ -551,6 +552,8 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
     ]
     if c.suspended_manually:
         lines.insert(2, ("resume with", f"loket case resume {c.ref}"))
+    if directive is not None:
+        lines.append(("instruction", _directive_line(directive, c, tz)))
     for label, value in lines:
         click.echo(f"  {label:<13} {value}")
     if c.data:
@@ -564,6 +567,21 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
                        f" {visible(event['summary'])}".rstrip())
     triggers = view["triggers"]
     click.echo(f"  you ({actor}) may: {', '.join(triggers) if triggers else 'nothing now'}")
+
+
+def _directive_line(directive: dict[str, Any], c: Case, tz: str) -> str:
+    """The latest instruction in `case show`: who gave it, until when, and where it stands."""
+    from engine.core.views import local, visible
+
+    by = directive["by"] + (f" for {directive['on_behalf_of']}" if directive.get("on_behalf_of") else "")
+    if c.directive_met_at is not None:
+        status = f"met {local(c.directive_met_at, tz)}"
+    elif c.directive_missed_at is not None:
+        status = f"MISSED (escalated {local(c.directive_missed_at, tz)})"
+    else:
+        status = "open"
+    return (f"{status}: by {by} on {local(c.directive_given_at, tz)}, within {directive.get('within')}"
+            f" (due {local(c.directive_due, tz)}): {visible(str(directive.get('text') or ''))}")
 
 
 @case.command("new")
@@ -716,6 +734,28 @@ def case_comment(ctx: Context, ref: str, text: str, as_json: bool) -> None:
     """Add a comment to case REF."""
     loket = ctx.open()
     _show_case(ctx, loket, loket.comment(ref, text, actor=ctx.person()), as_json, header="comment added")
+
+
+@case.command("direct")
+@click.argument("ref")
+@click.option("--within", "within", required=True, metavar="DURATION",
+              help="The term: 5wd (working days), 10d (days), 2w (weeks) or 48h (hours).")
+@click.option("--text", required=True, help="What the administrator asks of the unit holding the case.")
+@json_option
+@pass_ctx
+def case_direct(ctx: Context, ref: str, within: str, text: str, as_json: bool) -> None:
+    """Give an instruction with a term on case REF (the administrator of its portfolio, or an
+    assistant): it is met when the case leaves its state within the term, else it escalates."""
+    from engine.core.durations import parse_term
+
+    term = parse_term(within)
+    loket = ctx.open()
+    before = loket.get_case(ref)
+    c = loket.direct(ref, term, text, actor=ctx.person())
+    header = f"instruction given, within {within.strip()}"
+    if before.directive_open():
+        header += " (it replaces the open one)"
+    _show_case(ctx, loket, c, as_json, header=header)
 
 
 @case.command("set")

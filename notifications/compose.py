@@ -162,7 +162,7 @@ def event_line(event: Mapping[str, Any], org: Organisation, *, labels: Mapping[s
         who = _name_of(org, str(data.get("to", "")))
         if rung.isdigit():
             text = rung_label(int(rung), of=None, to=who, language=language)
-        elif rung in ("service_norm", "lead_time", "timeout"):
+        elif rung in ("service_norm", "lead_time", "timeout", "directive"):
             text = f"{rung_label(rung, of=None, to=who, language=language)} → {who}"
         else:
             text = f"{rung} → {who}"

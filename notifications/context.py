@@ -293,4 +293,12 @@ def sample_contexts(kind: str, language: str = "nl") -> list[Any]:
         "rung": 1,
         "rung_label": label(1, "assignee" if escalation else "administrator"),
     }
-    return [base, bare, late, late_today, late_by_a_day]
+    # An administrator's instruction whose term ended (SPEC §12.1), to the unit's head.
+    directive: EmailContext = {
+        **base,
+        "reader": "head",
+        "days_overdue": 1,
+        "rung": "directive",
+        "rung_label": label("directive", "head"),
+    }
+    return [base, bare, late, late_today, late_by_a_day, *([directive] if escalation else [])]

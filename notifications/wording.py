@@ -42,11 +42,13 @@ _CLOCKS: Final[Mapping[str, Mapping[str, str]]] = {
         Rung.SERVICE_NORM: "servicenorm overschreden",
         Rung.LEAD_TIME: "wettelijke beslistermijn overschreden",
         Rung.TIMEOUT: "termijn verstreken, zaak teruggezet",
+        Rung.DIRECTIVE: "bestuurlijke opdracht niet uitgevoerd",
     },
     "en": {
         Rung.SERVICE_NORM: "service norm exceeded",
         Rung.LEAD_TIME: "legal decision period exceeded",
         Rung.TIMEOUT: "timed out, case moved back",
+        Rung.DIRECTIVE: "administrator's instruction not carried out",
     },
 }
 

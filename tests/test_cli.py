@@ -191,7 +191,7 @@ def test_init_sample_simulation_creates_and_then_upgrades(
     run = invoke(capsys, ["--db", url, "init", "--sample", "--simulation"])
     assert run.code == 0, run.err
     assert run.out.splitlines() == [
-        "organisation: Gemeente Voorbeeld (6 units, 22 people)",
+        "organisation: Gemeente Voorbeeld (6 units, 24 people)",
         "bewonersinitiatief: loaded as version 1",
         "bijdrage: loaded as version 1",
         "melding: loaded as version 1",

@@ -409,7 +409,7 @@ def test_an_organisation_without_an_assignee_warns_about_their_open_cases(
     without.write_text("".join(lines[:start] + lines[start + 4:]))
     code, out, err = run_cli(capsys, "--db", sim, "org", "load", str(without))
     assert code == 0
-    assert out.startswith("organisation loaded: Gemeente Voorbeeld (6 units, 21 people)")
+    assert out.startswith("organisation loaded: Gemeente Voorbeeld (6 units, 23 people)")
     assert err == ("Warning: 1 open case(s) are assigned to people no longer in the organisation:"
                    " BI-2026-00001 (l.mulder); their reminders go to the unit's lead until 'loket case assign'"
                    " gives them to someone\n")
@@ -428,14 +428,15 @@ def test_a_suspended_case_is_listed_as_suspended_not_with_its_stale_deadline(
 
 @pytest.mark.parametrize("args", [
     ["case", "list", "--mine"],
-    ["case", "comment", "BI-2026-00001", "Ik kijk ernaar"],
+    ["case", "advance", "BI-2026-00001", "in_behandeling"],
 ])
 def test_an_administrator_who_tries_to_act_is_told_what_administrators_may_do(
     sim: str, capsys: pytest.CaptureFixture[str], args: list[str]
 ) -> None:
     code, _, err = run_cli(capsys, "--db", sim, "--now", "2026-03-03T09:00", "--as", "wethouder.wijken", *args)
     assert code == 1
-    assert "wethouder.wijken is an administrator: administrators read cases (with --as)" in only_error(err)
+    assert ("wethouder.wijken is an administrator: administrators do not advance, assign or change cases (the unit"
+            " does the work); they may comment (case comment) and give an instruction (case direct)") in only_error(err)
 
 
 def test_the_outbox_listing_shows_the_keys_retry_takes(sim: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,13 @@ from email import policy
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import run_cli
 
 from engine.app.service import Loket
 from engine.app.verify import verify
 from engine.store.db import open_engine
+from engine.store.schema import events_t
 
 
 def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
@@ -24,7 +26,8 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     code, out, err = run_cli(capsys, "demo", "--dir", str(folder), "--days", "21", "--seed", "7")
     assert code == 0, err
     assert "Traceback" not in err
-    for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "messages by kind:",
+    for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "administrators:",
+                    "messages by kind:",
                     "resident_created:", "handed_over:", "database:", "emails:", "report:"):
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
@@ -47,6 +50,35 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert digest is not None and verify(loket, against=[digest[1]]).ok
     (sealed,) = [message for message in messages if "zegel 1" in str(message["Subject"])]
     assert sealed["To"] == "Dana Smit <d.smit@voorbeeld.example>"
+    loket.engine.dispose()
+
+
+def test_the_alderman_and_the_assistant_react_some_instructions_met_and_one_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    code, out, err = run_cli(capsys, "demo", "--dir", str(folder), "--days", "42", "--seed", "1")
+    assert code == 0, err
+    found = re.search(r"administrators: (\d+) comments and (\d+) instructions on escalations"
+                      r" \((\d+) met, (\d+) missed, (\d+) open\)", out)
+    assert found, out
+    comments, given, met, missed, still = (int(n) for n in found.groups())
+    assert missed == 1 and met >= 2 and given == met + missed + still and comments >= 1
+    assert "directive: 2" in out  # the missed one, to the administrator and the unit's head
+    loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
+    org = loket.organisation()
+    assistants = {a for admin in org.administrators.values() for a in admin.assistants}
+    with loket.read() as conn:
+        rows = conn.execute(sa.select(events_t.c.actor, events_t.c.action, events_t.c.data)
+                            .where(events_t.c.action.in_(["comment", "directed", "escalated"]))).all()
+    acted = [(actor, action, data or {}) for actor, action, data in rows
+             if actor in org.administrators or actor in assistants]
+    assert {action for _, action, _ in acted} == {"comment", "directed"}
+    assert sum(1 for _, action, _ in acted if action == "directed") == given
+    # The assistants act too, on their administrator's behalf.
+    assert any(actor in assistants and data.get("on_behalf_of") in org.administrators for actor, _, data in acted)
+    assert sum(1 for _, action, data in rows if action == "escalated" and data["rung"] == "directive") == 2
+    assert verify(loket).ok
     loket.engine.dispose()
 
 

@@ -459,7 +459,8 @@ def test_the_service_norm_and_the_lead_time_fire_once_each(loket: Loket, clock: 
     assert {f["rung"] for f in sweep_at(loket, clock, service - SECOND).fired} == {1, 2, 3, 4}
     assert fired(sweep_at(loket, clock, service)) == [("service_norm", HEAD)]  # wijkteam's head
     assert sweep_at(loket, clock, lead - SECOND).fired == []
-    assert fired(sweep_at(loket, clock, lead)) == [("lead_time", "wethouder.wijken")]
+    # The administrator, and the head of the unit that answers for the term (`responsible`).
+    assert fired(sweep_at(loket, clock, lead)) == [("lead_time", "wethouder.wijken"), ("lead_time", HEAD)]
     # A new stay starts a new ladder, but the case-wide clocks never fire again.
     clock.set(utc("2026-04-29T09:00:00"))
     loket.advance(ref, "in_behandeling", actor=STAFF)

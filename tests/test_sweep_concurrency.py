@@ -61,7 +61,7 @@ def prepared(url: str, count: int) -> tuple[Loket, dict[str, Any], dict[str, str
     predicted = sweep(loket, NOW, dry_run=True).as_json()
     assert len(predicted["fired"]) > 2 * count  # most cases have several rungs due
     kinds = {f["rung"] for f in predicted["fired"]}
-    assert kinds >= {1, 2, 3, 4, "service_norm", "lead_time", "timeout"}
+    assert kinds >= {1, 2, 3, 4, "service_norm", "lead_time", "timeout", "directive"}
     return loket, predicted, expected_mails(loket, predicted)
 
 
@@ -130,10 +130,10 @@ def assert_reports_add_up(reports: list[dict[str, Any]], predicted: dict[str, An
     """The sweeps' own reports split the prediction between them: nothing twice, nothing lost."""
     told = Counter(key for report in reports for key in fired_keys(report))
     assert told == Counter(fired_keys(predicted))
-    emails = {(f["ref"], str(f["rung"])): f["email"] for f in predicted["fired"]}
+    emails = {(f["ref"], str(f["rung"]), f["to"]): f["email"] for f in predicted["fired"]}
     for report in reports:
         for f in report["fired"]:
-            assert f["email"] == emails[(f["ref"], str(f["rung"]))]
+            assert f["email"] == emails[(f["ref"], str(f["rung"]), f["to"])]
 
 
 @pytest.mark.postgres
@@ -181,7 +181,7 @@ def test_a_sweep_killed_after_its_first_batch_loses_nothing_and_repeats_nothing(
     # What the killed sweep committed: whole batches of whole cases, with their events and mails.
     first = escalations(loket)
     assert first and max(first.values()) == 1
-    done = {ref for ref, _ in first}
+    done = {key[0] for key in first}
     assert len(done) % BATCH == 0 and done < due_cases, (len(done), len(due_cases))
     done_part = {key: 1 for key in fired_keys(predicted) if key[0] in done}
     assert first == Counter(done_part)

@@ -83,6 +83,12 @@ EDITS: dict[str, str | dict[str, str]] = {
     "last_hash": "last_hash = :hash",
     "last_at": _later("last_at", "+1 hour"),
     "redacted_at": "redacted_at = created_at",
+    "directive_seq": "directive_seq = 2",
+    "directive_given_at": "directive_given_at = created_at",
+    "directive_state": "directive_state = 'beoordeling'",
+    "directive_due": "directive_due = case_due",
+    "directive_met_at": "directive_met_at = created_at",
+    "directive_missed_at": "directive_missed_at = created_at",
 }
 WORDS = {"state": "the case is in state 'besluit' but its history ends in 'beoordeling'",
          "assignee": "the case is assigned to 't.visser' but its history says 'l.mulder'",

@@ -23,7 +23,7 @@ from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.core.casework import Case, allowed_triggers
 from engine.core.definition import RequestType
-from engine.core.durations import Duration
+from engine.core.durations import Duration, parse_term
 from engine.core.fields import FieldSpec
 from engine.errors import ConfigurationError, LoketError
 from engine.store.db import migrate, open_engine
@@ -69,6 +69,15 @@ NAMES = ["Sanne de Boer", "Mohamed Amrani", "Ans Verhoeven", "Kees Brouwer", "Fl
          "Yusuf Demir", "Marieke Postma", "Jan-Willem Smit"]
 EXTENSION_REASONS = ["Het advies van een andere afdeling is nog niet binnen.",
                      "De aanvraag vraagt meer onderzoek dan verwacht."]
+# What the alderman (or the assistant, for them) answers to an escalation that reached them.
+REACTIONS = ["Ik wil deze zaak deze week in beweging zien; graag een terugkoppeling aan mijn secretariaat.",
+             "Dit verzoek heeft bestuurlijke prioriteit in de wijk. Wat is er nodig om verder te komen?",
+             "Besproken met het afdelingshoofd; ik volg de zaak."]
+INSTRUCTIONS = ["Neem binnen vijf werkdagen een besluit over de volgende stap en koppel dat terug aan de bewoners.",
+                "Zorg dat de zaak binnen vijf werkdagen verder kan; schakel zo nodig de partner rechtstreeks in."]
+MISSED = "De opdracht is niet uitgevoerd. Ik bespreek dit met het afdelingshoofd."
+INSTRUCTION_TERM = "5wd"
+
 COMMENTS = ["Graag aanvullende informatie over de begroting.", "Besproken in het teamoverleg.",
             "Niet passend binnen de regeling wijkbudget.", "De bewoner heeft het verzoek ingetrokken.",
             "Geen capaciteit deze periode; terug naar het wijkteam.", "Toelichting volgt per e-mail."]
@@ -122,6 +131,12 @@ class Simulation:
         self.stats: Counter[str] = Counter()
         self.open_refs: list[str] = []
         self.extended: set[str] = set()
+        self.directed: list[str] = []
+        """The cases an administrator gave an instruction (one each, in the order given)."""
+        self.ignored: set[str] = set()
+        """Cases whose unit lets an instruction pass: the demo's one missed instruction."""
+        self.reactions: list[dict[str, Any]] = []
+        """Escalations that reached an administrator, waiting for a working morning."""
 
     def members(self, unit: str | None) -> list[str]:
         return [p for p in self.people if self.org.rank(p, unit) > 0]
@@ -201,9 +216,60 @@ class Simulation:
             if self._decision_near(case) and self.rng.random() < 0.1:
                 self._extend(case)
                 case = self.loket.get_case(ref)
-            if self.rng.random() < RESPONSIVENESS.get(case.owner or "", 0.4):
+            if self.rng.random() < self.responsiveness(case):
                 self.clock.advance(dt.timedelta(minutes=self.rng.randint(1, 15)))
                 self.act(case)
+
+    def react(self) -> None:
+        """The administrators answer the escalations that reached them (SPEC §12.1): the first
+        time a case reaches them, an instruction with a term; a missed instruction, a comment
+        (by the assistant where the administrator has one). The first instruction's unit lets
+        it pass; after that, an instruction gets a unit moving."""
+        waiting, self.reactions = self.reactions, []
+        for item in waiting:
+            case = self.loket.get_case(item["ref"])
+            rt = self.loket.type_of(case)
+            admin = self.org.administrator_for(rt.portfolio) if rt.portfolio else None
+            if admin is None or item["to"] != admin.id or case.closed_at is not None:
+                continue
+            if item["rung"] != "directive" and self.directed and self.rng.random() < 0.5:
+                continue  # not every escalation gets an answer
+            # The alderman and the assistant take turns.
+            voice = admin.assistants[0] if admin.assistants and self.stats["reactions"] % 2 else admin.id
+            self.clock.advance(dt.timedelta(minutes=self.rng.randint(2, 20)))
+            try:
+                if item["rung"] == "directive":
+                    self.loket.comment(case.ref, MISSED, actor=voice)
+                    self.stats["admin_comments"] += 1
+                elif case.ref not in self.directed and not case.directive_open():
+                    self.loket.direct(case.ref, parse_term(INSTRUCTION_TERM), self.rng.choice(INSTRUCTIONS),
+                                      actor=voice)
+                    if not self.directed:
+                        self.ignored.add(case.ref)
+                    self.directed.append(case.ref)
+                    self.stats["instructions"] += 1
+                else:
+                    self.loket.comment(case.ref, self.rng.choice(REACTIONS), actor=voice)
+                    self.stats["admin_comments"] += 1
+            except LoketError:
+                self.stats["refused"] += 1
+                continue
+            self.stats["reactions"] += 1
+
+    def responsiveness(self, case: Case) -> float:
+        """How likely the unit holding the case acts on it today: an open instruction gets it
+        moving, except at the unit that lets the demo's one instruction pass."""
+        if case.directive_open():
+            return 0.0 if case.ref in self.ignored else 0.6
+        return RESPONSIVENESS.get(case.owner or "", 0.4)
+
+    def instructions(self) -> dict[str, int]:
+        """How the instructions given fared: met, missed, or still open."""
+        out = {"given": len(self.directed), "met": 0, "missed": 0, "open": 0}
+        for ref in self.directed:
+            case = self.loket.get_case(ref)
+            out["met" if case.directive_met_at else "missed" if case.directive_missed_at else "open"] += 1
+        return out
 
     def _decision_near(self, case: Case) -> bool:
         """The legal term ends within three weeks and was not extended yet: a lead may see it
@@ -287,11 +353,14 @@ def run_demo(
         fired = sweep(loket)
         for item in fired.fired:
             rungs[str(item["rung"])] += 1
+            if item["to"] in sim.org.administrators:
+                sim.reactions.append(item)
         week["escalations"] += len(fired.fired)
         week["emails"] += deliver(loket, root / "outbox")
         if cal.is_working_day(local_day):
             clock.set(day)
             before = Counter(sim.stats)
+            sim.react()
             sim.day()
             week.update(sim.stats - before)
         if progress is not None:
@@ -312,6 +381,7 @@ def run_demo(
         "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
         "escalations": dict(sorted(rungs.items())), "messages": messages, "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()), "seal": sealed.as_json(),
+        "administrators": {"comments": sim.stats["admin_comments"], "instructions": sim.instructions()},
     }
     from engine.app.report import gather
     from engine.reporting.html import write_page
@@ -327,6 +397,11 @@ def run_demo(
     echo("")
     echo(f"{summary['cases']} requests, {summary['steps']} steps, {summary['open']} still open;"
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
+    told = summary["administrators"]
+    given = told["instructions"]
+    echo(f"administrators: {told['comments']} comments and {given['given']} instructions on escalations"
+         f" ({given['met']} met, {given['missed']} missed, {given['open']} open)"
+         + ("" if given["given"] else "; no escalation reached an administrator yet"))
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
     echo(f"database: {summary['database']}")
     files = [path.name for path in (root / "outbox").glob("*.eml")]

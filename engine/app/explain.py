@@ -16,7 +16,7 @@ from engine.core import derivation
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case, rung_time
 from engine.core.derivation import Pause, derive, versions_along
-from engine.core.durations import Duration
+from engine.core.durations import Duration, parse_term
 from engine.core.vocabulary import Action
 
 if TYPE_CHECKING:
@@ -103,4 +103,31 @@ def explain_case(loket: Loket, case: Case) -> list[str]:
         if rt.max_extension is not None and case.case_due_limit is not None:
             lines.append(f"  may be extended by at most {rt.max_extension}: until"
                          f" {cal.local_date(case.case_due_limit).isoformat()}")
+    lines += _directive(cal, case, events)
+    return lines
+
+
+def _directive(cal: WorkingCalendar, case: Case, events: list[dict[str, Any]]) -> list[str]:
+    """The latest instruction's term (SPEC §12.1), counted from when it was given; a
+    suspension does not move it (it is the administrator's term, not one of the Awb)."""
+    given = next((e for e in events if e["seq"] == case.directive_seq), None)
+    if given is None or case.directive_given_at is None:
+        return []
+    data = given["data"] or {}
+    try:
+        within = parse_term(str(data.get("within")))
+    except ValueError:
+        return ["", f"Instruction (event {given['seq']}): its term {data.get('within')!r} cannot be read"]
+    who = given["actor"] + (f" for {data['on_behalf_of']}" if data.get("on_behalf_of") else "")
+    lines = [""]
+    lines += _replay(cal, f"Instruction (bestuurlijke opdracht) by {who}, from when it was given in state"
+                          f" '{case.directive_state}'", case.directive_given_at, within, [], [], case.directive_due)
+    if case.directive_met_at is not None:
+        lines.append(f"  met: the case left the state at {cal.moment(case.directive_met_at)}")
+    elif case.directive_missed_at is not None:
+        lines.append(f"  missed: escalated at {cal.moment(case.directive_missed_at)} to the administrator and"
+                     " the head of the unit holding the case")
+    else:
+        lines.append("  open: met when the case leaves that state before the term ends; a suspension does not"
+                     " stop this term")
     return lines

@@ -156,6 +156,8 @@ def _fire_case(
                 updates["service_fired"] = True
             elif firing.rung == Rung.LEAD_TIME:
                 updates["lead_fired"] = True
+            elif firing.rung == Rung.DIRECTIVE:
+                updates["directive_missed_at"] = now
         timeout = next((f for f in firings if f.kind == FiringKind.TIMEOUT), None)
         if timeout is None or timeout.trigger is None:
             break
@@ -173,11 +175,12 @@ def _fire_case(
         return
     notices = []
     for firing, seq, at_firing, after in pending:
-        writes.escalations.append({
-            "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": at_firing.state,
-            "unit": at_firing.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
-            "fired_at": now,
-        })
+        if not firing.also:  # a copy to one more recipient is not a firing of its own
+            writes.escalations.append({
+                "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": at_firing.state,
+                "unit": at_firing.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
+                "fired_at": now,
+            })
         result.fired.append(_report(loket, at_firing, firing))
         notice = notice_of(rt, org, cal, at_firing, after, firing, seq, now) if mail else None
         if notice is not None:

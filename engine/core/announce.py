@@ -63,9 +63,10 @@ def announce(
     the calendar when the change was planned), so no clock or calendar is asked again here.
     """
     listeners = rt.notify.listeners
+    out: list[Notice] = [notice for seq, draft in events if draft.action == Action.DIRECTED
+                         for notice in _instruction(rt, org, new, seq, draft, actor)]
     if not listeners:
-        return []
-    out: list[Notice] = []
+        return out
     for seq, draft in events:
         chosen: dict[str, tuple[int, NoticeEvent, Recipient]] = {}
         for event, target in _happened(rt, draft, actor):
@@ -80,6 +81,24 @@ def announce(
         for _, event, who in chosen.values():
             out.append(_notice(rt, org, new, seq, draft, event, who, actor))
     return out
+
+
+def _instruction(rt: RequestType, org: Organisation, new: Case, seq: int, draft: Draft, actor: str) -> list[Notice]:
+    """An administrator's instruction is told to whoever must carry it out, whatever the
+    type's rules say: the unit holding the case (its mailbox, else its leads) and the
+    assignee. Their message shows the instruction as its comment and its term as the due."""
+    chosen: dict[str, Recipient] = {}
+    for role in ("unit", "assignee"):
+        for who in _resolve(rt, org, new, draft, role):
+            if who.key != actor:
+                chosen.setdefault(who.key, who)
+    return [_notice(rt, org, new, seq, draft, E.DIRECTED, who, actor) for who in chosen.values()]
+
+
+def _acting_name(org: Organisation, name: str, data: dict[str, object]) -> str:
+    """Who acted, by name; an assistant as acting for their administrator (SPEC §12.1)."""
+    admin = org.administrators.get(str(data.get("on_behalf_of") or ""))
+    return f"{name} ({'namens' if org.language == 'nl' else 'for'} {admin.name})" if admin else name
 
 
 def _happened(rt: RequestType, draft: Draft, actor: str) -> Iterator[Listening]:
@@ -164,6 +183,10 @@ def _notice(
     unit = _unit_after(rt, new, draft)
     data = draft.data or {}
     reason: str | None = None
+    comment = draft.comment
+    state_due = None if resident or state.name != new.state else timestamp(new.state_due)
+    if event == E.DIRECTED:
+        comment, state_due = str(data.get("text") or ""), timestamp(new.directive_due)
     if event in (E.EXTENDED, E.SUSPENDED):
         # A suspension by `case suspend` gives its reason; a step into a paused state (asking
         # the resident for more) gives it as the step's comment: what the resident must send.
@@ -184,12 +207,12 @@ def _notice(
         unit_name=unit_name(org, unit),
         unit_email=org.units[unit].email if unit is not None and unit in org.units else None,
         from_unit_name=unit_name(org, source.owner) if event == E.HANDED_OVER and source else None,
-        actor_name=None if resident or person is None else person.name,
-        comment=None if resident else draft.comment,
+        actor_name=None if resident or person is None else _acting_name(org, person.name, data),
+        comment=None if resident else comment,
         reason=reason,
         decision_due=timestamp(new.case_due),
         previous_due=data.get("from") if event == E.EXTENDED else None,
-        state_due=None if resident or state.name != new.state else timestamp(new.state_due),
+        state_due=state_due,
         command=None if resident else f"loket case show {new.ref}",
     )
     kind = (_RESIDENT_KINDS.get(event, MailKind.RESIDENT_UPDATE) if resident

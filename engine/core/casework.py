@@ -65,6 +65,21 @@ class Case:
     salt: str | None
     redacted_at: dt.datetime | None
     last_at: dt.datetime | None
+    # The administrator's instruction (bestuurlijke opdracht, SPEC §12.1), the case's fourth
+    # clock: the latest one given, with the number of its `directed` event.
+    directive_seq: int | None = None
+    directive_given_at: dt.datetime | None = None
+    directive_state: str | None = None
+    """The state the case was in when it was given: leaving it meets the instruction."""
+    directive_due: dt.datetime | None = None
+    directive_met_at: dt.datetime | None = None
+    directive_missed_at: dt.datetime | None = None
+    """When the sweep fired it as missed (its term ended before the case left the state)."""
+
+    def directive_open(self) -> bool:
+        """Whether an instruction was given and is neither met nor missed yet."""
+        return (self.directive_due is not None and self.directive_met_at is None
+                and self.directive_missed_at is None)
 
     def apply(self, updates: Mapping[str, Any]) -> Case:
         """A new snapshot with these columns changed; this one stays as it was."""
@@ -100,6 +115,8 @@ def new_case(
         suspended_at=None, suspended_manually=False, closed_at=None, escalation_level=0, service_fired=False,
         lead_fired=False, version=1, last_seq=0, last_hash=GENESIS,
         salt=new_salt() if rt.personal_fields() else None, redacted_at=None, last_at=None,
+        directive_seq=None, directive_given_at=None, directive_state=None, directive_due=None,
+        directive_met_at=None, directive_missed_at=None,
     )
 
 
@@ -208,6 +225,11 @@ def enter_state(
         "stay": case.stay + 1,
         "escalation_level": 0,
     }
+    if case.directive_open() and case.state == case.directive_state and case.directive_due is not None \
+            and now < case.directive_due:
+        # Leaving the state the instruction was given in, within its term, meets it (closing
+        # the case is leaving it too). Left after the term, it stays due: the sweep fires it.
+        updates["directive_met_at"] = now
     leaving = rt.states.get(case.state)
     if leaving is not None and leaving.paused and case.suspended_at is not None:
         updates.update(resume_clocks(rt, cal, case, now, state_running=False))
@@ -271,10 +293,14 @@ def _is_hours(rt: RequestType, column: str, state: str) -> bool:
 
 
 def next_fire_at(rt: RequestType, cal: WorkingCalendar, case: Case) -> dt.datetime | None:
-    """When a sweep next has work on this case: the earliest unfired rung, breach or timeout."""
+    """When a sweep next has work on this case: the earliest unfired rung, breach or timeout.
+
+    An open instruction fires on its term even on a suspended or closed case (its term is
+    the administrator's, not an Awb term that a suspension stops)."""
+    directive = [case.directive_due] if case.directive_open() and case.directive_due is not None else []
     if case.closed_at is not None or case.suspended_at is not None:
-        return None
-    times = []
+        return min(directive) if directive else None
+    times = directive
     if case.state_due is not None:
         for rung in rt.ladder(case.state):
             if rung.place > case.escalation_level:

@@ -17,7 +17,7 @@ from engine.core import casework
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case, Change, Draft
 from engine.core.definition import RequestType
-from engine.core.durations import Duration
+from engine.core.durations import Duration, term_text
 from engine.core.fields import check_free_text, parse_assignments
 from engine.core.history import timestamp
 from engine.core.organisation import Organisation
@@ -33,10 +33,19 @@ def require_person(org: Organisation, actor: str | None) -> str:
         raise InvalidValue("this command changes a case: say who you are with --as PERSON")
     if actor not in org.people:
         if actor in org.administrators:
-            raise RoleRequired(f"{actor} is an administrator: administrators read cases (with --as), they"
-                               " do not hold or change them")
+            raise RoleRequired(f"{actor} is an administrator: administrators do not advance, assign or change"
+                               " cases (the unit does the work); they may comment (case comment) and give an"
+                               " instruction (case direct) on cases of their portfolio")
         raise NotFound(f"unknown person '{actor}' (not in the organisation)")
     return actor
+
+
+def require_speaker(org: Organisation, actor: str | None) -> str:
+    """The person or administrator acting, for the commands an administrator may give too
+    (`case comment`, `case direct`): whether they may on this case is the command's to say."""
+    if actor and actor in org.administrators:
+        return actor
+    return require_person(org, actor)
 
 
 def require_member(org: Organisation, actor: str, case: Case, what: str) -> None:
@@ -75,6 +84,13 @@ def reason_text(text: str | None) -> str:
     if not text or not text.strip():
         raise InvalidValue("give a reason: --reason TEXT")
     return free_text(text, "--reason", multiline=False).strip()
+
+
+def instruction_text(text: str | None) -> str:
+    """What an instruction asks (`case direct --text`): required."""
+    if not text or not text.strip():
+        raise InvalidValue("an instruction needs text: give --text TEXT")
+    return free_text(text, "--text", multiline=True).strip()
 
 
 def comment_text(text: str) -> str:
@@ -158,8 +174,58 @@ def comment(
     closed (for an open case, None)."""
     # A closed case still takes comments (a resident calls back), from the unit that held it.
     unit = case.owner if case.closed_at is None else closed_by
-    require_member(org, actor, case.apply({"owner": unit}), "comment on")
-    return Change({}, [Draft(Action.COMMENT, comment=text.strip())])
+    if org.may(actor, unit, ("staff",)):
+        return Change({}, [Draft(Action.COMMENT, comment=text.strip())])
+    # The administrator of the type's portfolio, or an assistant on their behalf (SPEC §12.1).
+    admin = org.acting_for(actor, rt.portfolio)
+    if admin is None:
+        if actor in org.administrators or any(actor in a.assistants for a in org.administrators.values()):
+            raise RoleRequired(f"{actor} may not comment on {case.ref}: it needs a role in unit '{unit}'"
+                               f" ({who_may_direct(org, rt)} may comment for the administrator)")
+        require_member(org, actor, case.apply({"owner": unit}), "comment on")
+    assert admin is not None
+    return Change({}, [Draft(Action.COMMENT, comment=text.strip(), data=_on_behalf(actor, admin.id))])
+
+
+def _on_behalf(actor: str, admin: str) -> dict[str, Any] | None:
+    """An event's `on_behalf_of` (SPEC §12.1): the administrator an assistant acts for."""
+    return {"on_behalf_of": admin} if actor != admin else None
+
+
+def who_may_direct(org: Organisation, rt: RequestType) -> str:
+    """Who may give instructions on cases of this type, for a refusal's message."""
+    admin = org.administrator_for(rt.portfolio) if rt.portfolio else None
+    if admin is None:
+        return (f"nobody: request type '{rt.key}' has no portfolio held by an administrator" if rt.portfolio is None
+                else f"nobody: no administrator holds portfolio '{rt.portfolio}'")
+    helpers = f" or their assistant{'s' if len(admin.assistants) > 1 else ''} {', '.join(admin.assistants)}" \
+        if admin.assistants else ""
+    return f"only the administrator of portfolio '{rt.portfolio}' ({admin.id}){helpers}"
+
+
+def direct(
+    rt: RequestType, org: Organisation, cal: WorkingCalendar, case: Case, now: dt.datetime, actor: str, *,
+    within: Duration, text: str,
+) -> Change:
+    """A bestuurlijke opdracht (SPEC §12.1): the case must leave its state within `within`.
+
+    A second instruction while one is open replaces it, and its event says which it replaced.
+    """
+    admin = org.acting_for(actor, rt.portfolio)
+    if admin is None:
+        raise RoleRequired(f"{actor} may not give an instruction on {case.ref}: {who_may_direct(org, rt)}"
+                           " may (case direct)")
+    require_open(rt, case)
+    due = cal.due(now, within)
+    replaces = None
+    if case.directive_open() and case.directive_given_at is not None and case.directive_due is not None:
+        replaces = {"given_at": timestamp(case.directive_given_at), "due": timestamp(case.directive_due)}
+    data: dict[str, Any] = {"text": text, "within": term_text(within), "due": timestamp(due), "state": case.state,
+                            "replaces": replaces}
+    data.update(_on_behalf(actor, admin.id) or {})
+    updates = {"directive_seq": case.last_seq + 1, "directive_given_at": now, "directive_state": case.state,
+               "directive_due": due, "directive_met_at": None, "directive_missed_at": None}
+    return Change(updates, [Draft(Action.DIRECTED, data=data)])
 
 
 def set_fields(
@@ -214,8 +280,11 @@ def extend(
     """Move the legal decision term (beslistermijn), within the type's max_extension;
     `last_extension` is the data of the case's last `extended` event, if any."""
     require_open(rt, case)
-    if not org.may(actor, case.owner, ("lead",)):
-        raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit '{case.owner}'")
+    answering = rt.answering_unit()
+    if not org.may(actor, case.owner, ("lead",)) and not org.may(actor, answering, ("lead",)):
+        # The unit that answers for the term may extend it whoever holds the case (SPEC §12.3).
+        units = " or ".join(dict.fromkeys(f"'{u}'" for u in (answering, case.owner) if u is not None))
+        raise RoleRequired(f"{actor} may not extend {case.ref}: it needs role lead or head in unit {units}")
     if case.case_due is None or rt.max_extension is None:
         raise Refused(f"{rt.key} has no extendable lead time (no lead_time/max_extension)")
     if by.unit not in ("weeks", "working_days") or by.amount < 1:

@@ -30,6 +30,7 @@ from engine.errors import InvalidValue, NotFound
 TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
     "fields", "initial", "states", "transitions", "escalation", "contact", "summary", "notify",
+    "responsible",
 )
 STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation")
 TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
@@ -100,6 +101,8 @@ class RequestType:
     summary: tuple[str, ...] = ()
     """The fields that say what a case is about, in messages to staff."""
     notify: Notify = field(default_factory=Notify)
+    responsible: str | None = None
+    """The unit that answers for the decision and its legal term (SPEC §12.3), as written."""
     digest: str = ""
     """SHA-256 of the canonical source data: an unchanged file is not a new version."""
     _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
@@ -116,6 +119,11 @@ class RequestType:
     def ladder(self, state: str) -> tuple[Rung, ...]:
         spec = self.states[state]
         return spec.escalation if spec.escalation is not None else self.escalation
+
+    def answering_unit(self) -> str | None:
+        """The unit that answers for the legal term whoever holds a case: `responsible`, or
+        else the owner of the initial state (SPEC §12.3)."""
+        return self.responsible if self.responsible is not None else self.states[self.initial].owner
 
     def state(self, name: str) -> StateSpec:
         try:
@@ -189,6 +197,7 @@ def parse_request_type(
         _check_against_organisation(check, org, portfolio, states, transitions, ladder)
     contact, summary, notify = parse_notify(check, root, fields, states, {t.trigger for t in transitions},
                                             portfolio, org)
+    responsible = _responsible(check, root, org)
     check.raise_if_any()
     by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
     return RequestType(
@@ -196,8 +205,18 @@ def parse_request_type(
         initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
         lead_time=durations["lead_time"], service_norm=durations["service_norm"],
         max_extension=durations["max_extension"], contact=contact, summary=summary, notify=notify,
-        digest=digest_of(data), _by_source=by_source,
+        responsible=responsible, digest=digest_of(data), _by_source=by_source,
     )
+
+
+def _responsible(check: Checker, root: Mapping[str, Any], org: Organisation | None) -> str | None:
+    """`responsible: UNIT` (SPEC §12.3): a unit of the organisation."""
+    if root.get("responsible") is None:
+        return None
+    unit = check.text(root["responsible"], ("responsible",))
+    if unit is not None and org is not None and unit not in org.units:
+        check.problem(("responsible",), f"unknown unit {unit!r} (not in the organisation)")
+    return unit
 
 
 def _duration(check: Checker, value: Any, path: tuple[Any, ...]) -> Duration | None:

@@ -126,6 +126,31 @@ def parse_duration(value: object) -> Duration:
     return Duration(unit, amount)
 
 
+_TERM = re.compile(r"([0-9]{1,9})(wd|d|w|h)")
+_TERM_UNITS = {"wd": "working_days", "d": "calendar_days", "w": "weeks", "h": "hours"}
+
+
+def parse_term(text: str) -> Duration:
+    """Read a term as written on the command line (``case direct --within``): ``5wd`` working
+    days, ``10d`` calendar days, ``2w`` weeks, ``48h`` hours. Zero is refused: a term that
+    has ended when it is given asks nothing."""
+    spec = text.strip().lower()
+    match = _TERM.fullmatch(spec)
+    if match is None:
+        raise InvalidDuration(f"expected a term like 5wd (working days), 10d (days), 2w (weeks) or 48h (hours),"
+                              f" got {_short(text)}")
+    amount, unit = int(match.group(1)), _TERM_UNITS[match.group(2)]
+    if amount == 0:
+        raise InvalidDuration(f"a term must be longer than zero, got {_short(text)}")
+    return Duration(unit, amount)
+
+
+def term_text(duration: Duration) -> str:
+    """A term as the command line writes it (the inverse of :func:`parse_term`)."""
+    suffix = {unit: short for short, unit in _TERM_UNITS.items()}[duration.unit]
+    return f"{duration.amount}{suffix}"
+
+
 def parse_interval(text: str) -> timedelta:
     """Read how often the worker runs: ``30s``, ``5m``, ``1h``, ``2h30m`` or ``90`` (seconds).
 

@@ -34,6 +34,10 @@ class Firing:
     """What the definition asked for (e.g. "lead"), before vacancies moved it up."""
     place: int | None = None
     trigger: str | None = None
+    also: bool = False
+    """The same firing told to one more recipient (a lead-time breach to the responsible
+    unit's head besides the administrator; a missed instruction to the holding unit's head):
+    its own event and mail, but not a second escalation row."""
 
     def json_rung(self) -> int | str:
         return int(self.rung) if self.rung.isdigit() else self.rung
@@ -77,9 +81,10 @@ def due_firings(
     had left by then; a case-wide breach due later is fired in the next state (the sweep asks
     again after the timeout's transition).
     """
+    directive = directive_firings(rt, org, case, now)
     if case.closed_at is not None or case.suspended_at is not None:
-        return []
-    out: list[Firing] = []
+        return directive
+    out: list[Firing] = directive
     if case.state_due is not None:
         for rung in rt.ladder(case.state):
             if rung.place <= case.escalation_level:
@@ -95,8 +100,14 @@ def due_firings(
         out.append(Firing(Rung.SERVICE_NORM, FiringKind.ESCALATION, 0, case.service_due,
                           resolve(org, rt, case, "head", case.owner), "head"))
     if case.case_due is not None and not case.lead_fired and case.case_due <= now:
-        out.append(Firing(Rung.LEAD_TIME, FiringKind.ESCALATION, 0, case.case_due,
-                          resolve(org, rt, case, "administrator", case.owner), "administrator"))
+        admin = resolve(org, rt, case, "administrator", case.owner)
+        out.append(Firing(Rung.LEAD_TIME, FiringKind.ESCALATION, 0, case.case_due, admin, "administrator"))
+        if rt.responsible is not None:
+            # The unit that answers for the term hears of its breach too (SPEC §12.3).
+            head = resolve(org, rt, case, "head", rt.responsible)
+            if head is not None and head != admin:
+                out.append(Firing(Rung.LEAD_TIME, FiringKind.ESCALATION, 0, case.case_due, head, "head",
+                                  also=True))
     timeout = rt.states[case.state].timeout
     if timeout is not None and case.state_due is not None:
         at = cal.offset(case.state_due, timeout.after)
@@ -105,4 +116,21 @@ def due_firings(
             out.append(Firing(Rung.TIMEOUT, FiringKind.TIMEOUT, case.stay, at, SYSTEM, SYSTEM,
                               trigger=timeout.trigger))
     out.sort(key=lambda firing: firing.due_at)  # stable: ties keep the order above
+    return out
+
+
+def directive_firings(rt: RequestType, org: Organisation, case: Case, now: dt.datetime) -> list[Firing]:
+    """A missed instruction (SPEC §12.1): its term ended before the case left the state it
+    was given in. One firing to the administrator of the type's portfolio and one to the head
+    of the unit holding the case (unless a vacancy makes that the administrator too). The
+    stay is the number of the `directed` event: each instruction fires at most once."""
+    if not case.directive_open() or case.directive_due is None or case.directive_due > now:
+        return []
+    stay = case.directive_seq or 0
+    admin = resolve(org, rt, case, "administrator", case.owner)
+    out = [Firing(Rung.DIRECTIVE, FiringKind.ESCALATION, stay, case.directive_due, admin, "administrator")]
+    head = resolve(org, rt, case, "head", case.owner) if case.owner is not None else None
+    if head is not None and head != admin:
+        out.append(Firing(Rung.DIRECTIVE, FiringKind.ESCALATION, stay, case.directive_due, head, "head",
+                          also=True))
     return out

@@ -30,7 +30,7 @@ NOTHING: frozenset[str] = frozenset()
 meanwhile, planning it again on the new row (which checks who may comment) is all it needs."""
 
 BOOKKEEPING = frozenset({"id", "version", "last_seq", "last_hash", "last_at", "next_fire_at",
-                         "escalation_level", "service_fired", "lead_fired"})
+                         "escalation_level", "service_fired", "lead_fired", "directive_missed_at"})
 """Columns that move with every write or with a sweep's reminders: no rule of a person's
 command reads them, so their moving is no reason to refuse one."""
 
@@ -39,6 +39,7 @@ _ASPECT_OF_ACTION = {
     Action.SUSPENDED: "suspended_at",
     Action.RESUMED: "suspended_at",
     Action.EXTENDED: "case_due",
+    Action.DIRECTED: "directive_due",
 }
 
 

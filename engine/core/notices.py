@@ -251,7 +251,7 @@ def notice_of(
     )
     kind = MailKind(firing.kind)
     return Notice(
-        key=f"{case.ref}/{firing.stay}/{firing.rung}",
+        key=f"{case.ref}/{firing.stay}/{firing.rung}" + (f"/{recipient_id}" if firing.also else ""),
         case_id=case.id,
         kind=kind,
         language=org.language,

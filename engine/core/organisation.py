@@ -55,6 +55,9 @@ class Administrator:
     name: str
     email: str
     portfolios: tuple[str, ...] = ()
+    assistants: tuple[str, ...] = ()
+    """People who act for the administrator (SPEC §12.1): comment and give instructions on
+    cases of the portfolios, recorded as theirs, on the administrator's behalf."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,14 @@ class Organisation:
     def portfolios(self) -> set[str]:
         return {p for a in self.administrators.values() for p in a.portfolios}
 
+    def acting_for(self, person_id: str, portfolio: str | None) -> Administrator | None:
+        """The administrator of `portfolio` when `person_id` is that administrator or one of
+        their assistants (SPEC §12.1); None for anyone else."""
+        admin = self.administrator_for(portfolio) if portfolio else None
+        if admin is not None and (person_id == admin.id or person_id in admin.assistants):
+            return admin
+        return None
+
 
 ORG_KEYS = ("municipality", "language", "timezone", "mail_domain", "closed_days", "administrators", "units",
             "people")
@@ -144,6 +155,7 @@ def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator 
     for admin_id in admins:
         if admin_id in people:
             check.problem(("administrators",), f"id '{admin_id}' is both an administrator and a person")
+    _check_assistants(check, root.get("administrators"), admins, people)
     check.raise_if_any()
     return Organisation(municipality, str(language), str(timezone), closed, admins, units, people, mail_domain)
 
@@ -209,7 +221,7 @@ def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
         body = check.mapping(item, path)
         if body is None:
             continue
-        check.keys(body, path, ("id", "name", "email", "portfolios"), required=("id", "name", "email"))
+        check.keys(body, path, ("id", "name", "email", "portfolios", "assistants"), required=("id", "name", "email"))
         admin_id = _person_id(check, body.get("id"), (*path, "id"))
         name = _name(check, body.get("name"), (*path, "name")) or ""
         email = _email(check, body.get("email"), (*path, "email"))
@@ -228,8 +240,41 @@ def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
         if admin_id:
             if admin_id in admins:
                 check.problem((*path, "id"), f"duplicate administrator id '{admin_id}'")
-            admins[admin_id] = Administrator(admin_id, name, email, tuple(portfolios))
+            admins[admin_id] = Administrator(admin_id, name, email, tuple(portfolios), _assistant_ids(body))
     return admins
+
+
+def _assistant_ids(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """An administrator's `assistants`, as far as they are a list of strings (checked, with
+    the people they must name, by `_check_assistants`)."""
+    value = body.get("assistants") or []
+    if not isinstance(value, list):
+        return ()
+    return tuple(dict.fromkeys(item for item in value if isinstance(item, str)))
+
+
+def _check_assistants(check: Checker, value: Any, admins: Mapping[str, Administrator],
+                      people: Mapping[str, Person]) -> None:
+    """Each administrator's `assistants` must be a list of the ids of people in the file."""
+    if not isinstance(value, list):
+        return
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or "assistants" not in item:
+            continue
+        path = ("administrators", i, "assistants")
+        assistants = item["assistants"]
+        if assistants is None:
+            continue
+        if not isinstance(assistants, list):
+            check.problem(path, "expected a list of person ids")
+            continue
+        for j, person_id in enumerate(assistants):
+            if not isinstance(person_id, str) or person_id not in people:
+                shown = person_id if isinstance(person_id, str) else repr(person_id)
+                extra = (" (an administrator cannot assist another)"
+                         if isinstance(person_id, str) and person_id in admins else "")
+                check.problem((*path, j), f"unknown person '{shown}'{extra}: an assistant must be one of the"
+                                          " organisation's people")
 
 
 def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, Person]:
@@ -313,7 +358,8 @@ def organisation_to_data(org: Organisation) -> dict[str, Any]:
         **data,
         "closed_days": [d.isoformat() for d in org.closed_days],
         "administrators": [
-            {"id": a.id, "name": a.name, "email": a.email, "portfolios": list(a.portfolios)}
+            {"id": a.id, "name": a.name, "email": a.email, "portfolios": list(a.portfolios),
+             **({"assistants": list(a.assistants)} if a.assistants else {})}
             for a in org.administrators.values()
         ],
         "units": {u.id: {"name": u.name, "kind": u.kind, **({"email": u.email} if u.email else {})}

@@ -39,6 +39,8 @@ REPLAYED = (
     "state_entered_at", "stay", "state_due", "service_due", "case_due", "case_due_limit", "suspended_at",
     "suspended_manually", "closed_at", "escalation_level", "service_fired", "lead_fired", "next_fire_at",
     "last_seq", "last_hash", "last_at", "redacted_at",
+    "directive_seq", "directive_given_at", "directive_state", "directive_due", "directive_met_at",
+    "directive_missed_at",
 )
 """The columns a history decides, in the order a check reports them."""
 NOT_REPLAYED = ("id", "ref", "version", "salt")
@@ -252,6 +254,11 @@ class Replay:
             return {"service_fired": True}
         if rung == Rung.LEAD_TIME:
             return {"lead_fired": True}
+        if rung == Rung.DIRECTIVE:
+            if case.directive_due is None:
+                raise ReplayError(event["seq"], "a missed instruction, but none was given")
+            # The administrator's and the head's events share their instant.
+            return {"directive_missed_at": case.directive_missed_at or event["at"]}
         raise ReplayError(event["seq"], f"data.rung {rung!r} is no rung", damaged=True)
 
     def _redacted(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,12 +306,22 @@ class Replay:
         self.rt, self.version = new, dest
         return updates
 
+    def _directed(self, case: Case, event: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """`commands.direct`: the instruction becomes the case's latest, with the term it records."""
+        seq = event["seq"]
+        if data.get("state") != case.state:
+            raise ReplayError(seq, f"an instruction given in state {data.get('state')!r}, but the case was in"
+                                   f" '{case.state}'")
+        return {"directive_seq": seq, "directive_given_at": event["at"], "directive_state": case.state,
+                "directive_due": _instant(seq, data.get("due"), "data.due"),
+                "directive_met_at": None, "directive_missed_at": None}
+
 
 _ACTIONS: dict[str, Callable[[Replay, Case, Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]] = {
     Action.TRANSITION: Replay._transition, Action.ASSIGNED: Replay._assigned,
     Action.DATA_CHANGED: Replay._data_changed, Action.SUSPENDED: Replay._suspended, Action.RESUMED: Replay._resumed,
     Action.EXTENDED: Replay._extended, Action.ESCALATED: Replay._escalated, Action.REDACTED: Replay._redacted,
-    Action.COMMENT: Replay._comment, Action.MIGRATED: Replay._migrated,
+    Action.COMMENT: Replay._comment, Action.MIGRATED: Replay._migrated, Action.DIRECTED: Replay._directed,
 }
 """What each action after `created` does to the row; looked up by the stored word."""
 

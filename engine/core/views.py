@@ -162,10 +162,14 @@ def event_detail(
             text += f": {label(event['from_state'])} → {label(event['to_state'])}"
     elif action == "redacted":
         text = ", ".join(data.get("fields", []))
+    elif action == "directed":
+        text = f"within {data.get('within')}: {data.get('text')}"
     else:
         text = ""
     if event.get("comment"):
         text = f"{text} — {event['comment']}" if text else str(event["comment"])
+    if data.get("on_behalf_of"):
+        text = f"{text} (for {data['on_behalf_of']})"
     return text
 
 

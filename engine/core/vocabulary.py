@@ -96,6 +96,9 @@ class NoticeEvent(StrEnum):
     """`{state: S}`: the case entered state S."""
     TRIGGER = "trigger"
     """`{trigger: T}`: step T was taken."""
+    DIRECTED = "directed"
+    """An administrator's instruction (SPEC §12.1): told to the unit holding the case and its
+    assignee always, not through a rule."""
 
 
 class OutboxStatus(StrEnum):

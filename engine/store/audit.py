@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.core.replay import REPLAYED
-from engine.store.raw import BOOL, INT, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
+from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
 from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t
 
 CASE_BATCH = 2000
@@ -33,7 +33,9 @@ _KINDS = {"ref": TEXT, "type_key": TEXT, "type_version": INT, "state": TEXT, "ow
           "case_due_limit": TIME_OR_NULL, "next_fire_at": TIME_OR_NULL, "suspended_at": TIME_OR_NULL,
           "suspended_manually": BOOL, "closed_at": TIME_OR_NULL, "escalation_level": INT, "service_fired": BOOL,
           "lead_fired": BOOL, "last_seq": INT, "last_hash": TEXT, "salt": TEXT, "redacted_at": TIME_OR_NULL,
-          "last_at": TIME_OR_NULL}
+          "last_at": TIME_OR_NULL, "directive_seq": INT_OR_NULL, "directive_given_at": TIME_OR_NULL,
+          "directive_state": TEXT, "directive_due": TIME_OR_NULL, "directive_met_at": TIME_OR_NULL,
+          "directive_missed_at": TIME_OR_NULL}
 _CASE_NAMES = ("id", "ref", "salt", *REPLAYED)
 """What the check reads of a case row: what its history decides, and where it is joined to it."""
 _CASE_COLUMNS = {name: _KINDS[name] for name in _CASE_NAMES if name != "id"}

@@ -168,6 +168,15 @@ def last_event_data(conn: sa.Connection, case_id: int, action: str) -> Any:
     ).scalar()
 
 
+def event_at(conn: sa.Connection, case_id: int, seq: int) -> dict[str, Any] | None:
+    """The actor, time and data of the case's event number `seq` (None if it has none)."""
+    row = conn.execute(
+        sa.select(events_t.c.actor, events_t.c.at, events_t.c.data)
+        .where(events_t.c.case_id == case_id, events_t.c.seq == seq)
+    ).mappings().first()
+    return None if row is None else dict(row)
+
+
 def events_since(conn: sa.Connection, case_id: int, seq: int) -> list[dict[str, Any]]:
     """The actor, action and data of the case's events after `seq`, in order: what changed
     since a command read the case at that point."""

@@ -22,6 +22,8 @@ INT, TEXT, JSON, TIME = "int", "text", "json", "time"
 """What a checked column must hold. JSON here is always an object or null; a time is never null."""
 TIME_OR_NULL, BOOL = "time-or-null", "bool"
 """A time that may be null (a deadline, say); true or false (SQLite stores 1 or 0)."""
+INT_OR_NULL = "int-or-null"
+"""A whole number that may be null (the event number of a case's instruction, say)."""
 _OUTSIDE = "outside"
 """What PostgreSQL's raw read of a time that may be null gives for one Python cannot hold."""
 _NO_TIME = "holds no time that can be read (infinite, or outside the years 1 to 9999)"
@@ -56,7 +58,9 @@ def decode_value(kind: str, value: Any) -> Any:
         if value is None or type(value) is str:
             return value
         raise Unreadable(f"holds {_show(value)}, not text")
-    if kind == INT:
+    if kind == INT_OR_NULL and value is None:
+        return None
+    if kind in (INT, INT_OR_NULL):
         if type(value) is int:
             return value
         raise Unreadable(f"holds {_show(value)}, not a whole number")

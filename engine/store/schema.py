@@ -148,6 +148,14 @@ class CaseRow(SQLModel, table=True):
     redacted_at: dt.datetime | None = _time()
     last_at: dt.datetime | None = _time()
     """When its newest event happened: a simulation's clock may not go back before it."""
+    directive_seq: int | None = None
+    """The administrator's latest instruction (SPEC §12.1): the number of its `directed` event."""
+    directive_given_at: dt.datetime | None = _time()
+    directive_state: str | None = Field(default=None, max_length=64)
+    """The state it was given in: leaving that state meets it."""
+    directive_due: dt.datetime | None = _time()
+    directive_met_at: dt.datetime | None = _time()
+    directive_missed_at: dt.datetime | None = _time()
 
 
 class EventRow(SQLModel, table=True):

@@ -3,8 +3,9 @@
 `populate` opens cases of all three bundled request types with a FixedClock that walks
 forward through forty days, and takes them to the states where every kind of firing
 happens: ladder rungs (the reminder to an assignee, rungs moved up by a vacancy, a rung
-addressed to a person), service-norm and lead-time breaches, and timeouts into another
-state. One case in eight stands still (waiting on the resident) or is closed: it must not
+addressed to a person), service-norm and lead-time breaches (the latter to two people), an
+alderman's instruction not carried out (some replaced by the assistant's), and timeouts into
+another state. One case in eight stands still (waiting on the resident) or is closed: it must not
 fire at all.
 """
 
@@ -19,11 +20,13 @@ import sqlalchemy as sa
 from engine.app.bundled import sample_paths
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
+from engine.core.durations import parse_term
 from engine.core.vocabulary import FiringKind
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, escalations_t, outbox_t
+from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 
 STAFF, OTHER_STAFF, LEAD = "c.devries", "l.mulder", "b.bakker"
+ALDERMAN, ASSISTANT = "wethouder.wijken", "j.wolters"
 POLITIE = ["requested=Extra surveillance"]
 SPAN = dt.timedelta(days=40)
 
@@ -44,6 +47,12 @@ def _open(loket: Loket, kind: int, i: int) -> None:
                              assign=OTHER_STAFF if kind == 1 else None).ref
         if kind >= 2:
             loket.advance(ref, "in_behandeling", actor=STAFF)
+        if kind == 2 and i % 3 == 0:
+            # The alderman's instruction, not carried out: missed, to the alderman and a.jansen;
+            # one in two replaced by the assistant's.
+            loket.direct(ref, parse_term("3wd"), "Binnen drie werkdagen verder", actor=ALDERMAN)
+            if (i // 8) % 2:
+                loket.direct(ref, parse_term("4wd"), "Toch vier werkdagen", actor=ASSISTANT)
         if kind == 3:  # Openbare Ruimte does not answer: a timeout back to the wijkteam
             loket.advance(ref, "vraag_bijdrage", actor=STAFF, assignments=["amount=450"])
         if kind == 7 and i % 2:
@@ -73,17 +82,27 @@ def populate(loket: Loket, clock: FixedClock, count: int, *, simulation: bool = 
             loket.set_meta(conn, "simulation", "true")
 
 
-def fired_keys(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(ref, rung) of every firing in an `escalate --json` result."""
-    return [(f["ref"], str(f["rung"])) for f in report["fired"]]
+def fired_keys(report: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(ref, rung, recipient) of every firing in an `escalate --json` result: a breach of the
+    legal term and a missed instruction reach two people, each once."""
+    return [(f["ref"], str(f["rung"]), f["to"]) for f in report["fired"]]
 
 
-def escalations(loket: Loket) -> Counter[tuple[str, str]]:
-    """(ref, rung) of every escalation row, counted: a count above one is a double firing."""
-    query = sa.select(cases_t.c.ref, escalations_t.c.rung).join(
+def escalations(loket: Loket) -> Counter[tuple[str, str, str | None]]:
+    """(ref, rung, recipient) of every firing the sweeps wrote (their `escalated` events and
+    timeouts' steps), counted: a count above one is a double firing. The escalation rows,
+    unique per case, stay and rung, must each belong to one of them."""
+    events = sa.select(cases_t.c.ref, events_t.c.action, events_t.c.data).join(
+        cases_t, cases_t.c.id == events_t.c.case_id).where(events_t.c.actor == "system")
+    rows = sa.select(cases_t.c.ref, escalations_t.c.rung, escalations_t.c.recipient).join(
         cases_t, cases_t.c.id == escalations_t.c.case_id)
     with loket.read() as conn:
-        return Counter((ref, rung) for ref, rung in conn.execute(query))
+        fired: Counter[tuple[str, str, str | None]] = Counter(
+            (ref, str(data["rung"]), data["to"]) if action == "escalated" else (ref, "timeout", "system")
+            for ref, action, data in conn.execute(events) if action in ("escalated", "transition"))
+        recorded = Counter((ref, rung, recipient or None) for ref, rung, recipient in conn.execute(rows))
+    assert not recorded - fired, recorded - fired
+    return fired
 
 
 def mails(loket: Loket) -> dict[str, tuple[str, str]]:
@@ -106,14 +125,22 @@ def expected_mails(loket: Loket, predicted: dict[str, Any]) -> dict[str, str | N
     stays = _stays(loket)
     out: dict[str, str | None] = {}
     for f in predicted["fired"]:
-        stay = 0 if f["rung"] in ("service_norm", "lead_time") else stays[f["ref"]]
+        stay, directive = stays[f["ref"]]
+        if f["rung"] in ("service_norm", "lead_time"):
+            stay = 0
+        elif f["rung"] == "directive":
+            stay = directive or 0
         if f["rung"] == "timeout":
             out[f"{f['ref']}/{stay}/timeout"] = None
         elif f["email"] is not None:
-            out[f"{f['ref']}/{stay}/{f['rung']}"] = f["email"]
+            key = f"{f['ref']}/{stay}/{f['rung']}"
+            # The second recipient of one firing (the head, after the administrator).
+            out[key if key not in out else f"{key}/{f['to']}"] = f["email"]
     return out
 
 
-def _stays(loket: Loket) -> dict[str, int]:
+def _stays(loket: Loket) -> dict[str, tuple[int, int | None]]:
+    """Each case's stay and the event number of its instruction."""
     with loket.read() as conn:
-        return dict(conn.execute(sa.select(cases_t.c.ref, cases_t.c.stay)).all())
+        return {ref: (stay, seq) for ref, stay, seq in conn.execute(
+            sa.select(cases_t.c.ref, cases_t.c.stay, cases_t.c.directive_seq))}
