@@ -272,6 +272,7 @@ def run_demo(
     with engine.begin() as conn:
         loket.set_meta(conn, "simulation", "true")
         loket.set_meta(conn, "demo", "true")
+        loket.record_init(conn, None, before=None, simulation=True)
     org_file, type_files = sample_paths()
     loket.load_organisation(org_file)
     loket.load_request_types(type_files)
