@@ -878,6 +878,7 @@ def test_audit_verify_ok_then_names_the_tampered_case_and_event(loket: Loket) ->
         "ok": False,
         "cases": 2,
         "events": None,
+        "config_events": None,
         "ref": second,
         "seq": 3,
         "failure": f"{second} event 3: its content does not match its hash (edited)",

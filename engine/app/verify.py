@@ -52,7 +52,8 @@ _COMPARED = tuple(name for name in REPLAYED if name not in ("last_seq", "last_ha
 class VerifyResult:
     cases: int = 0
     events: int = 0
-    config_events: int = 0
+    config_events: int | None = None
+    """How many configuration events were checked; None when the check stopped before them."""
     failure: str | None = None
     ref: str | None = None
     seq: int | None = None
