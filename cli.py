@@ -824,6 +824,9 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: s
     every_deliver = _interval(deliver_every, "--deliver-every")
     every_maintain = _interval(maintain_every, "--maintain-every")
     loket = ctx.open()
+    from engine.core.identity import require_service
+
+    require_service(ctx.identity(), "the worker")
     settings = MailSettings.from_env()
     stop = threading.Event()
 

@@ -24,7 +24,7 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert code == 0, err
     assert "Traceback" not in err
     for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "messages by kind:",
-                    "resident_created:", "handed_over:", "database:", "emails:", "report:"):
+                    "resident_created:", "handed_over:", "database:", "emails:", "report:", "audit config"):
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
@@ -37,7 +37,8 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert "Gemeente Voorbeeld" in page and "<svg" in page
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
     assert loket.is_simulation()
-    assert verify(loket).ok
+    result = verify(loket)
+    assert result.ok and result.config_events == 3  # made as a simulation, its organisation, its types
     loket.engine.dispose()
 
 

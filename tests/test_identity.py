@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from engine.app import identity as app_identity
-from engine.core.identity import ESTABLISHED, Identity, resolve
+from engine.core.identity import ESTABLISHED, Identity, require_service, resolve
 from engine.core.organisation import parse_organisation
 from engine.core.yamlfile import load_file
 from engine.errors import InvalidDefinition, Refused
@@ -548,3 +548,15 @@ def test_resolve_follows_the_spec() -> None:
         resolve(org, login="ssec", declared="wethouder.zorg", simulation=False)
     with pytest.raises(Refused, match="maps to nobody"):
         resolve(org, login="root", declared=None, simulation=False).acting_person()
+    require_service(resolve(org, login="wijkloket", declared=None, simulation=False), "the worker")
+    require_service(resolve(plain, login="cdevries", declared=None, simulation=False), "the worker")
+    with pytest.raises(Refused, match="service account"):
+        require_service(resolve(org, login="cdevries", declared=None, simulation=False), "the worker")
+
+
+def test_the_worker_refuses_to_run_under_a_persons_login(installed: tuple[Installation, str]) -> None:
+    loket, clerk = installed
+    code, out, err = loket("worker", "--sweep-every", "1h", login=clerk)
+    assert (code, out) == (1, "")
+    assert only_error(err).startswith(f"Error: the worker runs under a service account, not a person's login:"
+                                      f" '{clerk}' is {CLERK};")

@@ -328,5 +328,6 @@ def run_demo(
     echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
     echo(f"report:   {summary['report']}")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
+    echo(f"config:   loket --db sqlite:///{db} audit config   (who set this municipality up, and when)")
     engine.dispose()
     return summary

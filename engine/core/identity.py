@@ -106,3 +106,12 @@ def require_operator(org: Organisation | None, identity: Identity, command: str,
         acting = f"your login '{identity.login}' maps to nobody in the organisation"
     whom = "an operator or auditor" if auditors else "an operator"
     raise Refused(f"{command} is for {whom} ({', '.join(operators)}); {acting}")
+
+
+def require_service(identity: Identity, command: str) -> None:
+    """The worker acts as `system` and runs under a service account of its own: a login that
+    is a person's is refused (exit 1), so that nobody's rights — or absence — hide in it."""
+    if identity.established and identity.person is not None:
+        raise Refused(f"{command} runs under a service account, not a person's login: '{identity.login}' is"
+                      f" {identity.person}; run it as an account (a system user, or on PostgreSQL a role) that no"
+                      " one in the organisation carries as their login")
