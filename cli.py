@@ -74,6 +74,8 @@ class Context:
             tz = _timezone_of(loket)
             loket.clock = FixedClock(parse_now(self.now_text, tz))
         self._loket = loket
+        if self.actor is not None and not create:
+            self.identity()  # an --as that is not allowed is refused by every command, not only some
         return loket
 
     def identity(self) -> Identity:

@@ -560,3 +560,15 @@ def test_the_worker_refuses_to_run_under_a_persons_login(installed: tuple[Instal
     assert (code, out) == (1, "")
     assert only_error(err).startswith(f"Error: the worker runs under a service account, not a person's login:"
                                       f" '{clerk}' is {CLERK};")
+
+
+def test_an_as_that_is_not_allowed_is_refused_by_every_command(installed: tuple[Installation, str]) -> None:
+    loket, clerk = installed
+    for command in (["audit", "verify"], ["report"], ["outbox", "list"], ["workflow", "list"]):
+        assert loket(*command, login=clerk)[0] == 0
+        code, out, err = loket("--as", HEAD, *command, login=clerk)
+        assert (code, out) == (1, ""), command
+        assert only_error(err).startswith(f"Error: --as {HEAD} is refused: your login '{clerk}' is {CLERK}")
+    loket.monkeypatch.setenv("LOKET_USER", HEAD)
+    code, _, err = loket("case", "list", login=clerk)
+    assert code == 1 and f"--as {HEAD} is refused" in only_error(err)
