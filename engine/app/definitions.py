@@ -98,6 +98,13 @@ class Definitions:
         self.record_config(conn, by, confighistory.INIT,
                            {"schema": {"from": before, "to": SCHEMA_REVISION}, "simulation": simulation})
 
+    def mark_simulation(self, conn: sa.Connection, by: Identity | None = None) -> None:
+        """Make this a simulation database (`--now` sets its clock, `--as` plays every part), in
+        the transaction `conn`, with its event in the configuration history: a flag set any
+        other way is damage that `audit verify` names."""
+        config.set_meta(conn, "simulation", "true")
+        self.record_config(conn, by, confighistory.INIT, {"simulation": True})
+
     def config_history(self) -> list[Any]:
         """The configuration history, oldest first (`loket audit config`)."""
         with self.read() as conn:

@@ -136,6 +136,8 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
     if action == INIT:
         kind = "simulation database" if detail.get("simulation") else "database"
         schema = detail.get("schema") or {}
+        if not schema:
+            return f"made a {kind}"
         if schema.get("from") is None:
             return f"{kind} created (schema {schema.get('to')})"
         return f"{kind} schema upgraded from {schema.get('from')} to {schema.get('to')}"
