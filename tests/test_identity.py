@@ -572,3 +572,13 @@ def test_an_as_that_is_not_allowed_is_refused_by_every_command(installed: tuple[
     loket.monkeypatch.setenv("LOKET_USER", HEAD)
     code, _, err = loket("case", "list", login=clerk)
     assert code == 1 and f"--as {HEAD} is refused" in only_error(err)
+
+
+def test_the_last_seal_removed_alone_is_named_by_the_configuration_history(installed: tuple[Installation, str]) -> None:
+    """The seals' own chain cannot show its last seal gone; the configuration history recorded it."""
+    loket, _ = installed
+    loket.ok("audit", "seal")
+    loket.sql("DELETE FROM audit_seal_head WHERE seal_id = 1")
+    loket.sql("DELETE FROM audit_seal WHERE id = 1")
+    code, _, err = loket("audit", "verify")
+    assert (code, only_error(err)) == (1, "Error: seal 1, recorded in the configuration history, is gone")

@@ -21,7 +21,7 @@ sealed is exactly what was verified, while others keep working:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,9 +30,11 @@ from engine.app.verify import DamagedHead, careful_heads, check, heads_digest, v
 from engine.core.confighistory import AUDIT_SEAL
 from engine.core.history import GENESIS, timestamp
 from engine.core.identity import Identity
-from engine.errors import HistoryDamaged
+from engine.core.organisation import Organisation
+from engine.core.vocabulary import MailKind, OutboxStatus
+from engine.errors import ConfigurationError, HistoryDamaged
 from engine.store import audit as store
-from engine.store import config
+from engine.store import config, outbox
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
@@ -45,10 +47,13 @@ class SealResult:
     cases: int
     events: int
     digest: str
+    mailed: list[str] = field(default_factory=list)
+    """The auditors the digest is mailed to (their ids), through the outbox."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "sealed_at": timestamp(self.sealed_at), "cases": self.cases,
-                "events": self.events, "digest": self.digest}
+        at = timestamp(self.sealed_at)
+        return {"seal": self.id, "digest": self.digest, "at": at, "cases": self.cases, "events": self.events,
+                "mailed_to": self.mailed, "id": self.id, "sealed_at": at}
 
 
 class _Overtaken(Exception):
@@ -73,6 +78,10 @@ def seal(loket: Loket, by: Identity | None = None) -> SealResult:
 
 def _seal(loket: Loket, by: Identity, *, hold_lock: bool) -> SealResult:
     now = loket.clock.now()
+    try:
+        org: Organisation | None = loket.organisation()
+    except ConfigurationError:
+        org = None  # a database without an organisation can be sealed; nobody is mailed
     conn = loket.engine.connect()
     sqlite = conn.dialect.name == "sqlite"
     if sqlite and not hold_lock:
@@ -95,7 +104,31 @@ def _seal(loket: Loket, by: Identity, *, hold_lock: bool) -> SealResult:
         store.finish_seal(conn, seal_id, digest, cases, events)
         loket.record_config(conn, by, AUDIT_SEAL, {"seal": seal_id, "digest": digest, "cases": cases,
                                                     "events": events})
-    return SealResult(seal_id, now, cases, events, digest)
+        result = SealResult(seal_id, now, cases, events, digest)
+        result.mailed = _mail_auditors(org, conn, result)
+    return result
+
+
+def _mail_auditors(org: Organisation | None, conn: sa.Connection, result: SealResult) -> list[str]:
+    """Queue the digest for every auditor with an email address, in the seal's transaction:
+    a copy kept outside the database is what `audit verify --against` checks against."""
+    if org is None:
+        return []
+    mailed = []
+    for person in org.holders("*", "auditor"):
+        if not person.email:
+            continue
+        outbox.queue_once(conn, {
+            "key": f"seal/{result.digest[:24]}/{person.id}", "case_id": None, "kind": MailKind.SEAL,
+            "language": org.language, "recipient": person.id, "to_email": person.email, "to_name": person.name,
+            "subject": f"Wijkloket {org.municipality}: seal {result.id}",
+            "context": {"seal": result.id, "digest": result.digest, "at": timestamp(result.sealed_at),
+                        "cases": result.cases, "events": result.events},
+            "created_at": result.sealed_at, "status": OutboxStatus.PENDING, "attempts": 0,
+            "next_attempt_at": result.sealed_at,
+        })
+        mailed.append(person.id)
+    return mailed
 
 
 def _digest_heads(conn: sa.Connection, prev_digest: str) -> tuple[str, int, int]:
