@@ -582,3 +582,46 @@ def test_the_last_seal_removed_alone_is_named_by_the_configuration_history(insta
     loket.sql("DELETE FROM audit_seal WHERE id = 1")
     code, _, err = loket("audit", "verify")
     assert (code, only_error(err)) == (1, "Error: seal 1, recorded in the configuration history, is gone")
+
+
+@pytest.mark.postgres
+def test_configuration_changes_at_once_on_postgresql_make_one_unbroken_chain(pg_url: str) -> None:
+    """Loads and seals from several sessions at the same moment: each event follows the one
+    before it (they wait for each other), none is lost, and the chain verifies."""
+    import threading
+
+    from engine.app.clock import FixedClock
+    from engine.app.seal import seal
+    from engine.app.service import Loket
+    from engine.app.verify import verify
+    from engine.store.db import open_engine
+    from tests.conftest import START
+
+    _truncate(pg_url)
+    engine = open_engine(pg_url)
+    Loket(engine, FixedClock(START)).load_organisation(ORG_FILE)
+    barrier = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def work(number: int) -> None:
+        loket = Loket(engine, FixedClock(START))
+        try:
+            barrier.wait()
+            for _ in range(3):
+                if number % 2:
+                    seal(loket)
+                else:
+                    loket.load_organisation(ORG_FILE)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    result = verify(Loket(engine, FixedClock(START)))
+    assert result.ok, result.failure
+    assert result.config_events == 1 + 4 * 3
+    engine.dispose()
