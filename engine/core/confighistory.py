@@ -49,8 +49,8 @@ def organisation_changes(before: Mapping[str, Any] | None, after: Mapping[str, A
     """What changed between two organisations' stored data, by id: people, their roles and
     logins, units, administrators (and their assistants) and the settings. No names or email
     addresses: the history keeps who changed what, the organisation rows keep the rest."""
+    changes: dict[str, Any] = {} if before else {"first": True}
     before = before or {}
-    changes: dict[str, Any] = {}
     settings = [key for key in ("municipality", "language", "timezone", "mail_domain", "closed_days")
                 if before.get(key) != after.get(key)]
     if settings:
@@ -115,16 +115,21 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
     """One line saying what a configuration event changed (`loket audit config`)."""
     if action == ORG_LOAD:
         changes = detail.get("changes") or {}
+        if changes.get("first"):
+            people, units, admins, logins = (len(changes.get(key) or ()) for key in (
+                "people_added", "units_added", "administrators_added", "logins"))
+            return (f"organisation {detail.get('organisation')} loaded, the first: {people} people, {units} units,"
+                    f" {admins} administrators, {logins} login(s)")
         parts = []
         for key in ("people_added", "people_removed", "units_added", "units_removed", "administrators_added",
                     "administrators_removed"):
             if changes.get(key):
-                parts.append(f"{key.replace('_', ' ')}: {', '.join(changes[key])}")
+                parts.append(f"{key.replace('_', ' ')}: {_few(changes[key])}")
         for key in ("roles", "logins"):
             if changes.get(key):
-                parts.append(f"{key} of {', '.join(changes[key])}")
+                parts.append(f"{key} of {_few(list(changes[key]))}")
         if changes.get("administrators_changed"):
-            parts.append(f"administrators changed: {', '.join(changes['administrators_changed'])}")
+            parts.append(f"administrators changed: {_few(list(changes['administrators_changed']))}")
         if changes.get("settings"):
             parts.append(f"settings: {', '.join(changes['settings'])}")
         return f"organisation {detail.get('organisation')} loaded" + (f" ({'; '.join(parts)})" if parts
@@ -146,3 +151,8 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
                 f" organisation(s), {len(detail.get('request_types') or [])} request type version(s),"
                 f" {len(detail.get('seals') or [])} seal(s) loaded before")
     return action
+
+
+def _few(ids: list[str], shown: int = 5) -> str:
+    """Ids for one line: the first few, and how many there are when there are more."""
+    return ", ".join(ids) if len(ids) <= shown else f"{', '.join(ids[:shown])}, … ({len(ids)})"
