@@ -8,7 +8,6 @@ turns it into one `Error:` line and the exit code its kind carries.
 from __future__ import annotations
 
 import errno
-import getpass
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from engine.app.service import Loket
     from engine.app.worker import Job
     from engine.core.casework import Case
+    from engine.core.identity import Identity
     from notifications.delivery import MailSettings
 
 
@@ -41,6 +41,7 @@ class Context:
         self.actor = actor
         self.now_text = now
         self._loket: Loket | None = None
+        self._identity: Identity | None = None
 
     @property
     def url(self) -> str:
@@ -73,20 +74,40 @@ class Context:
             tz = _timezone_of(loket)
             loket.clock = FixedClock(parse_now(self.now_text, tz))
         self._loket = loket
+        if self.actor is not None and not create:
+            self.identity()  # an --as that is not allowed is refused by every command, not only some
         return loket
 
+    def identity(self) -> Identity:
+        """Who runs this command (SPEC §13.1), decided once: established by the login when the
+        organisation gives people a `login`, else `--as` / `LOKET_USER` / the login name as
+        given (`engine.core.identity`). A refused `--as` is exit 1."""
+        if self._identity is None:
+            if self.actor is not None and not self.actor.strip():
+                raise InvalidValue("--as (or LOKET_USER) is empty: give the id of a person in the organisation")
+            self._identity = self.open().identity(self.actor)
+        return self._identity
+
     def person(self) -> str:
-        if self.actor is not None and not self.actor.strip():
-            raise InvalidValue("--as (or LOKET_USER) is empty: give the id of a person in the organisation")
-        return self.actor or getpass.getuser()
+        """The actor of a command that changes something."""
+        return self.identity().acting_person()
+
+    def assistant_or_person(self) -> str:
+        """The actor of what an administrator may do (comment, instruct): an assistant who acts
+        with `--as ADMINISTRATOR` is recorded as themselves, on the administrator's behalf
+        (SPEC §12.1), as when they act under their own id."""
+        identity = self.identity()
+        acting = identity.acting_person()
+        return identity.person if identity.assisting and identity.person else acting
 
     def viewer(self, loket: Loket) -> str:
         """Who reads (whose triggers a listing shows). Someone named with --as or LOKET_USER
         must be in the organisation file, as a person or as an administrator (an alderman,
         whom an escalation email asks to look at the case); the login name, the default, may
         be nobody there and then simply sees no triggers."""
-        person = self.person()
-        if self.actor is not None and loket.organisation().recipient(person) is None:
+        identity = self.identity()
+        person = identity.actor
+        if identity.declared and loket.organisation().recipient(person) is None:
             raise NotFound(f"unknown person '{person}' (not in the organisation, as a person or administrator)")
         return person
 
@@ -95,6 +116,7 @@ class Context:
         if self._loket is not None:
             self._loket.engine.dispose()
             self._loket = None
+        self._identity = None
 
 
 def _timezone_of(loket: Loket) -> str:
@@ -137,6 +159,31 @@ def _reader_went_away(exc: BaseException) -> bool:
     return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
 
 
+def _late_global(name: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+    """The callback of a global option given after the subcommand: it overrides the one before."""
+    def take(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None and not ctx.resilient_parsing:
+            setattr(ctx.ensure_object(Context), name, value)
+    return take
+
+
+class _LoketCommand(click.Command):
+    """A command that also takes the global options `--db`, `--as` and `--now` after its own
+    name (`loket case list --mine --as b.bakker`), as people type them. Hidden from each
+    command's help; docs/commands.md documents them once."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *_LATE_GLOBALS]
+
+
+_LATE_GLOBALS = [
+    click.Option(["--db"], metavar="URL", hidden=True, expose_value=False, callback=_late_global("db")),
+    click.Option(["--as"], metavar="PERSON", hidden=True, expose_value=False, callback=_late_global("actor")),
+    click.Option(["--now"], metavar="ISO-8601", hidden=True, expose_value=False,
+                 callback=_late_global("now_text")),
+]
+
+
 class _LoketGroup(click.Group):
     """The top-level group. click ends a command whose output pipe closed with a bare exit 1
     before `run` could see why; here the broken pipe becomes ReaderGone, which `run` ends the
@@ -158,6 +205,9 @@ class _LoketGroup(click.Group):
             if _reader_went_away(exc):
                 raise ReaderGone from exc
             raise
+
+    command_class = _LoketCommand
+    group_class = type  # subgroups are _LoketGroups too, so their commands take the options as well
 
 
 @click.group(cls=_LoketGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -212,12 +262,14 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         if existed and simulation and not loket.is_simulation():
             raise InvalidValue("this database holds real cases: it cannot become a simulation database")
         migrate(loket.engine)
-        if simulation:
-            with loket.engine.begin() as conn:
+        with loket.engine.begin() as conn:
+            if simulation and not existed:
                 loket.set_meta(conn, "simulation", "true")
+            if before != SCHEMA_REVISION:
+                loket.record_init(conn, None, before=before, simulation=loket.is_simulation() or simulation)
         ctx.close()
         loket = ctx.open()
-        org, loaded = loket.load_setup(org_file, files)
+        org, loaded = loket.load_setup(org_file, files, by=ctx.identity() if existed else None)
     except BaseException:
         # Nothing half-made: a database file this command created goes again.
         ctx.close()
@@ -255,7 +307,7 @@ def org() -> None:
 def org_load(ctx: Context, file: str) -> None:
     """Load (or replace) the organisation file."""
     loket = ctx.open()
-    loaded = loket.load_organisation(file)
+    loaded = loket.load_organisation(file, by=ctx.identity())
     click.echo(f"organisation loaded: {loaded.municipality} ({len(loaded.units)} units, {len(loaded.people)} people)")
     orphans = loket.orphaned_assignees()
     if orphans:
@@ -270,25 +322,44 @@ def org_load(ctx: Context, file: str) -> None:
 @pass_ctx
 def org_show(ctx: Context, as_json: bool) -> None:
     """Show the organisation."""
+    from engine.core.identity import mode
     from engine.core.organisation import organisation_to_data
     from engine.core.views import table
 
     organisation = ctx.open().organisation()
+    identities = mode(organisation)
     if as_json:
-        emit_json(organisation_to_data(organisation))
+        emit_json({**organisation_to_data(organisation), "identities": identities,
+                   "operators": organisation.operators()})
         return
     click.echo(f"{organisation.municipality} (language {organisation.language}, {organisation.timezone})")
+    click.echo(f"identities: {_identity_mode_line(organisation, identities)}")
     click.echo()
     click.echo(table(["unit", "name", "kind"], [(u.id, u.name, u.kind) for u in organisation.units.values()]))
     click.echo()
-    rows = [(p.id, p.name, ", ".join(f"{u}:{r}" for u, r in p.roles.items())) for p in organisation.people.values()]
-    click.echo(table(["person", "name", "roles"], rows))
+    rows = [(p.id, p.name, ", ".join(f"{u}:{r}" for u, r in p.roles.items()), p.login or "-")
+            for p in organisation.people.values()]
+    click.echo(table(["person", "name", "roles", "login"], rows))
     click.echo()
-    admins = [(a.id, a.name, ", ".join(a.portfolios)) for a in organisation.administrators.values()]
-    click.echo(table(["administrator", "name", "portfolios"], admins))
+    admins = [(a.id, a.name, ", ".join(a.portfolios), ", ".join(a.assistants) or "-", a.login or "-")
+              for a in organisation.administrators.values()]
+    click.echo(table(["administrator", "name", "portfolios", "assistants", "login"], admins))
     if organisation.closed_days:
         click.echo()
         click.echo("closed days: " + ", ".join(d.isoformat() for d in organisation.closed_days))
+
+
+def _identity_mode_line(org: Any, identities: str) -> str:
+    from engine.core.identity import ESTABLISHED
+
+    operators = org.operators()
+    configuration = (f"configuration by the operators ({', '.join(operators)})" if operators
+                     else "configuration open to whoever can write the database (no operator named)")
+    if identities == ESTABLISHED:
+        return ("established by the login (PostgreSQL session_user, or the operating-system user on SQLite);"
+                " --as only on a simulation database, for an administrator one assists, or as oneself;"
+                f" {configuration}")
+    return f"taken as given (nobody has a login: --as and the login name are believed); {configuration}"
 
 
 # -- workflows ----------------------------------------------------------------------------
@@ -384,7 +455,7 @@ def workflow_load(ctx: Context, files: tuple[str, ...], as_json: bool) -> None:
     from engine.app.migrate import open_on_older
 
     loket = ctx.open()
-    loaded = loket.load_request_types(list(files))
+    loaded = loket.load_request_types(list(files), by=ctx.identity())
     older = {r.key: open_on_older(loket, r.key, r.version) if r.changed and r.version > 1 else [] for r in loaded}
     if as_json:
         emit_json([{"key": r.key, "version": r.version, "changed": r.changed, "open_on_older": older[r.key],
@@ -436,9 +507,10 @@ def workflow_migrate(ctx: Context, key: str, to_version: int, from_version: int 
 
     state_map = parse_map(maps)
     loket = ctx.open()
-    # Operator guard (SPEC §13.1): 'workflow migrate' is a configuration command like 'org load'
-    # and 'workflow load', and takes the same check of who may configure when the organisation
-    # names an operator (issue 13 adds it there; it belongs here too).
+    # A configuration command like 'workflow load': an operator's, when the organisation names
+    # one (SPEC §13.1); a migration that moved cases is recorded in the configuration history.
+    if not dry_run:
+        loket.require_operator(ctx.identity(), "workflow migrate")
     previews: list[dict[str, Any]] = []
 
     def preview(p: Preview) -> None:
@@ -449,6 +521,11 @@ def workflow_migrate(ctx: Context, key: str, to_version: int, from_version: int 
 
     result = migrate(loket, key, to_version, from_version=from_version, maps=state_map, refs=list(refs),
                      actor=ctx.person(), dry_run=dry_run, keep_refs=as_json, preview=preview if dry_run else None)
+    if not dry_run and result.count:
+        with loket.engine.begin() as conn:
+            loket.record_config(conn, ctx.identity(), "workflow_migrate",
+                                {"key": key, "to_version": to_version, "from_version": from_version,
+                                 "state_map": dict(state_map), "cases": result.count})
     if as_json:
         out = result.as_json()
         if dry_run:
@@ -733,7 +810,8 @@ def case_assign(ctx: Context, ref: str, person: str, as_json: bool) -> None:
 def case_comment(ctx: Context, ref: str, text: str, as_json: bool) -> None:
     """Add a comment to case REF."""
     loket = ctx.open()
-    _show_case(ctx, loket, loket.comment(ref, text, actor=ctx.person()), as_json, header="comment added")
+    _show_case(ctx, loket, loket.comment(ref, text, actor=ctx.assistant_or_person()), as_json,
+               header="comment added")
 
 
 @case.command("direct")
@@ -751,7 +829,7 @@ def case_direct(ctx: Context, ref: str, within: str, text: str, as_json: bool) -
     term = parse_term(within)
     loket = ctx.open()
     before = loket.get_case(ref)
-    c = loket.direct(ref, term, text, actor=ctx.person())
+    c = loket.direct(ref, term, text, actor=ctx.assistant_or_person())
     header = f"instruction given, within {within.strip()}"
     if before.directive_open():
         header += " (it replaces the open one)"
@@ -901,6 +979,9 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: s
     every_deliver = _interval(deliver_every, "--deliver-every")
     every_maintain = _interval(maintain_every, "--maintain-every")
     loket = ctx.open()
+    from engine.core.identity import require_service
+
+    require_service(ctx.identity(), "the worker")
     settings = MailSettings.from_env()
     stop = threading.Event()
 
@@ -1045,7 +1126,7 @@ def db_maintain(ctx: Context) -> None:
 
 @cli.group()
 def audit() -> None:
-    """History and integrity: history, verify, seal, export."""
+    """History and integrity: history, verify, seal, config, export."""
 
 
 @audit.command("history")
@@ -1086,7 +1167,8 @@ def audit_verify(ctx: Context, against: tuple[str, ...], against_file: str | Non
         emit_json(result.as_json())
     elif result.ok:
         kept = f"; {len(digests)} seal(s) kept outside still hold" if digests else ""
-        click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact{kept}")
+        click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact;"
+                   f" {result.config_events} configuration changes, their history intact{kept}")
     if not result.ok:
         click.echo(f"Error: {result.failure}", err=True)
         sys.exit(1)
@@ -1099,7 +1181,7 @@ def audit_seal(ctx: Context, as_json: bool) -> None:
     """Record a checkpoint over all chains: later deletions of cases or events are detected."""
     from engine.app.seal import seal
 
-    result = seal(ctx.open())
+    result = seal(ctx.open(), by=ctx.identity())
     if as_json:
         emit_json(result.as_json())
         return
@@ -1110,6 +1192,31 @@ def audit_seal(ctx: Context, as_json: bool) -> None:
     else:
         click.echo("no auditor in the organisation: keep the digest outside the database yourself and"
                    " check with 'loket audit verify --against DIGEST'")
+
+
+@audit.command("config")
+@json_option
+@pass_ctx
+def audit_config(ctx: Context, as_json: bool) -> None:
+    """The configuration history: who changed what in the installation, and when."""
+    from engine.core.confighistory import describe
+    from engine.core.views import iso, local, table
+
+    loket = ctx.open()
+    events = loket.config_history()
+    if as_json:
+        emit_json([{"seq": e["seq"], "at": iso(e["at"]), "recorded_at": iso(e["recorded_at"]), "actor": e["actor"],
+                    "login": e["login"], "action": e["action"], "detail": e["detail"], "prev_hash": e["prev_hash"],
+                    "hash": e["hash"]} for e in events])
+        return
+    if not events:
+        click.echo("no configuration changes recorded")
+        return
+    tz = _timezone_of(loket)
+    rows = [(e["seq"], local(e["at"], tz), e["actor"] + (f" ({e['login']})" if e["login"] not in (None, e["actor"])
+                                                          else ""),
+             e["action"], describe(e["action"], e["detail"] or {}), e["hash"][:12]) for e in events]
+    click.echo(table(["#", "at", "who", "action", "what", "hash"], rows))
 
 
 def _day_or_time(text: str | None, option: str, tz: str) -> Any:

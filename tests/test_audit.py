@@ -518,8 +518,8 @@ def test_cli_verify_names_the_unreadable_event_and_exits_1(
     assert (code, out, err) == (1, "", f"Error: {expected}\n")
     code, out, err = run_cli(capsys, "--db", db_url, "audit", "verify", "--json")
     assert code == 1 and err == f"Error: {expected}\n"
-    assert json.loads(out) | {"events": None} == {"ok": False, "cases": 2, "events": None, "failure": expected,
-                                                  "ref": second, "seq": 2}
+    assert json.loads(out) | {"events": None} == {"ok": False, "cases": 2, "events": None, "config_events": None,
+                                                  "failure": expected, "ref": second, "seq": 2}
 
 
 def test_cli_verify_names_an_event_whose_time_does_not_decode(

@@ -850,11 +850,13 @@ def test_audit_verify_ok_then_names_the_tampered_case_and_event(loket: Loket) ->
     for ref in (first, second):
         to_besluit(loket, ref)
     ok = loket("audit", "verify")
-    assert (ok.code, ok.out, ok.err) == (0, "ok: 2 cases, 6 events, every chain intact\n", "")
+    assert (ok.code, ok.out, ok.err) == (
+        0, "ok: 2 cases, 6 events, every chain intact; 3 configuration changes, their history intact\n", "")
     assert loket("audit", "verify", "--json").json() == {
         "ok": True,
         "cases": 2,
         "events": 6,
+        "config_events": 3,
         "failure": None,
         "ref": None,
         "seq": None,
@@ -876,6 +878,7 @@ def test_audit_verify_ok_then_names_the_tampered_case_and_event(loket: Loket) ->
         "ok": False,
         "cases": 2,
         "events": None,
+        "config_events": None,
         "ref": second,
         "seq": 3,
         "failure": f"{second} event 3: its content does not match its hash (edited)",

@@ -89,7 +89,7 @@ def test_outbox_send_killed_at_random_repeats_at_most_the_message_in_flight(
         messages = {message_id_for(message_key([{"key": key} for key in keys]), DOMAIN): keys
                     for keys in mine.values()}
     with loket.engine.begin() as conn:
-        loket.set_meta(conn, "simulation", "true")
+        loket.mark_simulation(conn)
     server = make_smtp_server(Unhurried())
     env = {"LOKET_SMTP_URL": f"smtp://{server.host}:{server.port}", "LOKET_MAIL_FROM": SENDER}
     rng = random.Random(10)
@@ -150,7 +150,7 @@ def test_the_worker_stops_within_seconds_while_its_delivery_hangs_and_sweeps_mea
     assert isinstance(clock, FixedClock)
     escalate(loket, clock, 3, at=FRIDAY)
     with loket.engine.begin() as conn:
-        loket.set_meta(conn, "simulation", "true")
+        loket.mark_simulation(conn)
     server = faulty_smtp("hang_after_data")
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "--db", sqlite_url, "worker",

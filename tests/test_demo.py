@@ -27,8 +27,8 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert code == 0, err
     assert "Traceback" not in err
     for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "administrators:",
-                    "messages by kind:",
-                    "resident_created:", "handed_over:", "database:", "emails:", "report:"):
+                    "messages by kind:", "resident_created:", "handed_over:", "database:", "emails:", "report:",
+                    "audit config"):
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
@@ -44,7 +44,9 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert "Gemeente Voorbeeld" in page and "<svg" in page
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
     assert loket.is_simulation()
-    assert verify(loket).ok
+    result = verify(loket)
+    # Made as a simulation, its organisation, its types, and its seal at the end.
+    assert result.ok and result.config_events == 4
     # The history is sealed at the end and the digest mailed to the auditor.
     digest = re.search(r"^seal: +1, digest ([0-9a-f]{64}) ", out, re.MULTILINE)
     assert digest is not None and verify(loket, against=[digest[1]]).ok

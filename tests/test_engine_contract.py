@@ -812,6 +812,9 @@ def test_verify_names_the_case_and_event_of_a_tampered_row(
         "ok": False,
         "cases": 3,
         "events": result.events,
+        # Damage to a chain stops the check before the configuration history; a row that
+        # disagrees with an intact history is reported after it (its org load, its types).
+        "config_events": 2 if "but its history ends in" in words else None,
         "failure": result.failure,
         "ref": tampered,
         "seq": seq,

@@ -439,7 +439,7 @@ def test_a_timeout_through_the_cli_reports_rung_timeout_to_system(
     loket.advance(ref, "in_behandeling", actor=STAFF)
     loket.advance(ref, "vraag_bijdrage", actor=STAFF)
     with loket.engine.begin() as conn:
-        loket.set_meta(conn, "simulation", "true")
+        loket.mark_simulation(conn)
     url = loket.engine.url.render_as_string(hide_password=False)
     cli.main(["--db", url, "--now", "2026-04-01T23:59:59", "escalate", "--json"])
     report = json.loads(capsys.readouterr().out)

@@ -84,3 +84,38 @@ def test_upgrading_from_0001_keeps_every_case_and_learns_when_each_last_changed(
         upgraded.comment(ref, "Te vroeg", actor="c.devries")
     assert verify(upgraded).ok
     engine.dispose()
+
+
+def test_upgrading_from_0004_starts_the_configuration_history_with_what_was_there(fresh_url: str) -> None:
+    """Revision 0005 adds the configuration history: a database that had organisations,
+    request types and seals before it gets one first event naming them, so verify accounts
+    for every one of them; one made afterwards starts empty."""
+    from engine.app.seal import seal
+    from engine.store import config
+
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(START))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor="c.devries")
+    seal(loket)
+    alembic(engine, "downgrade", "0004")
+    assert not sa.inspect(engine).has_table("config_event")
+
+    migrate(engine)
+
+    with engine.connect() as conn:
+        events = config.history(conn)
+    assert [(e["seq"], e["action"], e["actor"]) for e in events] == [(1, "history_started", "system")]
+    detail = events[0]["detail"]
+    assert [o["organisation"] for o in detail["organisations"]] == [1]
+    assert [(t["key"], t["version"]) for t in detail["request_types"]] == [
+        ("bewonersinitiatief", 1), ("bijdrage", 1), ("melding", 1)]
+    assert [s["seal"] for s in detail["seals"]] == [1]
+    assert detail["simulation"] is False
+    result = verify(Loket(engine, FixedClock(START)))
+    assert result.ok, result.failure
+    assert result.config_events == 1
+    engine.dispose()

@@ -132,7 +132,7 @@ def mail_to_folder(monkeypatch: pytest.MonkeyPatch, folder: Path, templates: Pat
 def simulation(loket: Loket) -> str:
     """Make the database a simulation one (so `--now` works) and return its URL for the CLI."""
     with loket.engine.begin() as conn:
-        loket.set_meta(conn, "simulation", "true")
+        loket.mark_simulation(conn)
     return loket.engine.url.render_as_string(hide_password=False)
 
 

@@ -44,12 +44,15 @@ def _two_cases(loket: Loket) -> tuple[str, str]:
 
 def _rewrite_and_seal_again(loket: Loket, gone: str) -> None:
     """What someone with write access does to hide a case: delete it with its history, remove
-    the seals that would show it, and seal the result — every chain and seal holds again."""
+    the seals that would show it and their events at the end of the configuration history (a
+    chain cannot show its newest links gone), and seal the result — every chain and seal holds
+    again."""
     _sql(loket,
          f"DELETE FROM case_event WHERE case_id = (SELECT id FROM cases WHERE ref = '{gone}')",
          f"DELETE FROM outbox WHERE case_id = (SELECT id FROM cases WHERE ref = '{gone}')",
          f"DELETE FROM cases WHERE ref = '{gone}'",
-         "DELETE FROM audit_seal_head", "DELETE FROM audit_seal")
+         "DELETE FROM audit_seal_head", "DELETE FROM audit_seal",
+         "DELETE FROM config_event WHERE action = 'audit_seal'")
     seal(loket)
     assert verify(loket).ok  # the database alone cannot tell
 
@@ -134,8 +137,10 @@ def test_a_seal_that_is_gone_is_caught_and_one_that_holds_passes(loket: Loket, c
     second = seal(loket).digest
     assert verify(loket, against=[first, second, first]).ok
     assert verify(loket, against=[first, second]).against == [first, second]
-    # Removing the seals one by one from the end keeps the seals' own chain intact.
-    _sql(loket, "DELETE FROM audit_seal_head WHERE seal_id = 2", "DELETE FROM audit_seal WHERE id = 2")
+    # Removing the seals one by one from the end keeps the seals' own chain intact (and the
+    # configuration history's, when the seal's event is its last).
+    _sql(loket, "DELETE FROM audit_seal_head WHERE seal_id = 2", "DELETE FROM audit_seal WHERE id = 2",
+         "DELETE FROM config_event WHERE action = 'audit_seal' AND seq = (SELECT max(seq) FROM config_event)")
     assert verify(loket).ok and verify(loket, against=[first]).ok
     failure = verify(loket, against=[first, second]).failure
     assert failure is not None and failure.startswith(f"no seal in this database has the digest {second}")

@@ -125,8 +125,8 @@ def test_the_drills_message_names_the_case_the_column_and_both_values(
     code, out, err = run_cli(capsys, "--db", db_url, "audit", "verify", "--json")
     assert code == 1 and err == f"Error: {expected}\n"
     last_seq = loket.get_case(ref).last_seq
-    assert json.loads(out) == {"ok": False, "cases": 2, "events": json.loads(out)["events"], "failure": expected,
-                               "ref": ref, "seq": last_seq}
+    assert json.loads(out) == {"ok": False, "cases": 2, "events": json.loads(out)["events"], "config_events": 2,
+                               "failure": expected, "ref": ref, "seq": last_seq}
 
 
 def test_a_case_stopped_from_escalating_is_named_with_when_it_should_fire(loket: Loket, clock: FixedClock) -> None:

@@ -15,8 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.app.clock import Clock, SystemClock
+from engine.app.identity import establish
+from engine.core import confighistory
 from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType, parse_request_type
+from engine.core.identity import Identity, require_operator
 from engine.core.organisation import Organisation, organisation_to_data, parse_organisation
 from engine.core.yamlfile import load_file
 from engine.errors import ConfigurationError, InvalidDefinition, NotFound, Problem
@@ -64,6 +67,49 @@ class Definitions:
     def is_simulation(self) -> bool:
         return self.meta("simulation") == "true"
 
+    # -- who acts, and the configuration history (SPEC §13.1) ---------------------------------
+
+    def identity(self, declared: str | None = None) -> Identity:
+        """Who runs this command, having declared `declared` (`--as`; None for nobody)."""
+        org = self._org_or_none()
+        simulation = org is not None and org.identities_established and self.is_simulation()
+        return establish(self.engine, org, declared, simulation=simulation)
+
+    def require_operator(self, by: Identity, command: str, *, auditors: bool = False) -> None:
+        """Refuse (exit 1) a configuration command by someone who is no operator (nor, with
+        `auditors`, an auditor), when the organisation names operators."""
+        require_operator(self._org_or_none(), by, command, auditors=auditors)
+
+    def record_config(self, conn: sa.Connection, by: Identity | None, action: str, detail: dict[str, Any]) -> None:
+        """One event in the configuration history, in the transaction `conn` of the change.
+        A caller that says nobody (a library call, the demo) is recorded as its login."""
+        if by is None:
+            by = self.identity()
+        actor = by.person if by.assisting and by.person else by.actor
+        if by.assisting:
+            detail = {**detail, "on_behalf_of": by.actor}
+        config.record(conn, at=self.clock.now(), actor=actor, login=by.login, action=action, detail=detail)
+
+    def record_init(self, conn: sa.Connection, by: Identity | None, *, before: str | None, simulation: bool) -> None:
+        """The schema made (`before` None) or upgraded, and whether this is a simulation database:
+        in the transaction that marks it one, so that verify can tell the mark from a forged one."""
+        from engine.store.db import SCHEMA_REVISION
+
+        self.record_config(conn, by, confighistory.INIT,
+                           {"schema": {"from": before, "to": SCHEMA_REVISION}, "simulation": simulation})
+
+    def mark_simulation(self, conn: sa.Connection, by: Identity | None = None) -> None:
+        """Make this a simulation database (`--now` sets its clock, `--as` plays every part), in
+        the transaction `conn`, with its event in the configuration history: a flag set any
+        other way is damage that `audit verify` names."""
+        config.set_meta(conn, "simulation", "true")
+        self.record_config(conn, by, confighistory.INIT, {"simulation": True})
+
+    def config_history(self) -> list[Any]:
+        """The configuration history, oldest first (`loket audit config`)."""
+        with self.read() as conn:
+            return config.history(conn)
+
     # -- the organisation --------------------------------------------------------------------
 
     def organisation(self) -> Organisation:
@@ -83,10 +129,14 @@ class Definitions:
             self._calendar = WorkingCalendar(org.timezone, org.closed_days)
         return self._calendar
 
-    def load_organisation(self, path: str | Path) -> Organisation:
+    def load_organisation(self, path: str | Path, *, by: Identity | None = None) -> Organisation:
+        """Load an organisation file. With `by` (who runs the command), an organisation that
+        names operators lets only them (`org load`)."""
+        if by is not None:
+            self.require_operator(by, "org load")
         org, source = self._checked_organisation(path)
         with self.engine.begin() as conn:
-            self._store_organisation(conn, org, source)
+            self._store_organisation(conn, org, source, by)
         self._org, self._calendar = org, None
         return org
 
@@ -112,23 +162,31 @@ class Definitions:
             raise InvalidDefinition(problems)
         return org, source
 
-    def _store_organisation(self, conn: sa.Connection, org: Organisation, source: str) -> None:
-        config.insert_organisation(conn, organisation_to_data(org), source, self.clock.now())
+    def _store_organisation(self, conn: sa.Connection, org: Organisation, source: str, by: Identity | None) -> None:
+        before = config.organisation_data(conn)
+        data = config.jsonable(organisation_to_data(org))
+        row = config.insert_organisation(conn, data, source, self.clock.now())
+        self.record_config(conn, by, confighistory.ORG_LOAD, {
+            "organisation": row, "digest": confighistory.data_digest(data),
+            "changes": confighistory.organisation_changes(before, data)})
 
     def load_setup(
-        self, org_path: str | Path | None, type_paths: Sequence[str | Path]
+        self, org_path: str | Path | None, type_paths: Sequence[str | Path], *, by: Identity | None = None,
     ) -> tuple[Organisation | None, list[Loaded]]:
         """An organisation file and request-type files together, all or nothing (`loket init`):
         the types are checked against the new organisation, and a problem in any file leaves
-        the database as it was."""
+        the database as it was. With `by`, an organisation in force that names operators
+        lets only them."""
+        if by is not None and (org_path or type_paths):
+            self.require_operator(by, "init with files to load")
         org, source = self._checked_organisation(org_path) if org_path else (self._org_or_none(), None)
         if org is None and type_paths:
             raise ConfigurationError("load the organisation first: 'loket org load FILE'")
         parsed = self.validate_files(type_paths, org) if type_paths else []
         with self.engine.begin() as conn:
             if org is not None and source is not None:
-                self._store_organisation(conn, org, source)
-            loaded = self._store_types(conn, parsed)
+                self._store_organisation(conn, org, source, by)
+            loaded = self._store_types(conn, parsed, by)
         if source is not None:
             self._org, self._calendar = org, None
         self._latest = None
@@ -212,17 +270,23 @@ class Definitions:
         except sa.exc.OperationalError:
             return {}
 
-    def load_request_types(self, paths: Sequence[str | Path]) -> list[Loaded]:
+    def load_request_types(self, paths: Sequence[str | Path], *, by: Identity | None = None) -> list[Loaded]:
+        """Load request-type files. With `by` (who runs the command), an organisation that
+        names operators lets only them (`workflow load`)."""
         if self._org_or_none() is None:
             raise ConfigurationError("load the organisation first: 'loket org load FILE'")
+        if by is not None:
+            self.require_operator(by, "workflow load")
         parsed = self.validate_files(paths)
         with self.engine.begin() as conn:
-            out = self._store_types(conn, parsed)
+            out = self._store_types(conn, parsed, by)
         self._latest = None
         return out
 
-    def _store_types(self, conn: sa.Connection, parsed: list[tuple[RequestType, Any, str, str]]) -> list[Loaded]:
+    def _store_types(self, conn: sa.Connection, parsed: list[tuple[RequestType, Any, str, str]],
+                     by: Identity | None) -> list[Loaded]:
         out: list[Loaded] = []
+        recorded: list[dict[str, Any]] = []
         now = self.clock.now()
         for rt, data, source, _path in parsed:
             latest = config.type_head(conn, rt.key)
@@ -230,9 +294,14 @@ class Definitions:
                 out.append(Loaded(rt.key, latest.version, False))
                 continue
             version = (latest.version if latest else 0) + 1
-            config.insert_request_type(
+            definition = config.jsonable(data)
+            row = config.insert_request_type(
                 conn, key=rt.key, version=version, title=rt.title, prefix=rt.prefix, digest=rt.digest,
-                definition=data, source=source, loaded_at=now,
+                definition=definition, source=source, loaded_at=now,
             )
             out.append(Loaded(rt.key, version, True))
+            recorded.append({"row": row, "key": rt.key, "version": version,
+                             "digest": confighistory.data_digest(definition)})
+        if recorded:
+            self.record_config(conn, by, confighistory.WORKFLOW_LOAD, {"types": recorded})
         return out

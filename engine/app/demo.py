@@ -338,6 +338,7 @@ def run_demo(
     with engine.begin() as conn:
         loket.set_meta(conn, "simulation", "true")
         loket.set_meta(conn, "demo", "true")
+        loket.record_init(conn, None, before=None, simulation=True)
     org_file, type_files = sample_paths()
     loket.load_organisation(org_file)
     loket.load_request_types(type_files)
@@ -411,5 +412,6 @@ def run_demo(
     echo(f"seal:     {sealed.id}, digest {sealed.digest} (mailed to the auditor; check with"
          f" loket --db sqlite:///{db} audit verify --against {sealed.digest})")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
+    echo(f"config:   loket --db sqlite:///{db} audit config   (who set this municipality up, and when)")
     engine.dispose()
     return summary

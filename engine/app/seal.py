@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.app.verify import DamagedHead, careful_heads, check, heads_digest, verify
+from engine.core.confighistory import AUDIT_SEAL
 from engine.core.history import GENESIS, timestamp
+from engine.core.identity import Identity
 from engine.core.organisation import Organisation
 from engine.core.vocabulary import MailKind, OutboxStatus
 from engine.errors import ConfigurationError, HistoryDamaged
 from engine.store import audit as store
-from engine.store import outbox
+from engine.store import config, outbox
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
@@ -58,17 +60,23 @@ class _Overtaken(Exception):
     """Someone wrote to the SQLite database while the seal verified it."""
 
 
-def seal(loket: Loket) -> SealResult:
+def seal(loket: Loket, by: Identity | None = None) -> SealResult:
     """Verify everything, then record the head of every chain, so that later deletions and
     cuts are detected. A damaged database is refused with HistoryDamaged naming the first
-    damage, and nothing is recorded."""
+    damage, and nothing is recorded. The seal is an event in the configuration history too,
+    by `by` (who runs the command; an organisation that names operators lets only them and
+    the auditors)."""
+    if by is not None:
+        loket.require_operator(by, "audit seal", auditors=True)
+    else:
+        by = loket.identity()
     try:
-        return _seal(loket, hold_lock=False)
+        return _seal(loket, by, hold_lock=False)
     except _Overtaken:
-        return _seal(loket, hold_lock=True)
+        return _seal(loket, by, hold_lock=True)
 
 
-def _seal(loket: Loket, *, hold_lock: bool) -> SealResult:
+def _seal(loket: Loket, by: Identity, *, hold_lock: bool) -> SealResult:
     now = loket.clock.now()
     try:
         org: Organisation | None = loket.organisation()
@@ -82,6 +90,7 @@ def _seal(loket: Loket, *, hold_lock: bool) -> SealResult:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
     with conn, conn.begin():
         store.lock_seals(conn)
+        config.lock_history(conn)  # the seal's own event follows the history it verified
         prev_digest = store.last_seal_digest(conn) or GENESIS
         digest, cases, events = _digest_heads(conn, prev_digest)
         _verified(loket, conn)
@@ -93,6 +102,8 @@ def _seal(loket: Loket, *, hold_lock: bool) -> SealResult:
             raise _Overtaken from None
         # start_seal copied the heads from the very rows just digested (one snapshot).
         store.finish_seal(conn, seal_id, digest, cases, events)
+        loket.record_config(conn, by, AUDIT_SEAL, {"seal": seal_id, "digest": digest, "cases": cases,
+                                                    "events": events})
         result = SealResult(seal_id, now, cases, events, digest)
         result.mailed = _mail_auditors(org, conn, result)
     return result

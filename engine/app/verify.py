@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from engine.core import confighistory
 from engine.core.calendar import WorkingCalendar
 from engine.core.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
 from engine.core.organisation import parse_organisation
 from engine.core.replay import REPLAYED, Calendars, Replay, ReplayError, maybe_in_force
 from engine.errors import InvalidValue, LoketError, first_line
 from engine.store import audit as store
+from engine.store import config
 from engine.store.db import snapshot
 from engine.store.raw import Unreadable, shape
 
@@ -50,6 +52,8 @@ _COMPARED = tuple(name for name in REPLAYED if name not in ("last_seq", "last_ha
 class VerifyResult:
     cases: int = 0
     events: int = 0
+    config_events: int | None = None
+    """How many configuration events were checked; None when the check stopped before them."""
     failure: str | None = None
     ref: str | None = None
     seq: int | None = None
@@ -61,8 +65,8 @@ class VerifyResult:
         return self.failure is None
 
     def as_json(self) -> dict[str, Any]:
-        shown = {"ok": self.ok, "cases": self.cases, "events": self.events, "failure": self.failure,
-                 "ref": self.ref, "seq": self.seq}
+        shown = {"ok": self.ok, "cases": self.cases, "events": self.events, "config_events": self.config_events,
+                 "failure": self.failure, "ref": self.ref, "seq": self.seq}
         # Only when digests kept outside were given: the shape without them stays as it was.
         return shown | {"against": self.against} if self.against else shown
 
@@ -404,6 +408,104 @@ def _seal_problem(conn: sa.Connection, seal: Any, *, careful: bool) -> tuple[str
             missing.ref, missing.seq)
 
 
+# -- the configuration history ----------------------------------------------------------------
+
+
+class _Recorded:
+    """What the configuration history says was loaded and sealed, and whether the database
+    was made a simulation."""
+
+    def __init__(self) -> None:
+        self.organisations: dict[Any, Any] = {}
+        self.types: dict[Any, Any] = {}
+        self.seals: dict[Any, Any] = {}
+        self.simulation = False
+
+    def take(self, action: str, detail: dict[str, Any]) -> None:
+        if action == confighistory.ORG_LOAD:
+            self.organisations[detail.get("organisation")] = detail.get("digest")
+        elif action == confighistory.WORKFLOW_LOAD:
+            self.types.update((t.get("row"), t.get("digest")) for t in detail.get("types") or [])
+        elif action == confighistory.AUDIT_SEAL:
+            self.seals[detail.get("seal")] = detail.get("digest")
+        elif action == confighistory.HISTORY_STARTED:
+            self.organisations.update((o.get("organisation"), o.get("digest"))
+                                      for o in detail.get("organisations") or [])
+            self.types.update((t.get("row"), t.get("digest")) for t in detail.get("request_types") or [])
+            self.seals.update((x.get("seal"), x.get("digest")) for x in detail.get("seals") or [])
+        if action in (confighistory.INIT, confighistory.HISTORY_STARTED) and "simulation" in detail:
+            self.simulation = detail["simulation"] is True
+
+
+def check_config(conn: sa.Connection, *, careful: bool = False) -> tuple[int, str | None]:
+    """How many configuration events there are, and what is wrong with them (or None): their
+    chain, and whether every organisation, request type version and seal stored, and the
+    simulation flag, is one the history recorded."""
+    recorded = _Recorded()
+    prev, seq = GENESIS, 0
+    events = config.history(conn, careful=careful)
+    for ev in events:
+        if careful and ev["damage"] is not None:
+            return len(events), f"configuration history event {seq + 1}: its stored row is damaged: {ev['damage']}"
+        if ev["seq"] != seq + 1:
+            return len(events), f"configuration history event {seq + 1}: missing (next stored is {ev['seq']})"
+        seq = ev["seq"]
+        if ev["prev_hash"] != prev:
+            return len(events), f"configuration history event {seq}: its link to event {seq - 1} is broken"
+        detail = ev["detail"]
+        if type(detail) is not dict:
+            return len(events), f"configuration history event {seq}: its stored row is damaged: detail {shape(detail)}"
+        content = confighistory.event_content(seq=seq, at=ev["at"], recorded_at=ev["recorded_at"], actor=ev["actor"],
+                                              login=ev["login"], action=ev["action"], detail=detail)
+        if confighistory.config_hash(content, prev) != ev["hash"]:
+            return len(events), (f"configuration history event {seq} ({ev['action']}): its content does not match"
+                                 " its hash (edited)")
+        prev = ev["hash"]
+        recorded.take(ev["action"], detail)
+    return len(events), _unrecorded(conn, recorded, careful=careful)
+
+
+def _unrecorded(conn: sa.Connection, recorded: _Recorded, *, careful: bool) -> str | None:
+    """The first stored configuration the history does not account for."""
+    organisations, types = config.definitions_loaded(conn, careful=careful)
+    for row in organisations:
+        if row["damage"] is not None:
+            return f"organisation {row['id']}: its stored row is damaged: {row['damage']}"
+        if row["id"] not in recorded.organisations:
+            return (f"organisation {row['id']} is not in the configuration history: it was stored behind the"
+                    " history's back")
+        if confighistory.data_digest(row["data"]) != recorded.organisations.pop(row["id"]):
+            return f"organisation {row['id']}: its data differs from what the configuration history recorded (edited)"
+    for row in types:
+        name = (f"request type {row['key']} v{row['version']}" if row["damage"] is None
+                else f"request type row {row['id']}")
+        if row["damage"] is not None:
+            return f"{name}: its stored row is damaged: {row['damage']}"
+        if row["id"] not in recorded.types:
+            return f"{name} is not in the configuration history: it was stored behind the history's back"
+        if confighistory.data_digest(row["definition"]) != recorded.types.pop(row["id"]):
+            return f"{name}: its definition differs from what the configuration history recorded (edited)"
+    for gone in recorded.organisations:
+        return f"organisation {gone}, recorded in the configuration history, is gone"
+    for gone in recorded.types:
+        return f"request type row {gone}, recorded in the configuration history, is gone"
+    stored_seals = {row.id: row.digest for row in store.seals(conn, careful=careful)}
+    for seal_id, digest in stored_seals.items():
+        if seal_id not in recorded.seals:
+            return f"seal {seal_id} is not in the configuration history: it was stored behind the history's back"
+        if recorded.seals[seal_id] != digest:
+            return f"seal {seal_id}: its digest differs from what the configuration history recorded"
+    for seal_id in recorded.seals:
+        if seal_id not in stored_seals:
+            return f"seal {seal_id}, recorded in the configuration history, is gone"
+    simulation = config.meta(conn, "simulation") == "true"
+    if simulation != recorded.simulation:
+        said = "is" if recorded.simulation else "is not"
+        return (f"the database's simulation flag was changed behind the configuration history's back (the history"
+                f" says it {said} a simulation database)")
+    return None
+
+
 def _orphan(ev: Any) -> Broken:
     seq = ev["seq"] if type(ev["seq"]) is int else None
     if ev.get("lost"):
@@ -472,6 +574,9 @@ def check(loket: Loket, conn: sa.Connection, *, careful: bool = False, against: 
         problem = check_seals(conn, careful=careful, against=against)
         if problem is not None:
             raise Broken(*problem)
+        result.config_events, config_problem = check_config(conn, careful=careful)
+        if config_problem is not None:
+            raise Broken(config_problem, None, None)
         if disagreement is not None:
             raise disagreement
     except Broken as broken:

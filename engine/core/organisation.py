@@ -47,6 +47,8 @@ class Person:
     name: str
     email: str
     roles: Mapping[str, str] = field(default_factory=dict)
+    login: str | None = None
+    """The person's operating-system account and, on PostgreSQL, database login (SPEC §13.1)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class Administrator:
     name: str
     email: str
     portfolios: tuple[str, ...] = ()
+    login: str | None = None
     assistants: tuple[str, ...] = ()
     """People who act for the administrator (SPEC §12.1): comment and give instructions on
     cases of the portfolios, recorded as theirs, on the administrator's behalf."""
@@ -125,6 +128,29 @@ class Organisation:
             return admin
         return None
 
+    # -- identity (SPEC §13.1) -----------------------------------------------------------------
+
+    def logins(self) -> dict[str, str]:
+        """Login → the id of the person or administrator who carries it."""
+        found = {a.login: a.id for a in self.administrators.values() if a.login}
+        found.update({p.login: p.id for p in self.people.values() if p.login})
+        return found
+
+    @property
+    def identities_established(self) -> bool:
+        """Whether anyone carries a `login`: then who acts is established by the login, and
+        otherwise `--as` and the login name are taken as given (a single-office installation)."""
+        return any(p.login for p in self.people.values()) or any(a.login for a in self.administrators.values())
+
+    def operators(self) -> list[str]:
+        """The people holding the operator role (`roles: {"*": operator}`), in file order."""
+        return [p.id for p in self.people.values() if p.roles.get("*") == "operator"]
+
+    def acts_for(self, person_id: str, administrator_id: str) -> bool:
+        """Whether `person_id` is one of the administrator's assistants."""
+        admin = self.administrators.get(administrator_id)
+        return admin is not None and person_id in admin.assistants
+
 
 ORG_KEYS = ("municipality", "language", "timezone", "mail_domain", "closed_days", "administrators", "units",
             "people")
@@ -156,6 +182,7 @@ def parse_organisation(data: Any, file: str = "<organisation>", locate: Locator 
         if admin_id in people:
             check.problem(("administrators",), f"id '{admin_id}' is both an administrator and a person")
     _check_assistants(check, root.get("administrators"), admins, people)
+    _check_logins(check, root, admins, people)
     check.raise_if_any()
     return Organisation(municipality, str(language), str(timezone), closed, admins, units, people, mail_domain)
 
@@ -221,7 +248,8 @@ def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
         body = check.mapping(item, path)
         if body is None:
             continue
-        check.keys(body, path, ("id", "name", "email", "portfolios", "assistants"), required=("id", "name", "email"))
+        check.keys(body, path, ("id", "name", "email", "portfolios", "login", "assistants"),
+                   required=("id", "name", "email"))
         admin_id = _person_id(check, body.get("id"), (*path, "id"))
         name = _name(check, body.get("name"), (*path, "name")) or ""
         email = _email(check, body.get("email"), (*path, "email"))
@@ -240,7 +268,9 @@ def _administrators(check: Checker, value: Any) -> dict[str, Administrator]:
         if admin_id:
             if admin_id in admins:
                 check.problem((*path, "id"), f"duplicate administrator id '{admin_id}'")
-            admins[admin_id] = Administrator(admin_id, name, email, tuple(portfolios), _assistant_ids(body))
+            admins[admin_id] = Administrator(admin_id, name, email, tuple(portfolios),
+                                             login=_login(check, body.get("login"), (*path, "login")),
+                                             assistants=_assistant_ids(body))
     return admins
 
 
@@ -269,7 +299,9 @@ def _check_assistants(check: Checker, value: Any, admins: Mapping[str, Administr
             check.problem(path, "expected a list of person ids")
             continue
         for j, person_id in enumerate(assistants):
-            if not isinstance(person_id, str) or person_id not in people:
+            if isinstance(person_id, str) and person_id in assistants[:j]:
+                check.problem((*path, j), f"'{person_id}' is named twice")
+            elif not isinstance(person_id, str) or person_id not in people:
                 shown = person_id if isinstance(person_id, str) else repr(person_id)
                 extra = (" (an administrator cannot assist another)"
                          if isinstance(person_id, str) and person_id in admins else "")
@@ -287,7 +319,7 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
         body = check.mapping(item, path)
         if body is None:
             continue
-        check.keys(body, path, ("id", "name", "email", "roles"), required=("id", "name", "email"))
+        check.keys(body, path, ("id", "name", "email", "roles", "login"), required=("id", "name", "email"))
         person_id = _person_id(check, body.get("id"), (*path, "id"))
         name = _name(check, body.get("name"), (*path, "name")) or ""
         email = _email(check, body.get("email"), (*path, "email"))
@@ -310,8 +342,47 @@ def _people(check: Checker, value: Any, units: Mapping[str, Unit]) -> dict[str, 
         if person_id:
             if person_id in people:
                 check.problem((*path, "id"), f"duplicate person id '{person_id}'")
-            people[person_id] = Person(person_id, name, email, roles)
+            people[person_id] = Person(person_id, name, email, roles,
+                                       _login(check, body.get("login"), (*path, "login")))
     return people
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]*")
+LOGIN_MAX = 63
+"""A PostgreSQL role name is at most 63 bytes; an operating-system account name is shorter."""
+
+
+def _login(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _LOGIN.fullmatch(value) or len(value.encode()) > LOGIN_MAX:
+        check.problem(path, f"invalid login {value!r} (an account name: letters, digits, '.', '_', '@' and '-',"
+                            f" at most {LOGIN_MAX} bytes)")
+        return None
+    return value
+
+
+def _check_logins(check: Checker, root: Mapping[str, Any], admins: Mapping[str, Administrator],
+                  people: Mapping[str, Person]) -> None:
+    """A login belongs to one person only, and is no other person's id: `--as` and the login
+    name must never point at two different people."""
+    places: dict[str, tuple[Any, ...]] = {}
+    for key in ("administrators", "people"):
+        for i, body in enumerate(root.get(key) or []):
+            if isinstance(body, Mapping) and isinstance(body.get("id"), str):
+                places.setdefault(body["id"], (key, i, "login"))
+    holders: dict[str, str] = {}
+    everyone: list[Person | Administrator] = [*admins.values(), *people.values()]
+    for who in everyone:
+        if who.login is None:
+            continue
+        path = places.get(who.id, ("people",))
+        if who.login in holders:
+            check.problem(path, f"login '{who.login}' is also given to '{holders[who.login]}'")
+            continue
+        holders[who.login] = who.id
+        if who.login != who.id and (who.login in people or who.login in admins):
+            check.problem(path, f"login '{who.login}' of '{who.id}' is the id of another person")
 
 
 def _person_id(check: Checker, value: Any, path: tuple[Any, ...]) -> str | None:
@@ -359,13 +430,15 @@ def organisation_to_data(org: Organisation) -> dict[str, Any]:
         "closed_days": [d.isoformat() for d in org.closed_days],
         "administrators": [
             {"id": a.id, "name": a.name, "email": a.email, "portfolios": list(a.portfolios),
+             **({"login": a.login} if a.login else {}),
              **({"assistants": list(a.assistants)} if a.assistants else {})}
             for a in org.administrators.values()
         ],
         "units": {u.id: {"name": u.name, "kind": u.kind, **({"email": u.email} if u.email else {})}
                   for u in org.units.values()},
         "people": [
-            {"id": p.id, "name": p.name, "email": p.email, "roles": dict(p.roles)}
+            {"id": p.id, "name": p.name, "email": p.email, "roles": dict(p.roles),
+             **({"login": p.login} if p.login else {})}
             for p in org.people.values()
         ],
     }

@@ -12,7 +12,10 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine.store.schema import meta_t, organisation_t, request_type_t
+from engine.core import confighistory
+from engine.core.history import GENESIS
+from engine.store.raw import INT, JSON, TEXT, TIME, RawReader
+from engine.store.schema import config_events_t, meta_t, organisation_t, request_type_t
 
 
 def jsonable(value: Any) -> Any:
@@ -51,8 +54,12 @@ def organisation_data(conn: sa.Connection) -> Any | None:
     return None if row is None else row.data
 
 
-def insert_organisation(conn: sa.Connection, data: Any, source: str, loaded_at: dt.datetime) -> None:
-    conn.execute(sa.insert(organisation_t).values(data=jsonable(data), source=source, loaded_at=loaded_at))
+def insert_organisation(conn: sa.Connection, data: Any, source: str, loaded_at: dt.datetime) -> int:
+    """Store an organisation; the new row's id."""
+    row_id: int = conn.execute(sa.insert(organisation_t).values(data=jsonable(data), source=source,
+                                                                 loaded_at=loaded_at)
+                               .returning(organisation_t.c.id)).scalar_one()
+    return row_id
 
 
 # -- request types ---------------------------------------------------------------------------
@@ -99,8 +106,73 @@ def type_head(conn: sa.Connection, key: str) -> TypeHead | None:
 def insert_request_type(
     conn: sa.Connection, *, key: str, version: int, title: str, prefix: str, digest: str, definition: Any,
     source: str, loaded_at: dt.datetime,
-) -> None:
-    conn.execute(sa.insert(request_type_t).values(
+) -> int:
+    """Store a request type version; the new row's id."""
+    row_id: int = conn.execute(sa.insert(request_type_t).values(
         key=key, version=version, title=title, prefix=prefix, digest=digest,
         definition=jsonable(definition), source=source, loaded_at=loaded_at,
-    ))
+    ).returning(request_type_t.c.id)).scalar_one()
+    return row_id
+
+
+# -- the configuration history (SPEC §13.1) --------------------------------------------------
+
+_EVENT_COLUMNS = {"seq": INT, "at": TIME, "recorded_at": TIME, "actor": TEXT, "login": TEXT, "action": TEXT,
+                  "detail": JSON, "prev_hash": TEXT, "hash": TEXT}
+
+
+def lock_history(conn: sa.Connection) -> None:
+    """Make configuration changes wait for each other on PostgreSQL, so that each event
+    follows the one before it (SQLite has one writer at a time anyway). Before the head is read."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE config_event IN SHARE ROW EXCLUSIVE MODE")
+
+
+def record(conn: sa.Connection, *, at: dt.datetime, actor: str, login: str | None, action: str,
+           detail: dict[str, Any]) -> int:
+    """Append one event to the configuration history, in the caller's transaction; its seq."""
+    lock_history(conn)
+    head = conn.execute(sa.select(config_events_t.c.seq, config_events_t.c.hash)
+                        .order_by(config_events_t.c.seq.desc()).limit(1)).first()
+    seq, prev = (head.seq + 1, head.hash) if head is not None else (1, GENESIS)
+    recorded_at = dt.datetime.now(dt.UTC)
+    detail = jsonable(detail)
+    content = confighistory.event_content(seq=seq, at=at, recorded_at=recorded_at, actor=actor, login=login,
+                                          action=action, detail=detail)
+    conn.execute(sa.insert(config_events_t).values(
+        seq=seq, at=at, recorded_at=recorded_at, actor=actor, login=login, action=action, detail=detail,
+        prev_hash=prev, hash=confighistory.config_hash(content, prev)))
+    return seq
+
+
+def history(conn: sa.Connection, *, careful: bool = False) -> list[Any]:
+    """The configuration history in order; careful, each row read raw with its `damage`."""
+    c = config_events_t.c
+    if not careful:
+        return list(conn.execute(sa.select(config_events_t).order_by(c.seq)).mappings())
+    reader = RawReader(conn, config_events_t, _EVENT_COLUMNS)
+    found = []
+    for row in conn.execute(sa.select(c.id, *reader.exprs).order_by(c.seq, c.id)):
+        values, damage = reader.decode(row, 1)
+        found.append({"id": row[0], "damage": damage, **values})
+    return found
+
+
+def definitions_loaded(conn: sa.Connection, *, careful: bool = False) -> tuple[list[Any], list[Any]]:
+    """Every organisation row (id, data) and request type row (id, key, version, definition),
+    as mappings; careful, read raw, each with its `damage`."""
+    o, t = organisation_t.c, request_type_t.c
+    if not careful:
+        return ([{**row, "damage": None} for row in conn.execute(sa.select(o.id, o.data).order_by(o.id)).mappings()],
+                [{**row, "damage": None} for row in conn.execute(
+                    sa.select(t.id, t.key, t.version, t.definition).order_by(t.id)).mappings()])
+    found: list[list[Any]] = []
+    for table, kinds in ((organisation_t, {"data": JSON}),
+                         (request_type_t, {"key": TEXT, "version": INT, "definition": JSON})):
+        reader = RawReader(conn, table, kinds)
+        rows = []
+        for row in conn.execute(sa.select(table.c.id, *reader.exprs).order_by(table.c.id)):
+            values, damage = reader.decode(row, 1)
+            rows.append({"id": row[0], "damage": damage, **values})
+        found.append(rows)
+    return found[0], found[1]

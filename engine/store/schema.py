@@ -246,6 +246,22 @@ class SealHeadRow(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class ConfigEventRow(SQLModel, table=True):
+    """One change to the configuration (SPEC §13.1), chained like a case's events."""
+
+    __tablename__ = "config_event"
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(unique=True)
+    at: dt.datetime = _time(nullable=False)
+    recorded_at: dt.datetime = _time(nullable=False)
+    actor: str = Field(max_length=64)
+    login: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=32)
+    detail: dict[str, Any] = _ordered_json()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
 metadata = SQLModel.metadata
 meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
 organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
@@ -257,3 +273,4 @@ escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[attr-defined]
 outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 seals_t: sa.Table = SealRow.__table__  # type: ignore[attr-defined]
 seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]
+config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-defined]

@@ -79,7 +79,7 @@ def populate(loket: Loket, clock: FixedClock, count: int, *, simulation: bool = 
         _open(loket, i % 8, i)
     if simulation:
         with loket.engine.begin() as conn:
-            loket.set_meta(conn, "simulation", "true")
+            loket.mark_simulation(conn)
 
 
 def fired_keys(report: dict[str, Any]) -> list[tuple[str, str, str | None]]:
