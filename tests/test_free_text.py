@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ def _files_holding(loket: Loket, value: bytes) -> list[str]:
     return [p.name for p in paths if value in p.read_bytes()]
 
 
+def _maintained(loket: Loket) -> None:
+    """Maintenance until the files are clean (on PostgreSQL another test process's session may
+    hold a rewrite back for a moment); it must get there."""
+    for _ in range(20):
+        done = maintenance.run(loket)
+        if done is None or done.clean:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the files stayed unclean: {done.message}")
+
+
 def test_free_text_enters_the_chain_by_digest_under_its_own_salt(loket: Loket) -> None:
     ref = _full_case(loket)
     created, commented, directed, suspended = _events(loket, ref)
@@ -95,6 +107,9 @@ def test_redact_comments_erases_comments_instructions_and_reasons_and_the_chain_
     other = loket.new_case("bewonersinitiatief", ["title=Buurtmoestuin"], actor=CLERK).ref
     loket.comment(other, "Blijft staan", actor=CLERK)
     assert _files_holding(loket, COMMENT_SECRET.encode())
+    with loket.engine.connect() as conn:
+        contexts = json.dumps([r for r in conn.execute(sa.select(outbox_t.c.context)).scalars()])
+    assert INSTRUCTION in contexts  # the instruction went out to the unit
 
     code, out, err = run_cli(capsys, "--db", db_url, "--as", HEAD, "case", "redact", ref,
                              "--comments", "--reason", "bewaartermijn", "--json")
@@ -111,12 +126,12 @@ def test_redact_comments_erases_comments_instructions_and_reasons_and_the_chain_
     assert _events(loket, other)[1]["comment"] == "Blijft staan"
     result = verify(loket)
     assert result.ok, result.failure
-    # Gone from the outbox's stored context (the instruction went out to the unit) ...
+    # Gone from the outbox's stored context ...
     with loket.engine.connect() as conn:
         contexts = json.dumps([r for r in conn.execute(sa.select(outbox_t.c.context)).scalars()])
     assert INSTRUCTION not in contexts
     # ... and from the files, once maintenance rewrote them.
-    maintenance.run(loket)
+    _maintained(loket)
     for secret in (COMMENT_SECRET, INSTRUCTION, REASON):
         assert _files_holding(loket, secret.encode()) == [], secret
     # A later comment is erasable again (the command ran on the system clock).
@@ -144,7 +159,7 @@ def test_redact_field_erases_a_text_field_from_history_row_and_files(
     assert _events(loket, ref)[1]["comment"] == COMMENT_SECRET  # not asked for
     result = verify(loket)
     assert result.ok, result.failure
-    maintenance.run(loket)
+    _maintained(loket)
     assert _files_holding(loket, b"Kees Oudevrijs") == []
 
 

@@ -174,3 +174,18 @@ def test_upgrading_from_0005_keeps_every_chain_and_lists_the_old_texts_it_cannot
     result = verify(upgraded)
     assert result.ok, result.failure
     engine.dispose()
+
+
+def test_downgrading_past_0006_refuses_to_lose_the_salts_of_texts_written_since(fresh_url: str) -> None:
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    loket = Loket(engine, FixedClock(START))
+    org, types = sample_paths()
+    loket.load_organisation(org)
+    loket.load_request_types(types)
+    loket.new_case("bewonersinitiatief", ["title=Straatfeest"], actor="c.devries")
+    with pytest.raises(RuntimeError, match="downgrading would lose those salts"):
+        alembic(engine, "downgrade", "0005")
+    assert current_revision(engine) == SCHEMA_REVISION
+    assert verify(Loket(engine, FixedClock(START))).ok
+    engine.dispose()

@@ -29,7 +29,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Plain DROP COLUMN, as 0002 does. Events written since keep their digests (the chain still
-    # verifies with the code of 0006), but without their salts a redaction can no longer tell
-    # their texts from forged ones.
+    # Dropping the salts of texts written since would lose data: those texts could no longer be
+    # told from forged ones (verify reports them altered) nor be erased. Refuse rather.
+    held = op.get_bind().execute(sa.text("SELECT count(*) FROM case_event WHERE salts IS NOT NULL")).scalar()
+    if held:
+        raise RuntimeError(f"{held} event(s) hold free text by a salt of their own (revision 0006):"
+                           " downgrading would lose those salts")
+    # Plain DROP COLUMN, as 0002 does: batch mode trips over the events' foreign keys.
     op.drop_column("case_event", "salts")
