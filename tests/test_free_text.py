@@ -163,6 +163,23 @@ def test_redact_field_erases_a_text_field_from_history_row_and_files(
     assert _files_holding(loket, b"Kees Oudevrijs") == []
 
 
+def test_a_pseudonymised_export_replaces_digested_texts_and_survives_their_erasure(
+    loket: Loket, capsys: pytest.CaptureFixture[str], db_url: str,
+) -> None:
+    ref = _full_case(loket)
+    auditor = ["--db", db_url, "--as", "d.smit", "audit", "export", "--pseudonymise"]
+    code, before, err = run_cli(capsys, *auditor)
+    assert (code, err) == (0, ""), err
+    rows = [json.loads(line) for line in before.splitlines()]
+    assert rows[1]["comment"].startswith("tekst-") and rows[0]["data"]["description"].startswith("tekst-")
+    assert all(secret not in before for secret in (COMMENT_SECRET, DESCRIPTION, INSTRUCTION, REASON))
+    redact(loket, ref, "bewaartermijn", actor=HEAD, comments=True)
+    code, after, err = run_cli(capsys, *auditor)
+    assert (code, err) == (0, ""), err
+    rows = [json.loads(line) for line in after.splitlines()]
+    assert [r["comment"] for r in rows[:4]] == [None, None, None, None] and "reason" not in rows[3]["data"]
+
+
 def test_redact_refuses_a_field_that_holds_no_free_text_and_an_unknown_one(loket: Loket) -> None:
     ref = _full_case(loket)
     with pytest.raises(InvalidValue, match="a decimal field, not free text"):
