@@ -77,12 +77,14 @@ def _files_holding(loket: Loket, value: bytes) -> list[str]:
 def _maintained(loket: Loket) -> None:
     """Maintenance until the files are clean (on PostgreSQL another test process's session may
     hold a rewrite back for a moment); it must get there."""
+    said = ""
     for _ in range(20):
         done = maintenance.run(loket)
         if done is None or done.clean:
             return
+        said = done.message
         time.sleep(0.5)
-    raise AssertionError(f"the files stayed unclean: {done.message}")
+    raise AssertionError(f"the files stayed unclean: {said}")
 
 
 def test_free_text_enters_the_chain_by_digest_under_its_own_salt(loket: Loket) -> None:

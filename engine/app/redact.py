@@ -38,6 +38,8 @@ SHORTEST = 3
 """Personal values shorter than this are not searched for in the text of messages: a house
 number or an initial would wipe out unrelated words, and identifies nobody on its own."""
 _MARK = {"nl": "[verwijderd]", "en": "[erased]"}
+LISTED = 10
+"""How many texts that cannot be erased a refusal names on its one line."""
 
 
 class MailErased(NamedTuple):
@@ -130,7 +132,9 @@ def redact(
         erased_fields = sorted(erasure.fields(case.data))
         if not erased_fields and not erasure.texts:
             if erasure.not_erased:
-                listed = ", ".join(f"event {n.seq} ({n.what})" for n in erasure.not_erased)
+                shown = erasure.not_erased[:LISTED]
+                listed = ", ".join(f"event {n.seq} ({n.what})" for n in shown) + (
+                    f" and {len(erasure.not_erased) - len(shown)} more" if len(erasure.not_erased) > len(shown) else "")
                 raise Refused(f"{case.ref}: none of the texts asked for can be erased, all {OLD_FORMAT}: {listed}")
             raise Refused(f"{case.ref} holds none of the texts asked for: nothing to redact")
         for event_id, values in erasure.updates.items():
