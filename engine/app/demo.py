@@ -317,6 +317,14 @@ def run_demo(
     write_page(report, loket.latest_types(), str(page),
                database=loket.engine.url.render_as_string(hide_password=False))
     summary["report"] = str(page.resolve())
+    # The public results page (SPEC §12.2), beside the report: what the municipality would
+    # publish on its website.
+    from engine.reporting.public import write_public
+
+    public = root / "resultaten.html"
+    write_public(report, loket.latest_types(), str(public),
+                 database=loket.engine.url.render_as_string(hide_password=False))
+    summary["public"] = str(public.resolve())
     echo("")
     echo(render_text(report))
     echo("")
@@ -326,6 +334,7 @@ def run_demo(
     echo(f"database: {summary['database']}")
     echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
     echo(f"report:   {summary['report']}")
+    echo(f"public:   {summary['public']} (the results page for the municipality's website)")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
     engine.dispose()
     return summary

@@ -2,7 +2,8 @@
 Dutch for the municipality's website.
 
 What it shows, per request type and per area (the value of the type's `area` field): the cases
-closed in the period per outcome, the totals of the type's measures, the median lead time and
+closed in the period per outcome, the totals of the type's measures for what was realised
+(outcome granted or done; the internal report has them for every outcome), the median lead time and
 the share decided within the legal term; and the most recently realised cases (outcome granted
 or done) by their `summary` fields.
 
@@ -29,7 +30,7 @@ from markupsafe import Markup
 
 from engine.core import words
 from engine.core.definition import RequestType
-from engine.core.results import OUTCOMES
+from engine.core.results import OUTCOMES, REALISED
 from engine.reporting.figures import AreaFigures, Report
 from engine.reporting.html import OUTCOME_NAMES_NL, amount, local_time, number, percent
 from engine.store.outfile import output_file
@@ -94,7 +95,9 @@ def type_sections(report: Report) -> list[dict[str, Any]]:
         measures = report.measure_labels.get(group.key, {})
         out.append({
             "key": group.key, "title": group.name, "group": group, "areas": areas, "outcomes": outcomes,
-            "measures": [(name, label, [o for o in outcomes if o in group.results.measures.get(name, {})])
+            # The measures of what was realised (granted, done): what a resident wants to know.
+            "measures": [(name, label, [o for o in outcomes if o in REALISED
+                                        and o in group.results.measures.get(name, {})])
                          for name, label in measures.items()],
             "area_label": report.area_labels.get(group.key),
             "chart": outcome_chart(f"{group.name}: afgesloten zaken per uitkomst", counts, f"grafiek-{n}"),
