@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.core.calendar import WorkingCalendar
@@ -50,6 +51,7 @@ from engine.reporting.figures import (
 )
 
 DAY = 86400.0
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _LAST_SECOND = dt.time(23, 59, 59)
 _TRANSITION = Action.TRANSITION
 """Looked up once: reading a member off its enum class costs more than the comparison, and
@@ -120,51 +122,54 @@ def stays(moves: Iterable[Move], now: dt.datetime,
 
     A simulation clock can be set back, so a stay is never shorter than nothing.
     """
-    for span in spans(moves):
-        if span.end is not None:
-            yield span.state, max((span.end - span.start).total_seconds(), 0.0) / DAY, False
-        elif not is_final(span.state):
-            yield span.state, max((now - span.start).total_seconds(), 0.0) / DAY, True
+    for state, start, end, _ in spans(moves):
+        if end is not None:
+            yield state, max((end - start).total_seconds(), 0.0) / DAY, False
+        elif not is_final(state):
+            yield state, max((now - start).total_seconds(), 0.0) / DAY, True
 
 
-class Span(NamedTuple):
-    """One stay: its state, when it began and ended (None: still there), and the times its
-    clock stood still within it (a stop still running has no end)."""
-
-    state: str
-    start: dt.datetime
-    end: dt.datetime | None
-    stops: tuple[tuple[dt.datetime, dt.datetime | None], ...]
+Span = tuple[str, dt.datetime, "dt.datetime | None", "tuple[tuple[dt.datetime, dt.datetime | None], ...]"]
+"""One stay: (state, when it began, when it ended or None while it lasts, the times its clock
+stood still within it — a stop still running has no end). A plain tuple: one is made for
+every stay the report reads."""
 
 
-def spans(moves: Iterable[Move]) -> Iterator[Span]:
-    """The stays of one case from its moves in seq order (the last one may be a final state)."""
+_NO_STOPS: tuple[tuple[dt.datetime, dt.datetime | None], ...] = ()
+
+
+def spans(moves: Iterable[Move]) -> list[Span]:
+    """The stays of one case from its moves in seq order (the last one may be a final state).
+    Run for every case the report reads, so it builds plain tuples and shares the empty tuple
+    of stops that nearly every stay has."""
+    out: list[Span] = []
     state: str | None = None
     since: dt.datetime | None = None
-    stops: list[tuple[dt.datetime, dt.datetime | None]] = []
+    stops: list[tuple[dt.datetime, dt.datetime | None]] | None = None
     stopped: dt.datetime | None = None
-    for move in moves:
-        action = move.action
-        if action == _SUSPENDED:
+    for _, at, action, _, to_state in moves:
+        if action == _TRANSITION:
+            if state is not None and since is not None:
+                if stopped is not None:
+                    stops = [*(stops or ()), (stopped, at)]
+                out.append((state, since, at, tuple(stops) if stops else _NO_STOPS))
+        elif action == _SUSPENDED:
             if stopped is None:
-                stopped = move.at
+                stopped = at
             continue
-        if action == _RESUMED:
+        elif action == _RESUMED:
             if stopped is not None:
-                stops.append((stopped, move.at))
+                stops = [*(stops or ()), (stopped, at)]
                 stopped = None
             continue
-        if action == _TRANSITION and state is not None and since is not None:
-            if stopped is not None:
-                stops.append((stopped, move.at))
-            yield Span(state, since, move.at, tuple(stops))
-        elif action != _TRANSITION and action != _CREATED:
+        elif action != _CREATED:
             continue
-        state, since, stops, stopped = move.to_state, move.at, [], None
+        state, since, stops, stopped = to_state, at, None, None
     if state is not None and since is not None:
         if stopped is not None:
-            stops.append((stopped, None))
-        yield Span(state, since, None, tuple(stops))
+            stops = [*(stops or ()), (stopped, None)]
+        out.append((state, since, None, tuple(stops) if stops else _NO_STOPS))
+    return out
 
 
 def with_moves(
@@ -183,18 +188,16 @@ def with_moves(
         yield case, own
 
 
-class _Clock:
-    __slots__ = ("late", "met", "open_past")
-
-    def __init__(self) -> None:
-        self.met = self.late = self.open_past = 0
-
-    def share(self) -> ClockShare:
-        return ClockShare(self.met, self.late, self.open_past)
+MET, LATE, OPEN_PAST = 0, 1, 2
+"""How a term ended: the index of its count in a clock's list [met, late, open past]."""
 
 
-def _clocks() -> dict[str, _Clock]:
-    return {name: _Clock() for name in CLOCKS}
+def _share(clock: list[int]) -> ClockShare:
+    return ClockShare(*clock)
+
+
+def _clocks() -> dict[str, list[int]]:
+    return {name: [0, 0, 0] for name in CLOCKS}
 
 
 class _Results:
@@ -205,12 +208,13 @@ class _Results:
         self.outcomes: Counter[str] = Counter()
         self.measures: dict[str, dict[str, Decimal]] = {}
         self.lead = array("d")
-        self.legal = _Clock()
+        self.legal = [0, 0, 0]
 
-    def add(self, outcome: str, values: Iterable[tuple[str, Decimal]], days: float) -> None:
+    def add(self, outcome: str, values: Iterable[tuple[str, Decimal]], days: float | None = None) -> None:
         self.closed += 1
         self.outcomes[outcome] += 1
-        self.lead.append(days)
+        if days is not None:
+            self.lead.append(days)
         for name, value in values:
             per = self.measures.setdefault(name, {})
             per[outcome] = per.get(outcome, Decimal(0)) + value
@@ -239,7 +243,7 @@ class _Tally:
         return GroupFigures(
             key=key, name=name, received=self.received, open=self.open, closed=self.closed,
             lead_days=Spread.of(self.lead), lead_working_days=Spread.of(self.lead_working),
-            clocks={n: c.share() for n, c in self.clocks.items()}, overdue=self.overdue,
+            clocks={n: _share(c) for n, c in self.clocks.items()}, overdue=self.overdue,
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
             results=self.results.results(),
         )
@@ -252,7 +256,7 @@ class _UnitTally:
         self.open = self.overdue = self.open_stays = 0
         self.held = 0.0
         self.stays = array("d")
-        self.deadlines = _Clock()
+        self.deadlines = [0, 0, 0]
         self.escalations: Counter[str] = Counter()
 
     def figures(self, key: str | None, name: str) -> UnitFigures:
@@ -260,7 +264,7 @@ class _UnitTally:
         return UnitFigures(
             key=key, name=name, open=self.open, overdue=self.overdue, stays=spread.count,
             open_stays=self.open_stays, held_days=self.held, median_stay_days=spread.median,
-            state_deadlines=self.deadlines.share(),
+            state_deadlines=_share(self.deadlines),
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
         )
 
@@ -272,6 +276,23 @@ class _StayTally:
         self.days = array("d")
         self.open = 0
         self.total = 0.0
+
+
+class _StateInfo:
+    """One state of one definition, as each stay in it needs it: where its time is counted
+    (None: not counted, for a final state or another unit's under --unit), its deadline (None
+    for none, or a paused state), and that deadline's end per local day a stay can begin on."""
+
+    __slots__ = ("deadline", "dues", "exact", "held", "owner", "tally")
+
+    def __init__(self, spec: StateSpec, tally: _StayTally | None, held: _UnitTally | None,
+                 deadline: Duration | None) -> None:
+        self.owner = spec.owner
+        self.tally = tally
+        self.held = held
+        self.deadline = deadline
+        self.exact = deadline is not None and deadline.unit == "hours"
+        self.dues: dict[int, float] = {}
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -320,148 +341,250 @@ class ReportBuilder:
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
         self._recent: list[tuple[dt.datetime, int, Realised]] = []
-        self._dues: dict[tuple[dt.date, Duration], dt.datetime] = {}
+        self._dues: dict[tuple[int, int], dt.datetime] = {}
+        """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
+        self._offsets: dict[int, int | None] = {}
+        """UTC day number → the organisation's UTC offset in seconds all that day (None: it changes)."""
+        self._dates: dict[int, dt.date] = {}
+        self._zone = ZoneInfo(calendar.timezone)
+        self._week_keys: dict[int, tuple[int, int]] = {}
+        """Local day's ordinal → its ISO (year, week)."""
+        self._since, self._until, self._unit_filter = self.filters.since, self.filters.until, self.filters.unit
+        self._unfiltered = self._since is None and self._until is None
+        self._now_ts = now.timestamp()
+        self._since_ts = self._since.timestamp() if self._since is not None else -math.inf
+        self._until_ts = self._until.timestamp() if self._until is not None else math.inf
+        self._infos: dict[int, dict[str, _StateInfo]] = {}
+        self._keep: list[RequestType] = []
 
     # -- one case ---------------------------------------------------------------------------
 
     def add_case(self, case: CaseFacts, moves: Sequence[Move]) -> None:
         rt = self.type_of(case.type_key, case.type_version)
-        states = rt.states
-        unit = self.filters.unit
-        stays_of = [s for s in spans(moves) if not states[s.state].final] if moves else []
-        if unit is not None and case.owner != unit and all(states[s.state].owner != unit for s in stays_of):
+        info = self._infos.get(id(rt))
+        if info is None:
+            info = self._state_infos(rt, case.type_version)
+        unit = self._unit_filter
+        if unit is not None and case.owner != unit and not any(
+                m.to_state in info and info[m.to_state].owner == unit for m in moves):
             return  # the unit never held it
-        within = self.filters.within
+        within = self._within
         by_type = self._type(case.type_key)
         total = self._total
         if within(case.created_at):
             by_type.received += 1
             total.received += 1
             self._week(case.created_at)[0] += 1
-        for stay in stays_of:
-            self._add_stay(case, rt, stay, by_type)
-        for name, due in (("service_norm", case.service_due), ("legal_term", case.case_due)):
-            self._case_clock(case, name, due, by_type)
-        events = self.admin_events.get(case.id)
-        if events:
-            self.dekking.add_case(events, moves, case.closed_at)
-        if case.closed_at is None:
+        if moves:
+            self._add_stays(spans(moves), info, by_type.clocks["state_deadlines"],
+                            total.clocks["state_deadlines"])
+        closed = case.closed_at
+        if case.service_due is not None:
+            self._case_clock(case, "service_norm", case.service_due, by_type)
+        if case.case_due is not None:
+            kind = self._case_clock(case, "legal_term", case.case_due, by_type)
+            if kind is not None and closed is not None and within(closed):
+                self._area(case.type_key, self._area_of(rt, case)).legal[kind] += 1
+        if self.admin_events:
+            events = self.admin_events.get(case.id)
+            if events:
+                self.dekking.add_case(events, moves, closed)
+        if closed is None:
             if unit is None or case.owner == unit:
                 self._add_open(case, by_type)
-        elif within(case.closed_at):
-            self._add_closed(case, rt, moves, by_type)
+        elif within(closed):
+            self._add_closed(case, rt, by_type)
 
-    def _add_stay(self, case: CaseFacts, rt: RequestType, stay: Span, by_type: _Tally) -> None:
-        spec = rt.states[stay.state]
-        owner = spec.owner
-        if self.filters.unit is not None and owner != self.filters.unit:
-            return
-        end = stay.end if stay.end is not None else self.now
-        if self.filters.within(end):
-            days = max((end - stay.start).total_seconds(), 0.0) / DAY
-            key = (case.type_key, stay.state)
+    def _state_infos(self, rt: RequestType, version: int) -> dict[str, _StateInfo]:
+        """What a stay in each state of this definition needs, looked up once per version."""
+        infos = {}
+        for name, spec in rt.states.items():
+            key = (rt.key, name)
             tally = self._stays.get(key)
-            if tally is None:
+            if tally is None and not spec.final:
                 tally = self._stays[key] = _StayTally()
-                self._stay_versions[key] = case.type_version
-            tally.days.append(days)
-            tally.total += days
-            tally.open += stay.end is None
-            held = self._unit(owner)
-            held.stays.append(days)
-            held.held += days
-            held.open_stays += stay.end is None
-        if spec.deadline is None or spec.paused:
-            return
-        due = self._stay_due(spec.deadline, stay)
-        if due is None:
-            return  # its clock stands still now: not decided yet
-        if stay.end is not None and stay.end <= due:
-            kind, when = "met", stay.end
-        elif stay.end is not None:
-            kind, when = "late", due
-        elif due < self.now:
-            kind, when = "open_past", due
-        else:
-            return
-        if not self.filters.within(when):
-            return
-        for clock in (by_type.clocks["state_deadlines"], self._total.clocks["state_deadlines"],
-                      self._unit(owner).deadlines):
-            setattr(clock, kind, getattr(clock, kind) + 1)
-        if kind != "met":
-            self._week(due)[2] += 1
+                self._stay_versions[key] = version
+            counted = not spec.final and (self._unit_filter is None or spec.owner == self._unit_filter)
+            infos[name] = _StateInfo(
+                spec, tally if counted else None, self._unit(spec.owner) if counted else None,
+                None if spec.paused else spec.deadline)
+        self._infos[id(rt)] = infos
+        self._keep.append(rt)  # the id stays this definition's while the builder lives
+        return infos
+
+    def _add_stays(self, stays_of: list[Span], info: dict[str, _StateInfo],
+                   type_deadlines: list[int], total_deadlines: list[int]) -> None:
+        """Each stay: its time for the state and the unit that owns it, and its deadline.
+
+        Runs for every stay the report reads, so it works in POSIX seconds and looks up each
+        deadline once per local day it can start on."""
+        now = self._now_ts
+        since, until = self._since_ts, self._until_ts
+        offsets = self._offsets
+        for state, start, end, stops in stays_of:
+            found = info[state]
+            tally = found.tally
+            if tally is None:
+                continue  # a final state, or another unit's under --unit
+            held = found.held
+            assert held is not None
+            begun = start.timestamp()
+            left = end.timestamp() if end is not None else now
+            if since <= left < until:
+                days = left - begun
+                days = days / DAY if days > 0 else 0.0
+                tally.days.append(days)
+                tally.total += days
+                held.stays.append(days)
+                held.held += days
+                if end is None:
+                    tally.open += 1
+                    held.open_stays += 1
+            deadline = found.deadline
+            if deadline is None:
+                continue
+            if found.exact or stops:
+                moved = self._stay_due(deadline, (state, start, end, stops))
+                if moved is None:
+                    continue  # its clock stands still now: not decided yet
+                due = moved.timestamp()
+            else:
+                # Any term but hours ends at the end of a day counted from the day it began.
+                seconds = int(begun)
+                offset = offsets.get(seconds // 86400)
+                ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
+                           else self._ordinal_of(begun))
+                cached = found.dues.get(ordinal)
+                if cached is None:
+                    cached = found.dues[ordinal] = self.calendar.due(start, deadline).timestamp()
+                due = cached
+            if end is not None:
+                kind, when = (MET, left) if left <= due else (LATE, due)
+            elif due < now:
+                kind, when = OPEN_PAST, due
+            else:
+                continue
+            if not since <= when < until:
+                continue
+            type_deadlines[kind] += 1
+            total_deadlines[kind] += 1
+            held.deadlines[kind] += 1
+            if kind != MET:
+                self._week_of_ts(due)[2] += 1
+
+    def _within(self, moment: dt.datetime) -> bool:
+        since, until = self._since, self._until
+        return (since is None or moment >= since) and (until is None or moment < until)
+
+    def _ordinal(self, moment: dt.datetime) -> int:
+        return self._ordinal_of(moment.timestamp())
+
+    def _ordinal_of(self, timestamp: float) -> int:
+        """The proleptic ordinal of an instant's local date (`date.toordinal()`), the way the
+        calendar's `local_date` has it, without a timezone conversion per call: the offset is
+        looked up once per UTC day, and only on a day the offset changes is each instant
+        converted."""
+        seconds = int(timestamp // 1)
+        utc_day = seconds // 86400
+        offset = self._offsets.get(utc_day, -1)
+        if offset == -1:
+            offset = self._offsets[utc_day] = self._offset_of(utc_day)
+        if offset is None:
+            return self.calendar.local_date(dt.datetime.fromtimestamp(timestamp, dt.UTC)).toordinal()
+        return (seconds + offset) // 86400 + _EPOCH_ORDINAL
+
+    def _offset_of(self, utc_day: int) -> int | None:
+        zone = self._zone
+        first = dt.datetime.fromtimestamp(utc_day * 86400, dt.UTC)
+        last = first + dt.timedelta(seconds=86399)
+        before, after = first.astimezone(zone).utcoffset(), last.astimezone(zone).utcoffset()
+        if before is None or before != after:
+            return None
+        return int(before.total_seconds())
+
+    def _local_day(self, moment: dt.datetime) -> dt.date:
+        ordinal = self._ordinal(moment)
+        day = self._dates.get(ordinal)
+        if day is None:
+            day = self._dates[ordinal] = dt.date.fromordinal(ordinal)
+        return day
 
     def _stay_due(self, deadline: Duration, stay: Span) -> dt.datetime | None:
         """The stay's deadline, moved by the suspensions within it (as the engine moves it);
         None while its clock stands still."""
         cal = self.calendar
+        _, begun, _, stops = stay
         if deadline.unit == "hours":
-            due = cal.due(stay.start, deadline)
+            due = cal.due(begun, deadline)
         else:
-            key = (cal.local_date(stay.start), deadline)
+            # Any term but hours ends at the end of a day counted from the day it started.
+            key = (self._ordinal(begun), id(deadline))
             known = self._dues.get(key)
             if known is None:
-                known = self._dues[key] = cal.due(stay.start, deadline)
+                known = self._dues[key] = cal.due(begun, deadline)
             due = known
-        for start, end in stay.stops:
+        for start, end in stops:
             if end is None:
                 return None
             due = cal.shift(due, start, end, exact=deadline.unit == "hours")
         return due
 
-    def _case_clock(self, case: CaseFacts, name: str, due: dt.datetime | None, by_type: _Tally) -> None:
-        if due is None:
-            return
+    def _case_clock(self, case: CaseFacts, name: str, due: dt.datetime, by_type: _Tally) -> int | None:
+        """Count one case-wide term where it was decided in the period; how it ended."""
         closed = case.closed_at
-        if closed is not None and closed <= due:
-            kind, when = "met", closed
-        elif closed is not None:
-            kind, when = "late", due
+        if closed is not None:
+            kind, when = (MET, closed) if closed <= due else (LATE, due)
         elif due < self.now and not case.suspended:
-            kind, when = "open_past", due
+            kind, when = OPEN_PAST, due
         else:
-            return
-        if not self.filters.within(when):
-            return
-        for clock in (by_type.clocks[name], self._total.clocks[name]):
-            setattr(clock, kind, getattr(clock, kind) + 1)
-        if name == "legal_term" and case.closed_at is not None and self.filters.within(case.closed_at):
-            area = self._area_of(case)
-            legal = self._area(case.type_key, area).legal
-            setattr(legal, kind, getattr(legal, kind) + 1)
-
-    def _area_of(self, case: CaseFacts) -> str | None:
-        rt = self.latest.get(case.type_key) or self.type_of(case.type_key, case.type_version)
-        if rt.area is None or case.data is None:
             return None
-        value = case.data.get(rt.area)
+        if not self._within(when):
+            return None
+        by_type.clocks[name][kind] += 1
+        self._total.clocks[name][kind] += 1
+        return kind
+
+    def _area_of(self, rt: RequestType, case: CaseFacts) -> str | None:
+        area = rt.area
+        if area is None or case.data is None:
+            return None
+        value = case.data.get(area)
         return None if value is None or value == "" else str(value)
 
-    def _add_closed(self, case: CaseFacts, rt: RequestType, moves: Sequence[Move], by_type: _Tally) -> None:
-        assert case.closed_at is not None
-        days = max((case.closed_at - case.created_at).total_seconds(), 0.0) / DAY
-        working = self.working_days.between(case.created_at, case.closed_at)
+    def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally) -> None:
+        closed = case.closed_at
+        assert closed is not None
+        days = max((closed - case.created_at).total_seconds(), 0.0) / DAY
+        working = self.working_days.between(case.created_at, closed)
         outcome = rt.states[case.state].outcome or NO_OUTCOME
         data = case.data or {}
-        values = [(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
-        for tally in (by_type, self._total):
-            tally.closed += 1
-            tally.lead.append(days)
-            tally.lead_working.append(working)
-            tally.results.add(outcome, values, days)
-        area = self._area_of(case)
+        values = ([(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
+                  if rt.measures else [])
+        total = self._total
+        by_type.closed += 1
+        total.closed += 1
+        by_type.lead.append(days)
+        total.lead.append(days)
+        by_type.lead_working.append(working)
+        total.lead_working.append(working)
+        by_type.results.add(outcome, values)
+        total.results.add(outcome, values)
+        area = self._area_of(rt, case)
         self._area(case.type_key, area).add(outcome, values, days)
-        self._week(case.closed_at)[1] += 1
+        self._week(closed)[1] += 1
         if outcome in REALISED:
-            item = (case.closed_at, case.id, Realised(
-                type_key=case.type_key, closed_on=self.calendar.local_date(case.closed_at), outcome=outcome,
-                area=area, summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
+            order = (closed, case.id)
+            recent = self._recent
+            if len(recent) >= RECENT and order <= recent[0][:2]:
+                return
+            item = (closed, case.id, Realised(
+                type_key=case.type_key, closed_on=self._local_day(closed), outcome=outcome, area=area,
+                summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
             ))
-            if len(self._recent) < RECENT:
-                heapq.heappush(self._recent, item)
-            elif item[:2] > self._recent[0][:2]:
-                heapq.heapreplace(self._recent, item)
+            if len(recent) < RECENT:
+                heapq.heappush(recent, item)
+            else:
+                heapq.heapreplace(recent, item)
 
     def _area(self, key: str, area: str | None) -> _Results:
         found = self._areas.get((key, area))
@@ -470,8 +593,18 @@ class ReportBuilder:
         return found
 
     def _week(self, moment: dt.datetime) -> list[int]:
-        year, week, _ = self.calendar.local_date(moment).isocalendar()
-        return self._weeks[(year, week)]
+        return self._week_of_ts(moment.timestamp())
+
+    def _week_of_ts(self, timestamp: float) -> list[int]:
+        seconds = int(timestamp)
+        offset = self._offsets.get(seconds // 86400)
+        ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
+                   else self._ordinal_of(timestamp))
+        key = self._week_keys.get(ordinal)
+        if key is None:
+            year, week, _ = dt.date.fromordinal(ordinal).isocalendar()
+            key = self._week_keys[ordinal] = (year, week)
+        return self._weeks[key]
 
     def _add_open(self, case: CaseFacts, by_type: _Tally) -> None:
         for tally in (by_type, self._total):
@@ -502,13 +635,13 @@ class ReportBuilder:
         return tally
 
     def add_escalation(self, escalation: EscalationFact) -> None:
-        if self.filters.unit is not None and escalation.unit != self.filters.unit:
+        if self._unit_filter is not None and escalation.unit != self._unit_filter:
             return
         rung = escalation.rung
         self._type(escalation.type_key).escalations[rung] += 1
         self._unit(escalation.unit).escalations[rung] += 1
         self._total.escalations[rung] += 1
-        self._by_day[(self.calendar.local_date(escalation.fired_at), rung)] += 1
+        self._by_day[(self._local_day(escalation.fired_at), rung)] += 1
 
     # -- the report -------------------------------------------------------------------------
 
@@ -553,7 +686,7 @@ class ReportBuilder:
         for key, area in keys:
             tally = self._areas[(key, area)]
             out.append(AreaFigures(type_key=key, area=area, results=tally.results(),
-                                   lead_days=Spread.of(tally.lead), legal_term=tally.legal.share()))
+                                   lead_days=Spread.of(tally.lead), legal_term=_share(tally.legal)))
         return out
 
     def _week_figures(self) -> list[WeekFigures]:
@@ -604,6 +737,8 @@ class ReportBuilder:
         out = []
         for key, state in sorted(self._stays, key=place):
             stay = self._stays[(key, state)]
+            if not stay.days:
+                continue  # a state no stay was counted in
             spec = self._state_spec(key, state, self._stay_versions[(key, state)])
             spread = Spread.of(stay.days)
             out.append(StateFigures(
