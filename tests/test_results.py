@@ -282,8 +282,9 @@ def _escalation(to: str, rung: str, due: dt.datetime) -> Draft:
                                          "due_at": timestamp(due)})
 
 
-def test_bestuurlijke_dekking_from_the_events(sqlite_loket: Loket, clock: FixedClock) -> None:
-    loket = sqlite_loket
+def test_bestuurlijke_dekking_from_the_events(db_url: str, clock: FixedClock) -> None:
+    """On both databases: the events are found by their JSON data (`data.to`, `data.rung`)."""
+    loket = _loket(db_url, clock)
     clock.set(at(2, 9))
     refs = [loket.new_case("bewonersinitiatief", [f"title=Initiatief {n}"], actor=CLERK).ref for n in range(3)]
     # ingediend: 5 working days, end Mon 09-03; the administrator's rung (+10 wd) at the end
@@ -334,6 +335,7 @@ def test_bestuurlijke_dekking_from_the_events(sqlite_loket: Loket, clock: FixedC
     late = gather(loket, Filters(since=at(31, 0)))
     assert next(a for a in late.dekking if a.id == ADMIN).given == 2
     assert next(a for a in late.dekking if a.id == ADMIN).escalations == 0
+    loket.engine.dispose()
 
 
 def test_dekking_on_a_database_without_any_of_its_events(sqlite_loket: Loket) -> None:
