@@ -528,3 +528,31 @@ def test_the_public_page_passes_axe_in_headless_chromium(
     assert "error" not in result, result
     assert result["violations"] == []
     assert result["passes"] > 10  # it really ran: contrast, headings, tables, images, language ...
+
+
+def test_an_instruction_whose_term_ended_first_is_missed_before_any_sweep(sqlite_loket: Loket) -> None:
+    """Pure: the dekking tally on plain events. Left after the term, or still there after it
+    with no sweep run since: missed; left in time: met; term still running: running."""
+    from engine.reporting.builder import WorkingDayCounter
+    from engine.reporting.dekking import DekkingTally
+    from engine.reporting.figures import AdminEvent, Move
+
+    org = sqlite_loket.organisation()
+    now = at(20, 12)
+    tally = DekkingTally(org, Filters(), WorkingDayCounter(sqlite_loket.calendar()).between, now)
+
+    def directed(due: dt.datetime) -> AdminEvent:
+        return AdminEvent(1, 2, at(9, 10), ADMIN, Action.DIRECTED,
+                          {"text": "x", "within": "2wd", "due": timestamp(due), "state": "beoordeling"})
+
+    def left(when: dt.datetime) -> list[Move]:
+        return [Move(1, at(2, 9), Action.CREATED, None, "ingediend"),
+                Move(1, at(3, 9), Action.TRANSITION, "ingediend", "beoordeling"),
+                Move(1, when, Action.TRANSITION, "beoordeling", "besluit")]
+
+    tally.add_case([directed(at(11, 22))], left(at(10, 9)), None)   # left in time: met
+    tally.add_case([directed(at(11, 22))], left(at(13, 9)), None)   # left after the term: missed
+    tally.add_case([directed(at(11, 22))], left(at(2, 9))[:2], None)  # still there, term over: missed
+    tally.add_case([directed(at(25, 22))], left(at(2, 9))[:2], None)  # term still running
+    admin = next(a for a in tally.finish() if a.id == ADMIN)
+    assert (admin.given, admin.met, admin.missed, admin.replaced, admin.running) == (4, 1, 2, 0, 1)

@@ -117,6 +117,7 @@ class Simulation:
         self.loket = loket
         self.clock = clock
         self.rng = rng
+        self.places = random.Random(hash(rng.getstate()[1]))  # its state's ints: draws nothing from `rng`
         self.org = loket.organisation()
         self.people = sorted(self.org.people)
         self.stats: Counter[str] = Counter()
@@ -150,7 +151,13 @@ class Simulation:
     def new_case(self, key: str) -> None:
         rt = self.loket.request_type(key)
         data = []
+        if rt.area is not None and self.places.random() < 0.8:
+            # The area (buurt) comes from a random stream of its own, so that the rest of the
+            # run is the same as before types named one.
+            data.append(f"{rt.area}={self.places.choice(rt.fields[rt.area].options or STREETS)}")
         for name, spec in rt.fields.items():
+            if name == rt.area:
+                continue
             # Seven residents in ten leave their email address (the type's `contact`): they
             # are told the case's steps. The rest hear nothing, and nothing fails.
             if spec.required and spec.type == "text":

@@ -328,7 +328,7 @@ class ReportBuilder:
         self.type_of = type_of
         self.working_days = WorkingDayCounter(calendar)
         self.admin_events = admin_events or {}
-        self.dekking = DekkingTally(org, self.filters, self.working_days.between)
+        self.dekking = DekkingTally(org, self.filters, self.working_days.between, now)
         self._types: dict[str, _Tally] = {key: _Tally() for key in self.latest}
         units = org.units if self.filters.unit is None else [self.filters.unit]
         self._units: dict[str | None, _UnitTally] = {unit: _UnitTally() for unit in units}

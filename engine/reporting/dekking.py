@@ -11,8 +11,8 @@ Read from the events of the issue-12 contract (SPEC §12.1), case by case:
 - an *instruction* (`directed`) counts in the period it was given, for the administrator it
   was given by or for. It is *met* when the case leaves `data.state` or closes by
   `data.due`; *replaced* when a newer instruction came before that; *missed* when the sweep
-  fired it (an `escalated` event with `data.rung == "directive"` after it); otherwise it is
-  still *running*.
+  fired it (an `escalated` event with `data.rung == "directive"` after it), or when its term
+  ended first though no sweep has run since; otherwise it is still *running*.
 
 A database without any of these events gives every administrator zeros, and the section says so.
 """
@@ -64,8 +64,9 @@ class _Admin:
 
 class DekkingTally:
     def __init__(self, org: Organisation, filters: Filters,
-                 working_days: Callable[[dt.datetime, dt.datetime], int]) -> None:
+                 working_days: Callable[[dt.datetime, dt.datetime], int], now: dt.datetime) -> None:
         self.org = org
+        self.now = now
         self.filters = filters
         self.working_days = working_days
         self.admins = {admin_id: _Admin() for admin_id in org.administrators}
@@ -116,6 +117,8 @@ class DekkingTally:
             elif any(x.action == _ESCALATED and x.seq > e.seq and (newer is None or x.seq < newer.seq)
                      and (x.data or {}).get("rung") == Rung.DIRECTIVE for x in events):
                 tally.missed += 1
+            elif due is not None and (ended > due if ended is not None else due < self.now):
+                tally.missed += 1  # its term ended first; the next sweep escalates it
             else:
                 tally.running += 1
 
