@@ -932,17 +932,23 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
 
 
 @audit.command("verify")
+@click.option("--against", "against", metavar="DIGEST", multiple=True,
+              help="Also check against this seal digest, kept outside the database (repeatable).")
+@click.option("--against-file", "against_file", metavar="FILE",
+              help="Also check against every seal digest in FILE (one per line).")
 @json_option
 @pass_ctx
-def audit_verify(ctx: Context, as_json: bool) -> None:
+def audit_verify(ctx: Context, against: tuple[str, ...], against_file: str | None, as_json: bool) -> None:
     """Recompute every hash chain; exit 1 naming the first case and event that do not match."""
-    from engine.app.verify import verify
+    from engine.app.verify import kept_digests, verify
 
-    result = verify(ctx.open())
+    digests = kept_digests(against, against_file)
+    result = verify(ctx.open(), against=digests)
     if as_json:
         emit_json(result.as_json())
     elif result.ok:
-        click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact")
+        kept = f"; {len(digests)} seal(s) kept outside still hold" if digests else ""
+        click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact{kept}")
     if not result.ok:
         click.echo(f"Error: {result.failure}", err=True)
         sys.exit(1)
@@ -960,6 +966,12 @@ def audit_seal(ctx: Context, as_json: bool) -> None:
         emit_json(result.as_json())
         return
     click.echo(f"seal {result.id}: {result.cases} cases, {result.events} events, digest {result.digest}")
+    if result.mailed:
+        click.echo(f"the digest is mailed to the auditors ({', '.join(result.mailed)}) with the next delivery;"
+                   " keep it outside the database and check with 'loket audit verify --against DIGEST'")
+    else:
+        click.echo("no auditor in the organisation: keep the digest outside the database yourself and"
+                   " check with 'loket audit verify --against DIGEST'")
 
 
 def _day_or_time(text: str | None, option: str, tz: str) -> Any:
@@ -980,9 +992,11 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 @click.option("--unit", metavar="UNIT", help="Only events while the case was held by this unit.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
 @click.option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout).")
+@click.option("--pseudonymise", is_flag=True,
+              help="Replace people, personal values and free texts by pseudonyms of this export only.")
 @pass_ctx
 def audit_export(ctx: Context, since: str | None, until: str | None, type_key: str | None, unit: str | None,
-                 fmt: str, output: str | None) -> None:
+                 fmt: str, output: str | None, pseudonymise: bool) -> None:
     """Export events as CSV or JSON Lines, streamed (constant memory)."""
     from engine.app.export import export
 
@@ -992,13 +1006,15 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
     if start is not None and end is not None and end <= start:
         raise InvalidValue("--until must be later than --since")
     if output is None:
-        export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
+               pseudonymise=pseudonymise)
         sys.stdout.flush()
         return
     from engine.store.outfile import output_file
 
     with output_file(output, database=ctx.url) as handle:
-        count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit)
+        count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
+                       pseudonymise=pseudonymise)
     click.echo(f"{count} events written to {output}", err=True)
 
 

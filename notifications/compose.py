@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from engine.core.casework import SYSTEM
 from engine.core.notices import FiringFacts
 from engine.core.views import event_detail
 from engine.core.vocabulary import Action, MailKind
@@ -139,7 +140,7 @@ def email_context(loket: Loket, row: Mapping[str, Any],
     labels, personal = type_facts(loket, [row])[0] if facts is None else facts
     context["events"] = [
         {"at": format_moment(e["at"], timezone=tz, language=language),
-         "actor": _name_of(org, e["actor"]), "action": e["action"],
+         "actor": _name_of(org, e["actor"], language), "action": e["action"],
          "summary": event_line(e, org, labels=labels, hide=personal, language=language)}
         for e in (recent_events(loket, [row])[0] if events is None else events)
     ]
@@ -173,8 +174,15 @@ def event_line(event: Mapping[str, Any], org: Organisation, *, labels: Mapping[s
     return event_detail({**event, "data": data}, labels=labels, hide=hide, language=language)
 
 
-def _name_of(org: Organisation, actor: str) -> str:
-    """The reader knows colleagues by name, not by login id; ``system`` and people no longer
-    in the organisation keep their id."""
+#: How an email names what the engine did by itself (a sweep's escalation, a timeout).
+AUTOMATIC: Final = {"nl": "Wijkloket (automatisch)", "en": "Wijkloket (automatic)"}
+
+
+def _name_of(org: Organisation, actor: str, language: str | None = None) -> str:
+    """The reader knows colleagues by name, not by login id; what the engine did itself is
+    named as such (in the email's language), and people no longer in the organisation keep
+    their id."""
+    if actor == SYSTEM and language is not None:
+        return AUTOMATIC.get(language, AUTOMATIC["nl"])
     who = org.recipient(actor)
     return who.name if who is not None else actor

@@ -8,10 +8,10 @@ message together, with the one outcome the server gave for it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from engine.core.vocabulary import MailKind
@@ -22,13 +22,20 @@ from notifications.context import DIGEST, RESIDENT_KINDS
 from notifications.failures import render_summary
 from notifications.message import Label, build_message, message_id_for
 from notifications.render import RenderedEmail, Renderer
+from notifications.seals import render_seal
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
+    from engine.core.organisation import Organisation
 
 Row = dict[str, Any]
 REQUESTER = "requester"
 """How a message to the resident who applied names its recipient in a file name."""
+
+#: The kinds whose text is made in code rather than from a template, each always alone.
+PLAIN: Final[Mapping[str, Callable[[Row, Organisation], RenderedEmail]]] = {
+    MailKind.DELIVERY_FAILED: render_summary, MailKind.SEAL: render_seal,
+}
 
 
 @dataclass
@@ -57,7 +64,7 @@ class Composer:
         org = self.loket.organisation()
         contexts: dict[int, dict[str, Any]] = {}
         broken: list[tuple[Row, str]] = []
-        templated = [row for row in rows if row["kind"] != MailKind.DELIVERY_FAILED]
+        templated = [row for row in rows if row["kind"] not in PLAIN]
         for row, events, facts in zip(templated, recent_events(self.loket, templated),
                                       type_facts(self.loket, templated), strict=True):
             try:
@@ -65,11 +72,11 @@ class Composer:
             except InvalidValue as exc:
                 broken.append((row, exc.message))
         ready: list[Outgoing] = []
-        usable = [row for row in rows if row["kind"] == MailKind.DELIVERY_FAILED or id(row) in contexts]
+        usable = [row for row in rows if row["kind"] in PLAIN or id(row) in contexts]
         for group in digest.groups(usable, self.limit):
             try:
-                if group[0]["kind"] == MailKind.DELIVERY_FAILED:
-                    rendered = render_summary(group[0], org)
+                if group[0]["kind"] in PLAIN:
+                    rendered = PLAIN[group[0]["kind"]](group[0], org)
                 elif len(group) == 1:
                     rendered = self._renderer(group[0]).render(group[0]["kind"], contexts[id(group[0])])
                 else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 import subprocess
 import sys
 from email import policy
@@ -28,6 +29,9 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
+    # Leads get digests: the summary counts them, and they are there as files.
+    digests = [path for path in emails if "_digest_" in path.name]
+    assert digests and f"({len(emails)} messages, {len(digests)} of them digests" in out
     messages = [email.message_from_bytes(path.read_bytes(), policy=policy.default) for path in emails]
     bodies = [message.get_body(("plain",)) for message in messages]
     assert all(message["Subject"] for message in messages) and None not in bodies
@@ -48,6 +52,11 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert not [p.id for p in org.people.values() if p.id in results or p.name in results]
     assert loket.is_simulation()
     assert verify(loket).ok
+    # The history is sealed at the end and the digest mailed to the auditor.
+    digest = re.search(r"^seal: +1, digest ([0-9a-f]{64}) ", out, re.MULTILINE)
+    assert digest is not None and verify(loket, against=[digest[1]]).ok
+    (sealed,) = [message for message in messages if "zegel 1" in str(message["Subject"])]
+    assert sealed["To"] == "Dana Smit <d.smit@voorbeeld.example>"
     loket.engine.dispose()
 
 
@@ -59,7 +68,11 @@ def test_the_same_seed_gives_the_same_run_and_another_seed_another(
     for seed in ("5", "5", "6"):
         code, out, _ = run_cli(capsys, "demo", "--dir", str(folder), "--days", "10", "--seed", seed)
         assert code == 0
-        runs.append((out, sorted(p.name for p in (folder / "outbox").glob("*.eml"))))
+        # The seal's digest differs from run to run, and rightly: the chains hash personal values
+        # with a random salt per value, so that they cannot be guessed from the history.
+        files = (folder / "outbox").glob("*.eml")
+        names = sorted(re.sub(r"_seal_(.+)_[0-9a-f]{16}", r"_seal_\1", p.name) for p in files)
+        runs.append((re.sub(r"[0-9a-f]{64}", "DIGEST", out), names))
     assert runs[0] == runs[1]
     assert runs[0][0] != runs[2][0]
 

@@ -231,6 +231,8 @@ def test_each_email_shows_the_five_events_up_to_its_own_escalation(
         notes = (*range(1, 7), "later")
         shown[item.rcpt_tos[0]] = [n for n in notes if re.search(rf"notitie-{n}\b", text)]
         assert text.count("geëscaleerd") == (1 if item.rcpt_tos == [LEAD] else 2)
+        # What the sweep did is named as the product's, not by an internal id.
+        assert "Wijkloket (automatisch) – geëscaleerd" in text and " system " not in text
     assert shown == {LEAD: [3, 4, 5, 6], HEAD: [4, 5, 6]}
 
     # A row that does not say which event made it shows the case's latest five.

@@ -308,12 +308,17 @@ def run_demo(
             echo(f"week of {monday.isoformat()}: {week['opened']:3d} new requests, {week['steps']:3d} steps,"
                  f" {week['escalations']:3d} escalations, {week['emails']:3d} emails; {len(sim.open_refs)} open")
             week.clear()
+    # The auditor seals the weeks' history; the digest goes out by mail, to be kept elsewhere.
+    from engine.app.seal import seal
+
+    sealed = seal(loket)
+    deliver(loket, root / "outbox")
     with loket.read() as conn:
         messages = outbox_kinds(conn)
     summary: dict[str, Any] = {
         "cases": sim.stats["opened"], "steps": sim.stats["steps"], "open": len(sim.open_refs),
         "escalations": dict(sorted(rungs.items())), "messages": messages, "database": str(db.resolve()),
-        "emails": str((root / "outbox").resolve()),
+        "emails": str((root / "outbox").resolve()), "seal": sealed.as_json(),
     }
     from engine.app.report import gather
     from engine.reporting.html import write_page
@@ -339,9 +344,13 @@ def run_demo(
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
     echo(f"database: {summary['database']}")
-    echo(f"emails:   {summary['emails']} ({len(list((root / 'outbox').glob('*.eml')))} messages)")
+    files = [path.name for path in (root / "outbox").glob("*.eml")]
+    digests = sum("_digest_" in name for name in files)
+    echo(f"emails:   {summary['emails']} ({len(files)} messages, {digests} of them digests of several cases)")
     echo(f"report:   {summary['report']}")
     echo(f"public:   {summary['public']} (the results page for the municipality's website)")
+    echo(f"seal:     {sealed.id}, digest {sealed.digest} (mailed to the auditor; check with"
+         f" loket --db sqlite:///{db} audit verify --against {sealed.digest})")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
     engine.dispose()
     return summary

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from engine.core.history import timestamp
+from engine.core.pseudonyms import Pseudonyms
 from engine.errors import HistoryDamaged, InvalidValue, LoketError, NotFound
 from engine.store import audit as store
 from engine.store.raw import Unreadable
@@ -37,6 +38,7 @@ def export(
     until: dt.datetime | None = None,
     type_key: str | None = None,
     unit: str | None = None,
+    pseudonymise: bool = False,
 ) -> int:
     """Stream events as CSV or JSON Lines; returns how many were written.
 
@@ -44,6 +46,8 @@ def export(
     events are read per case in order (streamed: memory stays flat at millions of events).
     A stored row that cannot be read back stops the export with HistoryDamaged, naming it;
     what was written before it stays written (the CLI writes to a file it renames at the end).
+    With ``pseudonymise``, people, personal values and free texts are replaced by pseudonyms
+    of this export only (`engine.core.pseudonyms`).
     """
     import csv
     import io
@@ -61,6 +65,7 @@ def export(
         write(buffer.getvalue())
     count = 0
     current, state = None, None
+    pseudonyms = Pseudonyms() if pseudonymise else None
     try:
         with loket.read() as conn:
             for ev in store.export_events(conn, type_key=type_key, until=until):
@@ -83,6 +88,8 @@ def export(
                        "actor": ev["actor"], "action": ev["action"], "from_state": ev["from_state"],
                        "to_state": ev["to_state"], "trigger": ev["trigger"], "comment": ev["comment"],
                        "data": data, "prev_hash": ev["prev_hash"], "hash": ev["hash"]}
+                if pseudonyms is not None:
+                    row = pseudonyms.event(row, rt.fields)
                 if fmt == "jsonl":
                     write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
                 else:

@@ -21,15 +21,18 @@ sealed is exactly what was verified, while others keep working:
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from engine.app.verify import DamagedHead, careful_heads, check, heads_digest, verify
 from engine.core.history import GENESIS, timestamp
-from engine.errors import HistoryDamaged
+from engine.core.organisation import Organisation
+from engine.core.vocabulary import MailKind, OutboxStatus
+from engine.errors import ConfigurationError, HistoryDamaged
 from engine.store import audit as store
+from engine.store import outbox
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
@@ -42,10 +45,13 @@ class SealResult:
     cases: int
     events: int
     digest: str
+    mailed: list[str] = field(default_factory=list)
+    """The auditors the digest is mailed to (their ids), through the outbox."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "sealed_at": timestamp(self.sealed_at), "cases": self.cases,
-                "events": self.events, "digest": self.digest}
+        at = timestamp(self.sealed_at)
+        return {"seal": self.id, "digest": self.digest, "at": at, "cases": self.cases, "events": self.events,
+                "mailed_to": self.mailed, "id": self.id, "sealed_at": at}
 
 
 class _Overtaken(Exception):
@@ -64,6 +70,10 @@ def seal(loket: Loket) -> SealResult:
 
 def _seal(loket: Loket, *, hold_lock: bool) -> SealResult:
     now = loket.clock.now()
+    try:
+        org: Organisation | None = loket.organisation()
+    except ConfigurationError:
+        org = None  # a database without an organisation can be sealed; nobody is mailed
     conn = loket.engine.connect()
     sqlite = conn.dialect.name == "sqlite"
     if sqlite and not hold_lock:
@@ -83,7 +93,31 @@ def _seal(loket: Loket, *, hold_lock: bool) -> SealResult:
             raise _Overtaken from None
         # start_seal copied the heads from the very rows just digested (one snapshot).
         store.finish_seal(conn, seal_id, digest, cases, events)
-    return SealResult(seal_id, now, cases, events, digest)
+        result = SealResult(seal_id, now, cases, events, digest)
+        result.mailed = _mail_auditors(org, conn, result)
+    return result
+
+
+def _mail_auditors(org: Organisation | None, conn: sa.Connection, result: SealResult) -> list[str]:
+    """Queue the digest for every auditor with an email address, in the seal's transaction:
+    a copy kept outside the database is what `audit verify --against` checks against."""
+    if org is None:
+        return []
+    mailed = []
+    for person in org.holders("*", "auditor"):
+        if not person.email:
+            continue
+        outbox.queue_once(conn, {
+            "key": f"seal/{result.digest[:24]}/{person.id}", "case_id": None, "kind": MailKind.SEAL,
+            "language": org.language, "recipient": person.id, "to_email": person.email, "to_name": person.name,
+            "subject": f"Wijkloket {org.municipality}: seal {result.id}",
+            "context": {"seal": result.id, "digest": result.digest, "at": timestamp(result.sealed_at),
+                        "cases": result.cases, "events": result.events},
+            "created_at": result.sealed_at, "status": OutboxStatus.PENDING, "attempts": 0,
+            "next_attempt_at": result.sealed_at,
+        })
+        mailed.append(person.id)
+    return mailed
 
 
 def _digest_heads(conn: sa.Connection, prev_digest: str) -> tuple[str, int, int]:

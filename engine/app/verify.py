@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -34,7 +34,7 @@ from engine.core.calendar import WorkingCalendar
 from engine.core.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
 from engine.core.organisation import parse_organisation
 from engine.core.replay import REPLAYED, Calendars, Replay, ReplayError, maybe_in_force
-from engine.errors import LoketError, first_line
+from engine.errors import InvalidValue, LoketError, first_line
 from engine.store import audit as store
 from engine.store.db import snapshot
 from engine.store.raw import Unreadable, shape
@@ -53,14 +53,18 @@ class VerifyResult:
     failure: str | None = None
     ref: str | None = None
     seq: int | None = None
+    against: list[str] = field(default_factory=list)
+    """The seal digests kept outside the database that were checked too."""
 
     @property
     def ok(self) -> bool:
         return self.failure is None
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "cases": self.cases, "events": self.events, "failure": self.failure,
-                "ref": self.ref, "seq": self.seq}
+        shown = {"ok": self.ok, "cases": self.cases, "events": self.events, "failure": self.failure,
+                 "ref": self.ref, "seq": self.seq}
+        # Only when digests kept outside were given: the shape without them stays as it was.
+        return shown | {"against": self.against} if self.against else shown
 
 
 class Broken(Exception):
@@ -275,6 +279,44 @@ class _CarefulChain(_Chain):
 # -- seals -------------------------------------------------------------------------------------
 
 
+#: The largest file of kept digests read (one 64-character digest per line).
+MAX_DIGEST_FILE_BYTES = 1024 * 1024
+
+
+def kept_digests(given: Sequence[str], file: str | None) -> list[str]:
+    """The seal digests to verify against: those ``given`` and those in ``file`` (one per line;
+    blank lines and ``#`` comments ignored; the digest may be the first word of a line). Each
+    must be 64 hexadecimal characters; anything else is refused with InvalidValue naming it."""
+    found: list[tuple[str, str]] = [(value, "--against") for value in given]
+    if file is not None:
+        try:
+            with open(file, "rb") as handle:
+                data = handle.read(MAX_DIGEST_FILE_BYTES + 1)
+        except OSError as exc:
+            raise InvalidValue(f"cannot read --against-file {file}: {exc.strerror or exc}") from None
+        if len(data) > MAX_DIGEST_FILE_BYTES:
+            raise InvalidValue(f"--against-file {file} is larger than {MAX_DIGEST_FILE_BYTES} bytes")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidValue(f"--against-file {file} is not UTF-8 text") from None
+        for number, line in enumerate(text.splitlines(), start=1):
+            words = line.split("#", 1)[0].split()
+            if words:
+                found.append((words[0], f"{file} line {number}"))
+        if not any(where != "--against" for _, where in found):
+            raise InvalidValue(f"--against-file {file} holds no digest")
+    digests = []
+    for value, where in found:
+        digest = value.strip().lower()
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            shown = value if len(value) <= 80 else value[:77] + "..."
+            raise InvalidValue(f"{where}: {shown!r} is not a seal digest (64 hexadecimal characters,"
+                               " as 'loket audit seal' prints)")
+        digests.append(digest)
+    return digests
+
+
 def heads_digest(heads: Iterable[Sequence[Any]], prev_digest: str) -> tuple[str, int, int]:
     """A seal's digest: SHA-256 over the previous seal's digest and every (case id, ref, seq,
     hash) head it records, in case order; and how many cases and events that covers."""
@@ -304,9 +346,12 @@ def careful_heads(rows: Iterable[tuple[dict[str, Any], str | None]], id_column: 
         yield tuple(values.values())
 
 
-def check_seals(conn: sa.Connection, *, careful: bool = False) -> tuple[str, str | None, int | None] | None:
+def check_seals(conn: sa.Connection, *, careful: bool = False,
+                against: Sequence[str] = ()) -> tuple[str, str | None, int | None] | None:
     """What is wrong with the seals, as (message, ref, seq), or None if nothing is: their own
-    chain, the last seal's recorded heads, and whether the history still holds each of them."""
+    chain, the last seal's recorded heads, and whether the history still holds each of them;
+    and for each digest in ``against`` (kept outside the database, SPEC §13.4), that a seal
+    with that digest is still here and holds in the same way."""
     seals = store.seals(conn, careful=careful)
     prev = GENESIS
     for row in seals:
@@ -315,27 +360,43 @@ def check_seals(conn: sa.Connection, *, careful: bool = False) -> tuple[str, str
         if row.prev_digest != prev:
             return (f"seal {row.id}: it does not follow seal before it (seals were removed or edited)", None, None)
         prev = row.digest
-    if not seals:
-        return None
-    last = seals[-1]
-    heads: Iterable[Sequence[Any]] = (careful_heads(store.careful_sealed_heads(conn, last.id), "case_id") if careful
-                                      else store.sealed_heads(conn, last.id))
+    checked = [seals[-1]] if seals else []
+    by_digest = {row.digest: row for row in seals}
+    for digest in dict.fromkeys(against):
+        kept = by_digest.get(digest)
+        if kept is None:
+            return (f"no seal in this database has the digest {digest} kept outside it: seals were removed,"
+                    " or the history was rewritten and sealed again", None, None)
+        if kept not in checked:
+            checked.append(kept)
+    for seal in checked:
+        problem = _seal_problem(conn, seal, careful=careful)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _seal_problem(conn: sa.Connection, seal: Any, *, careful: bool) -> tuple[str, str | None, int | None] | None:
+    """Whether ``seal``'s recorded heads still hash to its digest and the history still holds
+    every one of them."""
+    heads: Iterable[Sequence[Any]] = (careful_heads(store.careful_sealed_heads(conn, seal.id), "case_id") if careful
+                                      else store.sealed_heads(conn, seal.id))
     try:
-        digest, cases, _events = heads_digest(heads, last.prev_digest)
+        digest, cases, _events = heads_digest(heads, seal.prev_digest)
     except DamagedHead as head:
-        return (f"seal {last.id}: the head it records for case id {head.case_id} is damaged: {head.damage}",
+        return (f"seal {seal.id}: the head it records for case id {head.case_id} is damaged: {head.damage}",
                 None, None)
-    if digest != last.digest or cases != last.cases:
-        return (f"seal {last.id}: its recorded chain heads were altered", None, None)
-    missing = store.first_unkept_head(conn, last.id)
+    if digest != seal.digest or cases != seal.cases:
+        return (f"seal {seal.id}: its recorded chain heads were altered", None, None)
+    missing = store.first_unkept_head(conn, seal.id)
     if missing is None:
         return None
     if missing.case_row is None:
-        return (f"{missing.ref}: the case was deleted after seal {last.id}", missing.ref, None)
+        return (f"{missing.ref}: the case was deleted after seal {seal.id}", missing.ref, None)
     if missing.event_hash is None:
-        return (f"{missing.ref}: its history was cut after seal {last.id} (event {missing.seq} is gone)",
+        return (f"{missing.ref}: its history was cut after seal {seal.id} (event {missing.seq} is gone)",
                 missing.ref, missing.seq)
-    return (f"{missing.ref} event {missing.seq}: differs from what seal {last.id} recorded",
+    return (f"{missing.ref} event {missing.seq}: differs from what seal {seal.id} recorded",
             missing.ref, missing.seq)
 
 
@@ -358,24 +419,26 @@ def replay_of(loket: Loket, ref: str) -> Replay:
     return replay
 
 
-def verify(loket: Loket) -> VerifyResult:
+def verify(loket: Loket, *, against: Sequence[str] = ()) -> VerifyResult:
+    """Verify the whole database; with ``against``, also that the seals of those digests
+    (kept outside the database) are still here and still hold."""
     try:
-        return _verify(loket, careful=False)
+        return _verify(loket, careful=False, against=against)
     except Exception:
         # A value the quick pass could not decode or use (or a failure of another kind, which
         # the careful pass meets again and raises): read everything again, value by value.
-        return _verify(loket, careful=True)
+        return _verify(loket, careful=True, against=against)
 
 
-def _verify(loket: Loket, *, careful: bool) -> VerifyResult:
+def _verify(loket: Loket, *, careful: bool, against: Sequence[str] = ()) -> VerifyResult:
     with snapshot(loket.engine) as conn:
-        return check(loket, conn, careful=careful)
+        return check(loket, conn, careful=careful, against=against)
 
 
-def check(loket: Loket, conn: sa.Connection, *, careful: bool = False) -> VerifyResult:
+def check(loket: Loket, conn: sa.Connection, *, careful: bool = False, against: Sequence[str] = ()) -> VerifyResult:
     """Verify what `conn` sees (one snapshot: `engine.store.db.snapshot`, or the transaction
     of a seal). The quick pass raises what it cannot decode; `verify` then reads carefully."""
-    result = VerifyResult()
+    result = VerifyResult(against=list(dict.fromkeys(against)))
     result.cases = store.count_cases(conn)
     cases: Iterable[Any]
     events: Iterator[Any]
@@ -402,7 +465,7 @@ def check(loket: Loket, conn: sa.Connection, *, careful: bool = False) -> Verify
                 disagreement = found
         if pending is not None:
             raise _orphan(pending)
-        problem = check_seals(conn, careful=careful)
+        problem = check_seals(conn, careful=careful, against=against)
         if problem is not None:
             raise Broken(*problem)
         if disagreement is not None:

@@ -55,6 +55,8 @@ class MailKind(StrEnum):
     ESCALATION = "escalation"
     TIMEOUT = "timeout"
     DELIVERY_FAILED = "delivery_failed"
+    SEAL = "seal"
+    """A new seal's digest, to the auditors, to keep outside the database (SPEC §13.4)."""
     # To the resident who applied (the type's `contact` field): plain Dutch (B1) or English.
     RESIDENT_CREATED = "resident_created"
     """Ontvangstbevestiging (Awb 4:3a): the reference and, with a lead time, the decision date."""
