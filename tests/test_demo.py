@@ -42,7 +42,17 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert any("loket case show" in body.get_content() for body in bodies if body is not None)
     page = (folder / "rapport.html").read_text(encoding="utf-8")
     assert "Gemeente Voorbeeld" in page and "<svg" in page
+    public = folder / "resultaten.html"
+    assert f"public:   {public.resolve()}" in out
+    results = public.read_text(encoding="utf-8")
+    assert "Resultaten van de wijkaanpak in Gemeente Voorbeeld" in results and "<svg" in results
+    assert "Onlangs gerealiseerd" in results and "<script" not in results
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
+    org = loket.organisation()
+    with loket.read() as conn:
+        refs = [row[0] for row in conn.exec_driver_sql("SELECT ref FROM cases")]
+    assert refs and not [r for r in refs if r in results]
+    assert not [p.id for p in org.people.values() if p.id in results or p.name in results]
     assert loket.is_simulation()
     result = verify(loket)
     # Made as a simulation, its organisation, its types, and its seal at the end.

@@ -126,6 +126,7 @@ class Simulation:
         self.loket = loket
         self.clock = clock
         self.rng = rng
+        self.places = random.Random(hash(rng.getstate()[1]))  # its state's ints: draws nothing from `rng`
         self.org = loket.organisation()
         self.people = sorted(self.org.people)
         self.stats: Counter[str] = Counter()
@@ -165,7 +166,13 @@ class Simulation:
     def new_case(self, key: str) -> None:
         rt = self.loket.request_type(key)
         data = []
+        if rt.area is not None and self.places.random() < 0.8:
+            # The area (buurt) comes from a random stream of its own, so that the rest of the
+            # run is the same as before types named one.
+            data.append(f"{rt.area}={self.places.choice(rt.fields[rt.area].options or STREETS)}")
         for name, spec in rt.fields.items():
+            if name == rt.area:
+                continue
             # Seven residents in ten leave their email address (the type's `contact`): they
             # are told the case's steps. The rest hear nothing, and nothing fails.
             if spec.required and spec.type == "text":
@@ -393,6 +400,14 @@ def run_demo(
     write_page(report, loket.latest_types(), str(page),
                database=loket.engine.url.render_as_string(hide_password=False))
     summary["report"] = str(page.resolve())
+    # The public results page (SPEC §12.2), beside the report: what the municipality would
+    # publish on its website.
+    from engine.reporting.public import write_public
+
+    public = root / "resultaten.html"
+    write_public(report, loket.latest_types(), str(public),
+                 database=loket.engine.url.render_as_string(hide_password=False))
+    summary["public"] = str(public.resolve())
     echo("")
     echo(render_text(report))
     echo("")
@@ -409,6 +424,7 @@ def run_demo(
     digests = sum("_digest_" in name for name in files)
     echo(f"emails:   {summary['emails']} ({len(files)} messages, {digests} of them digests of several cases)")
     echo(f"report:   {summary['report']}")
+    echo(f"public:   {summary['public']} (the results page for the municipality's website)")
     echo(f"seal:     {sealed.id}, digest {sealed.digest} (mailed to the auditor; check with"
          f" loket --db sqlite:///{db} audit verify --against {sealed.digest})")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
