@@ -71,12 +71,15 @@ def test_the_alderman_and_the_assistant_react_some_instructions_met_and_one_miss
     folder = tmp_path / "demo"
     code, out, err = run_cli(capsys, "demo", "--dir", str(folder), "--days", "42", "--seed", "1")
     assert code == 0, err
-    found = re.search(r"administrators: (\d+) comments and (\d+) instructions on escalations"
+    found = re.search(r"administrators: (\d+) comments? and (\d+) instructions? on escalations"
                       r" \((\d+) met, (\d+) missed, (\d+) open\)", out)
     assert found, out
     comments, given, met, missed, still = (int(n) for n in found.groups())
     assert missed == 1 and met >= 2 and given == met + missed + still and comments >= 1
     assert "directive: 2" in out  # the missed one, to the administrator and the unit's head
+    # The unit answering for the legal term extends some, and their residents are told (Awb 4:14).
+    extended = re.search(r"resident_extended: (\d+)", out)
+    assert extended is not None and int(extended[1]) >= 1
     loket = Loket(open_engine(f"sqlite:///{folder / 'loket.db'}"))
     org = loket.organisation()
     assistants = {a for admin in org.administrators.values() for a in admin.assistants}

@@ -220,7 +220,7 @@ class Simulation:
             if case.assignee is None and self.rng.random() < 0.3:
                 self._assign(case)
                 case = self.loket.get_case(ref)
-            if self._decision_near(case) and self.rng.random() < 0.1:
+            if self._decision_near(case) and self.rng.random() < 0.15:
                 self._extend(case)
                 case = self.loket.get_case(ref)
             if self.rng.random() < self.responsiveness(case):
@@ -279,14 +279,16 @@ class Simulation:
         return out
 
     def _decision_near(self, case: Case) -> bool:
-        """The legal term ends within three weeks and was not extended yet: a lead may see it
+        """The legal term ends within five weeks and was not extended yet: a lead may see it
         will not be met and extend it (and the resident is told the new date and why)."""
         return (case.case_due is not None and case.ref not in self.extended and case.suspended_at is None
-                and case.case_due - self.clock.now() < dt.timedelta(weeks=3))
+                and case.case_due - self.clock.now() < dt.timedelta(weeks=5))
 
     def _extend(self, case: Case) -> None:
         self.extended.add(case.ref)
-        leads = [p for p in self.members(case.owner) if self.org.rank(p, case.owner) >= 2]
+        # The unit that answers for the legal term extends it, whoever holds the case (SPEC §12.3).
+        unit = self.loket.type_of(case).answering_unit() or case.owner
+        leads = [p for p in self.members(unit) if self.org.rank(p, unit) >= 2]
         if not leads:
             return
         try:
@@ -415,7 +417,8 @@ def run_demo(
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     told = summary["administrators"]
     given = told["instructions"]
-    echo(f"administrators: {told['comments']} comments and {given['given']} instructions on escalations"
+    echo(f"administrators: {told['comments']} comment{'' if told['comments'] == 1 else 's'} and {given['given']}"
+         f" instruction{'' if given['given'] == 1 else 's'} on escalations"
          f" ({given['met']} met, {given['missed']} missed, {given['open']} open)"
          + ("" if given["given"] else "; no escalation reached an administrator yet"))
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
