@@ -264,6 +264,14 @@ def test_a_database_made_by_revision_0005_upgrades_and_every_chain_still_verifie
     events = _events(loket, ref)
     assert events[1]["comment"].startswith("Melder Els de Wit") and events[4]["comment"] is None
     assert verify(loket).ok
+    # The same in JSON.
+    db = ["--db", str(loket.engine.url)]
+    assert run_cli(capsys, *db, "--as", CLERK, "case", "comment", ref, "Nog eens gebeld")[0] == 0
+    code, out, err = run_cli(capsys, *db, "--as", HEAD, "case", "redact", ref, "--comments", "--reason", "opnieuw",
+                             "--json")
+    assert (code, err) == (0, ""), err
+    assert json.loads(out)["redacted"] == {"fields": [], "texts": 1, "not_erased": [
+        {"seq": 2, "what": "comment", "why": OLD_FORMAT}, {"seq": 3, "what": "reason", "why": OLD_FORMAT}]}
 
     code, out, err = run_cli(capsys, "--db", str(loket.engine.url), "--as", HEAD, "case", "redact", ref,
                              "--field", "description", "--reason", "bewaartermijn")
