@@ -889,23 +889,36 @@ def case_extend(ctx: Context, ref: str, weeks: int | None, working_days: int | N
 
 @case.command("redact")
 @click.argument("ref")
-@click.option("--reason", required=True, help="Why the personal data is erased (e.g. retention ended).")
+@click.option("--reason", required=True, help="Why the data is erased (e.g. retention ended).")
+@click.option("--comments", is_flag=True,
+              help="Erase the comments, instruction texts and typed reasons instead of the personal fields.")
+@click.option("--field", "fields", multiple=True, metavar="F",
+              help="Erase the values of field F (a text or personal field); may be repeated.")
 @json_option
 @pass_ctx
-def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
-    """Erase the personal data of case REF (a head of the unit holding it); the chain stays valid."""
+def case_redact(ctx: Context, ref: str, reason: str, comments: bool, fields: tuple[str, ...], as_json: bool) -> None:
+    """Erase the personal data of case REF (a head of the unit holding it), or its free text
+    (--comments, --field F); the chain stays valid. Texts written before free text entered the
+    chain by digest cannot be erased: the command lists them, with why."""
     from engine.app.maintenance import after_redaction
     from engine.app.redact import mail_told, redact
 
     loket = ctx.open()
-    c, fields, mail = redact(loket, ref, reason, actor=ctx.person())
+    done = redact(loket, ref, reason, actor=ctx.person(), comments=comments, fields=fields)
+    c, mail = done.case, done.mail
     erasure = after_redaction(loket)
     told = mail_told(mail)
-    _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(fields)}",
+    what = [*done.fields, *([f"{done.texts} text(s)"] if comments else [])]
+    _show_case(ctx, loket, c, as_json, header=f"redacted: {', '.join(what) or 'nothing'}",
                extra={"erasure": {"files_clean": erasure.clean, "message": erasure.message},
                       "mail": {"changed": mail.changed, "cancelled": mail.cancelled,
-                               "delivered": mail.delivered, "message": told}})
+                               "delivered": mail.delivered, "message": told},
+                      "redacted": {"fields": done.fields, "texts": done.texts,
+                                   "not_erased": [{"seq": n.seq, "what": n.what, "why": n.why}
+                                                  for n in done.not_erased]}})
     if not as_json:
+        for n in done.not_erased:
+            click.echo(f"not erased: event {n.seq} ({n.what}): {n.why}")
         click.echo(f"mail: {told}")
         click.echo(f"files: {erasure.message}")
 

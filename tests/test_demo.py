@@ -16,7 +16,7 @@ from conftest import run_cli
 from engine.app.service import Loket
 from engine.app.verify import verify
 from engine.store.db import open_engine
-from engine.store.schema import events_t
+from engine.store.schema import cases_t, events_t
 
 
 def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
@@ -57,6 +57,14 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     result = verify(loket)
     # Made as a simulation, its organisation, its types, and its seal at the end.
     assert result.ok and result.config_events == 4
+    # A head erased the free text of a closed case; the chain above still verified.
+    erased = re.search(r"^free text: (\d+) comment\(s\), instruction\(s\) and reason\(s\) of (\S+) erased",
+                       out, re.MULTILINE)
+    assert erased is not None and int(erased[1]) >= 1, out
+    with loket.read() as conn:
+        case_id = conn.execute(sa.select(cases_t.c.id).where(cases_t.c.ref == erased[2])).scalar_one()
+        comments = conn.execute(sa.select(events_t.c.comment).where(events_t.c.case_id == case_id)).scalars().all()
+    assert comments and all(c is None for c in comments)
     # The history is sealed at the end and the digest mailed to the auditor.
     digest = re.search(r"^seal: +1, digest ([0-9a-f]{64}) ", out, re.MULTILINE)
     assert digest is not None and verify(loket, against=[digest[1]]).ok

@@ -316,6 +316,27 @@ class Simulation:
         return count
 
 
+def _erase_free_text(loket: Loket, sim: Simulation) -> dict[str, Any] | None:
+    """The head of its unit erases the free text of the first closed case that has some
+    (`case redact --comments`, SPEC §15): a resident's phone number in a comment need not stay."""
+    from engine.app.redact import redact
+    from engine.store import cases as store
+
+    with loket.read() as conn:
+        closed = [(c.ref, loket.holding_unit(c, conn)) for c in store.listed(
+            conn, type_key=None, state=None, unit=None, assignee=None, overdue_at=None, open_=False, limit=50)]
+    for ref, unit in closed:
+        heads = [p for p in sim.people if sim.org.rank(p, unit) >= 3]
+        if not heads:
+            continue
+        try:
+            done = redact(loket, ref, "demo: bewaartermijn vrije tekst verstreken", actor=heads[0], comments=True)
+        except LoketError:
+            continue
+        return {"ref": ref, "texts": done.texts, "by": heads[0]}
+    return None
+
+
 def _dest(rt: RequestType, state: str, trigger: str) -> str:
     spec = rt.transition(state, trigger)
     return spec.dest if spec is not None else ""
@@ -380,6 +401,7 @@ def run_demo(
             echo(f"week of {monday.isoformat()}: {week['opened']:3d} new requests, {week['steps']:3d} steps,"
                  f" {week['escalations']:3d} escalations, {week['emails']:3d} emails; {len(sim.open_refs)} open")
             week.clear()
+    free_text = _erase_free_text(loket, sim)
     # The auditor seals the weeks' history; the digest goes out by mail, to be kept elsewhere.
     from engine.app.seal import seal
 
@@ -392,6 +414,7 @@ def run_demo(
         "escalations": dict(sorted(rungs.items())), "messages": messages, "database": str(db.resolve()),
         "emails": str((root / "outbox").resolve()), "seal": sealed.as_json(),
         "administrators": {"comments": sim.stats["admin_comments"], "instructions": sim.instructions()},
+        "free_text": free_text,
     }
     from engine.app.report import gather
     from engine.reporting.html import write_page
@@ -421,6 +444,9 @@ def run_demo(
          f" instruction{'' if given['given'] == 1 else 's'} on escalations"
          f" ({given['met']} met, {given['missed']} missed, {given['open']} open)"
          + ("" if given["given"] else "; no escalation reached an administrator yet"))
+    if free_text:
+        echo(f"free text: {free_text['texts']} comment(s), instruction(s) and reason(s) of {free_text['ref']} erased"
+             " by its unit's head (case redact --comments); the chain still verifies")
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
     echo(f"database: {summary['database']}")
     files = [path.name for path in (root / "outbox").glob("*.eml")]

@@ -313,7 +313,7 @@ class Loket(Definitions):
         if change.drafts:
             events, head = casework.chain(
                 new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
-                personal=rt.personal_fields(),
+                personal=rt.personal_fields(), text_fields=rt.text_fields(),
             )
             new.last_seq, new.last_hash = head["last_seq"], head["last_hash"]
             new.last_at = now

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from engine.core import confighistory
 from engine.core.calendar import WorkingCalendar
-from engine.core.history import GENESIS, chain_hash, event_content, personal_digest, timestamp
+from engine.core.history import COMMENT, GENESIS, OWN, chain_hash, event_content, own_digest, personal_digest, timestamp
 from engine.core.organisation import parse_organisation
 from engine.core.replay import REPLAYED, Calendars, Replay, ReplayError, maybe_in_force
 from engine.errors import InvalidValue, LoketError, first_line
@@ -167,11 +167,12 @@ class _Chain:
             if data is not None:
                 raise Broken(f"{ref} event {seq}: its stored row is damaged: data {shape(data)}", ref, seq)
             data = {}
-        salt = self.case.salt
-        if salt:
-            for name, digest in digests.items():
-                if name in data and personal_digest(salt, name, data[name]) != digest:
-                    raise Broken(f"{ref} event {seq}: personal field '{name}' was altered", ref, seq)
+        salts = ev["salts"]
+        if type(salts) is not dict:
+            if salts is not None:
+                raise Broken(f"{ref} event {seq}: its stored row is damaged: salts {shape(salts)}", ref, seq)
+            salts = {}
+        self._check_digested(ref, seq, ev["comment"], data, digests, salts)
         content = event_content(
             ref=ref, seq=seq, at=ev["at"], recorded_at=ev["recorded_at"], actor=ev["actor"],
             action=ev["action"], from_state=ev["from_state"], to_state=ev["to_state"],
@@ -180,6 +181,8 @@ class _Chain:
         if chain_hash(content, self.prev) != ev["hash"]:
             raise Broken(f"{ref} event {seq}: its content does not match its hash (edited)", ref, seq)
         for name, digest in digests.items():
+            if name == COMMENT:
+                continue
             if name in data:
                 self.erased.pop(name, None)
             else:
@@ -192,6 +195,30 @@ class _Chain:
         except ReplayError as exc:
             damaged = "its stored row is damaged: " if exc.damaged else ""
             raise Broken(f"{ref} event {seq}: {damaged}{exc.what}", ref, seq) from None
+
+    def _check_digested(self, ref: str, seq: int, comment: Any, data: dict[str, Any], digests: dict[str, Any],
+                        salts: dict[str, Any]) -> None:
+        """Each value the chain holds by digest that the event still has is the one digested: a
+        free text (digest starting with `OWN`) under its own salt, which must be there with it;
+        a personal value under the case's salt while the case has one."""
+        salt = self.case.salt
+        for name, digest in digests.items():
+            if name == COMMENT:
+                if comment is None:
+                    continue
+                value, what = comment, "its comment"
+            elif name in data:
+                value, what = data[name], f"data '{name}'"
+            else:
+                continue
+            if isinstance(digest, str) and digest.startswith(OWN):
+                own = salts.get(name)
+                if type(own) is not str or own_digest(own, name, value) != digest:
+                    raise Broken(f"{ref} event {seq}: {what} was altered (it does not match its digest)", ref, seq)
+            elif name == COMMENT:
+                raise Broken(f"{ref} event {seq}: its comment's digest is damaged", ref, seq)
+            elif salt and personal_digest(salt, name, value) != digest:
+                raise Broken(f"{ref} event {seq}: personal field '{name}' was altered", ref, seq)
 
     def close(self) -> Broken | None:
         """Damage to the chain's end or the row is raised; a row that disagrees with its

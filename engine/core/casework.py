@@ -17,7 +17,15 @@ from engine.core.calendar import WorkingCalendar
 from engine.core.conditions import failing
 from engine.core.definition import RequestType, TransitionSpec
 from engine.core.durations import Duration
-from engine.core.history import GENESIS, chain_hash, digests_for, event_content, new_salt, timestamp
+from engine.core.history import (
+    GENESIS,
+    chain_hash,
+    digests_for,
+    event_content,
+    free_text_digests,
+    new_salt,
+    timestamp,
+)
 from engine.core.organisation import Organisation
 from engine.errors import (
     CommentRequired,
@@ -359,13 +367,20 @@ def chain(
     at: dt.datetime,
     recorded_at: dt.datetime,
     personal: frozenset[str],
+    text_fields: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Event rows for the drafts, linked onto the case's chain, and the new chain head."""
+    """Event rows for the drafts, linked onto the case's chain, and the new chain head; free
+    text (the comment, `text_fields`' values, typed reasons) by a digest of its own salt."""
     rows = []
     seq, prev = case.last_seq, case.last_hash
     for draft in drafts:
         seq += 1
         digests = digests_for(draft.data, personal, case.salt)
+        salts = None
+        if draft.comment or draft.data:
+            texts, salts = free_text_digests(draft.action, draft.comment, draft.data, text_fields, digests)
+            if texts:
+                digests = {**digests, **texts}
         content = event_content(
             ref=case.ref, seq=seq, at=at, recorded_at=recorded_at, actor=actor,
             action=draft.action, from_state=draft.from_state, to_state=draft.to_state,
@@ -376,7 +391,7 @@ def chain(
             "case_id": case.id, "seq": seq, "at": at, "recorded_at": recorded_at, "actor": actor,
             "action": draft.action, "from_state": draft.from_state, "to_state": draft.to_state,
             "trigger": draft.trigger, "comment": draft.comment, "data": draft.data,
-            "digests": digests or None, "prev_hash": prev, "hash": digest,
+            "digests": digests or None, "salts": salts or None, "prev_hash": prev, "hash": digest,
         })
         prev = digest
     return rows, {"last_seq": seq, "last_hash": prev}

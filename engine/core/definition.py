@@ -156,6 +156,15 @@ class RequestType:
             self.__dict__["_personal"] = made  # a cache beside the frozen fields, not one of them
         return made
 
+    def text_fields(self) -> frozenset[str]:
+        """The free-text fields that are not personal (those enter the chain by the case's
+        salt already): the chain holds their values by a digest of their own salt."""
+        made: frozenset[str] | None = self.__dict__.get("_text")
+        if made is None:
+            made = frozenset(n for n, f in self.fields.items() if f.type == "text" and not f.personal)
+            self.__dict__["_text"] = made
+        return made
+
 
 def digest_of(data: Any) -> str:
     return hashlib.sha256(

@@ -4,6 +4,15 @@ Each event's hash is SHA-256 over the canonical JSON of its content followed by 
 event's hash, so editing, deleting or inserting a row breaks every hash after it. Personal
 values (fields marked `personal: true`) enter the chain only as salted digests: erasing the
 value and the salt later (redaction, AVG) leaves the chain verifiable and the value unlinkable.
+
+Free text (SPEC §15) enters the chain the same way from schema revision 0006 on: an event's
+comment, the values of its `text` fields, an instruction's text and a suspension's or
+extension's reason are hashed by a digest under a salt of their own (kept in the event's
+`salts`, outside the hash), so that one text can be erased with its salt without touching
+another. Which form an item has is told by the event's `digests`, which the hash covers: a key
+there (the comment's is :data:`COMMENT`) means "by digest", and a digest of its own salt
+starts with :data:`OWN`. Events written before keep their texts in clear: turning one into the
+other changes what is hashed, so an attacker cannot switch an event's format unnoticed.
 """
 
 from __future__ import annotations
@@ -41,6 +50,51 @@ def personal_digest(salt: str, field: str, value: Any) -> str:
     return hashlib.sha256(b"%s\x00%s\x00%s" % (salt.encode(), field.encode(), canonical(value))).hexdigest()
 
 
+COMMENT = "#comment"
+"""The key of an event's comment in its `digests` (no field name starts with '#')."""
+OWN = "s:"
+"""How a digest made under a salt of its own (free text) starts; a personal field's digest
+under the case's salt is the bare 64 hexadecimal characters."""
+FIELD_ACTIONS = frozenset({"created", "transition", "data_changed"})
+"""The actions whose data holds field values (field name → value)."""
+TEXT_KEYS: Mapping[str, frozenset[str]] = {
+    "directed": frozenset({"text"}),
+    "suspended": frozenset({"reason"}),
+    "extended": frozenset({"reason"}),
+}
+"""Of the other actions, the data keys holding text a person typed (a redaction's own reason
+stays in clear: it says why something is gone)."""
+
+
+def own_digest(salt: str, name: str, value: Any) -> str:
+    return OWN + personal_digest(salt, name, value)
+
+
+def text_keys(action: str, text_fields: frozenset[str]) -> frozenset[str]:
+    """The data keys of an event of `action` that are free text."""
+    return text_fields if action in FIELD_ACTIONS else TEXT_KEYS.get(action, frozenset())
+
+
+def free_text_digests(
+    action: str, comment: str | None, data: Mapping[str, Any] | None, text_fields: frozenset[str],
+    taken: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The digests and salts that stand in the chain for an event's free text: its comment and
+    the text values in its data (those not in `taken`, already by digest as personal)."""
+    digests: dict[str, str] = {}
+    salts: dict[str, str] = {}
+    if comment:
+        salts[COMMENT] = salt = new_salt()
+        digests[COMMENT] = own_digest(salt, COMMENT, comment)
+    if data:
+        for key in text_keys(action, text_fields):
+            value = data.get(key)
+            if isinstance(value, str) and value and key not in taken:
+                salts[key] = salt = new_salt()
+                digests[key] = own_digest(salt, key, value)
+    return digests, salts
+
+
 def digests_for(
     data: Mapping[str, Any] | None, personal: frozenset[str], salt: str | None
 ) -> dict[str, str]:
@@ -65,7 +119,8 @@ def event_content(
     data: Mapping[str, Any] | None,
     digests: Mapping[str, str] | None,
 ) -> dict[str, Any]:
-    """What the hash covers: every column of the event, personal values by digest only."""
+    """What the hash covers: every column of the event, personal values and (from revision 0006
+    on) free text by digest only."""
     digests = digests or {}
     return {
         "case": ref,
@@ -77,7 +132,7 @@ def event_content(
         "from_state": from_state,
         "to_state": to_state,
         "trigger": trigger,
-        "comment": comment,
+        "comment": None if COMMENT in digests else comment,
         "data": {k: v for k, v in (data or {}).items() if k not in digests},
         "digests": dict(digests),
     }

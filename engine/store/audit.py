@@ -26,7 +26,8 @@ EVENT_BATCH = 5000
 
 _EVENT_COLUMNS = {"case_id": INT, "seq": INT, "at": TIME, "recorded_at": TIME, "actor": TEXT,
                   "action": TEXT, "from_state": TEXT, "to_state": TEXT, "trigger": TEXT,
-                  "comment": TEXT, "data": JSON, "digests": JSON, "prev_hash": TEXT, "hash": TEXT}
+                  "comment": TEXT, "data": JSON, "digests": JSON, "salts": JSON, "prev_hash": TEXT,
+                  "hash": TEXT}
 _KINDS = {"ref": TEXT, "type_key": TEXT, "type_version": INT, "state": TEXT, "owner": TEXT, "assignee": TEXT,
           "data": JSON, "created_at": TIME, "created_by": TEXT, "state_entered_at": TIME, "stay": INT,
           "state_due": TIME_OR_NULL, "service_due": TIME_OR_NULL, "case_due": TIME_OR_NULL,

@@ -50,6 +50,20 @@ def set_event_data(conn: sa.Connection, event_id: int, data: dict[str, Any]) -> 
     conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(data=data))
 
 
+def event_texts(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
+    """What a redaction reads of each event of a case, in seq order: where its values and
+    free text are, and whether the chain holds them by digest."""
+    e = events_t.c
+    return [dict(r) for r in conn.execute(
+        sa.select(e.id, e.seq, e.action, e.comment, e.data, e.digests, e.salts)
+        .where(e.case_id == case_id).order_by(e.seq)).mappings()]
+
+
+def set_event(conn: sa.Connection, event_id: int, values: dict[str, Any]) -> None:
+    """Write an event's erased columns (`data`, `comment`, `salts`)."""
+    conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(**values))
+
+
 _MAIL = outbox_t.c
 MAIL_COLUMNS = ("id", "recipient", "status", "language", "to_email", "to_name", "subject", "context",
                 "last_error")

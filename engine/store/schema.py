@@ -174,6 +174,9 @@ class EventRow(SQLModel, table=True):
     comment: str | None = None
     data: dict[str, Any] | None = _json()
     digests: dict[str, Any] | None = _json()
+    salts: dict[str, Any] | None = _json()
+    """The salt of each free text the chain holds by its own digest (`engine.core.history`),
+    outside the hash: erasing a text erases its salt with it."""
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
 
