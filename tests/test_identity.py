@@ -269,6 +269,12 @@ def test_the_operator_guards_configuration_and_init_of_a_new_database_needs_none
                                           f" you act as '{CLERK}'")
     code, _, err = loket("init", "--org", str(tmp_path / "org.yaml"), login=clerk)
     assert code == 1 and "init with files to load is for an operator" in only_error(err)
+    code, _, err = loket("workflow", "migrate", "melding", "--to", "1", login=clerk)
+    assert (code, only_error(err)) == (1, f"Error: workflow migrate is for an operator ({OPERATOR});"
+                                          f" you act as '{CLERK}'")
+    # Looking writes nothing and is anyone's: a dry run gets past the guard, to the bad input.
+    code, _, err = loket("workflow", "migrate", "melding", "--to", "1", "--dry-run", login=clerk)
+    assert (code, only_error(err)) == (2, "Error: melding has no version before 1: give --from M to move cases back")
     assert loket.ok("audit", "seal").startswith("seal 1:")
     assert loket.ok("workflow", "load", *TYPES).count("unchanged") == len(TYPES)
     # A new database: whoever makes it loads its first organisation.
