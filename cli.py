@@ -910,6 +910,72 @@ def case_redact(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
         click.echo(f"files: {erasure.message}")
 
 
+# -- retention (SPEC §15) ---------------------------------------------------------------------
+
+
+@cli.group()
+def retention() -> None:
+    """Retention terms: the closed cases whose term has passed, and carrying the terms out."""
+
+
+@retention.command("list")
+@json_option
+@pass_ctx
+def retention_list(ctx: Context, as_json: bool) -> None:
+    """The closed cases whose retention term has passed, with the date it passed."""
+    from engine.app.retention import due, nothing_due
+    from engine.core.views import local, table
+
+    loket = ctx.open()
+    if as_json:
+        emit_json([d.as_json() for d in due(loket)])
+        return
+    tz = loket.organisation().timezone
+    rows = [(d.ref, d.type_key, local(d.closed_at, tz)[:10], d.term, d.due_on.isoformat(), d.action)
+            for d in due(loket)]
+    if not rows:
+        click.echo(nothing_due(loket))
+        return
+    click.echo(table(["ref", "type", "closed", "term", "passed on", "action"], rows))
+    click.echo(f"{len(rows)} case(s) due: 'loket retention run --reason TEXT --list FILE' carries the terms out")
+
+
+@retention.command("run")
+@click.option("--reason", required=True, help="Why (e.g. the selection list and its decision); on every tombstone.")
+@click.option("--list", "list_path", metavar="FILE",
+              help="Write the destruction list (CSV) of the cases destroyed, for the archivist to sign.")
+@json_option
+@pass_ctx
+def retention_run(ctx: Context, reason: str, list_path: str | None, as_json: bool) -> None:
+    """Carry out every retention term that has passed: redact or destroy each due case.
+
+    A destroyed case leaves a tombstone that seals and 'audit verify' account for. Cases are
+    destroyed wholly or not at all; a run that was stopped is resumed by running again.
+    """
+    from engine.app.retention import check_reason, run
+
+    check_reason(reason)
+    loket = ctx.open()
+    by = ctx.identity()
+    loket.require_operator(by, "retention run")
+    result = run(loket, reason, by=by, list_path=list_path, database=ctx.url)
+    if as_json:
+        emit_json(result.as_json())
+        return
+    if result.run is None:
+        click.echo(result.files_message)
+        return
+    click.echo(f"retention run {result.run}: {result.destroyed} case(s) destroyed, {result.redacted} redacted"
+               + (f", {len(result.skipped)} left as they were:" if result.skipped else ""))
+    for ref, why in result.skipped:
+        click.echo(f"  {ref}: {why}")
+    if result.list_file is not None:
+        click.echo(f"destruction list: {result.list_file} (sha256 {result.list_sha256}); recorded in the"
+                   " configuration history for the archivist's verklaring van vernietiging")
+    if result.destroyed or result.redacted:
+        click.echo(f"files: {result.files_message}")
+
+
 # -- escalation, worker, outbox -------------------------------------------------------------
 
 
@@ -1169,6 +1235,8 @@ def audit_verify(ctx: Context, against: tuple[str, ...], against_file: str | Non
         kept = f"; {len(digests)} seal(s) kept outside still hold" if digests else ""
         click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact;"
                    f" {result.config_events} configuration changes, their history intact{kept}")
+        if result.destroyed:
+            click.echo(f"destroyed when their retention ended (tombstones account for them): {result.destroyed_told()}")
     if not result.ok:
         click.echo(f"Error: {result.failure}", err=True)
         sys.exit(1)

@@ -24,13 +24,14 @@ from engine.core.durations import Duration, parse_duration
 from engine.core.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
 from engine.core.notify_rules import Notify, parse_notify
 from engine.core.organisation import RANKS, Organisation
+from engine.core.retention import Retention, parse_retention
 from engine.core.yamlfile import Locator, no_lines
 from engine.errors import InvalidValue, NotFound
 
 TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
     "fields", "initial", "states", "transitions", "escalation", "contact", "summary", "notify",
-    "responsible",
+    "responsible", "retention",
 )
 STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation")
 TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
@@ -103,6 +104,8 @@ class RequestType:
     notify: Notify = field(default_factory=Notify)
     responsible: str | None = None
     """The unit that answers for the decision and its legal term (SPEC §12.3), as written."""
+    retention: Retention | None = None
+    """How long a closed case is kept, and what then happens to it (SPEC §15)."""
     digest: str = ""
     """SHA-256 of the canonical source data: an unchanged file is not a new version."""
     _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
@@ -198,6 +201,7 @@ def parse_request_type(
     contact, summary, notify = parse_notify(check, root, fields, states, {t.trigger for t in transitions},
                                             portfolio, org)
     responsible = _responsible(check, root, org)
+    retention = parse_retention(check, root.get("retention"), any(f.personal for f in fields.values()))
     check.raise_if_any()
     by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
     return RequestType(
@@ -205,7 +209,7 @@ def parse_request_type(
         initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
         lead_time=durations["lead_time"], service_norm=durations["service_norm"],
         max_extension=durations["max_extension"], contact=contact, summary=summary, notify=notify,
-        responsible=responsible, digest=digest_of(data), _by_source=by_source,
+        responsible=responsible, retention=retention, digest=digest_of(data), _by_source=by_source,
     )
 
 
