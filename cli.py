@@ -964,14 +964,16 @@ def retention_run(ctx: Context, reason: str, list_path: str | None, as_json: boo
         return
     if result.run is None:
         click.echo(result.files_message)
-        return
-    click.echo(f"retention run {result.run}: {result.destroyed} case(s) destroyed, {result.redacted} redacted"
-               + (f", {len(result.skipped)} left as they were:" if result.skipped else ""))
+    else:
+        click.echo(f"retention run {result.run}: {result.destroyed} case(s) destroyed, {result.redacted} redacted"
+                   + (f", {len(result.skipped)} left as they were:" if result.skipped else ""))
     for ref, why in result.skipped:
         click.echo(f"  {ref}: {why}")
     if result.list_file is not None:
-        click.echo(f"destruction list: {result.list_file} (sha256 {result.list_sha256}); recorded in the"
-                   " configuration history for the archivist's verklaring van vernietiging")
+        runs = ", ".join(str(r) for r in result.list_runs)
+        click.echo(f"destruction list: {result.list_file}, {result.listed} case(s) of run(s) {runs}"
+                   f" (sha256 {result.list_sha256}); recorded in the configuration history for the archivist's"
+                   " verklaring van vernietiging")
     if result.destroyed or result.redacted:
         click.echo(f"files: {result.files_message}")
 

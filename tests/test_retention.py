@@ -16,7 +16,7 @@ from conftest import ORG_FILE, START, WORKFLOWS, run_cli
 
 from engine.app import retention
 from engine.app.clock import FixedClock
-from engine.app.maintenance import maintain
+from engine.app.maintenance import PG_REWRITTEN, maintain
 from engine.app.seal import seal
 from engine.app.service import Loket
 from engine.app.verify import verify
@@ -258,7 +258,7 @@ def test_postgresql_the_destroyed_values_leave_the_table_files_at_maintenance(pg
     later(loket, YEAR)
     result = retention.run(loket, "selectielijst", by=loket.identity(OPERATOR))
     assert result.destroyed == 3 and not result.files_clean
-    assert maintain(loket) is not None
+    assert maintain(loket) == PG_REWRITTEN
     assert files_holding(SECRET.encode()) == [] and files_holding(MAIL.encode()) == []
     assert verify(loket).ok
     loket.engine.dispose()

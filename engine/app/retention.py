@@ -34,6 +34,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -90,6 +91,9 @@ class RunResult:
     """(ref, why) of due cases left as they were."""
     list_file: str | None = None
     list_sha256: str | None = None
+    list_runs: list[int] = field(default_factory=list)
+    """The runs the destruction list covers: this one and earlier ones that wrote none."""
+    listed: int = 0
     files_clean: bool = True
     files_message: str = ""
     stopped: bool = False
@@ -97,7 +101,8 @@ class RunResult:
     def as_json(self) -> dict[str, Any]:
         return {"run": self.run, "destroyed": self.destroyed, "redacted": self.redacted,
                 "skipped": [{"ref": r, "why": w} for r, w in self.skipped], "list": self.list_file,
-                "list_sha256": self.list_sha256, "stopped": self.stopped,
+                "list_sha256": self.list_sha256, "list_runs": self.list_runs, "listed": self.listed,
+                "stopped": self.stopped,
                 "erasure": {"files_clean": self.files_clean, "message": self.files_message}}
 
 
@@ -224,8 +229,9 @@ def check_reason(reason: str) -> str:
 def run(loket: Loket, reason: str, *, by: Identity, list_path: str | None = None, database: str | None = None,
         stop: threading.Event | None = None, progress: Callable[[int], None] | None = None) -> RunResult:
     """Carry out every term that has passed: redact or destroy each due case. `list_path`
-    receives the destruction list (checked before anything is destroyed). `stop` ends the run
-    between batches; `progress` hears the number destroyed so far after each batch."""
+    receives the destruction list (checked before anything is destroyed) of the cases this run
+    destroyed and of earlier runs that wrote none (a run that was killed, the worker's). `stop`
+    ends the run between batches; `progress` hears how many cases are done after each batch."""
     from engine.app.maintenance import after_redaction
     from engine.store.outfile import output_file
 
@@ -233,36 +239,49 @@ def run(loket: Loket, reason: str, *, by: Identity, list_path: str | None = None
     if not terms(loket):
         raise Refused(NO_TERMS)
     result = RunResult()
-    first = next(due(loket), None)
-    if first is None:
+    if next(due(loket), None) is None and not (list_path is not None and unlisted_runs(loket)):
         result.files_message = nothing_due(loket)
         return result
     lease = _Lease(loket)
-    if list_path is not None:
-        with output_file(list_path, database=database) as handle:
-            lease.take()
-            try:
-                _run(loket, reason, by, lease, result, stop, progress)
-            finally:
-                # What was destroyed is listed even when the run stopped half-way.
-                if result.run is not None:
-                    result.list_sha256 = _write_list(loket, handle, result.run)
-                    result.list_file = list_path
-                lease.release()
-        if result.run is not None and result.destroyed:
-            with loket.engine.begin() as conn:
-                loket.record_config(conn, by, LIST, {"run": result.run, "file": os.path.basename(list_path),
-                                                     "sha256": result.list_sha256, "cases": result.destroyed})
-    else:
+    with output_file(list_path, database=database) if list_path is not None else nullcontext() as handle:
         lease.take()
         try:
             _run(loket, reason, by, lease, result, stop, progress)
         finally:
+            # What was destroyed is listed even when the run stopped half-way.
+            if handle is not None:
+                _list(loket, handle, result)
             lease.release()
+    if list_path is not None and result.list_runs:
+        result.list_file = list_path
+        with loket.engine.begin() as conn:
+            loket.record_config(conn, by, LIST, {"runs": result.list_runs, "file": os.path.basename(list_path),
+                                                 "sha256": result.list_sha256, "cases": result.listed})
     if result.destroyed or result.redacted:
         done = after_redaction(loket)
         result.files_clean, result.files_message = done.clean, done.message
+    elif result.run is None:
+        result.files_message = nothing_due(loket)
     return result
+
+
+def unlisted_runs(loket: Loket) -> list[int]:
+    """The runs that destroyed cases but wrote no destruction list, in order."""
+    with loket.read() as conn:
+        listed = {run for d in _lists(conn).values() for run in d.get("runs") or []}
+        return [run for run, _n in store.destroyed_per_run(conn) if run not in listed]
+
+
+def _lists(conn: Any) -> dict[int, dict[str, Any]]:
+    from engine.app.verify import destruction_lists
+
+    return destruction_lists(conn)
+
+
+def _list(loket: Loket, handle: Any, result: RunResult) -> None:
+    runs = unlisted_runs(loket)
+    result.list_runs = runs
+    result.list_sha256, result.listed = _write_list(loket, handle, runs)
 
 
 def _run(loket: Loket, reason: str, by: Identity, lease: _Lease, result: RunResult,
@@ -339,8 +358,8 @@ def _dutch(term: str) -> str:
         return term
 
 
-def _write_list(loket: Loket, handle: Any, run: int) -> str:
-    """Write the destruction list of ``run``; its SHA-256."""
+def _write_list(loket: Loket, handle: Any, runs: list[int]) -> tuple[str, int]:
+    """Write the destruction list of ``runs``; its SHA-256 and how many cases it lists."""
     zone = _zone(loket)
     digest = hashlib.sha256()
 
@@ -352,9 +371,11 @@ def _write_list(loket: Loket, handle: Any, run: int) -> str:
     writer = csv.writer(_Tee(), lineterminator="\r\n")
     writer.writerow(LIST_COLUMNS)
     with loket.read() as conn:
-        for t in store.tombstones_of(conn, [run]):
+        listed = 0
+        for t in store.tombstones_of(conn, runs):
+            listed += 1
             destroyed = t.destroyed_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
             writer.writerow((t.ref, t.type_key, t.type_version, t.closed_at.astimezone(zone).date().isoformat(),
                              _dutch(t.term), t.due_on.isoformat(), destroyed, t.destroyed_by, t.reason, t.last_seq,
                              t.last_hash, t.run))
-    return digest.hexdigest()
+    return digest.hexdigest(), listed

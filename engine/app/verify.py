@@ -533,10 +533,19 @@ def _unrecorded(conn: sa.Connection, recorded: _Recorded, *, careful: bool) -> s
     return None
 
 
+def destruction_lists(conn: sa.Connection) -> dict[int, dict[str, Any]]:
+    """The destruction lists written, by the retention run they cover (the last list for a run)."""
+    lists: dict[int, dict[str, Any]] = {}
+    for ev in config.history(conn):
+        if ev["action"] == RETENTION_LIST and type(ev["detail"]) is dict:
+            for run in ev["detail"].get("runs") or []:
+                lists[run] = ev["detail"]
+    return lists
+
+
 def destroyed_runs(conn: sa.Connection) -> list[dict[str, Any]]:
-    """The retention runs that destroyed cases, with how many each and the list it wrote."""
-    lists = {ev["detail"].get("run"): ev["detail"] for ev in config.history(conn)
-             if ev["action"] == RETENTION_LIST and type(ev["detail"]) is dict}
+    """The retention runs that destroyed cases, with how many each and the list that names them."""
+    lists = destruction_lists(conn)
     return [{"run": run, "cases": cases, "list": lists.get(run, {}).get("file"),
              "list_sha256": lists.get(run, {}).get("sha256")} for run, cases in retention.destroyed_per_run(conn)]
 

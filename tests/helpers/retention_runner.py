@@ -3,13 +3,15 @@
     python tests/helpers/retention_runner.py URL NOW BATCH OPERATOR
 
 Opens the database, prints `ready`, waits for a line on stdin, then runs `retention.run` in
-batches of BATCH, printing how many cases it has destroyed after every batch, and `done`.
+batches of BATCH, printing how many cases it has destroyed after every batch (and pausing a
+moment), and `done`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -27,8 +29,11 @@ def main(url: str, now: str, batch: str, operator: str) -> None:
     store.BATCH = int(batch)
     print("ready", flush=True)
     sys.stdin.readline()
-    retention.run(loket, "selectielijst", by=loket.identity(operator),
-                  progress=lambda n: print(n, flush=True))
+    def progress(done: int) -> None:
+        print(done, flush=True)
+        time.sleep(0.02)  # a run long enough to be killed half-way however busy the machine
+
+    retention.run(loket, "selectielijst", by=loket.identity(operator), progress=progress)
     print("done", flush=True)
     loket.engine.dispose()
 
