@@ -1035,8 +1035,12 @@ def _interval(text: str, option: str) -> Any:
               help="How often to deliver the outbox.")
 @click.option("--maintain-every", default="1h", show_default=True, metavar="DURATION",
               help="How often to look after the database files (rewrites after a redaction).")
+@click.option("--retention-every", metavar="DURATION",
+              help="Also carry out the retention terms this often (off unless given; needs --retention-reason).")
+@click.option("--retention-reason", metavar="TEXT", help="The reason recorded on what the worker's retention runs do.")
 @pass_ctx
-def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: str) -> None:
+def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: str, retention_every: str | None,
+           retention_reason: str | None) -> None:
     """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it within seconds)."""
     import threading
 
@@ -1046,25 +1050,40 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: s
     every_sweep = _interval(sweep_every, "--sweep-every")
     every_deliver = _interval(deliver_every, "--deliver-every")
     every_maintain = _interval(maintain_every, "--maintain-every")
+    retention_run: tuple[dt.timedelta, str, Any] | None = None
+    if retention_every is None and retention_reason is not None:
+        raise InvalidValue("--retention-reason needs --retention-every DURATION (retention runs are off by default)")
+    if retention_every is not None:
+        from engine.app.retention import check_reason
+
+        every_retention = _interval(retention_every, "--retention-every")
+        if retention_reason is None:
+            raise InvalidValue("--retention-every needs --retention-reason TEXT: it is recorded on every tombstone")
+        retention_run = (every_retention, check_reason(retention_reason), None)
     loket = ctx.open()
     from engine.core.identity import require_service
 
     require_service(ctx.identity(), "the worker")
+    if retention_run is not None:
+        retention_run = (retention_run[0], retention_run[1], ctx.identity())
     settings = MailSettings.from_env()
     stop = threading.Event()
 
     def echo(line: str) -> None:
         click.echo(line, err=True)
 
-    jobs = worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop, maintain_every=every_maintain)
+    jobs = worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop, maintain_every=every_maintain,
+                       retention=retention_run)
     run_worker(jobs, echo=echo, stop=stop)
 
 
 def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta, deliver_every: dt.timedelta,
                 echo: Callable[[str], None], stop: Any = None,
-                maintain_every: dt.timedelta | None = None) -> list[Job]:
+                maintain_every: dt.timedelta | None = None,
+                retention: tuple[dt.timedelta, str, Any] | None = None) -> list[Job]:
     """The worker's jobs: the engine's sweep, the outbox delivery through `settings`, and the
-    maintenance of the database files (the table rewrites a redaction left pending).
+    maintenance of the database files (the table rewrites a redaction left pending); with
+    `retention` (how often, the reason, who runs the worker), retention runs too.
 
     Each job runs in a thread of its own, so each gets a Loket of its own (their caches are
     not shared between threads); `stop` is the worker's stop event, for jobs that can take long.
@@ -1079,9 +1098,16 @@ def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta,
     def own() -> Loket:
         return Loket(loket.engine, loket.clock)
 
-    return [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
+    jobs = [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
             Job("deliver", "delivering", deliver_every, deliver_job, (own(), settings, echo, stop)),
             Job("maintain", "maintaining", maintain_every or datetime.timedelta(hours=1), maintain_job, (own(), echo))]
+    if retention is not None:
+        from engine.app.retention import retention_job
+
+        every, reason, by = retention
+        jobs.append(Job("retention", "carrying out retention terms", every, retention_job,
+                        (own(), reason, by, echo, stop)))
+    return jobs
 
 
 @cli.group()

@@ -354,3 +354,62 @@ def test_retention_list_json_names_the_date_the_term_passed(sqlite_url: str, tmp
                                 "closed_at": "2026-03-02T09:00:00+00:00", "due_on": "2027-03-02",
                                 "action": "destroy", "term": "1 year"}]
     loket.engine.dispose()
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+
+def test_the_worker_runs_retention_only_when_asked(sqlite_url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import worker_jobs
+    from engine.app.retention import retention_job
+    from notifications.delivery import MailSettings
+
+    loket = make_loket(sqlite_url, tmp_path / "wf")
+    minute = dt.timedelta(minutes=1)
+    settings = MailSettings.from_env()
+    assert "retention" not in [j.id for j in worker_jobs(loket, settings, minute, minute, print)]
+    jobs = worker_jobs(loket, settings, minute, minute, print, retention=(dt.timedelta(hours=6), "selectielijst", None))
+    job = next(j for j in jobs if j.id == "retention")
+    assert job.every == dt.timedelta(hours=6) and job.run is retention_job
+    for args in (["--retention-every", "1h"], ["--retention-reason", "x"],
+                 ["--retention-every", "soon", "--retention-reason", "x"],
+                 ["--retention-every", "1h", "--retention-reason", " "]):
+        code, _out, err = run_cli(capsys, "--db", sqlite_url, "worker", *args)
+        assert code == 2 and err.startswith("Error: ") and len(err.splitlines()) == 1, (args, err)
+
+    ref = closed_case(loket)
+    later(loket, YEAR)
+    said: list[str] = []
+    retention_job(loket, "selectielijst", loket.identity(OPERATOR), said.append)
+    assert said and said[0].startswith("retention: run ") and "1 destroyed" in said[0]
+    with loket.read() as conn:
+        assert conn.execute(sa.select(tombstones_t.c.ref)).scalars().all() == [ref]
+    said.clear()
+    retention_job(loket, "selectielijst", loket.identity(OPERATOR), said.append)
+    assert said == []  # nothing due: nothing to say
+    assert retention.unlisted_runs(loket) != []  # the worker writes no list: the next --list names its cases
+    loket.engine.dispose()
+
+
+def test_an_operator_runs_retention_when_the_organisation_names_operators(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = tmp_path / "organisation.yaml"
+    text = ORG_FILE.read_text(encoding="utf-8")
+    operator = ("\n  - id: o.beheer\n    name: Olaf Beheer\n    email: o.beheer@voorbeeld.example\n"
+                "    roles: {\"*\": operator}\n")
+    org.write_text(text.rstrip() + operator, encoding="utf-8")
+    loket = Loket(open_engine(sqlite_url), FixedClock(START))
+    loket.load_organisation(org)
+    loket.load_request_types(write_types(tmp_path / "wf"))
+    closed_case(loket)
+    code, _out, err = run_cli(capsys, "--db", sqlite_url, "--as", CLERK, "retention", "run", "--reason", "x")
+    assert code == 1 and "operator" in err and count(loket, tombstones_t) == 0
+    later(loket, YEAR)
+    with loket.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO loket_meta (key, value) VALUES ('simulation', 'true')")
+    code, out, err = run_cli(capsys, "--db", sqlite_url, "--as", "o.beheer", "--now", "2027-03-10T12:00",
+                             "retention", "run", "--reason", "selectielijst")
+    assert (code, err) == (0, "") and "1 case(s) destroyed" in out and count(loket, tombstones_t) == 1
+    loket.engine.dispose()

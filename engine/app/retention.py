@@ -43,7 +43,7 @@ from engine.app.verify import RETENTION_LIST, RETENTION_RUN
 from engine.core.fields import check_free_text
 from engine.core.identity import Identity
 from engine.core.retention import Retention, parse_term
-from engine.errors import Conflict, InvalidValue, Refused
+from engine.errors import Conflict, InvalidValue, Refused, first_line
 from engine.store import redact as erasure
 from engine.store import retention as store
 
@@ -263,6 +263,23 @@ def run(loket: Loket, reason: str, *, by: Identity, list_path: str | None = None
     elif result.run is None:
         result.files_message = nothing_due(loket)
     return result
+
+
+def retention_job(loket: Loket, reason: str, by: Identity | None, echo: Callable[[str], None],
+                  stop: threading.Event | None = None) -> None:
+    """`run` as a worker job (`loket worker --retention-every`): a line in the worker's log when
+    it did something; a run already under way elsewhere is left to finish."""
+    loket.refresh()
+    try:
+        result = run(loket, reason, by=by if by is not None else loket.identity(), stop=stop)
+    except (Conflict, Refused) as exc:
+        echo(f"retention: {first_line(exc)}")
+        return
+    if result.run is not None:
+        echo(f"retention: run {result.run}: {result.destroyed} destroyed, {result.redacted} redacted,"
+             f" {len(result.skipped)} left as they were"
+             + ("; stopped, the next run carries on" if result.stopped else "")
+             + (f"; files: {result.files_message}" if result.destroyed or result.redacted else ""))
 
 
 def unlisted_runs(loket: Loket) -> list[int]:
