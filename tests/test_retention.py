@@ -413,3 +413,34 @@ def test_an_operator_runs_retention_when_the_organisation_names_operators(
                              "retention", "run", "--reason", "selectielijst")
     assert (code, err) == (0, "") and "1 case(s) destroyed" in out and count(loket, tombstones_t) == 1
     loket.engine.dispose()
+
+
+def test_destroy_erases_the_cases_messages_from_the_operators_failure_reports(db_url: str, tmp_path: Path) -> None:
+    from engine.store.schema import outbox_t
+
+    loket = make_loket(db_url, tmp_path / "wf")
+    ref = closed_case(loket)
+    other = closed_case(loket, "Ander initiatief")
+    with loket.engine.begin() as conn:
+        ids = {r: loket.get_case(r, conn).id for r in (ref, other)}
+        keys = {r: conn.execute(sa.select(outbox_t.c.key).where(outbox_t.c.case_id == ids[r])).scalars().first()
+                for r in (ref, other)}
+        assert keys[ref] and keys[other]
+        failed = [{"key": keys[ref], "kind": "x", "to": MAIL, "subject": f"Uw aanvraag {ref}", "error": "550",
+                   "attempts": 5, "created_at": "2026-03-02T09:00:00Z"},
+                  {"key": keys[other], "kind": "x", "to": "ander@example.org", "subject": "Uw aanvraag",
+                   "error": "550", "attempts": 5, "created_at": "2026-03-02T09:00:00Z"}]
+        conn.execute(sa.insert(outbox_t).values(
+            key="delivery-failed/test/o", case_id=None, kind="delivery_failed", language="nl", recipient="d.smit",
+            to_email="d.smit@voorbeeld.example", subject="2 e-mail(s) niet afgeleverd",
+            context={"count": 2, "failed": failed}, created_at=START, status="sent", attempts=1))
+    later(loket, YEAR)
+    with loket.engine.begin() as conn:  # only `ref` is destroyed: the other case closed later
+        conn.execute(sa.update(cases_t).where(cases_t.c.id == ids[other]).values(closed_at=START + YEAR))
+    result = retention.run(loket, "selectielijst", by=loket.identity(OPERATOR))
+    assert result.destroyed == 1
+    with loket.read() as conn:
+        context = conn.execute(sa.select(outbox_t.c.context).where(outbox_t.c.kind == "delivery_failed")).scalar_one()
+    assert [(f["to"], f["subject"]) for f in context["failed"]] == [
+        ("[verwijderd]", "[verwijderd]"), ("ander@example.org", "Uw aanvraag")]
+    loket.engine.dispose()

@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from engine.store.schema import cases_t, meta_t, metadata, seal_heads_t, tombstones_t
+from engine.core.vocabulary import MailKind
+from engine.store.schema import cases_t, meta_t, metadata, outbox_t, seal_heads_t, tombstones_t
 
 BATCH = 500
 """Cases destroyed per transaction: all of a batch or none of it."""
@@ -65,9 +66,32 @@ def destroy(conn: sa.Connection, tombstones: Sequence[dict[str, Any]]) -> None:
     """Delete the cases the tombstones name with everything of theirs, and insert the tombstones."""
     ids = [t["case_id"] for t in tombstones]
     conn.execute(sa.insert(tombstones_t), list(tombstones))
+    _forget_in_reports(conn, ids)
     for table in case_tables():
         conn.execute(sa.delete(table).where(table.c.case_id.in_(ids)))
     conn.execute(sa.delete(cases_t).where(cases_t.c.id.in_(ids)))
+
+
+_ERASED = {"nl": "[verwijderd]", "en": "[erased]"}
+
+
+def _forget_in_reports(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """The operators' reports of undelivered mail name each failed message's address and
+    subject: erase those of the destroyed cases' messages (the reports are kept)."""
+    o = outbox_t.c
+    reports = conn.execute(sa.select(o.id, o.language, o.context).where(o.kind == MailKind.DELIVERY_FAILED)
+                           .with_for_update()).all()
+    if not reports:
+        return
+    keys = set(conn.execute(sa.select(o.key).where(o.case_id.in_(ids))).scalars())
+    for report in reports:
+        context = dict(report.context or {})
+        failed = list(context.get("failed") or [])
+        mark = _ERASED.get(report.language, _ERASED["en"])
+        erased = [{**f, "to": mark, "subject": mark} if isinstance(f, dict) and f.get("key") in keys else f
+                  for f in failed]
+        if erased != failed:
+            conn.execute(sa.update(outbox_t).where(o.id == report.id).values(context={**context, "failed": erased}))
 
 
 def tombstones_of(conn: sa.Connection, runs: Sequence[int]) -> Iterator[Any]:
