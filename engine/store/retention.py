@@ -79,8 +79,9 @@ def _forget_in_reports(conn: sa.Connection, ids: Sequence[int]) -> None:
     """The operators' reports of undelivered mail name each failed message's address and
     subject: erase those of the destroyed cases' messages (the reports are kept)."""
     o = outbox_t.c
-    reports = conn.execute(sa.select(o.id, o.language, o.context).where(o.kind == MailKind.DELIVERY_FAILED)
-                           .with_for_update()).all()
+    # By case_id (indexed) first: the outbox holds every case's mail, the reports have no case.
+    reports = conn.execute(sa.select(o.id, o.language, o.context)
+                           .where(o.case_id.is_(None), o.kind == MailKind.DELIVERY_FAILED).with_for_update()).all()
     if not reports:
         return
     keys = set(conn.execute(sa.select(o.key).where(o.case_id.in_(ids))).scalars())
