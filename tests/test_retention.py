@@ -99,11 +99,17 @@ def test_a_bad_retention_is_refused_at_load_naming_what_is_wrong(tmp_path: Path,
         check = Checker("t.yaml")
         parse_retention(check, bad, True)
         assert any(said in p.message for p in check.problems), (bad, [p.message for p in check.problems])
+    check = Checker("t.yaml")
+    parse_retention(check, {"after": {"years": 1}, "action": "redact"}, False)
+    assert ["no field is marked 'personal: true'" in p.message for p in check.problems] == [True]
     loket = Loket(open_engine(sqlite_url), FixedClock(START))
     loket.load_organisation(ORG_FILE)
-    # redact needs something to erase: melding has no personal field? use a type without any.
-    with pytest.raises(InvalidDefinition, match="retention"):
-        loket.load_request_types(write_types(tmp_path / "wf", after="{years: 0}"))
+    for after in ("{years: 0}", "'someday'", "{years: 7, decades: 1}"):
+        with pytest.raises(InvalidDefinition, match=r"retention\.after"):
+            loket.load_request_types(write_types(tmp_path / "wf", after=after))
+    with pytest.raises(InvalidDefinition, match="action must be one of redact, destroy"):
+        loket.load_request_types(write_types(tmp_path / "wf", action="shred"))
+    assert loket.latest_types() == []  # nothing was loaded
     loket.engine.dispose()
 
 
