@@ -450,3 +450,21 @@ def test_destroy_erases_the_cases_messages_from_the_operators_failure_reports(db
     assert [(f["to"], f["subject"]) for f in context["failed"]] == [
         ("[verwijderd]", "[verwijderd]"), ("ander@example.org", "Uw aanvraag")]
     loket.engine.dispose()
+
+
+def test_a_page_of_cases_not_due_after_all_does_not_end_the_run(sqlite_url: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.store import retention as store
+
+    monkeypatch.setattr(store, "BATCH", 1)
+    loket = make_loket(sqlite_url, tmp_path / "wf")
+    first = loket.new_case("bewonersinitiatief", ["title=Eerst gemaakt"], actor=CLERK).ref
+    second = loket.new_case("bewonersinitiatief", ["title=Later gemaakt"], actor=CLERK).ref
+    loket.advance(second, "intrekken", comment="ingetrokken", actor=CLERK)  # closed 2 March 2026
+    later(loket, dt.timedelta(days=3))
+    loket.advance(first, "intrekken", comment="ingetrokken", actor=CLERK)  # closed 5 March 2026
+    later(loket, dt.timedelta(days=363))  # 3 March 2027: only the second's term has passed
+    assert [d.ref for d in retention.due(loket)] == [second]
+    result = retention.run(loket, "selectielijst", by=loket.identity(OPERATOR))
+    assert result.destroyed == 1 and [c.ref for c in loket.list_cases()] == [first]
+    loket.engine.dispose()

@@ -131,10 +131,31 @@ def _due_of(loket: Loket, key: str, retention: Retention, zone: ZoneInfo, today:
     before = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
     term = str(retention.after)
     with loket.read() as conn:
-        for row in store.closed_before(conn, key, before, after_id=after_id, limit=limit):
+        for row in store.closed_before(conn, key, before, after_id=after_id, limit=limit,
+                                       unredacted=retention.action == "redact"):
             found = _is_due(row, retention, zone, today, term)
             if found is not None:
                 yield found
+
+
+def _batches(loket: Loket, key: str, retention: Retention, zone: ZoneInfo, today: dt.date) -> Iterator[list[Due]]:
+    """The due cases of ``key`` in batches of at most `store.BATCH`, each read afresh (a batch
+    is destroyed before the next is read); paged by the rows read, so that a page of cases not
+    due after all (closed within the search's slack) does not end the run early."""
+    last = retention.latest_closing(today)
+    before = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    term = str(retention.after)
+    after_id = 0
+    while True:
+        with loket.read() as conn:
+            rows = list(store.closed_before(conn, key, before, after_id=after_id, limit=store.BATCH,
+                                            unredacted=retention.action == "redact"))
+        if not rows:
+            return
+        after_id = rows[-1].id
+        batch = [d for d in (_is_due(row, retention, zone, today, term) for row in rows) if d is not None]
+        if batch:
+            yield batch
 
 
 def _is_due(row: Any, retention: Retention, zone: ZoneInfo, today: dt.date, term: str) -> Due | None:
@@ -315,15 +336,10 @@ def _run(loket: Loket, reason: str, by: Identity, lease: _Lease, result: RunResu
             "terms": {key: {"after": r.after.as_data(), "action": r.action} for key, r in sorted(found.items())}})
     actor = by.person if by.assisting and by.person else by.actor
     for key, retention in sorted(found.items()):
-        after_id = 0
-        while True:
+        for batch in _batches(loket, key, retention, zone, today):
             if stop is not None and stop.is_set():
                 result.stopped = True
                 return
-            batch = list(_due_of(loket, key, retention, zone, today, after_id=after_id, limit=store.BATCH))
-            if not batch:
-                break
-            after_id = batch[-1].id
             if retention.action == "destroy":
                 result.destroyed += _destroy(loket, batch, retention, zone, today, reason, actor, result.run)
             else:

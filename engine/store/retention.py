@@ -37,12 +37,15 @@ def case_tables() -> list[sa.Table]:
 
 
 def closed_before(conn: sa.Connection, type_key: str, before: dt.datetime, *, after_id: int = 0,
-                  limit: int | None = None) -> Iterable[Any]:
+                  limit: int | None = None, unredacted: bool = False) -> Iterable[Any]:
     """The closed cases of ``type_key`` that closed before ``before``, in id order from after
-    ``after_id``, streamed (at most ``limit``)."""
+    ``after_id``, streamed (at most ``limit``); with ``unredacted``, only those not redacted
+    since they closed."""
     c = cases_t.c
     query = (sa.select(*_CANDIDATE).where(c.type_key == type_key, c.closed_at.is_not(None), c.closed_at < before,
                                           c.id > after_id).order_by(c.id))
+    if unredacted:
+        query = query.where(sa.or_(c.redacted_at.is_(None), c.redacted_at < c.closed_at))
     if limit is not None:
         query = query.limit(limit)
     return conn.execute(query, execution_options={"yield_per": 2000})
