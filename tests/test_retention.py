@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -33,13 +34,14 @@ YEAR = dt.timedelta(days=366)
 
 
 def write_types(folder: Path, *, action: str | None = "destroy", after: str = "{years: 1}") -> list[str]:
-    """The bundled request types, bewonersinitiatief with a retention term."""
+    """The bundled request types, bewonersinitiatief with a retention term and no other type with one."""
     folder.mkdir(exist_ok=True)
     paths = []
     for path in sorted(WORKFLOWS.glob("*.yaml")):
         if path.name == "organisation.yaml":
             continue
-        text = path.read_text(encoding="utf-8")
+        text = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                       if not line.startswith("retention:"))
         if path.name == "bewonersinitiatief.yaml" and action is not None:
             text += f"\nretention: {{after: {after}, action: {action}}}\n"
         (folder / path.name).write_text(text, encoding="utf-8")
@@ -264,7 +266,12 @@ def test_postgresql_the_destroyed_values_leave_the_table_files_at_maintenance(pg
     later(loket, YEAR)
     result = retention.run(loket, "selectielijst", by=loket.identity(OPERATOR))
     assert result.destroyed == 3 and not result.files_clean
-    assert maintain(loket) == PG_REWRITTEN
+    # Another test run on the same server may hold back the rewrite a moment: the next run finishes.
+    said = [maintain(loket) for _ in range(1)]
+    while said[-1] != PG_REWRITTEN and len(said) < 20:
+        time.sleep(0.5)
+        said.append(maintain(loket))
+    assert said[-1] == PG_REWRITTEN, said
     assert files_holding(SECRET.encode()) == [] and files_holding(MAIL.encode()) == []
     assert verify(loket).ok
     loket.engine.dispose()
