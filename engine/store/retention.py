@@ -7,6 +7,10 @@ later (an access log) is emptied with the case without being named here — and 
 tombstone, in one transaction per batch: a batch is destroyed wholly or not at all, so each
 case is too. The tombstone's unique `case_id` makes a second destruction of the same case
 impossible whatever runs at once.
+
+A table of a case's rows that is itself chained or sealed (an access log with hashes) needs
+its check taught that a tombstoned case's rows are gone on purpose, as `audit verify` is for
+the seals' heads (`engine.store.audit.first_unkept_head`).
 """
 
 from __future__ import annotations
