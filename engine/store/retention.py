@@ -108,10 +108,11 @@ def tombstones_of(conn: sa.Connection, runs: Sequence[int]) -> Iterator[Any]:
                              execution_options={"yield_per": 2000}))
 
 
-def destroyed_per_run(conn: sa.Connection) -> list[tuple[int, int]]:
-    """(run, cases destroyed under it), in run order."""
+def destroyed_per_run(conn: sa.Connection) -> list[tuple[Any, int]]:
+    """(run, cases destroyed under it), in run order. The run as stored: a damaged value (SQLite
+    keeps anything in any column) is one no recorded run matches, not a crash."""
     t = tombstones_t.c
-    return [(int(run), int(n)) for run, n in
+    return [(run, int(n)) for run, n in
             conn.execute(sa.select(t.run, sa.func.count()).group_by(t.run).order_by(t.run)).all()]
 
 
