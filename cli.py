@@ -923,6 +923,74 @@ def case_redact(ctx: Context, ref: str, reason: str, comments: bool, fields: tup
         click.echo(f"files: {erasure.message}")
 
 
+# -- retention (SPEC §15) ---------------------------------------------------------------------
+
+
+@cli.group()
+def retention() -> None:
+    """Retention terms: the closed cases whose term has passed, and carrying the terms out."""
+
+
+@retention.command("list")
+@json_option
+@pass_ctx
+def retention_list(ctx: Context, as_json: bool) -> None:
+    """The closed cases whose retention term has passed, with the date it passed."""
+    from engine.app.retention import due, nothing_due
+    from engine.core.views import local, table
+
+    loket = ctx.open()
+    if as_json:
+        emit_json([d.as_json() for d in due(loket)])
+        return
+    tz = loket.organisation().timezone
+    rows = [(d.ref, d.type_key, local(d.closed_at, tz)[:10], d.term, d.due_on.isoformat(), d.action)
+            for d in due(loket)]
+    if not rows:
+        click.echo(nothing_due(loket))
+        return
+    click.echo(table(["ref", "type", "closed", "term", "passed on", "action"], rows))
+    click.echo(f"{len(rows)} case(s) due: 'loket retention run --reason TEXT --list FILE' carries the terms out")
+
+
+@retention.command("run")
+@click.option("--reason", required=True, help="Why (e.g. the selection list and its decision); on every tombstone.")
+@click.option("--list", "list_path", metavar="FILE",
+              help="Write the destruction list (CSV) of the cases destroyed, for the archivist to sign.")
+@json_option
+@pass_ctx
+def retention_run(ctx: Context, reason: str, list_path: str | None, as_json: bool) -> None:
+    """Carry out every retention term that has passed: redact or destroy each due case.
+
+    A destroyed case leaves a tombstone that seals and 'audit verify' account for. Cases are
+    destroyed wholly or not at all; a run that was stopped is resumed by running again.
+    """
+    from engine.app.retention import check_reason, run
+
+    check_reason(reason)
+    loket = ctx.open()
+    by = ctx.identity()
+    loket.require_operator(by, "retention run")
+    result = run(loket, reason, by=by, list_path=list_path, database=ctx.url)
+    if as_json:
+        emit_json(result.as_json())
+        return
+    if result.run is None:
+        click.echo(result.files_message)
+    else:
+        click.echo(f"retention run {result.run}: {result.destroyed} case(s) destroyed, {result.redacted} redacted"
+                   + (f", {len(result.skipped)} left as they were:" if result.skipped else ""))
+    for ref, why in result.skipped:
+        click.echo(f"  {ref}: {why}")
+    if result.list_file is not None:
+        runs = ", ".join(str(r) for r in result.list_runs)
+        click.echo(f"destruction list: {result.list_file}, {result.listed} case(s) of run(s) {runs}"
+                   f" (sha256 {result.list_sha256}); recorded in the configuration history for the archivist's"
+                   " verklaring van vernietiging")
+    if result.destroyed or result.redacted:
+        click.echo(f"files: {result.files_message}")
+
+
 # -- escalation, worker, outbox -------------------------------------------------------------
 
 
@@ -980,8 +1048,12 @@ def _interval(text: str, option: str) -> Any:
               help="How often to deliver the outbox.")
 @click.option("--maintain-every", default="1h", show_default=True, metavar="DURATION",
               help="How often to look after the database files (rewrites after a redaction).")
+@click.option("--retention-every", metavar="DURATION",
+              help="Also carry out the retention terms this often (off unless given; needs --retention-reason).")
+@click.option("--retention-reason", metavar="TEXT", help="The reason recorded on what the worker's retention runs do.")
 @pass_ctx
-def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: str) -> None:
+def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: str, retention_every: str | None,
+           retention_reason: str | None) -> None:
     """Sweep and deliver on a schedule until stopped (SIGTERM/SIGINT stop it within seconds)."""
     import threading
 
@@ -991,25 +1063,40 @@ def worker(ctx: Context, sweep_every: str, deliver_every: str, maintain_every: s
     every_sweep = _interval(sweep_every, "--sweep-every")
     every_deliver = _interval(deliver_every, "--deliver-every")
     every_maintain = _interval(maintain_every, "--maintain-every")
+    retention_run: tuple[dt.timedelta, str, Any] | None = None
+    if retention_every is None and retention_reason is not None:
+        raise InvalidValue("--retention-reason needs --retention-every DURATION (retention runs are off by default)")
+    if retention_every is not None:
+        from engine.app.retention import check_reason
+
+        every_retention = _interval(retention_every, "--retention-every")
+        if retention_reason is None:
+            raise InvalidValue("--retention-every needs --retention-reason TEXT: it is recorded on every tombstone")
+        retention_run = (every_retention, check_reason(retention_reason), None)
     loket = ctx.open()
     from engine.core.identity import require_service
 
     require_service(ctx.identity(), "the worker")
+    if retention_run is not None:
+        retention_run = (retention_run[0], retention_run[1], ctx.identity())
     settings = MailSettings.from_env()
     stop = threading.Event()
 
     def echo(line: str) -> None:
         click.echo(line, err=True)
 
-    jobs = worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop, maintain_every=every_maintain)
+    jobs = worker_jobs(loket, settings, every_sweep, every_deliver, echo, stop, maintain_every=every_maintain,
+                       retention=retention_run)
     run_worker(jobs, echo=echo, stop=stop)
 
 
 def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta, deliver_every: dt.timedelta,
                 echo: Callable[[str], None], stop: Any = None,
-                maintain_every: dt.timedelta | None = None) -> list[Job]:
+                maintain_every: dt.timedelta | None = None,
+                retention: tuple[dt.timedelta, str, Any] | None = None) -> list[Job]:
     """The worker's jobs: the engine's sweep, the outbox delivery through `settings`, and the
-    maintenance of the database files (the table rewrites a redaction left pending).
+    maintenance of the database files (the table rewrites a redaction left pending); with
+    `retention` (how often, the reason, who runs the worker), retention runs too.
 
     Each job runs in a thread of its own, so each gets a Loket of its own (their caches are
     not shared between threads); `stop` is the worker's stop event, for jobs that can take long.
@@ -1024,9 +1111,16 @@ def worker_jobs(loket: Loket, settings: MailSettings, sweep_every: dt.timedelta,
     def own() -> Loket:
         return Loket(loket.engine, loket.clock)
 
-    return [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
+    jobs = [Job("sweep", "sweeping", sweep_every, sweep_job, (loket, echo)),
             Job("deliver", "delivering", deliver_every, deliver_job, (own(), settings, echo, stop)),
             Job("maintain", "maintaining", maintain_every or datetime.timedelta(hours=1), maintain_job, (own(), echo))]
+    if retention is not None:
+        from engine.app.retention import retention_job
+
+        every, reason, by = retention
+        jobs.append(Job("retention", "carrying out retention terms", every, retention_job,
+                        (own(), reason, by, echo, stop)))
+    return jobs
 
 
 @cli.group()
@@ -1182,6 +1276,8 @@ def audit_verify(ctx: Context, against: tuple[str, ...], against_file: str | Non
         kept = f"; {len(digests)} seal(s) kept outside still hold" if digests else ""
         click.echo(f"ok: {result.cases} cases, {result.events} events, every chain intact;"
                    f" {result.config_events} configuration changes, their history intact{kept}")
+        if result.destroyed:
+            click.echo(f"destroyed when their retention ended (tombstones account for them): {result.destroyed_told()}")
     if not result.ok:
         click.echo(f"Error: {result.failure}", err=True)
         sys.exit(1)

@@ -71,6 +71,12 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     (sealed,) = [message for message in messages if "zegel 1" in str(message["Subject"])]
     assert sealed["To"] == "Dana Smit <d.smit@voorbeeld.example>"
     loket.engine.dispose()
+    # The meldingen carry a retention term: three weeks in, none has passed it.
+    assert "retention list" in out
+    code, listed, err = run_cli(capsys, "--db", f"sqlite:///{folder / 'loket.db'}", "retention", "list")
+    assert code == 0, err
+    assert re.search(r"^nothing is due: melding \(redact after 1 year\): \d+ closed case\(s\), none past the term$",
+                     listed.strip()), listed
 
 
 def test_the_alderman_and_the_assistant_react_some_instructions_met_and_one_missed(

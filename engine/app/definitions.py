@@ -80,15 +80,15 @@ class Definitions:
         `auditors`, an auditor), when the organisation names operators."""
         require_operator(self._org_or_none(), by, command, auditors=auditors)
 
-    def record_config(self, conn: sa.Connection, by: Identity | None, action: str, detail: dict[str, Any]) -> None:
-        """One event in the configuration history, in the transaction `conn` of the change.
-        A caller that says nobody (a library call, the demo) is recorded as its login."""
+    def record_config(self, conn: sa.Connection, by: Identity | None, action: str, detail: dict[str, Any]) -> int:
+        """One event in the configuration history, in the transaction `conn` of the change;
+        its seq. A caller that says nobody (a library call, the demo) is recorded as its login."""
         if by is None:
             by = self.identity()
         actor = by.person if by.assisting and by.person else by.actor
         if by.assisting:
             detail = {**detail, "on_behalf_of": by.actor}
-        config.record(conn, at=self.clock.now(), actor=actor, login=by.login, action=action, detail=detail)
+        return config.record(conn, at=self.clock.now(), actor=actor, login=by.login, action=action, detail=detail)
 
     def record_init(self, conn: sa.Connection, by: Identity | None, *, before: str | None, simulation: bool) -> None:
         """The schema made (`before` None) or upgraded, and whether this is a simulation database:

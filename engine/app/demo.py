@@ -458,5 +458,7 @@ def run_demo(
          f" loket --db sqlite:///{db} audit verify --against {sealed.digest})")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")
     echo(f"config:   loket --db sqlite:///{db} audit config   (who set this municipality up, and when)")
+    echo(f"retention: loket --db sqlite:///{db} retention list   (a reporter's data is erased a year after the"
+         " melding closed)")
     engine.dispose()
     return summary

@@ -37,12 +37,16 @@ from engine.core.organisation import parse_organisation
 from engine.core.replay import REPLAYED, Calendars, Replay, ReplayError, maybe_in_force
 from engine.errors import InvalidValue, LoketError, first_line
 from engine.store import audit as store
-from engine.store import config
+from engine.store import config, retention
 from engine.store.db import snapshot
 from engine.store.raw import Unreadable, shape
 
 if TYPE_CHECKING:
     from engine.app.service import Loket
+
+RETENTION_RUN = "retention_run"
+RETENTION_LIST = "retention_list"
+"""The configuration events of a retention run and of its destruction list (`engine.app.retention`)."""
 
 _COMPARED = tuple(name for name in REPLAYED if name not in ("last_seq", "last_hash"))
 """The columns compared with the replay; the chain's head is checked with the chain."""
@@ -59,16 +63,30 @@ class VerifyResult:
     seq: int | None = None
     against: list[str] = field(default_factory=list)
     """The seal digests kept outside the database that were checked too."""
+    destroyed: list[dict[str, Any]] = field(default_factory=list)
+    """Per retention run that destroyed cases: its run (configuration event), how many, and the
+    destruction list written (file name and SHA-256, or None)."""
 
     @property
     def ok(self) -> bool:
         return self.failure is None
 
     def as_json(self) -> dict[str, Any]:
-        shown = {"ok": self.ok, "cases": self.cases, "events": self.events, "config_events": self.config_events,
-                 "failure": self.failure, "ref": self.ref, "seq": self.seq}
+        shown: dict[str, Any] = {"ok": self.ok, "cases": self.cases, "events": self.events,
+                                 "config_events": self.config_events, "failure": self.failure, "ref": self.ref,
+                                 "seq": self.seq}
+        if self.destroyed:
+            shown["destroyed"] = self.destroyed
         # Only when digests kept outside were given: the shape without them stays as it was.
         return shown | {"against": self.against} if self.against else shown
+
+    def destroyed_told(self) -> str:
+        """The cases destroyed when their retention ended, per run, for people."""
+        parts = []
+        for d in self.destroyed:
+            listed = f", list {d['list']} (sha256 {d['list_sha256'][:16]}…)" if d.get("list") else ", no list written"
+            parts.append(f"{d['cases']} under retention run {d['run']}{listed}")
+        return "; ".join(parts)
 
 
 class Broken(Exception):
@@ -447,6 +465,8 @@ class _Recorded:
         self.types: dict[Any, Any] = {}
         self.seals: dict[Any, Any] = {}
         self.simulation = False
+        self.seq = 0
+        self.retention_runs: set[Any] = set()
 
     def take(self, action: str, detail: dict[str, Any]) -> None:
         if action == confighistory.ORG_LOAD:
@@ -455,6 +475,8 @@ class _Recorded:
             self.types.update((t.get("row"), t.get("digest")) for t in detail.get("types") or [])
         elif action == confighistory.AUDIT_SEAL:
             self.seals[detail.get("seal")] = detail.get("digest")
+        elif action == RETENTION_RUN:
+            self.retention_runs.add(self.seq)
         elif action == confighistory.HISTORY_STARTED:
             self.organisations.update((o.get("organisation"), o.get("digest"))
                                       for o in detail.get("organisations") or [])
@@ -488,6 +510,7 @@ def check_config(conn: sa.Connection, *, careful: bool = False) -> tuple[int, st
             return len(events), (f"configuration history event {seq} ({ev['action']}): its content does not match"
                                  " its hash (edited)")
         prev = ev["hash"]
+        recorded.seq = seq
         recorded.take(ev["action"], detail)
     return len(events), _unrecorded(conn, recorded, careful=careful)
 
@@ -525,12 +548,33 @@ def _unrecorded(conn: sa.Connection, recorded: _Recorded, *, careful: bool) -> s
     for seal_id in recorded.seals:
         if seal_id not in stored_seals:
             return f"seal {seal_id}, recorded in the configuration history, is gone"
+    for run, cases in retention.destroyed_per_run(conn):
+        if run not in recorded.retention_runs:
+            return (f"{cases} tombstone(s) name retention run {run}, which the configuration history does not record:"
+                    " they were stored behind the history's back")
     simulation = config.meta(conn, "simulation") == "true"
     if simulation != recorded.simulation:
         said = "is" if recorded.simulation else "is not"
         return (f"the database's simulation flag was changed behind the configuration history's back (the history"
                 f" says it {said} a simulation database)")
     return None
+
+
+def destruction_lists(conn: sa.Connection) -> dict[int, dict[str, Any]]:
+    """The destruction lists written, by the retention run they cover (the last list for a run)."""
+    lists: dict[int, dict[str, Any]] = {}
+    for ev in config.history(conn):
+        if ev["action"] == RETENTION_LIST and type(ev["detail"]) is dict:
+            for run in ev["detail"].get("runs") or []:
+                lists[run] = ev["detail"]
+    return lists
+
+
+def destroyed_runs(conn: sa.Connection) -> list[dict[str, Any]]:
+    """The retention runs that destroyed cases, with how many each and the list that names them."""
+    lists = destruction_lists(conn)
+    return [{"run": run, "cases": cases, "list": lists.get(run, {}).get("file"),
+             "list_sha256": lists.get(run, {}).get("sha256")} for run, cases in retention.destroyed_per_run(conn)]
 
 
 def _orphan(ev: Any) -> Broken:
@@ -606,6 +650,7 @@ def check(loket: Loket, conn: sa.Connection, *, careful: bool = False, against: 
             raise Broken(config_problem, None, None)
         if disagreement is not None:
             raise disagreement
+        result.destroyed = destroyed_runs(conn)
     except Broken as broken:
         if not careful and not (type(broken.ref) in (str, type(None)) and type(broken.seq) in (int, type(None))):
             # Named by a value that is itself damaged (a ref stored as binary data, say).

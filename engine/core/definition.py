@@ -25,13 +25,14 @@ from engine.core.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
 from engine.core.notify_rules import Notify, parse_notify
 from engine.core.organisation import RANKS, Organisation
 from engine.core.results import parse_results
+from engine.core.retention import Retention, parse_retention
 from engine.core.yamlfile import Locator, no_lines
 from engine.errors import InvalidValue, NotFound
 
 TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
     "fields", "initial", "states", "transitions", "escalation", "contact", "summary", "notify",
-    "responsible",
+    "responsible", "retention",
     # results (SPEC §12.2, engine.core.results)
     "measures", "area",
 )
@@ -112,6 +113,8 @@ class RequestType:
     """Numeric fields whose totals per outcome are reported (SPEC §12.2)."""
     area: str | None = None
     """The choice or text field by which results are grouped (SPEC §12.2)."""
+    retention: Retention | None = None
+    """How long a closed case is kept, and what then happens to it (SPEC §15)."""
     digest: str = ""
     """SHA-256 of the canonical source data: an unchanged file is not a new version."""
     _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
@@ -217,6 +220,7 @@ def parse_request_type(
                                             portfolio, org)
     responsible = _responsible(check, root, org)
     results = parse_results(check, root, fields, {name: spec.final for name, spec in states.items()})
+    retention = parse_retention(check, root.get("retention"), any(f.personal for f in fields.values()))
     check.raise_if_any()
     states = {name: replace(spec, outcome=results.outcomes.get(name)) for name, spec in states.items()}
     by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
@@ -225,8 +229,8 @@ def parse_request_type(
         initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
         lead_time=durations["lead_time"], service_norm=durations["service_norm"],
         max_extension=durations["max_extension"], contact=contact, summary=summary, notify=notify,
-        responsible=responsible, measures=results.measures, area=results.area, digest=digest_of(data),
-        _by_source=by_source,
+        responsible=responsible, measures=results.measures, area=results.area, retention=retention,
+        digest=digest_of(data), _by_source=by_source,
     )
 
 

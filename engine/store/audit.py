@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from engine.core.replay import REPLAYED
 from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
-from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t
+from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t, tombstones_t
 
 CASE_BATCH = 2000
 EVENT_BATCH = 5000
@@ -205,14 +205,20 @@ def seals(conn: sa.Connection, *, careful: bool) -> list[Any]:
 
 def first_unkept_head(conn: sa.Connection, seal_id: int) -> Any:
     """The first head a seal recorded that the history no longer holds as recorded, if any:
-    (ref, seq, case_row — None if the case is gone, event_hash — None if the event is gone, hash)."""
-    h, e, c = seal_heads_t.c, events_t.c, cases_t.c
+    (ref, seq, case_row — None if the case is gone, event_hash — None if the event is gone, hash).
+
+    A case destroyed when its retention term ended is accounted for by its tombstone, when that
+    holds the sealed head (same seq and hash) or a later one of the same case."""
+    h, e, c, t = seal_heads_t.c, events_t.c, cases_t.c, tombstones_t.c
+    destroyed = sa.and_(c.id.is_(None), t.case_id.is_not(None), t.ref == h.ref,
+                        sa.or_(t.last_seq > h.seq, sa.and_(t.last_seq == h.seq, t.last_hash == h.hash)))
     return conn.execute(
         sa.select(h.ref, h.seq, c.id.label("case_row"), e.hash.label("event_hash"), h.hash)
         .select_from(seal_heads_t.outerjoin(cases_t, c.id == h.case_id)
-                     .outerjoin(events_t, sa.and_(e.case_id == h.case_id, e.seq == h.seq)))
+                     .outerjoin(events_t, sa.and_(e.case_id == h.case_id, e.seq == h.seq))
+                     .outerjoin(tombstones_t, t.case_id == h.case_id))
         .where(h.seal_id == seal_id, h.seq > 0,
-               sa.or_(c.id.is_(None), e.hash.is_(None), e.hash != h.hash))
+               sa.or_(c.id.is_(None), e.hash.is_(None), e.hash != h.hash), sa.not_(destroyed))
         .order_by(h.case_id).limit(1)
     ).first()
 

@@ -265,6 +265,30 @@ class ConfigEventRow(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class TombstoneRow(SQLModel, table=True):
+    """What is left of a case destroyed when its retention term ended (SPEC §15): enough to
+    account for it in the seals and on the destruction list, and none of its content."""
+
+    __tablename__ = "retention_tombstone"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(unique=True)
+    """The destroyed case's row id, as the seals recorded it."""
+    ref: str = Field(max_length=32, unique=True)
+    type_key: str = Field(max_length=64)
+    type_version: int
+    closed_at: dt.datetime = _time(nullable=False)
+    term: str = Field(max_length=64)
+    """The retention term as applied, e.g. `7 years`."""
+    due_on: dt.date
+    destroyed_at: dt.datetime = _time(nullable=False)
+    destroyed_by: str = Field(max_length=64)
+    reason: str
+    run: int = Field(index=True)
+    """The configuration event (its seq) that recorded the retention run."""
+    last_seq: int
+    last_hash: str = Field(max_length=64)
+
+
 metadata = SQLModel.metadata
 meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
 organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
@@ -277,3 +301,4 @@ outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
 seals_t: sa.Table = SealRow.__table__  # type: ignore[attr-defined]
 seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]
 config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-defined]
+tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
