@@ -44,7 +44,8 @@ def record(engine: sa.Engine, rows: Sequence[Mapping[str, Any]], *, wait_ms: int
             finally:
                 if sqlite:
                     driver.execute(f"PRAGMA busy_timeout={busy_timeout_ms()}")  # type: ignore[union-attr]
-    except sa.exc.SQLAlchemyError:
+    except (sa.exc.SQLAlchemyError, engine.dialect.loaded_dbapi.Error):
+        # (SQLite's BEGIN IMMEDIATE goes straight to the driver: its error comes unwrapped.)
         return False
     return True
 
