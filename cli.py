@@ -1412,43 +1412,71 @@ def audit_access(ctx: Context, ref: str | None, since: str | None, as_json: bool
 @cli.command()
 @click.option("--html", "html", metavar="FILE",
               help="Write the report as one self-contained HTML page with charts, instead of text.")
+@click.option("--public", "public", metavar="FILE",
+              help="Write the public results page (Dutch, no personal data, no names, no references) to FILE.")
+@click.option("--since", metavar="DATE", help="Count what happened at or after this date/time (local).")
+@click.option("--until", metavar="DATE", help="Count what happened before this date/time (local; exclusive).")
+@click.option("--type", "type_key", metavar="TYPE", help="Only cases of this request type.")
+@click.option("--unit", metavar="UNIT", help="Only cases this unit held, and only its own time and stays.")
 @json_option
 @pass_ctx
-def report(ctx: Context, html: str | None, as_json: bool) -> None:
-    """Figures per request type and unit: lead times, waits, escalations, failed emails."""
-    run_report(ctx.open(), html, as_json, click.echo)
+def report(ctx: Context, html: str | None, public: str | None, since: str | None, until: str | None,
+           type_key: str | None, unit: str | None, as_json: bool) -> None:
+    """Figures per request type, area and unit: results, each clock, time held, bestuurlijke dekking."""
+    from engine.reporting.figures import Filters
+
+    loket = ctx.open()
+    tz = _timezone_of(loket)
+    filters = Filters(since=_day_or_time(since, "--since", tz), until=_day_or_time(until, "--until", tz),
+                      type_key=type_key, unit=unit)
+    run_report(loket, html, as_json, click.echo, filters=filters, public=public)
 
 
 if TYPE_CHECKING:
-    from engine.reporting.figures import Report
+    from engine.reporting.figures import Filters, Report
 
 
-def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[str], None]) -> Report:
-    """The body of `loket report [--html FILE] [--json]`, apart so that a test or a benchmark can
-    run it on a loket of its own.
+def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[str], None], *,
+               filters: Filters | None = None, public: str | None = None) -> Report:
+    """The body of `loket report [--html FILE] [--public FILE] [--json] [filters]`, apart so
+    that a test or a benchmark can run it on a loket of its own.
 
-    With --html the page is written and one line says where; with --json the figures are
-    printed as JSON (the page, if asked for, is still written); otherwise the text report.
-    Only --html imports the page's module, and with it plotly.
+    With --html or --public the page is written and one line says where; with --json the
+    figures are printed as JSON (the pages, if asked for, are still written); otherwise the
+    text report. Only --html imports the page's module, and with it plotly; the public page
+    draws its charts itself.
     """
-    from engine.app.report import gather
+    from engine.app.report import check_filters, gather
 
     database = loket.engine.url.render_as_string(hide_password=False)
-    if html is not None:
-        from engine.store.outfile import refuse_database
+    if filters is not None:
+        check_filters(loket, filters)  # before any file is touched
+    for path in (html, public):
+        if path is not None:
+            from engine.store.outfile import refuse_database
 
-        refuse_database(html, database)  # before the figures are gathered, not after
-    result = gather(loket)
+            refuse_database(path, database)  # before the figures are gathered, not after
+    result = gather(loket, filters)
+    written = False
     if html is not None:
         from engine.reporting.html import write_page
 
         size = write_page(result, loket.latest_types(), html, database=database)
+        written = True
         if not as_json:
             echo(f"report page written to {html} ({size // 1024} KiB, {result.total.open} open and"
                  f" {result.total.closed} closed cases)")
+    if public is not None:
+        from engine.reporting.public import write_public
+
+        size = write_public(result, loket.latest_types(), public, database=database)
+        written = True
+        if not as_json:
+            echo(f"public results page written to {public} ({size // 1024} KiB, {result.total.closed}"
+                 " closed cases)")
     if as_json:
         echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
-    elif html is None:
+    elif not written:
         from engine.reporting.text import render_text
 
         echo(render_text(result))

@@ -8,7 +8,9 @@ For SQLite and PostgreSQL, same run, each measurement in a fresh child process (
 - floor 2, `stream`: the report's own three streamed queries (cases by id, their created and
   transition events by case and seq, escalations), every row fetched and nothing computed —
   the least a report must do that figures medians and time per state exactly;
-- `run_report` text, and `run_report --html` (plotly's import and Graphviz included).
+- `run_report` text, and `run_report --html` (plotly's import and Graphviz included);
+- `run_report --public` (the public results page), and the text report filtered to the last
+  thirteen weeks and one request type (`--since`, `--until`, `--type`).
 
 Each is run `--runs` times (default 3) and the fastest counts: on a shared machine the
 slower runs measure its load. Time is around the call alone (opening the connection and
@@ -253,7 +255,8 @@ def child(mode: str, url: str, out_dir: str) -> None:
     from cli import run_report
 
     # run_report imports these on use; imported here, the clock below times the report alone.
-    from engine.reporting import gather, text  # noqa: F401
+    from engine.app import report  # noqa: F401
+    from engine.reporting import builder, text  # noqa: F401
 
     loket = Loket(open_engine(url), FixedClock(NOW))
     page = Path(out_dir) / "report.html"
@@ -269,11 +272,18 @@ def child(mode: str, url: str, out_dir: str) -> None:
         run_report(loket, None, False, lambda _: None)
     elif mode == "html":
         run_report(loket, str(page), False, lambda _: None)
+    elif mode == "public":
+        run_report(loket, None, False, lambda _: None, public=str(page))
+    elif mode == "period":
+        from engine.reporting.figures import Filters
+
+        run_report(loket, None, False, lambda _: None,
+                   filters=Filters(since=NOW - dt.timedelta(days=91), until=NOW, type_key="bewonersinitiatief"))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     after = _status_kb("VmHWM")
     print(json.dumps({"seconds": seconds, "cpu": cpu, "growth_mb": (after - before) / 1024,
                       "peak_mb": after / 1024,
-                      "page_kb": page.stat().st_size // 1024 if mode == "html" else None}))
+                      "page_kb": page.stat().st_size // 1024 if mode in ("html", "public") else None}))
 
 
 def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
@@ -296,7 +306,7 @@ def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int
     print(f"\n{label}: {totals['cases']:,} cases, {totals['events']:,} events, "
           f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails "
           f"(loaded in {totals['load_seconds']:.0f} s)")
-    modes = ("group_by", "stream", "text", "html")
+    modes = ("group_by", "stream", "text", "html", "public", "period")
     results = {mode: measure(mode, url, out_dir, runs) for mode in modes}
     floor = results["group_by"]["seconds"]
     stream = results["stream"]["seconds"]
@@ -304,12 +314,14 @@ def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int
           f"{'growth MB':>11}{'peak MB':>9}")
     names = {"group_by": "floor: GROUP BY over the rows",
              "stream": "floor: stream the report's rows",
-             "text": "loket report", "html": "loket report --html"}
+             "text": "loket report", "html": "loket report --html",
+             "public": "loket report --public",
+             "period": "report --since 13w --type (one type)"}
     for mode, r in results.items():
         print(f"  {names[mode]:<34}{r['seconds']:>9.2f}{r['cpu']:>7.2f}"
               f"{r['seconds'] / floor:>12.1f}"
               f"{r['seconds'] / stream:>10.2f}{r['growth_mb']:>11.0f}{r['peak_mb']:>9.0f}")
-    print(f"  page: {results['html']['page_kb']:,} KiB")
+    print(f"  page: {results['html']['page_kb']:,} KiB; public page: {results['public']['page_kb']:,} KiB")
 
 
 def main() -> None:

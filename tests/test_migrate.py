@@ -333,7 +333,7 @@ def test_the_command_line_lists_and_exits_as_the_spec_says(
     loket: Loket, cases: dict[str, str], db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with loket.engine.begin() as conn:
-        loket.set_meta(conn, "simulation", "true")  # so that --now sets the run's time
+        loket.mark_simulation(conn)  # so that --now sets the run's time
     before = _dump(loket)
     now = ("--now", "2026-03-23T11:00")
     code, out, _ = run_cli(capsys, "--db", db_url, *now, "workflow", "migrate", KEY, "--to", "2", "--dry-run")

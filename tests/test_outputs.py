@@ -24,7 +24,7 @@ from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 STAFF = "c.devries"
-OUTPUTS = [["audit", "export", "-o"], ["audit", "export", "--output"], ["report", "--html"]]
+OUTPUTS = [["audit", "export", "-o"], ["audit", "export", "--output"], ["report", "--html"], ["report", "--public"]]
 
 
 def only_error(err: str) -> str:

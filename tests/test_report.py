@@ -144,27 +144,44 @@ def test_lead_times_and_on_time_per_type(loket: Loket, history: dict[str, str]) 
     assert (melding.lead_days.median, melding.lead_days.p90) == (3.0, 16.0)
     # Working days ended in between: M1 Mon 02, Tue 03, Wed 04 = 3; M2 Mon 02 .. Tue 17 = 12.
     assert (melding.lead_working_days.median, melding.lead_working_days.p90) == (3, 12)
-    # No lead time, so the service norm (end Mon 09-03) counts: M1 on time, M2 late.
-    assert (melding.on_time, melding.on_time_counted, melding.share_on_time) == (1, 2, 0.5)
+    # Each clock on its own. Service norm 5 wd: M1 met (end Mon 09-03); M2 closed late; M3
+    # (end Tue 10-03) and M4 (end Wed 18-03) are open past it.
+    norm = melding.clocks["service_norm"]
+    assert (norm.met, norm.late, norm.open_past, norm.share) == (1, 1, 2, 0.25)
+    assert melding.clocks["legal_term"].counted == 0  # melding has no legal term
+    # State deadlines per stay: ontvangen (1 wd) M1 met, M2 late, M3 open past, M4 met;
+    # in_behandeling (4 wd) M1 met, M2 late (end Thu 12), M4 open past (end Tue 17).
+    stays_ = melding.clocks["state_deadlines"]
+    assert (stays_.met, stays_.late, stays_.open_past) == (3, 2, 2)
     assert melding.overdue == 2  # M3 (due Wed 04), M4 (due Tue 17)
+    assert melding.received == 4
+    assert melding.results.outcomes == {"done": 2}
 
     initiative = types["bewonersinitiatief"]
     assert (initiative.open, initiative.closed) == (2, 1)  # open B2, B3; closed B1
     assert (initiative.lead_days.median, initiative.lead_days.p90) == (7.0, 7.0)  # Mon 02 → Mon 09
     assert initiative.lead_working_days.median == 5  # Mon 02 .. Fri 06
-    assert (initiative.on_time, initiative.on_time_counted) == (1, 1)  # within 8 weeks
+    legal = initiative.clocks["legal_term"]
+    assert (legal.met, legal.late, legal.open_past) == (1, 0, 0)  # B1 within 8 weeks; B2, B3 run
+    # B1: ingediend, beoordeling, besluit met; B2: ingediend, beoordeling met (wacht_op_bewoner
+    # has no deadline); B3 ingediend open past its end (Wed 11).
+    stays_ = initiative.clocks["state_deadlines"]
+    assert (stays_.met, stays_.late, stays_.open_past) == (5, 0, 1)
     assert initiative.overdue == 1  # B3; B2's clock stands still
+    assert initiative.results.outcomes == {"granted": 1}
+    assert initiative.results.measures == {"amount": {"granted": 750}}
 
     nothing = types["bijdrage"]
     assert (nothing.open, nothing.closed, nothing.lead_days.count) == (0, 0, 0)
-    assert nothing.share_on_time is None
+    assert all(clock.share is None for clock in nothing.clocks.values())
 
     total = report.total
     assert (total.open, total.closed, total.overdue) == (4, 3, 3)
     # [3, 7, 16]: median rank 2 → 7, P90 rank ⌈2.7⌉ = 3 → 16; working days [3, 5, 12].
     assert (total.lead_days.median, total.lead_days.p90) == (7.0, 16.0)
     assert (total.lead_working_days.median, total.lead_working_days.p90) == (5, 12)
-    assert (total.on_time, total.on_time_counted) == (2, 3)
+    assert total.clocks["service_norm"].counted == 5
+    assert (total.clocks["legal_term"].met, total.clocks["legal_term"].counted) == (1, 1)
 
 
 def test_figures_per_unit(loket: Loket, history: dict[str, str]) -> None:
@@ -172,21 +189,26 @@ def test_figures_per_unit(loket: Loket, history: dict[str, str]) -> None:
     assert list(units)[:2] == ["wijkteam", "openbare_ruimte"]  # the organisation's order
 
     wijkteam = units["wijkteam"]
-    # Open: M3, B2, B3. Closed: B1, which left besluit (wijkteam) for toegekend.
-    assert (wijkteam.open, wijkteam.closed, wijkteam.overdue) == (3, 1, 2)
-    assert (wijkteam.lead_days.median, wijkteam.on_time, wijkteam.on_time_counted) == (7.0, 1, 1)
+    # Open: M3, B2, B3.
+    assert (wijkteam.open, wijkteam.overdue) == (3, 2)
+    # Its own stays only: every bewonersinitiatief stay (19.125 + 4 + 14 d 2 h + 4) and the
+    # melding stays in ontvangen (1/24 + 1 + 4 + 17.125); never the time at Openbare Ruimte.
+    assert wijkteam.stays == 11 and wijkteam.open_stays == 3
+    assert wijkteam.held_days == pytest.approx(19.125 + 4 + 14 + 2 / 24 + 4 + 1 / 24 + 1 + 4 + 17.125)
     # M3: 1, 2, 3, service_norm; B3: 1, 2, 3.
     assert wijkteam.escalations == {"1": 2, "2": 2, "3": 2, "service_norm": 1}
 
     public_space = units["openbare_ruimte"]
-    # Open: M4. Closed: M1 and M2, both from in_behandeling (openbare_ruimte).
-    assert (public_space.open, public_space.closed, public_space.overdue) == (1, 2, 1)
-    assert (public_space.lead_days.median, public_space.lead_days.p90) == (3.0, 16.0)
-    assert (public_space.on_time, public_space.on_time_counted) == (1, 2)
+    # Open: M4. It held M1 2 days, M2 12 days and M4 9 d 2 h so far, in in_behandeling.
+    assert (public_space.open, public_space.overdue) == (1, 1)
+    assert (public_space.stays, public_space.open_stays) == (3, 1)
+    assert public_space.held_days == pytest.approx(2 + 12 + 9 + 2 / 24)
+    deadlines = public_space.state_deadlines
+    assert (deadlines.met, deadlines.late, deadlines.open_past) == (1, 1, 1)
     # M2: service_norm; M4: 1, 2, service_norm.
     assert public_space.escalations == {"1": 1, "2": 1, "service_norm": 2}
 
-    assert all(units[u].open == units[u].closed == 0 for u in ("welzijn", "politie"))
+    assert all(units[u].open == units[u].stays == 0 for u in ("welzijn", "politie"))
 
 
 def test_time_per_state(loket: Loket, history: dict[str, str]) -> None:
@@ -258,15 +280,18 @@ def test_text_report_has_every_section(loket: Loket, history: dict[str, str]) ->
     run_report(loket, None, False, lines.append)
     text = "\n".join(lines)
     assert text.startswith("Report for Gemeente Voorbeeld at 2026-03-20 13:00 Europe/Amsterdam")
-    for heading in ("Per request type", "Per unit", "Time per state", "Escalations per rung",
+    for heading in ("Per request type", "Clocks, each on its own", "Results per type and area", "Per unit",
+                    "Time per state", "Escalations per rung", "Bestuurlijke dekking", "Per week",
                     "Longest waiting", "Failed emails: 3"):
         assert f"\n{heading}" in text
     rows: dict[str, list[str]] = {}
     for line in text.splitlines():
         if line.strip():
             rows.setdefault(line.split()[0], line.split())  # the first table naming it
-    assert rows["melding"] == ["melding", "2", "2", "3.0", "16.0", "3", "12", "1/2", "(50%)", "2"]
-    assert rows["(all)"] == ["(all)", "4", "3", "7.0", "16.0", "5", "12", "2/3", "(67%)", "3"]
+    assert rows["melding"] == ["melding", "4", "2", "2", "3.0", "16.0", "3", "12", "2"]
+    assert rows["(all)"] == ["(all)", "7", "4", "3", "7.0", "16.0", "5", "12", "3"]
+    assert "melding             service norm                1    1     2          1/4 (25%)" in text
+    assert rows["2026-W10"] == ["2026-W10", "6", "1", "2"]
     assert rows[history["B2"]][-2:] == ["14.1", "stopped"]
     headers = next(line.split() for line in text.splitlines() if line.startswith("BY "))
     assert headers == ["BY", "1", "2", "3", "SERVICE_NORM", "TOTAL"]
@@ -279,22 +304,46 @@ def test_json_shape(loket: Loket, history: dict[str, str]) -> None:
     out: list[str] = []
     run_report(loket, None, True, out.append)
     data = json.loads("".join(out))
-    assert set(data) == {"municipality", "timezone", "now", "date", "types", "units", "total",
+    assert set(data) == {"municipality", "timezone", "filters", "now", "date", "types", "units", "total",
                          "time_per_state", "escalations_by_day", "overdue", "longest_waiting",
-                         "failed_emails"}
+                         "failed_emails", "results_by_area", "weeks", "bestuurlijke_dekking"}
+    assert data["filters"] == {"since": None, "until": None, "type": None, "unit": None}
     assert (data["municipality"], data["date"], data["now"]) == (
         "Gemeente Voorbeeld", "2026-03-20", "2026-03-20T12:00:00.000000Z")
     melding = next(t for t in data["types"] if t["key"] == "melding")
     assert melding == {
         "key": "melding", "name": "Melding openbare ruimte", "title": "Melding openbare ruimte",
-        "open": 2, "closed": 2,
+        "received": 4, "open": 2, "closed": 2,
         "lead_time_days": {"count": 2, "median": 3.0, "p90": 16.0},
         "lead_time_working_days": {"count": 2, "median": 3, "p90": 12},
-        "on_time": {"on_time": 1, "counted": 2, "share": 0.5},
+        "clocks": {
+            "state_deadlines": {"met": 3, "late": 2, "open_past": 2, "counted": 7, "share": 0.429},
+            "service_norm": {"met": 1, "late": 1, "open_past": 2, "counted": 4, "share": 0.25},
+            "legal_term": {"met": 0, "late": 0, "open_past": 0, "counted": 0, "share": None},
+        },
         "overdue": 2,
         "escalations": {"1": 2, "2": 2, "3": 1, "service_norm": 3},
+        "outcomes": {"done": 2}, "measures": {},
     }
-    assert set(data["units"][0]) == set(melding) - {"title"}
+    assert "on_time" not in data["total"]  # no single mixed "on time"
+    assert data["units"][1] == {
+        "key": "openbare_ruimte", "name": "Openbare Ruimte", "open": 1, "overdue": 1,
+        "held": {"stays": 3, "open_stays": 1, "days": 23.083, "median_days_per_stay": 9.083},
+        "state_deadlines": {"met": 1, "late": 1, "open_past": 1, "counted": 3, "share": 0.333},
+        "escalations": {"1": 1, "2": 1, "service_norm": 2},
+    }
+    assert data["results_by_area"][0] == {
+        "type": "bewonersinitiatief", "area": None, "closed": 1, "outcomes": {"granted": 1},
+        "measures": {"amount": {"granted": 750}}, "lead_time_days": {"count": 1, "median": 7.0, "p90": 7.0},
+        "legal_term": {"met": 1, "late": 0, "open_past": 0, "counted": 1, "share": 1.0},
+    }
+    assert data["weeks"] == [
+        {"week": "2026-W10", "monday": "2026-03-02", "received": 6, "closed": 1, "overdue": 2},
+        {"week": "2026-W11", "monday": "2026-03-09", "received": 1, "closed": 1, "overdue": 2},
+        {"week": "2026-W12", "monday": "2026-03-16", "received": 0, "closed": 1, "overdue": 1},
+    ]
+    assert [a["administrator"] for a in data["bestuurlijke_dekking"]] == [
+        "wethouder.wijken", "wethouder.openbare_ruimte", "wethouder.zorg"]
     assert data["time_per_state"][0] == {
         "type": "bewonersinitiatief", "state": "ingediend", "label": "Ingediend",
         "unit": "wijkteam", "unit_name": "Wijkteam Noord", "stays": 3, "open_stays": 1,
@@ -432,8 +481,8 @@ def test_page_is_self_contained_and_escaped(sqlite_history: Loket, tmp_path: Pat
     external = [f for f in parser.found if re.match(r"\s*(https?:)?//", f[2], re.I)]
     assert external == []
     assert all(value.startswith("#") for _, _, value in parser.found)  # only the table of contents
-    assert page.count("Plotly.newPlot") == 5  # lead times, overdue, escalations, 2 types waiting
-    assert page.count("<script") == 1 + 5  # plotly.js once, then one per chart
+    assert page.count("Plotly.newPlot") == 6  # lead times, overdue, escalations, weeks, 2 types waiting
+    assert page.count("<script") == 1 + 6  # plotly.js once, then one per chart
 
 
 def test_page_without_graphviz_shows_mermaid(sqlite_history: Loket) -> None:

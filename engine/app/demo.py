@@ -126,6 +126,7 @@ class Simulation:
         self.loket = loket
         self.clock = clock
         self.rng = rng
+        self.places = random.Random(hash(rng.getstate()[1]))  # its state's ints: draws nothing from `rng`
         self.org = loket.organisation()
         self.people = sorted(self.org.people)
         self.stats: Counter[str] = Counter()
@@ -165,7 +166,13 @@ class Simulation:
     def new_case(self, key: str) -> None:
         rt = self.loket.request_type(key)
         data = []
+        if rt.area is not None and self.places.random() < 0.8:
+            # The area (buurt) comes from a random stream of its own, so that the rest of the
+            # run is the same as before types named one.
+            data.append(f"{rt.area}={self.places.choice(rt.fields[rt.area].options or STREETS)}")
         for name, spec in rt.fields.items():
+            if name == rt.area:
+                continue
             # Seven residents in ten leave their email address (the type's `contact`): they
             # are told the case's steps. The rest hear nothing, and nothing fails.
             if spec.required and spec.type == "text":
@@ -213,7 +220,7 @@ class Simulation:
             if case.assignee is None and self.rng.random() < 0.3:
                 self._assign(case)
                 case = self.loket.get_case(ref)
-            if self._decision_near(case) and self.rng.random() < 0.1:
+            if self._decision_near(case) and self.rng.random() < 0.15:
                 self._extend(case)
                 case = self.loket.get_case(ref)
             if self.rng.random() < self.responsiveness(case):
@@ -272,14 +279,16 @@ class Simulation:
         return out
 
     def _decision_near(self, case: Case) -> bool:
-        """The legal term ends within three weeks and was not extended yet: a lead may see it
+        """The legal term ends within five weeks and was not extended yet: a lead may see it
         will not be met and extend it (and the resident is told the new date and why)."""
         return (case.case_due is not None and case.ref not in self.extended and case.suspended_at is None
-                and case.case_due - self.clock.now() < dt.timedelta(weeks=3))
+                and case.case_due - self.clock.now() < dt.timedelta(weeks=5))
 
     def _extend(self, case: Case) -> None:
         self.extended.add(case.ref)
-        leads = [p for p in self.members(case.owner) if self.org.rank(p, case.owner) >= 2]
+        # The unit that answers for the legal term extends it, whoever holds the case (SPEC §12.3).
+        unit = self.loket.type_of(case).answering_unit() or case.owner
+        leads = [p for p in self.members(unit) if self.org.rank(p, unit) >= 2]
         if not leads:
             return
         try:
@@ -393,6 +402,14 @@ def run_demo(
     write_page(report, loket.latest_types(), str(page),
                database=loket.engine.url.render_as_string(hide_password=False))
     summary["report"] = str(page.resolve())
+    # The public results page (SPEC §12.2), beside the report: what the municipality would
+    # publish on its website.
+    from engine.reporting.public import write_public
+
+    public = root / "resultaten.html"
+    write_public(report, loket.latest_types(), str(public),
+                 database=loket.engine.url.render_as_string(hide_password=False))
+    summary["public"] = str(public.resolve())
     echo("")
     echo(render_text(report))
     echo("")
@@ -400,7 +417,8 @@ def run_demo(
          " escalations by rung: " + (", ".join(f"{k}: {v}" for k, v in summary["escalations"].items()) or "none"))
     told = summary["administrators"]
     given = told["instructions"]
-    echo(f"administrators: {told['comments']} comments and {given['given']} instructions on escalations"
+    echo(f"administrators: {told['comments']} comment{'' if told['comments'] == 1 else 's'} and {given['given']}"
+         f" instruction{'' if given['given'] == 1 else 's'} on escalations"
          f" ({given['met']} met, {given['missed']} missed, {given['open']} open)"
          + ("" if given["given"] else "; no escalation reached an administrator yet"))
     echo("messages by kind: " + (", ".join(f"{k}: {v}" for k, v in messages.items()) or "none"))
@@ -409,6 +427,7 @@ def run_demo(
     digests = sum("_digest_" in name for name in files)
     echo(f"emails:   {summary['emails']} ({len(files)} messages, {digests} of them digests of several cases)")
     echo(f"report:   {summary['report']}")
+    echo(f"public:   {summary['public']} (the results page for the municipality's website)")
     echo(f"seal:     {sealed.id}, digest {sealed.digest} (mailed to the auditor; check with"
          f" loket --db sqlite:///{db} audit verify --against {sealed.digest})")
     echo(f"try:      loket --db sqlite:///{db} case list --overdue")

@@ -1,15 +1,28 @@
 """The report at the loket's clock, read from its database inside one snapshot.
 
 The cases and their state changes are streamed side by side into the builder, so memory
-follows the number of groups, states and stays, never the number of events held at once.
+follows the number of groups, states and stays, never the number of events held at once
+(the events of the bestuurlijke dekking — escalations to administrators, their comments and
+instructions — are few, and read first, by case).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.errors import InvalidValue, NotFound
 from engine.reporting.builder import ReportBuilder, with_moves
-from engine.reporting.figures import FAILED_SHOWN, CaseFacts, EscalationFact, FailedEmail, Move, Report
+from engine.reporting.dekking import acting_for
+from engine.reporting.figures import (
+    FAILED_SHOWN,
+    AdminEvent,
+    CaseFacts,
+    EscalationFact,
+    FailedEmail,
+    Filters,
+    Move,
+    Report,
+)
 from engine.store import reports
 from engine.store.db import snapshot
 
@@ -17,19 +30,40 @@ if TYPE_CHECKING:
     from engine.app.service import Loket
 
 
-def gather(loket: Loket) -> Report:
-    """Five queries, two of them streamed side by side; all see the same moment."""
+def check_filters(loket: Loket, filters: Filters) -> None:
+    """Refuse filters that name nothing: an unknown type or unit, a period that is empty."""
+    if filters.type_key is not None and filters.type_key not in {rt.key for rt in loket.latest_types()}:
+        known = ", ".join(rt.key for rt in loket.latest_types()) or "none loaded"
+        raise NotFound(f"unknown request type '{filters.type_key}' (types: {known})")
+    units = loket.organisation().units
+    if filters.unit is not None and filters.unit not in units:
+        raise NotFound(f"unknown unit '{filters.unit}' (units: {', '.join(units) or 'none'})")
+    if filters.since is not None and filters.until is not None and filters.until <= filters.since:
+        raise InvalidValue("--until must be after --since: the period is empty")
+
+
+def gather(loket: Loket, filters: Filters | None = None) -> Report:
+    """Six queries, two of them streamed side by side; all see the same moment."""
+    filters = filters or Filters()
+    check_filters(loket, filters)
     now = loket.clock.now()
-    builder = ReportBuilder(
-        now=now, org=loket.organisation(), calendar=loket.calendar(), latest=loket.latest_types(),
-        type_of=loket.request_type,
-    )
+    org = loket.organisation()
+    period = reports.Period(filters.type_key, filters.since, filters.until)
     with snapshot(loket.engine) as conn:
-        cases = map(CaseFacts._make, reports.case_rows(conn, now))
-        moves = map(Move._make, reports.move_rows(conn))
+        acting = acting_for(org)
+        admin_events: dict[int, list[AdminEvent]] = {}
+        for row in reports.admin_event_rows(conn, org.administrators, acting, period):
+            event = AdminEvent._make(row)
+            admin_events.setdefault(event.case_id, []).append(event)
+        builder = ReportBuilder(
+            now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
+            type_of=loket.request_type, filters=filters, admin_events=admin_events,
+        )
+        cases = map(CaseFacts._make, reports.case_rows(conn, now, period))
+        moves = map(Move._make, reports.move_rows(conn, period))
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
-        for escalation in map(EscalationFact._make, reports.escalation_rows(conn)):
+        for escalation in map(EscalationFact._make, reports.escalation_rows(conn, period)):
             builder.add_escalation(escalation)
         failed_count = reports.failed_count(conn)
         failed = [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]

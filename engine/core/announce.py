@@ -214,6 +214,7 @@ def _notice(
         previous_due=data.get("from") if event == E.EXTENDED else None,
         state_due=state_due,
         command=None if resident else f"loket case show {new.ref}",
+        outcome=state.outcome if event == E.CLOSED else None,
     )
     kind = (_RESIDENT_KINDS.get(event, MailKind.RESIDENT_UPDATE) if resident
             else _STAFF_KINDS.get(event, MailKind.CASE_UPDATE))

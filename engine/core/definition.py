@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -24,6 +24,7 @@ from engine.core.durations import Duration, parse_duration
 from engine.core.fields import FIELD_KEYS, FIELD_TYPES, FieldSpec
 from engine.core.notify_rules import Notify, parse_notify
 from engine.core.organisation import RANKS, Organisation
+from engine.core.results import parse_results
 from engine.core.yamlfile import Locator, no_lines
 from engine.errors import InvalidValue, NotFound
 
@@ -31,8 +32,10 @@ TYPE_KEYS = (
     "key", "title", "prefix", "portfolio", "lead_time", "service_norm", "max_extension",
     "fields", "initial", "states", "transitions", "escalation", "contact", "summary", "notify",
     "responsible",
+    # results (SPEC §12.2, engine.core.results)
+    "measures", "area",
 )
-STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation")
+STATE_KEYS = ("label", "owner", "deadline", "clock", "final", "timeout", "escalation", "outcome")
 TRANSITION_KEYS = ("trigger", "from", "to", "roles", "requires", "comment", "when")
 RUNG_KEYS = ("before", "after", "to")
 LADDER_TARGETS = ("assignee", "lead", "head", "administrator")
@@ -66,6 +69,8 @@ class StateSpec:
     final: bool = False
     timeout: Timeout | None = None
     escalation: tuple[Rung, ...] | None = None
+    outcome: str | None = None
+    """A final state's outcome word (granted, rejected, withdrawn, done), if it names one."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class RequestType:
     notify: Notify = field(default_factory=Notify)
     responsible: str | None = None
     """The unit that answers for the decision and its legal term (SPEC §12.3), as written."""
+    measures: tuple[str, ...] = ()
+    """Numeric fields whose totals per outcome are reported (SPEC §12.2)."""
+    area: str | None = None
+    """The choice or text field by which results are grouped (SPEC §12.2)."""
     digest: str = ""
     """SHA-256 of the canonical source data: an unchanged file is not a new version."""
     _by_source: Mapping[tuple[str, str], TransitionSpec] = field(default_factory=dict, repr=False)
@@ -198,14 +207,17 @@ def parse_request_type(
     contact, summary, notify = parse_notify(check, root, fields, states, {t.trigger for t in transitions},
                                             portfolio, org)
     responsible = _responsible(check, root, org)
+    results = parse_results(check, root, fields, {name: spec.final for name, spec in states.items()})
     check.raise_if_any()
+    states = {name: replace(spec, outcome=results.outcomes.get(name)) for name, spec in states.items()}
     by_source = {(s, t.trigger): t for t in transitions for s in t.sources}
     return RequestType(
         key=key, title=title, prefix=prefix, portfolio=portfolio, fields=fields,
         initial=str(initial), states=states, transitions=tuple(transitions), escalation=ladder,
         lead_time=durations["lead_time"], service_norm=durations["service_norm"],
         max_extension=durations["max_extension"], contact=contact, summary=summary, notify=notify,
-        responsible=responsible, digest=digest_of(data), _by_source=by_source,
+        responsible=responsible, measures=results.measures, area=results.area, digest=digest_of(data),
+        _by_source=by_source,
     )
 
 

@@ -10,35 +10,57 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 from array import array
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType, StateSpec
+from engine.core.durations import Duration
+from engine.core.notices import summary_of
 from engine.core.organisation import Organisation
+from engine.core.results import OUTCOMES, REALISED
 from engine.core.vocabulary import Action
+from engine.reporting.dekking import DekkingTally
 from engine.reporting.figures import (
+    CLOCKS,
     LONGEST,
+    AdminEvent,
+    AreaFigures,
     CaseFacts,
+    ClockShare,
     EscalationFact,
     FailedEmail,
+    Filters,
     GroupFigures,
     Move,
+    Realised,
     Report,
+    Results,
     Spread,
     StateFigures,
+    UnitFigures,
     Waiting,
+    WeekFigures,
     flow_order,
     rung_order,
 )
 
 DAY = 86400.0
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _LAST_SECOND = dt.time(23, 59, 59)
 _TRANSITION = Action.TRANSITION
 """Looked up once: reading a member off its enum class costs more than the comparison, and
 this one is compared for every state change."""
+_CREATED, _SUSPENDED, _RESUMED = Action.CREATED, Action.SUSPENDED, Action.RESUMED
+RECENT = 10
+"""How many recently realised cases the report keeps (the public page shows them)."""
+NO_OUTCOME = "none"
+"""The outcome of a case closed in a final state that names none."""
 
 
 class WorkingDayCounter:
@@ -100,14 +122,54 @@ def stays(moves: Iterable[Move], now: dt.datetime,
 
     A simulation clock can be set back, so a stay is never shorter than nothing.
     """
+    for state, start, end, _ in spans(moves):
+        if end is not None:
+            yield state, max((end - start).total_seconds(), 0.0) / DAY, False
+        elif not is_final(state):
+            yield state, max((now - start).total_seconds(), 0.0) / DAY, True
+
+
+Span = tuple[str, dt.datetime, "dt.datetime | None", "tuple[tuple[dt.datetime, dt.datetime | None], ...]"]
+"""One stay: (state, when it began, when it ended or None while it lasts, the times its clock
+stood still within it — a stop still running has no end). A plain tuple: one is made for
+every stay the report reads."""
+
+
+_NO_STOPS: tuple[tuple[dt.datetime, dt.datetime | None], ...] = ()
+
+
+def spans(moves: Iterable[Move]) -> list[Span]:
+    """The stays of one case from its moves in seq order (the last one may be a final state).
+    Run for every case the report reads, so it builds plain tuples and shares the empty tuple
+    of stops that nearly every stay has."""
+    out: list[Span] = []
     state: str | None = None
     since: dt.datetime | None = None
-    for move in moves:
-        if move.action == _TRANSITION and state is not None and since is not None:
-            yield state, max((move.at - since).total_seconds(), 0.0) / DAY, False
-        state, since = move.to_state, move.at
-    if state is not None and since is not None and not is_final(state):
-        yield state, max((now - since).total_seconds(), 0.0) / DAY, True
+    stops: list[tuple[dt.datetime, dt.datetime | None]] | None = None
+    stopped: dt.datetime | None = None
+    for _, at, action, _, to_state in moves:
+        if action == _TRANSITION:
+            if state is not None and since is not None:
+                if stopped is not None:
+                    stops = [*(stops or ()), (stopped, at)]
+                out.append((state, since, at, tuple(stops) if stops else _NO_STOPS))
+        elif action == _SUSPENDED:
+            if stopped is None:
+                stopped = at
+            continue
+        elif action == _RESUMED:
+            if stopped is not None:
+                stops = [*(stops or ()), (stopped, at)]
+                stopped = None
+            continue
+        elif action != _CREATED:
+            continue
+        state, since, stops, stopped = to_state, at, None, None
+    if state is not None and since is not None:
+        if stopped is not None:
+            stops = [*(stops or ()), (stopped, None)]
+        out.append((state, since, None, tuple(stops) if stops else _NO_STOPS))
+    return out
 
 
 def with_moves(
@@ -126,21 +188,83 @@ def with_moves(
         yield case, own
 
 
-class _Tally:
-    __slots__ = ("closed", "escalations", "lead", "lead_working", "on_time", "on_time_counted",
-                 "open", "overdue")
+MET, LATE, OPEN_PAST = 0, 1, 2
+"""How a term ended: the index of its count in a clock's list [met, late, open past]."""
+
+
+def _share(clock: list[int]) -> ClockShare:
+    return ClockShare(*clock)
+
+
+def _clocks() -> dict[str, list[int]]:
+    return {name: [0, 0, 0] for name in CLOCKS}
+
+
+class _Results:
+    __slots__ = ("closed", "lead", "legal", "measures", "outcomes")
 
     def __init__(self) -> None:
-        self.open = self.closed = self.on_time = self.on_time_counted = self.overdue = 0
+        self.closed = 0
+        self.outcomes: Counter[str] = Counter()
+        self.measures: dict[str, dict[str, Decimal]] = {}
+        self.lead = array("d")
+        self.legal = [0, 0, 0]
+
+    def add(self, outcome: str, values: Iterable[tuple[str, Decimal]], days: float | None = None) -> None:
+        self.closed += 1
+        self.outcomes[outcome] += 1
+        if days is not None:
+            self.lead.append(days)
+        for name, value in values:
+            per = self.measures.setdefault(name, {})
+            per[outcome] = per.get(outcome, Decimal(0)) + value
+
+    def results(self) -> Results:
+        order = {o: i for i, o in enumerate((*OUTCOMES, NO_OUTCOME))}
+        outcomes = dict(sorted(self.outcomes.items(), key=lambda kv: order.get(kv[0], len(order))))
+        measures = {name: dict(sorted(per.items(), key=lambda kv: order.get(kv[0], len(order))))
+                    for name, per in self.measures.items()}
+        return Results(self.closed, outcomes, measures)
+
+
+class _Tally:
+    __slots__ = ("clocks", "closed", "escalations", "lead", "lead_working", "open", "overdue",
+                 "received", "results")
+
+    def __init__(self) -> None:
+        self.received = self.open = self.closed = self.overdue = 0
         self.lead = array("d")
         self.lead_working = array("q")
         self.escalations: Counter[str] = Counter()
+        self.clocks = _clocks()
+        self.results = _Results()
 
     def figures(self, key: str | None, name: str) -> GroupFigures:
         return GroupFigures(
-            key=key, name=name, open=self.open, closed=self.closed,
+            key=key, name=name, received=self.received, open=self.open, closed=self.closed,
             lead_days=Spread.of(self.lead), lead_working_days=Spread.of(self.lead_working),
-            on_time=self.on_time, on_time_counted=self.on_time_counted, overdue=self.overdue,
+            clocks={n: _share(c) for n, c in self.clocks.items()}, overdue=self.overdue,
+            escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
+            results=self.results.results(),
+        )
+
+
+class _UnitTally:
+    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "stays")
+
+    def __init__(self) -> None:
+        self.open = self.overdue = self.open_stays = 0
+        self.held = 0.0
+        self.stays = array("d")
+        self.deadlines = [0, 0, 0]
+        self.escalations: Counter[str] = Counter()
+
+    def figures(self, key: str | None, name: str) -> UnitFigures:
+        spread = Spread.of(self.stays)
+        return UnitFigures(
+            key=key, name=name, open=self.open, overdue=self.overdue, stays=spread.count,
+            open_stays=self.open_stays, held_days=self.held, median_stay_days=spread.median,
+            state_deadlines=_share(self.deadlines),
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
         )
 
@@ -152,6 +276,33 @@ class _StayTally:
         self.days = array("d")
         self.open = 0
         self.total = 0.0
+
+
+class _StateInfo:
+    """One state of one definition, as each stay in it needs it: where its time is counted
+    (None: not counted, for a final state or another unit's under --unit), its deadline (None
+    for none, or a paused state), and that deadline's end per local day a stay can begin on."""
+
+    __slots__ = ("deadline", "dues", "exact", "held", "owner", "tally")
+
+    def __init__(self, spec: StateSpec, tally: _StayTally | None, held: _UnitTally | None,
+                 deadline: Duration | None) -> None:
+        self.owner = spec.owner
+        self.tally = tally
+        self.held = held
+        self.deadline = deadline
+        self.exact = deadline is not None and deadline.unit == "hours"
+        self.dues: dict[int, float] = {}
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value).replace(",", "."))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 class ReportBuilder:
@@ -166,52 +317,302 @@ class ReportBuilder:
         calendar: WorkingCalendar,
         latest: Sequence[RequestType],
         type_of: Callable[[str, int], RequestType],
+        filters: Filters | None = None,
+        admin_events: Mapping[int, Sequence[AdminEvent]] | None = None,
     ) -> None:
         self.now = now
         self.org = org
         self.calendar = calendar
-        self.latest = {rt.key: rt for rt in latest}
+        self.filters = filters or Filters()
+        self.latest = {rt.key: rt for rt in latest if self.filters.type_key in (None, rt.key)}
         self.type_of = type_of
         self.working_days = WorkingDayCounter(calendar)
+        self.admin_events = admin_events or {}
+        self.dekking = DekkingTally(org, self.filters, self.working_days.between, now)
         self._types: dict[str, _Tally] = {key: _Tally() for key in self.latest}
-        self._units: dict[str | None, _Tally] = {unit: _Tally() for unit in org.units}
+        units = org.units if self.filters.unit is None else [self.filters.unit]
+        self._units: dict[str | None, _UnitTally] = {unit: _UnitTally() for unit in units}
         self._total = _Tally()
+        self._areas: dict[tuple[str, str | None], _Results] = {}
         self._stays: dict[tuple[str, str], _StayTally] = {}
         self._stay_versions: dict[tuple[str, str], int] = {}
         self._overdue: Counter[tuple[str | None, str]] = Counter()
         self._by_day: Counter[tuple[dt.date, str]] = Counter()
+        self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
+        self._recent: list[tuple[dt.datetime, int, Realised]] = []
+        self._dues: dict[tuple[int, int], dt.datetime] = {}
+        """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
+        self._offsets: dict[int, int | None] = {}
+        """UTC day number → the organisation's UTC offset in seconds all that day (None: it changes)."""
+        self._dates: dict[int, dt.date] = {}
+        self._zone = ZoneInfo(calendar.timezone)
+        self._week_keys: dict[int, tuple[int, int]] = {}
+        """Local day's ordinal → its ISO (year, week)."""
+        self._since, self._until, self._unit_filter = self.filters.since, self.filters.until, self.filters.unit
+        self._unfiltered = self._since is None and self._until is None
+        self._now_ts = now.timestamp()
+        self._since_ts = self._since.timestamp() if self._since is not None else -math.inf
+        self._until_ts = self._until.timestamp() if self._until is not None else math.inf
+        self._infos: dict[int, dict[str, _StateInfo]] = {}
+        self._keep: list[RequestType] = []
+
+    # -- one case ---------------------------------------------------------------------------
 
     def add_case(self, case: CaseFacts, moves: Sequence[Move]) -> None:
         rt = self.type_of(case.type_key, case.type_version)
+        info = self._infos.get(id(rt))
+        if info is None:
+            info = self._state_infos(rt, case.type_version)
+        unit = self._unit_filter
+        if unit is not None and case.owner != unit and not any(
+                m.to_state in info and info[m.to_state].owner == unit for m in moves):
+            return  # the unit never held it
+        within = self._within
         by_type = self._type(case.type_key)
-        for state, days, still_open in stays(moves, self.now, lambda s: rt.states[s].final):
-            stay = self._stays.get((case.type_key, state))
-            if stay is None:
-                stay = self._stays[(case.type_key, state)] = _StayTally()
-                self._stay_versions[(case.type_key, state)] = case.type_version
-            stay.days.append(days)
-            stay.total += days
-            stay.open += still_open
-        if case.closed_at is None:
-            self._add_open(case, by_type)
-            return
-        closer = next((m.from_state for m in reversed(moves) if m.action == _TRANSITION), None)
-        unit = rt.states[closer].owner if closer is not None and closer in rt.states else None
-        days = max((case.closed_at - case.created_at).total_seconds(), 0.0) / DAY
-        working = self.working_days.between(case.created_at, case.closed_at)
-        for tally in (by_type, self._unit(unit), self._total):
-            tally.closed += 1
-            tally.lead.append(days)
-            tally.lead_working.append(working)
-            if case.due is not None:
-                tally.on_time_counted += 1
-                tally.on_time += case.closed_at <= case.due
+        total = self._total
+        if within(case.created_at):
+            by_type.received += 1
+            total.received += 1
+            self._week(case.created_at)[0] += 1
+        if moves:
+            self._add_stays(spans(moves), info, by_type.clocks["state_deadlines"],
+                            total.clocks["state_deadlines"])
+        closed = case.closed_at
+        if case.service_due is not None:
+            self._case_clock(case, "service_norm", case.service_due, by_type)
+        if case.case_due is not None:
+            kind = self._case_clock(case, "legal_term", case.case_due, by_type)
+            if kind is not None and closed is not None and within(closed):
+                self._area(case.type_key, self._area_of(rt, case)).legal[kind] += 1
+        if self.admin_events:
+            events = self.admin_events.get(case.id)
+            if events:
+                self.dekking.add_case(events, moves, closed)
+        if closed is None:
+            if unit is None or case.owner == unit:
+                self._add_open(case, by_type)
+        elif within(closed):
+            self._add_closed(case, rt, by_type)
+
+    def _state_infos(self, rt: RequestType, version: int) -> dict[str, _StateInfo]:
+        """What a stay in each state of this definition needs, looked up once per version."""
+        infos = {}
+        for name, spec in rt.states.items():
+            key = (rt.key, name)
+            tally = self._stays.get(key)
+            if tally is None and not spec.final:
+                tally = self._stays[key] = _StayTally()
+                self._stay_versions[key] = version
+            counted = not spec.final and (self._unit_filter is None or spec.owner == self._unit_filter)
+            infos[name] = _StateInfo(
+                spec, tally if counted else None, self._unit(spec.owner) if counted else None,
+                None if spec.paused else spec.deadline)
+        self._infos[id(rt)] = infos
+        self._keep.append(rt)  # the id stays this definition's while the builder lives
+        return infos
+
+    def _add_stays(self, stays_of: list[Span], info: dict[str, _StateInfo],
+                   type_deadlines: list[int], total_deadlines: list[int]) -> None:
+        """Each stay: its time for the state and the unit that owns it, and its deadline.
+
+        Runs for every stay the report reads, so it works in POSIX seconds and looks up each
+        deadline once per local day it can start on."""
+        now = self._now_ts
+        since, until = self._since_ts, self._until_ts
+        offsets = self._offsets
+        for state, start, end, stops in stays_of:
+            found = info[state]
+            tally = found.tally
+            if tally is None:
+                continue  # a final state, or another unit's under --unit
+            held = found.held
+            assert held is not None
+            begun = start.timestamp()
+            left = end.timestamp() if end is not None else now
+            if since <= left < until:
+                days = left - begun
+                days = days / DAY if days > 0 else 0.0
+                tally.days.append(days)
+                tally.total += days
+                held.stays.append(days)
+                held.held += days
+                if end is None:
+                    tally.open += 1
+                    held.open_stays += 1
+            deadline = found.deadline
+            if deadline is None:
+                continue
+            if found.exact or stops:
+                moved = self._stay_due(deadline, (state, start, end, stops))
+                if moved is None:
+                    continue  # its clock stands still now: not decided yet
+                due = moved.timestamp()
+            else:
+                # Any term but hours ends at the end of a day counted from the day it began.
+                seconds = int(begun)
+                offset = offsets.get(seconds // 86400)
+                ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
+                           else self._ordinal_of(begun))
+                cached = found.dues.get(ordinal)
+                if cached is None:
+                    cached = found.dues[ordinal] = self.calendar.due(start, deadline).timestamp()
+                due = cached
+            if end is not None:
+                kind, when = (MET, left) if left <= due else (LATE, due)
+            elif due < now:
+                kind, when = OPEN_PAST, due
+            else:
+                continue
+            if not since <= when < until:
+                continue
+            type_deadlines[kind] += 1
+            total_deadlines[kind] += 1
+            held.deadlines[kind] += 1
+            if kind != MET:
+                self._week_of_ts(due)[2] += 1
+
+    def _within(self, moment: dt.datetime) -> bool:
+        since, until = self._since, self._until
+        return (since is None or moment >= since) and (until is None or moment < until)
+
+    def _ordinal(self, moment: dt.datetime) -> int:
+        return self._ordinal_of(moment.timestamp())
+
+    def _ordinal_of(self, timestamp: float) -> int:
+        """The proleptic ordinal of an instant's local date (`date.toordinal()`), the way the
+        calendar's `local_date` has it, without a timezone conversion per call: the offset is
+        looked up once per UTC day, and only on a day the offset changes is each instant
+        converted."""
+        seconds = int(timestamp // 1)
+        utc_day = seconds // 86400
+        offset = self._offsets.get(utc_day, -1)
+        if offset == -1:
+            offset = self._offsets[utc_day] = self._offset_of(utc_day)
+        if offset is None:
+            return self.calendar.local_date(dt.datetime.fromtimestamp(timestamp, dt.UTC)).toordinal()
+        return (seconds + offset) // 86400 + _EPOCH_ORDINAL
+
+    def _offset_of(self, utc_day: int) -> int | None:
+        zone = self._zone
+        first = dt.datetime.fromtimestamp(utc_day * 86400, dt.UTC)
+        last = first + dt.timedelta(seconds=86399)
+        before, after = first.astimezone(zone).utcoffset(), last.astimezone(zone).utcoffset()
+        if before is None or before != after:
+            return None
+        return int(before.total_seconds())
+
+    def _local_day(self, moment: dt.datetime) -> dt.date:
+        ordinal = self._ordinal(moment)
+        day = self._dates.get(ordinal)
+        if day is None:
+            day = self._dates[ordinal] = dt.date.fromordinal(ordinal)
+        return day
+
+    def _stay_due(self, deadline: Duration, stay: Span) -> dt.datetime | None:
+        """The stay's deadline, moved by the suspensions within it (as the engine moves it);
+        None while its clock stands still."""
+        cal = self.calendar
+        _, begun, _, stops = stay
+        if deadline.unit == "hours":
+            due = cal.due(begun, deadline)
+        else:
+            # Any term but hours ends at the end of a day counted from the day it started.
+            key = (self._ordinal(begun), id(deadline))
+            known = self._dues.get(key)
+            if known is None:
+                known = self._dues[key] = cal.due(begun, deadline)
+            due = known
+        for start, end in stops:
+            if end is None:
+                return None
+            due = cal.shift(due, start, end, exact=deadline.unit == "hours")
+        return due
+
+    def _case_clock(self, case: CaseFacts, name: str, due: dt.datetime, by_type: _Tally) -> int | None:
+        """Count one case-wide term where it was decided in the period; how it ended."""
+        closed = case.closed_at
+        if closed is not None:
+            kind, when = (MET, closed) if closed <= due else (LATE, due)
+        elif due < self.now and not case.suspended:
+            kind, when = OPEN_PAST, due
+        else:
+            return None
+        if not self._within(when):
+            return None
+        by_type.clocks[name][kind] += 1
+        self._total.clocks[name][kind] += 1
+        return kind
+
+    def _area_of(self, rt: RequestType, case: CaseFacts) -> str | None:
+        area = rt.area
+        if area is None or case.data is None:
+            return None
+        value = case.data.get(area)
+        return None if value is None or value == "" else str(value)
+
+    def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally) -> None:
+        closed = case.closed_at
+        assert closed is not None
+        days = max((closed - case.created_at).total_seconds(), 0.0) / DAY
+        working = self.working_days.between(case.created_at, closed)
+        outcome = rt.states[case.state].outcome or NO_OUTCOME
+        data = case.data or {}
+        values = ([(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
+                  if rt.measures else [])
+        total = self._total
+        by_type.closed += 1
+        total.closed += 1
+        by_type.lead.append(days)
+        total.lead.append(days)
+        by_type.lead_working.append(working)
+        total.lead_working.append(working)
+        by_type.results.add(outcome, values)
+        total.results.add(outcome, values)
+        area = self._area_of(rt, case)
+        self._area(case.type_key, area).add(outcome, values, days)
+        self._week(closed)[1] += 1
+        if outcome in REALISED:
+            order = (closed, case.id)
+            recent = self._recent
+            if len(recent) >= RECENT and order <= recent[0][:2]:
+                return
+            item = (closed, case.id, Realised(
+                type_key=case.type_key, closed_on=self._local_day(closed), outcome=outcome, area=area,
+                summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
+            ))
+            if len(recent) < RECENT:
+                heapq.heappush(recent, item)
+            else:
+                heapq.heapreplace(recent, item)
+
+    def _area(self, key: str, area: str | None) -> _Results:
+        found = self._areas.get((key, area))
+        if found is None:
+            found = self._areas[(key, area)] = _Results()
+        return found
+
+    def _week(self, moment: dt.datetime) -> list[int]:
+        return self._week_of_ts(moment.timestamp())
+
+    def _week_of_ts(self, timestamp: float) -> list[int]:
+        seconds = int(timestamp)
+        offset = self._offsets.get(seconds // 86400)
+        ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
+                   else self._ordinal_of(timestamp))
+        key = self._week_keys.get(ordinal)
+        if key is None:
+            year, week, _ = dt.date.fromordinal(ordinal).isocalendar()
+            key = self._week_keys[ordinal] = (year, week)
+        return self._weeks[key]
 
     def _add_open(self, case: CaseFacts, by_type: _Tally) -> None:
-        for tally in (by_type, self._unit(case.owner), self._total):
+        for tally in (by_type, self._total):
             tally.open += 1
             tally.overdue += case.overdue
+        held = self._unit(case.owner)
+        held.open += 1
+        held.overdue += case.overdue
         if case.overdue:
             self._overdue[(case.owner, case.type_key)] += 1
         # A bounded heap whose top is the newest of the kept: it makes way for an older one.
@@ -227,18 +628,22 @@ class ReportBuilder:
             tally = self._types[key] = _Tally()
         return tally
 
-    def _unit(self, unit: str | None) -> _Tally:
+    def _unit(self, unit: str | None) -> _UnitTally:
         tally = self._units.get(unit)
         if tally is None:
-            tally = self._units[unit] = _Tally()
+            tally = self._units[unit] = _UnitTally()
         return tally
 
     def add_escalation(self, escalation: EscalationFact) -> None:
+        if self._unit_filter is not None and escalation.unit != self._unit_filter:
+            return
         rung = escalation.rung
         self._type(escalation.type_key).escalations[rung] += 1
         self._unit(escalation.unit).escalations[rung] += 1
         self._total.escalations[rung] += 1
-        self._by_day[(self.calendar.local_date(escalation.fired_at), rung)] += 1
+        self._by_day[(self._local_day(escalation.fired_at), rung)] += 1
+
+    # -- the report -------------------------------------------------------------------------
 
     def finish(self, failed: Sequence[FailedEmail] = (), failed_count: int = 0) -> Report:
         org = self.org
@@ -264,7 +669,40 @@ class ReportBuilder:
             longest=[self._waiting(case) for _, _, case in sorted(self._longest, reverse=True)],
             failed_count=failed_count,
             failed=list(failed),
+            filters=self.filters,
+            areas=self._area_figures(),
+            weeks=self._week_figures(),
+            dekking=self.dekking.finish(),
+            realised=[r for _, _, r in sorted(self._recent, key=lambda item: item[:2], reverse=True)],
+            measure_labels={key: {m: rt.fields[m].label or m for m in rt.measures} for key, rt in self.latest.items()},
+            area_labels={key: rt.fields[rt.area].label or rt.area for key, rt in self.latest.items()
+                         if rt.area is not None},
         )
+
+    def _area_figures(self) -> list[AreaFigures]:
+        rank = {key: i for i, key in enumerate(self._types)}
+        keys = sorted(self._areas, key=lambda k: (rank.get(k[0], len(rank)), k[1] is None, k[1] or ""))
+        out = []
+        for key, area in keys:
+            tally = self._areas[(key, area)]
+            out.append(AreaFigures(type_key=key, area=area, results=tally.results(),
+                                   lead_days=Spread.of(tally.lead), legal_term=_share(tally.legal)))
+        return out
+
+    def _week_figures(self) -> list[WeekFigures]:
+        """Every ISO week from the first to the last that holds anything, empty ones included."""
+        if not self._weeks:
+            return []
+        first, last = min(self._weeks), max(self._weeks)
+        monday = dt.date.fromisocalendar(first[0], first[1], 1)
+        end = dt.date.fromisocalendar(last[0], last[1], 1)
+        out = []
+        while monday <= end:
+            year, week, _ = monday.isocalendar()
+            received, closed, overdue = self._weeks.get((year, week), (0, 0, 0))
+            out.append(WeekFigures(year, week, monday, received, closed, overdue))
+            monday += dt.timedelta(days=7)
+        return out
 
     def _title(self, key: str) -> str:
         rt = self.latest.get(key)
@@ -299,6 +737,8 @@ class ReportBuilder:
         out = []
         for key, state in sorted(self._stays, key=place):
             stay = self._stays[(key, state)]
+            if not stay.days:
+                continue  # a state no stay was counted in
             spec = self._state_spec(key, state, self._stay_versions[(key, state)])
             spread = Spread.of(stay.days)
             out.append(StateFigures(
@@ -319,4 +759,3 @@ class ReportBuilder:
             days=max((self.now - case.state_entered_at).total_seconds(), 0.0) / DAY,
             suspended=case.suspended,
         )
-

@@ -1,24 +1,36 @@
 """What `loket report` holds: the rows it is figured from and the figures it shows.
 
-Definitions (the page's "Toelichting" says the same):
+Definitions (the page's "Toelichting" and docs/report.md say the same):
 
-- lead time: `closed_at − created_at` of a closed case, in calendar days; also in working
-  days, counted as `WorkingCalendar.working_days_between` counts them (working days that
-  ended in between);
+- the period (`--since`, `--until`, until exclusive): a case counts as *received* in the
+  week and period it was made, as *closed* in the period it closed; a stay counts in the
+  period in which it ended (a stay still open ends "now"); an escalation when it fired;
+- lead time: `closed_at − created_at` of a case closed in the period, in calendar days; also
+  in working days, counted as `WorkingCalendar.working_days_between` counts them (working
+  days that ended in between);
 - percentiles by the nearest-rank method: the p-th percentile of n sorted values is the value
   at rank ⌈p·n/100⌉ (1-based). It is always one of the values, never an interpolation, so
   an auditor can point at the case; the median is the 50th percentile (the lower middle for
   an even count);
-- on time: a closed case with `closed_at ≤ case_due` (the legal term, after extensions and
-  suspensions); for types without a lead time `closed_at ≤ service_due`; a case with
-  neither is not counted;
+- the three clocks, each counted on its own (never one mixed "on time"): *state deadlines*
+  per stay in a state with a deadline (its deadline moved by suspensions within the stay),
+  the *service norm* (`service_due`) and the *legal term* (`case_due`, after extensions and
+  suspensions) per case. A term is *met* when the stay ended or the case closed by it,
+  counted when that happened; *late* when it ended or closed after it and *open past* when
+  it is still open after it, both counted when the term ended. A term still running, or
+  whose clock stands still now, is not counted yet;
 - time per state: each stay from entering a state to leaving it, open stays counted up to
   now; final states are not stays; states are listed in flow order (`flow_order`);
+- per unit: the time the unit itself held cases — the sum of the stays in the states it
+  owns — never the time a case spent at another unit; an open case counts for the unit
+  holding it; an escalation for the unit that held the case when it fired;
 - overdue: open, not suspended, `state_due < now` (decided in the query, as `case list
-  --overdue` decides it);
-- per unit: an open case counts for the unit holding it; a closed case for the unit that
-  closed it (the owner of the state it left for its final state); an escalation for the
-  unit that held the case when it fired.
+  --overdue` decides it); the weekly trend's *overdue* counts state deadlines missed, in the
+  week the deadline ended;
+- outcomes and measures: a case closed in the period counts for the `outcome` of its final
+  state (`none` when the state names none) and for the value of the type's `area` field
+  (`None` when empty); each measure is summed per outcome;
+- bestuurlijke dekking: see `engine.reporting.dekking`.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -56,15 +69,19 @@ class CaseFacts(NamedTuple):
     created_at: dt.datetime
     closed_at: dt.datetime | None
     state_entered_at: dt.datetime
-    due: dt.datetime | None
-    """The term that decides "on time": case_due, else service_due."""
+    service_due: dt.datetime | None
+    case_due: dt.datetime | None
     suspended: bool
     overdue: bool
     """Open, not suspended, state_due before the report's now (as `case list --overdue`)."""
+    data: Mapping[str, Any] | None
+    """The field values of a closed case (its outcome's area, measures and summary); None
+    for an open one, whose values the report does not need."""
 
 
 class Move(NamedTuple):
-    """A `created` or `transition` event: where a stay starts and the previous one ends."""
+    """A `created` or `transition` event: where a stay starts and the previous one ends; or a
+    `suspended` or `resumed` event, which stops and restarts the stay's clock."""
 
     case_id: int
     at: dt.datetime
@@ -88,6 +105,38 @@ class FailedEmail(NamedTuple):
     attempts: int
     last_error: str | None
     created_at: dt.datetime
+
+
+class AdminEvent(NamedTuple):
+    """An event of the bestuurlijke dekking (the issue-12 contract): an `escalated` event to an
+    administrator or with rung `directive`, a `directed` instruction, or a comment by an
+    administrator or one of their assistants."""
+
+    case_id: int
+    seq: int
+    at: dt.datetime
+    actor: str
+    action: str
+    data: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What `--since`, `--until` (exclusive), `--type` and `--unit` keep; None keeps all."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    type_key: str | None = None
+    unit: str | None = None
+
+    def within(self, moment: dt.datetime) -> bool:
+        return ((self.since is None or moment >= self.since)
+                and (self.until is None or moment < self.until))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": iso(self.since) if self.since else None,
+                "until": iso(self.until) if self.until else None,
+                "type": self.type_key, "unit": self.unit}
 
 
 # -- figures out -------------------------------------------------------------------------------
@@ -139,35 +188,183 @@ class Spread:
         return {"count": self.count, "median": _round(self.median), "p90": _round(self.p90)}
 
 
+CLOCKS = ("state_deadlines", "service_norm", "legal_term")
+"""The three clocks, each reported on its own."""
+
+
+@dataclass(frozen=True)
+class ClockShare:
+    """How one clock's terms ended: met, late (left or closed after the term), or still open
+    after it. The share met is of the three together."""
+
+    met: int = 0
+    late: int = 0
+    open_past: int = 0
+
+    @property
+    def counted(self) -> int:
+        return self.met + self.late + self.open_past
+
+    @property
+    def share(self) -> float | None:
+        return self.met / self.counted if self.counted else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"met": self.met, "late": self.late, "open_past": self.open_past,
+                "counted": self.counted, "share": _round(self.share)}
+
+
+def measure_json(totals: Mapping[str, Mapping[str, Decimal]]) -> dict[str, dict[str, float]]:
+    return {name: {outcome: _number(v) for outcome, v in per.items()} for name, per in totals.items()}
+
+
+def _number(value: Decimal) -> float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+@dataclass(frozen=True)
+class Results:
+    """What the cases closed in the period came to: counts per outcome and, per measure,
+    its total per outcome."""
+
+    closed: int = 0
+    outcomes: Mapping[str, int] = field(default_factory=dict)
+    measures: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "measures": measure_json(self.measures)}
+
+
 @dataclass(frozen=True)
 class GroupFigures:
-    """The figures of one request type, one unit, or everything."""
+    """The figures of one request type or of everything."""
 
     key: str | None
     name: str
+    received: int
     open: int
     closed: int
     lead_days: Spread
     lead_working_days: Spread
-    on_time: int
-    on_time_counted: int
+    clocks: Mapping[str, ClockShare]
     overdue: int
     escalations: Mapping[str, int]
-
-    @property
-    def share_on_time(self) -> float | None:
-        return self.on_time / self.on_time_counted if self.on_time_counted else None
+    results: Results = field(default_factory=Results)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "key": self.key, "name": self.name, "open": self.open, "closed": self.closed,
+            "key": self.key, "name": self.name, "received": self.received, "open": self.open,
+            "closed": self.closed,
             "lead_time_days": self.lead_days.as_json(),
             "lead_time_working_days": self.lead_working_days.as_json(),
-            "on_time": {"on_time": self.on_time, "counted": self.on_time_counted,
-                        "share": _round(self.share_on_time)},
+            "clocks": {name: self.clocks[name].as_json() for name in CLOCKS},
             "overdue": self.overdue,
             "escalations": dict(self.escalations),
+            **self.results.as_json(),
         }
+
+
+@dataclass(frozen=True)
+class UnitFigures:
+    """One unit: what it holds now, the time it held cases itself (the sum of its stays, open
+    stays up to now), its state deadlines, and the escalations fired while it held a case.
+    No lead time: a case's lead time belongs to every unit that held it, not to one."""
+
+    key: str | None
+    name: str
+    open: int
+    overdue: int
+    stays: int
+    open_stays: int
+    held_days: float
+    median_stay_days: float | None
+    state_deadlines: ClockShare
+    escalations: Mapping[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "name": self.name, "open": self.open, "overdue": self.overdue,
+            "held": {"stays": self.stays, "open_stays": self.open_stays,
+                     "days": _round(self.held_days), "median_days_per_stay": _round(self.median_stay_days)},
+            "state_deadlines": self.state_deadlines.as_json(),
+            "escalations": dict(self.escalations),
+        }
+
+
+@dataclass(frozen=True)
+class AreaFigures:
+    """The results of one request type in one area (the value of its `area` field; None for
+    cases that left it empty)."""
+
+    type_key: str
+    area: str | None
+    results: Results
+    lead_days: Spread
+    legal_term: ClockShare
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type_key, "area": self.area, "closed": self.results.closed,
+                **self.results.as_json(), "lead_time_days": self.lead_days.as_json(),
+                "legal_term": self.legal_term.as_json()}
+
+
+@dataclass(frozen=True)
+class WeekFigures:
+    """One ISO week (local time): cases received, closed, and state deadlines missed."""
+
+    year: int
+    week: int
+    monday: dt.date
+    received: int
+    closed: int
+    overdue: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.year}-W{self.week:02d}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"week": self.label, "monday": self.monday.isoformat(), "received": self.received,
+                "closed": self.closed, "overdue": self.overdue}
+
+
+@dataclass(frozen=True)
+class AdminFigures:
+    """Bestuurlijke dekking of one administrator (see `engine.reporting.dekking`)."""
+
+    id: str
+    name: str
+    escalations: int
+    reacted: int
+    reaction_working_days: Spread
+    slowest_reaction: int | None
+    given: int
+    met: int
+    missed: int
+    replaced: int
+    running: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "administrator": self.id, "name": self.name,
+            "escalations_received": self.escalations, "reacted": self.reacted,
+            "unanswered": self.escalations - self.reacted,
+            "reaction_working_days": self.reaction_working_days.as_json() | {"max": self.slowest_reaction},
+            "instructions": {"given": self.given, "met": self.met, "missed": self.missed,
+                             "replaced": self.replaced, "running": self.running},
+        }
+
+
+@dataclass(frozen=True)
+class Realised:
+    """A case recently realised (outcome granted or done), as the public page shows it: its
+    type, the day it closed, its area and its summary fields — nothing else."""
+
+    type_key: str
+    closed_on: dt.date
+    outcome: str
+    area: str | None
+    summary: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -223,7 +420,7 @@ class Report:
     now: dt.datetime
     types: list[GroupFigures]
     type_titles: Mapping[str, str]
-    units: list[GroupFigures]
+    units: list[UnitFigures]
     total: GroupFigures
     states: list[StateFigures]
     escalations_by_day: list[tuple[dt.date, str, int]]
@@ -233,6 +430,15 @@ class Report:
     longest: list[Waiting]
     failed_count: int
     failed: list[FailedEmail] = field(default_factory=list)
+    filters: Filters = field(default_factory=Filters)
+    areas: list[AreaFigures] = field(default_factory=list)
+    weeks: list[WeekFigures] = field(default_factory=list)
+    dekking: list[AdminFigures] = field(default_factory=list)
+    realised: list[Realised] = field(default_factory=list)
+    measure_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per type: measure field → its label."""
+    area_labels: Mapping[str, str] = field(default_factory=dict)
+    """Per type: the label of its area field."""
 
     @property
     def date(self) -> dt.date:
@@ -240,13 +446,15 @@ class Report:
 
     def rungs(self) -> list[str]:
         """Every rung that fired anywhere, in ladder order."""
-        seen = {rung for group in (*self.types, *self.units) for rung in group.escalations}
+        seen = {rung for group in self.types for rung in group.escalations}
+        seen |= {rung for unit in self.units for rung in unit.escalations}
         return sorted(seen, key=rung_order)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "municipality": self.municipality,
             "timezone": self.timezone,
+            "filters": self.filters.as_json(),
             "now": iso(self.now),
             "date": self.date.isoformat(),
             "types": [g.as_json() | {"title": g.name} for g in self.types],
@@ -255,6 +463,9 @@ class Report:
             "time_per_state": [s.as_json() for s in self.states],
             "escalations_by_day": [{"date": d.isoformat(), "rung": r, "count": n}
                                    for d, r, n in self.escalations_by_day],
+            "results_by_area": [a.as_json() for a in self.areas],
+            "weeks": [w.as_json() for w in self.weeks],
+            "bestuurlijke_dekking": [a.as_json() for a in self.dekking],
             "overdue": [{"unit": u, "type": t, "count": n} for u, t, n in self.overdue],
             "longest_waiting": [w.as_json() for w in self.longest],
             "failed_emails": {

@@ -31,8 +31,18 @@ from markupsafe import Markup
 
 from engine.core import diagram, words
 from engine.core.definition import RequestType
+from engine.core.results import OUTCOMES
 from engine.core.vocabulary import Rung
-from engine.reporting.figures import FAILED_SHOWN, LONGEST, GroupFigures, Report, StateFigures, rung_order
+from engine.reporting.figures import (
+    CLOCKS,
+    FAILED_SHOWN,
+    LONGEST,
+    GroupFigures,
+    Report,
+    StateFigures,
+    UnitFigures,
+    rung_order,
+)
 from engine.store.outfile import output_file
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,6 +54,10 @@ LADDER_COLOURS = ["#9cc3e4", "#4f8fc0", "#1d5b8f", "#0d3556", "#06223a"]
 RUNG_NAMES_NL: dict[str, str] = {
     Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
 }
+CLOCK_NAMES_NL = {"state_deadlines": "Termijnen toestanden", "service_norm": "Servicenorm",
+                  "legal_term": "Beslistermijn"}
+OUTCOME_NAMES_NL = {"granted": "toegekend", "rejected": "afgewezen", "withdrawn": "ingetrokken",
+                    "done": "afgerond", "none": "geen uitkomst"}
 CHART_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]}
 DOT_TIMEOUT = 30
@@ -63,6 +77,27 @@ def number(value: float | None, decimals: int = 1) -> str:
         return "–"
     text = f"{value:,.{decimals}f}"
     return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+def amount(value: Any) -> str:
+    """A measure's total: whole numbers without decimals, others with two (Dutch notation)."""
+    return number(float(value), 0 if value == int(value) else 2)
+
+
+def period_text(report: Report) -> str:
+    """The filters in words, or "" when there are none."""
+    f = report.filters
+    parts = []
+    if f.since is not None:
+        parts.append(f"vanaf {local_time(report, f.since, '%d-%m-%Y')}")
+    if f.until is not None:
+        parts.append(f"tot {local_time(report, f.until, '%d-%m-%Y')}")
+    if f.type_key is not None:
+        parts.append(f"soort {report.type_titles.get(f.type_key, f.type_key)}")
+    if f.unit is not None:
+        unit = next((u.name for u in report.units if u.key == f.unit), f.unit)
+        parts.append(f"eenheid {unit}")
+    return ", ".join(parts)
 
 
 def percent(value: float | None) -> str:
@@ -222,6 +257,25 @@ def escalation_chart(report: Report) -> Markup | None:
     return _chart(fig, "escalaties", 380)
 
 
+def trend_chart(report: Report) -> Markup | None:
+    """Received, closed and overdue (state deadlines missed) per ISO week."""
+    import plotly.graph_objects as go
+
+    if not report.weeks:
+        return None
+    weeks = [w.label for w in report.weeks]
+    fig = go.Figure()
+    for label, values, colour in (
+        ("ontvangen", [w.received for w in report.weeks], PALETTE[0]),
+        ("afgesloten", [w.closed for w in report.weeks], PALETTE[2]),
+        ("te laat", [w.overdue for w in report.weeks], RUNG_COLOURS[Rung.LEAD_TIME]),
+    ):
+        fig.add_scatter(name=label, x=weeks, y=values, mode="lines+markers", line={"color": colour, "width": 2},
+                        hovertemplate=f"%{{x}}<br>{label}: %{{y}}<extra></extra>")
+    fig.update_layout(yaxis_title="zaken per week", xaxis_type="category")
+    return _chart(fig, "per-week", 360)
+
+
 # -- diagrams ----------------------------------------------------------------------------------
 
 
@@ -291,7 +345,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(number=number, percent=percent, rung=rung_label)
+    env.filters.update(number=number, percent=percent, rung=rung_label, amount=amount)
     return env
 
 
@@ -303,7 +357,7 @@ def render_page(
 
     rungs = report.rungs()
 
-    def escalation_total(group: GroupFigures) -> int:
+    def escalation_total(group: GroupFigures | UnitFigures) -> int:
         return sum(group.escalations.values())
 
     return _environment().get_template("report.html.j2").render(
@@ -321,6 +375,12 @@ def render_page(
         overdue_chart=overdue_chart(report),
         escalation_chart=escalation_chart(report),
         diagrams=[(rt, *diagram_html(rt, dot_binary)) for rt in types],
+        trend_chart=trend_chart(report),
+        clocks=CLOCKS,
+        clock_names=CLOCK_NAMES_NL,
+        outcomes=[o for o in (*OUTCOMES, "none") if any(o in a.results.outcomes for a in report.areas)],
+        outcome_names=OUTCOME_NAMES_NL,
+        period=period_text(report),
         longest_shown=LONGEST,
         failed_shown=FAILED_SHOWN,
     )

@@ -1,22 +1,27 @@
 """The queries behind `loket report`: what it reads, and in which order.
 
 The report figures medians and stays exactly, so it reads rows, not aggregates: the cases
-by id and their `created` and `transition` events by case id and seq, streamed in batches
-side by side (see `engine.reporting.builder.with_moves`), then the escalations, then the
-failed emails. The database works out each case's deciding term and its two flags, so
-that a hundred thousand rows carry three fewer instants to decode.
+by id and their `created`, `transition`, `suspended` and `resumed` events by case id and seq,
+streamed in batches side by side (see `engine.reporting.builder.with_moves`), then the
+escalations, then the failed emails. The database works out each case's two flags, and
+sends the field values only of closed cases (their outcome's area, measures and summary).
+
+The filters (type, since, until; see `engine.reporting.figures.Filters`) leave out in the database what cannot
+count: cases of another type, made on or after `until`, or closed before `since`;
+escalations outside the period. The rest (which stays, terms and events fall in the period;
+which unit held a case) is decided by the builder, which sees each case's moves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine.core.vocabulary import Action, OutboxStatus
-from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t
+from engine.core.vocabulary import Action, OutboxStatus, Rung
+from engine.store.schema import JSONType, UTCDateTime, cases_t, escalations_t, events_t, outbox_t
 
 STREAM_BATCH = 2000
 """Rows fetched at a time from a streamed query."""
@@ -24,18 +29,19 @@ STREAM_BATCH = 2000
 _c, _e, _x, _o = cases_t.c, events_t.c, escalations_t.c, outbox_t.c
 CASES_QUERY = sa.select(
     _c.id, _c.ref, _c.type_key, _c.type_version, _c.state, _c.owner, _c.created_at, _c.closed_at,
-    _c.state_entered_at, sa.func.coalesce(_c.case_due, _c.service_due),
+    _c.state_entered_at, _c.service_due, _c.case_due,
     _c.suspended_at.is_not(None),
     # With state_due IS NOT NULL first, the conjunction is false, never NULL, for cases
     # without a state deadline.
     sa.and_(_c.closed_at.is_(None), _c.suspended_at.is_(None), _c.state_due.is_not(None),
             _c.state_due < sa.bindparam("now", type_=UTCDateTime())),
+    sa.type_coerce(sa.case((_c.closed_at.is_not(None), _c.data), else_=sa.null()), JSONType),
 ).order_by(_c.id)
-"""Each case with its deciding term (case_due, else service_due), whether it is suspended,
-and whether it is overdue at `now` (open, not suspended, state_due before now)."""
+"""Each case with its terms, whether it is suspended, whether it is overdue at `now` (open,
+not suspended, state_due before now), and the field values of a closed one."""
 MOVES_QUERY = (
     sa.select(_e.case_id, _e.at, _e.action, _e.from_state, _e.to_state)
-    .where(_e.action.in_((Action.CREATED, Action.TRANSITION)))
+    .where(_e.action.in_((Action.CREATED, Action.TRANSITION, Action.SUSPENDED, Action.RESUMED)))
     .order_by(_e.case_id, _e.seq)
 )
 ESCALATIONS_QUERY = (
@@ -56,19 +62,78 @@ def _streamed(conn: sa.Connection, query: sa.Select[Any], params: dict[str, Any]
     return conn.execute(query, params, execution_options={"yield_per": STREAM_BATCH})
 
 
-def case_rows(conn: sa.Connection, now: datetime) -> Iterable[sa.Row[Any]]:
-    """The rows of `CASES_QUERY` at `now`, streamed in id order."""
-    return _streamed(conn, CASES_QUERY, {"now": now})
+class Period(NamedTuple):
+    """What the database can leave out: another request type, and what lies outside
+    [since, until)."""
+
+    type_key: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def move_rows(conn: sa.Connection) -> Iterable[sa.Row[Any]]:
-    """Every case's `created` and `transition` events, streamed by case id and seq."""
-    return _streamed(conn, MOVES_QUERY)
+ALL = Period()
+"""No filter."""
 
 
-def escalation_rows(conn: sa.Connection) -> Iterable[sa.Row[Any]]:
-    """Every escalation (when, rung, unit) with its case's request type, streamed."""
-    return _streamed(conn, ESCALATIONS_QUERY)
+def _cases_kept(filters: Period) -> list[sa.ColumnElement[bool]]:
+    out: list[sa.ColumnElement[bool]] = []
+    if filters.type_key is not None:
+        out.append(_c.type_key == filters.type_key)
+    if filters.until is not None:
+        out.append(_c.created_at < filters.until)
+    if filters.since is not None:
+        out.append(sa.or_(_c.closed_at.is_(None), _c.closed_at >= filters.since))
+    return out
+
+
+def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL) -> Iterable[sa.Row[Any]]:
+    """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order."""
+    return _streamed(conn, CASES_QUERY.where(*_cases_kept(filters)), {"now": now})
+
+
+def move_rows(conn: sa.Connection, filters: Period = ALL) -> Iterable[sa.Row[Any]]:
+    """Every case's `created`, `transition`, `suspended` and `resumed` events, streamed by
+    case id and seq (only those of the type asked for, when one is)."""
+    query = MOVES_QUERY
+    if filters.type_key is not None:
+        query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
+    return _streamed(conn, query)
+
+
+def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterable[sa.Row[Any]]:
+    """Every escalation (when, rung, unit) with its case's request type, fired in the period
+    and of the type asked for, streamed."""
+    query = ESCALATIONS_QUERY
+    if filters.type_key is not None:
+        query = query.where(_c.type_key == filters.type_key)
+    if filters.since is not None:
+        query = query.where(_x.fired_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(_x.fired_at < filters.until)
+    return _streamed(conn, query)
+
+
+def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
+                     filters: Period = ALL) -> Iterable[sa.Row[Any]]:
+    """The events of the bestuurlijke dekking, by case id and seq: escalations to one of
+    `admins` or of rung `directive`, instructions, and comments by one of `acting` (the
+    administrators and their assistants) or on an administrator's behalf."""
+    admins, acting = list(admins), list(acting)
+    to = _e.data["to"].as_string()
+    rung = _e.data["rung"].as_string()
+    behalf = _e.data["on_behalf_of"].as_string()
+    query = (
+        sa.select(_e.case_id, _e.seq, _e.at, _e.actor, _e.action, _e.data)
+        .where(sa.or_(
+            sa.and_(_e.action == Action.ESCALATED, sa.or_(to.in_(admins), rung == Rung.DIRECTIVE)),
+            _e.action == Action.DIRECTED,
+            sa.and_(_e.action == Action.COMMENT, sa.or_(_e.actor.in_(acting), behalf.in_(admins))),
+        ))
+        .order_by(_e.case_id, _e.seq)
+    )
+    if filters.type_key is not None:
+        query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
+    return _streamed(conn, query)
 
 
 def failed_count(conn: sa.Connection) -> int:
