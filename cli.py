@@ -781,6 +781,7 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
         from engine.core.access import require
         from engine.errors import Refused
 
+        ctx.viewer(loket)  # an --as that names nobody: exit 2, as without --explain
         allowed = require(ctx.reading(loket).access(c))
         if allowed.since_seq:
             raise Refused(f"--explain draws on the whole history of {c.ref}, and a partner sees it from the"
@@ -809,10 +810,10 @@ def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
 
     loket = ctx.open()
     c = loket.get_case(ref)
+    actor = ctx.viewer(loket)
     require(ctx.reading(loket).access(c))
     rt = loket.type_of(c)
     org = loket.organisation()
-    actor = ctx.viewer(loket)
     mine = set(allowed_triggers(rt, org, c, actor)) if actor in org.people else set()
     items: list[dict[str, Any]] = []
     if c.closed_at is None:
@@ -1203,6 +1204,7 @@ def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
     from engine.core.views import event_detail, event_json, local, table
 
     loket = ctx.open()
+    ctx.viewer(loket)  # an --as that names nobody: exit 2, as for case show
     reading = ctx.reading(loket)
     c, events = loket.history(ref)
     allowed = require(reading.access(c))
