@@ -22,6 +22,7 @@ from engine.errors import ConfigurationError, InvalidValue, LoketError, NotFound
 if TYPE_CHECKING:
     import datetime as dt
 
+    from engine.app.access import Reading
     from engine.app.service import Loket
     from engine.app.worker import Job
     from engine.core.casework import Case
@@ -110,6 +111,12 @@ class Context:
         if identity.declared and loket.organisation().recipient(person) is None:
             raise NotFound(f"unknown person '{person}' (not in the organisation, as a person or administrator)")
         return person
+
+    def reading(self, loket: Loket, command: str | None = None) -> Reading:
+        """The need-to-know reads of this command (SPEC §13.2) by who runs it."""
+        from engine.app.access import Reading
+
+        return Reading(loket, self.identity(), command or _command_name())
 
     def close(self) -> None:
         """Hand back the database connections: one process may run many commands (main)."""
@@ -594,22 +601,49 @@ def case() -> None:
     """Cases: create, list, show, advance, assign, comment, set."""
 
 
+def _command_name() -> str:
+    """The command being run, as the access log records it (`case show`)."""
+    path = click.get_current_context().command_path.split(" ", 1)
+    return path[1] if len(path) > 1 else path[0]
+
+
+def _warn(text: str) -> None:
+    click.echo(f"Warning: {text}", err=True)
+
+
 def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str | None = None,
-               extra: dict[str, Any] | None = None, recent: bool = False) -> None:
+               extra: dict[str, Any] | None = None, recent: bool = False, read: bool = False,
+               command: str | None = None) -> None:
     """The case as a command left it; `extra` adds keys to its JSON (the text shows them itself);
-    with `recent`, its latest events too (`recent_events`)."""
+    with `recent`, its latest events too (`recent_events`). Need-to-know (SPEC §13.2): a `read`
+    of a case the reader may not read is refused (exit 1); personal values are shown only to
+    whom they are for, and logged (after a change the changer sees what they may, unrefused)."""
+    from engine.app.access import LOG_UNAVAILABLE
+    from engine.core.access import HIDDEN_JSON, HIDDEN_TEXT, hide, require, shows_personal
     from engine.core.views import case_json, local, recent_json, visible
 
     org = loket.organisation()
     rt = loket.type_of(c)
     actor = ctx.viewer(loket)
+    reading = ctx.reading(loket, command)
+    allowed = reading.access(c)
+    if read:
+        require(allowed)
+    personal = rt.personal_fields()
+    shown = allowed.personal
+    if shown and shows_personal(c.data, personal) and not reading.log([c]):
+        shown = False
+        _warn(LOG_UNAVAILABLE)
     view = case_json(c, rt, org, loket.clock.now(), actor)
+    if not shown:
+        view["data"] = hide(c.data, personal, HIDDEN_JSON)
     directive = loket.directive_of(c)
-    events = loket.recent_events(c) if recent else []
+    events = [e for e in loket.recent_events(c) if e["seq"] >= allowed.since_seq] if recent else []
     if as_json:
-        shown = {"recent_events": recent_json(events, rt, org.language)} if recent else {}
-        emit_json({**view, "directive": directive, **shown, **(extra or {})})
+        shown_events = {"recent_events": recent_json(events, rt, org.language)} if recent else {}
+        emit_json({**view, "directive": directive, **shown_events, **(extra or {})})
         return
+    data = c.data if shown else (hide(c.data, personal, HIDDEN_TEXT.get(org.language, HIDDEN_JSON)) or {})
     tz = org.timezone
     if header:
         click.echo(header)
@@ -633,9 +667,9 @@ def _show_case(ctx: Context, loket: Loket, c: Case, as_json: bool, header: str |
         lines.append(("instruction", _directive_line(directive, c, tz)))
     for label, value in lines:
         click.echo(f"  {label:<13} {value}")
-    if c.data:
+    if data:
         click.echo("  data")
-        for name, value in c.data.items():
+        for name, value in data.items():
             click.echo(f"    {name:<16} {visible(value)}")
     if events:
         click.echo("  latest events (audit history shows all)")
@@ -695,10 +729,31 @@ def case_list(ctx: Context, type_key: str | None, state: str | None, unit: str |
     actor = ctx.viewer(loket)
     if mine:
         loket.require_person(actor)
-    cases = loket.list_cases(type_key=type_key, state=state, unit=unit, assignee=actor if mine else None,
-                             overdue=overdue, open_=open_, limit=limit)
+    reading = ctx.reading(loket)
+    found = loket.list_cases(type_key=type_key, state=state, unit=unit, assignee=actor if mine else None,
+                             overdue=overdue, open_=open_, limit=limit if reading.everything else None)
+    # Need-to-know (SPEC §13.2): a case the reader may not read is simply left out.
+    readable = list(reading.readable(found, limit))
+    cases = [c for c, _allowed in readable]
     if as_json:
-        emit_json([case_json(c, loket.type_of(c), org, now, actor) for c in cases])
+        from engine.app.access import LOG_UNAVAILABLE
+        from engine.core.access import hide, shows_personal
+
+        views = []
+        logged: list[Case] = []
+        for c, allowed in readable:
+            rt = loket.type_of(c)
+            view = case_json(c, rt, org, now, actor)
+            if not allowed.personal:
+                view["data"] = hide(c.data, rt.personal_fields())
+            elif shows_personal(c.data, rt.personal_fields()):
+                logged.append(c)
+            views.append(view)
+        if logged and not reading.log(logged):
+            _warn(LOG_UNAVAILABLE)
+            for view, c in zip(views, cases, strict=True):
+                view["data"] = hide(c.data, loket.type_of(c).personal_fields())
+        emit_json(views)
         return
     rows = []
     for c in cases:
@@ -723,17 +778,24 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
     c = loket.get_case(ref)
     if explain:
         from engine.app.explain import explain_case
+        from engine.core.access import require
+        from engine.errors import Refused
 
+        ctx.viewer(loket)  # an --as that names nobody: exit 2, as without --explain
+        allowed = require(ctx.reading(loket).access(c))
+        if allowed.since_seq:
+            raise Refused(f"--explain draws on the whole history of {c.ref}, and a partner sees it from the"
+                          " hand-over on: use 'loket case show' and 'loket audit history'")
         lines = explain_case(loket, c)
         if as_json:
             emit_json({"ref": c.ref, "explain": lines})
             return
-        _show_case(ctx, loket, c, False)
+        _show_case(ctx, loket, c, False, read=True, command="case show --explain")
         click.echo()
         for line in lines:
             click.echo(line)
         return
-    _show_case(ctx, loket, c, as_json, recent=True)
+    _show_case(ctx, loket, c, as_json, recent=True, read=True)
 
 
 @case.command("triggers")
@@ -742,14 +804,16 @@ def case_show(ctx: Context, ref: str, explain: bool, as_json: bool) -> None:
 @pass_ctx
 def case_triggers(ctx: Context, ref: str, as_json: bool) -> None:
     """What may be fired on a case now, and by whom."""
+    from engine.core.access import require
     from engine.core.casework import allowed_triggers
     from engine.core.views import table
 
     loket = ctx.open()
     c = loket.get_case(ref)
+    actor = ctx.viewer(loket)
+    require(ctx.reading(loket).access(c))
     rt = loket.type_of(c)
     org = loket.organisation()
-    actor = ctx.viewer(loket)
     mine = set(allowed_triggers(rt, org, c, actor)) if actor in org.people else set()
     items: list[dict[str, Any]] = []
     if c.closed_at is None:
@@ -1233,7 +1297,7 @@ def db_maintain(ctx: Context) -> None:
 
 @cli.group()
 def audit() -> None:
-    """History and integrity: history, verify, seal, config, export."""
+    """History and integrity: history, verify, seal, config, export, access."""
 
 
 @audit.command("history")
@@ -1242,18 +1306,34 @@ def audit() -> None:
 @pass_ctx
 def audit_history(ctx: Context, ref: str, as_json: bool) -> None:
     """The complete timeline of case REF."""
+    from engine.app.access import LOG_UNAVAILABLE
+    from engine.core.access import hide, require, shows_personal
     from engine.core.views import event_detail, event_json, local, table
 
     loket = ctx.open()
+    ctx.viewer(loket)  # an --as that names nobody: exit 2, as for case show
+    reading = ctx.reading(loket)
     c, events = loket.history(ref)
+    allowed = require(reading.access(c))
+    # A partner sees the history from the hand-over to it on (SPEC §13.2).
+    events = [e for e in events if e["seq"] >= allowed.since_seq]
+    personal = loket.type_of(c).personal_fields()
+    shown = allowed.personal
+    if shown and any(shows_personal(e["data"], personal) for e in events) and not reading.log([c]):
+        shown = False
+        _warn(LOG_UNAVAILABLE)
+    if not shown:
+        events = [{**e, "data": hide(e["data"], personal)} for e in events]
     if as_json:
         emit_json([event_json(e) for e in events])
         return
     tz = loket.organisation().timezone
-    click.echo(f"{c.ref}: {len(events)} events")
+    click.echo(f"{c.ref}: {len(events)} events" + (f" (from #{allowed.since_seq}, the hand-over to your unit)"
+                                                   if allowed.since_seq else ""))
     labels = {name: state.label for name, state in loket.type_of(c).states.items()}
-    rows = [(e["seq"], local(e["at"], tz), e["actor"], e["action"], event_detail(e, labels=labels), e["hash"][:12])
-            for e in events]
+    hidden = frozenset() if shown else personal
+    rows = [(e["seq"], local(e["at"], tz), e["actor"], e["action"], event_detail(e, labels=labels, hide=hidden),
+             e["hash"][:12]) for e in events]
     click.echo(table(["#", "at", "actor", "action", "what", "hash"], rows))
 
 
@@ -1359,7 +1439,10 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
     start, end = _day_or_time(since, "--since", tz), _day_or_time(until, "--until", tz)
     if start is not None and end is not None and end <= start:
         raise InvalidValue("--until must be later than --since")
+    log_export = _export_access(ctx, loket, since=since, until=until, type_key=type_key, unit=unit,
+                                pseudonymise=pseudonymise)
     if output is None:
+        log_export()
         export(loket, sys.stdout.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
                pseudonymise=pseudonymise)
         sys.stdout.flush()
@@ -1367,9 +1450,71 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
     from engine.store.outfile import output_file
 
     with output_file(output, database=ctx.url) as handle:
+        log_export()
         count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
                        pseudonymise=pseudonymise)
     click.echo(f"{count} events written to {output}", err=True)
+
+
+def _export_access(ctx: Context, loket: Loket, *, since: str | None, until: str | None, type_key: str | None,
+                   unit: str | None, pseudonymise: bool) -> Callable[[], None]:
+    """`audit export` reads other units' cases: for auditors (SPEC §13.2), exit 1 otherwise.
+    Returns what logs the export once its output is accepted: an export with personal values
+    is one read of many cases, and waits for a busy database as long as a writer would; unlike a
+    look at one case, nothing is exported unlogged (exit 1, before anything is written, if the
+    log cannot be written)."""
+    from engine.errors import Refused
+    from engine.store.db import busy_timeout_ms
+
+    reading = ctx.reading(loket, "audit export")
+    if not reading.is_auditor():
+        auditors = [p.id for p in loket.organisation().people.values() if "auditor" in p.roles.values()]
+        raise Refused(f"audit export reads every unit's cases: it is for auditors ({', '.join(auditors) or 'none'});"
+                      f" you act as '{reading.reader.id}'")
+    filters = " ".join(f"{name} {value}" for name, value in (("--since", since), ("--until", until),
+                                                              ("--type", type_key), ("--unit", unit)) if value)
+
+    def log() -> None:
+        if pseudonymise:
+            return  # no personal values leave
+        if not reading.log([], detail=filters or "all cases", whole=True, wait_ms=busy_timeout_ms()):
+            raise Refused("the access log could not be written (the database is busy): nothing was exported;"
+                          " try again")
+    return log
+
+
+@audit.command("access")
+@click.argument("ref", required=False)
+@click.option("--since", metavar="DATE", help="Reads at or after this date/time (local).")
+@json_option
+@pass_ctx
+def audit_access(ctx: Context, ref: str | None, since: str | None, as_json: bool) -> None:
+    """Who read personal values of cases (of case REF), when, with which command: for auditors."""
+    from engine.core.views import iso, local, table
+    from engine.errors import Refused
+    from engine.store.access import entries
+
+    loket = ctx.open()
+    reading = ctx.reading(loket)
+    if not reading.is_auditor():
+        auditors = [p.id for p in loket.organisation().people.values() if "auditor" in p.roles.values()]
+        raise Refused(f"audit access is for auditors ({', '.join(auditors) or 'none'});"
+                      f" you act as '{reading.reader.id}'")
+    tz = _timezone_of(loket)
+    start = _day_or_time(since, "--since", tz)
+    with loket.read() as conn:
+        found = entries(conn, ref=ref, since=start)
+    if ref is not None and not found:
+        loket.get_case(ref)  # an unknown case: exit 4; a known one nobody read: an empty log
+    if as_json:
+        emit_json([{**row, "at": iso(row["at"])} for row in found])
+        return
+    if not found:
+        click.echo("no reads of personal values" + (f" of {ref}" if ref else ""))
+        return
+    rows = [(local(row["at"], tz), row["reader"], row["login"], row["ref"] or f"({row['detail']})", row["command"])
+            for row in found]
+    click.echo(table(["at", "reader", "login", "case", "command"], rows))
 
 
 # -- report -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ update its state, insert one event, commit — with statements built once. Targe
 the engine reaches at least half of the floor on SQLite.
 
 Also times `loket --help` and `loket case show REF` beside `python -c pass` and
-`python -c "import sqlalchemy"`.
+`python -c "import sqlalchemy"`; `case show` twice: of a case without personal values, and of
+one with a resident's name, whose showing writes a row to the access log (SPEC §13.2).
 
     python bench/bench_advance.py [--n 3000] [--skip-pg]
 """
@@ -32,6 +33,7 @@ from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
+from engine.store.db import open_engine  # noqa: E402
 from engine.store.schema import cases_t, events_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -127,6 +129,13 @@ def cli_times(db_url: str, ref: str) -> None:
     print(f"python -c pass {base:6.0f} ms   import sqlalchemy {sa_import:6.0f} ms   "
           f"loket --help {helptime:6.0f} ms (ratio to pass {helptime / base:.2f})   "
           f"loket case show {show:6.0f} ms (ratio to import sqlalchemy {show / sa_import:.2f})")
+    engine = open_engine(db_url)
+    personal = Loket(engine, FixedClock(START)).new_case(
+        "bewonersinitiatief", ["title=Met naam", "name=Bewoner Bench"], actor=ACTOR).ref
+    engine.dispose()
+    logged = wall([py, str(ROOT / "cli.py"), "--db", db_url, "case", "show", personal], env)
+    print(f"loket case show with personal values (access log written) {logged:6.0f} ms"
+          f" (ratio to import sqlalchemy {logged / sa_import:.2f})")
 
 
 def main() -> None:

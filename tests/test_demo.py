@@ -28,7 +28,7 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert "Traceback" not in err
     for section in ("week of 2026-03-02", "Per request type", "escalations by rung", "administrators:",
                     "messages by kind:", "resident_created:", "handed_over:", "database:", "emails:", "report:",
-                    "audit config"):
+                    "audit config", "audit access"):
         assert section in out
     emails = sorted((folder / "outbox").glob("*.eml"))
     assert emails, "three weeks with slow partners must escalate something"
@@ -77,6 +77,15 @@ def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(
     assert code == 0, err
     assert re.search(r"^nothing is due: melding \(redact after 1 year\): \d+ closed case\(s\), none past the term$",
                      listed.strip()), listed
+    # The access line works as printed: the read it suggests is in the log it shows.
+    access = re.search(r"^access: +loket --db (\S+) --as (\S+) audit access .*case show (\S+)', that", out,
+                       re.MULTILINE)
+    assert access is not None
+    db, auditor, ref = access.groups()
+    assert run_cli(capsys, "--db", db, "--as", auditor, "audit", "access")[1].strip() == "no reads of personal values"
+    assert run_cli(capsys, "--db", db, "case", "show", ref)[0] == 0
+    code, shown, _ = run_cli(capsys, "--db", db, "--as", auditor, "audit", "access", ref)
+    assert code == 0 and f"{ref}  case show" in shown
 
 
 def test_the_alderman_and_the_assistant_react_some_instructions_met_and_one_missed(

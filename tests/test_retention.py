@@ -475,3 +475,28 @@ def test_a_page_of_cases_not_due_after_all_does_not_end_the_run(sqlite_url: str,
     result = retention.run(loket, "selectielijst", by=loket.identity(OPERATOR))
     assert result.destroyed == 1 and [c.ref for c in loket.list_cases()] == [first]
     loket.engine.dispose()
+
+
+def test_destroy_takes_the_cases_access_log_rows_with_it(db_url: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Every table that holds rows of a case goes with it, the access log (SPEC §13.2) too;
+    the log's rows of other cases stay."""
+    from engine.store.schema import access_t
+
+    loket = make_loket(db_url, tmp_path / "wf")
+    gone = closed_case(loket, "Verdwijnt")
+    kept = loket.new_case("bewonersinitiatief", ["title=Blijft", f"name={SECRET}"], actor=CLERK).ref
+    for ref in (gone, kept):  # an auditor reads the personal values of both
+        code, _out, err = run_cli(capsys, "--db", db_url, "--as", "d.smit", "case", "show", ref)
+        assert code == 0, err
+    with loket.read() as conn:
+        assert sorted(conn.execute(sa.select(access_t.c.ref)).scalars()) == sorted([gone, kept])
+    later(loket, YEAR)
+    result = retention.run(loket, "selectielijst 2020, categorie 1.1", by=loket.identity(OPERATOR))
+    assert result.destroyed == 1
+    with loket.read() as conn:
+        assert conn.execute(sa.select(access_t.c.ref)).scalars().all() == [kept]
+        assert conn.execute(sa.select(sa.func.count()).select_from(access_t)
+                            .where(access_t.c.case_id.not_in(sa.select(cases_t.c.id)))).scalar_one() == 0
+    assert verify(loket).ok
+    loket.engine.dispose()

@@ -460,5 +460,10 @@ def run_demo(
     echo(f"config:   loket --db sqlite:///{db} audit config   (who set this municipality up, and when)")
     echo(f"retention: loket --db sqlite:///{db} retention list   (a reporter's data is erased a year after the"
          " melding closed)")
+    auditor = next((p.id for p in loket.organisation().people.values() if "auditor" in p.roles.values()), None)
+    if sim.open_refs and auditor is not None:
+        ref = sorted(sim.open_refs)[0]
+        echo(f"access:   loket --db sqlite:///{db} --as {auditor} audit access   (who was shown residents' personal"
+             f" values: after 'loket --db sqlite:///{db} case show {ref}', that read is there)")
     engine.dispose()
     return summary

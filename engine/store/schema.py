@@ -288,6 +288,26 @@ class TombstoneRow(SQLModel, table=True):
     last_seq: int
     last_hash: str = Field(max_length=64)
 
+class AccessRow(SQLModel, table=True):
+    """One read of a case's personal values (SPEC §13.2): who, when, which case, which command.
+
+    Not chained (one cheap insert per read) and holding no values itself. `case_id` carries no
+    foreign key: the log outlives nothing it refers to, and retention deletes a destroyed
+    case's rows with it (`engine.store.access.forget_cases`). A read of many cases at once
+    (`audit export`) is one row without a case, its filters in `detail`.
+    """
+
+    __tablename__ = "access_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = _time(nullable=False, index=True)
+    recorded_at: dt.datetime = _time(nullable=False)
+    reader: str = Field(max_length=64)
+    login: str | None = Field(default=None, max_length=64)
+    case_id: int | None = Field(default=None, index=True)
+    ref: str | None = Field(default=None, max_length=32)
+    command: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=400)
+
 
 metadata = SQLModel.metadata
 meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
@@ -302,3 +322,4 @@ seals_t: sa.Table = SealRow.__table__  # type: ignore[attr-defined]
 seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]
 config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-defined]
 tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
+access_t: sa.Table = AccessRow.__table__  # type: ignore[attr-defined]
