@@ -92,16 +92,15 @@ def _raw_streamed(conn: sa.Connection, query: sa.Select[Any], params: dict[str, 
     dialect = conn.dialect
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     values = compiled.construct_params(params)
-    for name, bind in compiled.binds.items():
-        if name not in values:
-            continue
-        value = values[name]
-        processor = bind.type._cached_bind_processor(dialect)
+    for name, value in values.items():
+        # An IN list's values come as `<its bind's name>_1`, `_2`, ...
+        bind = compiled.binds.get(name)
+        if bind is None:
+            bind = compiled.binds.get(name.rpartition("_")[0])
+        processor = bind.type._cached_bind_processor(dialect) if bind is not None else None
         if processor is not None:
             value = processor(value)
-        if isinstance(value, enum.Enum):
-            value = value.value
-        values[name] = value
+        values[name] = value.value if isinstance(value, enum.Enum) else value
     conn.exec_driver_sql("SELECT 1").close()  # begins `conn`'s transaction (its snapshot) if need be
     driver = conn.connection.driver_connection
     assert driver is not None
