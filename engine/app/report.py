@@ -8,6 +8,8 @@ instructions — are few, and read first, by case).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from engine.errors import InvalidValue, NotFound
@@ -60,10 +62,13 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
             type_of=loket.request_type, filters=filters, admin_events=admin_events,
         )
         cases = map(CaseFacts._make, reports.case_rows(conn, now, period))
-        moves = map(Move._make, reports.move_rows(conn, period))
+        # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
+        moves: Iterator[Move] = map(partial(tuple.__new__, Move), reports.move_rows(conn, period))
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
-        for escalation in map(EscalationFact._make, reports.escalation_rows(conn, period)):
+        escalations: Iterator[EscalationFact] = map(
+            partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
+        for escalation in escalations:
             builder.add_escalation(escalation)
         failed_count = reports.failed_count(conn)
         failed = [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]

@@ -15,6 +15,8 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -177,16 +179,22 @@ def with_moves(
 ) -> Iterator[tuple[CaseFacts, list[Move]]]:
     """Each case with its moves; both streams come in case-id order. Moves of cases that the
     case stream does not hold are skipped."""
-    pending = iter(moves)
-    move = next(pending, None)
+    # Grouped by case id in C: this runs for every state change the report reads.
+    groups = groupby(moves, key=_CASE_ID)
+    case_id, group = next(groups, _NO_GROUP)
     for case in cases:
-        own = []
-        while move is not None and move.case_id <= case.id:
-            if move.case_id == case.id:
-                own.append(move)
-            move = next(pending, None)
-        yield case, own
+        wanted = case.id
+        while case_id is not None and case_id < wanted:
+            case_id, group = next(groups, _NO_GROUP)
+        if case_id == wanted:
+            yield case, list(group)
+            case_id, group = next(groups, _NO_GROUP)
+        else:
+            yield case, []
 
+
+_CASE_ID = itemgetter(0)
+_NO_GROUP: tuple[None, Iterator[Move]] = (None, iter(()))
 
 MET, LATE, OPEN_PAST = 0, 1, 2
 """How a term ended: the index of its count in a clock's list [met, late, open past]."""
@@ -337,7 +345,8 @@ class ReportBuilder:
         self._stays: dict[tuple[str, str], _StayTally] = {}
         self._stay_versions: dict[tuple[str, str], int] = {}
         self._overdue: Counter[tuple[str | None, str]] = Counter()
-        self._by_day: Counter[tuple[dt.date, str]] = Counter()
+        self._by_day: Counter[tuple[int, str]] = Counter()
+        """(local day's ordinal, rung) → escalations fired that day."""
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
         self._recent: list[tuple[dt.datetime, int, Realised]] = []
@@ -503,7 +512,9 @@ class ReportBuilder:
         return int(before.total_seconds())
 
     def _local_day(self, moment: dt.datetime) -> dt.date:
-        ordinal = self._ordinal(moment)
+        return self._date_of(self._ordinal(moment))
+
+    def _date_of(self, ordinal: int) -> dt.date:
         day = self._dates.get(ordinal)
         if day is None:
             day = self._dates[ordinal] = dt.date.fromordinal(ordinal)
@@ -641,7 +652,7 @@ class ReportBuilder:
         self._type(escalation.type_key).escalations[rung] += 1
         self._unit(escalation.unit).escalations[rung] += 1
         self._total.escalations[rung] += 1
-        self._by_day[(self._local_day(escalation.fired_at), rung)] += 1
+        self._by_day[(self._ordinal_of(escalation.fired_at.timestamp()), rung)] += 1
 
     # -- the report -------------------------------------------------------------------------
 
@@ -659,7 +670,7 @@ class ReportBuilder:
             total=self._total.figures(None, "Totaal"),
             states=self._state_figures(),
             escalations_by_day=[
-                (day, rung, n) for (day, rung), n in
+                (self._date_of(day), rung, n) for (day, rung), n in
                 sorted(self._by_day.items(), key=lambda kv: (kv[0][0], rung_order(kv[0][1])))
             ],
             overdue=[
