@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 
 import pytest
 
@@ -85,7 +85,7 @@ def parse(raw: bytes) -> EmailMessage:
     return parsed
 
 
-def headers(message: EmailMessage) -> list[tuple[str, str]]:
+def headers(message: MIMEPart) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in message.items()
             if name != "Content-Type" or not value.startswith("multipart/")]
 
