@@ -16,6 +16,7 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
+from engine.errors import InvalidValue
 from notifications.message import POLICY, Label, build_message, defused, message_id_for
 from notifications.render import RenderedEmail
 
@@ -130,3 +131,18 @@ def test_the_boundary_is_fixed_by_the_message_id_and_no_body_can_hold_it() -> No
     parts = list(parse(message.as_bytes()).iter_parts())
     assert [part.get_content() for part in parts] == [hostile, hostile]
     assert first.as_bytes() == build_message(RenderedEmail("s", "a", "b"), **arguments(1)).as_bytes()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sender", [
+    "noreply@gemeente.example\r\nBcc: x@evil.example",
+    "Gemeente\x85Bcc: x@evil.example <noreply@gemeente.example>",
+    "Gemeente\u2028Bcc <noreply@gemeente.example>",
+    "=?utf-8?q?Gemeente=0D=0ABcc:_x@evil.example?= <noreply@gemeente.example>",
+    "a@gemeente.example, x@evil.example",
+])
+def test_a_sender_with_a_line_break_is_refused_every_time(sender: str) -> None:
+    """The From is parsed once per distinct value and kept; a bad one is refused each time,
+    never kept."""
+    for _ in range(2):
+        with pytest.raises(InvalidValue):
+            build_message(RenderedEmail("s", "a", "b"), **(arguments(1) | {"sender": sender}))  # type: ignore[arg-type]
