@@ -161,7 +161,7 @@ def _header(name: str, value: str) -> BaseHeader:
     """The header ``name: value`` as the policy parses it, made once for a value that recurs
     (the configured From, the day, the label's tokens): parsing was most of what was left of
     the cost of a message. A value holding a line break is refused as ``message[name] = value``
-    refuses it (``str.splitlines`` counts ``\x85`` and ``\u2028`` as breaks too)."""
+    refuses it (``str.splitlines`` counts ``\\x85`` and ``\\u2028`` as breaks too)."""
     if len(value.splitlines()) > 1:
         raise ValueError(f"the {name} header may not contain a line break")
     return POLICY.header_factory(name, value)
@@ -169,7 +169,7 @@ def _header(name: str, value: str) -> BaseHeader:
 
 def _text_part(text: str, content_type: BaseHeader) -> EmailMessage:
     """A utf-8 text part, quoted-printable, as ``set_content(text, cte="quoted-printable")``
-    makes it: lines split at ``\r``, ``\n`` or ``\r\n``, joined by ``\n``, one ``\n`` at the
+    makes it: lines split at ``\\r``, ``\\n`` or ``\\r\\n``, joined by ``\\n``, one ``\\n`` at the
     end. Quoted-printable keeps every line 7-bit: any relay accepts it, with or without 8BITMIME."""
     body = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
     part = EmailMessage(policy=POLICY)
