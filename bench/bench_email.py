@@ -11,6 +11,14 @@
 4. the transport alone, on the messages of step 2: batches over one connection each, and as
    the baseline one connection per message. The ratio is what batching buys.
 
+Where the render time goes (cProfile of `render_all`, 1,000 emails, after issue 16's first
+step): the three Jinja templates about half; `build_message` about a third, of which the
+quoted-printable encoding of the two bodies (`email.quoprimime`, pure Python) is about half and
+parsing the per-message headers (Subject, To, Message-ID, the multipart Content-Type with its
+boundary) nearly all the rest; the batch queries and contexts under a tenth. Before that step
+`build_message` was half of the render time, three quarters of it in `set_content` and
+`add_alternative` (parsing the same Content-* headers afresh for every message).
+
 The sink runs in a thread of this process, so its work shares the interpreter with the
 client's: the figures are a floor for a real mail relay on another machine.
 
