@@ -420,9 +420,18 @@ def workflow_show(ctx: Context, key: str, version: int | None, as_json: bool) ->
                                              ("max extension", rt.max_extension)) if d]
     if terms:
         click.echo("; ".join(terms))
+    about = [f"answers for the legal term: {rt.answering_unit()}"
+             + ("" if rt.responsible else " (owner of the initial state)")]
+    if rt.area or rt.measures:
+        about.append("results by " + (rt.area or "type")
+                     + (f", totals of {', '.join(rt.measures)}" if rt.measures else ""))
+    if rt.retention is not None:
+        about.append(f"retention: {rt.retention.action} {rt.retention.after} after closing")
+    click.echo("; ".join(about))
     click.echo()
     states = [(s.name, s.label, s.owner or "", "paused" if s.paused else (str(s.deadline) if s.deadline else ""),
-               "final" if s.final else "") for s in rt.states.values()]
+               f"final ({s.outcome})" if s.final and s.outcome else "final" if s.final else "")
+              for s in rt.states.values()]
     click.echo(table(["state", "label", "owner", "deadline", ""], states))
     click.echo()
     rows = [(t.trigger, ", ".join(t.sources), t.dest, ", ".join(t.roles),
@@ -439,10 +448,15 @@ def _workflow_json(rt: Any, version: int) -> dict[str, Any]:
         "lead_time": str(rt.lead_time) if rt.lead_time else None,
         "service_norm": str(rt.service_norm) if rt.service_norm else None,
         "max_extension": str(rt.max_extension) if rt.max_extension else None,
+        "responsible": rt.responsible, "answering_unit": rt.answering_unit(),
+        "area": rt.area, "measures": list(rt.measures),
+        "retention": ({"after": str(rt.retention.after), "action": rt.retention.action}
+                      if rt.retention is not None else None),
         "fields": {n: {"type": f.type, "required": f.required, "personal": f.personal,
                        "options": list(f.options) or None} for n, f in rt.fields.items()},
         "states": {s.name: {"label": s.label, "owner": s.owner, "final": s.final, "paused": s.paused,
-                            "deadline": str(s.deadline) if s.deadline else None} for s in rt.states.values()},
+                            "deadline": str(s.deadline) if s.deadline else None, "outcome": s.outcome}
+                   for s in rt.states.values()},
         "transitions": [{"trigger": t.trigger, "from": list(t.sources), "to": t.dest, "roles": list(t.roles),
                          "requires": list(t.requires), "comment_required": t.comment_required,
                          "when": [str(c) for c in t.when]} for t in rt.transitions],

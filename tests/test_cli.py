@@ -10,6 +10,7 @@ Every test works on its own copy of a simulation database made by `init --sample
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -1031,3 +1032,18 @@ def test_end_to_end_with_python_cli_py(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr == "Error: field 'amount' expects a number (e.g. 1250.50), got 'veel'\n"
+
+
+def test_workflow_show_says_who_answers_for_the_term_what_is_counted_and_how_long_it_is_kept(loket: Loket) -> None:
+    text = loket("workflow", "show", "bewonersinitiatief")
+    assert text.code == 0, text.err
+    assert "answers for the legal term: wijkteam; results by buurt, totals of amount, participants" in text.out
+    assert re.search(r"^toegekend +Toegekend +final \(granted\)$", text.out, re.MULTILINE)
+    melding = loket("workflow", "show", "melding")
+    assert "(owner of the initial state)" in melding.out and "retention: redact 1 year after closing" in melding.out
+    shown = loket("workflow", "show", "bewonersinitiatief", "--json").json()
+    assert (shown["responsible"], shown["answering_unit"], shown["area"], shown["measures"]) == (
+        "wijkteam", "wijkteam", "buurt", ["amount", "participants"])
+    assert shown["retention"] is None and shown["states"]["afgewezen"]["outcome"] == "rejected"
+    assert loket("workflow", "show", "melding", "--json").json()["retention"] == {"after": "1 year",
+                                                                                "action": "redact"}
