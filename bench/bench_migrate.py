@@ -29,7 +29,6 @@ DATABASE ... TEMPLATE), timed around the call alone.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from common import PG_SERVER, sample_loket  # noqa: E402
+from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.migrate import BATCH, migrate  # noqa: E402
@@ -215,20 +213,6 @@ def run_child(url: str, mode: str) -> dict[str, Any]:
 # -- the databases ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def pg_database(template: str | None = None) -> Iterator[str]:
-    name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    try:
-        yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def prepare(url: str, count: int, folder: Path) -> None:
     loket = sample_loket(url, START)
     load(loket, count)
@@ -258,13 +242,13 @@ def bench_sqlite(count: int) -> None:
 
 
 def bench_pg(count: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, pg_database() as base:
+    with tempfile.TemporaryDirectory() as tmp, scratch_postgres() as base:
         prepare(base, count, Path(tmp))
         template = sa.engine.make_url(base).database
         assert template is not None
         runs = {}
         for mode in ("migrate", "floor"):
-            with pg_database(template) as url:
+            with scratch_postgres(template) as url:
                 runs[mode] = run_child(url, mode)
         report("postgresql", runs["migrate"], runs["floor"], count)
 

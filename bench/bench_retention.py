@@ -27,7 +27,6 @@ resident set just before it (VmRSS).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import shutil
@@ -36,14 +35,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from common import PG_SERVER, scratch_postgres  # noqa: E402
+from common import scratch_postgres  # noqa: E402
 
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
@@ -171,21 +169,6 @@ def _child(kind: str, url: str) -> dict[str, float]:
     return result
 
 
-@contextlib.contextmanager
-def _pg_copy(template: str) -> Iterator[str]:
-    name = f"loket_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    source = sa.engine.make_url(template).database
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    try:
-        yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
 def _report(backend: str, cases: int, run: dict[str, float], floor: dict[str, float]) -> None:
     cases += 1  # the template
     assert run["destroyed"] == floor["destroyed"] == cases, (run, floor)
@@ -215,7 +198,7 @@ def bench_pg(cases: int) -> None:
         load(url, cases, Path(folder) / "wf")
         results = {}
         for kind in ("run", "floor"):
-            with _pg_copy(url) as copy:
+            with scratch_postgres(sa.engine.make_url(url).database) as copy:
                 results[kind] = _child(kind, copy)
         _report("PostgreSQL", cases, results["run"], results["floor"])
 

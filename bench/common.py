@@ -20,12 +20,13 @@ PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0
 
 
 @contextmanager
-def scratch_postgres() -> Iterator[str]:
-    """Yields the URL of a new, empty database; it is dropped afterwards, however the run ends."""
+def scratch_postgres(template: str | None = None) -> Iterator[str]:
+    """Yields the URL of a new database — empty, or a copy of the database named `template`
+    (`CREATE DATABASE ... TEMPLATE`); it is dropped afterwards, however the run ends."""
     name = f"loket_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
     finally:
