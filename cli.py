@@ -1321,7 +1321,7 @@ def db_maintain(ctx: Context) -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Run the SQL (one transaction) instead of printing it.")
 @pass_ctx
 def db_grants(ctx: Context, apply_: bool) -> None:
-    """PostgreSQL: the role loket_users for people's logins, with history append-only for it.
+    """PostgreSQL: the role loket_users for people's logins, which may add to history, not change it.
 
     Without --apply, print the SQL; with it, run that SQL in one transaction as the tables'
     owner role (running it again changes nothing) and record it in the configuration history.

@@ -210,8 +210,9 @@ def test_loket_works_for_logins_in_loket_users_redaction_retention_and_the_worke
                                   login=clerk))["ref"]
     place.ok("case", "advance", melding, "niet_in_behandeling_nemen", "--comment", "dubbel", login=clerk)
     # The worker's jobs under its service role: a sweep, delivery, and maintenance (refused: owner's).
-    place.ok("escalate", login=worker, now=LATER)
-    place.ok("outbox", "send", login=worker, now=LATER)
+    fired = json.loads(place.ok("escalate", "--json", login=worker, now=LATER))["fired"]
+    assert fired and place.scalar("SELECT count(*) FROM escalation") > 0
+    assert not place.ok("outbox", "send", login=worker, now=LATER).startswith("0 sent")
     out = place.ok("retention", "run", "--reason", "selectielijst 2020", "--json", login=operator, now=LATER)
     result = json.loads(out)
     assert (result["destroyed"], result["redacted"]) == (1, 1), out
