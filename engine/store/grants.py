@@ -159,9 +159,9 @@ _WRITTEN_HERE = "xmin = pg_current_xact_id()::xid"
 
 def _only_removes(old: str, new: str) -> str:
     """SQL: the JSON object `new` keeps some of `old`'s keys with their values, and adds none."""
-    return (f"({new} IS NULL OR (jsonb_typeof({new}) = 'object' AND jsonb_typeof({old}) = 'object'"
+    return (f"COALESCE({new} IS NULL OR (jsonb_typeof({new}) = 'object' AND jsonb_typeof({old}) = 'object'"
             f" AND NOT EXISTS (SELECT 1 FROM jsonb_each({new}) AS kept"
-            f" WHERE {old} -> kept.key IS DISTINCT FROM kept.value)))")
+            f" WHERE {old} -> kept.key IS DISTINCT FROM kept.value)), false)")
 
 
 def _erase_function() -> tuple[str, str, str]:
