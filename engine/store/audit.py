@@ -151,14 +151,18 @@ def seal_turn(conn: sa.Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    keys = (SEAL_LOCK, config.HISTORY_LOCK)
-    conn.exec_driver_sql(f"SELECT pg_advisory_lock({keys[0]}), pg_advisory_lock({keys[1]})")
-    conn.commit()
+    held: list[int] = []
     try:
+        for key in (SEAL_LOCK, config.HISTORY_LOCK):  # one statement each: in this order
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            held.append(key)
+        conn.commit()
         yield
     finally:
         try:
-            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({keys[1]}), pg_advisory_unlock({keys[0]})")
+            conn.rollback()  # a transaction an error left behind (none after a commit)
+            for key in reversed(held):
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
             conn.commit()
         except sa.exc.DBAPIError:  # the session is gone, and its locks with it
             pass
