@@ -268,6 +268,10 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         existed = before is not None
         if existed and simulation and not loket.is_simulation():
             raise InvalidValue("this database holds real cases: it cannot become a simulation database")
+        if existed and before != SCHEMA_REVISION:
+            from engine.app.grants import require_owner
+
+            require_owner(loket, "upgrading the schema")
         migrate(loket.engine)
         with loket.engine.begin() as conn:
             if simulation and not existed:
@@ -1287,7 +1291,7 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
 
 @cli.group()
 def db() -> None:
-    """The database files: maintain."""
+    """The database: maintain, grants."""
 
 
 @db.command("maintain")
@@ -1296,17 +1300,41 @@ def db_maintain(ctx: Context) -> None:
     """Do pending work on the database files now (what the worker does on its schedule).
 
     Today that is removing erased personal values from the files; exit 3 when it could not
-    be finished yet (another session still needs the old data) — run it again later.
+    be finished yet (another session still needs the old data) — run it again later. On
+    PostgreSQL it is a task for the installation's owner role.
     """
+    from engine.app.grants import require_owner
     from engine.app.maintenance import run
 
-    result = run(ctx.open())
+    loket = ctx.open()
+    require_owner(loket, "db maintain")
+    result = run(loket)
     if result is None:
         click.echo("nothing to do: no erased values wait to leave the database files")
         return
     click.echo(result.message)
     if not result.clean:
         sys.exit(3)
+
+
+@db.command("grants")
+@click.option("--apply", "apply_", is_flag=True, help="Run the SQL (one transaction) instead of printing it.")
+@pass_ctx
+def db_grants(ctx: Context, apply_: bool) -> None:
+    """PostgreSQL: the role loket_users for people's logins, which may add to history, not change it.
+
+    Without --apply, print the SQL; with it, run that SQL in one transaction as the tables'
+    owner role (running it again changes nothing) and record it in the configuration history.
+    """
+    from engine.app.grants import GROUP, apply, grants
+
+    loket = ctx.open()
+    if not apply_:
+        click.echo(grants(loket).script, nl=False)
+        return
+    done = apply(loket, ctx.identity())
+    click.echo(f"applied {len(done.statements)} statements: role {GROUP} may read and add to the history, not"
+               f" change it; redaction and retention run through functions owned by '{done.owner}'")
 
 
 @cli.group()

@@ -139,8 +139,6 @@ def redact(
                     f" and {len(erasure.not_erased) - len(shown)} more" if len(erasure.not_erased) > len(shown) else "")
                 raise Refused(f"{case.ref}: none of the texts asked for can be erased, all {OLD_FORMAT}: {listed}")
             raise Refused(f"{case.ref} holds none of the texts asked for: nothing to redact")
-        for event_id, values in erasure.updates.items():
-            store.set_event(conn, event_id, values)
         secrets = set(erasure.secrets)
         if do_personal:
             secrets |= {str(v) for k, v in case.data.items() if k in personal and v not in (None, "")}
@@ -157,6 +155,10 @@ def redact(
                 record["not_erased"] = [[n.seq, n.what] for n in erasure.not_erased]
         change = Change(updates, [Draft(Action.REDACTED, data=record)])
         new = loket.write_case(conn, rt, case, change, actor, now)
+        # After the `redacted` event that records it: on PostgreSQL only a transaction that
+        # appended one may erase the case's events (`engine.store.grants`).
+        for event_id, values in erasure.updates.items():
+            store.set_event(conn, event_id, values)
         store.mark_pending(conn)
     return Redacted(new, erased_fields, mail, erasure.texts, erasure.not_erased)
 

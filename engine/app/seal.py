@@ -88,20 +88,19 @@ def _seal(loket: Loket, by: Identity, *, hold_lock: bool) -> SealResult:
         conn = conn.execution_options(loket_readonly=True)  # a plain BEGIN (engine.store.db)
     elif not sqlite:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
-    with conn, conn.begin():
+    with conn, store.seal_turn(conn), conn.begin():
         store.lock_seals(conn)
         config.lock_history(conn)  # the seal's own event follows the history it verified
         prev_digest = store.last_seal_digest(conn) or GENESIS
         digest, cases, events = _digest_heads(conn, prev_digest)
         _verified(loket, conn)
         try:
-            seal_id = store.start_seal(conn, now, prev_digest)
+            # The heads are copied from the very rows just digested (one snapshot).
+            seal_id = store.add_seal(conn, now, prev_digest, digest, cases, events)
         except sa.exc.OperationalError:
             if not sqlite or hold_lock:
                 raise
             raise _Overtaken from None
-        # start_seal copied the heads from the very rows just digested (one snapshot).
-        store.finish_seal(conn, seal_id, digest, cases, events)
         loket.record_config(conn, by, AUDIT_SEAL, {"seal": seal_id, "digest": digest, "cases": cases,
                                                     "events": events})
         result = SealResult(seal_id, now, cases, events, digest)

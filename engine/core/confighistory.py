@@ -23,6 +23,8 @@ ORG_LOAD = "org_load"
 WORKFLOW_LOAD = "workflow_load"
 AUDIT_SEAL = "audit_seal"
 INIT = "init"
+DB_GRANTS = "db_grants"
+"""`loket db grants --apply`: the PostgreSQL privileges of people's logins (SPEC §13.3)."""
 HISTORY_STARTED = "history_started"
 """Written by the schema upgrade that introduced the history: what was configured before it."""
 
@@ -146,6 +148,9 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
         if schema.get("from") is None:
             return f"{kind} created (schema {schema.get('to')})"
         return f"{kind} schema upgraded from {schema.get('from')} to {schema.get('to')}"
+    if action == DB_GRANTS:
+        return (f"PostgreSQL privileges of role {detail.get('role')} applied (owner {detail.get('owner')},"
+                f" SQL sha256 {str(detail.get('sha256'))[:12]}…)")
     if action == HISTORY_STARTED:
         return (f"history started at schema {detail.get('schema')}: {len(detail.get('organisations') or [])}"
                 f" organisation(s), {len(detail.get('request_types') or [])} request type version(s),"

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 
 from engine.core.replay import REPLAYED
+from engine.store import config
 from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
 from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t, tombstones_t
 
@@ -128,22 +130,55 @@ def type_versions(conn: sa.Connection, *, careful: bool) -> list[Any]:
 # -- seals -----------------------------------------------------------------------------------
 
 
+SEAL_LOCK = 0x6C6F6B6574_0002
+"""The advisory lock key that seals queue on (PostgreSQL)."""
+
+
 def lock_seals(conn: sa.Connection) -> None:
-    """Make seals wait for each other on PostgreSQL (each must follow the one before it); as
-    the transaction's first statement, before its snapshot is taken. SQLite has one writer."""
+    """Make seals wait for each other on PostgreSQL (each must follow the one before it), to
+    the end of the transaction. SQLite has one writer. A transaction that reads in one snapshot
+    must be in its turn before that snapshot is taken: see :func:`seal_turn`."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("LOCK TABLE audit_seal IN SHARE ROW EXCLUSIVE MODE")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SEAL_LOCK})")
+
+
+@contextmanager
+def seal_turn(conn: sa.Connection) -> Iterator[None]:
+    """Hold the seals' turn and the configuration history's (PostgreSQL), in that order, for the
+    session, before a REPEATABLE READ transaction begins: a lock taken by a query inside it would
+    come after its snapshot, which could then miss the seal that went before. (A table lock would
+    not take a snapshot, but needs UPDATE privilege on the table: advisory locks need none.)"""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    held: list[int] = []
+    try:
+        for key in (SEAL_LOCK, config.HISTORY_LOCK):  # one statement each: in this order
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            held.append(key)
+        conn.commit()
+        yield
+    finally:
+        try:
+            conn.rollback()  # a transaction an error left behind (none after a commit)
+            for key in reversed(held):
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            conn.commit()
+        except sa.exc.DBAPIError:  # the session is gone, and its locks with it
+            pass
 
 
 def last_seal_digest(conn: sa.Connection) -> str | None:
     return conn.execute(sa.select(seals_t.c.digest).order_by(seals_t.c.id.desc()).limit(1)).scalar()
 
 
-def start_seal(conn: sa.Connection, sealed_at: dt.datetime, prev_digest: str) -> int:
-    """A new seal, not yet digested, holding a copy of every case row's chain head; its id."""
+def add_seal(conn: sa.Connection, sealed_at: dt.datetime, prev_digest: str, digest: str, cases: int,
+             events: int) -> int:
+    """A new seal with its digest, holding a copy of every case row's chain head; its id. Added
+    whole, never updated afterwards: the seals are append-only (`engine.store.grants`)."""
     seal_id: int = conn.execute(
-        sa.insert(seals_t).values(sealed_at=sealed_at, recorded_at=dt.datetime.now(dt.UTC), cases=0,
-                                  events=0, prev_digest=prev_digest, digest="")
+        sa.insert(seals_t).values(sealed_at=sealed_at, recorded_at=dt.datetime.now(dt.UTC), cases=cases,
+                                  events=events, prev_digest=prev_digest, digest=digest)
         .returning(seals_t.c.id)
     ).scalar_one()
     conn.execute(sa.insert(seal_heads_t).from_select(
@@ -151,11 +186,6 @@ def start_seal(conn: sa.Connection, sealed_at: dt.datetime, prev_digest: str) ->
         sa.select(sa.literal(seal_id), cases_t.c.id, cases_t.c.ref, cases_t.c.last_seq, cases_t.c.last_hash),
     ))
     return seal_id
-
-
-def finish_seal(conn: sa.Connection, seal_id: int, digest: str, cases: int, events: int) -> None:
-    conn.execute(sa.update(seals_t).where(seals_t.c.id == seal_id)
-                 .values(digest=digest, cases=cases, events=events))
 
 
 def case_heads(conn: sa.Connection) -> Iterable[Any]:

@@ -121,11 +121,18 @@ _EVENT_COLUMNS = {"seq": INT, "at": TIME, "recorded_at": TIME, "actor": TEXT, "l
                   "detail": JSON, "prev_hash": TEXT, "hash": TEXT}
 
 
+HISTORY_LOCK = 0x6C6F6B6574_0001
+"""The advisory lock key that configuration changes queue on (PostgreSQL)."""
+
+
 def lock_history(conn: sa.Connection) -> None:
     """Make configuration changes wait for each other on PostgreSQL, so that each event
-    follows the one before it (SQLite has one writer at a time anyway). Before the head is read."""
+    follows the one before it (SQLite has one writer at a time anyway). Before the head is read.
+
+    An advisory lock, held to the end of the transaction: a table lock strong enough would need
+    UPDATE privilege on the history, which people's logins do not have (`engine.store.grants`)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("LOCK TABLE config_event IN SHARE ROW EXCLUSIVE MODE")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({HISTORY_LOCK})")
 
 
 def record(conn: sa.Connection, *, at: dt.datetime, actor: str, login: str | None, action: str,

@@ -125,6 +125,12 @@ def snapshot(engine: sa.Engine) -> sa.Connection:
     return conn
 
 
+def has_function(conn: sa.Connection, name: str) -> bool:
+    """Whether the database has this function in its search path (PostgreSQL): the privileged
+    changes run through one once `loket db grants --apply` made it (`engine.store.grants`)."""
+    return conn.execute(sa.text("SELECT to_regproc(:name) IS NOT NULL"), {"name": name}).scalar() is True
+
+
 def migrate(engine: sa.Engine) -> None:
     """Create or upgrade the schema to the newest revision; existing data is kept."""
     from alembic import command

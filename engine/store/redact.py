@@ -18,6 +18,7 @@ and the work is done when it can be (`checkpoint`, `rewrite`) and then cleared.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.vocabulary import MailKind
+from engine.store.db import has_function
 from engine.store.schema import events_t, meta_t, outbox_t
 
 PENDING_KEY = "erasure_pending"
@@ -46,10 +48,6 @@ def event_data(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
         .where(events_t.c.case_id == case_id).order_by(events_t.c.seq)).mappings()]
 
 
-def set_event_data(conn: sa.Connection, event_id: int, data: dict[str, Any]) -> None:
-    conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(data=data))
-
-
 def event_texts(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
     """What a redaction reads of each event of a case, in seq order: where its values and
     free text are, and whether the chain holds them by digest."""
@@ -59,8 +57,19 @@ def event_texts(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
         .where(e.case_id == case_id).order_by(e.seq)).mappings()]
 
 
+ERASE = "loket_erase_event"
+"""The PostgreSQL function through which a redaction erases an event's values once the events
+are append-only for people's logins (`engine.store.grants`)."""
+_ERASE_CALL = sa.text(f"SELECT {ERASE}(:id, CAST(:changes AS jsonb))")
+
+
 def set_event(conn: sa.Connection, event_id: int, values: dict[str, Any]) -> None:
-    """Write an event's erased columns (`data`, `comment`, `salts`)."""
+    """Write an event's erased columns (`data`, `comment`, `salts`), after the `redacted` event
+    that records it was appended in the same transaction. On PostgreSQL with `loket db grants`
+    applied, through the owner's function, which checks that the change only removes values."""
+    if conn.dialect.name == "postgresql" and has_function(conn, ERASE):
+        conn.execute(_ERASE_CALL, {"id": event_id, "changes": json.dumps(values)})
+        return
     conn.execute(sa.update(events_t).where(events_t.c.id == event_id).values(**values))
 
 

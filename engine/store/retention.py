@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.vocabulary import MailKind
+from engine.store.db import has_function
 from engine.store.schema import cases_t, meta_t, metadata, outbox_t, seal_heads_t, tombstones_t
 
 BATCH = 500
@@ -69,11 +70,22 @@ def lock_closed(conn: sa.Connection, ids: Sequence[int]) -> list[Any]:
                              .order_by(c.id).with_for_update()).all())
 
 
+DESTROY = "loket_destroy_cases"
+"""The PostgreSQL function through which a retention run deletes the cases it tombstoned, once
+the events are append-only for people's logins (`engine.store.grants`)."""
+_DESTROY_CALL = sa.text(f"SELECT {DESTROY}(CAST(:ids AS bigint[]))")
+
+
 def destroy(conn: sa.Connection, tombstones: Sequence[dict[str, Any]]) -> None:
-    """Delete the cases the tombstones name with everything of theirs, and insert the tombstones."""
+    """Delete the cases the tombstones name with everything of theirs, and insert the tombstones.
+    On PostgreSQL with `loket db grants` applied the deletions run in the owner's function,
+    which checks each case against its tombstone first."""
     ids = [t["case_id"] for t in tombstones]
     conn.execute(sa.insert(tombstones_t), list(tombstones))
     _forget_in_reports(conn, ids)
+    if conn.dialect.name == "postgresql" and has_function(conn, DESTROY):
+        conn.execute(_DESTROY_CALL, {"ids": ids})
+        return
     for table in case_tables():
         conn.execute(sa.delete(table).where(table.c.case_id.in_(ids)))
     conn.execute(sa.delete(cases_t).where(cases_t.c.id.in_(ids)))

@@ -1,0 +1,372 @@
+"""PostgreSQL enforces append-only history (SPEC §13.3): `loket db grants [--apply]`.
+
+Each test gets a database of its own on the test server, set up by its owner (`postgres`), with
+`db grants --apply` run and login roles made for the people: members of `loket_users`, dropped
+again afterwards (roles belong to the whole server, not to the database). Those logins then
+connect with `psql` — and fail to rewrite history — and with `loket`, which keeps working for
+them, redaction and retention included.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from engine.store import grants as store_grants
+from tests.conftest import ORG_FILE, PG_SERVER, WORKFLOWS, run_cli
+from tests.test_identity import organisation, write
+
+CLERK, HEAD, OPERATOR, AUDITOR = "c.devries", "a.jansen", "o.beheer", "d.smit"
+NAME, MAIL = "Geertruida Zwanenburg", "g.zwanenburg.geheim@example.org"
+LATER = "2029-03-05T10:00:00+01:00"
+"""Past every retention term of the cases made at the test's start."""
+
+pytestmark = pytest.mark.postgres
+
+
+def _types(folder: Path) -> list[str]:
+    """The bundled request types; bewonersinitiatief destroyed a year after it closed (melding
+    is redacted after a year, as bundled)."""
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for path in sorted(WORKFLOWS.glob("*.yaml")):
+        if path.name == "organisation.yaml":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.name == "bewonersinitiatief.yaml":
+            text += "\nretention: {after: {years: 1}, action: destroy}\n"
+        (folder / path.name).write_text(text, encoding="utf-8")
+        paths.append(str(folder / path.name))
+    return paths
+
+
+class Place:
+    """A database of its own, its owner's URL, and the login roles made for it."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        self.capsys, self.tmp_path = capsys, tmp_path
+        self.name = f"loket_grants_{uuid.uuid4().hex[:10]}"
+        self.admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+        self.url = sa.engine.make_url(PG_SERVER).set(database=self.name).render_as_string(hide_password=False)
+        self.roles: list[str] = []
+
+    def role(self, *, member: bool = True) -> str:
+        name = f"loket_test_{uuid.uuid4().hex[:10]}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{name}" LOGIN' + (" IN ROLE loket_users" if member else ""))
+        self.roles.append(name)
+        return name
+
+    def url_for(self, login: str | None) -> str:
+        if login is None:
+            return self.url
+        return sa.engine.make_url(self.url).set(username=login).render_as_string(hide_password=False)
+
+    def cli(self, *args: str, login: str | None = None, now: str | None = None) -> tuple[int, str, str]:
+        extra = ("--now", now) if now else ()
+        return run_cli(self.capsys, "--db", self.url_for(login), *extra, *args)
+
+    def ok(self, *args: str, login: str | None = None, now: str | None = None) -> str:
+        code, out, err = self.cli(*args, login=login, now=now)
+        assert code == 0, err
+        return out
+
+    def psql(self, login: str, sql: str) -> subprocess.CompletedProcess[str]:
+        dsn = sa.engine.make_url(self.url_for(login)).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        return subprocess.run(["psql", dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                              capture_output=True, text=True, timeout=60)
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        engine = sa.create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(sa.text(sql), params).scalar()
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                 " WHERE datname = %s AND pid <> pg_backend_pid()", (self.name,))
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}"')
+            for name in self.roles:
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{name}"')
+        self.admin.dispose()
+
+
+@pytest.fixture
+def place(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Place]:
+    for name in ("LOKET_DB", "LOKET_USER", "LOKET_NOW", "LOKET_DEBUG", "LOKET_SMTP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOKET_MAIL_DIR", str(tmp_path / "mail"))
+    made = Place(capsys, tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
+def town(place: Place, tmp_path: Path) -> tuple[Place, dict[str, str]]:
+    """A simulation database set up by its owner with `db grants --apply`, then an organisation
+    whose clerk, head, operator and auditor each have a login in loket_users; and the worker's
+    service role, a member that is nobody in the organisation. Returns the place and person → login."""
+    place.ok("init", "--simulation", "--org", str(ORG_FILE))
+    place.ok("workflow", "load", *_types(tmp_path / "wf"))
+    place.ok("db", "grants", "--apply")
+    logins = {who: place.role() for who in (CLERK, HEAD, OPERATOR, AUDITOR, "worker")}
+    org = organisation({k: v for k, v in logins.items() if k != "worker"})
+    place.ok("org", "load", write(tmp_path / "org.yaml", org))
+    return place, logins
+
+
+def _history(place: Place) -> tuple[Any, ...]:
+    return (place.scalar("SELECT count(*) FROM case_event"),
+            place.scalar("SELECT md5(string_agg(hash || coalesce(comment, '') || coalesce(data::text, ''), ','"
+                         " ORDER BY id)) FROM case_event"),
+            place.scalar("SELECT md5(string_agg(digest, ',' ORDER BY id)) FROM audit_seal"),
+            place.scalar("SELECT count(*) FROM audit_seal"))
+
+
+# -- psql: a clerk's own login cannot rewrite history ---------------------------------------------
+
+
+def test_a_clerk_connecting_with_psql_cannot_update_delete_or_truncate_events_or_seals(
+        town: tuple[Place, dict[str, str]]) -> None:
+    place, logins = town
+    clerk = logins[CLERK]
+    ref = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Straatfeest", "--data",
+                              f"name={NAME}", "--json", login=clerk))["ref"]
+    place.ok("case", "comment", ref, "Geen bezwaar van de buren", login=clerk)
+    place.ok("audit", "seal", login=logins[AUDITOR])
+    before = _history(place)
+    assert before[0] >= 2 and before[3] == 1
+    for table in ("case_event", "audit_seal", "audit_seal_head", "config_event", "retention_tombstone"):
+        column = {"case_event": "comment = 'herschreven'", "audit_seal": "digest = 'x'",
+                  "audit_seal_head": "hash = 'x'", "config_event": "actor = 'x'",
+                  "retention_tombstone": "reason = 'x'"}[table]
+        for statement in (f"UPDATE {table} SET {column}", f"DELETE FROM {table}", f"TRUNCATE {table} CASCADE"):
+            done = place.psql(clerk, statement)
+            assert done.returncode != 0, statement
+            assert f"permission denied for table {table}" in done.stderr, (statement, done.stderr)
+    assert _history(place) == before
+    # The simulation mark and the other settings are out of reach; the two keys of normal work not.
+    done = place.psql(clerk, "INSERT INTO loket_meta (key, value) VALUES ('demo', 'true')")
+    assert "row-level security" in done.stderr
+    assert place.psql(clerk, "UPDATE loket_meta SET value = 'x' WHERE key = 'simulation'").returncode == 0
+    assert place.scalar("SELECT value FROM loket_meta WHERE key = 'simulation'") == "true"
+    # The owner's functions are no way around it: outside a redaction, or adding a value, refused.
+    event = place.scalar("SELECT min(id) FROM case_event")
+    done = place.psql(clerk, f"SELECT loket_erase_event({event}, '{{\"comment\": null}}')")
+    assert "only be erased in the transaction that records the redaction" in done.stderr
+    case_id = place.scalar("SELECT case_id FROM case_event WHERE id = :e", e=event)
+    done = place.psql(clerk, f"""BEGIN;
+        INSERT INTO case_event (case_id, seq, at, recorded_at, actor, action, prev_hash, hash)
+             VALUES ({case_id}, 999, now(), now(), 'x', 'redacted', 'x', 'x');
+        SELECT loket_erase_event({event}, '{{"data": {{"name": "Iemand Anders"}}}}');
+        COMMIT;""")
+    assert "an erasure only removes values" in done.stderr
+    done = place.psql(clerk, f"SELECT loket_destroy_cases(ARRAY[{case_id}]::bigint[])")
+    assert "is no closed case with its tombstone" in done.stderr
+    assert _history(place) == before
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")
+
+
+# -- the CLI keeps working for people's logins -----------------------------------------------------
+
+
+def test_loket_works_for_logins_in_loket_users_redaction_retention_and_the_worker_included(
+        town: tuple[Place, dict[str, str]]) -> None:
+    place, logins = town
+    clerk, head, operator, worker = logins[CLERK], logins[HEAD], logins[OPERATOR], logins["worker"]
+    new = ("case", "new", "bewonersinitiatief", "--data", "title=Straatfeest", "--data", f"name={NAME}",
+           "--data", f"email={MAIL}", "--json")
+    kept = json.loads(place.ok(*new, login=clerk))["ref"]
+    place.ok("case", "advance", kept, "in_behandeling", "--comment", f"Gebeld met {NAME}", login=clerk)
+    place.ok("case", "comment", kept, f"{NAME} belt terug", login=clerk)
+    assert kept in place.ok("case", "list", login=clerk)
+    assert NAME in place.ok("case", "show", kept, login=clerk)
+    # The head redacts: personal data, then the comments.
+    out = place.ok("case", "redact", kept, "--reason", "verzoek van de bewoner", login=head)
+    assert "redacted" in out or "erased" in out
+    place.ok("case", "redact", kept, "--comments", "--reason", "vrije tekst", login=head)
+    assert place.scalar("SELECT count(*) FROM case_event WHERE comment LIKE :n OR data::text LIKE :n",
+                        n=f"%{NAME}%") == 0
+    # A case destroyed by retention, one redacted by it (melding: redact after a year).
+    gone = json.loads(place.ok(*new, login=clerk))["ref"]
+    place.ok("case", "advance", gone, "intrekken", "--comment", "ingetrokken", login=clerk)
+    melding = json.loads(place.ok("case", "new", "melding", "--data", "omschrijving=Lamp kapot", "--data",
+                                  "locatie=Dorpsstraat 1", "--data", f"melder_naam={NAME}", "--json",
+                                  login=clerk))["ref"]
+    place.ok("case", "advance", melding, "niet_in_behandeling_nemen", "--comment", "dubbel", login=clerk)
+    # The worker's jobs under its service role: a sweep, delivery, and maintenance (refused: owner's).
+    fired = json.loads(place.ok("escalate", "--json", login=worker, now=LATER))["fired"]
+    assert fired and place.scalar("SELECT count(*) FROM escalation") > 0
+    assert not place.ok("outbox", "send", login=worker, now=LATER).startswith("0 sent")
+    out = place.ok("retention", "run", "--reason", "selectielijst 2020", "--json", login=operator, now=LATER)
+    result = json.loads(out)
+    assert (result["destroyed"], result["redacted"]) == (1, 1), out
+    assert place.scalar("SELECT count(*) FROM cases WHERE ref = :r", r=gone) == 0
+    assert place.scalar("SELECT count(*) FROM retention_tombstone WHERE ref = :r", r=gone) == 1
+    code, _out, err = place.cli("db", "maintain", login=worker)
+    assert code == 1 and err.startswith("Error: db maintain is a task for the installation's owner role"), err
+    assert place.ok("audit", "seal", login=logins[AUDITOR])
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")
+    assert place.ok("db", "maintain").startswith("rewrote")  # the owner's task
+    assert place.ok("audit", "verify").startswith("ok:")
+
+
+def test_the_worker_maintenance_under_a_service_role_says_it_is_the_owners_task(
+        town: tuple[Place, dict[str, str]]) -> None:
+    from engine.app.maintenance import run
+    from engine.app.service import Loket
+    from engine.store.db import open_engine
+
+    place, logins = town
+    ref = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Feest", "--data",
+                              f"name={NAME}", "--json", login=logins[CLERK]))["ref"]
+    place.ok("case", "redact", ref, "--reason", "verzoek", login=logins[HEAD])
+    loket = Loket(open_engine(place.url_for(logins["worker"])))
+    try:
+        result = run(loket)
+    finally:
+        loket.engine.dispose()
+    assert result is not None and not result.clean
+    assert "owner role 'postgres'" in result.message
+    assert place.scalar("SELECT count(*) FROM loket_meta WHERE key = 'erasure_pending'") == 1
+
+
+# -- db grants itself --------------------------------------------------------------------------------
+
+
+def test_the_sql_printed_is_what_apply_runs_and_applying_twice_changes_nothing(
+        place: Place, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    place.ok("init", "--sample")
+    printed = place.ok("db", "grants")
+    assert printed.startswith("BEGIN;\n") and printed.endswith("COMMIT;\n")
+    ran: list[list[str]] = []
+    real = store_grants.apply
+
+    def spy(conn: Any, statements: list[str]) -> None:
+        ran.append(list(statements))
+        real(conn, statements)
+
+    monkeypatch.setattr(store_grants, "apply", spy)
+    place.ok("db", "grants", "--apply")
+    assert store_grants.script(ran[0]) == printed
+    acl = "SELECT string_agg(relname || '=' || coalesce(relacl::text, ''), ';' ORDER BY relname) FROM pg_class" \
+          " WHERE relnamespace = 'public'::regnamespace"
+    first = place.scalar(acl)
+    place.ok("db", "grants", "--apply")
+    assert store_grants.script(ran[1]) == printed == place.ok("db", "grants")
+    assert place.scalar(acl) == first
+    for table in store_grants.HISTORY:
+        for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+            assert place.scalar(f"SELECT has_table_privilege('loket_users', '{table}', '{privilege}')") is False
+        assert place.scalar(f"SELECT has_table_privilege('loket_users', '{table}', 'INSERT')") is True
+    assert place.scalar("SELECT has_function_privilege('public', 'loket_erase_event(bigint, jsonb)', 'EXECUTE')") \
+        is False
+    events = [e for e in json.loads(place.ok("audit", "config", "--json")) if e["action"] == "db_grants"]
+    assert len(events) == 2 and events[0]["detail"]["role"] == "loket_users"
+    assert place.ok("audit", "verify").startswith("ok:")
+
+
+def test_every_table_has_a_rule_for_loket_users() -> None:
+    assert store_grants.unruled_tables() == []
+    assert set(store_grants.HISTORY) <= store_grants.PRIVILEGES.keys()
+    for table in store_grants.HISTORY:
+        assert "UPDATE" not in store_grants.PRIVILEGES[table] and "DELETE" not in store_grants.PRIVILEGES[table]
+
+
+def test_grants_apply_is_the_operators_and_the_owners(town: tuple[Place, dict[str, str]]) -> None:
+    place, logins = town
+    code, _out, err = place.cli("db", "grants", "--apply", login=logins[CLERK])
+    assert code == 1 and err.startswith("Error: db grants is for an operator"), err
+    code, _out, err = place.cli("db", "grants", "--apply", login=logins[OPERATOR])
+    assert code == 1 and err == (f"Error: db grants --apply is for the installation's owner role 'postgres' (it owns"
+                                 f" the tables, and will own the functions); you are connected as"
+                                 f" '{logins[OPERATOR]}'\n"), err
+    # A member of the owner role acts as the owner for the transaction, and is recorded as themselves.
+    with place.admin.connect() as conn:
+        conn.exec_driver_sql(f'GRANT postgres TO "{logins[OPERATOR]}"')
+    try:
+        place.ok("db", "grants", "--apply", login=logins[OPERATOR])
+    finally:
+        with place.admin.connect() as conn:
+            conn.exec_driver_sql(f'REVOKE postgres FROM "{logins[OPERATOR]}"')
+    last = json.loads(place.ok("audit", "config", "--json"))[-1]
+    assert (last["action"], last["actor"], last["login"]) == ("db_grants", OPERATOR, logins[OPERATOR])
+    assert place.scalar("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'loket_erase_event'") \
+        == "postgres"
+
+
+def test_on_sqlite_db_grants_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'loket.db'}"
+    assert run_cli(capsys, "--db", url, "init")[0] == 0
+    for args in ((), ("--apply",)):
+        code, out, err = run_cli(capsys, "--db", url, "db", "grants", *args)
+        assert (code, out) == (2, "")
+        assert err.count("\n") == 1 and err.startswith("Error: db grants is a PostgreSQL feature"), err
+
+
+def test_owner_tasks_are_refused_to_a_login_in_loket_users(town: tuple[Place, dict[str, str]]) -> None:
+    place, logins = town
+    code, _out, err = place.cli("db", "maintain", login=logins[CLERK])
+    assert code == 1
+    assert err == (f"Error: db maintain is a task for the installation's owner role 'postgres': you are connected"
+                   f" as '{logins[CLERK]}', a member of loket_users\n")
+    # A schema upgrade: the recorded revision set back, as if the code were newer than the database.
+    engine = sa.create_engine(place.url)
+    with engine.begin() as conn:
+        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one()
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0007'")
+    try:
+        code, _out, err = place.cli("init", login=logins[CLERK])
+        assert code == 1 and err.startswith("Error: upgrading the schema is a task for the installation's owner"), err
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+        engine.dispose()
+
+
+def test_seals_and_configuration_changes_by_logins_at_once_make_unbroken_chains(
+        town: tuple[Place, dict[str, str]]) -> None:
+    """The advisory locks that replaced the table locks keep seals and configuration events in
+    one line, for logins that may not lock the tables."""
+    import threading
+
+    from engine.app.seal import seal
+    from engine.app.service import Loket
+    from engine.store.db import open_engine
+
+    place, logins = town
+    errors: list[BaseException] = []
+
+    def sealer() -> None:
+        loket = Loket(open_engine(place.url_for(logins[AUDITOR])))
+        try:
+            for _ in range(3):
+                seal(loket, loket.identity())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            loket.engine.dispose()
+
+    threads = [threading.Thread(target=sealer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert place.scalar("SELECT count(*) FROM audit_seal") == 9
+    assert place.ok("audit", "verify").startswith("ok:")
