@@ -32,14 +32,33 @@ def timestamp(value: dt.datetime | None) -> str | None:
     """The one textual form of an instant in the chain: UTC with microseconds."""
     if value is None:
         return None
+    # The sweep writes the same few instants (its `now`, the deadlines of a day) over and over:
+    # they are formatted once. An instant is a value, never somebody's data.
+    found = _TIMESTAMPS.get(value)
+    if found is None:
+        if len(_TIMESTAMPS) >= 4096:
+            _TIMESTAMPS.clear()
+        found = _TIMESTAMPS[value] = _format(value)
+    return found
+
+
+def _format(value: dt.datetime) -> str:
     # isoformat is several times faster than strftime, and this runs for every event written.
     if value.tzinfo is not _UTC:
         value = value.astimezone(_UTC)
     return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+_TIMESTAMPS: dict[dt.datetime, str] = {}
+
+
 def canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(obj).encode()
+
+
+# What `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` uses, made
+# once: `dumps` with any option makes a new encoder for every call (every event hashed).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def new_salt() -> str:

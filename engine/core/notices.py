@@ -11,9 +11,10 @@ them, so :meth:`FiringFacts.from_json` accepts what older versions did not yet r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case
@@ -77,12 +78,8 @@ class FiringFacts:
 
     def to_json(self) -> dict[str, Any]:
         """The stored form: every field, except those not recorded (``None`` and not nullable)."""
-        out = {}
-        for name in _FIELDS:
-            value = getattr(self, name)
-            if value is not None or name in _NULLABLE:
-                out[name] = value
-        return out
+        # The instance's own dict holds the fields in their declared order (no slots).
+        return {name: value for name, value in self.__dict__.items() if value is not None or name in _NULLABLE}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FiringFacts:
@@ -249,7 +246,7 @@ def notice_of(
         to_unit_name=unit_name(org, new.owner) if timeout else None,
         summary=summary_of(rt, case.data, org.language),
     )
-    kind = MailKind(firing.kind)
+    kind = _MAIL_KIND[firing.kind]
     return Notice(
         key=f"{case.ref}/{firing.stay}/{firing.rung}" + (f"/{recipient_id}" if firing.also else ""),
         case_id=case.id,
@@ -261,6 +258,10 @@ def notice_of(
         subject=subject(org.language, kind, case.ref, rt.title, state.label),
         facts=facts,
     )
+
+
+#: The mail kind of each kind of firing (the enum's lookup by value, made once).
+_MAIL_KIND: Final[Mapping[str, MailKind]] = {kind.value: MailKind(kind.value) for kind in FiringKind}
 
 
 def unit_name(org: Organisation, unit: str | None) -> str:
@@ -314,6 +315,7 @@ _SUBJECTS: Mapping[str, Mapping[MailKind, str]] = {
 }
 # Line and paragraph separators, and every control character: none may reach a mail header.
 _BREAKS = {code: " " for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+_BREAK = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def subject(language: str, kind: MailKind, ref: str, title: str, state: str | None) -> str:
@@ -325,4 +327,4 @@ def subject(language: str, kind: MailKind, ref: str, title: str, state: str | No
     """
     word = _SUBJECTS.get(language, _SUBJECTS["nl"])[kind]
     text = f"{word} {ref}: {title}" + (f" — {state}" if state else "")
-    return text.translate(_BREAKS)
+    return text.translate(_BREAKS) if _BREAK.search(text) else text
