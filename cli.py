@@ -1568,8 +1568,8 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
 
     With --html or --public the page is written and one line says where; with --json the
     figures are printed as JSON (the pages, if asked for, are still written); otherwise the
-    text report. Only --html imports the page's module, and with it plotly; the public page
-    draws its charts itself.
+    text report. Only --html imports the page's module; both pages draw their charts as SVG
+    (engine/reporting/svg.py).
     """
     from engine.app.report import check_filters, gather
 
