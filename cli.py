@@ -1,7 +1,9 @@
 """The `loket` command: a thin layer over `engine.app.service.Loket`.
 
-Heavy libraries (SQLAlchemy, sqlmodel, transitions) are imported inside commands, so
-`loket --help` and shell completion stay fast. Every domain error is a `LoketError`; `main`
+Each command imports what it needs inside its function (SQLAlchemy, the engine, the
+notifications, the report), so `loket --help` and shell completion stay fast and a read
+command loads nothing only other commands use (docs/architecture.md, "Start-up"; guarded by
+tests/test_startup.py). Every domain error is a `LoketError`; `main`
 turns it into one `Error:` line and the exit code its kind carries.
 """
 
