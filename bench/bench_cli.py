@@ -10,14 +10,24 @@ library and does nothing. Floor and figure are run alternately, `--runs` times e
 21), in the same window, and the medians count (the machine is shared: the minimum is printed
 too). The bench checks that every run showed the personal value and logged it.
 
-Where the start-up went (`python -X importtime`, cumulative, before issue 16's CLI step, about
-0.55 s in all, 2.4–2.6x the floor): the interpreter and `import sqlalchemy` about 0.2 s; then
-`engine.app.service` pulling in the whole engine at import — the notifications package
-(Jinja2, `email`, the SMTP transports), `transitions`, the migration check's Alembic
-(`alembic.runtime`, `alembic.script`, Mako), `sqlmodel` (with pydantic), `ruamel.yaml` for the
-definitions, APScheduler through the worker — most of which `case show` never runs. The query,
-the need-to-know check and the access-log insert take a few milliseconds. `--importtime`
-prints the heaviest imports of one run of the figure.
+Where the start-up went (`python -X importtime`, cumulative, one run; importtime's own overhead
+inflates every figure alike). Before issue 16's step, `engine.app.service` took ~630 ms of
+~740 ms of imports: `sqlalchemy` itself ~200 (the floor pays that too), `engine.store.schema`
+~280 — of which `sqlmodel` ~170 (its `main` building on `sqlalchemy.orm` ~70, pydantic ~40) and
+the PostgreSQL dialect ~40 for JSONB (imported again by `engine.store.outbox` for its
+`insert`) — and the engine's own modules ~100 (organisation, identity, definitions,
+`transitions` through `engine.core.machine`); `cli` with click ~65. Jinja2, Alembic, Mako,
+ruamel.yaml, APScheduler and the notifications were already off the path (each command imports
+inside its function; the schema check is one query, not Alembic). The query, the need-to-know
+check and the access-log insert take a few milliseconds.
+
+After it (tables as Core tables, the PostgreSQL dialect and `transitions` imported where used):
+~350 ms of imports, half of it `sqlalchemy`; what is left is the engine's own modules
+(definitions, organisation, identity, schema: ~100 ms) and click with the command tree (~60 ms).
+
+Measured on the shared 2-core machine, same window, runs alternated (`--baseline` with a
+`git archive` of main before the step): 1.44x (baseline 2.63x) and, under a load average of
+7, 1.56x (baseline 2.86x). Medians move a lot with the load; the ratio much less.
 
     python bench/bench_cli.py [--runs 21] [--cases 5] [--importtime] [--baseline TREE]
 """

@@ -3,7 +3,7 @@
 Everything the page needs is inside it — the charts drawn here as inline SVG
 (engine/reporting/svg.py, shared with the public page) and the diagrams as inline SVG by
 Graphviz — so it opens offline, without script, and can be mailed or archived as one file of
-a few hundred KiB at most (it used to inline plotly.js: 4.8 MB a page for six charts).
+a few hundred KiB at most (it used to inline plotly.js: 4.8 MB a page).
 
 Text from data (titles, labels, unit names, email subjects and errors) reaches the page
 three ways, each escaped: through the Jinja2 template with autoescaping; in the charts, by

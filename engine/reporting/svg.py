@@ -1,9 +1,9 @@
 """Charts drawn on the server as inline SVG, for the report page and the public page.
 
-Why by hand: the report page used to inline plotly.js (about 4.8 MB) for six charts; a bar or
-line chart of a few dozen marks is a few KiB of SVG, draws without script, prints, and opens
-offline. What a chart gives up is plotly's zoom; its hover text remains, as a `<title>` on each
-mark (the browser shows it as a tooltip).
+Why by hand: the report page used to inline plotly.js (about 4.8 MB) for a few bar and line
+charts; such a chart is a few KiB of SVG, draws without script, prints, and opens offline.
+What a chart gives up is plotly's zoom; its hover text remains, as a `<title>` on each mark
+(the browser shows it as a tooltip).
 
 Every chart carries its own text alternative: `role="img"` with a `<title>` and a `<desc>`
 (read out by screen readers), and :func:`data_table` draws the same numbers as a table to put
