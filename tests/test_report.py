@@ -657,3 +657,37 @@ def test_text_report_does_not_import_the_page() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_charts_pass_axe_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) -> None:
+    """WCAG 2.1 A and AA rules (contrast included) on the page's charts and their tables, run by
+    axe-core inside the system's Chromium (as tests/test_results.py runs it on the public page)."""
+    from tests.test_results import _axe_source
+
+    binary = _chromium()
+    if binary is None:
+        pytest.fail("no chromium on this machine (CI installs it: apt-get install -y chromium)")
+    page = render_page(gather(sqlite_history), sqlite_history.latest_types(), dot_binary=None)
+    runner = (
+        "<script>" + _axe_source().replace("</script", "<\\/script") + "</script>"
+        "<script>axe.run({include: [['.chart']]}, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa',"
+        " 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']}).then(function (r) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({violations: r.violations.map(function (v) {"
+        "  return {id: v.id, nodes: v.nodes.map(function (n) { return n.target.join(' '); })}; }),"
+        "  passes: r.passes.length});"
+        " document.body.appendChild(out); }).catch(function (e) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({error: String(e)}); document.body.appendChild(out); });</script>"
+    )
+    checked = tmp_path / "checked.html"
+    # The folded tables are opened, so that axe checks them as a reader who opens them sees them.
+    checked.write_text(page.replace('<details class="cijfers">', '<details class="cijfers" open>')
+                       .replace("</body>", runner + "</body>"), encoding="utf-8")
+    dom = _browse(binary, tmp_path / "profile", "--dump-dom", checked.as_uri()).stdout
+    start = dom.find('<pre id="axe-result">')
+    assert start >= 0, "axe-core gave no result"
+    result = json.loads(html.unescape(dom[start + len('<pre id="axe-result">'):dom.index("</pre>", start)]))
+    assert "error" not in result, result
+    assert result["violations"] == []
+    assert result["passes"] > 5  # it really ran: contrast, images' names, tables ...

@@ -9,7 +9,7 @@ Every chart carries its own text alternative: `role="img"` with a `<title>` and 
 (read out by screen readers), and :func:`data_table` draws the same numbers as a table to put
 beside it (the public page's tables already hold them). Colours are picked at 3:1 or more
 against white (WCAG 1.4.11, see :func:`contrast`), and series never differ by colour alone:
-bars carry a legend and their numbers, lines have their own marker shape and dash.
+bars carry a legend, a tooltip and a table of their numbers, lines their own marker and dash.
 
 Text from data (labels, series names) is escaped here with `html.escape`; the result is
 `Markup`, so the page's template inserts it as is.
@@ -360,7 +360,9 @@ def line_chart(ident: str, title: str, categories: Sequence[str], series: Sequen
 def data_table(caption: str, head: Sequence[str], rows: Sequence[Sequence[str | int]]) -> Markup:
     """The chart's numbers as a table, folded away under "De cijfers bij de grafiek"; the first
     column is the row's name, the others are numbers."""
-    parts = [f'<details class="cijfers"><summary>De cijfers bij de grafiek</summary><div class="scroll">'
+    # A region that can scroll sideways takes the keyboard focus, so it can be scrolled without a mouse.
+    parts = [f'<details class="cijfers"><summary>De cijfers bij de grafiek</summary>'
+             f'<div class="scroll" tabindex="0" role="region" aria-label="{_e(caption)}">'
              f'<table class="data"><caption>{_e(caption)}</caption><thead><tr>']
     parts += [f'<th scope="col"{NUM if i else ""}>{_e(h)}</th>' for i, h in enumerate(head)]
     parts.append("</tr></thead><tbody>")
