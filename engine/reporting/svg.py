@@ -31,7 +31,7 @@ MUTED = "#5f6b7a"
 GRID = "#dde3ea"
 WIDTH = 1080
 """The drawing's own width; the page scales it to the column (`width: 100%`)."""
-CHAR = 7.2
+CHAR = 7.8
 """About how wide a character of 13px text is: enough to leave room for labels."""
 MARKERS = ("circle", "square", "diamond", "triangle")
 DASHES = ("", "6 4", "2 3", "8 3 2 3")
@@ -196,7 +196,7 @@ def bar_chart(ident: str, title: str, categories: Sequence[str], series: Sequenc
     tooltip."""
     shown = [s for s in series if any(v for v in s.values)] if stacked else list(series)
     longest = max((len(c) for c in categories), default=4)
-    label_width = min(max(longest * CHAR + 14, 80), 340)
+    label_width = min(max(longest * CHAR + 16, 80), 360)
     left, right = label_width, WIDTH - (70 if values_shown else 24)
     bar = 18
     band = (bar if stacked else bar * len(shown)) + 14
