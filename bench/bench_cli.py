@@ -21,13 +21,15 @@ ruamel.yaml, APScheduler and the notifications were already off the path (each c
 inside its function; the schema check is one query, not Alembic). The query, the need-to-know
 check and the access-log insert take a few milliseconds.
 
-After it (tables as Core tables, the PostgreSQL dialect and `transitions` imported where used):
-~350 ms of imports, half of it `sqlalchemy`; what is left is the engine's own modules
-(definitions, organisation, identity, schema: ~100 ms) and click with the command tree (~60 ms).
+After it (the PostgreSQL dialect and `transitions` imported where used): ~470 ms of imports,
+of which `sqlalchemy` ~190 (the floor), `sqlmodel` ~180 (with `sqlalchemy.orm` ~75 and pydantic
+~20), click and `cli` ~55, the engine's own modules ~30. Measured, same window, runs alternated
+(`--baseline` with a `git archive` of main before the step): 2.44x (baseline 2.59x).
 
-Measured on the shared 2-core machine, same window, runs alternated (`--baseline` with a
-`git archive` of main before the step): 1.44x (baseline 2.63x) and, under a load average of
-7, 1.56x (baseline 2.86x). Medians move a lot with the load; the ratio much less.
+SQLModel is the chosen way to declare the tables, so its import stays: the 2.0x target is out
+of reach while it does. Declaring the same tables with SQLAlchemy Core instead was tried (same
+DDL on both databases) and measured 1.44x (baseline 2.63x) and 1.56x under a load average of 7
+(baseline 2.86x); that is a decision about the stack, left to the team.
 
     python bench/bench_cli.py [--runs 21] [--cases 5] [--importtime] [--baseline TREE]
 """

@@ -4,7 +4,7 @@ Run as a user runs them, in a subprocess, with `-X importtime` listing every mod
 on a SQLite database with the identity rules on (the clerk's `login` is the account running
 the tests, so need-to-know applies and showing a personal value writes an access-log row).
 `bench/bench_cli.py` measures the time; this keeps the modules that made most of it (Jinja2,
-Alembic, transitions, SQLModel with pydantic, the PostgreSQL dialect, the notifications and
+Alembic, transitions, the PostgreSQL dialect, the notifications and
 the report page) off the read commands' path, so the gain cannot slip back unnoticed.
 """
 
@@ -29,7 +29,7 @@ from tests.conftest import ORG_FILE, WORKFLOWS
 ROOT = Path(__file__).resolve().parent.parent
 CLERK = "c.devries"
 NAME = "Bewoner Opstart"
-HEAVY = ("jinja2", "alembic", "mako", "transitions", "ruamel", "apscheduler", "sqlmodel", "pydantic",
+HEAVY = ("jinja2", "alembic", "mako", "transitions", "ruamel", "apscheduler",
          "notifications", "smtplib", "email.mime", "sqlalchemy.dialects.postgresql",
          "engine.reporting.html", "engine.reporting.svg")
 

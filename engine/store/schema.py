@@ -1,12 +1,8 @@
-"""The tables, as SQLAlchemy Core tables (every statement in engine/store is Core).
+"""The tables. SQLModel declares them; every statement uses their Core tables, named below
+(`cases_t`, `events_t`, ...), since nothing reads rows as objects.
 
 Time columns hold UTC instants on every backend (`UTCDateTime`); JSON is JSONB on PostgreSQL.
 `cases.version` is the optimistic lock: every update of a case says which version it read.
-
-Declared with Core, not SQLModel classes: nothing reads rows as objects, and importing
-SQLModel (with pydantic and the ORM) was a third of `loket case show`'s start-up. The
-PostgreSQL dialect is likewise loaded only when a PostgreSQL database is used (`JSONType`).
-The tables are what the migrations in engine/store/migrations make (tests/test_migrations.py).
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
 
 
 class _SQLiteInstant(sa.types.UserDefinedType[Any]):
@@ -80,229 +77,265 @@ class _JSONDocument(sa.types.TypeDecorator[Any]):
 
 
 JSONType = _JSONDocument()
-"""Case data, event data, outbox contexts. Definitions and the configuration history are plain
-JSON on every backend (`sa.JSON()`): they keep the order their author wrote (JSONB sorts keys)."""
 
-metadata = sa.MetaData()
 
-meta_t: sa.Table = sa.Table(
-    "loket_meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(), nullable=False),
-)
+def _time(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
 
-organisation_t: sa.Table = sa.Table(
-    "organisation", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("data", sa.JSON(), nullable=False),
-    sa.Column("source", sa.String(), nullable=False),
-    sa.Column("loaded_at", UTCDateTime, nullable=False),
-)
 
-request_type_t: sa.Table = sa.Table(
-    "request_type", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("key", sa.String(64), nullable=False, index=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("title", sa.String(), nullable=False),
-    sa.Column("prefix", sa.String(8), nullable=False),
-    sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("definition", sa.JSON(), nullable=False),
-    sa.Column("source", sa.String(), nullable=False),
-    sa.Column("loaded_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("key", "version"),
-)
+def _ordered_json() -> Any:
+    """Plain JSON on every backend: definitions keep the order their author wrote (JSONB sorts keys)."""
+    return Field(default=None, sa_type=sa.JSON)
 
-ref_counter_t: sa.Table = sa.Table(
-    "ref_counter", metadata,
-    sa.Column("prefix", sa.String(8), primary_key=True),
-    sa.Column("year", sa.Integer, primary_key=True),
-    sa.Column("last", sa.Integer, nullable=False, default=0),
-)
 
-cases_t: sa.Table = sa.Table(
-    "cases", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("ref", sa.String(32), nullable=False, unique=True),
-    sa.Column("type_key", sa.String(64), nullable=False, index=True),
-    sa.Column("type_version", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(64), nullable=False, index=True),
-    sa.Column("owner", sa.String(64), index=True),
-    sa.Column("assignee", sa.String(64), index=True),
-    sa.Column("data", JSONType, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("created_by", sa.String(64), nullable=False),
-    sa.Column("state_entered_at", UTCDateTime, nullable=False),
-    # Counts the entries into a state: escalations fire once per stay.
-    sa.Column("stay", sa.Integer, nullable=False, default=1),
-    sa.Column("state_due", UTCDateTime, index=True),
-    sa.Column("service_due", UTCDateTime),
-    sa.Column("case_due", UTCDateTime),
-    # How far `case extend` may push case_due (max_extension), shifted with suspensions.
-    sa.Column("case_due_limit", UTCDateTime),
-    # The earliest moment a sweep has work on this case: the sweep reads only due cases.
-    sa.Column("next_fire_at", UTCDateTime, index=True),
-    sa.Column("suspended_at", UTCDateTime),
-    sa.Column("suspended_manually", sa.Boolean, nullable=False, default=False),
-    sa.Column("closed_at", UTCDateTime, index=True),
-    # The highest ladder place fired in the current stay.
-    sa.Column("escalation_level", sa.Integer, nullable=False, default=0),
-    sa.Column("service_fired", sa.Boolean, nullable=False, default=False),
-    sa.Column("lead_fired", sa.Boolean, nullable=False, default=False),
-    sa.Column("version", sa.Integer, nullable=False, default=1),
-    sa.Column("last_seq", sa.Integer, nullable=False, default=0),
-    sa.Column("last_hash", sa.String(64), nullable=False),
-    sa.Column("salt", sa.String(64)),
-    sa.Column("redacted_at", UTCDateTime),
-    # When its newest event happened: a simulation's clock may not go back before it.
-    sa.Column("last_at", UTCDateTime),
-    # The administrator's latest instruction (SPEC §12.1): the number of its `directed` event;
-    # the state it was given in (leaving that state meets it), its term, and how it ended.
-    sa.Column("directive_seq", sa.Integer),
-    sa.Column("directive_given_at", UTCDateTime),
-    sa.Column("directive_state", sa.String(64)),
-    sa.Column("directive_due", UTCDateTime),
-    sa.Column("directive_met_at", UTCDateTime),
-    sa.Column("directive_missed_at", UTCDateTime),
-)
+def _json() -> Any:
+    return Field(default=None, sa_type=JSONType)
 
-events_t: sa.Table = sa.Table(
-    "case_event", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=False, index=True),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("at", UTCDateTime, nullable=False, index=True),
-    sa.Column("recorded_at", UTCDateTime, nullable=False),
-    sa.Column("actor", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("from_state", sa.String(64)),
-    sa.Column("to_state", sa.String(64)),
-    sa.Column("trigger", sa.String(64)),
-    sa.Column("comment", sa.String()),
-    sa.Column("data", JSONType),
-    sa.Column("digests", JSONType),
-    # The salt of each free text the chain holds by its own digest (`engine.core.history`),
-    # outside the hash: erasing a text erases its salt with it.
-    sa.Column("salts", JSONType),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.UniqueConstraint("case_id", "seq"),
-)
 
-# One rung fired for one stay; the unique key makes a second firing impossible.
-escalations_t: sa.Table = sa.Table(
-    "escalation", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), nullable=False, index=True),
-    sa.Column("stay", sa.Integer, nullable=False),
-    sa.Column("rung", sa.String(16), nullable=False),
-    sa.Column("state", sa.String(64), nullable=False),
-    sa.Column("unit", sa.String(64)),
-    sa.Column("recipient", sa.String(64), nullable=False),
-    sa.Column("due_at", UTCDateTime, nullable=False),
-    sa.Column("fired_at", UTCDateTime, nullable=False, index=True),
-    sa.UniqueConstraint("case_id", "stay", "rung"),
-)
+class Meta(SQLModel, table=True):
+    __tablename__ = "loket_meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
 
-outbox_t: sa.Table = sa.Table(
-    "outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("key", sa.String(200), nullable=False, unique=True),
-    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id"), index=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("language", sa.String(8), nullable=False),
-    sa.Column("recipient", sa.String(64), nullable=False),
-    sa.Column("to_email", sa.String(320), nullable=False),
-    sa.Column("to_name", sa.String()),
-    sa.Column("subject", sa.String(), nullable=False),
-    sa.Column("context", JSONType, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, default="pending", index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, index=True),
-    sa.Column("lease_until", UTCDateTime),
-    # The delivery run holding the lease: it renews and records only while this is its own.
-    sa.Column("lease_owner", sa.String(32)),
-    sa.Column("last_error", sa.String()),
-    sa.Column("sent_at", UTCDateTime),
-)
 
-# A checkpoint over all chains: after it, a deleted case or a cut history is detected. The
-# digest covers every sealed head and the previous seal's digest, so the heads table and the
-# seals themselves cannot be edited unnoticed either.
-seals_t: sa.Table = sa.Table(
-    "audit_seal", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("sealed_at", UTCDateTime, nullable=False),
-    sa.Column("recorded_at", UTCDateTime, nullable=False),
-    sa.Column("cases", sa.Integer, nullable=False),
-    sa.Column("events", sa.Integer, nullable=False),
-    sa.Column("prev_digest", sa.String(64), nullable=False),
-    sa.Column("digest", sa.String(64), nullable=False),
-)
+class OrganisationRow(SQLModel, table=True):
+    __tablename__ = "organisation"
+    id: int | None = Field(default=None, primary_key=True)
+    data: dict[str, Any] = _ordered_json()
+    source: str
+    loaded_at: dt.datetime = _time(nullable=False)
 
-# The head of one case's chain at a seal.
-seal_heads_t: sa.Table = sa.Table(
-    "audit_seal_head", metadata,
-    sa.Column("seal_id", sa.Integer, sa.ForeignKey("audit_seal.id"), primary_key=True),
-    sa.Column("case_id", sa.Integer, primary_key=True),
-    sa.Column("ref", sa.String(32), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
 
-# One change to the configuration (SPEC §13.1), chained like a case's events.
-config_events_t: sa.Table = sa.Table(
-    "config_event", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("seq", sa.Integer, nullable=False, unique=True),
-    sa.Column("at", UTCDateTime, nullable=False),
-    sa.Column("recorded_at", UTCDateTime, nullable=False),
-    sa.Column("actor", sa.String(64), nullable=False),
-    sa.Column("login", sa.String(64)),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("detail", sa.JSON(), nullable=False),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
+class RequestTypeRow(SQLModel, table=True):
+    __tablename__ = "request_type"
+    __table_args__ = (sa.UniqueConstraint("key", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, index=True)
+    version: int
+    title: str
+    prefix: str = Field(max_length=8)
+    digest: str = Field(max_length=64)
+    definition: dict[str, Any] = _ordered_json()
+    source: str
+    loaded_at: dt.datetime = _time(nullable=False)
 
-# What is left of a case destroyed when its retention term ended (SPEC §15): enough to
-# account for it in the seals and on the destruction list, and none of its content.
-tombstones_t: sa.Table = sa.Table(
-    "retention_tombstone", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    # The destroyed case's row id, as the seals recorded it.
-    sa.Column("case_id", sa.Integer, nullable=False, unique=True),
-    sa.Column("ref", sa.String(32), nullable=False, unique=True),
-    sa.Column("type_key", sa.String(64), nullable=False),
-    sa.Column("type_version", sa.Integer, nullable=False),
-    sa.Column("closed_at", UTCDateTime, nullable=False),
-    # The retention term as applied, e.g. `7 years`.
-    sa.Column("term", sa.String(64), nullable=False),
-    sa.Column("due_on", sa.Date, nullable=False),
-    sa.Column("destroyed_at", UTCDateTime, nullable=False),
-    sa.Column("destroyed_by", sa.String(64), nullable=False),
-    sa.Column("reason", sa.String(), nullable=False),
-    # The configuration event (its seq) that recorded the retention run.
-    sa.Column("run", sa.Integer, nullable=False, index=True),
-    sa.Column("last_seq", sa.Integer, nullable=False),
-    sa.Column("last_hash", sa.String(64), nullable=False),
-)
 
-# One read of a case's personal values (SPEC §13.2): who, when, which case, which command.
-# Not chained (one cheap insert per read) and holding no values itself. `case_id` carries no
-# foreign key: the log outlives nothing it refers to, and retention deletes a destroyed
-# case's rows with it (`engine.store.access.forget_cases`). A read of many cases at once
-# (`audit export`) is one row without a case, its filters in `detail`.
-access_t: sa.Table = sa.Table(
-    "access_log", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", UTCDateTime, nullable=False, index=True),
-    sa.Column("recorded_at", UTCDateTime, nullable=False),
-    sa.Column("reader", sa.String(64), nullable=False),
-    sa.Column("login", sa.String(64)),
-    sa.Column("case_id", sa.Integer, index=True),
-    sa.Column("ref", sa.String(32)),
-    sa.Column("command", sa.String(32), nullable=False),
-    sa.Column("detail", sa.String(400)),
-)
+class RefCounter(SQLModel, table=True):
+    __tablename__ = "ref_counter"
+    prefix: str = Field(primary_key=True, max_length=8)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class CaseRow(SQLModel, table=True):
+    __tablename__ = "cases"
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=32, unique=True)
+    type_key: str = Field(max_length=64, index=True)
+    type_version: int
+    state: str = Field(max_length=64, index=True)
+    owner: str | None = Field(default=None, max_length=64, index=True)
+    assignee: str | None = Field(default=None, max_length=64, index=True)
+    data: dict[str, Any] = _json()
+    created_at: dt.datetime = _time(nullable=False)
+    created_by: str = Field(max_length=64)
+    state_entered_at: dt.datetime = _time(nullable=False)
+    stay: int = 1
+    """Counts the entries into a state: escalations fire once per stay."""
+    state_due: dt.datetime | None = _time(index=True)
+    service_due: dt.datetime | None = _time()
+    case_due: dt.datetime | None = _time()
+    case_due_limit: dt.datetime | None = _time()
+    """How far `case extend` may push case_due (max_extension), shifted with suspensions."""
+    next_fire_at: dt.datetime | None = _time(index=True)
+    """The earliest moment a sweep has work on this case: the sweep reads only due cases."""
+    suspended_at: dt.datetime | None = _time()
+    suspended_manually: bool = False
+    closed_at: dt.datetime | None = _time(index=True)
+    escalation_level: int = 0
+    """The highest ladder place fired in the current stay."""
+    service_fired: bool = False
+    lead_fired: bool = False
+    version: int = 1
+    last_seq: int = 0
+    last_hash: str = Field(max_length=64)
+    salt: str | None = Field(default=None, max_length=64)
+    redacted_at: dt.datetime | None = _time()
+    last_at: dt.datetime | None = _time()
+    """When its newest event happened: a simulation's clock may not go back before it."""
+    directive_seq: int | None = None
+    """The administrator's latest instruction (SPEC §12.1): the number of its `directed` event."""
+    directive_given_at: dt.datetime | None = _time()
+    directive_state: str | None = Field(default=None, max_length=64)
+    """The state it was given in: leaving that state meets it."""
+    directive_due: dt.datetime | None = _time()
+    directive_met_at: dt.datetime | None = _time()
+    directive_missed_at: dt.datetime | None = _time()
+
+
+class EventRow(SQLModel, table=True):
+    __tablename__ = "case_event"
+    __table_args__ = (sa.UniqueConstraint("case_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    seq: int
+    at: dt.datetime = _time(nullable=False, index=True)
+    recorded_at: dt.datetime = _time(nullable=False)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    from_state: str | None = Field(default=None, max_length=64)
+    to_state: str | None = Field(default=None, max_length=64)
+    trigger: str | None = Field(default=None, max_length=64)
+    comment: str | None = None
+    data: dict[str, Any] | None = _json()
+    digests: dict[str, Any] | None = _json()
+    salts: dict[str, Any] | None = _json()
+    """The salt of each free text the chain holds by its own digest (`engine.core.history`),
+    outside the hash: erasing a text erases its salt with it."""
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class EscalationRow(SQLModel, table=True):
+    """One rung fired for one stay; the unique key makes a second firing impossible."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (sa.UniqueConstraint("case_id", "stay", "rung"),)
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    stay: int
+    """The stay in a state; 0 for the case-wide clocks (service norm, lead time)."""
+    rung: str = Field(max_length=16)
+    state: str = Field(max_length=64)
+    unit: str | None = Field(default=None, max_length=64)
+    recipient: str = Field(max_length=64)
+    due_at: dt.datetime = _time(nullable=False)
+    fired_at: dt.datetime = _time(nullable=False, index=True)
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    case_id: int | None = Field(default=None, foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=32)
+    language: str = Field(max_length=8)
+    recipient: str = Field(max_length=64)
+    to_email: str = Field(max_length=320)
+    to_name: str | None = None
+    subject: str
+    context: dict[str, Any] = _json()
+    created_at: dt.datetime = _time(nullable=False)
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = _time(index=True)
+    lease_until: dt.datetime | None = _time()
+    lease_owner: str | None = Field(default=None, max_length=32)
+    """The delivery run holding the lease: it renews and records only while this is its own."""
+    last_error: str | None = None
+    sent_at: dt.datetime | None = _time()
+
+
+class SealRow(SQLModel, table=True):
+    """A checkpoint over all chains: after it, a deleted case or a cut history is detected.
+
+    The digest covers every sealed head and the previous seal's digest, so the heads table
+    and the seals themselves cannot be edited unnoticed either.
+    """
+
+    __tablename__ = "audit_seal"
+    id: int | None = Field(default=None, primary_key=True)
+    sealed_at: dt.datetime = _time(nullable=False)
+    recorded_at: dt.datetime = _time(nullable=False)
+    cases: int
+    events: int
+    prev_digest: str = Field(max_length=64)
+    digest: str = Field(max_length=64)
+
+
+class SealHeadRow(SQLModel, table=True):
+    """The head of one case's chain at a seal."""
+
+    __tablename__ = "audit_seal_head"
+    seal_id: int = Field(foreign_key="audit_seal.id", primary_key=True)
+    case_id: int = Field(primary_key=True)
+    ref: str = Field(max_length=32)
+    seq: int
+    hash: str = Field(max_length=64)
+
+
+class ConfigEventRow(SQLModel, table=True):
+    """One change to the configuration (SPEC §13.1), chained like a case's events."""
+
+    __tablename__ = "config_event"
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int = Field(unique=True)
+    at: dt.datetime = _time(nullable=False)
+    recorded_at: dt.datetime = _time(nullable=False)
+    actor: str = Field(max_length=64)
+    login: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=32)
+    detail: dict[str, Any] = _ordered_json()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class TombstoneRow(SQLModel, table=True):
+    """What is left of a case destroyed when its retention term ended (SPEC §15): enough to
+    account for it in the seals and on the destruction list, and none of its content."""
+
+    __tablename__ = "retention_tombstone"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(unique=True)
+    """The destroyed case's row id, as the seals recorded it."""
+    ref: str = Field(max_length=32, unique=True)
+    type_key: str = Field(max_length=64)
+    type_version: int
+    closed_at: dt.datetime = _time(nullable=False)
+    term: str = Field(max_length=64)
+    """The retention term as applied, e.g. `7 years`."""
+    due_on: dt.date
+    destroyed_at: dt.datetime = _time(nullable=False)
+    destroyed_by: str = Field(max_length=64)
+    reason: str
+    run: int = Field(index=True)
+    """The configuration event (its seq) that recorded the retention run."""
+    last_seq: int
+    last_hash: str = Field(max_length=64)
+
+class AccessRow(SQLModel, table=True):
+    """One read of a case's personal values (SPEC §13.2): who, when, which case, which command.
+
+    Not chained (one cheap insert per read) and holding no values itself. `case_id` carries no
+    foreign key: the log outlives nothing it refers to, and retention deletes a destroyed
+    case's rows with it (`engine.store.access.forget_cases`). A read of many cases at once
+    (`audit export`) is one row without a case, its filters in `detail`.
+    """
+
+    __tablename__ = "access_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = _time(nullable=False, index=True)
+    recorded_at: dt.datetime = _time(nullable=False)
+    reader: str = Field(max_length=64)
+    login: str | None = Field(default=None, max_length=64)
+    case_id: int | None = Field(default=None, index=True)
+    ref: str | None = Field(default=None, max_length=32)
+    command: str = Field(max_length=32)
+    detail: str | None = Field(default=None, max_length=400)
+
+
+metadata = SQLModel.metadata
+# The Core tables every statement in engine/store uses.
+meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
+organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
+request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[attr-defined]
+ref_counter_t: sa.Table = RefCounter.__table__  # type: ignore[attr-defined]
+cases_t: sa.Table = CaseRow.__table__  # type: ignore[attr-defined]
+events_t: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
+escalations_t: sa.Table = EscalationRow.__table__  # type: ignore[attr-defined]
+outbox_t: sa.Table = OutboxRow.__table__  # type: ignore[attr-defined]
+seals_t: sa.Table = SealRow.__table__  # type: ignore[attr-defined]
+seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]
+config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-defined]
+tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
+access_t: sa.Table = AccessRow.__table__  # type: ignore[attr-defined]
