@@ -1,7 +1,9 @@
 """The `loket` command: a thin layer over `engine.app.service.Loket`.
 
-Heavy libraries (SQLAlchemy, sqlmodel, transitions) are imported inside commands, so
-`loket --help` and shell completion stay fast. Every domain error is a `LoketError`; `main`
+Each command imports what it needs inside its function (SQLAlchemy, the engine, the
+notifications, the report), so `loket --help` and shell completion stay fast and a read
+command loads nothing only other commands use (docs/architecture.md, "Start-up"; guarded by
+tests/test_startup.py). Every domain error is a `LoketError`; `main`
 turns it into one `Error:` line and the exit code its kind carries.
 """
 
@@ -1596,8 +1598,8 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
 
     With --html or --public the page is written and one line says where; with --json the
     figures are printed as JSON (the pages, if asked for, are still written); otherwise the
-    text report. Only --html imports the page's module, and with it plotly; the public page
-    draws its charts itself.
+    text report. Only --html imports the page's module; both pages draw their charts as SVG
+    (engine/reporting/svg.py).
     """
     from engine.app.report import check_filters, gather
 

@@ -9,7 +9,7 @@ For SQLite and PostgreSQL, same run, each measurement in a fresh child process (
   transition events by case and seq, escalations), every row fetched through the report's
   own reader (`engine.store.reports`: the DB-API cursor, instants decoded) and nothing
   computed — the least a report must do that figures medians and time per state exactly;
-- `run_report` text, and `run_report --html` (plotly's import and Graphviz included);
+- `run_report` text, and `run_report --html` (its SVG charts and Graphviz included);
 - `run_report --public` (the public results page), and the text report filtered to the last
   thirteen weeks and one request type (`--since`, `--until`, `--type`).
 

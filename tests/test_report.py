@@ -22,6 +22,7 @@ The history (times UTC; Amsterdam is UTC+1 throughout — summer time starts 29 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html.parser
 import json
@@ -46,7 +47,7 @@ from engine.app.sweep import sweep
 from engine.core.calendar import WorkingCalendar
 from engine.errors import InvalidValue
 from engine.reporting.builder import WorkingDayCounter, stays, with_moves
-from engine.reporting.figures import Move, nearest_rank
+from engine.reporting.figures import FAILED_SHOWN, LONGEST, Move, Report, nearest_rank
 from engine.reporting.html import render_page, write_page
 from notifications.delivery import MailSettings, deliver
 from notifications.transports import MemoryTransport
@@ -55,6 +56,9 @@ UTC = dt.UTC
 CLERK = "c.devries"  # staff in wijkteam and openbare_ruimte
 LEAD = "b.bakker"  # lead of wijkteam
 REPORT_AT = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+BARS = 4 + 3 + 8 + 2 * 4 + 2 * 2
+"""The page's bars: lead times (median, P90 of the 2 types closed), overdue (3 unit and type
+pairs), escalations (8 day and rung pairs), waiting (median, mean of 4 + 2 states)."""
 
 
 def at(day: int, hour: int) -> dt.datetime:
@@ -481,8 +485,67 @@ def test_page_is_self_contained_and_escaped(sqlite_history: Loket, tmp_path: Pat
     external = [f for f in parser.found if re.match(r"\s*(https?:)?//", f[2], re.I)]
     assert external == []
     assert all(value.startswith("#") for _, _, value in parser.found)  # only the table of contents
-    assert page.count("Plotly.newPlot") == 6  # lead times, overdue, escalations, weeks, 2 types waiting
-    assert page.count("<script") == 1 + 6  # plotly.js once, then one per chart
+    assert "<script" not in page  # the charts are drawn on the server
+    # lead times, overdue, escalations, weeks, 2 types waiting: each an SVG with its own text
+    # alternative, and the two whose numbers no other table holds have a table of them.
+    assert page.count('<svg class="chart-svg" role="img"') == 6
+    assert page.count('<desc id="chart-') == 6
+    assert page.count('<details class="cijfers">') == 2
+    assert "<caption>Escalaties per dag, per sport</caption>" in page
+    assert len(page.encode()) < 150_000  # mostly the three Graphviz diagrams
+
+
+def _large(report: Report, days: int) -> Report:
+    """`report` with a long, busy period: escalations on each of `days` days at every rung, a
+    week of figures for each week, twenty units with overdue cases of every type, and the
+    longest-waiting and failed-mail lists full."""
+    rungs = ["1", "2", "3", "4", "5", "service_norm", "lead_time", "timeout", "directive"]
+    first = dt.date(2024, 1, 1)
+    units = [dataclasses.replace(report.units[0], key=f"eenheid_{n}", name=f"Eenheid nummer {n}", overdue=30)
+             for n in range(20)]
+    weeks = [dataclasses.replace(report.weeks[0], year=2024 + n // 52, week=n % 52 + 1, received=400 + n % 37,
+                                 closed=380 + n % 29, overdue=50 + n % 11) for n in range(days // 7 + 1)]
+    return dataclasses.replace(
+        report,
+        escalations_by_day=[(first + dt.timedelta(days=d), r, 1 + (d * 7 + i) % 23)
+                            for d in range(days) for i, r in enumerate(rungs)],
+        weeks=weeks, units=units,
+        overdue=[(u.key, key, 10) for u in units for key in report.type_titles],
+        states=[dataclasses.replace(s, label=s.label + " met een vrij lange naam") for s in report.states * 3],
+        longest=report.longest * (LONGEST // max(len(report.longest), 1) + 1),
+        failed=report.failed * (FAILED_SHOWN // max(len(report.failed), 1) + 1),
+    )
+
+
+@pytest.mark.parametrize("days", [366, 3 * 365])
+def test_page_stays_small_with_a_long_busy_period(sqlite_history: Loket, days: int) -> None:
+    """Below 1 MB with a year of daily escalations at every rung (one column per day) and with
+    three years (a column per week), a hundred weeks, twenty units: no chart library inside,
+    and nothing loaded from elsewhere."""
+    report = _large(gather(sqlite_history), days)
+    page = render_page(report, sqlite_history.latest_types(), dot_binary=shutil.which("dot"))
+    assert len(page.encode()) < 1_000_000
+    assert page.count('<svg class="chart-svg" role="img"') == 3 + 3  # three types waiting
+    per = "dag" if days <= 366 else "week"
+    assert f"<caption>Escalaties per {per}, per sport</caption>" in page
+    parser = _Sources()
+    parser.feed(page)
+    assert all(value.startswith("#") for _, _, value in parser.found)
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "<script" not in page and "@import" not in page
+
+
+def test_chart_colours_stand_out_from_the_background() -> None:
+    """Every colour a chart draws with is at least 3:1 against white (WCAG 1.4.11)."""
+    from engine.reporting import html as page
+    from engine.reporting.public import OUTCOME_COLOURS
+    from engine.reporting.svg import contrast
+
+    colours = {*page.PALETTE, *page.TYPE_COLOURS, *page.RUNG_COLOURS.values(), *page.LADDER_COLOURS,
+               *OUTCOME_COLOURS.values()}
+    weak = {c: round(contrast(c), 2) for c in colours if contrast(c) < 3}
+    assert weak == {}
+    assert round(contrast("#000000"), 1) == 21.0 and contrast("#ffffff") == 1.0
 
 
 def test_page_without_graphviz_shows_mermaid(sqlite_history: Loket) -> None:
@@ -573,12 +636,12 @@ def test_page_draws_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) 
     assert shot.stat().st_size > 60_000
 
     dom = _browse(binary, tmp_path / "profile-2", "--dump-dom", url).stdout
-    # Plotly draws each of the 5 charts as layers of SVG with class main-svg, and each bar
-    # trace as a group: lead times 2 (median, P90), overdue 2 (types), escalations 4 (rungs),
-    # waiting 2 × 2 (median, mean).
-    assert dom.count('class="main-svg"') >= 2 * 5
-    assert dom.count('class="trace bars"') == 12
-    assert dom.count('class="point"') >= 12
+    # The 6 charts, inline SVG: bars for lead times (median and P90 of 3 types), overdue (one
+    # per unit and type with any), escalations (one per day and rung with any), waiting (median
+    # and mean per state), and the weeks' lines with a marker per week and series.
+    assert dom.count('class="chart-svg"') == 6
+    assert dom.count('<rect class="bar"') == BARS
+    assert dom.count('<g class="series">') == 3
     assert "Gemeente Voorbeeld" in dom and "Langst wachtende zaken" in dom
     drawn = dom.split('id="diagrammen"')[1]
     if shutil.which("dot"):
@@ -587,10 +650,44 @@ def test_page_draws_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) 
         assert drawn.count("stateDiagram-v2") == 3
 
 
-def test_text_report_does_not_import_plotly() -> None:
-    """The text report must not pay for plotly: only the page imports it."""
+def test_text_report_does_not_import_the_page() -> None:
+    """The text report does not pay for the page: only --html imports it."""
     code = ("import sys; import engine.app.report, engine.reporting.text; "
-            "assert 'plotly' not in sys.modules and 'engine.reporting.html' not in sys.modules")
+            "assert 'engine.reporting.html' not in sys.modules and 'engine.reporting.svg' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_charts_pass_axe_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) -> None:
+    """WCAG 2.1 A and AA rules (contrast included) on the page's charts and their tables, run by
+    axe-core inside the system's Chromium (as tests/test_results.py runs it on the public page)."""
+    from tests.test_results import _axe_source
+
+    binary = _chromium()
+    if binary is None:
+        pytest.fail("no chromium on this machine (CI installs it: apt-get install -y chromium)")
+    page = render_page(gather(sqlite_history), sqlite_history.latest_types(), dot_binary=None)
+    runner = (
+        "<script>" + _axe_source().replace("</script", "<\\/script") + "</script>"
+        "<script>axe.run({include: [['.chart']]}, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa',"
+        " 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']}).then(function (r) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({violations: r.violations.map(function (v) {"
+        "  return {id: v.id, nodes: v.nodes.map(function (n) { return n.target.join(' '); })}; }),"
+        "  passes: r.passes.length});"
+        " document.body.appendChild(out); }).catch(function (e) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({error: String(e)}); document.body.appendChild(out); });</script>"
+    )
+    checked = tmp_path / "checked.html"
+    # The folded tables are opened, so that axe checks them as a reader who opens them sees them.
+    checked.write_text(page.replace('<details class="cijfers">', '<details class="cijfers" open>')
+                       .replace("</body>", runner + "</body>"), encoding="utf-8")
+    dom = _browse(binary, tmp_path / "profile", "--dump-dom", checked.as_uri()).stdout
+    start = dom.find('<pre id="axe-result">')
+    assert start >= 0, "axe-core gave no result"
+    result = json.loads(html.unescape(dom[start + len('<pre id="axe-result">'):dom.index("</pre>", start)]))
+    assert "error" not in result, result
+    assert result["violations"] == []
+    assert result["passes"] > 5  # it really ran: contrast, images' names, tables ...

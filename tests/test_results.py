@@ -441,7 +441,7 @@ def test_the_public_page_holds_no_personal_data_names_ids_comments_or_references
     assert "Onlangs gerealiseerd" in page and "Buurtmoestuin" in page
     assert "Kerkplein" in page  # melding's summary: category and location, no description
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
-    assert len(page) < 60_000  # light: no plotly
+    assert len(page) < 60_000  # light: SVG charts, no script
 
 
 def test_the_public_page_escapes_text_from_data(sqlite_loket: Loket, clock: FixedClock) -> None:

@@ -5,17 +5,21 @@ a case is on it only for the duration of one trigger, through a small adapter (a
 cannot be a transitions model). `add_model` costs more than the trigger itself (it binds every
 trigger and state helper onto the model), so each machine keeps one adapter per thread,
 attached once; a trigger puts the case's state on it, fires, and reads the new state off.
+
+`transitions` is imported when the first machine is built: a command that only reads cases
+(`case show`, `case list`) never fires a trigger and does not load it (bench/bench_cli.py).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
-
-from transitions import Machine, MachineError
+from typing import TYPE_CHECKING, Any
 
 from engine.core.definition import RequestType
 from engine.errors import TransitionNotAllowed
+
+if TYPE_CHECKING:
+    from transitions import Machine
 
 _machines: dict[tuple[str, str], Machine] = {}
 _lock = threading.Lock()
@@ -30,6 +34,8 @@ class CaseAdapter:
 
 
 def build_machine(rt: RequestType) -> Machine:
+    from transitions import Machine
+
     states = list(rt.states)
     transitions: list[dict[str, Any]] = [
         {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in rt.transitions
@@ -68,6 +74,8 @@ def _adapter(rt: RequestType) -> tuple[Machine, CaseAdapter]:
 
 def fire(rt: RequestType, state: str, trigger: str) -> str:
     """Run `trigger` from `state` through the machine and return the new state."""
+    from transitions import MachineError
+
     _machine, adapter = _adapter(rt)
     adapter.state = state
     try:

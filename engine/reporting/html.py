@@ -1,21 +1,19 @@
-"""The report as one self-contained HTML page: tables, Plotly charts, request-type diagrams.
+"""The report as one self-contained HTML page: tables, SVG charts, request-type diagrams.
 
-Everything the page needs is inside it — plotly.js once, inline, and the diagrams as inline
-SVG — so it opens offline and can be mailed or archived as one file. Plotly was chosen over
-drawing charts by hand: it is well kept, draws from plain lists (no numpy or pandas), ships
-its JavaScript inside the Python package, and escapes `<`, `>` and `/` in the figure JSON so
-no label can close the script it sits in.
+Everything the page needs is inside it — the charts drawn here as inline SVG
+(engine/reporting/svg.py, shared with the public page) and the diagrams as inline SVG by
+Graphviz — so it opens offline, without script, and can be mailed or archived as one file of
+a few hundred KiB at most (it used to inline plotly.js: 4.8 MB a page).
 
 Text from data (titles, labels, unit names, email subjects and errors) reaches the page
-three ways, each escaped: through the Jinja2 template with autoescaping; inside chart labels,
-HTML-escaped before Plotly sees them, because Plotly reads a few tags (`<b>`, `<a href>`)
-in labels; and in diagrams, where Graphviz escapes it as XML and a drawing holding anything
-but drawing elements is not inlined.
+three ways, each escaped: through the Jinja2 template with autoescaping; in the charts, by
+`html.escape` in engine/reporting/svg.py; and in diagrams, where Graphviz escapes it as XML
+and a drawing holding anything but drawing elements is not inlined.
 """
 
 from __future__ import annotations
 
-import html
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -33,6 +31,7 @@ from engine.core import diagram, words
 from engine.core.definition import RequestType
 from engine.core.results import OUTCOMES
 from engine.core.vocabulary import Rung
+from engine.reporting import svg
 from engine.reporting.figures import (
     CLOCKS,
     FAILED_SHOWN,
@@ -43,14 +42,16 @@ from engine.reporting.figures import (
     UnitFigures,
     rung_order,
 )
+from engine.reporting.svg import number
 from engine.store.outfile import output_file
 
 TEMPLATES = Path(__file__).parent / "templates"
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-PALETTE = ["#1d5b8f", "#e07b39", "#2f9e77", "#8a5cb8", "#c9a227", "#d1495b", "#4f8fa8", "#7d7d7d"]
-TYPE_COLOURS = ["#2f9e77", "#8a5cb8", "#17a2b8", "#d1495b", "#c9a227", "#7d7d7d"]
-RUNG_COLOURS: dict[str, str] = {Rung.SERVICE_NORM: "#8a5cb8", Rung.LEAD_TIME: "#b8323f", Rung.TIMEOUT: "#7d7d7d"}
-LADDER_COLOURS = ["#9cc3e4", "#4f8fc0", "#1d5b8f", "#0d3556", "#06223a"]
+# Chart colours: each at least 3:1 against white (WCAG 1.4.11; tests/test_report.py checks).
+PALETTE = ["#1d5b8f", "#c25e00", "#1a7f5a", "#8a5cb8", "#8a6d00", "#d1495b", "#0f7c8c", "#6f7f8f"]
+TYPE_COLOURS = ["#1a7f5a", "#8a5cb8", "#0f7c8c", "#d1495b", "#8a6d00", "#6f7f8f"]
+RUNG_COLOURS: dict[str, str] = {Rung.SERVICE_NORM: "#8a5cb8", Rung.LEAD_TIME: "#b8323f", Rung.TIMEOUT: "#6f7f8f",
+                                Rung.DIRECTIVE: "#0f7c8c"}
+LADDER_COLOURS = ["#6b8fb3", "#3d7ab0", "#1d5b8f", "#0d3556", "#06223a"]
 RUNG_NAMES_NL: dict[str, str] = {
     Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
 }
@@ -58,9 +59,9 @@ CLOCK_NAMES_NL = {"state_deadlines": "Termijnen toestanden", "service_norm": "Se
                   "legal_term": "Beslistermijn"}
 OUTCOME_NAMES_NL = {"granted": "toegekend", "rejected": "afgewezen", "withdrawn": "ingetrokken",
                     "done": "afgerond", "none": "geen uitkomst"}
-CHART_CONFIG = {"displaylogo": False, "responsive": True,
-                "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"]}
 DOT_TIMEOUT = 30
+DAYS_DRAWN = 366
+"""The escalations chart has a column per day up to a year, one per week beyond."""
 SVG = "{http://www.w3.org/2000/svg}"
 SVG_SHAPES = frozenset(SVG + tag for tag in (
     "svg", "g", "title", "text", "path", "polygon", "polyline", "ellipse", "circle", "line",
@@ -69,14 +70,6 @@ SVG_SHAPES = frozenset(SVG + tag for tag in (
 
 
 # -- formatting --------------------------------------------------------------------------------
-
-
-def number(value: float | None, decimals: int = 1) -> str:
-    """Dutch notation: 1.234,5."""
-    if value is None:
-        return "–"
-    text = f"{value:,.{decimals}f}"
-    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
 
 
 def amount(value: Any) -> str:
@@ -129,50 +122,22 @@ def local_time(report: Report, value: Any, pattern: str = "%d-%m-%Y %H:%M") -> s
     return str(value.astimezone(ZoneInfo(report.timezone)).strftime(pattern))
 
 
-def _plain(text: str | None) -> str:
-    """A label as Plotly should show it: literally, with no tag of it read as markup."""
-    return html.escape(text or "–", quote=False)
-
-
 # -- charts ------------------------------------------------------------------------------------
-
-
-def _chart(fig: Any, name: str, height: int) -> Markup:
-    fig.update_layout(
-        template="plotly_white", height=height,
-        font={"family": FONT, "size": 13, "color": "#1f2933"},
-        margin={"l": 10, "r": 20, "t": 10, "b": 10}, separators=",.", bargap=0.25,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        hoverlabel={"font": {"family": FONT}},
-    )
-    fig.update_xaxes(automargin=True)
-    fig.update_yaxes(automargin=True)
-    # The div id is fixed so that the same figures make the same page.
-    return Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}",
-                              config=CHART_CONFIG))
+# Drawn here as SVG (engine/reporting/svg.py); each is the chart alone where a table on the page
+# already holds its numbers, else the chart and a table of them.
 
 
 def lead_time_chart(report: Report) -> Markup | None:
-    import plotly.graph_objects as go
-
+    """Median and P90 lead time per request type (the table above it has the same numbers)."""
     groups = [g for g in report.types if g.closed]
     if not groups:
         return None
-    names = [_plain(g.name) for g in groups]
-    fig = go.Figure()
-    for label, values, colour in (
-        ("mediaan", [g.lead_days.median for g in groups], PALETTE[0]),
-        ("90e percentiel", [g.lead_days.p90 for g in groups], PALETTE[1]),
-    ):
-        fig.add_bar(
-            name=label, y=names, x=values, orientation="h", marker_color=colour,
-            customdata=[g.closed for g in groups],
-            hovertemplate=(f"%{{y}}<br>{label}: %{{x:.1f}} dagen<br>"
-                           "%{customdata} afgesloten zaken<extra></extra>"),
-            text=[number(v) for v in values], textposition="outside", cliponaxis=False,
-        )
-    fig.update_layout(barmode="group", xaxis_title="kalenderdagen", yaxis_autorange="reversed")
-    return _chart(fig, "doorlooptijd", 110 + 70 * len(groups))
+    return svg.bar_chart(
+        "chart-doorlooptijd", "Doorlooptijd per soort verzoek (kalenderdagen)", [g.name for g in groups],
+        [svg.Series("mediaan", [g.lead_days.median for g in groups], PALETTE[0]),
+         svg.Series("90e percentiel", [g.lead_days.p90 for g in groups], PALETTE[1])],
+        axis="kalenderdagen", unit="dagen", values_shown=True,
+        tip=lambda i, _: f"{groups[i].closed} afgesloten zaken")
 
 
 def states_by_type(report: Report) -> list[tuple[str, list[StateFigures]]]:
@@ -184,27 +149,20 @@ def states_by_type(report: Report) -> list[tuple[str, list[StateFigures]]]:
 
 
 def waiting_charts(report: Report) -> list[tuple[str, Markup]]:
-    """Per request type, median and mean days per stay in each state, in definition order."""
-    import plotly.graph_objects as go
-
+    """Per request type, median and mean days per stay in each state, in definition order (the
+    table "In cijfers" has the same numbers)."""
     out = []
     for n, (title, states) in enumerate(states_by_type(report)):
-        labels = [_plain(f"{s.label} · {s.unit_name}" if s.unit else s.label) for s in states]
-        extra = [[s.stays, s.open_stays, number(s.total_days)] for s in states]
-        fig = go.Figure()
-        for label, values, colour in (
-            ("mediaan per verblijf", [s.median_days for s in states], PALETTE[0]),
-            ("gemiddeld per verblijf", [s.mean_days for s in states], PALETTE[4]),
-        ):
-            fig.add_bar(
-                name=label, y=labels, x=values, orientation="h", marker_color=colour,
-                customdata=extra,
-                hovertemplate=(f"%{{y}}<br>{label}: %{{x:.1f}} dagen<br>"
-                               "%{customdata[0]} verblijven, %{customdata[1]} nog open<br>"
-                               "totaal %{customdata[2]} dagen<extra></extra>"),
-            )
-        fig.update_layout(barmode="group", xaxis_title="kalenderdagen", yaxis_autorange="reversed")
-        out.append((title, _chart(fig, f"wachten-{n}", 100 + 46 * len(states))))
+        def tip(i: int, _: svg.Series, states: list[StateFigures] = states) -> str:
+            s = states[i]
+            return f"{s.stays} verblijven, {s.open_stays} nog open\ntotaal {number(s.total_days)} dagen"
+
+        out.append((title, svg.bar_chart(
+            f"chart-wachten-{n}", f"{title}: dagen per verblijf in elke toestand",
+            [f"{s.label} · {s.unit_name}" if s.unit else s.label for s in states],
+            [svg.Series("mediaan per verblijf", [s.median_days for s in states], PALETTE[0]),
+             svg.Series("gemiddeld per verblijf", [s.mean_days for s in states], PALETTE[4])],
+            axis="kalenderdagen", unit="dagen", tip=tip)))
     return out
 
 
@@ -215,65 +173,61 @@ def type_colour(report: Report, key: str) -> str:
 
 
 def overdue_chart(report: Report) -> Markup | None:
-    import plotly.graph_objects as go
-
+    """Open cases overdue now per unit, stacked by request type, and a table of them."""
     if not report.overdue:
         return None
     units = [g for g in report.units if g.key is not None or g.open]
     counts: dict[str, dict[str | None, int]] = defaultdict(dict)
     for unit, key, count in report.overdue:
         counts[key][unit] = count
-    fig = go.Figure()
-    for key in (k for k in report.type_titles if k in counts):
-        fig.add_bar(
-            name=_plain(report.type_titles[key]), y=[_plain(g.name) for g in units],
-            x=[counts[key].get(g.key, 0) for g in units], orientation="h",
-            marker_color=type_colour(report, key),
-            hovertemplate="%{y}<br>%{fullData.name}: %{x} over de termijn<extra></extra>",
-        )
-    fig.update_layout(barmode="stack", xaxis_title="open zaken over de termijn",
-                      yaxis_autorange="reversed", legend_traceorder="normal")
-    if max(g.overdue for g in units) <= 10:
-        fig.update_xaxes(dtick=1)
-    return _chart(fig, "te-laat", 110 + 40 * len(units))
+    keys = [k for k in report.type_titles if k in counts]
+    series = [svg.Series(report.type_titles[k], [counts[k].get(g.key, 0) for g in units], type_colour(report, k))
+              for k in keys]
+    chart = svg.bar_chart("chart-te-laat", "Open zaken over de termijn per eenheid en soort verzoek",
+                          [g.name for g in units], series, axis="open zaken over de termijn",
+                          unit="over de termijn", stacked=True, whole=True, decimals=0)
+    table = svg.data_table(
+        "Open zaken over de termijn per eenheid en soort verzoek",
+        ["Eenheid", *(s.name for s in series), "Totaal"],
+        [[g.name, *(int(s.values[i] or 0) for s in series), g.overdue] for i, g in enumerate(units)])
+    return chart + table
 
 
 def escalation_chart(report: Report) -> Markup | None:
-    import plotly.graph_objects as go
-
+    """Escalations per day (per week over more than :data:`DAYS_DRAWN` days, so the page stays
+    small however long the period), stacked by rung, and a table of them."""
     if not report.escalations_by_day:
         return None
-    days = sorted({d for d, _, _ in report.escalations_by_day})
-    counts = {(d, r): n for d, r, n in report.escalations_by_day}
-    fig = go.Figure()
-    for rung in sorted({r for _, r, _ in report.escalations_by_day}, key=rung_order):
-        fig.add_bar(
-            name=rung_label(rung), x=[d.isoformat() for d in days],
-            y=[counts.get((d, rung), 0) for d in days], marker_color=rung_colour(rung),
-            hovertemplate=f"%{{x|%d-%m-%Y}}<br>{rung_label(rung)}: %{{y}}<extra></extra>",
-        )
-    fig.update_layout(barmode="stack", yaxis_title="escalaties per dag", legend_traceorder="normal")
-    fig.update_xaxes(type="date", tickformat="%d-%m")
-    return _chart(fig, "escalaties", 380)
+    first = min(d for d, _, _ in report.escalations_by_day)
+    last = max(d for d, _, _ in report.escalations_by_day)
+    weekly = (last - first).days >= DAYS_DRAWN
+    counts: dict[tuple[dt.date, str], int] = defaultdict(int)
+    for d, r, n in report.escalations_by_day:
+        counts[(d - dt.timedelta(days=d.weekday()) if weekly else d, r)] += n
+    days = sorted({d for d, _ in counts})
+    rungs = sorted({r for _, r, _ in report.escalations_by_day}, key=rung_order)
+    series = [svg.Series(rung_label(r), [counts.get((d, r), 0) for d in days], rung_colour(r)) for r in rungs]
+    per = "week" if weekly else "dag"
+    chart = svg.day_columns("chart-escalaties", f"Escalaties per {per}, per sport", days, series,
+                            axis=f"escalaties per {per}", period=7 if weekly else 1)
+    table = svg.data_table(
+        f"Escalaties per {per}, per sport", ["Week van" if weekly else "Dag", *(s.name for s in series), "Totaal"],
+        [[d.strftime("%d-%m-%Y"), *(counts.get((d, r), 0) for r in rungs), sum(counts.get((d, r), 0) for r in rungs)]
+         for d in days])
+    return chart + table
 
 
 def trend_chart(report: Report) -> Markup | None:
-    """Received, closed and overdue (state deadlines missed) per ISO week."""
-    import plotly.graph_objects as go
-
+    """Received, closed and overdue (state deadlines missed) per ISO week (the table below it has
+    the same numbers)."""
     if not report.weeks:
         return None
-    weeks = [w.label for w in report.weeks]
-    fig = go.Figure()
-    for label, values, colour in (
-        ("ontvangen", [w.received for w in report.weeks], PALETTE[0]),
-        ("afgesloten", [w.closed for w in report.weeks], PALETTE[2]),
-        ("te laat", [w.overdue for w in report.weeks], RUNG_COLOURS[Rung.LEAD_TIME]),
-    ):
-        fig.add_scatter(name=label, x=weeks, y=values, mode="lines+markers", line={"color": colour, "width": 2},
-                        hovertemplate=f"%{{x}}<br>{label}: %{{y}}<extra></extra>")
-    fig.update_layout(yaxis_title="zaken per week", xaxis_type="category")
-    return _chart(fig, "per-week", 360)
+    return svg.line_chart(
+        "chart-per-week", "Zaken per week: ontvangen, afgesloten en te laat", [w.label for w in report.weeks],
+        [svg.Series("ontvangen", [w.received for w in report.weeks], PALETTE[0]),
+         svg.Series("afgesloten", [w.closed for w in report.weeks], PALETTE[2]),
+         svg.Series("te laat", [w.overdue for w in report.weeks], RUNG_COLOURS[Rung.LEAD_TIME])],
+        axis="zaken per week")
 
 
 # -- diagrams ----------------------------------------------------------------------------------
@@ -353,8 +307,6 @@ def render_page(
     report: Report, types: Sequence[RequestType], *, dot_binary: str | None = None
 ) -> str:
     """The page as text; `dot_binary` None draws no SVG (Mermaid text instead)."""
-    from plotly.offline import get_plotlyjs
-
     rungs = report.rungs()
 
     def escalation_total(group: GroupFigures | UnitFigures) -> int:
@@ -368,7 +320,6 @@ def render_page(
         long_date=long_date(report),
         generated=local_time(report, report.now, "%d-%m-%Y %H:%M"),
         when=lambda value: local_time(report, value),
-        plotly_js=Markup(get_plotlyjs()),
         lead_chart=lead_time_chart(report),
         waiting=waiting_charts(report),
         state_groups=states_by_type(report),

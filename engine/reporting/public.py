@@ -9,16 +9,15 @@ or done) by their `summary` fields.
 
 What it never shows: personal values (the builder reads only the area, the measures and the
 summary fields, which the definition refuses to be personal), names or ids of people, comments,
-references, escalations. The charts are SVG drawn here, on the server, each with a text
-alternative (`<title>`/`<desc>`, and the table beside it holds the same numbers): no script, no
-external file. Text from data is escaped by the template (autoescaping) and, in the SVG, by
-`html.escape`.
+references, escalations. The charts are SVG drawn on the server (engine/reporting/svg.py, as
+the report page's), each with a text alternative (`<title>`/`<desc>`, and the table beside it
+holds the same numbers): no script, no external file. Text from data is escaped by the template
+(autoescaping) and, in the SVG, by `html.escape`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from markupsafe import Markup
 from engine.core import words
 from engine.core.definition import RequestType
 from engine.core.results import OUTCOMES, REALISED
+from engine.reporting import svg
 from engine.reporting.figures import AreaFigures, Report
 from engine.reporting.html import OUTCOME_NAMES_NL, amount, local_time, number, percent
 from engine.store.outfile import output_file
@@ -39,34 +39,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 OUTCOME_COLOURS = {"granted": "#1a6e48", "done": "#1d5b8f", "rejected": "#a3313d",
                    "withdrawn": "#5f6b7a", "none": "#5f6b7a"}
 """Each at least 4.5:1 against white, so a bar's colour is not all that tells it apart."""
-BAR_WIDTH = 360
-ROW = 30
-LABEL_WIDTH = 170
 
 
 def outcome_chart(title: str, counts: Sequence[tuple[str, int]], ident: str) -> Markup:
     """Horizontal bars, one per outcome, as inline SVG with its own text alternative."""
-    most = max((n for _, n in counts), default=0) or 1
-    height = ROW * len(counts) + 10
-    width = LABEL_WIDTH + BAR_WIDTH + 70
-    described = "; ".join(f"{OUTCOME_NAMES_NL[o]}: {n}" for o, n in counts)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}"'
-        f' viewBox="0 0 {width} {height}" aria-labelledby="{ident}-t {ident}-d">',
-        f'<title id="{ident}-t">{html.escape(title)}</title>',
-        f'<desc id="{ident}-d">{html.escape(described)}</desc>',
-    ]
-    for i, (outcome, n) in enumerate(counts):
-        y = 5 + i * ROW
-        bar = round(BAR_WIDTH * n / most) if n else 0
-        parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y + 19}" text-anchor="end" font-size="15"'
-                     f' fill="#1f2933">{html.escape(OUTCOME_NAMES_NL[outcome])}</text>')
-        parts.append(f'<rect x="{LABEL_WIDTH}" y="{y + 4}" width="{max(bar, 2)}" height="{ROW - 8}"'
-                     f' fill="{OUTCOME_COLOURS[outcome]}"/>')
-        parts.append(f'<text x="{LABEL_WIDTH + max(bar, 2) + 8}" y="{y + 19}" font-size="15"'
-                     f' fill="#1f2933">{n}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
+    return svg.labelled_bars(ident, title, [(OUTCOME_NAMES_NL[o], n, OUTCOME_COLOURS[o]) for o, n in counts])
 
 
 def _outcomes(areas: Sequence[AreaFigures]) -> list[str]:

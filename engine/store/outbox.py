@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.notices import Notice
 from engine.core.vocabulary import OutboxStatus
@@ -54,8 +53,17 @@ def pending_row(notice: Notice, now: dt.datetime) -> dict[str, Any]:
 def queue_new(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Add the rows whose keys are not queued yet, in one statement: a key already there
     was decided by the change that queued it, which this one cannot be a second time."""
-    insert: Any = (postgresql.insert(outbox_t) if conn.dialect.name == "postgresql"
-                   else sqlite.insert(outbox_t))
+    # The dialect's own insert, imported here: importing the PostgreSQL dialect costs every
+    # command's start-up (see bench/bench_cli.py) and only a PostgreSQL database needs it.
+    insert: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        insert = pg_insert(outbox_t)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        insert = sqlite_insert(outbox_t)
     conn.execute(insert.on_conflict_do_nothing(index_elements=[_c.key]), list(rows))
 
 

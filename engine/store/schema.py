@@ -1,4 +1,5 @@
-"""The tables. SQLModel declares them; hot paths use their Core `__table__` directly.
+"""The tables. SQLModel declares them; every statement uses their Core tables, named below
+(`cases_t`, `events_t`, ...), since nothing reads rows as objects.
 
 Time columns hold UTC instants on every backend (`UTCDateTime`); JSON is JSONB on PostgreSQL.
 `cases.version` is the optimistic lock: every update of a case says which version it read.
@@ -10,7 +11,6 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
@@ -61,7 +61,22 @@ class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
-JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+class _JSONDocument(sa.types.TypeDecorator[Any]):
+    """JSON, stored as JSONB on PostgreSQL; SQL NULL for None. (A TypeDecorator rather than
+    `with_variant(JSONB)`, which would import the PostgreSQL dialect with this module.)"""
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(self.impl)
+
+
+JSONType = _JSONDocument()
 
 
 def _time(*, index: bool = False, nullable: bool = True) -> Any:
@@ -310,6 +325,7 @@ class AccessRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+# The Core tables every statement in engine/store uses.
 meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
 organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
 request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[attr-defined]
