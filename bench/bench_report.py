@@ -46,6 +46,7 @@ import argparse
 import datetime as dt
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -55,10 +56,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if "--root" in sys.argv:  # measure another checkout's code (e.g. main's) on the same rows
+    ROOT = Path(sys.argv[sys.argv.index("--root") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
-from common import scratch_postgres  # noqa: E402
+from common import PG_SERVER, scratch_postgres  # noqa: E402
 
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
@@ -187,7 +191,74 @@ def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tu
         yield cases, events, escalations
 
 
-def load(url: str, count: int, seed: int) -> dict[str, Any]:
+_TABLES = (cases_t, events_t, escalations_t)
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as SQLite keeps it: instants as UTC text without the zone, JSON as text."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat(" ", "microseconds")[:-6]
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _insert_sqlite(path: str, types: dict[str, RequestType], count: int, seed: int, totals: dict[str, Any]) -> None:
+    """The rows in one transaction, by executemany on the driver's own connection."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA synchronous = OFF")
+        statements = [(t, [c.name for c in t.columns]) for t in _TABLES]
+        sql = [f"INSERT INTO {t.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+               for t, cols in statements]
+        for batch in batches(types, count, seed):
+            for (_, cols), statement, rows in zip(statements, sql, batch, strict=True):
+                connection.executemany(statement, [[_sqlite_value(r.get(c)) for c in cols] for r in rows])
+            _count(totals, batch)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def _copy_postgres(engine: sa.Engine, source: str, totals: dict[str, Any]) -> None:
+    """The rows of the SQLite database at `source` (made by `_insert_sqlite`), by COPY, one
+    per table, in one transaction: the rows are made once, for both databases."""
+    reader = sqlite3.connect(source)
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("SET TIME ZONE 'UTC'")  # SQLite's instants are UTC without their zone
+            for table in _TABLES:
+                columns = [c.name for c in table.columns]
+                with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    rows = reader.execute(f"SELECT {', '.join(columns)} FROM {table.name} ORDER BY rowid")
+                    while chunk := rows.fetchmany(BATCH):
+                        for row in chunk:
+                            copy.write_row(row)
+                totals[{"cases": "cases", "case_event": "events", "escalation": "escalations"}[table.name]] = (
+                    reader.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+            for table in _TABLES[1:]:  # the sequences past the ids copied
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"(SELECT max(id) FROM {table.name}))")
+        raw.commit()
+    finally:
+        raw.close()
+        reader.close()
+
+
+def _count(totals: dict[str, Any], batch: tuple[list[Any], list[Any], list[Any]]) -> None:
+    cases, events, escalations = batch
+    totals["cases"] += len(cases)
+    totals["events"] += len(events)
+    totals["escalations"] += len(escalations)
+
+
+def load(url: str, count: int, seed: int, source: str | None = None) -> dict[str, Any]:
+    """The bench's rows into a new database at `url`, by bulk copy: executemany in one
+    transaction on SQLite; on PostgreSQL COPY from the SQLite database `source` holding the
+    same rows (made first in a scratch file when there is none)."""
     engine = open_engine(url, create=True)
     migrate(engine)
     loket = Loket(engine, FixedClock(NOW - SPAN - dt.timedelta(days=1)))
@@ -197,15 +268,19 @@ def load(url: str, count: int, seed: int) -> dict[str, Any]:
     types = {rt.key: rt for rt in loket.latest_types()}
     totals: dict[str, Any] = {"cases": 0, "events": 0, "escalations": 0}
     started = time.perf_counter()
-    for cases, events, escalations in batches(types, count, seed):
-        with engine.begin() as conn:
-            conn.execute(sa.insert(cases_t), cases)
-            conn.execute(sa.insert(events_t), events)
-            if escalations:
-                conn.execute(sa.insert(escalations_t), escalations)
-        totals["cases"] += len(cases)
-        totals["events"] += len(events)
-        totals["escalations"] += len(escalations)
+    if engine.dialect.name == "postgresql":
+        if source is None:
+            with tempfile.TemporaryDirectory() as folder:
+                made = f"{folder}/rows.db"
+                load(f"sqlite:///{made}", count, seed)
+                _copy_postgres(engine, made, totals)
+        else:
+            _copy_postgres(engine, source, totals)
+    else:
+        engine.dispose()
+        database = engine.url.database
+        assert database is not None
+        _insert_sqlite(database, types, count, seed, totals)
     with engine.begin() as conn:
         conn.execute(sa.insert(outbox_t), [{
             "key": f"bench/{i}", "case_id": 1 + i * (count // FAILED_MAILS), "kind": "escalation",
@@ -219,6 +294,28 @@ def load(url: str, count: int, seed: int) -> dict[str, Any]:
     totals["load_seconds"] = time.perf_counter() - started
     engine.dispose()
     return totals
+
+
+def loaded(url: str, count: int, seed: int, source: str | None = None) -> dict[str, Any]:
+    """`load`, or the counts of a database a previous run loaded (`--sqlite`, `--pg`)."""
+    engine = open_engine(url, create=True)
+    try:
+        with engine.connect() as conn:
+            present = conn.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one()
+            if present:
+                def counted(table: sa.Table) -> int:
+                    return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+                if present != count:
+                    raise SystemExit(f"{url} holds {present:,} cases, not {count:,}: give another path")
+                return {"cases": present, "events": counted(events_t),
+                        "escalations": counted(escalations_t), "load_seconds": 0.0, "reused": True}
+    except sa.exc.OperationalError:
+        pass  # no tables yet
+    except sa.exc.ProgrammingError:
+        pass
+    finally:
+        engine.dispose()
+    return load(url, count, seed, source)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -280,6 +377,8 @@ def child(mode: str, url: str, out_dir: str) -> None:
         _floor_stream(loket)
     elif mode == "text":
         run_report(loket, None, False, lambda _: None)
+    elif mode == "json":
+        run_report(loket, None, True, lambda _: None)
     elif mode == "html":
         run_report(loket, str(page), False, lambda _: None)
     elif mode == "public":
@@ -300,7 +399,7 @@ def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
     """The best of `runs` fresh children: the others mostly measure the machine's load."""
     results = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir],
+        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir, "--root", str(ROOT)],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"child {mode} failed:\n{done.stderr}")
@@ -311,12 +410,17 @@ def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
     return best
 
 
-def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int) -> None:
-    totals = load(url, count, seed)
+MODES = ("group_by", "stream", "text", "json", "html", "public", "period")
+
+
+def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int,
+            modes: tuple[str, ...] = MODES, source: str | None = None) -> None:
+    totals = loaded(url, count, seed, source)
+    how = "reused" if totals.get("reused") else f"loaded in {totals['load_seconds']:.0f} s"
     print(f"\n{label}: {totals['cases']:,} cases, {totals['events']:,} events, "
-          f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails "
-          f"(loaded in {totals['load_seconds']:.0f} s)")
-    modes = ("group_by", "stream", "text", "html", "public", "period")
+          f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails ({how}; code of {ROOT})",
+          flush=True)
+    modes = ("group_by", "stream", *(m for m in modes if m not in ("group_by", "stream")))
     results = {mode: measure(mode, url, out_dir, runs) for mode in modes}
     floor = results["group_by"]["seconds"]
     stream = results["stream"]["seconds"]
@@ -324,14 +428,25 @@ def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int
           f"{'growth MB':>11}{'peak MB':>9}")
     names = {"group_by": "floor: GROUP BY over the rows",
              "stream": "floor: stream the report's rows",
-             "text": "loket report", "html": "loket report --html",
+             "text": "loket report", "json": "loket report --json", "html": "loket report --html",
              "public": "loket report --public",
              "period": "report --since 13w --type (one type)"}
     for mode, r in results.items():
         print(f"  {names[mode]:<34}{r['seconds']:>9.2f}{r['cpu']:>7.2f}"
               f"{r['seconds'] / floor:>12.1f}"
               f"{r['seconds'] / stream:>10.2f}{r['growth_mb']:>11.0f}{r['peak_mb']:>9.0f}")
-    print(f"  page: {results['html']['page_kb']:,} KiB; public page: {results['public']['page_kb']:,} KiB")
+    if "html" in results and "public" in results:
+        print(f"  page: {results['html']['page_kb']:,} KiB; public page: {results['public']['page_kb']:,} KiB")
+
+
+def kept_postgres(name: str) -> str:
+    """The URL of database `name` on the bench's server, made if it is not there."""
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
 
 
 def main() -> None:
@@ -343,18 +458,34 @@ def main() -> None:
                         help="children per measurement; the fastest counts")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"what to measure, comma-separated (floors always): {','.join(MODES)}")
+    parser.add_argument("--sqlite", metavar="PATH",
+                        help="keep the SQLite database here (reused by a later run with the same --cases)")
+    parser.add_argument("--pg", metavar="NAME",
+                        help="keep the PostgreSQL database under this name (reused likewise)")
+    parser.add_argument("--root", metavar="DIR", help="measure the code of this checkout (e.g. main)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as folder:
+        source = None
         if not args.skip_sqlite:
-            url = f"sqlite:///{folder}/loket.db"
-            backend("SQLite", url, args.cases, args.seed, folder, args.runs)
+            source = args.sqlite or f"{folder}/loket.db"
+            backend("SQLite", f"sqlite:///{source}", args.cases, args.seed, folder, args.runs, modes)
         if not args.skip_pg:
-            with scratch_postgres() as url:
-                backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs)
+            if args.pg:
+                backend("PostgreSQL", kept_postgres(args.pg), args.cases, args.seed, folder, args.runs,
+                        modes, source)
+            else:
+                with scratch_postgres() as url:
+                    backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs, modes, source)
 
 
 if __name__ == "__main__":

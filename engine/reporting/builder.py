@@ -40,6 +40,7 @@ from engine.reporting.figures import (
     Filters,
     GroupFigures,
     Move,
+    RawMove,
     Realised,
     Report,
     Results,
@@ -140,10 +141,11 @@ every stay the report reads."""
 _NO_STOPS: tuple[tuple[dt.datetime, dt.datetime | None], ...] = ()
 
 
-def spans(moves: Iterable[Move]) -> list[Span]:
-    """The stays of one case from its moves in seq order (the last one may be a final state).
-    Run for every case the report reads, so it builds plain tuples and shares the empty tuple
-    of stops that nearly every stay has."""
+def spans(moves: Iterable[Any]) -> list[Any]:
+    """The stays of one case from its moves in seq order (the last one may be a final state),
+    as `Span`s, with the moves' instants as they come: datetimes from `Move`s, µs from
+    `RawMove`s (the report's own stream). Run for every case the report reads, so it builds
+    plain tuples and shares the empty tuple of stops that nearly every stay has."""
     out: list[Span] = []
     state: str | None = None
     since: dt.datetime | None = None
@@ -175,8 +177,8 @@ def spans(moves: Iterable[Move]) -> list[Span]:
 
 
 def with_moves(
-    cases: Iterable[CaseFacts], moves: Iterable[Move]
-) -> Iterator[tuple[CaseFacts, list[Move]]]:
+    cases: Iterable[CaseFacts], moves: Iterable[Any]
+) -> Iterator[tuple[CaseFacts, list[Any]]]:
     """Each case with its moves; both streams come in case-id order. Moves of cases that the
     case stream does not hold are skipped."""
     # Grouped by case id in C: this runs for every state change the report reads.
@@ -313,6 +315,20 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _instant(micros: int) -> dt.datetime:
+    """µs since the epoch as the aware UTC datetime the database holds."""
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _span_instants(state: str, start: int, end: int | None, stops: tuple[tuple[int, int | None], ...]) -> Span:
+    """A stay read in µs (`RawMove`) as the `Span` of datetimes the calendar works with."""
+    return (state, _instant(start), None if end is None else _instant(end),
+            tuple((_instant(a), None if b is None else _instant(b)) for a, b in stops))
+
+
 class ReportBuilder:
     """Figures from plain rows: feed every case (with its moves) and every escalation, then
     `finish()` with the failed emails."""
@@ -368,7 +384,7 @@ class ReportBuilder:
 
     # -- one case ---------------------------------------------------------------------------
 
-    def add_case(self, case: CaseFacts, moves: Sequence[Move]) -> None:
+    def add_case(self, case: CaseFacts, moves: Sequence[RawMove]) -> None:
         rt = self.type_of(case.type_key, case.type_version)
         info = self._infos.get(id(rt))
         if info is None:
@@ -397,7 +413,8 @@ class ReportBuilder:
         if self.admin_events:
             events = self.admin_events.get(case.id)
             if events:
-                self.dekking.add_case(events, moves, closed)
+                self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
+                                      closed)
         if closed is None:
             if unit is None or case.owner == unit:
                 self._add_open(case, by_type)
@@ -421,7 +438,7 @@ class ReportBuilder:
         self._keep.append(rt)  # the id stays this definition's while the builder lives
         return infos
 
-    def _add_stays(self, stays_of: list[Span], info: dict[str, _StateInfo],
+    def _add_stays(self, stays_of: list[Any], info: dict[str, _StateInfo],
                    type_deadlines: list[int], total_deadlines: list[int]) -> None:
         """Each stay: its time for the state and the unit that owns it, and its deadline.
 
@@ -437,8 +454,9 @@ class ReportBuilder:
                 continue  # a final state, or another unit's under --unit
             held = found.held
             assert held is not None
-            begun = start.timestamp()
-            left = end.timestamp() if end is not None else now
+            # Instants in µs since the epoch; divided, the same floats as `datetime.timestamp()`.
+            begun = start / 1_000_000
+            left = end / 1_000_000 if end is not None else now
             if since <= left < until:
                 days = left - begun
                 days = days / DAY if days > 0 else 0.0
@@ -453,7 +471,7 @@ class ReportBuilder:
             if deadline is None:
                 continue
             if found.exact or stops:
-                moved = self._stay_due(deadline, (state, start, end, stops))
+                moved = self._stay_due(deadline, _span_instants(state, start, end, stops))
                 if moved is None:
                     continue  # its clock stands still now: not decided yet
                 due = moved.timestamp()
@@ -465,7 +483,7 @@ class ReportBuilder:
                            else self._ordinal_of(begun))
                 cached = found.dues.get(ordinal)
                 if cached is None:
-                    cached = found.dues[ordinal] = self.calendar.due(start, deadline).timestamp()
+                    cached = found.dues[ordinal] = self.calendar.due(_instant(start), deadline).timestamp()
                 due = cached
             if end is not None:
                 kind, when = (MET, left) if left <= due else (LATE, due)

@@ -90,6 +90,17 @@ class Move(NamedTuple):
     to_state: str | None
 
 
+class RawMove(NamedTuple):
+    """A `Move` as the report streams it: its instant in µs since the epoch, converted by the
+    database, so that no datetime is made per state change."""
+
+    case_id: int
+    at: int
+    action: str
+    from_state: str | None
+    to_state: str | None
+
+
 class EscalationFact(NamedTuple):
     fired_at: dt.datetime
     rung: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -159,20 +160,27 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL) -> Iter
                bool(overdue), data(values) if values is not None else None)
 
 
+def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
+    """An instant column as integer µs since the epoch, exactly, worked out by the database:
+    a number is cheaper to fetch than an instant is to decode."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
+        # The whole seconds without the fraction: SQLite rounds a fraction to the nearest second.
+        whole = sa.func.substr(column, 1, 19)
+        seconds = (sa.func.unixepoch(whole) if sqlite3.sqlite_version_info >= (3, 38)
+                   else sa.cast(sa.func.strftime("%s", whole), sa.BigInteger))
+        return seconds * 1_000_000 + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
+    return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+
+
 def move_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
     """Every case's `created`, `transition`, `suspended` and `resumed` events, streamed by
-    case id and seq (only those of the type asked for, when one is), as plain tuples."""
-    query = MOVES_QUERY
+    case id and seq (only those of the type asked for, when one is), as plain tuples
+    `(case id, µs since the epoch, action, from state, to state)`."""
+    query = MOVES_QUERY.with_only_columns(
+        _e.case_id, micros(_e.at, conn.dialect.name), _e.action, _e.from_state, _e.to_state)
     if filters.type_key is not None:
         query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
-    if conn.dialect.name == "sqlite":
-        parse = datetime.fromisoformat
-        for case_id, at, action, from_state, to_state in _raw_streamed(conn, query):
-            yield case_id, parse(at + "+00:00"), action, from_state, to_state
-    else:
-        instant = _instant
-        for case_id, at, action, from_state, to_state in _raw_streamed(conn, query):
-            yield case_id, instant(at), action, from_state, to_state
+    return _raw_streamed(conn, query)
 
 
 def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
