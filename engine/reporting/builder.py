@@ -102,6 +102,16 @@ class WorkingDayCounter:
             self._cover(before, last)
         return self._sums[(last - self._start).days] - self._sums[(before - self._start).days]
 
+    def between_days(self, first: int, last: int) -> int:
+        """The working days from local day `first` through `last` (proleptic ordinals)."""
+        if first > last:
+            return 0
+        low, high = dt.date.fromordinal(first - 1), dt.date.fromordinal(last)
+        if not (self._covers(low) and self._covers(high)):
+            self._cover(low, high)
+        start = self._start.toordinal()
+        return self._sums[last - start] - self._sums[first - 1 - start]
+
     def _covers(self, day: dt.date) -> bool:
         return 0 <= (day - self._start).days < len(self._sums) if self._sums else False
 
@@ -318,6 +328,11 @@ def _decimal(value: Any) -> Decimal | None:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _micros(moment: dt.datetime) -> int:
+    """An aware instant as µs since the epoch, exactly."""
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
 def _instant(micros: int) -> dt.datetime:
     """µs since the epoch as the aware UTC datetime the database holds."""
     return _EPOCH + dt.timedelta(microseconds=micros)
@@ -377,6 +392,9 @@ class ReportBuilder:
         self._since, self._until, self._unit_filter = self.filters.since, self.filters.until, self.filters.unit
         self._unfiltered = self._since is None and self._until is None
         self._now_ts = now.timestamp()
+        self._now_us = _micros(now)
+        self._since_us = _micros(self._since) if self._since is not None else -(2**63)
+        self._until_us = _micros(self._until) if self._until is not None else 2**63
         self._since_ts = self._since.timestamp() if self._since is not None else -math.inf
         self._until_ts = self._until.timestamp() if self._until is not None else math.inf
         self._infos: dict[int, dict[str, _StateInfo]] = {}
@@ -393,13 +411,13 @@ class ReportBuilder:
         if unit is not None and case.owner != unit and not any(
                 m.to_state in info and info[m.to_state].owner == unit for m in moves):
             return  # the unit never held it
-        within = self._within
+        within = self._within_us
         by_type = self._type(case.type_key)
         total = self._total
         if within(case.created_at):
             by_type.received += 1
             total.received += 1
-            self._week(case.created_at)[0] += 1
+            self._week_of_ts(case.created_at / 1_000_000)[0] += 1
         if moves:
             self._add_stays(spans(moves), info, by_type.clocks["state_deadlines"],
                             total.clocks["state_deadlines"])
@@ -414,7 +432,7 @@ class ReportBuilder:
             events = self.admin_events.get(case.id)
             if events:
                 self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
-                                      closed)
+                                      None if closed is None else _instant(closed))
         if closed is None:
             if unit is None or case.owner == unit:
                 self._add_open(case, by_type)
@@ -499,9 +517,27 @@ class ReportBuilder:
             if kind != MET:
                 self._week_of_ts(due)[2] += 1
 
-    def _within(self, moment: dt.datetime) -> bool:
-        since, until = self._since, self._until
-        return (since is None or moment >= since) and (until is None or moment < until)
+    def _within_us(self, moment: int) -> bool:
+        """`_within` of an instant in µs since the epoch."""
+        return self._since_us <= moment < self._until_us
+
+    def _working_between(self, a: int, b: int) -> int:
+        """`WorkingDayCounter.between` of two instants in µs since the epoch: the local days
+        from the per-day offset table; only an instant in the last second of its local day,
+        or on a day whose offset changes, is handed over as a datetime."""
+        if b <= a:
+            return 0
+        local = []
+        for moment in (a, b):
+            seconds = moment // 1_000_000
+            utc_day = seconds // 86400
+            offset = self._offsets.get(utc_day, -1)
+            if offset == -1:
+                offset = self._offsets[utc_day] = self._offset_of(utc_day)
+            if offset is None or (seconds + offset) % 86400 >= 86399:
+                return self.working_days.between(_instant(a), _instant(b))
+            local.append((seconds + offset) // 86400 + _EPOCH_ORDINAL)
+        return self.working_days.between_days(local[0], local[1] - 1)
 
     def _ordinal(self, moment: dt.datetime) -> int:
         return self._ordinal_of(moment.timestamp())
@@ -558,16 +594,16 @@ class ReportBuilder:
             due = cal.shift(due, start, end, exact=deadline.unit == "hours")
         return due
 
-    def _case_clock(self, case: CaseFacts, name: str, due: dt.datetime, by_type: _Tally) -> int | None:
+    def _case_clock(self, case: CaseFacts, name: str, due: int, by_type: _Tally) -> int | None:
         """Count one case-wide term where it was decided in the period; how it ended."""
         closed = case.closed_at
         if closed is not None:
             kind, when = (MET, closed) if closed <= due else (LATE, due)
-        elif due < self.now and not case.suspended:
+        elif due < self._now_us and not case.suspended:
             kind, when = OPEN_PAST, due
         else:
             return None
-        if not self._within(when):
+        if not self._within_us(when):
             return None
         by_type.clocks[name][kind] += 1
         self._total.clocks[name][kind] += 1
@@ -583,8 +619,9 @@ class ReportBuilder:
     def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally) -> None:
         closed = case.closed_at
         assert closed is not None
-        days = max((closed - case.created_at).total_seconds(), 0.0) / DAY
-        working = self.working_days.between(case.created_at, closed)
+        # As `(closed - created).total_seconds()` of the datetimes would give it.
+        days = max((closed - case.created_at) / 1_000_000, 0.0) / DAY
+        working = self._working_between(case.created_at, closed)
         outcome = rt.states[case.state].outcome or NO_OUTCOME
         data = case.data or {}
         values = ([(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
@@ -600,14 +637,14 @@ class ReportBuilder:
         total.results.add(outcome, values)
         area = self._area_of(rt, case)
         self._area(case.type_key, area).add(outcome, values, days)
-        self._week(closed)[1] += 1
+        self._week_of_ts(closed / 1_000_000)[1] += 1
         if outcome in REALISED:
             order = (closed, case.id)
             recent = self._recent
             if len(recent) >= RECENT and order <= recent[0][:2]:
                 return
             item = (closed, case.id, Realised(
-                type_key=case.type_key, closed_on=self._local_day(closed), outcome=outcome, area=area,
+                type_key=case.type_key, closed_on=self._local_day(_instant(closed)), outcome=outcome, area=area,
                 summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
             ))
             if len(recent) < RECENT:
@@ -620,9 +657,6 @@ class ReportBuilder:
         if found is None:
             found = self._areas[(key, area)] = _Results()
         return found
-
-    def _week(self, moment: dt.datetime) -> list[int]:
-        return self._week_of_ts(moment.timestamp())
 
     def _week_of_ts(self, timestamp: float) -> list[int]:
         seconds = int(timestamp)
@@ -645,7 +679,7 @@ class ReportBuilder:
         if case.overdue:
             self._overdue[(case.owner, case.type_key)] += 1
         # A bounded heap whose top is the newest of the kept: it makes way for an older one.
-        item = (-case.state_entered_at.timestamp(), -case.id, case)
+        item = (-(case.state_entered_at / 1_000_000), -case.id, case)
         if len(self._longest) < LONGEST:
             heapq.heappush(self._longest, item)
         elif item > self._longest[0]:
@@ -670,7 +704,7 @@ class ReportBuilder:
         self._type(escalation.type_key).escalations[rung] += 1
         self._unit(escalation.unit).escalations[rung] += 1
         self._total.escalations[rung] += 1
-        self._by_day[(self._ordinal_of(escalation.fired_at.timestamp()), rung)] += 1
+        self._by_day[(self._ordinal_of(escalation.fired_at / 1_000_000), rung)] += 1
 
     # -- the report -------------------------------------------------------------------------
 
@@ -784,7 +818,7 @@ class ReportBuilder:
             ref=case.ref, type_key=case.type_key, state=case.state,
             label=rt.states[case.state].label, unit=case.owner,
             unit_name=self.unit_name(case.owner),
-            since=case.state_entered_at,
-            days=max((self.now - case.state_entered_at).total_seconds(), 0.0) / DAY,
+            since=_instant(case.state_entered_at),
+            days=max((self.now - _instant(case.state_entered_at)).total_seconds(), 0.0) / DAY,
             suspended=case.suspended,
         )

@@ -149,15 +149,17 @@ def _json(value: Any) -> Any:
 
 def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
-    as plain tuples with the values SQLAlchemy would give (instants, flags, field values)."""
-    instant = _instant
-    data: Callable[[Any], Any] = _json if conn.dialect.name == "sqlite" else (lambda v: v)
+    as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
+    booleans, the field values decoded."""
+    dialect = conn.dialect.name
+    query = CASES_QUERY.with_only_columns(
+        *(micros(column, dialect) if isinstance(column.type, UTCDateTime) else column
+          for column in CASES_QUERY.selected_columns))
+    data: Callable[[Any], Any] = _json if dialect == "sqlite" else (lambda v: v)
     for (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-         suspended, overdue, values) in _raw_streamed(
-            conn, CASES_QUERY.where(*_cases_kept(filters)), {"now": now}):
-        yield (id_, ref, key, version, state, owner, instant(created), instant(closed),
-               instant(entered), instant(service_due), instant(case_due), bool(suspended),
-               bool(overdue), data(values) if values is not None else None)
+         suspended, overdue, values) in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
+        yield (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
+               bool(suspended), bool(overdue), data(values) if values is not None else None)
 
 
 def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
@@ -184,18 +186,17 @@ def move_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any,
 
 
 def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
-    """Every escalation (when, rung, unit) with its case's request type, fired in the period
-    and of the type asked for, streamed as plain tuples."""
-    query = ESCALATIONS_QUERY
+    """Every escalation (when, in µs since the epoch; rung; unit) with its case's request
+    type, fired in the period and of the type asked for, streamed as plain tuples."""
+    query = ESCALATIONS_QUERY.with_only_columns(micros(_x.fired_at, conn.dialect.name), _x.rung, _x.unit,
+                                                _c.type_key)
     if filters.type_key is not None:
         query = query.where(_c.type_key == filters.type_key)
     if filters.since is not None:
         query = query.where(_x.fired_at >= filters.since)
     if filters.until is not None:
         query = query.where(_x.fired_at < filters.until)
-    instant = _instant
-    for fired_at, rung, unit, type_key in _raw_streamed(conn, query):
-        yield instant(fired_at), rung, unit, type_key
+    return _raw_streamed(conn, query)
 
 
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
