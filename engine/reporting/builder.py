@@ -380,7 +380,7 @@ class ReportBuilder:
         """(local day's ordinal, rung) → escalations fired that day."""
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
-        self._recent: list[tuple[dt.datetime, int, Realised]] = []
+        self._recent: list[tuple[int, int, Realised]] = []
         self._dues: dict[tuple[int, int], dt.datetime] = {}
         """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
         self._offsets: dict[int, int | None] = {}
