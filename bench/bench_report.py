@@ -7,9 +7,10 @@ For SQLite and PostgreSQL, same run, each measurement in a fresh child process (
   percentiles and no stays would cost;
 - floor 2, `stream`: the report's own three streamed queries (cases by id, their created and
   transition events by case and seq, escalations), every row fetched through the report's
-  own reader (`engine.store.reports`: the DB-API cursor, instants decoded) and nothing
+  own reader (`engine.store.reports`: the DB-API cursor, instants as µs) and nothing
   computed — the least a report must do that figures medians and time per state exactly;
-- `run_report` text, and `run_report --html` (plotly's import and Graphviz included);
+- `run_report` text and `--json`, and `run_report --html` (plotly's import and Graphviz
+  included);
 - `run_report --public` (the public results page), and the text report filtered to the last
   thirteen weeks and one request type (`--since`, `--until`, `--type`).
 
@@ -24,20 +25,53 @@ across exec, so a child would report the parent's peak from making the rows.)
 The rows are made by walking the bundled request types' state machines at random over a year
 (dwell times drawn per state, partners slower, a case still open when its next step would
 fall after "now"), with comments and `escalated` events on long stays, and escalation and
-failed outbox rows to match. They are bulk-inserted with SQLAlchemy Core; hashes are
+failed outbox rows to match. They are bulk-copied (see Loading below); hashes are
 placeholders (the report does not read them). The same seed gives the same rows.
 
-Where the text report's time goes (cProfile of `engine.app.report.gather`, 20,000 cases,
-SQLite): about a third reading the rows — SQLite's own `fetchmany` and decoding one instant
-per state change (`datetime.fromisoformat`); the rows come straight off the DB-API cursor,
-since SQLAlchemy's result rows and type processing of them cost as much again — and about
-half the builder's judgement per stay and per case (`_add_stays`, `add_case`, `_add_closed`,
-the working-day counts and weeks); the escalations and the rendering make the rest. Reading
-off the cursor took the text report at 20,000 cases from 1.11–1.12 s CPU to 1.01–1.02 s on
-SQLite and from 1.03 s to 0.98 s on PostgreSQL (same machine, runs alternated); the builder's
-work per stay is what is left above the ≈0.7 s of before issue 12.
+Where the text report's time goes (cProfile of `engine.app.report.gather`, 20,000 cases:
+212,985 events of which 137,030 state changes, 41,588 escalations). On SQLite, before the
+instants came as integers: a quarter reading the rows (`fetchmany`, and decoding about
+140,000 instants into datetimes and back into POSIX seconds), a quarter the builder's pass
+over the 117,727 stays (`_add_stays`: time per state and unit, the state deadline of each,
+the week of a missed one), a third the cases (`add_case`, `_add_closed`: clocks, lead times
+in calendar and working days, results, areas, weeks) and a tenth the escalations
+(`add_escalation`). On PostgreSQL the same Python work, with the rows coming off a
+server-side cursor; the server's own work is small beside it.
+
+Now every instant the report streams (a case's five, a state change's, an escalation's) comes
+as an integer, µs since the epoch, converted by the database (`engine.store.reports.micros`:
+exact, a fraction never rounded), and the builder works in those integers; a datetime is
+made only for the few cases the report shows, for a calendar lookup once per state and local
+day, and for an instant in the last second of a local day or on a day the clocks change.
+Same output, byte for byte. Client CPU of the text report at 20,000 cases, main → this,
+same machine, runs alternated: SQLite about 1.7 → 1.55 s, PostgreSQL about 1.7 → 1.25 s
+(the conversion moves to the server's process).
+
+What was tried and left out: the whole report computed by the database (grouped queries;
+`LEAD` over each case's state changes for its stays; `ROW_NUMBER` windows for the medians;
+each state deadline judged against a table of dues per rule and local day that Python
+worked out once, joined as `VALUES`; local days from the organisation's UTC offsets as a
+`CASE`). It gave the same output on this data set on both databases but took 2–4 times as
+long as the row-by-row pass at 20,000 cases: on SQLite `LEAD` over the 137,030 state changes
+alone costs about twice the whole `GROUP BY` floor, and the joins to the cases and the state
+table, the dues join and the two window sorts each as much again (every expression is
+evaluated per row, a CTE is recomputed per use unless materialised); on PostgreSQL the
+planner misjudges the `VALUES` tables (merge joins with a join filter, sorts spilling to
+disk), and the `EXTRACT(EPOCH ...)` arithmetic repeats in every sort key. A report exact to
+the stay cannot come within 3× of a `GROUP BY` over the same rows while it must pair every
+state change with the next: that needs the stays kept as rows of their own (start, end,
+state, unit, due) when a case moves, so that the report is a few `GROUP BY`s and rank
+lookups over one indexed table.
+
+Loading: the rows are made once (walking the definitions as above) and written to SQLite by
+executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
+by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
+and `--pg NAME` keep the databases for a later run (same `--cases`), and `--root DIR` runs
+the children on another checkout's code (e.g. main's) against the same rows.
 
     python bench/bench_report.py [--cases 100000] [--seed 1] [--runs 3] [--skip-pg] [--skip-sqlite]
+                                 [--modes group_by,stream,text,json,html,public,period]
+                                 [--sqlite PATH] [--pg NAME] [--root DIR]
 """
 
 from __future__ import annotations
@@ -52,6 +86,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +105,7 @@ from engine.app.service import Loket  # noqa: E402
 from engine.core.definition import RequestType  # noqa: E402
 from engine.core.durations import Duration  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
@@ -194,30 +229,50 @@ def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tu
 _TABLES = (cases_t, events_t, escalations_t)
 
 
-def _sqlite_value(value: Any) -> Any:
-    """A value as SQLite keeps it: instants as UTC text without the zone, JSON as text."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat(" ", "microseconds")[:-6]
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
 def _insert_sqlite(path: str, types: dict[str, RequestType], count: int, seed: int, totals: dict[str, Any]) -> None:
-    """The rows in one transaction, by executemany on the driver's own connection."""
-    connection = sqlite3.connect(path)
+    """The rows in one transaction, by executemany on the driver's own connection, without a
+    journal and with the tables' secondary indexes dropped meanwhile and made again after
+    (sorting once is far cheaper than keeping ten million entries in order one by one)."""
+    connection = sqlite3.connect(path, isolation_level=None)
     try:
+        connection.execute("PRAGMA journal_mode = OFF")
         connection.execute("PRAGMA synchronous = OFF")
-        statements = [(t, [c.name for c in t.columns]) for t in _TABLES]
-        sql = [f"INSERT INTO {t.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-               for t, cols in statements]
+        connection.execute("PRAGMA cache_size = -1000000")  # 1 GB
+        names = tuple(t.name for t in _TABLES)
+        indexes = connection.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            f" AND tbl_name IN ({', '.join('?' * len(names))})", names).fetchall()
+        for name, _ in indexes:
+            connection.execute(f'DROP INDEX "{name}"')
+        connection.execute("BEGIN")
+        plans: list[tuple[str, Any, list[int], list[int]]] = []
         for batch in batches(types, count, seed):
-            for (_, cols), statement, rows in zip(statements, sql, batch, strict=True):
-                connection.executemany(statement, [[_sqlite_value(r.get(c)) for c in cols] for r in rows])
+            if not plans:
+                for table, rows in zip(_TABLES, batch, strict=True):
+                    sample = rows[0] if rows else {c.name: None for c in table.columns if c.name != "id"}
+                    columns = [c.name for c in table.columns if c.name in sample]
+                    instants = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+                    documents = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ in ("JSON",)
+                                 or isinstance(sample.get(c), dict)]
+                    plans.append((f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES"
+                                  f" ({', '.join('?' * len(columns))})", itemgetter(*columns), instants, documents))
+            for (statement, getter, instants, documents), rows in zip(plans, batch, strict=True):
+                out = []
+                for row in rows:
+                    values = list(getter(row))
+                    for i in instants:
+                        if values[i] is not None:
+                            values[i] = values[i].isoformat(" ", "microseconds")[:-6]  # UTC, without the zone
+                    for i in documents:
+                        if values[i] is not None:
+                            values[i] = json.dumps(values[i])
+                    out.append(values)
+                connection.executemany(statement, out)
             _count(totals, batch)
-        connection.commit()
+        connection.execute("COMMIT")
+        for _, sql in indexes:
+            connection.execute(sql)
+        connection.execute("PRAGMA journal_mode = WAL")
     finally:
         connection.close()
 
