@@ -15,7 +15,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -269,31 +269,47 @@ class _Tally:
         )
 
 
+def _median_of_parts(parts: Sequence[array[float]]) -> tuple[int, float | None]:
+    """How many values and their median (nearest rank), of sorted arrays taken together: the
+    values are kept once, per state of each definition, and never copied into one list."""
+    count = sum(map(len, parts))
+    if not count:
+        return 0, None
+    rank = max(1, -(-50 * count // 100))
+    filled = [part for part in parts if part]
+    if len(filled) == 1:
+        return count, filled[0][rank - 1]
+    return count, next(islice(heapq.merge(*filled), rank - 1, None))
+
+
 class _UnitTally:
-    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "stays")
+    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "parts")
 
     def __init__(self) -> None:
         self.open = self.overdue = self.open_stays = 0
         self.held = 0.0
-        self.stays = array("d")
+        self.parts: list[array[float]] = []
+        """The days of each stay in the states the unit owns, one array per state of each
+        definition (`_StateInfo.days`), shared with the states' tallies."""
         self.deadlines = [0, 0, 0]
         self.escalations: Counter[str] = Counter()
 
     def figures(self, key: str | None, name: str) -> UnitFigures:
-        spread = Spread.of(self.stays)
+        count, median = _median_of_parts(self.parts)
         return UnitFigures(
-            key=key, name=name, open=self.open, overdue=self.overdue, stays=spread.count,
-            open_stays=self.open_stays, held_days=self.held, median_stay_days=spread.median,
+            key=key, name=name, open=self.open, overdue=self.overdue, stays=count,
+            open_stays=self.open_stays, held_days=self.held, median_stay_days=median,
             state_deadlines=_share(self.deadlines),
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
         )
 
 
 class _StayTally:
-    __slots__ = ("days", "open", "total")
+    __slots__ = ("open", "parts", "total")
 
     def __init__(self) -> None:
-        self.days = array("d")
+        self.parts: list[array[float]] = []
+        """The days of each stay, one array per definition holding the state."""
         self.open = 0
         self.total = 0.0
 
@@ -303,13 +319,19 @@ class _StateInfo:
     (None: not counted, for a final state or another unit's under --unit), its deadline (None
     for none, or a paused state), and that deadline's end per local day a stay can begin on."""
 
-    __slots__ = ("deadline", "dues", "exact", "held", "owner", "tally")
+    __slots__ = ("days", "deadline", "dues", "exact", "held", "owner", "tally")
 
     def __init__(self, spec: StateSpec, tally: _StayTally | None, held: _UnitTally | None,
                  deadline: Duration | None) -> None:
         self.owner = spec.owner
         self.tally = tally
         self.held = held
+        self.days: array[float] = array("d")
+        """The days of each counted stay in this state of this definition: the medians of the
+        state and of its unit are read from these arrays, kept once."""
+        if tally is not None and held is not None:
+            tally.parts.append(self.days)
+            held.parts.append(self.days)
         self.deadline = deadline
         self.exact = deadline is not None and deadline.unit == "hours"
         self.dues: dict[int, float] = {}
@@ -478,9 +500,8 @@ class ReportBuilder:
             if since <= left < until:
                 days = left - begun
                 days = days / DAY if days > 0 else 0.0
-                tally.days.append(days)
+                found.days.append(days)
                 tally.total += days
-                held.stays.append(days)
                 held.held += days
                 if end is None:
                     tally.open += 1
@@ -709,6 +730,10 @@ class ReportBuilder:
     # -- the report -------------------------------------------------------------------------
 
     def finish(self, failed: Sequence[FailedEmail] = (), failed_count: int = 0) -> Report:
+        for infos in self._infos.values():
+            for found in infos.values():
+                if len(found.days) > 1:  # sorted in place, one array at a time
+                    found.days[:] = array("d", sorted(found.days))
         org = self.org
         types = [tally.figures(key, self._title(key)) for key, tally in self._types.items()]
         units = [tally.figures(unit, self.unit_name(unit)) for unit, tally in self._units.items()]
@@ -800,14 +825,14 @@ class ReportBuilder:
         out = []
         for key, state in sorted(self._stays, key=place):
             stay = self._stays[(key, state)]
-            if not stay.days:
+            count, median = _median_of_parts(stay.parts)
+            if not count:
                 continue  # a state no stay was counted in
             spec = self._state_spec(key, state, self._stay_versions[(key, state)])
-            spread = Spread.of(stay.days)
             out.append(StateFigures(
                 type_key=key, state=state, label=spec.label, unit=spec.owner,
-                unit_name=self.unit_name(spec.owner), stays=spread.count, open_stays=stay.open,
-                median_days=spread.median, mean_days=stay.total / spread.count,
+                unit_name=self.unit_name(spec.owner), stays=count, open_stays=stay.open,
+                median_days=median, mean_days=stay.total / count,
                 total_days=stay.total,
             ))
         return out
