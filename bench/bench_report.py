@@ -7,9 +7,10 @@ For SQLite and PostgreSQL, same run, each measurement in a fresh child process (
   percentiles and no stays would cost;
 - floor 2, `stream`: the report's own three streamed queries (cases by id, their created and
   transition events by case and seq, escalations), every row fetched through the report's
-  own reader (`engine.store.reports`: the DB-API cursor, instants decoded) and nothing
+  own reader (`engine.store.reports`: the DB-API cursor, instants as µs) and nothing
   computed — the least a report must do that figures medians and time per state exactly;
-- `run_report` text, and `run_report --html` (its SVG charts and Graphviz included);
+- `run_report` text and `--json`, and `run_report --html` (its SVG charts and Graphviz
+  included);
 - `run_report --public` (the public results page), and the text report filtered to the last
   thirteen weeks and one request type (`--since`, `--until`, `--type`).
 
@@ -24,20 +25,68 @@ across exec, so a child would report the parent's peak from making the rows.)
 The rows are made by walking the bundled request types' state machines at random over a year
 (dwell times drawn per state, partners slower, a case still open when its next step would
 fall after "now"), with comments and `escalated` events on long stays, and escalation and
-failed outbox rows to match. They are bulk-inserted with SQLAlchemy Core; hashes are
+failed outbox rows to match. They are bulk-copied (see Loading below); hashes are
 placeholders (the report does not read them). The same seed gives the same rows.
 
-Where the text report's time goes (cProfile of `engine.app.report.gather`, 20,000 cases,
-SQLite): about a third reading the rows — SQLite's own `fetchmany` and decoding one instant
-per state change (`datetime.fromisoformat`); the rows come straight off the DB-API cursor,
-since SQLAlchemy's result rows and type processing of them cost as much again — and about
-half the builder's judgement per stay and per case (`_add_stays`, `add_case`, `_add_closed`,
-the working-day counts and weeks); the escalations and the rendering make the rest. Reading
-off the cursor took the text report at 20,000 cases from 1.11–1.12 s CPU to 1.01–1.02 s on
-SQLite and from 1.03 s to 0.98 s on PostgreSQL (same machine, runs alternated); the builder's
-work per stay is what is left above the ≈0.7 s of before issue 12.
+Where the text report's time goes (cProfile of `engine.app.report.gather`, 20,000 cases:
+212,985 events of which 137,030 state changes, 41,588 escalations). On SQLite, before the
+instants came as integers: a quarter reading the rows (`fetchmany`, and decoding about
+140,000 instants into datetimes and back into POSIX seconds), a quarter the builder's pass
+over the 117,727 stays (`_add_stays`: time per state and unit, the state deadline of each,
+the week of a missed one), a third the cases (`add_case`, `_add_closed`: clocks, lead times
+in calendar and working days, results, areas, weeks) and a tenth the escalations
+(`add_escalation`). On PostgreSQL the same Python work, with the rows coming off a
+server-side cursor; the server's own work is small beside it.
+
+Now every instant the report streams (a case's five, a state change's, an escalation's) comes
+as an integer, µs since the epoch, converted by the database (`engine.store.reports.micros`:
+exact, a fraction never rounded), and the builder works in those integers; a datetime is
+made only for the few cases the report shows, for a calendar lookup once per state and local
+day, and for an instant in the last second of a local day or on a day the clocks change.
+Same output, byte for byte. Client CPU of the text report at 20,000 cases, main → this,
+same machine, runs alternated: SQLite about 1.7 → 1.55 s, PostgreSQL about 1.8 → 1.25 s
+(the conversion moves to the server's process); at 100,000 SQLite 8.1 → 7.6 s, PostgreSQL
+9.0 → 5.6 s.
+
+Memory at a million cases (about 5.9 million stays): the builder keeps one number per stay
+for the medians of time per state and per unit, and per closed case for the lead times. It
+kept each stay twice (per state and per unit) and sorted each group into a list of Python
+floats (32 bytes a value): 417 MB peak. Now each stay's days are kept once, per state of
+each definition, sorted in place one array at a time, and a unit's median is read from its
+states' sorted arrays together (`heapq.merge` up to the rank).
+
+Figures of `--cases 1000000 --modes text --runs 1` (10,697,522 events, 2,095,366
+escalations; loaded in 641 s on SQLite and 579 s by COPY on PostgreSQL, on a machine shared
+with other work, so the seconds are long and the CPU seconds are the steadier figure),
+main → this: SQLite floor 7.8–10.1 s CPU, report 77.6 → 70.4 s CPU, peak 417 → 234 MB;
+PostgreSQL report 82.9 → 50.9 s CPU, peak 394 → 213 MB. The report's CPU grows linearly
+with the cases (about 75–90 µs a case on SQLite at 20,000, 100,000 and 1,000,000).
+
+What was tried and left out: the whole report computed by the database (grouped queries;
+`LEAD` over each case's state changes for its stays; `ROW_NUMBER` windows for the medians;
+each state deadline judged against a table of dues per rule and local day that Python
+worked out once, joined as `VALUES`; local days from the organisation's UTC offsets as a
+`CASE`). It gave the same output on this data set on both databases but took 2–4 times as
+long as the row-by-row pass at 20,000 cases: on SQLite `LEAD` over the 137,030 state changes
+alone costs about twice the whole `GROUP BY` floor, and the joins to the cases and the state
+table, the dues join and the two window sorts each as much again (every expression is
+evaluated per row, a CTE is recomputed per use unless materialised); on PostgreSQL the
+planner misjudges the `VALUES` tables (merge joins with a join filter, sorts spilling to
+disk), and the `EXTRACT(EPOCH ...)` arithmetic repeats in every sort key. A report exact to
+the stay cannot come within 3× of a `GROUP BY` over the same rows while it must pair every
+state change with the next: that needs the stays kept as rows of their own (start, end,
+state, unit, due) when a case moves, so that the report is a few `GROUP BY`s and rank
+lookups over one indexed table.
+
+Loading: the rows are made once (walking the definitions as above) and written to SQLite by
+executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
+by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
+and `--pg NAME` keep the databases for a later run (same `--cases`), and `--root DIR` runs
+the children on another checkout's code (e.g. main's) against the same rows.
 
     python bench/bench_report.py [--cases 100000] [--seed 1] [--runs 3] [--skip-pg] [--skip-sqlite]
+                                 [--modes group_by,stream,text,json,html,public,period]
+                                 [--sqlite PATH] [--pg NAME] [--root DIR]
 """
 
 from __future__ import annotations
@@ -46,19 +95,24 @@ import argparse
 import datetime as dt
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if "--root" in sys.argv:  # measure another checkout's code (e.g. main's) on the same rows
+    ROOT = Path(sys.argv[sys.argv.index("--root") + 1]).resolve()
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
-from common import scratch_postgres  # noqa: E402
+from common import PG_SERVER, scratch_postgres  # noqa: E402
 
 from engine.app.bundled import sample_paths  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
@@ -66,7 +120,7 @@ from engine.app.service import Loket  # noqa: E402
 from engine.core.definition import RequestType  # noqa: E402
 from engine.core.durations import Duration  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
@@ -187,7 +241,94 @@ def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tu
         yield cases, events, escalations
 
 
-def load(url: str, count: int, seed: int) -> dict[str, Any]:
+_TABLES = (cases_t, events_t, escalations_t)
+
+
+def _insert_sqlite(path: str, types: dict[str, RequestType], count: int, seed: int, totals: dict[str, Any]) -> None:
+    """The rows in one transaction, by executemany on the driver's own connection, without a
+    journal and with the tables' secondary indexes dropped meanwhile and made again after
+    (sorting once is far cheaper than keeping ten million entries in order one by one)."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode = OFF")
+        connection.execute("PRAGMA synchronous = OFF")
+        connection.execute("PRAGMA cache_size = -1000000")  # 1 GB
+        names = tuple(t.name for t in _TABLES)
+        indexes = connection.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            f" AND tbl_name IN ({', '.join('?' * len(names))})", names).fetchall()
+        for name, _ in indexes:
+            connection.execute(f'DROP INDEX "{name}"')
+        connection.execute("BEGIN")
+        plans: list[tuple[str, Any, list[int], list[int]]] = []
+        for batch in batches(types, count, seed):
+            if not plans:
+                for table, rows in zip(_TABLES, batch, strict=True):
+                    sample = rows[0] if rows else {c.name: None for c in table.columns if c.name != "id"}
+                    columns = [c.name for c in table.columns if c.name in sample]
+                    instants = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+                    documents = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ in ("JSON",)
+                                 or isinstance(sample.get(c), dict)]
+                    plans.append((f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES"
+                                  f" ({', '.join('?' * len(columns))})", itemgetter(*columns), instants, documents))
+            for (statement, getter, instants, documents), rows in zip(plans, batch, strict=True):
+                out = []
+                for row in rows:
+                    values = list(getter(row))
+                    for i in instants:
+                        if values[i] is not None:
+                            values[i] = values[i].isoformat(" ", "microseconds")[:-6]  # UTC, without the zone
+                    for i in documents:
+                        if values[i] is not None:
+                            values[i] = json.dumps(values[i])
+                    out.append(values)
+                connection.executemany(statement, out)
+            _count(totals, batch)
+        connection.execute("COMMIT")
+        for _, sql in indexes:
+            connection.execute(sql)
+        connection.execute("PRAGMA journal_mode = WAL")
+    finally:
+        connection.close()
+
+
+def _copy_postgres(engine: sa.Engine, source: str, totals: dict[str, Any]) -> None:
+    """The rows of the SQLite database at `source` (made by `_insert_sqlite`), by COPY, one
+    per table, in one transaction: the rows are made once, for both databases."""
+    reader = sqlite3.connect(source)
+    raw = engine.raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute("SET TIME ZONE 'UTC'")  # SQLite's instants are UTC without their zone
+            for table in _TABLES:
+                columns = [c.name for c in table.columns]
+                with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    rows = reader.execute(f"SELECT {', '.join(columns)} FROM {table.name} ORDER BY rowid")
+                    while chunk := rows.fetchmany(BATCH):
+                        for row in chunk:
+                            copy.write_row(row)
+                totals[{"cases": "cases", "case_event": "events", "escalation": "escalations"}[table.name]] = (
+                    reader.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+            for table in _TABLES[1:]:  # the sequences past the ids copied
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"(SELECT max(id) FROM {table.name}))")
+        raw.commit()
+    finally:
+        raw.close()
+        reader.close()
+
+
+def _count(totals: dict[str, Any], batch: tuple[list[Any], list[Any], list[Any]]) -> None:
+    cases, events, escalations = batch
+    totals["cases"] += len(cases)
+    totals["events"] += len(events)
+    totals["escalations"] += len(escalations)
+
+
+def load(url: str, count: int, seed: int, source: str | None = None) -> dict[str, Any]:
+    """The bench's rows into a new database at `url`, by bulk copy: executemany in one
+    transaction on SQLite; on PostgreSQL COPY from the SQLite database `source` holding the
+    same rows (made first in a scratch file when there is none)."""
     engine = open_engine(url, create=True)
     migrate(engine)
     loket = Loket(engine, FixedClock(NOW - SPAN - dt.timedelta(days=1)))
@@ -197,15 +338,19 @@ def load(url: str, count: int, seed: int) -> dict[str, Any]:
     types = {rt.key: rt for rt in loket.latest_types()}
     totals: dict[str, Any] = {"cases": 0, "events": 0, "escalations": 0}
     started = time.perf_counter()
-    for cases, events, escalations in batches(types, count, seed):
-        with engine.begin() as conn:
-            conn.execute(sa.insert(cases_t), cases)
-            conn.execute(sa.insert(events_t), events)
-            if escalations:
-                conn.execute(sa.insert(escalations_t), escalations)
-        totals["cases"] += len(cases)
-        totals["events"] += len(events)
-        totals["escalations"] += len(escalations)
+    if engine.dialect.name == "postgresql":
+        if source is None:
+            with tempfile.TemporaryDirectory() as folder:
+                made = f"{folder}/rows.db"
+                load(f"sqlite:///{made}", count, seed)
+                _copy_postgres(engine, made, totals)
+        else:
+            _copy_postgres(engine, source, totals)
+    else:
+        engine.dispose()
+        database = engine.url.database
+        assert database is not None
+        _insert_sqlite(database, types, count, seed, totals)
     with engine.begin() as conn:
         conn.execute(sa.insert(outbox_t), [{
             "key": f"bench/{i}", "case_id": 1 + i * (count // FAILED_MAILS), "kind": "escalation",
@@ -219,6 +364,28 @@ def load(url: str, count: int, seed: int) -> dict[str, Any]:
     totals["load_seconds"] = time.perf_counter() - started
     engine.dispose()
     return totals
+
+
+def loaded(url: str, count: int, seed: int, source: str | None = None) -> dict[str, Any]:
+    """`load`, or the counts of a database a previous run loaded (`--sqlite`, `--pg`)."""
+    engine = open_engine(url, create=True)
+    try:
+        with engine.connect() as conn:
+            present = conn.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one()
+            if present:
+                def counted(table: sa.Table) -> int:
+                    return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+                if present != count:
+                    raise SystemExit(f"{url} holds {present:,} cases, not {count:,}: give another path")
+                return {"cases": present, "events": counted(events_t),
+                        "escalations": counted(escalations_t), "load_seconds": 0.0, "reused": True}
+    except sa.exc.OperationalError:
+        pass  # no tables yet
+    except sa.exc.ProgrammingError:
+        pass
+    finally:
+        engine.dispose()
+    return load(url, count, seed, source)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -280,6 +447,8 @@ def child(mode: str, url: str, out_dir: str) -> None:
         _floor_stream(loket)
     elif mode == "text":
         run_report(loket, None, False, lambda _: None)
+    elif mode == "json":
+        run_report(loket, None, True, lambda _: None)
     elif mode == "html":
         run_report(loket, str(page), False, lambda _: None)
     elif mode == "public":
@@ -300,7 +469,7 @@ def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
     """The best of `runs` fresh children: the others mostly measure the machine's load."""
     results = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir],
+        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir, "--root", str(ROOT)],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"child {mode} failed:\n{done.stderr}")
@@ -311,12 +480,17 @@ def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
     return best
 
 
-def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int) -> None:
-    totals = load(url, count, seed)
+MODES = ("group_by", "stream", "text", "json", "html", "public", "period")
+
+
+def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int,
+            modes: tuple[str, ...] = MODES, source: str | None = None) -> None:
+    totals = loaded(url, count, seed, source)
+    how = "reused" if totals.get("reused") else f"loaded in {totals['load_seconds']:.0f} s"
     print(f"\n{label}: {totals['cases']:,} cases, {totals['events']:,} events, "
-          f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails "
-          f"(loaded in {totals['load_seconds']:.0f} s)")
-    modes = ("group_by", "stream", "text", "html", "public", "period")
+          f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails ({how}; code of {ROOT})",
+          flush=True)
+    modes = ("group_by", "stream", *(m for m in modes if m not in ("group_by", "stream")))
     results = {mode: measure(mode, url, out_dir, runs) for mode in modes}
     floor = results["group_by"]["seconds"]
     stream = results["stream"]["seconds"]
@@ -324,14 +498,25 @@ def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int
           f"{'growth MB':>11}{'peak MB':>9}")
     names = {"group_by": "floor: GROUP BY over the rows",
              "stream": "floor: stream the report's rows",
-             "text": "loket report", "html": "loket report --html",
+             "text": "loket report", "json": "loket report --json", "html": "loket report --html",
              "public": "loket report --public",
              "period": "report --since 13w --type (one type)"}
     for mode, r in results.items():
         print(f"  {names[mode]:<34}{r['seconds']:>9.2f}{r['cpu']:>7.2f}"
               f"{r['seconds'] / floor:>12.1f}"
               f"{r['seconds'] / stream:>10.2f}{r['growth_mb']:>11.0f}{r['peak_mb']:>9.0f}")
-    print(f"  page: {results['html']['page_kb']:,} KiB; public page: {results['public']['page_kb']:,} KiB")
+    if "html" in results and "public" in results:
+        print(f"  page: {results['html']['page_kb']:,} KiB; public page: {results['public']['page_kb']:,} KiB")
+
+
+def kept_postgres(name: str) -> str:
+    """The URL of database `name` on the bench's server, made if it is not there."""
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return sa.engine.make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
 
 
 def main() -> None:
@@ -343,18 +528,34 @@ def main() -> None:
                         help="children per measurement; the fastest counts")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"what to measure, comma-separated (floors always): {','.join(MODES)}")
+    parser.add_argument("--sqlite", metavar="PATH",
+                        help="keep the SQLite database here (reused by a later run with the same --cases)")
+    parser.add_argument("--pg", metavar="NAME",
+                        help="keep the PostgreSQL database under this name (reused likewise)")
+    parser.add_argument("--root", metavar="DIR", help="measure the code of this checkout (e.g. main)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "URL", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as folder:
+        source = None
         if not args.skip_sqlite:
-            url = f"sqlite:///{folder}/loket.db"
-            backend("SQLite", url, args.cases, args.seed, folder, args.runs)
+            source = args.sqlite or f"{folder}/loket.db"
+            backend("SQLite", f"sqlite:///{source}", args.cases, args.seed, folder, args.runs, modes)
         if not args.skip_pg:
-            with scratch_postgres() as url:
-                backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs)
+            if args.pg:
+                backend("PostgreSQL", kept_postgres(args.pg), args.cases, args.seed, folder, args.runs,
+                        modes, source)
+            else:
+                with scratch_postgres() as url:
+                    backend("PostgreSQL", url, args.cases, args.seed, folder, args.runs, modes, source)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from engine.reporting.figures import (
     EscalationFact,
     FailedEmail,
     Filters,
-    Move,
+    RawMove,
     Report,
 )
 from engine.store import reports
@@ -63,7 +63,7 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
         )
         cases = map(CaseFacts._make, reports.case_rows(conn, now, period))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
-        moves: Iterator[Move] = map(partial(tuple.__new__, Move), reports.move_rows(conn, period))
+        moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(conn, period))
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
         escalations: Iterator[EscalationFact] = map(

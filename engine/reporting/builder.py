@@ -15,7 +15,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import groupby
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ from engine.reporting.figures import (
     Filters,
     GroupFigures,
     Move,
+    RawMove,
     Realised,
     Report,
     Results,
@@ -101,6 +102,16 @@ class WorkingDayCounter:
             self._cover(before, last)
         return self._sums[(last - self._start).days] - self._sums[(before - self._start).days]
 
+    def between_days(self, first: int, last: int) -> int:
+        """The working days from local day `first` through `last` (proleptic ordinals)."""
+        if first > last:
+            return 0
+        low, high = dt.date.fromordinal(first - 1), dt.date.fromordinal(last)
+        if not (self._covers(low) and self._covers(high)):
+            self._cover(low, high)
+        start = self._start.toordinal()
+        return self._sums[last - start] - self._sums[first - 1 - start]
+
     def _covers(self, day: dt.date) -> bool:
         return 0 <= (day - self._start).days < len(self._sums) if self._sums else False
 
@@ -140,10 +151,11 @@ every stay the report reads."""
 _NO_STOPS: tuple[tuple[dt.datetime, dt.datetime | None], ...] = ()
 
 
-def spans(moves: Iterable[Move]) -> list[Span]:
-    """The stays of one case from its moves in seq order (the last one may be a final state).
-    Run for every case the report reads, so it builds plain tuples and shares the empty tuple
-    of stops that nearly every stay has."""
+def spans(moves: Iterable[Any]) -> list[Any]:
+    """The stays of one case from its moves in seq order (the last one may be a final state),
+    as `Span`s, with the moves' instants as they come: datetimes from `Move`s, µs from
+    `RawMove`s (the report's own stream). Run for every case the report reads, so it builds
+    plain tuples and shares the empty tuple of stops that nearly every stay has."""
     out: list[Span] = []
     state: str | None = None
     since: dt.datetime | None = None
@@ -175,8 +187,8 @@ def spans(moves: Iterable[Move]) -> list[Span]:
 
 
 def with_moves(
-    cases: Iterable[CaseFacts], moves: Iterable[Move]
-) -> Iterator[tuple[CaseFacts, list[Move]]]:
+    cases: Iterable[CaseFacts], moves: Iterable[Any]
+) -> Iterator[tuple[CaseFacts, list[Any]]]:
     """Each case with its moves; both streams come in case-id order. Moves of cases that the
     case stream does not hold are skipped."""
     # Grouped by case id in C: this runs for every state change the report reads.
@@ -257,31 +269,47 @@ class _Tally:
         )
 
 
+def _median_of_parts(parts: Sequence[array[float]]) -> tuple[int, float | None]:
+    """How many values and their median (nearest rank), of sorted arrays taken together: the
+    values are kept once, per state of each definition, and never copied into one list."""
+    count = sum(map(len, parts))
+    if not count:
+        return 0, None
+    rank = max(1, -(-50 * count // 100))
+    filled = [part for part in parts if part]
+    if len(filled) == 1:
+        return count, filled[0][rank - 1]
+    return count, next(islice(heapq.merge(*filled), rank - 1, None))
+
+
 class _UnitTally:
-    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "stays")
+    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "parts")
 
     def __init__(self) -> None:
         self.open = self.overdue = self.open_stays = 0
         self.held = 0.0
-        self.stays = array("d")
+        self.parts: list[array[float]] = []
+        """The days of each stay in the states the unit owns, one array per state of each
+        definition (`_StateInfo.days`), shared with the states' tallies."""
         self.deadlines = [0, 0, 0]
         self.escalations: Counter[str] = Counter()
 
     def figures(self, key: str | None, name: str) -> UnitFigures:
-        spread = Spread.of(self.stays)
+        count, median = _median_of_parts(self.parts)
         return UnitFigures(
-            key=key, name=name, open=self.open, overdue=self.overdue, stays=spread.count,
-            open_stays=self.open_stays, held_days=self.held, median_stay_days=spread.median,
+            key=key, name=name, open=self.open, overdue=self.overdue, stays=count,
+            open_stays=self.open_stays, held_days=self.held, median_stay_days=median,
             state_deadlines=_share(self.deadlines),
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
         )
 
 
 class _StayTally:
-    __slots__ = ("days", "open", "total")
+    __slots__ = ("open", "parts", "total")
 
     def __init__(self) -> None:
-        self.days = array("d")
+        self.parts: list[array[float]] = []
+        """The days of each stay, one array per definition holding the state."""
         self.open = 0
         self.total = 0.0
 
@@ -291,13 +319,19 @@ class _StateInfo:
     (None: not counted, for a final state or another unit's under --unit), its deadline (None
     for none, or a paused state), and that deadline's end per local day a stay can begin on."""
 
-    __slots__ = ("deadline", "dues", "exact", "held", "owner", "tally")
+    __slots__ = ("days", "deadline", "dues", "exact", "held", "owner", "tally")
 
     def __init__(self, spec: StateSpec, tally: _StayTally | None, held: _UnitTally | None,
                  deadline: Duration | None) -> None:
         self.owner = spec.owner
         self.tally = tally
         self.held = held
+        self.days: array[float] = array("d")
+        """The days of each counted stay in this state of this definition: the medians of the
+        state and of its unit are read from these arrays, kept once."""
+        if tally is not None and held is not None:
+            tally.parts.append(self.days)
+            held.parts.append(self.days)
         self.deadline = deadline
         self.exact = deadline is not None and deadline.unit == "hours"
         self.dues: dict[int, float] = {}
@@ -311,6 +345,25 @@ def _decimal(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _micros(moment: dt.datetime) -> int:
+    """An aware instant as µs since the epoch, exactly."""
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _instant(micros: int) -> dt.datetime:
+    """µs since the epoch as the aware UTC datetime the database holds."""
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def _span_instants(state: str, start: int, end: int | None, stops: tuple[tuple[int, int | None], ...]) -> Span:
+    """A stay read in µs (`RawMove`) as the `Span` of datetimes the calendar works with."""
+    return (state, _instant(start), None if end is None else _instant(end),
+            tuple((_instant(a), None if b is None else _instant(b)) for a, b in stops))
 
 
 class ReportBuilder:
@@ -349,7 +402,7 @@ class ReportBuilder:
         """(local day's ordinal, rung) → escalations fired that day."""
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
-        self._recent: list[tuple[dt.datetime, int, Realised]] = []
+        self._recent: list[tuple[int, int, Realised]] = []
         self._dues: dict[tuple[int, int], dt.datetime] = {}
         """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
         self._offsets: dict[int, int | None] = {}
@@ -361,6 +414,9 @@ class ReportBuilder:
         self._since, self._until, self._unit_filter = self.filters.since, self.filters.until, self.filters.unit
         self._unfiltered = self._since is None and self._until is None
         self._now_ts = now.timestamp()
+        self._now_us = _micros(now)
+        self._since_us = _micros(self._since) if self._since is not None else -(2**63)
+        self._until_us = _micros(self._until) if self._until is not None else 2**63
         self._since_ts = self._since.timestamp() if self._since is not None else -math.inf
         self._until_ts = self._until.timestamp() if self._until is not None else math.inf
         self._infos: dict[int, dict[str, _StateInfo]] = {}
@@ -368,7 +424,7 @@ class ReportBuilder:
 
     # -- one case ---------------------------------------------------------------------------
 
-    def add_case(self, case: CaseFacts, moves: Sequence[Move]) -> None:
+    def add_case(self, case: CaseFacts, moves: Sequence[RawMove]) -> None:
         rt = self.type_of(case.type_key, case.type_version)
         info = self._infos.get(id(rt))
         if info is None:
@@ -377,13 +433,13 @@ class ReportBuilder:
         if unit is not None and case.owner != unit and not any(
                 m.to_state in info and info[m.to_state].owner == unit for m in moves):
             return  # the unit never held it
-        within = self._within
+        within = self._within_us
         by_type = self._type(case.type_key)
         total = self._total
         if within(case.created_at):
             by_type.received += 1
             total.received += 1
-            self._week(case.created_at)[0] += 1
+            self._week_of_ts(case.created_at / 1_000_000)[0] += 1
         if moves:
             self._add_stays(spans(moves), info, by_type.clocks["state_deadlines"],
                             total.clocks["state_deadlines"])
@@ -397,7 +453,8 @@ class ReportBuilder:
         if self.admin_events:
             events = self.admin_events.get(case.id)
             if events:
-                self.dekking.add_case(events, moves, closed)
+                self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
+                                      None if closed is None else _instant(closed))
         if closed is None:
             if unit is None or case.owner == unit:
                 self._add_open(case, by_type)
@@ -421,7 +478,7 @@ class ReportBuilder:
         self._keep.append(rt)  # the id stays this definition's while the builder lives
         return infos
 
-    def _add_stays(self, stays_of: list[Span], info: dict[str, _StateInfo],
+    def _add_stays(self, stays_of: list[Any], info: dict[str, _StateInfo],
                    type_deadlines: list[int], total_deadlines: list[int]) -> None:
         """Each stay: its time for the state and the unit that owns it, and its deadline.
 
@@ -437,14 +494,14 @@ class ReportBuilder:
                 continue  # a final state, or another unit's under --unit
             held = found.held
             assert held is not None
-            begun = start.timestamp()
-            left = end.timestamp() if end is not None else now
+            # Instants in µs since the epoch; divided, the same floats as `datetime.timestamp()`.
+            begun = start / 1_000_000
+            left = end / 1_000_000 if end is not None else now
             if since <= left < until:
                 days = left - begun
                 days = days / DAY if days > 0 else 0.0
-                tally.days.append(days)
+                found.days.append(days)
                 tally.total += days
-                held.stays.append(days)
                 held.held += days
                 if end is None:
                     tally.open += 1
@@ -453,7 +510,7 @@ class ReportBuilder:
             if deadline is None:
                 continue
             if found.exact or stops:
-                moved = self._stay_due(deadline, (state, start, end, stops))
+                moved = self._stay_due(deadline, _span_instants(state, start, end, stops))
                 if moved is None:
                     continue  # its clock stands still now: not decided yet
                 due = moved.timestamp()
@@ -465,7 +522,7 @@ class ReportBuilder:
                            else self._ordinal_of(begun))
                 cached = found.dues.get(ordinal)
                 if cached is None:
-                    cached = found.dues[ordinal] = self.calendar.due(start, deadline).timestamp()
+                    cached = found.dues[ordinal] = self.calendar.due(_instant(start), deadline).timestamp()
                 due = cached
             if end is not None:
                 kind, when = (MET, left) if left <= due else (LATE, due)
@@ -481,9 +538,27 @@ class ReportBuilder:
             if kind != MET:
                 self._week_of_ts(due)[2] += 1
 
-    def _within(self, moment: dt.datetime) -> bool:
-        since, until = self._since, self._until
-        return (since is None or moment >= since) and (until is None or moment < until)
+    def _within_us(self, moment: int) -> bool:
+        """`_within` of an instant in µs since the epoch."""
+        return self._since_us <= moment < self._until_us
+
+    def _working_between(self, a: int, b: int) -> int:
+        """`WorkingDayCounter.between` of two instants in µs since the epoch: the local days
+        from the per-day offset table; only an instant in the last second of its local day,
+        or on a day whose offset changes, is handed over as a datetime."""
+        if b <= a:
+            return 0
+        local = []
+        for moment in (a, b):
+            seconds = moment // 1_000_000
+            utc_day = seconds // 86400
+            offset = self._offsets.get(utc_day, -1)
+            if offset == -1:
+                offset = self._offsets[utc_day] = self._offset_of(utc_day)
+            if offset is None or (seconds + offset) % 86400 >= 86399:
+                return self.working_days.between(_instant(a), _instant(b))
+            local.append((seconds + offset) // 86400 + _EPOCH_ORDINAL)
+        return self.working_days.between_days(local[0], local[1] - 1)
 
     def _ordinal(self, moment: dt.datetime) -> int:
         return self._ordinal_of(moment.timestamp())
@@ -540,16 +615,16 @@ class ReportBuilder:
             due = cal.shift(due, start, end, exact=deadline.unit == "hours")
         return due
 
-    def _case_clock(self, case: CaseFacts, name: str, due: dt.datetime, by_type: _Tally) -> int | None:
+    def _case_clock(self, case: CaseFacts, name: str, due: int, by_type: _Tally) -> int | None:
         """Count one case-wide term where it was decided in the period; how it ended."""
         closed = case.closed_at
         if closed is not None:
             kind, when = (MET, closed) if closed <= due else (LATE, due)
-        elif due < self.now and not case.suspended:
+        elif due < self._now_us and not case.suspended:
             kind, when = OPEN_PAST, due
         else:
             return None
-        if not self._within(when):
+        if not self._within_us(when):
             return None
         by_type.clocks[name][kind] += 1
         self._total.clocks[name][kind] += 1
@@ -565,8 +640,9 @@ class ReportBuilder:
     def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally) -> None:
         closed = case.closed_at
         assert closed is not None
-        days = max((closed - case.created_at).total_seconds(), 0.0) / DAY
-        working = self.working_days.between(case.created_at, closed)
+        # As `(closed - created).total_seconds()` of the datetimes would give it.
+        days = max((closed - case.created_at) / 1_000_000, 0.0) / DAY
+        working = self._working_between(case.created_at, closed)
         outcome = rt.states[case.state].outcome or NO_OUTCOME
         data = case.data or {}
         values = ([(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
@@ -582,14 +658,14 @@ class ReportBuilder:
         total.results.add(outcome, values)
         area = self._area_of(rt, case)
         self._area(case.type_key, area).add(outcome, values, days)
-        self._week(closed)[1] += 1
+        self._week_of_ts(closed / 1_000_000)[1] += 1
         if outcome in REALISED:
             order = (closed, case.id)
             recent = self._recent
             if len(recent) >= RECENT and order <= recent[0][:2]:
                 return
             item = (closed, case.id, Realised(
-                type_key=case.type_key, closed_on=self._local_day(closed), outcome=outcome, area=area,
+                type_key=case.type_key, closed_on=self._local_day(_instant(closed)), outcome=outcome, area=area,
                 summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
             ))
             if len(recent) < RECENT:
@@ -602,9 +678,6 @@ class ReportBuilder:
         if found is None:
             found = self._areas[(key, area)] = _Results()
         return found
-
-    def _week(self, moment: dt.datetime) -> list[int]:
-        return self._week_of_ts(moment.timestamp())
 
     def _week_of_ts(self, timestamp: float) -> list[int]:
         seconds = int(timestamp)
@@ -627,7 +700,7 @@ class ReportBuilder:
         if case.overdue:
             self._overdue[(case.owner, case.type_key)] += 1
         # A bounded heap whose top is the newest of the kept: it makes way for an older one.
-        item = (-case.state_entered_at.timestamp(), -case.id, case)
+        item = (-(case.state_entered_at / 1_000_000), -case.id, case)
         if len(self._longest) < LONGEST:
             heapq.heappush(self._longest, item)
         elif item > self._longest[0]:
@@ -652,11 +725,15 @@ class ReportBuilder:
         self._type(escalation.type_key).escalations[rung] += 1
         self._unit(escalation.unit).escalations[rung] += 1
         self._total.escalations[rung] += 1
-        self._by_day[(self._ordinal_of(escalation.fired_at.timestamp()), rung)] += 1
+        self._by_day[(self._ordinal_of(escalation.fired_at / 1_000_000), rung)] += 1
 
     # -- the report -------------------------------------------------------------------------
 
     def finish(self, failed: Sequence[FailedEmail] = (), failed_count: int = 0) -> Report:
+        for infos in self._infos.values():
+            for found in infos.values():
+                if len(found.days) > 1:  # sorted in place, one array at a time
+                    found.days[:] = array("d", sorted(found.days))
         org = self.org
         types = [tally.figures(key, self._title(key)) for key, tally in self._types.items()]
         units = [tally.figures(unit, self.unit_name(unit)) for unit, tally in self._units.items()]
@@ -748,14 +825,14 @@ class ReportBuilder:
         out = []
         for key, state in sorted(self._stays, key=place):
             stay = self._stays[(key, state)]
-            if not stay.days:
+            count, median = _median_of_parts(stay.parts)
+            if not count:
                 continue  # a state no stay was counted in
             spec = self._state_spec(key, state, self._stay_versions[(key, state)])
-            spread = Spread.of(stay.days)
             out.append(StateFigures(
                 type_key=key, state=state, label=spec.label, unit=spec.owner,
-                unit_name=self.unit_name(spec.owner), stays=spread.count, open_stays=stay.open,
-                median_days=spread.median, mean_days=stay.total / spread.count,
+                unit_name=self.unit_name(spec.owner), stays=count, open_stays=stay.open,
+                median_days=median, mean_days=stay.total / count,
                 total_days=stay.total,
             ))
         return out
@@ -766,7 +843,7 @@ class ReportBuilder:
             ref=case.ref, type_key=case.type_key, state=case.state,
             label=rt.states[case.state].label, unit=case.owner,
             unit_name=self.unit_name(case.owner),
-            since=case.state_entered_at,
-            days=max((self.now - case.state_entered_at).total_seconds(), 0.0) / DAY,
+            since=_instant(case.state_entered_at),
+            days=max((self.now - _instant(case.state_entered_at)).total_seconds(), 0.0) / DAY,
             suspended=case.suspended,
         )

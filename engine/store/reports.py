@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -148,46 +149,54 @@ def _json(value: Any) -> Any:
 
 def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
-    as plain tuples with the values SQLAlchemy would give (instants, flags, field values)."""
-    instant = _instant
-    data: Callable[[Any], Any] = _json if conn.dialect.name == "sqlite" else (lambda v: v)
+    as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
+    booleans, the field values decoded."""
+    dialect = conn.dialect.name
+    query = CASES_QUERY.with_only_columns(
+        *(micros(column, dialect) if isinstance(column.type, UTCDateTime) else column
+          for column in CASES_QUERY.selected_columns))
+    data: Callable[[Any], Any] = _json if dialect == "sqlite" else (lambda v: v)
     for (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-         suspended, overdue, values) in _raw_streamed(
-            conn, CASES_QUERY.where(*_cases_kept(filters)), {"now": now}):
-        yield (id_, ref, key, version, state, owner, instant(created), instant(closed),
-               instant(entered), instant(service_due), instant(case_due), bool(suspended),
-               bool(overdue), data(values) if values is not None else None)
+         suspended, overdue, values) in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
+        yield (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
+               bool(suspended), bool(overdue), data(values) if values is not None else None)
+
+
+def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
+    """An instant column as integer µs since the epoch, exactly, worked out by the database:
+    a number is cheaper to fetch than an instant is to decode."""
+    if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
+        # The whole seconds without the fraction: SQLite rounds a fraction to the nearest second.
+        whole = sa.func.substr(column, 1, 19)
+        seconds = (sa.func.unixepoch(whole) if sqlite3.sqlite_version_info >= (3, 38)
+                   else sa.cast(sa.func.strftime("%s", whole), sa.BigInteger))
+        return seconds * 1_000_000 + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
+    return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
 
 
 def move_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
     """Every case's `created`, `transition`, `suspended` and `resumed` events, streamed by
-    case id and seq (only those of the type asked for, when one is), as plain tuples."""
-    query = MOVES_QUERY
+    case id and seq (only those of the type asked for, when one is), as plain tuples
+    `(case id, µs since the epoch, action, from state, to state)`."""
+    query = MOVES_QUERY.with_only_columns(
+        _e.case_id, micros(_e.at, conn.dialect.name), _e.action, _e.from_state, _e.to_state)
     if filters.type_key is not None:
         query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
-    if conn.dialect.name == "sqlite":
-        parse = datetime.fromisoformat
-        for case_id, at, action, from_state, to_state in _raw_streamed(conn, query):
-            yield case_id, parse(at + "+00:00"), action, from_state, to_state
-    else:
-        instant = _instant
-        for case_id, at, action, from_state, to_state in _raw_streamed(conn, query):
-            yield case_id, instant(at), action, from_state, to_state
+    return _raw_streamed(conn, query)
 
 
 def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
-    """Every escalation (when, rung, unit) with its case's request type, fired in the period
-    and of the type asked for, streamed as plain tuples."""
-    query = ESCALATIONS_QUERY
+    """Every escalation (when, in µs since the epoch; rung; unit) with its case's request
+    type, fired in the period and of the type asked for, streamed as plain tuples."""
+    query = ESCALATIONS_QUERY.with_only_columns(micros(_x.fired_at, conn.dialect.name), _x.rung, _x.unit,
+                                                _c.type_key)
     if filters.type_key is not None:
         query = query.where(_c.type_key == filters.type_key)
     if filters.since is not None:
         query = query.where(_x.fired_at >= filters.since)
     if filters.until is not None:
         query = query.where(_x.fired_at < filters.until)
-    instant = _instant
-    for fired_at, rung, unit, type_key in _raw_streamed(conn, query):
-        yield instant(fired_at), rung, unit, type_key
+    return _raw_streamed(conn, query)
 
 
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
