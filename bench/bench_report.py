@@ -244,6 +244,11 @@ def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tu
 _TABLES = (cases_t, events_t, escalations_t)
 
 
+def _is_json(column_type: Any) -> bool:
+    """A JSON column, also behind a TypeDecorator (the schema's JSONB-on-PostgreSQL type)."""
+    return isinstance(column_type, sa.JSON) or isinstance(getattr(column_type, "impl", None), sa.JSON)
+
+
 def _insert_sqlite(path: str, types: dict[str, RequestType], count: int, seed: int, totals: dict[str, Any]) -> None:
     """The rows in one transaction, by executemany on the driver's own connection, without a
     journal and with the tables' secondary indexes dropped meanwhile and made again after
@@ -267,8 +272,7 @@ def _insert_sqlite(path: str, types: dict[str, RequestType], count: int, seed: i
                     sample = rows[0] if rows else {c.name: None for c in table.columns if c.name != "id"}
                     columns = [c.name for c in table.columns if c.name in sample]
                     instants = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
-                    documents = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ in ("JSON",)
-                                 or isinstance(sample.get(c), dict)]
+                    documents = [i for i, c in enumerate(columns) if _is_json(table.c[c].type)]
                     plans.append((f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES"
                                   f" ({', '.join('?' * len(columns))})", itemgetter(*columns), instants, documents))
             for (statement, getter, instants, documents), rows in zip(plans, batch, strict=True):
