@@ -22,6 +22,14 @@ Two changes to history are part of the product, and run as functions owned by th
   naming a recorded `retention_run` in the configuration history; then every row of the case
   goes, in every table that holds them (:func:`engine.store.retention.case_tables`).
 
+Nor may a login in `loket_users` add history in someone else's name: `BEFORE INSERT` triggers
+(functions owned by the owner role) require a configuration event's or access-log line's
+`login` to be the session's own `session_user`, and a case event's `actor` to be the person
+the newest loaded organisation maps that login to (or an administrator the person assists);
+only a login that maps to nobody — the worker's service role — may record `system` steps.
+The actor check is off when nobody has a login and on a simulation database, as `--as` is;
+the owner role, its members and superusers are not checked (they could drop the triggers).
+
 What the functions cannot check, the CLI decides: who may redact (a unit's head, an operator's
 retention run), which values to erase, and whether a retention term has passed.
 
