@@ -1770,6 +1770,10 @@ def _unexpected(exc: Exception) -> NoReturn:
 
         fail(f"the database is busy: another process kept it locked for {busy_timeout_ms() / 1000:g}"
              " seconds; nothing was written, try again", 3)
+    if getattr(cause, "sqlstate", None) == "42501":
+        # PostgreSQL refused the login (`db grants --apply`): a table it may not change, or a
+        # row in someone else's name. Nothing was written.
+        fail(f"refused by the database: {first_line(cause)}", 1)
     if isinstance(exc, sa_exc.DBAPIError):
         # The server is down, the file is no database, a value the database cannot hold...
         fail(f"database error: {first_line(exc.orig or exc)}", 2)

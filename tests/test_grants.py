@@ -370,3 +370,133 @@ def test_seals_and_configuration_changes_by_logins_at_once_make_unbroken_chains(
     assert not errors, errors
     assert place.scalar("SELECT count(*) FROM audit_seal") == 9
     assert place.ok("audit", "verify").startswith("ok:")
+
+
+# -- rows in someone else's name ---------------------------------------------------------------------
+
+
+def _forged_config_event(place: Place, login: str | None, actor: str) -> str:
+    """An INSERT of a configuration event that fits the chain, in the name of `login`."""
+    import datetime as dt
+
+    from engine.core import confighistory
+
+    seq = place.scalar("SELECT max(seq) FROM config_event") + 1
+    prev = place.scalar("SELECT hash FROM config_event WHERE seq = :s", s=seq - 1)
+    at = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    detail = {"seal": 1, "digest": "0" * 64, "cases": 0, "events": 0}
+    content = confighistory.event_content(seq=seq, at=at, recorded_at=at, actor=actor, login=login,
+                                          action="audit_seal", detail=detail)
+    written = "NULL" if login is None else f"'{login}'"
+    return (f"INSERT INTO config_event (seq, at, recorded_at, actor, login, action, detail, prev_hash, hash)"
+            f" VALUES ({seq}, '{at.isoformat()}', '{at.isoformat()}', '{actor}', {written}, 'audit_seal',"
+            f" '{json.dumps(detail)}', '{prev}', '{confighistory.config_hash(content, prev)}')")
+
+
+def _rows(place: Place) -> tuple[Any, ...]:
+    return (place.scalar("SELECT count(*) FROM case_event"), place.scalar("SELECT count(*) FROM config_event"),
+            place.scalar("SELECT count(*) FROM access_log"),
+            place.scalar("SELECT md5(string_agg(hash, ',' ORDER BY seq)) FROM config_event"))
+
+
+@pytest.fixture
+def office(place: Place, tmp_path: Path) -> tuple[Place, dict[str, str]]:
+    """Like `town`, but no simulation: who acts is the login's person, `--as` included."""
+    place.ok("init", "--org", str(ORG_FILE))
+    place.ok("workflow", "load", *_types(tmp_path / "wf"))
+    place.ok("db", "grants", "--apply")
+    logins = {who: place.role() for who in (CLERK, HEAD, OPERATOR, AUDITOR, "worker")}
+    org = organisation({k: v for k, v in logins.items() if k != "worker"})
+    place.ok("org", "load", write(tmp_path / "org.yaml", org))
+    return place, logins
+
+
+def test_a_login_cannot_record_a_configuration_event_or_a_read_in_another_logins_name(
+        town: tuple[Place, dict[str, str]]) -> None:
+    place, logins = town
+    clerk = logins[CLERK]
+    before = _rows(place)
+    for login, actor in ((logins[OPERATOR], OPERATOR), (None, "system"), ("postgres", "system")):
+        done = place.psql(clerk, _forged_config_event(place, login, actor))
+        assert done.returncode != 0
+        assert f"config_event: the login {clerk} may not record a row in the name of login" in done.stderr, done.stderr
+    done = place.psql(clerk, "INSERT INTO access_log (at, recorded_at, reader, login, command)"
+                             f" VALUES (now(), now(), '{HEAD}', '{logins[HEAD]}', 'case show')")
+    assert "access_log: the login" in done.stderr, done.stderr
+    assert _rows(place) == before
+    # The same row in the clerk's own name is theirs to add (and then stands under their login).
+    done = place.psql(clerk, f"BEGIN; {_forged_config_event(place, clerk, CLERK)}; ROLLBACK;")
+    assert done.returncode == 0, done.stderr
+    # The CLI records the login PostgreSQL authenticated, so it passes.
+    place.ok("audit", "seal", login=logins[AUDITOR])
+    last = json.loads(place.ok("audit", "config", "--json"))[-1]
+    assert (last["action"], last["actor"], last["login"]) == ("audit_seal", AUDITOR, logins[AUDITOR])
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")
+
+
+def test_a_login_cannot_record_a_case_event_as_someone_else_and_the_cli_and_the_worker_still_can(
+        office: tuple[Place, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from engine.app.clock import SystemClock
+
+    place, logins = office
+    clerk, operator, worker = logins[CLERK], logins[OPERATOR], logins["worker"]
+    ref = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Straatfeest", "--data",
+                              f"name={NAME}", "--json", login=clerk))["ref"]
+    place.ok("case", "advance", ref, "in_behandeling", "--comment", "opgepakt", login=clerk)
+    place.ok("case", "comment", ref, "Geen bezwaar van de buren", login=clerk)
+    code, _out, err = place.cli("--as", HEAD, "case", "comment", ref, "namens de chef", login=clerk)
+    assert code == 1 and "--as a.jansen is refused" in err, err
+    before = _rows(place)
+    case_id, seq, head = (place.scalar("SELECT id FROM cases WHERE ref = :r", r=ref),
+                          place.scalar("SELECT last_seq FROM cases WHERE ref = :r", r=ref),
+                          place.scalar("SELECT last_hash FROM cases WHERE ref = :r", r=ref))
+    for actor in (HEAD, "system", OPERATOR):
+        done = place.psql(clerk, "INSERT INTO case_event (case_id, seq, at, recorded_at, actor, action, comment,"
+                                 f" prev_hash, hash) VALUES ({case_id}, {seq + 1}, now(), now(), '{actor}', 'comment',"
+                                 f" 'akkoord', '{head}', '{'0' * 64}')")
+        assert done.returncode != 0
+        assert f"case_event: the login {clerk} ({CLERK}) may not record an event as {actor}" in done.stderr, \
+            done.stderr
+    done = place.psql(clerk, _forged_config_event(place, operator, OPERATOR))
+    assert "may not record a row in the name of login" in done.stderr
+    assert _rows(place) == before
+    # The operator's own configuration change, and the worker's automatic steps, pass.
+    org = organisation({k: v for k, v in logins.items() if k != "worker"})
+    org["people"][0]["name"] += " (herzien)"
+    place.ok("org", "load", write(tmp_path / "org2.yaml", org), login=operator)
+    later = dt.datetime.fromisoformat(LATER)
+    monkeypatch.setattr(SystemClock, "now", lambda self: later)
+    code, _out, err = place.cli("escalate", login=clerk)  # a person's login may not act as the system
+    assert code == 1 and err.startswith("Error: refused by the database: case_event: the login"), err
+    assert "may not record an event as system" in err
+    fired = json.loads(place.ok("escalate", "--json", login=worker))["fired"]
+    assert fired
+    assert place.scalar("SELECT count(*) FROM case_event WHERE actor = 'system'") > 0
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")
+
+
+def test_a_noinherit_member_of_the_owner_role_applies_the_grants_with_the_role_set_at_connection(
+        town: tuple[Place, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL 15: an administrative login created NOINHERIT, a member of the owner role, has
+    none of the owner's privileges until it sets the role: its own `psql` session cannot touch
+    history; `PGOPTIONS="-c role=OWNER"` makes the owner the current role for `db grants --apply`."""
+    place, logins = town
+    admin = logins[OPERATOR]
+    with place.admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER ROLE "{admin}" NOINHERIT')
+        conn.exec_driver_sql(f'GRANT postgres TO "{admin}"')
+    try:
+        done = place.psql(admin, "UPDATE config_event SET actor = 'x'")
+        assert "permission denied for table config_event" in done.stderr, done.stderr
+        code, _out, err = place.cli("db", "grants", "--apply", login=admin)
+        assert code == 2 and "permission denied for table" in err, err  # no privileges without the role
+        monkeypatch.setenv("PGOPTIONS", "-c role=postgres")
+        place.ok("db", "grants", "--apply", login=admin)
+    finally:
+        with place.admin.connect() as conn:
+            conn.exec_driver_sql(f'REVOKE postgres FROM "{admin}"')
+    last = json.loads(place.ok("audit", "config", "--json"))[-1]
+    assert (last["action"], last["actor"], last["login"]) == ("db_grants", OPERATOR, admin)
+    assert place.ok("audit", "verify").startswith("ok:")

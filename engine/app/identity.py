@@ -8,11 +8,13 @@
   permissions are the boundary there.
 
 When identities are taken as given (nobody in the organisation has a `login`), the login name
-is `getpass.getuser()` as before, environment included: nothing is established then anyway.
+is `getpass.getuser()` as before, environment included: nothing is established then anyway
+(on PostgreSQL the login recorded with a change is still the `session_user`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 
@@ -51,6 +53,15 @@ def database_login(engine: sa.Engine) -> str:
 
 
 def establish(engine: sa.Engine, org: Organisation | None, declared: str | None, *, simulation: bool) -> Identity:
-    """Who runs this command on `engine` (see `engine.core.identity.resolve`)."""
-    login = database_login(engine) if org is not None and org.identities_established else given_login()
-    return resolve(org, login=login, declared=declared, simulation=simulation)
+    """Who runs this command on `engine` (see `engine.core.identity.resolve`).
+
+    When identities are taken as given on PostgreSQL, the login name still names whom `--as`
+    defaults to, but the login recorded (the configuration history, the access log) is the
+    connection's `session_user`: the database refuses any other from a login in `loket_users`
+    once `db grants --apply` has run (`engine.store.grants`)."""
+    if org is not None and org.identities_established:
+        return resolve(org, login=database_login(engine), declared=declared, simulation=simulation)
+    found = resolve(org, login=given_login(), declared=declared, simulation=simulation)
+    if engine.dialect.name == "postgresql":
+        found = dataclasses.replace(found, login=database_login(engine))
+    return found

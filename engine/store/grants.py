@@ -22,6 +22,14 @@ Two changes to history are part of the product, and run as functions owned by th
   naming a recorded `retention_run` in the configuration history; then every row of the case
   goes, in every table that holds them (:func:`engine.store.retention.case_tables`).
 
+Nor may a login in `loket_users` add history in someone else's name: `BEFORE INSERT` triggers
+(functions owned by the owner role) require a configuration event's or access-log line's
+`login` to be the session's own `session_user`, and a case event's `actor` to be the person
+the newest loaded organisation maps that login to (or an administrator the person assists);
+only a login that maps to nobody — the worker's service role — may record `system` steps.
+The actor check is off when nobody has a login and on a simulation database, as `--as` is;
+the owner role, its members and superusers are not checked (they could drop the triggers).
+
 What the functions cannot check, the CLI decides: who may redact (a unit's head, an operator's
 retention run), which values to erase, and whether a retention term has passed.
 
@@ -150,7 +158,96 @@ def grants_sql(inst: Installation) -> list[str]:
             f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC",
             f"GRANT EXECUTE ON FUNCTION {function} TO {group}",
         ]
+    for name, body, tables in (_login_trigger(inst.owner), _actor_trigger(inst.owner)):
+        function = f"{schema}.{name}()"
+        out += [
+            f"CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql"
+            f" SET search_path = {schema}, pg_temp AS $fn${body}$fn$",
+            f"ALTER FUNCTION {function} OWNER TO {owner}",
+        ]
+        for table in tables:
+            out += [
+                f"DROP TRIGGER IF EXISTS {name} ON {schema}.{_quote(table)}",
+                f"CREATE TRIGGER {name} BEFORE INSERT ON {schema}.{_quote(table)}"
+                f" FOR EACH ROW EXECUTE FUNCTION {function}",
+            ]
     return out
+
+
+LOGIN_CHECK = "loket_check_login"
+"""The trigger that keeps a people's login from recording a row in another login's name."""
+LOGIN_TABLES = ("config_event", "access_log")
+"""The history tables whose rows record the login that wrote them."""
+ACTOR_CHECK = "loket_check_actor"
+"""The trigger that keeps a people's login from recording a case event as someone else."""
+ACTOR_TABLES = ("case_event",)
+"""The history tables whose rows record only who acted (an id in the organisation)."""
+SYSTEM = "system"
+
+
+def _checked(owner: str) -> str:
+    """SQL: the session is a login in `loket_users` (whose rows the triggers check), not one that
+    may act as the owner role (which could drop the triggers anyway), nor a superuser."""
+    return (f"pg_has_role(session_user, {_literal(GROUP)}, 'MEMBER')"
+            f" AND NOT pg_has_role(session_user, {_literal(owner)}, 'MEMBER')")
+
+
+def _login_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
+    body = f"""
+BEGIN
+  IF {_checked(owner)} AND NEW.login IS DISTINCT FROM session_user::text THEN
+    RAISE EXCEPTION '%: the login % may not record a row in the name of login %', TG_TABLE_NAME, session_user,
+      coalesce(NEW.login, '(none)') USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END
+"""
+    return LOGIN_CHECK, body, LOGIN_TABLES
+
+
+def _actor_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
+    """A case event names who acted, not the login: the current organisation (its newest loaded
+    row) says whom the session's login maps to. That person may act as themselves, or for an
+    administrator they assist; a login that maps to nobody (the worker's service role) only as
+    `system`. Open when identities are taken as given (nobody has a login) and on a simulation
+    database, where `--as` plays every part."""
+    body = f"""
+DECLARE
+  org jsonb;
+  people jsonb;
+  admins jsonb;
+  me text;
+BEGIN
+  IF NOT ({_checked(owner)}) THEN
+    RETURN NEW;
+  END IF;
+  IF EXISTS (SELECT 1 FROM loket_meta WHERE key = 'simulation' AND value = 'true') THEN
+    RETURN NEW;
+  END IF;
+  SELECT data::jsonb INTO org FROM organisation ORDER BY id DESC LIMIT 1;
+  people := CASE WHEN jsonb_typeof(org -> 'people') = 'array' THEN org -> 'people' ELSE '[]'::jsonb END;
+  admins := CASE WHEN jsonb_typeof(org -> 'administrators') = 'array' THEN org -> 'administrators'
+                 ELSE '[]'::jsonb END;
+  IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements(people || admins) AS p
+                  WHERE jsonb_typeof(p) = 'object' AND coalesce(p ->> 'login', '') <> '') THEN
+    RETURN NEW;
+  END IF;
+  SELECT p.value ->> 'id' INTO me FROM jsonb_array_elements(people || admins) WITH ORDINALITY AS p(value, n)
+   WHERE jsonb_typeof(p.value) = 'object' AND p.value ->> 'login' = session_user::text ORDER BY p.n LIMIT 1;
+  IF me IS NULL THEN
+    IF NEW.actor = {_literal(SYSTEM)} THEN
+      RETURN NEW;
+    END IF;
+  ELSIF NEW.actor = me OR EXISTS (SELECT 1 FROM jsonb_array_elements(admins) AS a
+                                   WHERE jsonb_typeof(a) = 'object' AND a ->> 'id' = NEW.actor
+                                     AND jsonb_typeof(a -> 'assistants') = 'array' AND a -> 'assistants' ? me) THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION '%: the login % (%) may not record an event as %', TG_TABLE_NAME, session_user,
+    coalesce(me, 'nobody in the organisation'), NEW.actor USING ERRCODE = 'insufficient_privilege';
+END
+"""
+    return ACTOR_CHECK, body, ACTOR_TABLES
 
 
 _WRITTEN_HERE = "xmin = pg_current_xact_id()::xid"
