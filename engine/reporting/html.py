@@ -54,6 +54,7 @@ RUNG_COLOURS: dict[str, str] = {Rung.SERVICE_NORM: "#8a5cb8", Rung.LEAD_TIME: "#
 LADDER_COLOURS = ["#6b8fb3", "#3d7ab0", "#1d5b8f", "#0d3556", "#06223a"]
 RUNG_NAMES_NL: dict[str, str] = {
     Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
+    Rung.DIRECTIVE: "bestuurlijke opdracht",
 }
 CLOCK_NAMES_NL = {"state_deadlines": "Termijnen toestanden", "service_norm": "Servicenorm",
                   "legal_term": "Beslistermijn"}
