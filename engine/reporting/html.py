@@ -338,12 +338,17 @@ def render_page(
     )
 
 
+def page_bytes(report: Report, types: Sequence[RequestType]) -> bytes:
+    """The page as written, UTF-8 (the diagrams by Graphviz's `dot` when it is installed)."""
+    return render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
+
+
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str], *,
                database: str | None) -> int:
     """Write the page (see :func:`engine.store.outfile.output_file`: never over the database
     at `database`, a half-written page never replaces a good one, a link or device is written
     through); its size."""
-    page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
+    page = page_bytes(report, types)
     with output_file(str(path), database=database, binary=True) as out:
         out.write(page)
     return len(page)

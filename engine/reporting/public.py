@@ -14,10 +14,12 @@ yes/no field and its value is one the definition lists (a title, a location, an 
 date of one case is left out: a resident may have typed a name or an address there). The
 breakdown per area is shown only when the type's `area` is a choice field and every area
 value is one of its options; an area that is a text field gives one row for the whole type
-instead. Nor names or ids of people, comments, references, escalations. The charts are SVG drawn on the server (engine/reporting/svg.py, as
-the report page's), each with a text alternative (`<title>`/`<desc>`, and the table beside it
-holds the same numbers): no script, no external file. Text from data is escaped by the template
-(autoescaping) and, in the SVG, by `html.escape`.
+instead. Nor names or ids of people, comments, references, escalations.
+
+The charts are SVG drawn on the server (engine/reporting/svg.py, as the report page's), each
+with a text alternative (`<title>`/`<desc>`, and the table beside it holds the same numbers):
+no script, no external file. Text from definitions is escaped by the template (autoescaping)
+and, in the SVG, by `html.escape`.
 """
 
 from __future__ import annotations
@@ -170,11 +172,16 @@ def _day(report: Report, moment: dt.datetime) -> dt.date:
     return moment.astimezone(ZoneInfo(report.timezone)).date()
 
 
+def page_bytes(report: Report, types: Sequence[RequestType]) -> bytes:
+    """The public page as written, UTF-8."""
+    return render_public(report, types).encode("utf-8")
+
+
 def write_public(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str], *,
                  database: str | None) -> int:
     """Write the page through :func:`engine.store.outfile.output_file` (never over the database,
     never half a page); its size."""
-    page = render_public(report, types).encode("utf-8")
+    page = page_bytes(report, types)
     with output_file(str(path), database=database, binary=True) as out:
         out.write(page)
     return len(page)
