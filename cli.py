@@ -1612,22 +1612,26 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
 
             refuse_database(path, database)  # before the figures are gathered, not after
     result = gather(loket, filters)
-    written = False
+    pages: list[tuple[str, str, bytes]] = []  # both pages are written, or neither
     if html is not None:
-        from engine.reporting.html import write_page
+        from engine.reporting.html import page_bytes
 
-        size = write_page(result, loket.latest_types(), html, database=database)
-        written = True
-        if not as_json:
-            echo(f"report page written to {html} ({size // 1024} KiB, {result.total.open} open and"
-                 f" {result.total.closed} closed cases)")
+        pages.append(("--html", html, page_bytes(result, loket.latest_types())))
     if public is not None:
-        from engine.reporting.public import write_public
+        from engine.reporting import public as public_page
 
-        size = write_public(result, loket.latest_types(), public, database=database)
-        written = True
-        if not as_json:
-            echo(f"public results page written to {public} ({size // 1024} KiB, {result.total.closed}"
+        pages.append(("--public", public, public_page.page_bytes(result, loket.latest_types())))
+    if pages:
+        from engine.store.outfile import write_all
+
+        write_all(pages, database=database)
+    written = bool(pages)
+    for option, path, page in [] if as_json else pages:
+        if option == "--html":
+            echo(f"report page written to {path} ({len(page) // 1024} KiB, {result.total.open} open and"
+                 f" {result.total.closed} closed cases)")
+        else:
+            echo(f"public results page written to {path} ({len(page) // 1024} KiB, {result.total.closed}"
                  " closed cases)")
     if as_json:
         echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))

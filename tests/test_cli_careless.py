@@ -64,7 +64,7 @@ def test_export_to_a_device_writes_through_it(sim: str, capsys: pytest.CaptureFi
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
-@pytest.mark.parametrize("command", [["audit", "export", "-o"], ["report", "--html"]])
+@pytest.mark.parametrize("command", [["audit", "export", "-o"], ["report", "--html"], ["report", "--public"]])
 @pytest.mark.parametrize("target, words", [
     ("", "the output file name is empty"),
     ("{tmp}/missing/out", "no such folder"),
@@ -80,6 +80,45 @@ def test_an_output_that_cannot_be_written_is_one_error_with_exit_2(
     assert words in only_error(err)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".partial", ".tmp"))]
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+@pytest.mark.parametrize("second, words", [
+    ("{tmp}/missing/public.html", "no such folder"),
+    ("{tmp}", "it is a folder"),
+    ("/sys/wijkloket.out", "Permission denied"),
+    ("", "the output file name is empty"),
+])
+def test_report_writes_neither_page_when_one_cannot_be_written(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], second: str, words: str
+) -> None:
+    """`report --html A --public B` with a bad B: one error, and A is not written either
+    (or left as it was), so the command either writes both pages or none."""
+    first = tmp_path / "rapport.html"
+    code, _, err = run_cli(capsys, "--db", sim, "report", "--html", str(first), "--public",
+                           second.format(tmp=tmp_path))
+    assert code == 2
+    assert words in only_error(err)
+    assert not first.exists()
+    # The other way round too.
+    code, _, err = run_cli(capsys, "--db", sim, "report", "--public", str(first), "--html",
+                           second.format(tmp=tmp_path))
+    assert code == 2 and words in only_error(err)
+    assert not first.exists()
+
+
+@pytest.mark.parametrize("same", ["{tmp}/pagina.html", "{tmp}/./pagina.html", "{tmp}/link.html"])
+def test_report_refuses_one_file_for_both_pages(
+    sim: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], same: str
+) -> None:
+    """The public page would silently replace the internal report (or the other way round)."""
+    page = tmp_path / "pagina.html"
+    page.write_text("old\n")
+    (tmp_path / "link.html").symlink_to(page)
+    code, _, err = run_cli(capsys, "--db", sim, "report", "--html", str(page), "--public",
+                           same.format(tmp=tmp_path))
+    assert code == 2
+    assert "--html and --public name the same file" in only_error(err)
+    assert page.read_text() == "old\n"
 
 
 # -- arguments ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from engine.core.vocabulary import MailKind
 from engine.errors import ConfigurationError, InvalidValue
 from engine.store import outbox as store
 from notifications.compose import email_context, event_line
-from notifications.context import DIGEST, RESIDENT_KINDS, STAFF_KINDS, sample_contexts
+from notifications.context import DIGEST, KINDS, RESIDENT_KINDS, STAFF_KINDS, sample_contexts
 from notifications.delivery import DEFAULT_SENDER, MailSettings, deliver
 from notifications.digest import digest_context
 from notifications.events import event_context
@@ -438,3 +438,49 @@ def test_the_sender_falls_back_from_the_environment_to_the_mail_domain_to_localh
     assert settings.for_organisation(dataclasses.replace(org, mail_domain=None)).sender == DEFAULT_SENDER
     chosen = dataclasses.replace(settings, sender="Loket <loket@gemeente.example>")
     assert chosen.for_organisation(org).sender == "Loket <loket@gemeente.example>"
+
+
+# -- column-aligned facts stay readable with long labels ------------------------------------------
+
+LONG_LABEL = "Naam van het initiatief of de activiteit"
+
+
+def _column(text: str, value: str) -> int:
+    """The column at which `value` starts on its line in `text` (it occurs on one line)."""
+    lines = [line for line in text.splitlines() if value in line]
+    assert len(lines) == 1, (value, text)
+    return lines[0].index(value)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", [*RESIDENT_KINDS, *STAFF_KINDS, *KINDS])
+def test_a_long_label_keeps_the_facts_aligned(kind: str, language: str) -> None:
+    """A label longer than the column (a type's long field label) goes on its own line and its
+    value starts in the same column as every other value, in the plain-text part."""
+    context = {**sample_contexts(kind, language)[0],
+               "summary": [[LONG_LABEL, "Moestuin achter het buurthuis"], ["Buurt", "Lindenbuurt"]]}
+    text = Renderer(language).render(kind, context).text
+    column = _column(text, "Lindenbuurt")
+    assert _column(text, "Moestuin achter het buurthuis") == column
+    assert f"{LONG_LABEL}:" in text.splitlines()
+    assert _column(text, str(context["type_title"])) == column
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_digest_keeps_its_facts_aligned_with_long_labels(language: str) -> None:
+    context = copy.deepcopy(sample_contexts(DIGEST, language)[0])
+    context["cases"] = context["cases"][:1]
+    context["cases"][0]["summary"] = [[LONG_LABEL, "Moestuin achter het buurthuis"], ["Buurt", "Lindenbuurt"]]
+    text = Renderer(language).render(DIGEST, context).text
+    column = _column(text, "Lindenbuurt")
+    assert _column(text, "Moestuin achter het buurthuis") == column
+    case = context["cases"][0]
+    assert _column(text, f"{case['state_label']} ({case['unit_name']})") == column
+    # Every firing's line too (a timeout's label was longer than the Dutch column).
+    for firing in context["cases"][0]["firings"]:
+        firing["kind"] = "timeout"
+    text = Renderer(language).render(DIGEST, context).text
+    firings = [line for line in text.splitlines() if "teruggezet naar" in line or "moved back to" in line]
+    assert firings
+    for line in firings:
+        assert line[column - 1] == " " and line[column] != " ", (line, column)

@@ -691,3 +691,12 @@ def test_the_charts_pass_axe_in_headless_chromium(sqlite_history: Loket, tmp_pat
     assert "error" not in result, result
     assert result["violations"] == []
     assert result["passes"] > 5  # it really ran: contrast, images' names, tables ...
+
+
+def test_every_rung_has_its_dutch_name_on_the_page(sqlite_history: Loket) -> None:
+    """The page is Dutch: the missed instruction's rung too (as in the emails), not "directive"."""
+    report = _large(gather(sqlite_history), 14)
+    page = render_page(report, sqlite_history.latest_types(), dot_binary=shutil.which("dot"))
+    for english in ("directive", "service_norm", "lead_time", "timeout"):
+        assert english not in page
+    assert "bestuurlijke opdracht" in page and "servicenorm" in page and "beslistermijn" in page

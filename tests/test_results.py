@@ -6,6 +6,7 @@ Chromium) and written only where it may be.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -351,8 +352,10 @@ MARK = "ZZMARK"
 
 
 def _planted(loket: Loket, clock: FixedClock) -> list[str]:
-    """Cases of every type with a marker in every personal field and comment (staff's, the
-    administrator's and an instruction's), some realised. No marker may reach the public page."""
+    """Cases of every type with a marker in every personal field, every text field (free text a
+    resident or civil servant typed: a title, a location, a description) and comment (staff's,
+    the administrator's and an instruction's), some realised. No marker may reach the public
+    page."""
     planted: list[str] = []
     n = 0
 
@@ -373,6 +376,11 @@ def _planted(loket: Loket, clock: FixedClock) -> list[str]:
             out.append(f"{name}={value.lower()}@example.org" if spec.type == "email" else f"{name}={value}")
         return out
 
+    def texts(key: str) -> list[str]:
+        rt = loket.request_type(key)
+        return [f"{name}={mark(name)}" for name, spec in rt.fields.items()
+                if spec.type == "text" and not spec.personal]
+
     def step(ref: str, trigger: str, actor: str, *data: str) -> None:
         clock.set(clock.now() + dt.timedelta(hours=2))
         loket.advance(ref, trigger, actor=actor, comment=mark("comment"), assignments=list(data))
@@ -380,8 +388,9 @@ def _planted(loket: Loket, clock: FixedClock) -> list[str]:
     clock.set(at(2, 9))
     refs = []
     for buurt in ("Noord", "Oost", "Noord"):
-        ref = loket.new_case("bewonersinitiatief", ["title=Buurtmoestuin", f"buurt={buurt}", "amount=1250",
-                                                   "participants=30", *personal("bewonersinitiatief")],
+        ref = loket.new_case("bewonersinitiatief", [f"buurt={buurt}", "amount=1250", "category=groen",
+                                                   "participants=30", *texts("bewonersinitiatief"),
+                                                   *personal("bewonersinitiatief")],
                              actor=CLERK).ref
         refs.append(ref)
         step(ref, "in_behandeling", CLERK)
@@ -391,11 +400,11 @@ def _planted(loket: Loket, clock: FixedClock) -> list[str]:
     step(refs[0], "toekennen", LEAD)
     step(refs[1], "toekennen", LEAD)
     step(refs[2], "afwijzen", LEAD)
-    melding = loket.new_case("melding", ["omschrijving=" + mark("omschrijving"), "locatie=Kerkplein",
-                                         "buurt=Centrum", *personal("melding")], actor=CLERK).ref
+    melding = loket.new_case("melding", [*texts("melding"), "buurt=Centrum", *personal("melding")],
+                             actor=CLERK).ref
     step(melding, "doorzetten", CLERK, "categorie=verlichting")
     step(melding, "afhandelen", CLERK, "terugmelding=" + mark("terugmelding"))
-    bijdrage = loket.new_case("bijdrage", ["title=Speelveld", "buurt=Oost", "estimated_cost=800",
+    bijdrage = loket.new_case("bijdrage", [*texts("bijdrage"), "buurt=Oost", "estimated_cost=800",
                                            *personal("bijdrage")], actor=CLERK).ref
     step(bijdrage, "in_behandeling", CLERK)
     # An administrator's comment and instruction carry markers too.
@@ -438,13 +447,15 @@ def test_the_public_page_holds_no_personal_data_names_ids_comments_or_references
     assert "Bewonersinitiatief (wijkbudget)" in page and "Noord" in page and "Oost" in page
     # The amounts granted per area: Noord 1.250 (its rejected 1.250 is not a result), Oost 1.250.
     assert page.count("1.250") == 2 and "Gevraagd bedrag (EUR), toegekend" in page
-    assert "Onlangs gerealiseerd" in page and "Buurtmoestuin" in page
-    assert "Kerkplein" in page  # melding's summary: category and location, no description
+    # The realised cases by the summary values the definition fixes (a choice), not by their
+    # title, location or amount: text someone typed.
+    assert "Onlangs gerealiseerd" in page and "Categorie: groen" in page and "Categorie: verlichting" in page
+    assert "Naam van het initiatief" not in page and "Locatie:" not in page
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert len(page) < 60_000  # light: SVG charts, no script
 
 
-def test_the_public_page_escapes_text_from_data(sqlite_loket: Loket, clock: FixedClock) -> None:
+def test_the_public_page_escapes_text_and_leaves_typed_text_out(sqlite_loket: Loket, clock: FixedClock) -> None:
     clock.set(at(2, 9))
     ref = sqlite_loket.new_case("melding", ["omschrijving=x", "locatie=<script>alert(1)</script>",
                                             "buurt=Noord"], actor=CLERK).ref
@@ -452,8 +463,41 @@ def test_the_public_page_escapes_text_from_data(sqlite_loket: Loket, clock: Fixe
     sqlite_loket.advance(ref, "doorzetten", actor=CLERK, assignments=["categorie=groen"])
     clock.set(at(2, 11))
     sqlite_loket.advance(ref, "afhandelen", actor=CLERK, assignments=["terugmelding=Gedaan"])
+    # A location is typed text: not on the page at all, escaped or not.
     page = render_public(gather(sqlite_loket), sqlite_loket.latest_types())
-    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "alert(1)" not in page and "Categorie: groen" in page
+    # What is shown comes from the definitions, and is escaped too.
+    types = [dataclasses.replace(rt, title="<b>Melding</b>") if rt.key == "melding" else rt
+             for rt in sqlite_loket.latest_types()]
+    page = render_public(gather(sqlite_loket), types)
+    assert "<b>Melding</b>" not in page and "&lt;b&gt;Melding&lt;/b&gt;" in page
+
+
+def test_the_public_page_leaves_out_an_area_that_is_a_text_field(
+    sqlite_loket: Loket, clock: FixedClock
+) -> None:
+    """An area typed as text could be an address: the type gets one row for all its cases, and
+    the realised cases show no area; a choice area is split as before."""
+    planted = _planted(sqlite_loket, clock)
+    report = gather(sqlite_loket)
+    page = render_public(report, sqlite_loket.latest_types())
+    assert "<th scope=\"row\">Noord</th>" in page and "(Noord)" in page
+    types = []
+    for rt in sqlite_loket.latest_types():
+        if rt.area is not None:
+            spec = dataclasses.replace(rt.fields[rt.area], type="text", options=())
+            rt = dataclasses.replace(rt, fields={**rt.fields, rt.area: spec})
+        types.append(rt)
+    page = render_public(report, types)
+    assert not [m for m in planted if m.lower() in page.lower()]
+    for buurt in ("Noord", "Oost", "Centrum"):
+        assert buurt not in page
+    assert page.count("<th scope=\"row\">Alle verzoeken</th>") == 2  # the two types with closed cases
+    # An area value outside the choice's options (an older version's) also gives one row.
+    types = [dataclasses.replace(rt, fields={**rt.fields, "buurt": dataclasses.replace(
+        rt.fields["buurt"], options=("Centrum",))}) for rt in sqlite_loket.latest_types()]
+    page = render_public(report, types)
+    assert "Noord" not in page and "Oost" not in page
 
 
 def test_the_public_page_goes_through_the_guarded_output(

@@ -54,6 +54,7 @@ RUNG_COLOURS: dict[str, str] = {Rung.SERVICE_NORM: "#8a5cb8", Rung.LEAD_TIME: "#
 LADDER_COLOURS = ["#6b8fb3", "#3d7ab0", "#1d5b8f", "#0d3556", "#06223a"]
 RUNG_NAMES_NL: dict[str, str] = {
     Rung.SERVICE_NORM: "servicenorm", Rung.LEAD_TIME: "beslistermijn", Rung.TIMEOUT: "time-out",
+    Rung.DIRECTIVE: "bestuurlijke opdracht",
 }
 CLOCK_NAMES_NL = {"state_deadlines": "Termijnen toestanden", "service_norm": "Servicenorm",
                   "legal_term": "Beslistermijn"}
@@ -337,12 +338,17 @@ def render_page(
     )
 
 
+def page_bytes(report: Report, types: Sequence[RequestType]) -> bytes:
+    """The page as written, UTF-8 (the diagrams by Graphviz's `dot` when it is installed)."""
+    return render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
+
+
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str], *,
                database: str | None) -> int:
     """Write the page (see :func:`engine.store.outfile.output_file`: never over the database
     at `database`, a half-written page never replaces a good one, a link or device is written
     through); its size."""
-    page = render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
+    page = page_bytes(report, types)
     with output_file(str(path), database=database, binary=True) as out:
         out.write(page)
     return len(page)

@@ -24,8 +24,8 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -159,3 +159,28 @@ def output_file(path: str, *, database: str | None, binary: bool = False) -> Ite
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_all(outputs: Sequence[tuple[str, str, bytes]], *, database: str | None) -> None:
+    """Write several outputs, each `(option, path, content)`, all or none: every file is
+    opened (its temporary file made) before any is written, and the renames happen only when
+    all were written, so an output that cannot be written leaves the others untouched too.
+    Two options naming one file (by name, link or hard link) are refused: one would silently
+    replace the other. A device or FIFO may be named twice (written through, twice)."""
+    seen: dict[object, str] = {}
+    for option, path, _ in outputs:
+        try:
+            found = os.stat(path)
+        except OSError:
+            found = None
+        if found is not None and not stat.S_ISREG(found.st_mode):
+            continue
+        key: object = (found.st_dev, found.st_ino) if found is not None else os.path.realpath(path)
+        if path and key in seen:
+            raise InvalidValue(f"{seen[key]} and {option} name the same file {path}: one would replace the other")
+        seen[key] = option
+    with ExitStack() as stack:
+        handles = [stack.enter_context(output_file(path, database=database, binary=True))
+                   for _, path, _ in outputs]
+        for handle, (_, _, content) in zip(handles, outputs, strict=True):
+            handle.write(content)
