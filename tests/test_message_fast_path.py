@@ -14,7 +14,6 @@ import email
 import random
 from datetime import UTC, datetime
 from email import policy, quoprimime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,10 @@ from typing import Any
 import pytest
 
 from notifications.context import TEMPLATE_KINDS, sample_contexts
-from notifications.message import POLICY, Label, build_message, defused, message_id_for, quoted_printable
+from notifications.message import Label, build_message, defused, message_id_for, quoted_printable
 from notifications.render import RenderedEmail, Renderer
 from notifications.wording import LANGUAGES
+from tests.test_message_build import reference as stdlib_message
 
 NOW = datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
 SENDER = "Wijkloket Gemeente Voorbeeld <noreply@gemeente.example>"
@@ -61,18 +61,8 @@ SUBJECTS = [
 def reference(rendered: RenderedEmail, *, to: str, to_name: str | None, message_id: str,
               label: Label | None) -> EmailMessage:
     """The message as the standard library makes it from the same parts."""
-    message = EmailMessage(policy=POLICY)
-    message["Subject"] = defused(rendered.subject)
-    message["From"] = SENDER
-    message["To"] = Address(display_name=defused(to_name or ""), addr_spec=to)
-    message["Date"] = email.utils.format_datetime(NOW)
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    for name, value in label.headers() if label is not None else ():
-        message[name] = value
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message
+    return stdlib_message(rendered, sender=SENDER, to=to, to_name=to_name, message_id=message_id,
+                          date=NOW, label=label)
 
 
 def read_back(message: EmailMessage) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -662,24 +662,13 @@ def test_text_report_does_not_import_the_page() -> None:
 def test_the_charts_pass_axe_in_headless_chromium(sqlite_history: Loket, tmp_path: Path) -> None:
     """WCAG 2.1 A and AA rules (contrast included) on the page's charts and their tables, run by
     axe-core inside the system's Chromium (as tests/test_results.py runs it on the public page)."""
-    from tests.test_results import _axe_source
+    from tests.test_results import axe_runner
 
     binary = _chromium()
     if binary is None:
         pytest.fail("no chromium on this machine (CI installs it: apt-get install -y chromium)")
     page = render_page(gather(sqlite_history), sqlite_history.latest_types(), dot_binary=None)
-    runner = (
-        "<script>" + _axe_source().replace("</script", "<\\/script") + "</script>"
-        "<script>axe.run({include: [['.chart']]}, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa',"
-        " 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']}).then(function (r) {"
-        " var out = document.createElement('pre'); out.id = 'axe-result';"
-        " out.textContent = JSON.stringify({violations: r.violations.map(function (v) {"
-        "  return {id: v.id, nodes: v.nodes.map(function (n) { return n.target.join(' '); })}; }),"
-        "  passes: r.passes.length});"
-        " document.body.appendChild(out); }).catch(function (e) {"
-        " var out = document.createElement('pre'); out.id = 'axe-result';"
-        " out.textContent = JSON.stringify({error: String(e)}); document.body.appendChild(out); });</script>"
-    )
+    runner = axe_runner("{include: [['.chart']]}")
     checked = tmp_path / "checked.html"
     # The folded tables are opened, so that axe checks them as a reader who opens them sees them.
     checked.write_text(page.replace('<details class="cijfers">', '<details class="cijfers" open>')

@@ -537,6 +537,23 @@ def _axe_source() -> str:
     return script.read_text(encoding="utf-8")
 
 
+def axe_runner(context: str) -> str:
+    """Scripts that run axe-core's WCAG 2.1 A and AA rules on `context` (a JavaScript axe
+    context) and write the violations, or the error, into `<pre id="axe-result">`."""
+    return (
+        "<script>" + _axe_source().replace("</script", "<\\/script") + "</script>"
+        f"<script>axe.run({context}, {{runOnly: {{type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}},"
+        " resultTypes: ['violations']}).then(function (r) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({violations: r.violations.map(function (v) {"
+        "  return {id: v.id, nodes: v.nodes.map(function (n) { return n.target.join(' '); })}; }),"
+        "  passes: r.passes.length});"
+        " document.body.appendChild(out); }).catch(function (e) {"
+        " var out = document.createElement('pre'); out.id = 'axe-result';"
+        " out.textContent = JSON.stringify({error: String(e)}); document.body.appendChild(out); });</script>"
+    )
+
+
 def test_the_public_page_passes_axe_in_headless_chromium(
     sqlite_loket: Loket, clock: FixedClock, tmp_path: Path
 ) -> None:
@@ -548,18 +565,7 @@ def test_the_public_page_passes_axe_in_headless_chromium(
         pytest.fail("no chromium on this machine (CI installs it: apt-get install -y chromium)")
     _planted(sqlite_loket, clock)
     page = render_public(gather(sqlite_loket), sqlite_loket.latest_types())
-    runner = (
-        "<script>" + _axe_source().replace("</script", "<\\/script") + "</script>"
-        "<script>axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},"
-        " resultTypes: ['violations']}).then(function (r) {"
-        " var out = document.createElement('pre'); out.id = 'axe-result';"
-        " out.textContent = JSON.stringify({violations: r.violations.map(function (v) {"
-        "  return {id: v.id, nodes: v.nodes.map(function (n) { return n.target.join(' '); })}; }),"
-        "  passes: r.passes.length});"
-        " document.body.appendChild(out); }).catch(function (e) {"
-        " var out = document.createElement('pre'); out.id = 'axe-result';"
-        " out.textContent = JSON.stringify({error: String(e)}); document.body.appendChild(out); });</script>"
-    )
+    runner = axe_runner("document")
     checked = tmp_path / "checked.html"
     checked.write_text(page.replace("</body>", runner + "</body>"), encoding="utf-8")
     dom = _browse(binary, tmp_path / "profile", "--dump-dom", checked.as_uri()).stdout
