@@ -76,6 +76,7 @@ class Context:
                 raise InvalidValue("--now is only allowed on a simulation database (loket init --simulation)")
             tz = _timezone_of(loket)
             loket.clock = FixedClock(parse_now(self.now_text, tz))
+            loket.refuse_going_back(loket.clock.now())
         self._loket = loket
         if self.actor is not None and not create:
             self.identity()  # an --as that is not allowed is refused by every command, not only some
@@ -270,6 +271,13 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         existed = before is not None
         if existed and simulation and not loket.is_simulation():
             raise InvalidValue("this database holds real cases: it cannot become a simulation database")
+        if ctx.now_text is not None and (loket.is_simulation() if existed else simulation):
+            # The schema's own history (its creation, an upgrade) is recorded at the run's time too.
+            from engine.app.clock import FixedClock, parse_now
+
+            loket.clock = FixedClock(parse_now(ctx.now_text, _timezone_of(loket) if existed else "Europe/Amsterdam"))
+            if before == SCHEMA_REVISION:
+                loket.refuse_going_back(loket.clock.now())
         if existed and before != SCHEMA_REVISION:
             from engine.app.grants import require_owner
 
