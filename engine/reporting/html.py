@@ -30,6 +30,7 @@ from markupsafe import Markup
 from engine.core import diagram, words
 from engine.core.definition import RequestType
 from engine.core.results import OUTCOMES
+from engine.core.views import formatted
 from engine.core.vocabulary import Rung
 from engine.reporting import svg
 from engine.reporting.figures import (
@@ -117,10 +118,15 @@ def long_date(report: Report) -> str:
     return words.long_date(report.date)
 
 
+def day(value: dt.date) -> str:
+    """A date as the pages write it: 02-01-0001, the year always in four digits."""
+    return formatted(value, "%d-%m-%Y")
+
+
 def local_time(report: Report, value: Any, pattern: str = "%d-%m-%Y %H:%M") -> str:
     if value is None:
         return "–"
-    return str(value.astimezone(ZoneInfo(report.timezone)).strftime(pattern))
+    return formatted(value.astimezone(ZoneInfo(report.timezone)), pattern)
 
 
 # -- charts ------------------------------------------------------------------------------------
@@ -213,7 +219,7 @@ def escalation_chart(report: Report) -> Markup | None:
                             axis=f"escalaties per {per}", period=7 if weekly else 1)
     table = svg.data_table(
         f"Escalaties per {per}, per sport", ["Week van" if weekly else "Dag", *(s.name for s in series), "Totaal"],
-        [[d.strftime("%d-%m-%Y"), *(counts.get((d, r), 0) for r in rungs), sum(counts.get((d, r), 0) for r in rungs)]
+        [[formatted(d, "%d-%m-%Y"), *(counts.get((d, r), 0) for r in rungs), sum(counts.get((d, r), 0) for r in rungs)]
          for d in days])
     return chart + table
 
@@ -300,7 +306,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(number=number, percent=percent, rung=rung_label, amount=amount)
+    env.filters.update(number=number, percent=percent, rung=rung_label, amount=amount, day=day)
     return env
 
 
