@@ -1633,7 +1633,8 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
     if html is not None:
         from engine.reporting.html import page_bytes
 
-        pages.append(("--html", html, page_bytes(result, loket.latest_types())))
+        units = {key: unit.name for key, unit in loket.organisation().units.items()}
+        pages.append(("--html", html, page_bytes(result, loket.latest_types(), units)))
     if public is not None:
         from engine.reporting import public as public_page
 
