@@ -76,6 +76,7 @@ class Context:
                 raise InvalidValue("--now is only allowed on a simulation database (loket init --simulation)")
             tz = _timezone_of(loket)
             loket.clock = FixedClock(parse_now(self.now_text, tz))
+            loket.refuse_going_back(loket.clock.now())
         self._loket = loket
         if self.actor is not None and not create:
             self.identity()  # an --as that is not allowed is refused by every command, not only some
@@ -270,6 +271,13 @@ def init(ctx: Context, org_file: str | None, workflow_dir: str | None, sample: b
         existed = before is not None
         if existed and simulation and not loket.is_simulation():
             raise InvalidValue("this database holds real cases: it cannot become a simulation database")
+        if ctx.now_text is not None and (loket.is_simulation() if existed else simulation):
+            # The schema's own history (its creation, an upgrade) is recorded at the run's time too.
+            from engine.app.clock import FixedClock, parse_now
+
+            loket.clock = FixedClock(parse_now(ctx.now_text, _timezone_of(loket) if existed else "Europe/Amsterdam"))
+            if before == SCHEMA_REVISION:
+                loket.refuse_going_back(loket.clock.now())
         if existed and before != SCHEMA_REVISION:
             from engine.app.grants import require_owner
 
@@ -1051,6 +1059,9 @@ def retention_run(ctx: Context, reason: str, list_path: str | None, as_json: boo
     """
     from engine.app.retention import check_reason, run
 
+    if list_path == "-":
+        raise InvalidValue("--list - would mix the destruction list with the run's summary on standard output,"
+                           " and the archivist needs a file: give a file name")
     check_reason(reason)
     loket = ctx.open()
     by = ctx.identity()
@@ -1469,7 +1480,7 @@ def _day_or_time(text: str | None, option: str, tz: str) -> Any:
 @click.option("--type", "type_key", metavar="TYPE", help="Only cases of this request type.")
 @click.option("--unit", metavar="UNIT", help="Only events while the case was held by this unit.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
-@click.option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout).")
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE (default, or '-': standard output).")
 @click.option("--pseudonymise", is_flag=True,
               help="Replace people, personal values and free texts by pseudonyms of this export only.")
 @pass_ctx
@@ -1497,7 +1508,8 @@ def audit_export(ctx: Context, since: str | None, until: str | None, type_key: s
         log_export()
         count = export(loket, handle.write, fmt=fmt, since=start, until=end, type_key=type_key, unit=unit,
                        pseudonymise=pseudonymise)
-    click.echo(f"{count} events written to {output}", err=True)
+    if output != "-":  # on standard output (`-o -`) the events speak for themselves, as without -o
+        click.echo(f"{count} events written to {output}", err=True)
 
 
 def _export_access(ctx: Context, loket: Loket, *, since: str | None, until: str | None, type_key: str | None,
@@ -1566,9 +1578,11 @@ def audit_access(ctx: Context, ref: str | None, since: str | None, as_json: bool
 
 @cli.command()
 @click.option("--html", "html", metavar="FILE",
-              help="Write the report as one self-contained HTML page with charts, instead of text.")
+              help="Write the report as one self-contained HTML page with charts, instead of text"
+                   " ('-': to standard output).")
 @click.option("--public", "public", metavar="FILE",
-              help="Write the public results page (Dutch, no personal data, no names, no references) to FILE.")
+              help="Write the public results page (Dutch, no personal data, no names, no references) to FILE"
+                   " ('-': to standard output).")
 @click.option("--since", metavar="DATE", help="Count what happened at or after this date/time (local).")
 @click.option("--until", metavar="DATE", help="Count what happened before this date/time (local; exclusive).")
 @click.option("--type", "type_key", metavar="TYPE", help="Only cases of this request type.")
@@ -1606,17 +1620,21 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
     database = loket.engine.url.render_as_string(hide_password=False)
     if filters is not None:
         check_filters(loket, filters)  # before any file is touched
+    from engine.store.outfile import STDOUT, refuse_database, refuse_two_on_stdout
+
+    # `-` is standard output, for one output only (before the figures are gathered, not after).
+    refuse_two_on_stdout([(option, path) for option, path in (("--html", html), ("--public", public))
+                          if path is not None] + ([("--json", None)] if as_json else []))
     for path in (html, public):
         if path is not None:
-            from engine.store.outfile import refuse_database
-
-            refuse_database(path, database)  # before the figures are gathered, not after
+            refuse_database(path, database)
     result = gather(loket, filters)
     pages: list[tuple[str, str, bytes]] = []  # both pages are written, or neither
     if html is not None:
         from engine.reporting.html import page_bytes
 
-        pages.append(("--html", html, page_bytes(result, loket.latest_types())))
+        units = {key: unit.name for key, unit in loket.organisation().units.items()}
+        pages.append(("--html", html, page_bytes(result, loket.latest_types(), units)))
     if public is not None:
         from engine.reporting import public as public_page
 
@@ -1626,7 +1644,13 @@ def run_report(loket: Loket, html: str | None, as_json: bool, echo: Callable[[st
 
         write_all(pages, database=database)
     written = bool(pages)
+    if STDOUT in (html, public):  # a page on standard output: what was written is told on stderr
+        from functools import partial
+
+        echo = partial(click.echo, err=True)
     for option, path, page in [] if as_json else pages:
+        if path == STDOUT:
+            continue  # the page itself is the output
         if option == "--html":
             echo(f"report page written to {path} ({len(page) // 1024} KiB, {result.total.open} open and"
                  f" {result.total.closed} closed cases)")

@@ -265,6 +265,94 @@ def test_a_simulation_cannot_go_back_before_a_case_changed(
     assert history(capsys, sim) == before
 
 
+def _recorded(url: str) -> dict[str, int]:
+    """How many rows each record of the history holds."""
+    import sqlalchemy as sa
+
+    from engine.store.db import open_engine
+
+    engine = open_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
+                    for name in ("cases", "case_event", "config_event", "audit_seal", "access_log", "outbox")}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sim_any(db_url: str) -> str:
+    """A simulation database with the sample municipality, on SQLite and on PostgreSQL; loaded
+    at 2026-03-02 10:00 Amsterdam (09:00Z)."""
+    from engine.app.clock import FixedClock
+    from engine.app.service import Loket
+    from engine.store.db import open_engine
+    from tests.conftest import ORG_FILE, START, WORKFLOWS
+
+    engine = open_engine(db_url)
+    app = Loket(engine, FixedClock(START))
+    with engine.begin() as conn:
+        app.set_meta(conn, "simulation", "true")
+        app.record_init(conn, None, before=None, simulation=True)
+    app.load_organisation(ORG_FILE)
+    app.load_request_types(sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
+    engine.dispose()
+    return db_url
+
+
+@pytest.mark.parametrize("args", [
+    ["--as", STAFF, "case", "new", "bewonersinitiatief", "--data", "title=Eerder"],
+    ["--as", STAFF, "case", "comment", "BI-2026-00001", "Terug in de tijd"],
+    ["--as", "d.smit", "audit", "seal"],
+    ["escalate"],
+    ["case", "list"],
+    ["report", "--since", "2026-03-01"],
+])
+def test_a_simulation_clock_before_the_latest_recorded_instant_is_refused(
+    sim_any: str, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """Not only a change to a case that already has a later event: any run whose `--now` lies
+    before what the database records anywhere (here a seal on 10 March) is refused before it
+    reads or writes anything, so no history runs backwards."""
+    code, _, err = run_cli(capsys, "--db", sim_any, "--now", "2026-03-02T11:00", "--as", STAFF,
+                           "case", "new", "bewonersinitiatief", "--data", "title=Straatfeest")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "--db", sim_any, "--now", "2026-03-10T10:00", "--as", "d.smit", "audit", "seal")
+    assert code == 0, err
+    before = _recorded(sim_any)
+    code, out, err = run_cli(capsys, "--db", sim_any, "--now", "2026-03-05T09:00", *args)
+    assert code == 2 and out == ""
+    assert only_error(err) == (
+        "Error: --now 2026-03-05T08:00:00.000000Z is before the latest recorded instant of this database,"
+        " 2026-03-10T09:00:00.000000Z (a seal): a simulation cannot go back in time")
+    assert _recorded(sim_any) == before
+    code, out, err = run_cli(capsys, "--db", sim_any, "audit", "verify")
+    assert code == 0 and out.startswith("ok:"), err
+    # The instant itself is not earlier: a run at the same moment goes ahead.
+    code, _, err = run_cli(capsys, "--db", sim_any, "--now", "2026-03-10T10:00", "--as", STAFF,
+                           "case", "comment", "BI-2026-00001", "Op tijd")
+    assert code == 0, err
+
+
+def test_init_records_a_new_simulation_at_its_now_and_refuses_an_earlier_one(
+    sim: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    from engine.store.db import open_engine
+
+    engine = open_engine(sim)
+    with engine.connect() as conn:
+        made = conn.execute(sa.text("SELECT at FROM config_event WHERE action = 'init'")).scalar_one()
+    engine.dispose()
+    assert str(made).startswith("2026-03-02 08:00:00")  # 09:00 Amsterdam, not the computer's clock
+    before = _recorded(sim)
+    code, out, err = run_cli(capsys, "--db", sim, "--now", "2026-03-01", "init", "--sample", "--simulation")
+    assert code == 2 and out == ""
+    assert "2026-03-02T09:00:00.000000Z (an event of BI-2026-00001)" in only_error(err)
+    assert _recorded(sim) == before
+
+
 def test_resuming_before_the_suspension_is_refused_on_any_clock(sqlite_url: str) -> None:
     """The system clock is not held to the case's history (machines may lag by moments),
     but a resumption before its suspension is impossible on any clock."""
@@ -498,5 +586,5 @@ def test_a_simulation_cannot_suspend_again_inside_a_suspension_it_already_ended(
     # The same days a second time would push the decision date twice for one wait.
     code, _, err = run("2026-03-14T09:00", "suspend", "BI-2026-00001", "--reason", "w2")
     assert code == 2
-    assert "BI-2026-00001's last event (2026-03-23T08:00:00.000000Z)" in only_error(err)
+    assert "2026-03-23T08:00:00.000000Z (an event of BI-2026-00001)" in only_error(err)
     assert history(capsys, sim) == before

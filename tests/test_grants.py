@@ -500,3 +500,51 @@ def test_a_noinherit_member_of_the_owner_role_applies_the_grants_with_the_role_s
     last = json.loads(place.ok("audit", "config", "--json"))[-1]
     assert (last["action"], last["actor"], last["login"]) == ("db_grants", OPERATOR, admin)
     assert place.ok("audit", "verify").startswith("ok:")
+
+
+def _tombstone(destroyed_by: str) -> str:
+    """An INSERT of a tombstone (of no real case) destroyed by `destroyed_by`."""
+    return ("INSERT INTO retention_tombstone (case_id, ref, type_key, type_version, closed_at, term, due_on,"
+            " destroyed_at, destroyed_by, reason, run, last_seq, last_hash) VALUES (999999, 'BI-2020-99999',"
+            " 'bewonersinitiatief', 1, now(), '1 year', current_date, now(),"
+            f" '{destroyed_by}', 'selectielijst', 1, 1, '{'0' * 64}')")
+
+
+def test_a_login_cannot_record_a_destruction_by_someone_else_and_the_operators_run_still_can(
+        office: tuple[Place, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from engine.app.clock import SystemClock
+
+    place, logins = office
+    clerk, operator, worker = logins[CLERK], logins[OPERATOR], logins["worker"]
+    gone = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Straatfeest", "--json",
+                               login=clerk))["ref"]
+    place.ok("case", "advance", gone, "intrekken", "--comment", "ingetrokken", login=clerk)
+    # A clerk's login puts a destruction in the operator's name, or the system's; the worker's
+    # service role in a person's name: refused, and nothing is written.
+    for login, who, by in ((clerk, CLERK, OPERATOR), (clerk, CLERK, "system"), (clerk, CLERK, worker),
+                           (worker, "nobody in the organisation", OPERATOR)):
+        done = place.psql(login, _tombstone(by))
+        assert done.returncode != 0
+        assert (f"retention_tombstone: the login {login} ({who}) may not record a destruction by {by}"
+                in done.stderr), done.stderr
+    assert place.scalar("SELECT count(*) FROM retention_tombstone") == 0
+    # In one's own name it passes the check (rolled back here: no case stands behind it).
+    for login, by in ((clerk, CLERK), (worker, worker), (worker, "system")):
+        done = place.psql(login, f"BEGIN; {_tombstone(by)}; ROLLBACK;")
+        assert done.returncode == 0, done.stderr
+    # The operator's retention run records the operator, and passes.
+    later = dt.datetime.fromisoformat(LATER)
+    monkeypatch.setattr(SystemClock, "now", lambda self: later)
+    result = json.loads(place.ok("retention", "run", "--reason", "selectielijst 2020", "--json", login=operator))
+    assert result["destroyed"] == 1, result
+    assert place.scalar("SELECT destroyed_by FROM retention_tombstone WHERE ref = :r", r=gone) == OPERATOR
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")
+
+
+def test_the_destruction_check_is_open_on_a_simulation_database(town: tuple[Place, dict[str, str]]) -> None:
+    """On a simulation database `--as` plays every part, so a destruction may name anyone."""
+    place, logins = town
+    done = place.psql(logins[CLERK], f"BEGIN; {_tombstone(OPERATOR)}; ROLLBACK;")
+    assert done.returncode == 0, done.stderr

@@ -194,6 +194,9 @@ def busy(sim: Path) -> Path:
     ["audit", "history", "BI-2026-00001"],
     ["report"],
     ["report", "--html", "/dev/stdout"],
+    ["report", "--html", "-"],
+    ["report", "--public", "-"],
+    ["audit", "export", "-o", "-"],
     ["--help"],
 ])
 def test_a_reader_gone_before_the_output_ends_the_command_quietly(busy: Path, args: list[str]) -> None:
@@ -210,6 +213,7 @@ def test_a_reader_gone_before_the_output_ends_the_command_quietly(busy: Path, ar
     (["audit", "export"], ["head", "-c", "5"]),
     (["audit", "export", "--format", "csv"], ["head", "-n", "1"]),
     (["audit", "export", "-o", "/dev/stdout"], ["head", "-c", "5"]),
+    (["audit", "export", "-o", "-"], ["head", "-c", "5"]),
     (["audit", "history", "BI-2026-00001"], ["head", "-n", "2"]),
     (["case", "list"], ["head", "-n", "1"]),
 ])
@@ -237,3 +241,82 @@ def test_an_export_into_a_fifo_whose_reader_stops_ends_quietly(busy: Path) -> No
         assert reading.read(5) == b'{"ref'
     out, err = process.communicate(timeout=60)
     assert (process.returncode, out, err) == (141, b"", b"")
+
+
+# -- `-` is standard output, for one output ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, starts", [
+    (["report", "--html", "-"], b"<!DOCTYPE html>"),
+    (["report", "--public", "-"], b"<!DOCTYPE html>"),
+    (["audit", "export", "-o", "-"], b'{"ref":"BI-2026-00001"'),
+    (["audit", "export", "--format", "csv", "--output", "-"], b"ref,"),
+])
+def test_a_dash_writes_to_standard_output_and_no_file_named_dash(sim: Path, args: list[str], starts: bytes) -> None:
+    done = subprocess.run(loket(*args), capture_output=True, cwd=sim.parent, check=False)
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout.startswith(starts)
+    if args[0] == "report":
+        assert done.stdout.rstrip().endswith(b"</html>")
+    assert not (sim.parent / "-").exists()
+    assert not [p for p in sim.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_one_page_on_standard_output_and_one_in_a_file(sim: Path) -> None:
+    done = subprocess.run(loket("report", "--html", "-", "--public", "openbaar.html"), capture_output=True,
+                          cwd=sim.parent, check=False)
+    assert done.returncode == 0, done.stderr
+    page = done.stdout.decode()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")  # the page alone
+    assert done.stderr.decode().startswith("public results page written to openbaar.html")
+    assert (sim.parent / "openbaar.html").read_text().startswith("<!DOCTYPE html>")
+    assert not (sim.parent / "-").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "--html", "-", "--public", "-"],
+     "Error: --html - and --public - would both write to standard output: give a file name to all but one"),
+    (["report", "--html", "-", "--json"],
+     "Error: --html - and --json would both write to standard output: give a file name to all but one"),
+    (["report", "--public", "-", "--html", "rapport.html", "--json"],
+     "Error: --public - and --json would both write to standard output: give a file name to all but one"),
+    (["--as", "o.beheer", "retention", "run", "--reason", "selectielijst", "--list", "-"],
+     "Error: --list - would mix the destruction list with the run's summary on standard output,"
+     " and the archivist needs a file: give a file name"),
+])
+def test_two_outputs_on_standard_output_are_refused_and_nothing_is_written(
+    sim: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    before = sim.read_bytes()
+    code, out, err = run_cli(capsys, "--db", f"sqlite:///{sim}", *args)
+    assert (code, out) == (2, "")
+    assert only_error(err) == message
+    assert sorted(p.name for p in sim.parent.iterdir()) == ["loket.db"]  # no page, no `-`, no .partial
+    assert sim.read_bytes() == before
+
+
+@pytest.mark.parametrize("args", [["report", "--html", "-"], ["audit", "export", "-o", "-"]])
+def test_standard_output_into_the_database_is_refused_for_a_dash(sim: Path, args: list[str]) -> None:
+    # `loket report --html - >> loket.db`: `-` is checked like any name.
+    before = sim.read_bytes()
+    with open(sim, "ab") as appended:
+        done = subprocess.run(loket(*args), stdout=appended, stderr=subprocess.PIPE, cwd=sim.parent, check=False)
+    assert done.returncode == 2
+    assert done.stderr.decode() == "Error: refusing to write standard output: it is the database (loket.db)\n"
+    assert sim.read_bytes() == before
+
+
+def test_a_file_named_dash_is_still_reached_as_dot_slash_dash(sim: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "--db", f"sqlite:///{sim}", "report", "--html", "./-")
+    assert code == 0, err
+    assert (sim.parent / "-").read_text().startswith("<!DOCTYPE html>")
+    assert out.startswith("report page written to ./-")
+
+
+@pytest.mark.parametrize("command, option", [(["report"], "--html"), (["report"], "--public"),
+                                             (["audit", "export"], "--output")])
+def test_help_says_what_a_dash_means(capsys: pytest.CaptureFixture[str], command: list[str], option: str) -> None:
+    code, out, _ = run_cli(capsys, *command, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "standard output" in text[text.index(option):].split("--", 2)[1]

@@ -7,6 +7,7 @@ calls `refresh` to see what was loaded meanwhile.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +20,12 @@ from engine.app.identity import establish
 from engine.core import confighistory
 from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType, parse_request_type
+from engine.core.history import timestamp
 from engine.core.identity import Identity, require_operator
 from engine.core.organisation import Organisation, organisation_to_data, parse_organisation
 from engine.core.yamlfile import load_file
-from engine.errors import ConfigurationError, InvalidDefinition, NotFound, Problem
-from engine.store import cases, config
+from engine.errors import ConfigurationError, InvalidDefinition, InvalidValue, NotFound, Problem
+from engine.store import audit, cases, config
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,18 @@ class Definitions:
 
     def is_simulation(self) -> bool:
         return self.meta("simulation") == "true"
+
+    def refuse_going_back(self, now: dt.datetime) -> None:
+        """A simulation's clock (`--now`) may not go back before the latest instant the history
+        records (any case's event, an escalation, a configuration change, a seal, a
+        destruction): refused before the command reads or writes anything, so a history never
+        runs backwards and no figure counts what has not happened yet."""
+        with self.read() as conn:
+            found = audit.latest_instant(conn)
+        if found is not None and now < found[0]:
+            at, what = found
+            raise InvalidValue(f"--now {timestamp(now)} is before the latest recorded instant of this database,"
+                               f" {timestamp(at)} ({what}): a simulation cannot go back in time")
 
     # -- who acts, and the configuration history (SPEC §13.1) ---------------------------------
 

@@ -423,7 +423,8 @@ def run_demo(
     report = gather(loket)
     page = root / "rapport.html"
     write_page(report, loket.latest_types(), str(page),
-               database=loket.engine.url.render_as_string(hide_password=False))
+               database=loket.engine.url.render_as_string(hide_password=False),
+               unit_names={key: unit.name for key, unit in loket.organisation().units.items()})
     summary["report"] = str(page.resolve())
     # The public results page (SPEC §12.2), beside the report: what the municipality would
     # publish on its website.

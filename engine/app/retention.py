@@ -43,6 +43,7 @@ from engine.app.verify import RETENTION_LIST, RETENTION_RUN
 from engine.core.fields import check_free_text
 from engine.core.identity import Identity
 from engine.core.retention import Retention, parse_term
+from engine.core.views import formatted
 from engine.errors import Conflict, InvalidValue, Refused, first_line
 from engine.store import redact as erasure
 from engine.store import retention as store
@@ -407,7 +408,7 @@ def _write_list(loket: Loket, handle: Any, runs: list[int]) -> tuple[str, int]:
         listed = 0
         for t in store.tombstones_of(conn, runs):
             listed += 1
-            destroyed = t.destroyed_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            destroyed = formatted(t.destroyed_at.astimezone(zone), "%Y-%m-%d %H:%M")
             writer.writerow((t.ref, t.type_key, t.type_version, t.closed_at.astimezone(zone).date().isoformat(),
                              _dutch(t.term), t.due_on.isoformat(), destroyed, t.destroyed_by, t.reason, t.last_seq,
                              t.last_hash, t.run))

@@ -88,10 +88,16 @@ def recent_json(events: Iterable[Mapping[str, Any]], rt: RequestType, language: 
     } for event in events]
 
 
+def formatted(value: dt.date, pattern: str) -> str:
+    """`value.strftime(pattern)` with the year always in four digits (0001-01-02): the C
+    library behind strftime writes year 1 as `1`, where isoformat writes `0001`."""
+    return value.strftime(pattern.replace("%Y", f"{value.year:04d}"))
+
+
 def local(value: dt.datetime | None, timezone: str) -> str:
     if value is None:
         return "-"
-    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+    return formatted(value.astimezone(ZoneInfo(timezone)), "%Y-%m-%d %H:%M")
 
 
 # Control characters (C0, DEL, C1) as visible escapes: `\x1b` stays four characters.

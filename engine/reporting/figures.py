@@ -334,7 +334,7 @@ class WeekFigures:
 
     @property
     def label(self) -> str:
-        return f"{self.year}-W{self.week:02d}"
+        return f"{self.year:04d}-W{self.week:02d}"
 
     def as_json(self) -> dict[str, Any]:
         return {"week": self.label, "monday": self.monday.isoformat(), "received": self.received,

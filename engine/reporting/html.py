@@ -14,12 +14,14 @@ and a drawing holding anything but drawing elements is not inlined.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +32,7 @@ from markupsafe import Markup
 from engine.core import diagram, words
 from engine.core.definition import RequestType
 from engine.core.results import OUTCOMES
+from engine.core.views import formatted
 from engine.core.vocabulary import Rung
 from engine.reporting import svg
 from engine.reporting.figures import (
@@ -117,10 +120,15 @@ def long_date(report: Report) -> str:
     return words.long_date(report.date)
 
 
+def day(value: dt.date) -> str:
+    """A date as the pages write it: 02-01-0001, the year always in four digits."""
+    return formatted(value, "%d-%m-%Y")
+
+
 def local_time(report: Report, value: Any, pattern: str = "%d-%m-%Y %H:%M") -> str:
     if value is None:
         return "–"
-    return str(value.astimezone(ZoneInfo(report.timezone)).strftime(pattern))
+    return formatted(value.astimezone(ZoneInfo(report.timezone)), pattern)
 
 
 # -- charts ------------------------------------------------------------------------------------
@@ -213,7 +221,7 @@ def escalation_chart(report: Report) -> Markup | None:
                             axis=f"escalaties per {per}", period=7 if weekly else 1)
     table = svg.data_table(
         f"Escalaties per {per}, per sport", ["Week van" if weekly else "Dag", *(s.name for s in series), "Totaal"],
-        [[d.strftime("%d-%m-%Y"), *(counts.get((d, r), 0) for r in rungs), sum(counts.get((d, r), 0) for r in rungs)]
+        [[formatted(d, "%d-%m-%Y"), *(counts.get((d, r), 0) for r in rungs), sum(counts.get((d, r), 0) for r in rungs)]
          for d in days])
     return chart + table
 
@@ -277,18 +285,41 @@ def _dot_svg(dot_binary: str, source: str, rankdir: str) -> tuple[float, str] | 
     return width, svg
 
 
-def diagram_html(rt: RequestType, dot_binary: str | None) -> tuple[str, Markup]:
+_TITLED = re.compile(r'(<g id="([^"]*)" class="(?:graph|node|edge)"[^>]*>\s*<title>)([^<]*)(</title>)')
+_COMMENT = re.compile(r"<!--.*?-->\n?", re.S)
+
+
+def _retitle(svg_text: str, titles: Mapping[str, str]) -> str:
+    """The drawing with each element's `<title>` (hover text, accessible name) replaced by the
+    Dutch one for its id: Graphviz titles nodes and edges by their keys (`ingediend`,
+    `ingediend->beoordeling`), whatever their labels say."""
+    def replace(match: re.Match[str]) -> str:
+        title = titles.get(html.unescape(match.group(2)))
+        if title is None:
+            return match.group(0)
+        return match.group(1) + html.escape(title, quote=False) + match.group(4)
+
+    # Graphviz also puts each key in a comment before its element: not shown, but not needed.
+    return _TITLED.sub(replace, _COMMENT.sub("", svg_text))
+
+
+def diagram_html(rt: RequestType, dot_binary: str | None,
+                 unit_names: Mapping[str, str] | None = None) -> tuple[str, Markup]:
     """("svg", inline SVG) drawn by Graphviz, or ("mermaid", the Mermaid text) without it.
 
     Graphviz draws it both left-to-right and top-to-bottom, and the narrower drawing is kept:
     the page scales a drawing down to its width, and the narrower one keeps its text legible.
+    The drawing says what the page says: units by name, roles in Dutch, and titles made of
+    labels, with ids made of keys (stable, unique on the page). `unit_names` maps unit keys to
+    names (a unit it lacks is shown by its key).
     """
     if dot_binary is not None:
-        source = diagram.dot(rt)
+        names = dict(unit_names or {})
+        source = diagram.dot(rt, names)
         drawings = (_dot_svg(dot_binary, source, rankdir) for rankdir in ("LR", "TB"))
         drawn = [d for d in drawings if d is not None]
         if drawn:
-            return "svg", Markup(min(drawn, key=lambda d: d[0])[1])
+            return "svg", Markup(_retitle(min(drawn, key=lambda d: d[0])[1], diagram.titles(rt, names)))
     return "mermaid", Markup("{}").format(diagram.mermaid(rt))
 
 
@@ -300,14 +331,26 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(number=number, percent=percent, rung=rung_label, amount=amount)
+    env.filters.update(number=number, percent=percent, rung=rung_label, amount=amount, day=day)
     return env
 
 
+def unit_names_of(report: Report) -> dict[str, str]:
+    """The names of the units the report's figures name (a page written without the
+    organisation at hand names at least those by name in its diagrams)."""
+    names = {u.key: u.name for u in report.units if u.key is not None}
+    names.update((s.unit, s.unit_name) for s in report.states if s.unit is not None)
+    return names
+
+
 def render_page(
-    report: Report, types: Sequence[RequestType], *, dot_binary: str | None = None
+    report: Report, types: Sequence[RequestType], *, dot_binary: str | None = None,
+    unit_names: Mapping[str, str] | None = None,
 ) -> str:
-    """The page as text; `dot_binary` None draws no SVG (Mermaid text instead)."""
+    """The page as text; `dot_binary` None draws no SVG (Mermaid text instead). `unit_names`
+    (unit key → name, the organisation's) names the units in the diagrams; without it, the
+    units the report's figures name."""
+    names = dict(unit_names) if unit_names is not None else unit_names_of(report)
     rungs = report.rungs()
 
     def escalation_total(group: GroupFigures | UnitFigures) -> int:
@@ -326,7 +369,7 @@ def render_page(
         state_groups=states_by_type(report),
         overdue_chart=overdue_chart(report),
         escalation_chart=escalation_chart(report),
-        diagrams=[(rt, *diagram_html(rt, dot_binary)) for rt in types],
+        diagrams=[(rt, *diagram_html(rt, dot_binary, names)) for rt in types],
         trend_chart=trend_chart(report),
         clocks=CLOCKS,
         clock_names=CLOCK_NAMES_NL,
@@ -338,17 +381,17 @@ def render_page(
     )
 
 
-def page_bytes(report: Report, types: Sequence[RequestType]) -> bytes:
+def page_bytes(report: Report, types: Sequence[RequestType], unit_names: Mapping[str, str] | None = None) -> bytes:
     """The page as written, UTF-8 (the diagrams by Graphviz's `dot` when it is installed)."""
-    return render_page(report, types, dot_binary=shutil.which("dot")).encode("utf-8")
+    return render_page(report, types, dot_binary=shutil.which("dot"), unit_names=unit_names).encode("utf-8")
 
 
 def write_page(report: Report, types: Sequence[RequestType], path: str | os.PathLike[str], *,
-               database: str | None) -> int:
+               database: str | None, unit_names: Mapping[str, str] | None = None) -> int:
     """Write the page (see :func:`engine.store.outfile.output_file`: never over the database
     at `database`, a half-written page never replaces a good one, a link or device is written
     through); its size."""
-    page = page_bytes(report, types)
+    page = page_bytes(report, types, unit_names)
     with output_file(str(path), database=database, binary=True) as out:
         out.write(page)
     return len(page)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup
 
+from engine.core.views import formatted
+
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 INK = "#1f2933"
 MUTED = "#5f6b7a"
@@ -290,8 +292,8 @@ def day_columns(ident: str, title: str, days: Sequence[dt.date], series: Sequenc
     ticks = nice_ticks(max(totals, default=0))
     scale = (bottom - top) / ticks[-1]
     one, periods = ("week", "weken") if period == 7 else ("dag", "dagen")
-    desc = (f"{sum(totals)} in totaal in {len(days)} {periods} van {first.strftime('%d-%m-%Y')} tot en met "
-            f"{last.strftime('%d-%m-%Y')}; meeste in één {one}: {max(totals, default=0)}. "
+    desc = (f"{sum(totals)} in totaal in {len(days)} {periods} van {formatted(first, '%d-%m-%Y')} tot en met "
+            f"{formatted(last, '%d-%m-%Y')}; meeste in één {one}: {max(totals, default=0)}. "
             + "; ".join(f"{s.name}: {sum(v or 0 for v in s.values)}" for s in series))
     parts = _open(ident, WIDTH, height, title, desc)
     parts += _legend(series, left, 18)
@@ -299,7 +301,7 @@ def day_columns(ident: str, title: str, days: Sequence[dt.date], series: Sequenc
     for i, day in enumerate(days):
         x = left + (day - first).days // period * slot + (slot - width) / 2
         y = bottom
-        label = ("week van " if period == 7 else "") + day.strftime("%d-%m-%Y") + "".join(
+        label = ("week van " if period == 7 else "") + formatted(day, "%d-%m-%Y") + "".join(
             f"\n{s.name}: {s.values[i]}" for s in series if s.values[i])
         parts.append(f"<g><title>{_e(label)}</title>")
         for s in series:

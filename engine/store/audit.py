@@ -20,7 +20,17 @@ import sqlalchemy as sa
 from engine.core.replay import REPLAYED
 from engine.store import config
 from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
-from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t, tombstones_t
+from engine.store.schema import (
+    cases_t,
+    config_events_t,
+    escalations_t,
+    events_t,
+    organisation_t,
+    request_type_t,
+    seal_heads_t,
+    seals_t,
+    tombstones_t,
+)
 
 CASE_BATCH = 2000
 EVENT_BATCH = 5000
@@ -289,3 +299,26 @@ def careful_export_events(
         ev, damage = events.decode(row, 1)
         case, case_damage = cases.decode(row, 1 + len(events.exprs))
         yield row[0], ev, damage, case, case_damage
+
+
+def latest_instant(conn: sa.Connection) -> tuple[dt.datetime, str] | None:
+    """The latest instant the history records — a case's event, an escalation, a configuration
+    change, a seal or a destruction — and what recorded it; None on an empty database. A
+    simulation's clock may not go back before it."""
+    found: list[tuple[dt.datetime, str]] = []
+    # The more telling record first: a seal or a destruction also records a configuration change.
+    for column, what in ((events_t.c.at, "a case event"), (seals_t.c.sealed_at, "a seal"),
+                         (tombstones_t.c.destroyed_at, "a destruction"), (escalations_t.c.fired_at, "an escalation"),
+                         (config_events_t.c.at, "a configuration change")):
+        value = conn.execute(sa.select(sa.func.max(column))).scalar()
+        if value is not None:
+            found.append((value, what))
+    if not found:
+        return None
+    at, what = max(found, key=lambda item: item[0])
+    if what == "a case event":
+        ref = conn.execute(sa.select(cases_t.c.ref).join(events_t, events_t.c.case_id == cases_t.c.id)
+                           .where(events_t.c.at == at).limit(1)).scalar()
+        if ref is not None:
+            what = f"an event of {ref}"
+    return at, what

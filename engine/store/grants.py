@@ -27,7 +27,9 @@ Nor may a login in `loket_users` add history in someone else's name: `BEFORE INS
 `login` to be the session's own `session_user`, and a case event's `actor` to be the person
 the newest loaded organisation maps that login to (or an administrator the person assists);
 only a login that maps to nobody — the worker's service role — may record `system` steps.
-The actor check is off when nobody has a login and on a simulation database, as `--as` is;
+Likewise a tombstone's `destroyed_by` must be the login's person (or, for a login that maps to
+nobody, that login's name or `system`), so a retention run cannot be put in someone else's name.
+The actor and destroyer checks are off when nobody has a login and on a simulation database, as `--as` is;
 the owner role, its members and superusers are not checked (they could drop the triggers).
 
 What the functions cannot check, the CLI decides: who may redact (a unit's head, an operator's
@@ -158,7 +160,8 @@ def grants_sql(inst: Installation) -> list[str]:
             f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC",
             f"GRANT EXECUTE ON FUNCTION {function} TO {group}",
         ]
-    for name, body, tables in (_login_trigger(inst.owner), _actor_trigger(inst.owner)):
+    for name, body, tables in (_login_trigger(inst.owner), _actor_trigger(inst.owner),
+                               _destroyer_trigger(inst.owner)):
         function = f"{schema}.{name}()"
         out += [
             f"CREATE OR REPLACE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql"
@@ -182,6 +185,10 @@ ACTOR_CHECK = "loket_check_actor"
 """The trigger that keeps a people's login from recording a case event as someone else."""
 ACTOR_TABLES = ("case_event",)
 """The history tables whose rows record only who acted (an id in the organisation)."""
+DESTROYER_CHECK = "loket_check_destroyer"
+"""The trigger that keeps a people's login from recording a destruction as someone else's."""
+DESTROYER_TABLES = ("retention_tombstone",)
+"""The history tables whose rows record who destroyed a case."""
 SYSTEM = "system"
 
 
@@ -205,14 +212,12 @@ END
     return LOGIN_CHECK, body, LOGIN_TABLES
 
 
-def _actor_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
-    """A case event names who acted, not the login: the current organisation (its newest loaded
-    row) says whom the session's login maps to. That person may act as themselves, or for an
-    administrator they assist; a login that maps to nobody (the worker's service role) only as
-    `system`. Open when identities are taken as given (nobody has a login) and on a simulation
-    database, where `--as` plays every part."""
-    body = f"""
-DECLARE
+def _mapped_person(owner: str) -> str:
+    """SQL: the start of a trigger that lets the row pass unchecked for a session that is not
+    `_checked`, on a simulation database and when identities are taken as given (nobody has a
+    login), and otherwise puts in `me` the person (or administrator) the newest loaded
+    organisation maps `session_user` to, NULL for nobody."""
+    return f"""DECLARE
   org jsonb;
   people jsonb;
   admins jsonb;
@@ -233,7 +238,17 @@ BEGIN
     RETURN NEW;
   END IF;
   SELECT p.value ->> 'id' INTO me FROM jsonb_array_elements(people || admins) WITH ORDINALITY AS p(value, n)
-   WHERE jsonb_typeof(p.value) = 'object' AND p.value ->> 'login' = session_user::text ORDER BY p.n LIMIT 1;
+   WHERE jsonb_typeof(p.value) = 'object' AND p.value ->> 'login' = session_user::text ORDER BY p.n LIMIT 1;"""
+
+
+def _actor_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
+    """A case event names who acted, not the login: the current organisation (its newest loaded
+    row) says whom the session's login maps to. That person may act as themselves, or for an
+    administrator they assist; a login that maps to nobody (the worker's service role) only as
+    `system`. Open when identities are taken as given (nobody has a login) and on a simulation
+    database, where `--as` plays every part."""
+    body = f"""
+{_mapped_person(owner)}
   IF me IS NULL THEN
     IF NEW.actor = {_literal(SYSTEM)} THEN
       RETURN NEW;
@@ -248,6 +263,27 @@ BEGIN
 END
 """
     return ACTOR_CHECK, body, ACTOR_TABLES
+
+
+def _destroyer_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
+    """A tombstone names who destroyed the case (`destroyed_by`): the person the session's
+    login maps to, or — for a login that maps to nobody, the worker's service role — that
+    login's own name (what a retention run records for it) or `system`. Open on a simulation
+    database and when identities are taken as given, as the actor check is."""
+    body = f"""
+{_mapped_person(owner)}
+  IF me IS NULL THEN
+    IF NEW.destroyed_by IN (session_user::text, {_literal(SYSTEM)}) THEN
+      RETURN NEW;
+    END IF;
+  ELSIF NEW.destroyed_by = me THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION '%: the login % (%) may not record a destruction by %', TG_TABLE_NAME, session_user,
+    coalesce(me, 'nobody in the organisation'), NEW.destroyed_by USING ERRCODE = 'insufficient_privilege';
+END
+"""
+    return DESTROYER_CHECK, body, DESTROYER_TABLES
 
 
 _WRITTEN_HERE = "xmin = pg_current_xact_id()::xid"

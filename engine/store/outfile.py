@@ -7,6 +7,11 @@ name reaches them: compared by device and inode, so a hard link, a symbolic link
 or an absolute path are all caught; a companion that does not exist yet is compared by its
 resolved path.
 
+The name `-` is standard output (`report --html -`), for a command with one output: the
+caller refuses it where two outputs would go there at once (:func:`refuse_two_on_stdout`).
+Standard output redirected into the database (`>> loket.db`) is refused like the name. A
+file literally called `-` is still reached as `./-`.
+
 A regular file (or a new one) is written to a temporary file beside it and renamed over it
 at the end, so a run that fails half-way leaves the old file as it was and never a truncated
 one. Whatever else stands at the path is written *through*, never replaced: a symbolic link
@@ -22,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +44,28 @@ COMPANIONS: Final = {"": "the database", "-wal": "the database's write-ahead log
                      "-shm": "the database's shared-memory file", "-journal": "the database's journal"}
 
 
+#: The name of standard output as an output file.
+STDOUT: Final = "-"
+
+
+def refuse_two_on_stdout(outputs: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse (exit 2) when more than one of `outputs`, each `(option, path)`, would go to
+    standard output (a path of `-`, or None for an output that always goes there): their
+    bytes would run together."""
+    on_stdout = [option if path is None else f"{option} {STDOUT}" for option, path in outputs
+                 if path is None or path == STDOUT]
+    if len(on_stdout) > 1:
+        raise InvalidValue(f"{' and '.join(on_stdout)} would both write to standard output:"
+                           " give a file name to all but one")
+
+
+def _stdout_stat() -> os.stat_result | None:
+    try:
+        return os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's capture)
+        return None
+
+
 def refuse_database(path: str, database: str | None) -> None:
     """Raise InvalidValue when writing `path` would write the database `database` (a URL) or
     one of its companion files. A PostgreSQL database (or None) has no file to protect."""
@@ -46,11 +74,16 @@ def refuse_database(path: str, database: str | None) -> None:
     db = sqlite_path(database) if database else None
     if db is None:
         return
-    try:
-        target: os.stat_result | None = os.stat(path)  # through links: what would be written
-    except OSError:
-        target = None
-    resolved = os.path.realpath(path)
+    target: os.stat_result | None
+    if path == STDOUT:
+        target, resolved = _stdout_stat(), None
+        path = "standard output"
+    else:
+        try:
+            target = os.stat(path)  # through links: what would be written
+        except OSError:
+            target = None
+        resolved = os.path.realpath(path)
     # SQLite names the companions after the database as opened; newer versions after the
     # file a link points to. Both are covered.
     for base in dict.fromkeys((db, os.path.realpath(db))):
@@ -111,6 +144,10 @@ def output_file(path: str, *, database: str | None, binary: bool = False) -> Ite
     if not path or not path.strip():
         raise InvalidValue("the output file name is empty")
     refuse_database(path, database)
+    if path == STDOUT:
+        with _stdout(binary) as handle:
+            yield handle
+        return
     try:
         mode = os.stat(path).st_mode  # through links: what is written to in the end
     except FileNotFoundError:
@@ -161,12 +198,28 @@ def output_file(path: str, *, database: str | None, binary: bool = False) -> Ite
         raise
 
 
+@contextmanager
+def _stdout(binary: bool) -> Iterator[IO[Any]]:
+    """Standard output as an output file: what the block writes, flushed at its end. A reader
+    that went away is the caller's to end quietly, as for any output."""
+    sys.stdout.flush()
+    handle: IO[Any] = sys.stdout.buffer if binary else sys.stdout
+    yield handle
+    handle.flush()
+
+
 def write_all(outputs: Sequence[tuple[str, str, bytes]], *, database: str | None) -> None:
     """Write several outputs, each `(option, path, content)`, all or none: every file is
     opened (its temporary file made) before any is written, and the renames happen only when
     all were written, so an output that cannot be written leaves the others untouched too.
+    Standard output (`-`, at most one of them) is written last, once every file is in place.
     Two options naming one file (by name, link or hard link) are refused: one would silently
     replace the other. A device or FIFO may be named twice (written through, twice)."""
+    refuse_two_on_stdout([(option, path) for option, path, _ in outputs if path == STDOUT])
+    if any(path == STDOUT for _, path, _ in outputs):
+        refuse_database(STDOUT, database)
+    to_stdout = [content for _, path, content in outputs if path == STDOUT]
+    outputs = [output for output in outputs if output[1] != STDOUT]
     seen: dict[object, str] = {}
     for option, path, _ in outputs:
         try:
@@ -184,3 +237,6 @@ def write_all(outputs: Sequence[tuple[str, str, bytes]], *, database: str | None
                    for _, path, _ in outputs]
         for handle, (_, _, content) in zip(handles, outputs, strict=True):
             handle.write(content)
+    for content in to_stdout:
+        with _stdout(binary=True) as out:
+            out.write(content)
