@@ -548,3 +548,46 @@ def test_the_destruction_check_is_open_on_a_simulation_database(town: tuple[Plac
     place, logins = town
     done = place.psql(logins[CLERK], f"BEGIN; {_tombstone(OPERATOR)}; ROLLBACK;")
     assert done.returncode == 0, done.stderr
+
+
+def test_the_workers_retention_runs_under_its_service_role_and_records_that_login(
+        office: tuple[Place, dict[str, str]]) -> None:
+    """`loket worker --retention-every` on a real database: its redactions and destructions
+    stand in the service login's name, which the database's checks accept for that login (and
+    for no other: a clerk's login may not record either in the worker's name)."""
+    import datetime as dt
+
+    from engine.app.clock import FixedClock
+    from engine.app.retention import retention_job
+    from engine.app.service import Loket
+    from engine.store.db import open_engine
+
+    place, logins = office
+    clerk, worker = logins[CLERK], logins["worker"]
+    gone = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Straatfeest", "--data",
+                               f"name={NAME}", "--json", login=clerk))["ref"]
+    place.ok("case", "advance", gone, "intrekken", "--comment", "ingetrokken", login=clerk)
+    melding = json.loads(place.ok("case", "new", "melding", "--data", "omschrijving=Lamp kapot", "--data",
+                                  "locatie=Dorpsstraat 1", "--data", f"melder_naam={NAME}", "--json",
+                                  login=clerk))["ref"]
+    place.ok("case", "advance", melding, "niet_in_behandeling_nemen", "--comment", "dubbel", login=clerk)
+    lines: list[str] = []
+    loket = Loket(open_engine(place.url_for(worker)), FixedClock(dt.datetime.fromisoformat(LATER)))
+    try:
+        retention_job(loket, "selectielijst 2020", loket.identity(), lines.append)
+    finally:
+        loket.engine.dispose()
+    assert any("1 destroyed, 1 redacted" in line for line in lines), lines
+    assert place.scalar("SELECT destroyed_by FROM retention_tombstone WHERE ref = :r", r=gone) == worker
+    assert place.scalar("SELECT e.actor FROM case_event e JOIN cases c ON c.id = e.case_id"
+                        " WHERE c.ref = :r AND e.action = 'redacted'", r=melding) == worker
+    assert place.scalar("SELECT count(*) FROM case_event WHERE data::text LIKE :n", n=f"%{NAME}%") == 0
+    # The worker's name is its own: a clerk's login may not put an event in it.
+    case_id, seq, head = (place.scalar("SELECT id FROM cases WHERE ref = :r", r=melding),
+                          place.scalar("SELECT last_seq FROM cases WHERE ref = :r", r=melding),
+                          place.scalar("SELECT last_hash FROM cases WHERE ref = :r", r=melding))
+    done = place.psql(clerk, "INSERT INTO case_event (case_id, seq, at, recorded_at, actor, action, comment,"
+                             f" prev_hash, hash) VALUES ({case_id}, {seq + 1}, now(), now(), '{worker}', 'comment',"
+                             f" 'x', '{head}', '{'0' * 64}')")
+    assert f"may not record an event as {worker}" in done.stderr, done.stderr
+    assert place.ok("audit", "verify", login=clerk).startswith("ok:")

@@ -26,7 +26,8 @@ Nor may a login in `loket_users` add history in someone else's name: `BEFORE INS
 (functions owned by the owner role) require a configuration event's or access-log line's
 `login` to be the session's own `session_user`, and a case event's `actor` to be the person
 the newest loaded organisation maps that login to (or an administrator the person assists);
-only a login that maps to nobody — the worker's service role — may record `system` steps.
+only a login that maps to nobody — the worker's service role — may record `system` steps (or steps
+under its own login name, as its retention runs do).
 Likewise a tombstone's `destroyed_by` must be the login's person (or, for a login that maps to
 nobody, that login's name or `system`), so a retention run cannot be put in someone else's name.
 The actor and destroyer checks are off when nobody has a login and on a simulation database, as `--as` is;
@@ -245,12 +246,13 @@ def _actor_trigger(owner: str) -> tuple[str, str, tuple[str, ...]]:
     """A case event names who acted, not the login: the current organisation (its newest loaded
     row) says whom the session's login maps to. That person may act as themselves, or for an
     administrator they assist; a login that maps to nobody (the worker's service role) only as
-    `system`. Open when identities are taken as given (nobody has a login) and on a simulation
+    `system` or under its own name (what the worker's retention runs record for it, as the
+    tombstone check allows). Open when identities are taken as given (nobody has a login) and on a simulation
     database, where `--as` plays every part."""
     body = f"""
 {_mapped_person(owner)}
   IF me IS NULL THEN
-    IF NEW.actor = {_literal(SYSTEM)} THEN
+    IF NEW.actor IN (session_user::text, {_literal(SYSTEM)}) THEN
       RETURN NEW;
     END IF;
   ELSIF NEW.actor = me OR EXISTS (SELECT 1 FROM jsonb_array_elements(admins) AS a
