@@ -33,7 +33,7 @@ from engine.errors import ConfigurationError
 from engine.store import outbox as outbox_store
 from engine.store.db import open_engine
 from engine.store.outbox import INTERRUPTED
-from engine.store.schema import events_t, outbox_t
+from engine.store.tables import events_t, outbox_t
 from notifications import compose
 from notifications import delivery as outbox
 from notifications.delivery import LEASE, LIFETIME, SCHEDULE, DeliveryReport, MailSettings, backoff, deliver

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from engine.core.replay import REPLAYED
 from engine.store import config
 from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
-from engine.store.schema import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t, tombstones_t
+from engine.store.tables import cases_t, events_t, organisation_t, request_type_t, seal_heads_t, seals_t, tombstones_t
 
 CASE_BATCH = 2000
 EVENT_BATCH = 5000

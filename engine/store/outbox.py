@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from engine.core.notices import Notice
 from engine.core.vocabulary import OutboxStatus
-from engine.store.schema import cases_t, events_t, outbox_t
+from engine.store.tables import cases_t, events_t, outbox_t
 
 _c = outbox_t.c
 _CHUNK = 500
