@@ -77,7 +77,8 @@ def test_what_the_mirror_cannot_write_is_refused_not_dropped(
               sa.Column("id", sa.Integer(), primary_key=True),
               sa.Column("made", sa.String(8), server_default="x"))
     assert mirror.main([]) == 2
-    assert capsys.readouterr().err == "Error: cannot mirror probe_defaults.made: a server default or an on-update value\n"
+    assert capsys.readouterr().err == \
+        "Error: cannot mirror probe_defaults.made: a server default or an on-update value\n"
 
 
 def _ddl(metadata: sa.MetaData, dialect: sa.Dialect) -> list[tuple[str, str, list[str]]]:
