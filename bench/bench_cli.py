@@ -34,9 +34,9 @@ imports no SQLModel, pydantic or ORM: `engine.app.service` and all it loads ~280
 `sqlalchemy` ~195 (the floor), its SQLite dialect ~20 (with the aiosqlite module it loads
 too) and the engine's own modules ~60; click and `cli` ~40.
 Measured on the 2-core machine shared with other work (load average 3-5), runs alternated,
-15 runs: 1.37x with `--baseline` (a `git archive` of the branch point: 2.46x in the same
-window), 1.27x and 1.45x alone (before the step, alone: 2.67x). Lazy click subcommands were
-not needed.
+15 runs: 1.37x and 1.52x with `--baseline` (a `git archive` of the branch point: 2.46x and
+2.92x in the same windows), 1.27x, 1.45x and 1.59x alone (before the step, alone: 2.67x).
+Lazy click subcommands were not needed.
 
     python bench/bench_cli.py [--runs 21] [--cases 5] [--importtime] [--baseline TREE]
 """

@@ -43,10 +43,12 @@ now gives them as a plain dict. Same bytes out (tests/test_message_build.py,
 tests/test_message_fast_path.py unchanged). What is left, per message at best (CPU): batch
 queries ~45 µs, contexts ~55, the three templates ~145 (HTML escaping of ~60 values a good
 part), MIME ~150 (quoted-printable of the two bodies about half). Measured on the 2-core machine
-under a load average of 4-6 from other work, runs alternated with a `git archive` of the branch
-point, best of 3 rounds: CPU rate 2,811 and 3,089 msg/s (branch point 2,554 and 2,607 in the
-same runs); the wall rate, which that load cuts, 1,369 and 1,933 (branch point 1,647 and 1,696).
-Single rounds in quieter moments gave 2,167-2,624 msg/s wall.
+under a load average of 3-6 from other work, four runs alternated with a `git archive` of the
+branch point, best of 3 rounds each: CPU rate 2,811 / 3,089 / 3,583 / 3,160 msg/s (branch
+point 2,554 / 2,607 / 2,775 / 2,965 in the same runs), wall rate, which that load cuts,
+1,369 / 1,933 / 3,565 / 2,491 (branch point 1,647 / 1,696 / 1,818 / 2,838). About 10-20% more
+emails per CPU second; the run-to-run spread on this machine is as large as the gain, so
+compare runs made side by side.
 
 The floor is, as before, the transport alone with one connection per message (the last
 line), and the ratio printed is what batching buys.
