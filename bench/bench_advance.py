@@ -34,7 +34,7 @@ from common import sample_loket, scratch_postgres  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
 from engine.store.db import open_engine  # noqa: E402
-from engine.store.schema import cases_t, events_t  # noqa: E402
+from engine.store.tables import cases_t, events_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACTOR = "c.devries"

@@ -31,7 +31,7 @@ from common import sample_loket, scratch_postgres  # noqa: E402
 
 from engine.core import casework  # noqa: E402
 from engine.core.history import GENESIS, chain_hash, event_content  # noqa: E402
-from engine.store.schema import cases_t, events_t  # noqa: E402
+from engine.store.tables import cases_t, events_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -62,7 +62,7 @@ elif what == "export":
     with open({out!r}, "w") as handle:
         count = export(loket, handle.write, fmt="jsonl")
 else:
-    from engine.store.schema import events_t
+    from engine.store.tables import events_t
     count = 0
     with loket.read() as conn:
         query = sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq)

@@ -26,10 +26,17 @@ of which `sqlalchemy` ~190 (the floor), `sqlmodel` ~180 (with `sqlalchemy.orm` ~
 ~20), click and `cli` ~55, the engine's own modules ~30. Measured, same window, runs alternated
 (`--baseline` with a `git archive` of main before the step): 2.44x (baseline 2.59x).
 
-SQLModel is the chosen way to declare the tables, so its import stays: the 2.0x target is out
-of reach while it does. Declaring the same tables with SQLAlchemy Core instead was tried (same
-DDL on both databases) and measured 1.44x (baseline 2.63x) and 1.56x under a load average of 7
-(baseline 2.86x); that is a decision about the stack, left to the team.
+Issue 16's second step keeps SQLModel as the one declaration of the schema and takes it off
+the path: every statement uses a Core mirror of the tables, `engine/store/tables.py`, generated
+from the SQLModel classes (`python -m engine.store.mirror --write`, checked by
+tests/test_tables.py); only migrating (`loket init`) imports the classes. A read command then
+imports no SQLModel, pydantic or ORM: `engine.app.service` and all it loads ~280 ms, of which
+`sqlalchemy` ~195 (the floor), its SQLite dialect ~20 (with the aiosqlite module it loads
+too) and the engine's own modules ~60; click and `cli` ~40.
+Measured on the 2-core machine shared with other work (load average 3-5), runs alternated,
+15 runs: 1.37x and 1.52x with `--baseline` (a `git archive` of the branch point: 2.46x and
+2.92x in the same windows), 1.27x, 1.45x and 1.59x alone (before the step, alone: 2.67x).
+Lazy click subcommands were not needed.
 
     python bench/bench_cli.py [--runs 21] [--cases 5] [--importtime] [--baseline TREE]
 """

@@ -55,8 +55,8 @@ from engine.core.durations import Duration  # noqa: E402
 from engine.core.migration import CLOCK_ACTIONS  # noqa: E402
 from engine.store import cases  # noqa: E402
 from engine.store.db import open_engine  # noqa: E402
-from engine.store.schema import cases_t, events_t  # noqa: E402
 from engine.store.sweeps import insert_rows  # noqa: E402
+from engine.store.tables import cases_t, events_t  # noqa: E402
 
 KEY = "bewonersinitiatief"
 STAFF, LEAD = "c.devries", "b.bakker"

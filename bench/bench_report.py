@@ -120,7 +120,8 @@ from engine.app.service import Loket  # noqa: E402
 from engine.core.definition import RequestType  # noqa: E402
 from engine.core.durations import Duration  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.types import UTCDateTime  # noqa: E402
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)

@@ -48,7 +48,7 @@ from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
 from engine.store import retention as store  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t, tombstones_t  # noqa: E402
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, tombstones_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 LATER = START + dt.timedelta(days=400)

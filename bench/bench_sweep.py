@@ -80,8 +80,8 @@ from engine.app.sweep import BATCH, sweep  # noqa: E402
 from engine.core.history import GENESIS  # noqa: E402
 from engine.store.cases import CASE_COLUMNS, update_case  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 from engine.store.sweeps import insert_rows  # noqa: E402
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t  # noqa: E402
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 STAFF = "c.devries"

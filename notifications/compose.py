@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from engine.core.organisation import Organisation
 
 EVENTS_SHOWN = 5
+#: What an email tells of an event (:func:`email_context`, :func:`event_line`): not its
+#: chain's hashes, digests or salts, which would only be decoded to be dropped.
+EVENT_COLUMNS = ("case_id", "seq", "at", "actor", "action", "from_state", "to_state", "trigger", "comment", "data")
 
 
 def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],
@@ -43,7 +46,7 @@ def recent_events(loket: Loket, rows: Sequence[Mapping[str, Any]],
     by_case: dict[int, list[dict[str, Any]]] = {}
     if windows:
         with loket.read() as conn:
-            by_case = store.event_windows(conn, windows, count)
+            by_case = store.event_windows(conn, windows, count, EVENT_COLUMNS)
     result = []
     for row in rows:
         events = by_case.get(row["case_id"], [])

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.store.db import migrate, open_engine
-from engine.store.schema import metadata
+from engine.store.tables import metadata
 
 PG_SERVER = os.environ.get("LOKET_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"

@@ -28,7 +28,7 @@ from engine.core.durations import Duration, parse_term, term_text
 from engine.core.organisation import parse_organisation
 from engine.core.yamlfile import load_file
 from engine.errors import InvalidDefinition, InvalidValue, Refused, RoleRequired
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
 
 STAFF, LEAD, HEAD = "c.devries", "b.bakker", "a.jansen"  # the wijkteam
 ALDERMAN, ASSISTANT = "wethouder.wijken", "j.wolters"

@@ -124,3 +124,10 @@ def test_the_checker_sees_deferred_imports(tmp_path: Path) -> None:
     source.write_text("def f():\n    from engine.core import calendar\n")
     known = {"m": source, "engine.core.calendar": source}
     assert list(_imports(source, "m", known)) == ["engine.core.calendar"]
+
+
+def test_only_the_migrations_and_the_mirror_read_the_sqlmodel_classes() -> None:
+    """Statements use engine/store/tables.py; a module importing the SQLModel classes instead
+    would bring SQLModel onto its path, and mix two declarations of one table in a query."""
+    readers = sorted(module for module, targets in _graph().items() if "engine.store.schema" in targets)
+    assert readers == ["engine.store.migrations.env", "engine.store.mirror"]

@@ -20,7 +20,7 @@ from engine.app.service import Loket
 from engine.app.verify import verify
 from engine.core.history import chain_hash, event_content
 from engine.errors import HistoryDamaged, InvalidValue, NotFound, Refused, RoleRequired
-from engine.store.schema import cases_t, events_t
+from engine.store.tables import cases_t, events_t
 
 CLERK, LEAD, HEAD = "c.devries", "b.bakker", "a.jansen"
 SECRET_NAME = "Geertruida Zwanenburg"

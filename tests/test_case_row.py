@@ -10,7 +10,7 @@ import types
 import typing
 
 from engine.core.casework import CASE_FIELDS, Case
-from engine.store.schema import cases_t
+from engine.store.tables import cases_t
 
 
 def test_a_case_has_exactly_the_columns_of_the_cases_table() -> None:

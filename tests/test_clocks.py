@@ -32,7 +32,7 @@ from engine.core.durations import Duration
 from engine.core.yamlfile import load_file
 from engine.errors import InvalidValue, LoketError, Refused, RoleRequired
 from engine.store.db import migrate, open_engine
-from engine.store.schema import cases_t, escalations_t
+from engine.store.tables import cases_t, escalations_t
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 BI = "bewonersinitiatief"

@@ -30,7 +30,7 @@ from test_outbox import DOMAIN, FRIDAY, SENDER, escalate, mid, open_meldingen
 
 from engine.app.clock import FixedClock
 from engine.store.outbox import INTERRUPTED
-from engine.store.schema import outbox_t
+from engine.store.tables import outbox_t
 from notifications.delivery import LEASE
 from notifications.digest import message_key
 from notifications.message import message_id_for

@@ -16,7 +16,7 @@ from conftest import run_cli
 from engine.app.service import Loket
 from engine.app.verify import verify
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, events_t
+from engine.store.tables import cases_t, events_t
 
 
 def test_the_demo_runs_in_an_empty_folder_and_leaves_a_verifiable_municipality(

@@ -25,7 +25,7 @@ from engine.app.sweep import sweep
 from engine.store import outbox as store
 from engine.store.db import open_engine
 from engine.store.outbox import INTERRUPTED
-from engine.store.schema import outbox_t
+from engine.store.tables import outbox_t
 from notifications import delivery
 from notifications.delivery import LEASE, DeliveryReport, MailSettings, backoff, deliver
 from notifications.digest import groups, message_key, room

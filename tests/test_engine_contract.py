@@ -35,7 +35,7 @@ from engine.errors import (
     RoleRequired,
     TransitionNotAllowed,
 )
-from engine.store.schema import cases_t, events_t
+from engine.store.tables import cases_t, events_t
 
 BI = "bewonersinitiatief"
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"

@@ -26,7 +26,7 @@ from engine.core.durations import parse_term
 from engine.core.history import COMMENT, OWN
 from engine.errors import InvalidValue, Refused
 from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine
-from engine.store.schema import cases_t, events_t, outbox_t
+from engine.store.tables import cases_t, events_t, outbox_t
 
 CLERK, HEAD, ALDERMAN = "c.devries", "a.jansen", "wethouder.wijken"
 COMMENT_SECRET = "Melder Els de Wit, tel 06-98765432"

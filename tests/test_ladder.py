@@ -28,7 +28,7 @@ from engine.app.sweep import SweepResult, forecast, sweep
 from engine.app.verify import verify
 from engine.core.vocabulary import FiringKind
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
 
 DATA = Path(__file__).resolve().parent / "data" / "ladder"
 BI, BD = "bewonersinitiatief", "bijdrage"

@@ -21,7 +21,7 @@ from engine.app.verify import verify
 from engine.core import casework
 from engine.errors import InvalidValue
 from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine
-from engine.store.schema import cases_t
+from engine.store.tables import cases_t
 from tests.conftest import PG_SERVER
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "engine" / "store" / "migrations"

@@ -33,7 +33,7 @@ from engine.errors import ConfigurationError
 from engine.store import outbox as outbox_store
 from engine.store.db import open_engine
 from engine.store.outbox import INTERRUPTED
-from engine.store.schema import events_t, outbox_t
+from engine.store.tables import events_t, outbox_t
 from notifications import compose
 from notifications import delivery as outbox
 from notifications.delivery import LEASE, LIFETIME, SCHEDULE, DeliveryReport, MailSettings, backoff, deliver
@@ -241,6 +241,20 @@ def test_each_email_shows_the_five_events_up_to_its_own_escalation(
     both = compose.recent_events(loket, [bare, row])
     assert [[event["seq"] for event in events] for events in both] == [[6, 7, 8, 9, 10],
                                                                        [4, 5, 6, 7, 8]]
+
+
+def test_batches_of_any_size_read_their_own_windows_and_only_what_an_email_shows(
+    loket: Loket, clock: FixedClock,
+) -> None:
+    """The statement for a number of windows is made once and reused (batches of 3, 1, 3
+    here): each batch still gets its own cases' events, and no hash, digest or salt."""
+    rows = escalate(loket, clock, 3)
+    firsts = {row["case_id"]: row["context"]["event_seq"] for row in rows}
+    for batch in (rows, rows[1:2], rows[::-1]):
+        found = compose.recent_events(loket, batch)
+        assert [[e["case_id"] for e in events] for events in found] == [[row["case_id"]] * 2 for row in batch]
+        assert [events[-1]["seq"] for events in found] == [firsts[row["case_id"]] for row in batch]
+        assert all(set(e) == set(compose.EVENT_COLUMNS) for events in found for e in events)
 
 
 # -- failures and retries -------------------------------------------------------------------

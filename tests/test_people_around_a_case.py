@@ -29,7 +29,7 @@ from engine.core.vocabulary import MailKind, OutboxStatus
 from engine.errors import Conflict, LoketError
 from engine.store import outbox
 from engine.store.db import open_engine
-from engine.store.schema import outbox_t
+from engine.store.tables import outbox_t
 
 CLERK, OTHER, LEAD, HEAD = "c.devries", "l.mulder", "b.bakker", "a.jansen"
 SECRET = "Geertruida Zwanenburg"

@@ -20,7 +20,7 @@ from engine.core.casework import CASE_FIELDS
 from engine.core.durations import Duration
 from engine.core.replay import NOT_REPLAYED, REPLAYED, in_force, maybe_in_force
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, events_t
+from engine.store.tables import cases_t, events_t
 
 CLERK, LEAD, HEAD = "c.devries", "b.bakker", "a.jansen"
 HOUR, DAY = dt.timedelta(hours=1), dt.timedelta(days=1)

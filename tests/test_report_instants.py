@@ -15,7 +15,7 @@ from engine.app.service import Loket
 from engine.core.calendar import WorkingCalendar
 from engine.reporting.builder import ReportBuilder, WorkingDayCounter
 from engine.store.reports import micros
-from engine.store.schema import UTCDateTime
+from engine.store.types import UTCDateTime
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 US = dt.timedelta(microseconds=1)

@@ -436,7 +436,7 @@ def test_the_public_page_holds_no_personal_data_names_ids_comments_or_references
     with sqlite_loket.read() as conn:
         import sqlalchemy as sa
 
-        from engine.store.schema import cases_t
+        from engine.store.tables import cases_t
 
         refs = [r for (r,) in conn.execute(sa.select(cases_t.c.ref))]
     assert refs and not [r for r in refs if r in page]

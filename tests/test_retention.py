@@ -25,7 +25,7 @@ from engine.core.checking import Checker
 from engine.core.retention import Term, parse_retention, parse_term
 from engine.errors import Conflict, InvalidDefinition
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t, tombstones_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, tombstones_t
 
 CLERK, HEAD, OPERATOR = "c.devries", "a.jansen", "a.jansen"
 SECRET = "Geertruida Zwanenburg"
@@ -429,7 +429,7 @@ def test_an_operator_runs_retention_when_the_organisation_names_operators(
 
 
 def test_destroy_erases_the_cases_messages_from_the_operators_failure_reports(db_url: str, tmp_path: Path) -> None:
-    from engine.store.schema import outbox_t
+    from engine.store.tables import outbox_t
 
     loket = make_loket(db_url, tmp_path / "wf")
     ref = closed_case(loket)
@@ -481,7 +481,7 @@ def test_destroy_takes_the_cases_access_log_rows_with_it(db_url: str, tmp_path: 
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Every table that holds rows of a case goes with it, the access log (SPEC §13.2) too;
     the log's rows of other cases stay."""
-    from engine.store.schema import access_t
+    from engine.store.tables import access_t
 
     loket = make_loket(db_url, tmp_path / "wf")
     gone = closed_case(loket, "Verdwijnt")

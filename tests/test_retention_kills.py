@@ -16,7 +16,7 @@ from test_retention import OPERATOR, YEAR, closed_case, later, make_loket
 from engine.app import retention
 from engine.app.seal import seal
 from engine.app.verify import verify
-from engine.store.schema import cases_t, tombstones_t
+from engine.store.tables import cases_t, tombstones_t
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,9 @@ Run as a user runs them, in a subprocess, with `-X importtime` listing every mod
 on a SQLite database with the identity rules on (the clerk's `login` is the account running
 the tests, so need-to-know applies and showing a personal value writes an access-log row).
 `bench/bench_cli.py` measures the time; this keeps the modules that made most of it (Jinja2,
-Alembic, transitions, the PostgreSQL dialect, the notifications and
-the report page) off the read commands' path, so the gain cannot slip back unnoticed.
+Alembic, transitions, the PostgreSQL dialect, the notifications, the report page, and SQLModel
+with pydantic and the ORM: the statements use the tables' Core mirror, engine/store/tables.py)
+off the read commands' path, so the gain cannot slip back unnoticed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ CLERK = "c.devries"
 NAME = "Bewoner Opstart"
 HEAVY = ("jinja2", "alembic", "mako", "transitions", "ruamel", "apscheduler",
          "notifications", "smtplib", "email.mime", "sqlalchemy.dialects.postgresql",
-         "engine.reporting.html", "engine.reporting.svg")
+         "engine.reporting.html", "engine.reporting.svg",
+         "sqlmodel", "pydantic", "sqlalchemy.orm", "engine.store.schema")
 
 
 @pytest.fixture
@@ -98,3 +100,13 @@ def test_a_change_loads_the_state_machine_library(established: tuple[str, str]) 
     url, ref = established
     _, modules = loket_modules(url, "case", "advance", ref, "in_behandeling")
     assert "transitions" in heavy(modules)
+
+
+def test_a_change_runs_without_sqlmodel_too(established: tuple[str, str]) -> None:
+    """Writes use the same Core tables: only migrating (`loket init`, `db upgrade`) loads the
+    SQLModel classes, through Alembic."""
+    url, ref = established
+    _, modules = loket_modules(url, "case", "advance", ref, "in_behandeling")
+    assert not {"sqlmodel", "pydantic", "engine.store.schema"} & modules
+    _, modules = loket_modules(url, "init")
+    assert {"sqlmodel", "engine.store.schema", "alembic"} <= modules

@@ -39,7 +39,7 @@ from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.app.sweep import BATCH, sweep
 from engine.app.verify import verify
-from engine.store.schema import cases_t, escalations_t, events_t
+from engine.store.tables import cases_t, escalations_t, events_t
 
 pytestmark = pytest.mark.slow
 

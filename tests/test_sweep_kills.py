@@ -19,7 +19,7 @@ from test_sweep_concurrency import NOW, SWEEPER, assert_fired_once
 from engine.app.clock import FixedClock
 from engine.app.sweep import sweep
 from engine.app.verify import verify
-from engine.store.schema import escalations_t
+from engine.store.tables import escalations_t
 
 pytestmark = pytest.mark.slow
 

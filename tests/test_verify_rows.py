@@ -245,7 +245,7 @@ def _forge(loket: Loket, ref: str, **fields: Any) -> None:
     """Append an event with a valid hash, and move the row's head onto it: a forger who
     recomputes the chain."""
     from engine.core.history import chain_hash, event_content
-    from engine.store.schema import cases_t, events_t
+    from engine.store.tables import cases_t, events_t
 
     with loket.read() as conn:
         case = conn.execute(sa.select(cases_t).where(cases_t.c.ref == ref)).one()

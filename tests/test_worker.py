@@ -49,7 +49,7 @@ from engine.app.sweep import sweep
 from engine.app.worker import DaemonThreadExecutor, build_scheduler, stopper
 from engine.core.vocabulary import OutboxStatus
 from engine.store.db import open_engine
-from engine.store.schema import outbox_t
+from engine.store.tables import outbox_t
 from notifications.delivery import MailSettings
 
 ROOT = Path(__file__).resolve().parent.parent

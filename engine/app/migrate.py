@@ -27,8 +27,8 @@ from engine.core.ladder import due_firings
 from engine.core.migration import CLOCK_ACTIONS, REFUSED_CHANGED, NotMigrated, Plan, check_map, clocks_changed, plan
 from engine.errors import InvalidValue, NotFound
 from engine.store import cases
-from engine.store.schema import events_t
 from engine.store.sweeps import insert_rows
+from engine.store.tables import events_t
 
 if TYPE_CHECKING:
     from engine.app.service import Loket

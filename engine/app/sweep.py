@@ -31,8 +31,8 @@ from engine.core.vocabulary import Action, FiringKind, MailKind, Rung
 from engine.errors import Conflict, InvalidValue
 from engine.store.cases import update_case
 from engine.store.outbox import pending_row
-from engine.store.schema import escalations_t, events_t, outbox_t
 from engine.store.sweeps import claim_due, due_cases, insert_rows
+from engine.store.tables import escalations_t, events_t, outbox_t
 
 if TYPE_CHECKING:
     from engine.app.service import Loket

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.store.db import busy_timeout_ms
-from engine.store.schema import access_t
+from engine.store.tables import access_t
 
 WAIT_MS = 250
 """How long writing the log may wait for a busy database before the read goes on without it."""

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from engine.core.replay import REPLAYED
 from engine.store import config
 from engine.store.raw import BOOL, INT, INT_OR_NULL, JSON, TEXT, TIME, TIME_OR_NULL, RawReader
-from engine.store.schema import (
+from engine.store.tables import (
     cases_t,
     config_events_t,
     escalations_t,

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.core.casework import CASE_FIELDS, Case
-from engine.store.schema import cases_t, events_t, ref_counter_t
+from engine.store.tables import cases_t, events_t, ref_counter_t
 
 CASE_COLUMNS = tuple(cases_t.c[name] for name in CASE_FIELDS)
 """The case columns in the order of `Case`'s fields: a row unpacks straight into a Case."""

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from engine.core import confighistory
 from engine.core.history import GENESIS
 from engine.store.raw import INT, JSON, TEXT, TIME, RawReader
-from engine.store.schema import config_events_t, meta_t, organisation_t, request_type_t
+from engine.store.tables import config_events_t, meta_t, organisation_t, request_type_t
 
 
 def jsonable(value: Any) -> Any:

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 
 from engine.store.redact import ERASE, PENDING_KEY
 from engine.store.retention import DESTROY, LEASE_KEY, case_tables
-from engine.store.schema import metadata
+from engine.store.tables import metadata
 
 GROUP = "loket_users"
 """The role whose members are people's logins (and the worker's service role)."""

@@ -9,6 +9,7 @@ workers never take the same row; SQLite has one writer at a time anyway.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.core.notices import Notice
 from engine.core.vocabulary import OutboxStatus
-from engine.store.schema import cases_t, events_t, outbox_t
+from engine.store.tables import cases_t, events_t, outbox_t
 
 _c = outbox_t.c
 _CHUNK = 500
@@ -292,9 +293,10 @@ def requeue(conn: sa.Connection, ids: Sequence[int], now: dt.datetime) -> None:
 
 
 def event_windows(conn: sa.Connection, windows: Iterable[tuple[int, int | None]],
-                  count: int) -> dict[int, list[dict[str, Any]]]:
+                  count: int, columns: tuple[str, ...] | None = None) -> dict[int, list[dict[str, Any]]]:
     """For each ``(case id, N)``, the events of that case numbered ``N - count + 1`` to ``N``
-    (``N`` ``None``: up to its latest event); by case, in order, in one query.
+    (``N`` ``None``: up to its latest event); by case, in order, in one query. ``columns``
+    names the columns to read (``case_id`` and ``seq`` among them), by default all.
 
     Events are numbered 1, 2, 3 ... per case without gaps (the hash chain depends on it), so
     a window is a range of numbers. Windows of one case are merged: the caller cuts each out.
@@ -305,27 +307,36 @@ def event_windows(conn: sa.Connection, windows: Iterable[tuple[int, int | None]]
     if not wanted:
         return by_case
     if all(upto is not None for _, upto in wanted):
-        # The usual case (every row names its event): the same condition written as text with
-        # numbered parameters, as building a hundred SQLAlchemy expressions per batch cost
-        # more than running the query.
+        # The usual case (every row names its event): one statement per number of windows,
+        # made once, its numbered parameters given at execution (building a hundred
+        # SQLAlchemy expressions, or binding three hundred values into one, per batch cost
+        # more than running the query).
         params: dict[str, int] = {}
-        parts = []
         for number, (case_id, upto) in enumerate(wanted):
             assert upto is not None
-            parts.append(f"(case_id = :c{number} AND seq <= :u{number} AND seq > :l{number})")
-            params.update({f"c{number}": case_id, f"u{number}": upto, f"l{number}": upto - count})
-        where: Any = sa.text(" OR ".join(parts)).bindparams(**params)
+            params[f"c{number}"], params[f"u{number}"], params[f"l{number}"] = case_id, upto, upto - count
+        rows = conn.execute(_window_query(len(wanted), columns), params)
     else:
         conditions = []
         for case_id, upto in wanted:
             top: Any = upto if upto is not None else (
                 sa.select(cases_t.c.last_seq).where(cases_t.c.id == case_id).scalar_subquery())
             conditions.append(sa.and_(e.case_id == case_id, e.seq <= top, e.seq > top - count))
-        where = sa.or_(*conditions)
-    query = sa.select(events_t).where(where).order_by(e.case_id, e.seq)
-    for event in conn.execute(query).mappings():
+        rows = conn.execute(_events_select(columns).where(sa.or_(*conditions)).order_by(e.case_id, e.seq))
+    for event in rows.mappings():
         by_case.setdefault(event["case_id"], []).append(dict(event))
     return by_case
+
+
+def _events_select(columns: tuple[str, ...] | None) -> sa.Select[Any]:
+    return sa.select(events_t) if columns is None else sa.select(*(events_t.c[name] for name in columns))
+
+
+@functools.lru_cache(maxsize=32)
+def _window_query(windows: int, columns: tuple[str, ...] | None) -> sa.Select[Any]:
+    """The events in ``windows`` numbered windows (parameters ``c0``, ``u0``, ``l0``, ...)."""
+    where = " OR ".join(f"(case_id = :c{n} AND seq <= :u{n} AND seq > :l{n})" for n in range(windows))
+    return _events_select(columns).where(sa.text(where)).order_by(events_t.c.case_id, events_t.c.seq)
 
 
 def case_types(conn: sa.Connection, case_ids: Iterable[int]) -> dict[int, tuple[str, int]]:

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.vocabulary import MailKind
 from engine.store.db import has_function
-from engine.store.schema import events_t, meta_t, outbox_t
+from engine.store.tables import events_t, meta_t, outbox_t
 
 PENDING_KEY = "erasure_pending"
 """The `loket_meta` row saying that erased values may still be in the database files. Its

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from engine.core.vocabulary import Action, OutboxStatus, Rung
-from engine.store.schema import JSONType, UTCDateTime, cases_t, escalations_t, events_t, outbox_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
+from engine.store.types import JSONType, UTCDateTime
 
 STREAM_BATCH = 2000
 """Rows fetched at a time from a streamed query."""

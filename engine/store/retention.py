@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.core.vocabulary import MailKind
 from engine.store.db import has_function
-from engine.store.schema import cases_t, meta_t, metadata, outbox_t, seal_heads_t, tombstones_t
+from engine.store.tables import cases_t, meta_t, metadata, outbox_t, seal_heads_t, tombstones_t
 
 BATCH = 500
 """Cases destroyed per transaction: all of a batch or none of it."""

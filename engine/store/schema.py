@@ -1,5 +1,12 @@
-"""The tables. SQLModel declares them; every statement uses their Core tables, named below
-(`cases_t`, `events_t`, ...), since nothing reads rows as objects.
+"""The tables, declared once, as SQLModel classes: Alembic's migrations and autogenerate read
+them here.
+
+Statements use the Core mirror of these tables, `engine/store/tables.py` (`cases_t`,
+`events_t`, ...), generated from them by `python -m engine.store.mirror --write`: a command that
+only runs queries then does not import SQLModel, pydantic and the ORM (a third of a read
+command's start-up). After changing a class here, regenerate the mirror;
+tests/test_tables.py fails until the two agree, in their source and in their DDL on SQLite and
+PostgreSQL. Nothing but the migrations and the generator imports this module.
 
 Time columns hold UTC instants on every backend (`UTCDateTime`); JSON is JSONB on PostgreSQL.
 `cases.version` is the optimistic lock: every update of a case says which version it read.
@@ -13,70 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-
-class _SQLiteInstant(sa.types.UserDefinedType[Any]):
-    """A DATETIME column whose text UTCDateTime writes and reads itself.
-
-    Same layout as SQLAlchemy's own SQLite DATETIME (`2026-03-02 08:00:00.000000`, which sorts
-    as it compares), but formatted and parsed by the datetime module's C functions: every
-    case write stores several instants, and the generic processors were a tenth of its cost.
-    """
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "DATETIME"
-
-
-class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
-    """Aware datetimes in, aware UTC datetimes out — SQLite included, which keeps no zone."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return _SQLiteInstant()
-        return dialect.type_descriptor(self.impl)
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is not dt.UTC:
-            if value.tzinfo is None:
-                raise ValueError("naive datetime refused: every instant must carry its zone")
-            value = value.astimezone(dt.UTC)
-        if dialect.name == "sqlite":
-            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
-        return value
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            # Stored as UTC without its zone: read it back with the zone in one parse.
-            return dt.datetime.fromisoformat(value + "+00:00")
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-
-class _JSONDocument(sa.types.TypeDecorator[Any]):
-    """JSON, stored as JSONB on PostgreSQL; SQL NULL for None. (A TypeDecorator rather than
-    `with_variant(JSONB)`, which would import the PostgreSQL dialect with this module.)"""
-
-    impl = sa.JSON(none_as_null=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import JSONB
-
-            return dialect.type_descriptor(JSONB(none_as_null=True))
-        return dialect.type_descriptor(self.impl)
-
-
-JSONType = _JSONDocument()
+from engine.store.types import JSONType, UTCDateTime
 
 
 def _time(*, index: bool = False, nullable: bool = True) -> Any:
@@ -325,7 +269,8 @@ class AccessRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
-# The Core tables every statement in engine/store uses.
+# The names the mirror (engine/store/tables.py) gives each table; a table without one here is
+# named `<table name>_t` there.
 meta_t: sa.Table = Meta.__table__  # type: ignore[attr-defined]
 organisation_t: sa.Table = OrganisationRow.__table__  # type: ignore[attr-defined]
 request_type_t: sa.Table = RequestTypeRow.__table__  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from engine.core.casework import Case
 from engine.store.cases import CASE_COLUMNS
-from engine.store.schema import cases_t
+from engine.store.tables import cases_t
 
 
 def claim_due(conn: sa.Connection, now: dt.datetime, batch: int) -> list[Case]:

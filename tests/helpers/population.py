@@ -23,7 +23,7 @@ from engine.app.service import Loket
 from engine.core.durations import parse_term
 from engine.core.vocabulary import FiringKind
 from engine.store.db import open_engine
-from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
 
 STAFF, OTHER_STAFF, LEAD = "c.devries", "l.mulder", "b.bakker"
 ALDERMAN, ASSISTANT = "wethouder.wijken", "j.wolters"

@@ -12,6 +12,7 @@ import sqlmodel
 from alembic import op
 
 import engine.store.schema
+import engine.store.types
 ${imports if imports else ""}
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
