@@ -14,6 +14,7 @@ statements, so its cost is the firings' work, not a round trip per case.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,11 +23,11 @@ import sqlalchemy as sa
 
 from engine.core import casework
 from engine.core.calendar import WorkingCalendar
-from engine.core.casework import SYSTEM, Case, Change, Draft
+from engine.core.casework import CASE_FIELDS, SYSTEM, Case, Change, Draft
 from engine.core.durations import Duration
-from engine.core.history import timestamp
+from engine.core.history import ContentTemplate, event_content, timestamp
 from engine.core.ladder import Firing, due_firings
-from engine.core.notices import notice_of
+from engine.core.notices import FiringNotice, command_for, firing_notice, notice_of, summary_of
 from engine.core.vocabulary import Action, FiringKind, MailKind, Rung
 from engine.errors import Conflict, InvalidValue
 from engine.store.cases import update_case
@@ -58,10 +59,10 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
     cal = loket.calendar()
     if dry_run:
         # The very same work, its writes thrown away: the prediction cannot drift from the sweep.
+        firer = _Firer(loket, cal, now, result, mail=False)
         with loket.read() as conn:
             for case in due_cases(conn, now):
-                result.checked += 1
-                _fire_case(loket, cal, _Writes(), case, now, result, mail=False)
+                firer.fire(_Writes(), case)
         return result
     while True:
         with loket.engine.begin() as conn:
@@ -69,9 +70,9 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
             if not cases:
                 break
             writes = _Writes()
+            firer = _Firer(loket, cal, now, result)
             for case in cases:
-                result.checked += 1
-                _fire_case(loket, cal, writes, case, now, result)
+                firer.fire(writes, case)
             writes.flush(conn)
         if len(cases) < batch:
             break
@@ -95,16 +96,23 @@ class _Writes:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     mails: list[dict[str, Any]] = field(default_factory=list)
 
-    def case(self, loket: Loket, rt: RequestType, case: Case, change: Change, now: dt.datetime, *,
-             mail: bool = True, told: Set[tuple[int | None, str]] = frozenset()) -> Case:
+    def case(self, loket: Loket, rt: RequestType, case: Case, change: Change, now: dt.datetime,
+             recorded_at: dt.datetime, *, mail: bool = True, told: Set[tuple[int | None, str]] = frozenset()) -> Case:
         """Stage one case's change and, with `mail`, the messages of its events, except to
         whom `told` says already hear of that event."""
-        staged = loket.stage_case(rt, case, change, SYSTEM, now, notify=mail)
+        staged = loket.stage_case(rt, case, change, SYSTEM, now, notify=mail, recorded_at=recorded_at)
         self.events.extend(staged.events)
         self.rows.setdefault(staged.columns, []).append(staged.params)
         self.mails.extend(pending_row(notice, now) for notice in staged.notices
                           if (notice.facts.event_seq, notice.recipient) not in told)
         return staged.case
+
+    def extend(self, other: _Writes) -> None:
+        for columns, params in other.rows.items():
+            self.rows.setdefault(columns, []).extend(params)
+        self.events.extend(other.events)
+        self.escalations.extend(other.escalations)
+        self.mails.extend(other.mails)
 
     def flush(self, conn: sa.Connection) -> None:
         for columns, params in self.rows.items():
@@ -129,9 +137,12 @@ def _fire_case(
     case: Case,
     now: dt.datetime,
     result: SweepResult,
+    recorded_at: dt.datetime,
     *,
     mail: bool = True,
 ) -> None:
+    """Fire what is due for one case, on its own: the general path, which the groups of
+    `_Firer` reproduce for the cases they can."""
     rt = loket.type_of(case)
     org = loket.organisation()
     updates: dict[str, Any] = {}
@@ -171,7 +182,7 @@ def _fire_case(
         pending.append((timeout, case.last_seq + len(drafts), before, current))
     if not drafts:
         # Nothing due after all (the organisation or a rung changed): just look again later.
-        writes.case(loket, rt, case, Change(), now)
+        writes.case(loket, rt, case, Change(), now, recorded_at, mail=mail)
         return
     notices = []
     for firing, seq, at_firing, after in pending:
@@ -189,7 +200,149 @@ def _fire_case(
     # A timeout's own message already tells whom the new state makes responsible that the case
     # came to them: a hand-over message about the same event would tell them twice.
     told = {(notice.facts.event_seq, notice.recipient) for notice in notices if notice.kind == MailKind.TIMEOUT}
-    writes.case(loket, rt, case, Change(updates, drafts), now, mail=mail, told=told)
+    writes.case(loket, rt, case, Change(updates, drafts), now, recorded_at, mail=mail, told=told)
+
+
+#: The fields of a case that the firings of its group leave to the case itself: its identity,
+#: its summary's data, its chain and version (filled in per case), and what no firing reads.
+#: Every other field is part of the group's key, so a field added to `Case` splits groups
+#: rather than being shared by mistake.
+_OWN = frozenset({"id", "ref", "data", "version", "last_seq", "last_hash", "salt", "created_at", "created_by",
+                  "state_entered_at", "redacted_at", "last_at"})
+_GROUP_KEY = operator.attrgetter(*(name for name in CASE_FIELDS if name not in _OWN))
+
+
+class _Firer:
+    """Fires the cases of one batch (or of a dry run), group by group.
+
+    Cases of one type version that agree on everything a firing reads — state, owner,
+    assignee, deadlines, the rungs and clocks already fired, the instruction (the fields not
+    in `_OWN`) — get the same firings, recipients, next firing, escalation rows, reports and
+    notice facts: those are worked out once, on the group's first case by the general path
+    (`_fire_case`), as a `_Plan`. The other cases of the group only fill in their own
+    reference, id, summary, event numbers and hash chain. A plan is only used after it
+    reproduced the general path's rows for that first case exactly; a group it does not cover
+    (a timeout, whose step is a transition; a type with a personal field named like the
+    event's data; a notice of the events themselves) fires case by case.
+
+    All the events of one batch are recorded at the same instant: one transaction writes them.
+    """
+
+    def __init__(self, loket: Loket, cal: WorkingCalendar, now: dt.datetime, result: SweepResult, *,
+                 mail: bool = True) -> None:
+        self.loket, self.cal, self.now, self.result, self.mail = loket, cal, now, result, mail
+        self.recorded_at = _recorded()
+        self.plans: dict[tuple[Any, ...], _Plan | None] = {}
+
+    def fire(self, writes: _Writes, case: Case) -> None:
+        self.result.checked += 1
+        key = _GROUP_KEY(case)
+        try:
+            plan = self.plans[key]
+        except KeyError:
+            plan = self.plans[key] = self._plan(writes, case)
+            return  # `_plan` fired the group's first case itself
+        if plan is None:
+            _fire_case(self.loket, self.cal, writes, case, self.now, self.result, self.recorded_at, mail=self.mail)
+        else:
+            plan.fire(writes, case, self.result.fired)
+
+    def _plan(self, writes: _Writes, case: Case) -> _Plan | None:
+        """Fire `case` by the general path and return the plan of its group, if it has one."""
+        loket, cal, now = self.loket, self.cal, self.now
+        staged, fired = _Writes(), SweepResult()
+        _fire_case(loket, cal, staged, case, now, fired, self.recorded_at, mail=self.mail)
+        writes.extend(staged)
+        self.result.fired.extend(fired.fired)
+        rt, org = loket.type_of(case), loket.organisation()
+        firings = due_firings(rt, org, cal, case, now)
+        if (not firings or any(firing.kind == FiringKind.TIMEOUT for firing in firings)
+                or len(staged.events) != len(firings) or len(staged.rows) != 1):
+            return None
+        [(columns, [params])] = staged.rows.items()
+        steps = []
+        escalations, mails = iter(staged.escalations), iter(staged.mails)
+        for firing, event, report in zip(firings, staged.events, fired.fired, strict=True):
+            if event["digests"] or event["salts"] or event["comment"]:
+                return None
+            content = ContentTemplate(event_content(
+                ref=case.ref, seq=event["seq"], at=event["at"], recorded_at=event["recorded_at"],
+                actor=event["actor"], action=event["action"], from_state=event["from_state"],
+                to_state=event["to_state"], trigger=event["trigger"], comment=None, data=event["data"], digests=None,
+            ))
+            notice = firing_notice(rt, org, cal, case, case, firing, now) if self.mail else None
+            mail = next(mails, None) if notice is not None else None
+            steps.append(_Step(content, event, None if firing.also else next(escalations, None), report, notice,
+                               mail))
+        plan = _Plan(rt, columns, params, steps)
+        # The plan must give the first case exactly what the general path gave it.
+        again, reports = _Writes(), list[dict[str, Any]]()
+        plan.fire(again, case, reports)
+        if again != staged or reports != fired.fired:
+            return None
+        return plan
+
+
+def _recorded() -> dt.datetime:
+    """When a batch's events are recorded (the wall clock: `recorded_at` is the true time of
+    writing, unlike `at`, which is the sweep's `now`)."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One firing of a group, as its first case made it."""
+
+    content: ContentTemplate
+    event: dict[str, Any]
+    escalation: dict[str, Any] | None
+    report: dict[str, Any]
+    notice: FiringNotice | None
+    mail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the cases of one group write, but for their own reference, id, summary, version
+    and chain (see `_Firer`)."""
+
+    rt: RequestType
+    columns: frozenset[str]
+    params: dict[str, Any]
+    steps: list[_Step]
+
+    def fire(self, writes: _Writes, case: Case, fired: list[dict[str, Any]]) -> None:
+        ref, case_id = case.ref, case.id
+        seq, prev = case.last_seq, case.last_hash
+        summary: list[list[str]] | None = None
+        for step in self.steps:
+            seq += 1
+            digest = step.content.chain_hash(ref, seq, prev)
+            event = step.event.copy()
+            event["case_id"], event["seq"], event["prev_hash"], event["hash"] = case_id, seq, prev, digest
+            writes.events.append(event)
+            prev = digest
+            if step.escalation is not None:
+                escalation = step.escalation.copy()
+                escalation["case_id"] = case_id
+                writes.escalations.append(escalation)
+            report = step.report.copy()
+            report["ref"] = ref
+            fired.append(report)
+            if step.mail is not None and step.notice is not None:
+                if summary is None:
+                    summary = summary_of(self.rt, case.data, step.notice.language)
+                context = step.mail["context"].copy()
+                context["ref"], context["command"], context["case_id"] = ref, command_for(ref), case_id
+                context["event_seq"], context["summary"] = seq, summary
+                mail = step.mail.copy()
+                mail["key"], mail["case_id"] = ref + step.notice.key_tail, case_id
+                mail["subject"], mail["context"] = step.notice.subject(ref), context
+                writes.mails.append(mail)
+        params = self.params.copy()
+        params["last_seq"], params["last_hash"] = seq, prev
+        params["version"], params["_id"], params["_version"] = case.version + 1, case_id, case.version
+        writes.rows.setdefault(self.columns, []).append(params)
 
 
 def _timeout_comment(after: Duration, language: str) -> str:

@@ -159,3 +159,41 @@ def event_content(
 
 def chain_hash(content: Mapping[str, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical(content) + prev_hash.encode()).hexdigest()
+
+
+_STRING = json.encoder.encode_basestring  # what `_CANONICAL` writes a string with (ensure_ascii off)
+
+
+class ContentTemplate:
+    """The canonical JSON of events whose content differs only in its case and number.
+
+    The sweep writes the same `escalated` event (same time, data, state) for every case of a
+    group, each with its own reference and number: the JSON is the group's text with those two
+    filled in, byte for byte what :func:`canonical` makes of the whole content (keys sorted,
+    each value through the same encoder), for a fraction of the work.
+    """
+
+    __slots__ = ("_head", "_middle", "_tail")
+
+    def __init__(self, content: Mapping[str, Any]) -> None:
+        """From one such content (its own "case" and "seq" are ignored)."""
+        if not all(isinstance(key, str) for key in content) or not {"case", "seq"} <= content.keys():
+            raise ValueError("an event's content has string keys, among them 'case' and 'seq'")
+        parts: list[str] = []
+        text = "{"
+        for n, key in enumerate(sorted(content)):
+            text += ("," if n else "") + _STRING(key) + ":"
+            if key in ("case", "seq"):  # "case" sorts before "seq"
+                parts.append(text)
+                text = ""
+            else:
+                text += _CANONICAL.encode(content[key])
+        self._head, self._middle, self._tail = parts[0], parts[1], text + "}"
+
+    def text(self, ref: str, seq: int) -> str:
+        """The canonical JSON of the content for this case and number."""
+        return self._head + _STRING(ref) + self._middle + int.__repr__(seq) + self._tail
+
+    def chain_hash(self, ref: str, seq: int, prev_hash: str) -> str:
+        """:func:`chain_hash` of the content for this case and number."""
+        return hashlib.sha256((self.text(ref, seq) + prev_hash).encode()).hexdigest()
