@@ -29,7 +29,7 @@ from engine.app.sweep import SweepResult, sweep
 from engine.app.verify import verify
 from engine.core import history
 from engine.core.durations import parse_term
-from engine.core.history import ContentTemplate, canonical, chain_hash, event_content
+from engine.core.history import ContentTemplate, canonical, chain_hash, event_content, timestamp
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
 from engine.store.sweeps import due_cases
 
@@ -60,16 +60,17 @@ def test_a_content_template_writes_the_bytes_of_the_canonical_encoder(text: str,
         content = event_content(ref=text, seq=seq, at=at, recorded_at=RECORDED, actor="system",
                                 action="escalated", from_state=text or None, to_state=None, trigger=None,
                                 comment=text, data=data, digests=None)
-        # Made on another case's content: only "case" and "seq" are the case's own.
-        template = ContentTemplate({**content, "case": "other", "seq": 7})
-        assert template.text(text, seq).encode() == canonical(content)
+        # Made on another case's content: only "case", "seq" and "recorded_at" are the case's own.
+        template = ContentTemplate({**content, "case": "other", "seq": 7, "recorded_at": "2000-01-01T00:00:00Z"})
+        recorded = timestamp(RECORDED) or ""
+        assert template.text(text, seq, recorded).encode() == canonical(content)
         prev = "f" * 64
-        assert template.chain_hash(text, seq, prev) == chain_hash(content, prev)
+        assert template.chain_hash(text, seq, recorded, prev) == chain_hash(content, prev)
 
 
-def test_a_content_template_needs_a_case_and_a_number() -> None:
-    with pytest.raises(ValueError, match="'case' and 'seq'"):
-        ContentTemplate({"case": "X"})
+def test_a_content_template_needs_a_case_a_number_and_a_time_of_recording() -> None:
+    with pytest.raises(ValueError, match="'case', 'recorded_at' and 'seq'"):
+        ContentTemplate({"case": "X", "seq": 1})
 
 
 # -- a grouped sweep writes what the case-by-case path writes -------------------------------------
@@ -195,3 +196,27 @@ def test_a_grouped_sweep_writes_exactly_what_firing_case_by_case_writes(
     assert ("lead_time", "a.jansen") in reached  # the responsible unit's head, besides the administrator
     assert "timeout" in everything
     assert verify(loket).ok
+
+
+def test_a_group_spread_over_batches_records_each_batch_at_its_own_time(
+    loket: Loket, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(6):
+        loket.new_case("melding", [f"omschrijving=Paal {n}", "locatie=Lindelaan"], actor=STAFF)
+    ticks = iter(RECORDED + dt.timedelta(seconds=n) for n in range(100))
+    monkeypatch.setattr(sweeping, "_recorded", lambda: next(ticks))
+    plans = []
+    fire = sweeping._Firer.fire
+
+    def spied(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> None:
+        fire(firer, writes, case)
+        plans.append(firer.plans[sweeping._GROUP_KEY(case)])
+
+    monkeypatch.setattr(sweeping._Firer, "fire", spied)
+    before = _last_ids(loket)
+    assert sweep(loket, MOMENTS[0], batch=2).checked == 6
+    assert len(plans) == 6 and plans[0] is not None and all(plan is plans[0] for plan in plans)  # one plan
+    recorded = [row["recorded_at"] for row in _rows(loket, events_t, before[events_t], ["recorded_at"])]
+    # Each batch of two has its own instant.
+    assert len(recorded) == 6 and len(set(recorded)) == 3, recorded
+    assert verify(loket).ok  # every chain, hashed over its own batch's time

@@ -64,13 +64,14 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
             for case in due_cases(conn, now):
                 firer.fire(_Writes(), case)
         return result
+    firer = _Firer(loket, cal, now, result)
     while True:
         with loket.engine.begin() as conn:
             cases = claim_due(conn, now, batch)
             if not cases:
                 break
             writes = _Writes()
-            firer = _Firer(loket, cal, now, result)
+            firer.record(_recorded())
             for case in cases:
                 firer.fire(writes, case)
             writes.flush(conn)
@@ -213,7 +214,7 @@ _GROUP_KEY = operator.attrgetter(*(name for name in CASE_FIELDS if name not in _
 
 
 class _Firer:
-    """Fires the cases of one batch (or of a dry run), group by group.
+    """Fires the due cases of one sweep (or dry run), group by group.
 
     Cases of one type version that agree on everything a firing reads — state, owner,
     assignee, deadlines, the rungs and clocks already fired, the instruction (the fields not
@@ -225,14 +226,19 @@ class _Firer:
     (a timeout, whose step is a transition; a type with a personal field named like the
     event's data; a notice of the events themselves) fires case by case.
 
-    All the events of one batch are recorded at the same instant: one transaction writes them.
+    The events of one batch (one transaction) are recorded at the same instant.
     """
 
     def __init__(self, loket: Loket, cal: WorkingCalendar, now: dt.datetime, result: SweepResult, *,
                  mail: bool = True) -> None:
         self.loket, self.cal, self.now, self.result, self.mail = loket, cal, now, result, mail
-        self.recorded_at = _recorded()
         self.plans: dict[tuple[Any, ...], _Plan | None] = {}
+        self.record(_recorded())
+
+    def record(self, at: dt.datetime) -> None:
+        """Record what is fired from now on at `at` (a new batch)."""
+        self.recorded_at = at
+        self.recorded_text = timestamp(at) or ""
 
     def fire(self, writes: _Writes, case: Case) -> None:
         self.result.checked += 1
@@ -240,18 +246,18 @@ class _Firer:
         try:
             plan = self.plans[key]
         except KeyError:
-            plan = self.plans[key] = self._plan(writes, case)
+            self.plans[key] = self._plan(writes, case)
             return  # `_plan` fired the group's first case itself
         if plan is None:
             _fire_case(self.loket, self.cal, writes, case, self.now, self.result, self.recorded_at, mail=self.mail)
         else:
-            plan.fire(writes, case, self.result.fired)
+            plan.fire(writes, case, self.result.fired, self.recorded_at, self.recorded_text)
 
     def _plan(self, writes: _Writes, case: Case) -> _Plan | None:
         """Fire `case` by the general path and return the plan of its group, if it has one."""
-        loket, cal, now = self.loket, self.cal, self.now
+        loket, cal, now, recorded_at = self.loket, self.cal, self.now, self.recorded_at
         staged, fired = _Writes(), SweepResult()
-        _fire_case(loket, cal, staged, case, now, fired, self.recorded_at, mail=self.mail)
+        _fire_case(loket, cal, staged, case, now, fired, recorded_at, mail=self.mail)
         writes.extend(staged)
         self.result.fired.extend(fired.fired)
         rt, org = loket.type_of(case), loket.organisation()
@@ -272,12 +278,12 @@ class _Firer:
             ))
             notice = firing_notice(rt, org, cal, case, case, firing, now) if self.mail else None
             mail = next(mails, None) if notice is not None else None
-            steps.append(_Step(content, event, None if firing.also else next(escalations, None), report, notice,
-                               mail))
-        plan = _Plan(rt, columns, params, steps)
+            steps.append(_Step(content, event, None if firing.also else next(escalations, None), report,
+                               None if notice is None or mail is None else (notice, mail)))
+        plan = _Plan(rt, columns, params, steps, any(step.mail is not None for step in steps), org.language)
         # The plan must give the first case exactly what the general path gave it.
         again, reports = _Writes(), list[dict[str, Any]]()
-        plan.fire(again, case, reports)
+        plan.fire(again, case, reports, recorded_at, self.recorded_text)
         if again != staged or reports != fired.fired:
             return None
         return plan
@@ -297,8 +303,8 @@ class _Step:
     event: dict[str, Any]
     escalation: dict[str, Any] | None
     report: dict[str, Any]
-    notice: FiringNotice | None
-    mail: dict[str, Any] | None
+    mail: tuple[FiringNotice, dict[str, Any]] | None
+    """Its notice, and the outbox row it made."""
 
 
 @dataclass(frozen=True)
@@ -310,16 +316,21 @@ class _Plan:
     columns: frozenset[str]
     params: dict[str, Any]
     steps: list[_Step]
+    mails: bool
+    """Whether any of the steps makes a mail."""
+    language: str
 
-    def fire(self, writes: _Writes, case: Case, fired: list[dict[str, Any]]) -> None:
+    def fire(self, writes: _Writes, case: Case, fired: list[dict[str, Any]], recorded_at: dt.datetime,
+             recorded_text: str) -> None:
         ref, case_id = case.ref, case.id
         seq, prev = case.last_seq, case.last_hash
-        summary: list[list[str]] | None = None
+        summary, command = (summary_of(self.rt, case.data, self.language), command_for(ref)) if self.mails else ([], "")
         for step in self.steps:
             seq += 1
-            digest = step.content.chain_hash(ref, seq, prev)
+            digest = step.content.chain_hash(ref, seq, recorded_text, prev)
             event = step.event.copy()
-            event["case_id"], event["seq"], event["prev_hash"], event["hash"] = case_id, seq, prev, digest
+            event["case_id"], event["seq"], event["recorded_at"] = case_id, seq, recorded_at
+            event["prev_hash"], event["hash"] = prev, digest
             writes.events.append(event)
             prev = digest
             if step.escalation is not None:
@@ -329,15 +340,14 @@ class _Plan:
             report = step.report.copy()
             report["ref"] = ref
             fired.append(report)
-            if step.mail is not None and step.notice is not None:
-                if summary is None:
-                    summary = summary_of(self.rt, case.data, step.notice.language)
-                context = step.mail["context"].copy()
-                context["ref"], context["command"], context["case_id"] = ref, command_for(ref), case_id
+            if step.mail is not None:
+                notice, row = step.mail
+                context = row["context"].copy()
+                context["ref"], context["command"], context["case_id"] = ref, command, case_id
                 context["event_seq"], context["summary"] = seq, summary
-                mail = step.mail.copy()
-                mail["key"], mail["case_id"] = ref + step.notice.key_tail, case_id
-                mail["subject"], mail["context"] = step.notice.subject(ref), context
+                mail = row.copy()
+                mail["key"], mail["case_id"] = ref + notice.key_tail, case_id
+                mail["subject"], mail["context"] = notice.subject(ref), context
                 writes.mails.append(mail)
         params = self.params.copy()
         params["last_seq"], params["last_hash"] = seq, prev

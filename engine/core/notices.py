@@ -269,8 +269,7 @@ def firing_notice(
         recipient=recipient_id,
         to_email=who.email,
         to_name=who.name,
-        title=rt.title,
-        state_label=state.label,
+        subject_around=subject_around(org.language, _MAIL_KIND[firing.kind], rt.title, state.label),
         facts=facts,
     )
 
@@ -286,8 +285,8 @@ class FiringNotice:
     recipient: str
     to_email: str
     to_name: str
-    title: str
-    state_label: str
+    subject_around: tuple[str, str]
+    """The subject before and after the case's reference."""
     facts: FiringFacts
     """The facts, the case's own left empty."""
 
@@ -300,7 +299,8 @@ class FiringNotice:
                       subject=self.subject(case.ref), facts=facts)
 
     def subject(self, ref: str) -> str:
-        return subject(self.language, self.kind, ref, self.title, self.state_label)
+        head, tail = self.subject_around
+        return head + one_line(ref) + tail
 
 
 def command_for(ref: str) -> str:
@@ -373,6 +373,17 @@ def subject(language: str, kind: MailKind, ref: str, title: str, state: str | No
     from field values or comments; a residents' subject names no state at all. Whatever the
     definition let through, it stays one line: a header can never be split from here.
     """
+    head, tail = subject_around(language, kind, title, state)
+    return head + one_line(ref) + tail
+
+
+def subject_around(language: str, kind: MailKind, title: str, state: str | None) -> tuple[str, str]:
+    """What :func:`subject` puts before and after the reference (the same for every case of a
+    type and state)."""
     word = _SUBJECTS.get(language, _SUBJECTS["nl"])[kind]
-    text = f"{word} {ref}: {title}" + (f" — {state}" if state else "")
+    return one_line(f"{word} "), one_line(f": {title}" + (f" — {state}" if state else ""))
+
+
+def one_line(text: str) -> str:
+    """The text with every line break and control character made a space."""
     return text.translate(_BREAKS) if _BREAK.search(text) else text
