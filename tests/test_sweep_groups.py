@@ -129,6 +129,29 @@ def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
              for name, value in row.items()} for row in rows]
 
 
+def _spy_on_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
+    """(plan, report) of each firing of a case that its group's plan fired (not the group's
+    first case, which the general path fires)."""
+    out: list[tuple[Any, dict[str, Any]]] = []
+    first: set[int] = set()
+    make, fire = sweeping._Firer._plan, sweeping._Plan.fire
+
+    def planning(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> Any:
+        first.add(case.id)
+        return make(firer, writes, case)
+
+    def firing(plan: sweeping._Plan, writes: sweeping._Writes, case: Any, fired: list[dict[str, Any]],
+               *args: Any) -> None:
+        count = len(fired)
+        fire(plan, writes, case, fired, *args)
+        if case.id not in first:
+            out.extend((plan, report) for report in fired[count:])
+
+    monkeypatch.setattr(sweeping._Firer, "_plan", planning)
+    monkeypatch.setattr(sweeping._Plan, "fire", firing)
+    return out
+
+
 def test_a_grouped_sweep_writes_exactly_what_firing_case_by_case_writes(
     loket: Loket, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -138,17 +161,7 @@ def test_a_grouped_sweep_writes_exactly_what_firing_case_by_case_writes(
     monkeypatch.setattr(sweeping, "_recorded", lambda: RECORDED)
     monkeypatch.setattr(history, "new_salt", lambda: "5a" * 16)
     general = sweeping._fire_case
-    fire = sweeping._Firer.fire
-    by_plan: list[dict[str, Any]] = []  # what cases fired by their group's plan fired
-
-    def spied(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> None:
-        planned = firer.plans.get(sweeping._GROUP_KEY(case)) is not None
-        count = len(firer.result.fired)
-        fire(firer, writes, case)
-        if planned:
-            by_plan.extend(firer.result.fired[count:])
-
-    monkeypatch.setattr(sweeping._Firer, "fire", spied)
+    by_plan = _spy_on_plans(monkeypatch)  # what cases fired by their group's plan fired
     grouped_total = 0
     rungs: set[Any] = set()
     reached: set[tuple[Any, Any]] = set()
@@ -167,9 +180,9 @@ def test_a_grouped_sweep_writes_exactly_what_firing_case_by_case_writes(
         predicted = sweep(loket, moment, dry_run=True)
         by_plan.clear()
         result = sweep(loket, moment, batch=4)
-        grouped = len({report["ref"] for report in by_plan})
-        rungs.update(report["rung"] for report in by_plan)
-        reached.update((report["rung"], report["to"]) for report in by_plan)
+        grouped = len({report["ref"] for _plan, report in by_plan})
+        rungs.update(report["rung"] for _plan, report in by_plan)
+        reached.update((report["rung"], report["to"]) for _plan, report in by_plan)
         everything.update(report["rung"] for report in reference.fired)
         assert result.checked == predicted.checked == len(due)
         assert grouped > 0, f"no group at {moment}: nothing compared"
@@ -205,17 +218,10 @@ def test_a_group_spread_over_batches_records_each_batch_at_its_own_time(
         loket.new_case("melding", [f"omschrijving=Paal {n}", "locatie=Lindelaan"], actor=STAFF)
     ticks = iter(RECORDED + dt.timedelta(seconds=n) for n in range(100))
     monkeypatch.setattr(sweeping, "_recorded", lambda: next(ticks))
-    plans = []
-    fire = sweeping._Firer.fire
-
-    def spied(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> None:
-        fire(firer, writes, case)
-        plans.append(firer.plans[sweeping._GROUP_KEY(case)])
-
-    monkeypatch.setattr(sweeping._Firer, "fire", spied)
+    by_plan = _spy_on_plans(monkeypatch)
     before = _last_ids(loket)
     assert sweep(loket, MOMENTS[0], batch=2).checked == 6
-    assert len(plans) == 6 and plans[0] is not None and all(plan is plans[0] for plan in plans)  # one plan
+    assert len(by_plan) == 5 and all(plan is by_plan[0][0] for plan, _report in by_plan)  # one plan for all
     recorded = [row["recorded_at"] for row in _rows(loket, events_t, before[events_t], ["recorded_at"])]
     # Each batch of two has its own instant.
     assert len(recorded) == 6 and len(set(recorded)) == 3, recorded

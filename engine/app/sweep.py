@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-from collections.abc import Set
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +61,7 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
         # The very same work, its writes thrown away: the prediction cannot drift from the sweep.
         firer = _Firer(loket, cal, now, result, mail=False)
         with loket.read() as conn:
-            for case in due_cases(conn, now):
-                firer.fire(_Writes(), case)
+            firer.fire(_Writes(), due_cases(conn, now), keep=False)
         return result
     firer = _Firer(loket, cal, now, result)
     while True:
@@ -72,8 +71,7 @@ def sweep(loket: Loket, now: dt.datetime | None = None, *, dry_run: bool = False
                 break
             writes = _Writes()
             firer.record(_recorded())
-            for case in cases:
-                firer.fire(writes, case)
+            firer.fire(writes, cases)
             writes.flush(conn)
         if len(cases) < batch:
             break
@@ -240,18 +238,23 @@ class _Firer:
         self.recorded_at = at
         self.recorded_text = timestamp(at) or ""
 
-    def fire(self, writes: _Writes, case: Case) -> None:
-        self.result.checked += 1
-        key = _GROUP_KEY(case)
-        try:
-            plan = self.plans[key]
-        except KeyError:
-            self.plans[key] = self._plan(writes, case)
-            return  # `_plan` fired the group's first case itself
-        if plan is None:
-            _fire_case(self.loket, self.cal, writes, case, self.now, self.result, self.recorded_at, mail=self.mail)
-        else:
-            plan.fire(writes, case, self.result.fired, self.recorded_at, self.recorded_text)
+    def fire(self, writes: _Writes, cases: Iterable[Case], *, keep: bool = True) -> None:
+        """Fire these cases into `writes` (unless not `keep`: each case into writes of its own,
+        thrown away, for a dry run over any number of cases)."""
+        plans, fired, recorded_at, recorded_text = self.plans, self.result.fired, self.recorded_at, self.recorded_text
+        for case in cases:
+            self.result.checked += 1
+            into = writes if keep else _Writes()
+            key = _GROUP_KEY(case)
+            try:
+                plan = plans[key]
+            except KeyError:
+                plans[key] = self._plan(into, case)
+                continue  # `_plan` fired the group's first case itself
+            if plan is None:
+                _fire_case(self.loket, self.cal, into, case, self.now, self.result, recorded_at, mail=self.mail)
+            else:
+                plan.fire(into, case, fired, recorded_at, recorded_text)
 
     def _plan(self, writes: _Writes, case: Case) -> _Plan | None:
         """Fire `case` by the general path and return the plan of its group, if it has one."""
@@ -328,31 +331,21 @@ class _Plan:
         for step in self.steps:
             seq += 1
             digest = step.content.chain_hash(ref, seq, recorded_text, prev)
-            event = step.event.copy()
-            event["case_id"], event["seq"], event["recorded_at"] = case_id, seq, recorded_at
-            event["prev_hash"], event["hash"] = prev, digest
-            writes.events.append(event)
+            writes.events.append({**step.event, "case_id": case_id, "seq": seq, "recorded_at": recorded_at,
+                                  "prev_hash": prev, "hash": digest})
             prev = digest
             if step.escalation is not None:
-                escalation = step.escalation.copy()
-                escalation["case_id"] = case_id
-                writes.escalations.append(escalation)
-            report = step.report.copy()
-            report["ref"] = ref
-            fired.append(report)
+                writes.escalations.append({**step.escalation, "case_id": case_id})
+            fired.append({**step.report, "ref": ref})
             if step.mail is not None:
                 notice, row = step.mail
-                context = row["context"].copy()
-                context["ref"], context["command"], context["case_id"] = ref, command, case_id
-                context["event_seq"], context["summary"] = seq, summary
-                mail = row.copy()
-                mail["key"], mail["case_id"] = ref + notice.key_tail, case_id
-                mail["subject"], mail["context"] = notice.subject(ref), context
-                writes.mails.append(mail)
-        params = self.params.copy()
-        params["last_seq"], params["last_hash"] = seq, prev
-        params["version"], params["_id"], params["_version"] = case.version + 1, case_id, case.version
-        writes.rows.setdefault(self.columns, []).append(params)
+                writes.mails.append({**row, "key": ref + notice.key_tail, "case_id": case_id,
+                                     "subject": notice.subject(ref),
+                                     "context": {**row["context"], "ref": ref, "command": command, "case_id": case_id,
+                                                 "event_seq": seq, "summary": summary}})
+        writes.rows.setdefault(self.columns, []).append({
+            **self.params, "last_seq": seq, "last_hash": prev, "version": case.version + 1, "_id": case_id,
+            "_version": case.version})
 
 
 def _timeout_comment(after: Duration, language: str) -> str:
