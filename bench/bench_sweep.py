@@ -204,14 +204,45 @@ def child(url: str, now: str, mode: str) -> None:
     print(json.dumps({"seconds": seconds, "fired": fired, "peak_mb": (after - before) / 1024}))
 
 
-# An outbox context of the size the sweep writes for a lead's escalation.
+# An outbox context of the shape and size the sweep writes for a lead's escalation of a copy.
 FLOOR_CONTEXT = {
     "municipality": "Gemeente Voorbeeld", "recipient_name": "Bram Bakker", "ref": "BK-0000000",
-    "type_title": "Bewonersinitiatief", "state_label": "Beoordeling", "unit_name": "Wijkteam Centrum",
-    "assignee_name": "Chris de Vries", "due_at": "2026-03-16T22:59:59.000000Z",
+    "type_title": "Bewonersinitiatief (wijkbudget)", "state_label": "In beoordeling",
+    "unit_name": "Wijkteam Noord", "assignee_name": "Chris de Vries", "due_at": "2026-03-16T22:59:59.000000Z",
     "command": "loket case show BK-0000000", "case_id": 0, "event_seq": 1, "rung": 2,
-    "ladder_size": 4, "asked": "lead", "resolved": "lead", "days_overdue": 4,
+    "ladder_size": 4, "asked": "lead", "resolved": "lead", "extendable": True, "days_overdue": 4,
+    "summary": [["Naam van het initiatief", "Kopie 000000"], ["Gevraagd bedrag (EUR)", "750"]],
 }
+FLOOR_COLUMNS = frozenset(("escalation_level", "last_seq", "last_hash", "next_fire_at", "version", "last_at"))
+"""The columns the sweep's guarded UPDATE writes for a ladder rung."""
+
+
+def floor_rows(
+    case: Any, now: dt.datetime, later: dt.datetime, digest: str,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The floor's UPDATE parameters, event, escalation and outbox row for one claimed case:
+    the shapes and sizes of the sweep's own (a test holds them to the sweep's)."""
+    seq = case["last_seq"] + 1
+    params = {"_id": case["id"], "_version": case["version"], "escalation_level": 2, "last_seq": seq,
+              "last_hash": digest, "next_fire_at": later, "version": case["version"] + 1, "last_at": now}
+    event = {
+        "case_id": case["id"], "seq": seq, "at": now, "recorded_at": now, "actor": "system",
+        "action": "escalated", "from_state": case["state"], "to_state": None, "trigger": None,
+        "comment": None, "data": {"rung": "2", "kind": "escalation", "to": "b.bakker",
+                                  "asked": "lead", "due_at": "2026-03-16T22:59:59.000000Z"},
+        "digests": None, "salts": None, "prev_hash": case["last_hash"], "hash": digest,
+    }
+    escalation = {"case_id": case["id"], "stay": case["stay"], "rung": "2", "state": case["state"],
+                  "unit": case["owner"], "recipient": "b.bakker", "due_at": now, "fired_at": now}
+    mail = {
+        "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
+        "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.example",
+        "to_name": "Bram Bakker",
+        "subject": f"Escalatie {case['ref']}: Bewonersinitiatief (wijkbudget) — In beoordeling",
+        "context": {**FLOOR_CONTEXT, "ref": case["ref"], "case_id": case["id"], "event_seq": seq},
+        "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now,
+    }
+    return params, event, escalation, mail
 
 
 def floor(loket: Loket, now: dt.datetime) -> int:
@@ -225,7 +256,7 @@ def floor(loket: Loket, now: dt.datetime) -> int:
     """
     later = now + dt.timedelta(days=30)
     digest = "0" * 64
-    statement = update_case(frozenset(("escalation_level", "last_seq", "last_hash", "next_fire_at", "version")))
+    statement = update_case(FLOOR_COLUMNS)
     fired = 0
     while True:
         with loket.engine.begin() as conn:
@@ -237,27 +268,11 @@ def floor(loket: Loket, now: dt.datetime) -> int:
                 break
             params, events, escalations, mails = [], [], [], []
             for case in claimed:
-                seq = case["last_seq"] + 1
-                params.append({"_id": case["id"], "_version": case["version"], "escalation_level": 2,
-                               "last_seq": seq, "last_hash": digest, "next_fire_at": later,
-                               "version": case["version"] + 1})
-                events.append({
-                    "case_id": case["id"], "seq": seq, "at": now, "recorded_at": now, "actor": "system",
-                    "action": "escalated", "from_state": case["state"], "to_state": None, "trigger": None,
-                    "comment": None, "data": {"rung": "2", "kind": "escalation", "to": "b.bakker",
-                                              "asked": "lead", "due_at": "2026-03-16T22:59:59.000000Z"},
-                    "digests": None, "prev_hash": case["last_hash"], "hash": digest,
-                })
-                escalations.append({"case_id": case["id"], "stay": case["stay"], "rung": "2",
-                                    "state": case["state"], "unit": case["owner"], "recipient": "b.bakker",
-                                    "due_at": now, "fired_at": now})
-                mails.append({
-                    "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
-                    "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.nl",
-                    "to_name": "Bram Bakker", "subject": f"Escalatie {case['ref']}: Bewonersinitiatief — Beoordeling",
-                    "context": {**FLOOR_CONTEXT, "ref": case["ref"], "case_id": case["id"], "event_seq": seq},
-                    "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now,
-                })
+                update, event, escalation, mail = floor_rows(case, now, later, digest)
+                params.append(update)
+                events.append(event)
+                escalations.append(escalation)
+                mails.append(mail)
             if conn.execute(statement, params).rowcount != len(params):
                 raise RuntimeError("the floor's guarded update missed")
             for table, rows in ((events_t, events), (escalations_t, escalations), (outbox_t, mails)):

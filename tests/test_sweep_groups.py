@@ -16,7 +16,9 @@ with the generic encoder over varied contents.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from engine.app.service import Loket
 from engine.app.sweep import SweepResult, sweep
 from engine.app.verify import verify
 from engine.core import history
+from engine.core.casework import CASE_FIELDS, Case
 from engine.core.durations import parse_term
 from engine.core.history import ContentTemplate, canonical, chain_hash, event_content, timestamp
 from engine.store.schema import cases_t, escalations_t, events_t, outbox_t
@@ -41,6 +44,7 @@ MOMENTS = [
     dt.datetime(2026, 3, 23, 12, 0, tzinfo=dt.UTC),  # heads, partners' ladders
     dt.datetime(2026, 5, 11, 12, 0, tzinfo=dt.UTC),  # service norms, lead times, timeouts
 ]
+ROOT = Path(__file__).resolve().parent.parent
 RECORDED = dt.datetime(2026, 5, 11, 13, 14, 15, 161718, tzinfo=dt.UTC)
 
 
@@ -226,3 +230,46 @@ def test_a_group_spread_over_batches_records_each_batch_at_its_own_time(
     # Each batch of two has its own instant.
     assert len(recorded) == 6 and len(set(recorded)) == 3, recorded
     assert verify(loket).ok  # every chain, hashed over its own batch's time
+
+
+# -- the bench's floor sends the sweep's statements ---------------------------------------------
+
+
+def _bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_sweep", ROOT / "bench" / "bench_sweep.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shape(value: Any) -> Any:
+    """Keys (in order) and types of a row, down into its JSON; the texts' lengths within 25%."""
+    if isinstance(value, dict):
+        return [(key, _shape(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    if isinstance(value, str):
+        return ("str", round(len(value) / 4) if len(value) > 8 else "short")
+    return type(value).__name__
+
+
+def test_the_bench_floor_sends_rows_of_the_shape_the_sweep_writes(loket: Loket, clock: FixedClock) -> None:
+    """`bench/bench_sweep.py`'s floor stands for the sweep's statements: same columns, same
+    keys down into the email's facts, texts of about the same length. A column the sweep comes
+    to write makes this fail until the floor writes it too."""
+    bench = _bench()
+    due, _later = bench.make_templates(loket)
+    row = {**due[0], "ref": "BK-0001234", "data": {**due[0]["data"], "title": "Kopie 123456"}}  # as copied
+    case = Case(*(row[name] for name in CASE_FIELDS))
+    writes = sweeping._Writes()
+    sweeping._Firer(loket, loket.calendar(), bench.NOW, SweepResult()).fire(writes, [case])
+    [(columns, [params])] = writes.rows.items()
+    assert columns == bench.FLOOR_COLUMNS
+    [event], [escalation], [mail] = writes.events, writes.escalations, writes.mails
+    floor = bench.floor_rows(row, bench.NOW, bench.NOW, "0" * 64)
+    for ours, theirs in zip((params, event, escalation, mail), floor, strict=True):
+        assert set(theirs) == set(ours)
+    assert _shape(floor[1]["data"]) == _shape(_plain([event])[0]["data"])
+    context = {**mail["context"], "assignee_name": "Chris de Vries"}  # the floor's copy has one
+    assert _shape(floor[3]["context"]) == _shape(context)

@@ -8,7 +8,9 @@ machines split the work — and under SQLite's write lock elsewhere. Each case's
 (the firings' own, and those of the events a timeout's step makes, such as a hand-over) are
 written in one transaction: a sweep killed at any moment leaves either all or nothing of a
 batch, and the next sweep finishes the work. A batch goes to the database in a few bulk
-statements, so its cost is the firings' work, not a round trip per case.
+statements, so its cost is the firings' work, not a round trip per case. That work is done once
+per group of cases that agree on everything a firing reads (`_Firer`): per case remain only its
+own reference, numbers, summary and hash chain.
 """
 
 from __future__ import annotations
