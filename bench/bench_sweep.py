@@ -21,24 +21,34 @@ audit verify`, which replays the history, would refuse it. Every overdue copy
 has exactly one rung due (its reminder fired before; the lead is due now), so firings equal
 overdue cases. PostgreSQL gets an ANALYZE after loading, as autovacuum would do.
 
-Where the sweep's time goes (issue 16, cProfile and CPU time of `_fire_case` over the 10,000
-due cases, SQLite): the database's part is the floor, about 100 µs a firing on SQLite and
-about 200 on PostgreSQL (binding and sending the rows; the same on both sides of the ratio).
-The engine adds its own per-firing work on top, the same on both databases: about 125 µs before
-issue 16's sweep step, about 105 after it. Of that, staging the case (`Loket.stage_case`) is
-about 40%: the hash chain (canonical JSON of the event and its SHA-256) half of it,
-`next_fire_at` and the new row's parameters the rest; the firing's notice (the facts its email
-will show: recipient, names, working days overdue, summary) about a fifth; the ladder
-(`due_firings`) under a tenth; the outbox row, the escalation row and the sweep's report of
-the firing the rest. The step made the canonical JSON go through one encoder (not one per
-event), formats each recurring instant (the sweep's `now`, a day's deadlines) once, and makes
-the notice's facts and subject without per-call lookups. The ratio only moves with the
-engine's own work: making the statements cheaper (one UPDATE for a batch, say) would lower
-the floor as much as the sweep and so the ratio. To reach 0.8 on SQLite, the engine's part
-would have to come down to about a quarter of the floor's (some 25 µs a firing): not by
-trimming the steps above but by doing them per group of cases that share a state, deadline
-and rung — the ladder, `next_fire_at` and most of a notice's facts are the same for all of
-them — leaving per case only the hash chain and the rows.
+Where the sweep's time goes (issue 16). The database's part is the floor: about 80 µs a
+firing on SQLite and about 200 on PostgreSQL on a quiet machine (binding and sending the rows;
+the same on both sides of the ratio). The engine adds its own work on top, the same on both
+databases. Before issue 16 that was about 125 µs a firing, 105 after its first step; then,
+firing case by case, staging the case (`Loket.stage_case`: the hash chain, `next_fire_at`, the
+row's parameters) was some 40% of it, the notice's facts a fifth, the ladder under a tenth.
+
+The sweep now works per group (`engine.app.sweep._Firer`): the due cases of a batch that agree
+on everything a firing reads (type version, state, owner, assignee, deadlines, what already
+fired, the instruction) share one plan — ladder, recipients, `next_fire_at`, notice facts,
+subject parts and the rows — made once per sweep by firing the group's first case through the
+general path and checked against it. Per case remain its reference, id, version, summary and
+hash chain: the canonical JSON is the group's text with the reference, number and batch's
+`recorded_at` filled in (the same bytes as the encoder; `tests/test_sweep_groups.py`). That
+is about 8 µs a firing (CPU, cProfile and timeit over the 5,000 due cases of a 20,000-case
+copy, SQLite): finding the group ~1.2, the hash chain ~1.3, the rows from the group's ~2.5
+(event, escalation, outbox row and its facts, UPDATE parameters, the report), summary, subject
+and command ~1.2, the loop the rest; plus ~0.25 ms per group and sweep and ~12 ms at the start
+(reading the definitions). The bench's copies fall in a few groups of thousands of cases; real
+cases, with their own assignees and days of entry, make smaller groups, each costing its first
+case the old per-case work. What is left between the sweep and the floor is mostly that and
+the machine: the ratio moves only with the engine's own work, and making the statements
+cheaper (binding, one UPDATE per batch) would lower the floor as much as the sweep.
+
+The floor must send the sweep's statements. After it was written the sweep came to write more
+(`last_at` in its UPDATE, `salts` in its events, `extendable` and `summary` in an email's
+facts); the floor now writes those too, and `tests/test_sweep_groups.py` holds its rows to the
+sweep's shapes. FIGURES
 
 Each sweep runs in a fresh child process (`--child`) on a fresh copy of the loaded database
 (a file copy, or CREATE DATABASE ... TEMPLATE), timed around the `sweep()` call alone

@@ -283,8 +283,9 @@ class _Firer:
             ))
             notice = firing_notice(rt, org, cal, case, case, firing, now) if self.mail else None
             mail = next(mails, None) if notice is not None else None
-            steps.append(_Step(content, event, None if firing.also else next(escalations, None), report,
-                               None if notice is None or mail is None else (notice, mail)))
+            escalation = None if firing.also else next(escalations, None)
+            steps.append(_Step(content, _bare(event), None if escalation is None else _bare(escalation), report,
+                               None if notice is None or mail is None else (notice, _bare(mail))))
         plan = _Plan(rt, columns, params, steps, any(step.mail is not None for step in steps), org.language)
         # The plan must give the first case exactly what the general path gave it.
         again, reports = _Writes(), list[dict[str, Any]]()
@@ -292,6 +293,14 @@ class _Firer:
         if again != staged or reports != fired.fired:
             return None
         return plan
+
+
+def _bare(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with its enumeration members (an event's action, a mail's kind and status) as
+    the plain text they stand for: the same value in the table, but the driver binds a plain
+    string without looking up an adapter, for every row the group writes."""
+    return {name: str.__str__(value) if isinstance(value, str) and type(value) is not str else value
+            for name, value in row.items()}
 
 
 def _recorded() -> dt.datetime:
