@@ -135,14 +135,14 @@ def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _spy_on_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
     """(plan, report) of each firing of a case that its group's plan fired (not the group's
-    first case, which the general path fires)."""
+    first case, which the general path fires and the plan is checked against)."""
     out: list[tuple[Any, dict[str, Any]]] = []
     first: set[int] = set()
-    make, fire = sweeping._Firer._plan, sweeping._Plan.fire
+    general, fire = sweeping._Firer._general, sweeping._Plan.fire
 
-    def planning(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> Any:
+    def first_of_group(firer: sweeping._Firer, writes: sweeping._Writes, case: Any) -> Any:
         first.add(case.id)
-        return make(firer, writes, case)
+        return general(firer, writes, case)
 
     def firing(plan: sweeping._Plan, writes: sweeping._Writes, case: Any, fired: list[dict[str, Any]],
                *args: Any) -> None:
@@ -151,7 +151,7 @@ def _spy_on_plans(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, 
         if case.id not in first:
             out.extend((plan, report) for report in fired[count:])
 
-    monkeypatch.setattr(sweeping._Firer, "_plan", planning)
+    monkeypatch.setattr(sweeping._Firer, "_general", first_of_group)
     monkeypatch.setattr(sweeping._Plan, "fire", firing)
     return out
 
@@ -273,3 +273,22 @@ def test_the_bench_floor_sends_rows_of_the_shape_the_sweep_writes(loket: Loket, 
     assert _shape(floor[1]["data"]) == _shape(_plain([event])[0]["data"])
     context = {**mail["context"], "assignee_name": "Chris de Vries"}  # the floor's copy has one
     assert _shape(floor[3]["context"]) == _shape(context)
+
+
+def test_cases_alone_in_their_groups_make_no_plan(
+    loket: Loket, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A case that shares its group with no other fires by the general path alone: no plan is
+    made for it (that would cost more than it saves)."""
+    loket.new_case("melding", ["omschrijving=Paal", "locatie=Lindelaan"], actor=STAFF)
+    loket.new_case("melding", ["omschrijving=Put", "locatie=Lindelaan"], actor=STAFF, assign=WIJK_STAFF)
+    clock.set(TUESDAY)
+    loket.new_case("melding", ["omschrijving=Tegel", "locatie=Dorpsstraat"], actor=STAFF)
+
+    def no_plan(*args: Any) -> None:
+        raise AssertionError("a plan for a group of one")
+
+    monkeypatch.setattr(sweeping._Firer, "_plan", no_plan)
+    result = sweep(loket, MOMENTS[0])
+    assert result.checked == 3 and len({report["ref"] for report in result.fired}) == 3
+    assert verify(loket).ok

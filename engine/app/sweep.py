@@ -19,7 +19,7 @@ import datetime as dt
 import operator
 from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -219,20 +219,26 @@ class _Firer:
     Cases of one type version that agree on everything a firing reads — state, owner,
     assignee, deadlines, the rungs and clocks already fired, the instruction (the fields not
     in `_OWN`) — get the same firings, recipients, next firing, escalation rows, reports and
-    notice facts: those are worked out once, on the group's first case by the general path
-    (`_fire_case`), as a `_Plan`. The other cases of the group only fill in their own
-    reference, id, summary, event numbers and hash chain. A plan is only used after it
-    reproduced the general path's rows for that first case exactly; a group it does not cover
-    (a timeout, whose step is a transition; a type with a personal field named like the
-    event's data; a notice of the events themselves) fires case by case.
+    notice facts. A group's first case fires by the general path (`_fire_case`); when a second
+    case of the group comes, what the first one wrote becomes the group's `_Plan`, from which
+    that case and the later ones only fill in their own reference, id, summary, event numbers
+    and hash chain. A plan is only used after it reproduced the general path's rows for the
+    first case exactly; a group it does not cover (a timeout, whose step is a transition; a type
+    with a personal field named like the event's data; a notice of the events themselves) fires
+    case by case, and so does a case alone in its group, at the cost of finding its group.
 
     The events of one batch (one transaction) are recorded at the same instant.
     """
+
+    #: How many groups (and first cases waiting for a second) one sweep keeps at most: beyond,
+    #: it starts over, so that a sweep of cases that share nothing holds no more than this.
+    LIMIT = 4096
 
     def __init__(self, loket: Loket, cal: WorkingCalendar, now: dt.datetime, result: SweepResult, *,
                  mail: bool = True) -> None:
         self.loket, self.cal, self.now, self.result, self.mail = loket, cal, now, result, mail
         self.plans: dict[tuple[Any, ...], _Plan | None] = {}
+        self.first: dict[tuple[Any, ...], _First] = {}
         self.record(_recorded())
 
     def record(self, at: dt.datetime) -> None:
@@ -243,28 +249,40 @@ class _Firer:
     def fire(self, writes: _Writes, cases: Iterable[Case], *, keep: bool = True) -> None:
         """Fire these cases into `writes` (unless not `keep`: each case into writes of its own,
         thrown away, for a dry run over any number of cases)."""
-        plans, fired, recorded_at, recorded_text = self.plans, self.result.fired, self.recorded_at, self.recorded_text
+        plans, first, fired = self.plans, self.first, self.result.fired
+        recorded_at, recorded_text = self.recorded_at, self.recorded_text
         for case in cases:
             self.result.checked += 1
             into = writes if keep else _Writes()
             key = _GROUP_KEY(case)
-            try:
-                plan = plans[key]
-            except KeyError:
-                plans[key] = self._plan(into, case)
-                continue  # `_plan` fired the group's first case itself
+            plan = plans.get(key, _UNSEEN)
+            if plan is _UNSEEN:
+                earlier = first.pop(key, None)
+                if earlier is None:
+                    if len(first) >= self.LIMIT:
+                        first.clear()
+                    first[key] = self._general(into, case)
+                    continue
+                if len(plans) >= self.LIMIT:
+                    plans.clear()
+                plan = plans[key] = self._plan(earlier)
             if plan is None:
                 _fire_case(self.loket, self.cal, into, case, self.now, self.result, recorded_at, mail=self.mail)
             else:
                 plan.fire(into, case, fired, recorded_at, recorded_text)
 
-    def _plan(self, writes: _Writes, case: Case) -> _Plan | None:
-        """Fire `case` by the general path and return the plan of its group, if it has one."""
-        loket, cal, now, recorded_at = self.loket, self.cal, self.now, self.recorded_at
+    def _general(self, writes: _Writes, case: Case) -> _First:
+        """Fire a group's first case by the general path, keeping what it wrote."""
         staged, fired = _Writes(), SweepResult()
-        _fire_case(loket, cal, staged, case, now, fired, recorded_at, mail=self.mail)
+        _fire_case(self.loket, self.cal, staged, case, self.now, fired, self.recorded_at, mail=self.mail)
         writes.extend(staged)
         self.result.fired.extend(fired.fired)
+        return _First(case, staged, fired.fired, self.recorded_at, self.recorded_text)
+
+    def _plan(self, first: _First) -> _Plan | None:
+        """The plan of the group of `first`, if it has one: made from what the general path
+        wrote for it, and checked to give that case exactly the same."""
+        loket, cal, now, case, staged = self.loket, self.cal, self.now, first.case, first.staged
         rt, org = loket.type_of(case), loket.organisation()
         firings = due_firings(rt, org, cal, case, now)
         if (not firings or any(firing.kind == FiringKind.TIMEOUT for firing in firings)
@@ -273,7 +291,7 @@ class _Firer:
         [(columns, [params])] = staged.rows.items()
         steps = []
         escalations, mails = iter(staged.escalations), iter(staged.mails)
-        for firing, event, report in zip(firings, staged.events, fired.fired, strict=True):
+        for firing, event, report in zip(firings, staged.events, first.fired, strict=True):
             if event["digests"] or event["salts"] or event["comment"]:
                 return None
             content = ContentTemplate(event_content(
@@ -287,12 +305,24 @@ class _Firer:
             steps.append(_Step(content, _bare(event), None if escalation is None else _bare(escalation), report,
                                None if notice is None or mail is None else (notice, _bare(mail))))
         plan = _Plan(rt, columns, params, steps, any(step.mail is not None for step in steps), org.language)
-        # The plan must give the first case exactly what the general path gave it.
         again, reports = _Writes(), list[dict[str, Any]]()
-        plan.fire(again, case, reports, recorded_at, self.recorded_text)
-        if again != staged or reports != fired.fired:
+        plan.fire(again, case, reports, first.recorded_at, first.recorded_text)
+        if again != staged or reports != first.fired:
             return None
         return plan
+
+
+_UNSEEN: Any = object()
+
+
+class _First(NamedTuple):
+    """A group's first case, and what the general path wrote for it."""
+
+    case: Case
+    staged: _Writes
+    fired: list[dict[str, Any]]
+    recorded_at: dt.datetime
+    recorded_text: str
 
 
 def _bare(row: dict[str, Any]) -> dict[str, Any]:
