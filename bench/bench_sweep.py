@@ -24,31 +24,45 @@ overdue cases. PostgreSQL gets an ANALYZE after loading, as autovacuum would do.
 Where the sweep's time goes (issue 16). The database's part is the floor: about 80 µs a
 firing on SQLite and about 200 on PostgreSQL on a quiet machine (binding and sending the rows;
 the same on both sides of the ratio). The engine adds its own work on top, the same on both
-databases. Before issue 16 that was about 125 µs a firing, 105 after its first step; then,
-firing case by case, staging the case (`Loket.stage_case`: the hash chain, `next_fire_at`, the
-row's parameters) was some 40% of it, the notice's facts a fifth, the ladder under a tenth.
+databases. Before issue 16 that was about 125 µs a firing, 105 after its first step (sweep /
+floor then ≈0.53 on SQLite, 0.44–0.55 on PostgreSQL); firing case by case, staging the case
+(`Loket.stage_case`: the hash chain, `next_fire_at`, the row's parameters) was some 40% of it,
+the notice's facts a fifth, the ladder under a tenth.
 
-The sweep now works per group (`engine.app.sweep._Firer`): the due cases of a batch that agree
-on everything a firing reads (type version, state, owner, assignee, deadlines, what already
-fired, the instruction) share one plan — ladder, recipients, `next_fire_at`, notice facts,
-subject parts and the rows — made once per sweep by firing the group's first case through the
-general path and checked against it. Per case remain its reference, id, version, summary and
-hash chain: the canonical JSON is the group's text with the reference, number and batch's
-`recorded_at` filled in (the same bytes as the encoder; `tests/test_sweep_groups.py`). That
-is about 8 µs a firing (CPU, cProfile and timeit over the 5,000 due cases of a 20,000-case
-copy, SQLite): finding the group ~1.2, the hash chain ~1.3, the rows from the group's ~2.5
-(event, escalation, outbox row and its facts, UPDATE parameters, the report), summary, subject
-and command ~1.2, the loop the rest; plus ~0.25 ms per group and sweep and ~12 ms at the start
-(reading the definitions). The bench's copies fall in a few groups of thousands of cases; real
-cases, with their own assignees and days of entry, make smaller groups, each costing its first
-case the old per-case work. What is left between the sweep and the floor is mostly that and
-the machine: the ratio moves only with the engine's own work, and making the statements
-cheaper (binding, one UPDATE per batch) would lower the floor as much as the sweep.
+The sweep now works per group (`engine.app.sweep._Firer`): due cases that agree on everything
+a firing reads (type version, state, owner, assignee, deadlines, what already fired, the
+instruction) share one plan — ladder, recipients, `next_fire_at`, notice facts, subject and
+the rows. A group's first case fires by the general path; when a second comes, the plan is
+made from what that path wrote and checked to reproduce it. Per case remain its reference,
+id, version, summary and hash chain: the canonical JSON is the group's text with the
+reference, number and batch's `recorded_at` filled in (the encoder's bytes; see
+`tests/test_sweep_groups.py`). That is about 8 µs a firing (CPU, cProfile and timeit over the
+5,000 due cases of a 20,000-case copy, SQLite): finding the group ~1.2, the hash chain ~1.3,
+the rows from the group's ~2.5 (event, escalation, outbox row and its facts, UPDATE
+parameters, the report), summary, subject and command ~1.2, the loop the rest; plus about
+0.1 ms per group and sweep to make its plan, and ~12 ms at the start (reading the
+definitions). A group's rows carry plain text where the general path has enumeration
+members, which the driver would otherwise adapt row by row (~1.5 µs a firing). The bench's
+copies fall in a few groups of thousands; real cases, with their own assignees and days of
+entry, make smaller groups, and a case alone in its group costs what it did before. The ratio
+moves only with the engine's own work: cheaper statements (binding, one UPDATE per batch)
+would lower the floor as much as the sweep.
 
 The floor must send the sweep's statements. After it was written the sweep came to write more
 (`last_at` in its UPDATE, `salts` in its events, `extendable` and `summary` in an email's
-facts); the floor now writes those too, and `tests/test_sweep_groups.py` holds its rows to the
-sweep's shapes. FIGURES
+facts); the floor now writes those too (some 5–10% of its time), and `tests/test_sweep_groups.py`
+holds its rows to the sweep's shapes.
+
+Figures, two runs of the defaults (1,000,000 and 100,000 open, 10,000 overdue, best of 3) on
+2 CPUs shared with other work (load average 3–4: ±15% from run to run):
+
+    SQLite      sweep 1.14, 1.73 s (8,700, 5,800 firings/s); floor 1.04, 1.65 s: 0.91, 0.96
+    PostgreSQL  sweep 1.69, 2.26 s (5,900, 4,400 firings/s); floor 1.80, 2.06 s: 1.07, 0.91
+
+CPU time, which the shared machine disturbs less (SQLite, 5,000 firings on a 20,000-case copy,
+best of 5 each): sweep / floor 0.91–1.02, and 0.93 against the floor as it was before it
+gained the sweep's newer columns (one wall-clock run with that old floor and an earlier state
+of the groups gave 0.77 on SQLite and 0.82 on PostgreSQL).
 
 Each sweep runs in a fresh child process (`--child`) on a fresh copy of the loaded database
 (a file copy, or CREATE DATABASE ... TEMPLATE), timed around the `sweep()` call alone
