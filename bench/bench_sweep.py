@@ -21,24 +21,48 @@ audit verify`, which replays the history, would refuse it. Every overdue copy
 has exactly one rung due (its reminder fired before; the lead is due now), so firings equal
 overdue cases. PostgreSQL gets an ANALYZE after loading, as autovacuum would do.
 
-Where the sweep's time goes (issue 16, cProfile and CPU time of `_fire_case` over the 10,000
-due cases, SQLite): the database's part is the floor, about 100 µs a firing on SQLite and
-about 200 on PostgreSQL (binding and sending the rows; the same on both sides of the ratio).
-The engine adds its own per-firing work on top, the same on both databases: about 125 µs before
-issue 16's sweep step, about 105 after it. Of that, staging the case (`Loket.stage_case`) is
-about 40%: the hash chain (canonical JSON of the event and its SHA-256) half of it,
-`next_fire_at` and the new row's parameters the rest; the firing's notice (the facts its email
-will show: recipient, names, working days overdue, summary) about a fifth; the ladder
-(`due_firings`) under a tenth; the outbox row, the escalation row and the sweep's report of
-the firing the rest. The step made the canonical JSON go through one encoder (not one per
-event), formats each recurring instant (the sweep's `now`, a day's deadlines) once, and makes
-the notice's facts and subject without per-call lookups. The ratio only moves with the
-engine's own work: making the statements cheaper (one UPDATE for a batch, say) would lower
-the floor as much as the sweep and so the ratio. To reach 0.8 on SQLite, the engine's part
-would have to come down to about a quarter of the floor's (some 25 µs a firing): not by
-trimming the steps above but by doing them per group of cases that share a state, deadline
-and rung — the ladder, `next_fire_at` and most of a notice's facts are the same for all of
-them — leaving per case only the hash chain and the rows.
+Where the sweep's time goes (issue 16). The database's part is the floor: about 80 µs a
+firing on SQLite and about 200 on PostgreSQL on a quiet machine (binding and sending the rows;
+the same on both sides of the ratio). The engine adds its own work on top, the same on both
+databases. Before issue 16 that was about 125 µs a firing, 105 after its first step (sweep /
+floor then ≈0.53 on SQLite, 0.44–0.55 on PostgreSQL); firing case by case, staging the case
+(`Loket.stage_case`: the hash chain, `next_fire_at`, the row's parameters) was some 40% of it,
+the notice's facts a fifth, the ladder under a tenth.
+
+The sweep now works per group (`engine.app.sweep._Firer`): due cases that agree on everything
+a firing reads (type version, state, owner, assignee, deadlines, what already fired, the
+instruction) share one plan — ladder, recipients, `next_fire_at`, notice facts, subject and
+the rows. A group's first case fires by the general path; when a second comes, the plan is
+made from what that path wrote and checked to reproduce it. Per case remain its reference,
+id, version, summary and hash chain: the canonical JSON is the group's text with the
+reference, number and batch's `recorded_at` filled in (the encoder's bytes; see
+`tests/test_sweep_groups.py`). That is about 8 µs a firing (CPU, cProfile and timeit over the
+5,000 due cases of a 20,000-case copy, SQLite): finding the group ~1.2, the hash chain ~1.3,
+the rows from the group's ~2.5 (event, escalation, outbox row and its facts, UPDATE
+parameters, the report), summary, subject and command ~1.2, the loop the rest; plus about
+0.1 ms per group and sweep to make its plan, and ~12 ms at the start (reading the
+definitions). A group's rows carry plain text where the general path has enumeration
+members, which the driver would otherwise adapt row by row (~1.5 µs a firing). The bench's
+copies fall in a few groups of thousands; real cases, with their own assignees and days of
+entry, make smaller groups, and a case alone in its group costs what it did before. The ratio
+moves only with the engine's own work: cheaper statements (binding, one UPDATE per batch)
+would lower the floor as much as the sweep.
+
+The floor must send the sweep's statements. After it was written the sweep came to write more
+(`last_at` in its UPDATE, `salts` in its events, `extendable` and `summary` in an email's
+facts); the floor now writes those too (some 5–10% of its time), and `tests/test_sweep_groups.py`
+holds its rows to the sweep's shapes.
+
+Figures, two runs of the defaults (1,000,000 and 100,000 open, 10,000 overdue, best of 3) on
+2 CPUs shared with other work (load average 3–4: ±15% from run to run):
+
+    SQLite      sweep 1.14, 1.73 s (8,700, 5,800 firings/s); floor 1.04, 1.65 s: 0.91, 0.96
+    PostgreSQL  sweep 1.69, 2.26 s (5,900, 4,400 firings/s); floor 1.80, 2.06 s: 1.07, 0.91
+
+CPU time, which the shared machine disturbs less (SQLite, 5,000 firings on a 20,000-case copy,
+best of 5 each): sweep / floor 0.91–1.02, and 0.93 against the floor as it was before it
+gained the sweep's newer columns (one wall-clock run with that old floor and an earlier state
+of the groups gave 0.77 on SQLite and 0.82 on PostgreSQL).
 
 Each sweep runs in a fresh child process (`--child`) on a fresh copy of the loaded database
 (a file copy, or CREATE DATABASE ... TEMPLATE), timed around the `sweep()` call alone
@@ -204,14 +228,45 @@ def child(url: str, now: str, mode: str) -> None:
     print(json.dumps({"seconds": seconds, "fired": fired, "peak_mb": (after - before) / 1024}))
 
 
-# An outbox context of the size the sweep writes for a lead's escalation.
+# An outbox context of the shape and size the sweep writes for a lead's escalation of a copy.
 FLOOR_CONTEXT = {
     "municipality": "Gemeente Voorbeeld", "recipient_name": "Bram Bakker", "ref": "BK-0000000",
-    "type_title": "Bewonersinitiatief", "state_label": "Beoordeling", "unit_name": "Wijkteam Centrum",
-    "assignee_name": "Chris de Vries", "due_at": "2026-03-16T22:59:59.000000Z",
+    "type_title": "Bewonersinitiatief (wijkbudget)", "state_label": "In beoordeling",
+    "unit_name": "Wijkteam Noord", "assignee_name": "Chris de Vries", "due_at": "2026-03-16T22:59:59.000000Z",
     "command": "loket case show BK-0000000", "case_id": 0, "event_seq": 1, "rung": 2,
-    "ladder_size": 4, "asked": "lead", "resolved": "lead", "days_overdue": 4,
+    "ladder_size": 4, "asked": "lead", "resolved": "lead", "extendable": True, "days_overdue": 4,
+    "summary": [["Naam van het initiatief", "Kopie 000000"], ["Gevraagd bedrag (EUR)", "750"]],
 }
+FLOOR_COLUMNS = frozenset(("escalation_level", "last_seq", "last_hash", "next_fire_at", "version", "last_at"))
+"""The columns the sweep's guarded UPDATE writes for a ladder rung."""
+
+
+def floor_rows(
+    case: Any, now: dt.datetime, later: dt.datetime, digest: str,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The floor's UPDATE parameters, event, escalation and outbox row for one claimed case:
+    the shapes and sizes of the sweep's own (a test holds them to the sweep's)."""
+    seq = case["last_seq"] + 1
+    params = {"_id": case["id"], "_version": case["version"], "escalation_level": 2, "last_seq": seq,
+              "last_hash": digest, "next_fire_at": later, "version": case["version"] + 1, "last_at": now}
+    event = {
+        "case_id": case["id"], "seq": seq, "at": now, "recorded_at": now, "actor": "system",
+        "action": "escalated", "from_state": case["state"], "to_state": None, "trigger": None,
+        "comment": None, "data": {"rung": "2", "kind": "escalation", "to": "b.bakker",
+                                  "asked": "lead", "due_at": "2026-03-16T22:59:59.000000Z"},
+        "digests": None, "salts": None, "prev_hash": case["last_hash"], "hash": digest,
+    }
+    escalation = {"case_id": case["id"], "stay": case["stay"], "rung": "2", "state": case["state"],
+                  "unit": case["owner"], "recipient": "b.bakker", "due_at": now, "fired_at": now}
+    mail = {
+        "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
+        "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.example",
+        "to_name": "Bram Bakker",
+        "subject": f"Escalatie {case['ref']}: Bewonersinitiatief (wijkbudget) — In beoordeling",
+        "context": {**FLOOR_CONTEXT, "ref": case["ref"], "case_id": case["id"], "event_seq": seq},
+        "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now,
+    }
+    return params, event, escalation, mail
 
 
 def floor(loket: Loket, now: dt.datetime) -> int:
@@ -225,7 +280,7 @@ def floor(loket: Loket, now: dt.datetime) -> int:
     """
     later = now + dt.timedelta(days=30)
     digest = "0" * 64
-    statement = update_case(frozenset(("escalation_level", "last_seq", "last_hash", "next_fire_at", "version")))
+    statement = update_case(FLOOR_COLUMNS)
     fired = 0
     while True:
         with loket.engine.begin() as conn:
@@ -237,27 +292,11 @@ def floor(loket: Loket, now: dt.datetime) -> int:
                 break
             params, events, escalations, mails = [], [], [], []
             for case in claimed:
-                seq = case["last_seq"] + 1
-                params.append({"_id": case["id"], "_version": case["version"], "escalation_level": 2,
-                               "last_seq": seq, "last_hash": digest, "next_fire_at": later,
-                               "version": case["version"] + 1})
-                events.append({
-                    "case_id": case["id"], "seq": seq, "at": now, "recorded_at": now, "actor": "system",
-                    "action": "escalated", "from_state": case["state"], "to_state": None, "trigger": None,
-                    "comment": None, "data": {"rung": "2", "kind": "escalation", "to": "b.bakker",
-                                              "asked": "lead", "due_at": "2026-03-16T22:59:59.000000Z"},
-                    "digests": None, "prev_hash": case["last_hash"], "hash": digest,
-                })
-                escalations.append({"case_id": case["id"], "stay": case["stay"], "rung": "2",
-                                    "state": case["state"], "unit": case["owner"], "recipient": "b.bakker",
-                                    "due_at": now, "fired_at": now})
-                mails.append({
-                    "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
-                    "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.nl",
-                    "to_name": "Bram Bakker", "subject": f"Escalatie {case['ref']}: Bewonersinitiatief — Beoordeling",
-                    "context": {**FLOOR_CONTEXT, "ref": case["ref"], "case_id": case["id"], "event_seq": seq},
-                    "created_at": now, "status": "pending", "attempts": 0, "next_attempt_at": now,
-                })
+                update, event, escalation, mail = floor_rows(case, now, later, digest)
+                params.append(update)
+                events.append(event)
+                escalations.append(escalation)
+                mails.append(mail)
             if conn.execute(statement, params).rowcount != len(params):
                 raise RuntimeError("the floor's guarded update missed")
             for table, rows in ((events_t, events), (escalations_t, escalations), (outbox_t, mails)):

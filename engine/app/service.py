@@ -299,9 +299,13 @@ class Loket(Definitions):
 
     def stage_case(
         self, rt: RequestType, case: Case, change: Change, actor: str, now: dt.datetime, *, notify: bool = True,
+        recorded_at: dt.datetime | None = None,
     ) -> Staged:
         """What writing a change means: the new row, its guarded UPDATE, its chained events and
-        (unless not `notify`, for a run whose writes are thrown away) the notices of them."""
+        (unless not `notify`, for a run whose writes are thrown away) the notices of them.
+
+        The events are recorded at `recorded_at` (default: the wall clock now); a sweep gives
+        all the cases of one transaction the same."""
         if case.salt is None and change.drafts and rt.personal_fields() and any(
                 rt.personal_fields() & (draft.data or {}).keys() for draft in change.drafts):
             # Personal data entered after a redaction (which removed the salt): a fresh salt,
@@ -312,7 +316,7 @@ class Loket(Definitions):
         events: list[dict[str, Any]] = []
         if change.drafts:
             events, head = casework.chain(
-                new, change.drafts, actor=actor, at=now, recorded_at=dt.datetime.now(dt.UTC),
+                new, change.drafts, actor=actor, at=now, recorded_at=recorded_at or dt.datetime.now(dt.UTC),
                 personal=rt.personal_fields(), text_fields=rt.text_fields(),
             )
             new.last_seq, new.last_hash = head["last_seq"], head["last_hash"]

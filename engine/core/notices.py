@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Final
 
 from engine.core.calendar import WorkingCalendar
@@ -203,6 +203,22 @@ def notice_of(
     A timeout is told to whoever the case's new state makes responsible (its assignee, or up
     the ladder of vacancies from there), since they must act on it now.
     """
+    shared = firing_notice(rt, org, cal, case, new, firing, now)
+    return None if shared is None else shared.notice(rt, case, seq)
+
+
+def firing_notice(
+    rt: RequestType,
+    org: Organisation,
+    cal: WorkingCalendar,
+    case: Case,
+    new: Case,
+    firing: Firing,
+    now: dt.datetime,
+) -> FiringNotice | None:
+    """What :func:`notice_of` tells of this firing apart from the case's reference, id,
+    summary and the number of its event: the same for every case in the same state, with the
+    same deadlines, owner and assignee (the sweep makes it once for all of them)."""
     timeout = firing.kind == FiringKind.TIMEOUT
     recipient_id = resolve(org, rt, new, "assignee", new.owner) if timeout else firing.recipient
     who = org.recipient(recipient_id) if recipient_id else None
@@ -223,15 +239,15 @@ def notice_of(
     facts = FiringFacts(
         municipality=org.municipality,
         recipient_name=who.name,
-        ref=case.ref,
+        ref="",  # the case's own, and those below: FiringNotice.notice
         type_title=rt.title,
         state_label=state.label,
         unit_name=unit_name(org, case.owner),
         assignee_name=assignee.name if assignee else None,
         due_at=timestamp(due),
-        command=f"loket case show {case.ref}",
-        case_id=case.id,
-        event_seq=seq,
+        command="",
+        case_id=0,
+        event_seq=0,
         rung=firing.json_rung(),
         ladder_size=len(rt.ladder(case.state)) if firing.place is not None else None,
         asked=firing.asked,
@@ -244,20 +260,52 @@ def notice_of(
         deadline_passed=deadline_passed,
         to_state_label=rt.states[new.state].label if timeout else None,
         to_unit_name=unit_name(org, new.owner) if timeout else None,
-        summary=summary_of(rt, case.data, org.language),
+        summary=[],
     )
-    kind = _MAIL_KIND[firing.kind]
-    return Notice(
-        key=f"{case.ref}/{firing.stay}/{firing.rung}" + (f"/{recipient_id}" if firing.also else ""),
-        case_id=case.id,
-        kind=kind,
+    return FiringNotice(
+        key_tail=f"/{firing.stay}/{firing.rung}" + (f"/{recipient_id}" if firing.also else ""),
+        kind=_MAIL_KIND[firing.kind],
         language=org.language,
         recipient=recipient_id,
         to_email=who.email,
         to_name=who.name,
-        subject=subject(org.language, kind, case.ref, rt.title, state.label),
+        subject_around=subject_around(org.language, _MAIL_KIND[firing.kind], rt.title, state.label),
         facts=facts,
     )
+
+
+@dataclass(frozen=True)
+class FiringNotice:
+    """A firing's notice with the case left out (see :func:`firing_notice`)."""
+
+    key_tail: str
+    """The key after the case's reference (``/stay/rung``, and ``/recipient`` for a copy)."""
+    kind: MailKind
+    language: str
+    recipient: str
+    to_email: str
+    to_name: str
+    subject_around: tuple[str, str]
+    """The subject before and after the case's reference."""
+    facts: FiringFacts
+    """The facts, the case's own left empty."""
+
+    def notice(self, rt: RequestType, case: Case, seq: int) -> Notice:
+        """The notice of this firing of ``case`` as its event ``seq``."""
+        facts = replace(self.facts, ref=case.ref, command=command_for(case.ref), case_id=case.id, event_seq=seq,
+                        summary=summary_of(rt, case.data, self.language))
+        return Notice(key=case.ref + self.key_tail, case_id=case.id, kind=self.kind, language=self.language,
+                      recipient=self.recipient, to_email=self.to_email, to_name=self.to_name,
+                      subject=self.subject(case.ref), facts=facts)
+
+    def subject(self, ref: str) -> str:
+        head, tail = self.subject_around
+        return head + one_line(ref) + tail
+
+
+def command_for(ref: str) -> str:
+    """The command that shows a case, as a firing's email gives it."""
+    return f"loket case show {ref}"
 
 
 #: The mail kind of each kind of firing (the enum's lookup by value, made once).
@@ -325,6 +373,17 @@ def subject(language: str, kind: MailKind, ref: str, title: str, state: str | No
     from field values or comments; a residents' subject names no state at all. Whatever the
     definition let through, it stays one line: a header can never be split from here.
     """
+    head, tail = subject_around(language, kind, title, state)
+    return head + one_line(ref) + tail
+
+
+def subject_around(language: str, kind: MailKind, title: str, state: str | None) -> tuple[str, str]:
+    """What :func:`subject` puts before and after the reference (the same for every case of a
+    type and state)."""
     word = _SUBJECTS.get(language, _SUBJECTS["nl"])[kind]
-    text = f"{word} {ref}: {title}" + (f" — {state}" if state else "")
+    return one_line(f"{word} "), one_line(f": {title}" + (f" — {state}" if state else ""))
+
+
+def one_line(text: str) -> str:
+    """The text with every line break and control character made a space."""
     return text.translate(_BREAKS) if _BREAK.search(text) else text
