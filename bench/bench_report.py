@@ -120,7 +120,7 @@ from engine.app.service import Loket  # noqa: E402
 from engine.core.definition import RequestType  # noqa: E402
 from engine.core.durations import Duration  # noqa: E402
 from engine.store.db import migrate, open_engine  # noqa: E402
-from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t  # noqa: E402
+from engine.store.schema import UTCDateTime, cases_t, escalations_t, events_t, outbox_t, stays_t  # noqa: E402
 
 NOW = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPAN = dt.timedelta(days=365)
@@ -242,6 +242,8 @@ def batches(types: dict[str, RequestType], count: int, seed: int) -> Iterator[tu
 
 
 _TABLES = (cases_t, events_t, escalations_t)
+_COPIED = (*_TABLES, stays_t)
+"""What PostgreSQL gets from the SQLite file: the rows made, and the stays worked out from them."""
 
 
 def _is_json(column_type: Any) -> bool:
@@ -304,22 +306,35 @@ def _copy_postgres(engine: sa.Engine, source: str, totals: dict[str, Any]) -> No
     try:
         with raw.driver_connection.cursor() as cur:  # type: ignore[union-attr]
             cur.execute("SET TIME ZONE 'UTC'")  # SQLite's instants are UTC without their zone
-            for table in _TABLES:
+            for table in _COPIED:
                 columns = [c.name for c in table.columns]
                 with cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                     rows = reader.execute(f"SELECT {', '.join(columns)} FROM {table.name} ORDER BY rowid")
                     while chunk := rows.fetchmany(BATCH):
                         for row in chunk:
                             copy.write_row(row)
-                totals[{"cases": "cases", "case_event": "events", "escalation": "escalations"}[table.name]] = (
+                totals[{"cases": "cases", "case_event": "events", "escalation": "escalations",
+                        "case_stay": "stays"}[table.name]] = (
                     reader.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
-            for table in _TABLES[1:]:  # the sequences past the ids copied
+            for table in _COPIED[1:]:  # the sequences past the ids copied
                 cur.execute(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                             f"(SELECT max(id) FROM {table.name}))")
         raw.commit()
     finally:
         raw.close()
         reader.close()
+
+
+def _fill_stays(loket: Loket, engine: sa.Engine) -> int:
+    """`case_stay` of the rows just made, worked out from their histories as migration 0009
+    fills it for existing cases (the engine writes a stay when it ends)."""
+    from engine.store import stays
+
+    try:
+        with engine.begin() as conn:
+            return stays.fill(conn, stays.expected(conn, loket.calendar(), loket.request_type))
+    finally:
+        engine.dispose()
 
 
 def _count(totals: dict[str, Any], batch: tuple[list[Any], list[Any], list[Any]]) -> None:
@@ -355,6 +370,7 @@ def load(url: str, count: int, seed: int, source: str | None = None) -> dict[str
         database = engine.url.database
         assert database is not None
         _insert_sqlite(database, types, count, seed, totals)
+        totals["stays"] = _fill_stays(loket, open_engine(url))
     with engine.begin() as conn:
         conn.execute(sa.insert(outbox_t), [{
             "key": f"bench/{i}", "case_id": 1 + i * (count // FAILED_MAILS), "kind": "escalation",

@@ -1,0 +1,81 @@
+"""`case_stay`: the ended stays of cases (`engine.core.stays`), written with the transition
+that ends each, filled from the history for cases that existed before (migration 0009), and
+recomputed from the history by `audit verify`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.core import stays as core
+from engine.core.calendar import WorkingCalendar
+from engine.core.definition import RequestType
+from engine.store.schema import cases_t, events_t, stays_t
+from engine.store.sweeps import insert_rows
+
+_e, _s = events_t.c, stays_t.c
+COLUMNS = ("case_id", "stay", "end_seq", "type_key", "type_version", "state", "unit", "entered_at", "left_at",
+           "days", "stay_us", "due_at", "due_on", "met")
+"""The columns `engine.core.stays.rows` fills, in the order they are compared."""
+BATCH = 2000
+
+
+def moves(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, list[core.StayMove]]:
+    """The `MOVE_ACTIONS` events of these cases, by case, in seq order."""
+    out: dict[int, list[core.StayMove]] = {case_id: [] for case_id in case_ids}
+    query = (sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state)
+             .where(_e.case_id.in_(case_ids), _e.action.in_(core.MOVE_ACTIONS)).order_by(_e.case_id, _e.seq))
+    for case_id, seq, at, action, to_state in conn.execute(query):
+        out[case_id].append(core.StayMove(seq, at, action, to_state))
+    return out
+
+
+def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        insert_rows(conn, stays_t, rows)
+
+
+def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],
+             after: int = 0) -> Iterator[dict[str, Any]]:
+    """The rows `case_stay` should hold for every case (from id `after` on), worked out from the
+    history, in case id and stay order: the cases and their moves streamed side by side."""
+    c = cases_t.c
+    cases = conn.execute(sa.select(c.id, c.type_key, c.type_version).where(c.id > after).order_by(c.id),
+                         execution_options={"yield_per": BATCH})
+    events = conn.execute(
+        sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state)
+        .where(_e.action.in_(core.MOVE_ACTIONS), _e.case_id > after).order_by(_e.case_id, _e.seq),
+        execution_options={"yield_per": BATCH})
+    groups = groupby(events, key=itemgetter(0))
+    case_id, group = next(groups, (None, iter(())))
+    for id_, key, version in cases:
+        while case_id is not None and case_id < id_:
+            case_id, group = next(groups, (None, iter(())))
+        if case_id != id_:
+            continue
+        own = [core.StayMove(seq, at, action, to) for _, seq, at, action, to in group]
+        case_id, group = next(groups, (None, iter(())))
+        yield from core.rows(id_, key, version, type_of(key, version), cal, core.ended(own))
+
+
+def stored(conn: sa.Connection) -> Iterable[Any]:
+    """Every stored row, in case id and stay order."""
+    return conn.execute(sa.select(*(_s[name] for name in COLUMNS)).order_by(_s.case_id, _s.stay),
+                        execution_options={"yield_per": BATCH})
+
+
+def fill(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert rows in batches; how many."""
+    count, batch = 0, []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH:
+            insert(conn, batch)
+            count, batch = count + len(batch), []
+    insert(conn, batch)
+    return count + len(batch)
