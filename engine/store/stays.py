@@ -79,3 +79,7 @@ def fill(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
             count, batch = count + len(batch), []
     insert(conn, batch)
     return count + len(batch)
+
+
+def ref_of(conn: sa.Connection, case_id: int) -> str | None:
+    return conn.execute(sa.select(cases_t.c.ref).where(cases_t.c.id == case_id)).scalar()
