@@ -7,8 +7,9 @@ nor end one. This is the report's own reading of a history (`engine.reporting.bu
 kept per stay once it has ended, so that the report groups rows instead of pairing every
 state change with the next.
 
-A stay is judged by the definition the case is on when the stay is recorded: its unit (the
-state's owner) and its deadline (none in a paused state). A stay in a final state is not
+A stay is judged by the definition the case was on when the stay ended (a `migrated` event
+after it names the version it left): its unit (the state's owner) and its deadline (none in
+a paused state). A stay in a final state is not
 kept (the report counts no time in one). Nothing here is personal: state keys, units and
 instants.
 """
@@ -78,6 +79,17 @@ def ended(moves: Iterable[StayMove]) -> list[EndedStay]:
             continue
         number += 1
         state, since, stops, stopped = to_state, at, [], None
+    return out
+
+
+def versions(stays: Sequence[EndedStay], migrations: Sequence[tuple[int, int]], current: int) -> list[int]:
+    """The definition version each stay ended under: the version the first migration after its
+    end (`(seq, from_version)` of each `migrated` event, in seq order) moved the case from, or
+    the case's version now."""
+    out = []
+    for stay in stays:
+        later = next((version for seq, version in migrations if seq > stay.end_seq), None)
+        out.append(current if later is None else later)
     return out
 
 

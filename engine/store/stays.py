@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from engine.core import stays as core
 from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType
+from engine.core.vocabulary import Action
 from engine.store.schema import cases_t, events_t, stays_t
 from engine.store.sweeps import insert_rows
 
@@ -47,9 +48,12 @@ def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, 
     c = cases_t.c
     cases = conn.execute(sa.select(c.id, c.type_key, c.type_version).where(c.id > after).order_by(c.id),
                          execution_options={"yield_per": BATCH})
+    # A migration's event only for the version it names (`engine.core.stays.versions`).
+    from_version = sa.case((_e.action == Action.MIGRATED, _e.data["from_version"].as_integer()), else_=sa.null())
     events = conn.execute(
-        sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state)
-        .where(_e.action.in_(core.MOVE_ACTIONS), _e.case_id > after).order_by(_e.case_id, _e.seq),
+        sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state, from_version)
+        .where(_e.action.in_((*core.MOVE_ACTIONS, Action.MIGRATED)), _e.case_id > after)
+        .order_by(_e.case_id, _e.seq),
         execution_options={"yield_per": BATCH})
     groups = groupby(events, key=itemgetter(0))
     case_id, group = next(groups, (None, iter(())))
@@ -58,9 +62,19 @@ def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, 
             case_id, group = next(groups, (None, iter(())))
         if case_id != id_:
             continue
-        own = [core.StayMove(seq, at, action, to) for _, seq, at, action, to in group]
+        own, migrations = [], []
+        for _, seq, at, action, to, left in group:
+            if action == Action.MIGRATED:
+                migrations.append((seq, int(left)))
+            else:
+                own.append(core.StayMove(seq, at, action, to))
         case_id, group = next(groups, (None, iter(())))
-        yield from core.rows(id_, key, version, type_of(key, version), cal, core.ended(own))
+        ended = core.ended(own)
+        if not migrations:
+            yield from core.rows(id_, key, version, type_of(key, version), cal, ended)
+            continue
+        for stay, judged in zip(ended, core.versions(ended, migrations, version), strict=True):
+            yield from core.rows(id_, key, judged, type_of(key, judged), cal, [stay])
 
 
 def stored(conn: sa.Connection) -> Iterable[Any]:
