@@ -77,10 +77,14 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
                 reports.stay_groups(conn, period), reports.stay_deadline_counts(conn, period),
                 reports.missed_stay_days(conn, period), partial(reports.stay_window, conn, period),
                 partial(reports.stay_version, conn))
-        escalations: Iterator[EscalationFact] = map(
-            partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
-        for escalation in escalations:
-            builder.add_escalation(escalation)
+        if stored:  # counted on the database, as the stays
+            builder.add_escalation_counts(reports.escalation_counts(conn, period), reports.escalation_days(
+                conn, period, builder.zone_offsets(*reports.escalation_span(conn, period))))
+        else:
+            escalations: Iterator[EscalationFact] = map(
+                partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
+            for escalation in escalations:
+                builder.add_escalation(escalation)
         failed_count = reports.failed_count(conn)
         failed = [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]
         # Inside the snapshot: the medians of the ended stays are ranks read from it.

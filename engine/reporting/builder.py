@@ -800,6 +800,49 @@ class ReportBuilder:
         self._total.escalations[rung] += 1
         self._by_day[(self._ordinal_of(escalation.fired_at / 1_000_000), rung)] += 1
 
+    def zone_offsets(self, first: dt.datetime | None, last: dt.datetime | None) -> list[tuple[dt.datetime | None, int]]:
+        """The organisation's UTC offset (seconds) from each instant on, between `first` and
+        `last`: the first from the beginning (None), then one per change of the clocks, found
+        to the second. What `engine.store.reports.escalation_days` tells local days by."""
+        zone = self._zone
+
+        def offset(moment: dt.datetime) -> int:
+            found = moment.astimezone(zone).utcoffset()
+            return int(found.total_seconds()) if found is not None else 0
+
+        if first is None or last is None:
+            return [(None, offset(self.now))]
+        out: list[tuple[dt.datetime | None, int]] = [(None, offset(first))]
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= last:
+            following = day + dt.timedelta(days=1)
+            if offset(following) != out[-1][1]:
+                low, high = day, following  # offset(low) is the old one, offset(high) the new
+                while (high - low) > dt.timedelta(seconds=1):
+                    middle = low + (high - low) / 2
+                    middle = middle.replace(microsecond=0)
+                    if middle <= low:
+                        break
+                    if offset(middle) == out[-1][1]:
+                        low = middle
+                    else:
+                        high = middle
+                out.append((high, offset(following)))
+            day = following
+        return out
+
+    def add_escalation_counts(self, counts: Iterable[tuple[str, str | None, str, int]],
+                              days: Iterable[tuple[int, str, int]]) -> None:
+        """The escalations counted on the database (not under --unit): per type, unit and rung
+        (`engine.store.reports.escalation_counts`), and per local day and rung (days since
+        1970-01-01, `escalation_days`) — what `add_escalation` counts one by one."""
+        for key, unit, rung, count in counts:
+            self._type(key).escalations[rung] += count
+            self._unit(unit).escalations[rung] += count
+            self._total.escalations[rung] += count
+        for day, rung, count in days:
+            self._by_day[(day + _EPOCH_ORDINAL, rung)] += count
+
     # -- the report -------------------------------------------------------------------------
 
     def finish(self, failed: Sequence[FailedEmail] = (), failed_count: int = 0) -> Report:

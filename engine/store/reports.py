@@ -279,6 +279,52 @@ def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tupl
     return _raw_streamed(conn, query)
 
 
+def _escalations_kept(query: sa.Select[Any], filters: Period) -> sa.Select[Any]:
+    if filters.type_key is not None:
+        query = query.where(_c.type_key == filters.type_key)
+    if filters.since is not None:
+        query = query.where(_x.fired_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(_x.fired_at < filters.until)
+    return query
+
+
+def escalation_counts(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, str | None, str, int]]:
+    """The escalations fired in the period (of the type asked for), per type, unit and rung."""
+    query = _escalations_kept(sa.select(_c.type_key, _x.unit, _x.rung, sa.func.count())
+                              .select_from(escalations_t).join(cases_t, _c.id == _x.case_id)
+                              .group_by(_c.type_key, _x.unit, _x.rung), filters)
+    return [(key, unit, rung, int(n)) for key, unit, rung, n in conn.execute(query)]
+
+
+def escalation_span(conn: sa.Connection, filters: Period = ALL) -> tuple[datetime | None, datetime | None]:
+    """When the first and the last escalation in the period fired."""
+    query = _escalations_kept(sa.select(sa.func.min(_x.fired_at), sa.func.max(_x.fired_at))
+                              .select_from(escalations_t).join(cases_t, _c.id == _x.case_id), filters)
+    first, last = conn.execute(query).one()
+    return first, last
+
+
+def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]]
+                    ) -> list[tuple[int, str, int]]:
+    """The escalations fired in the period, per local day (days since 1970-01-01 in the
+    organisation's zone) and rung. `offsets`: the zone's UTC offset in seconds from each
+    instant on (the first from the beginning, None), in order: local days are told on the
+    database, exactly, from the instants' whole seconds."""
+    seconds = micros(_x.fired_at, conn.dialect.name) // 1_000_000
+    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
+    if len(offsets) > 1:
+        offset = sa.case(*((_x.fired_at < start, sa.literal(before))
+                           for (_, before), (start, _) in itertools.pairwise(offsets)),
+                         else_=sa.literal(offsets[-1][1]))
+    day = sa.cast((seconds + offset) // 86400, sa.BigInteger)
+    query = _escalations_kept(sa.select(day, _x.rung, sa.func.count()).select_from(escalations_t)
+                              .join(cases_t, _c.id == _x.case_id).group_by(day, _x.rung), filters)
+    if filters.type_key is None:  # no join needed
+        query = _escalations_kept(sa.select(day, _x.rung, sa.func.count()).group_by(day, _x.rung), filters)
+    return [(int(d), rung, int(n)) for d, rung, n in conn.execute(query)]
+
+
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
                      filters: Period = ALL) -> Iterable[sa.Row[Any]]:
     """The events of the bestuurlijke dekking, by case id and seq: escalations to one of
