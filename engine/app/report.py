@@ -44,6 +44,17 @@ def check_filters(loket: Loket, filters: Filters) -> None:
         raise InvalidValue("--until must be after --since: the period is empty")
 
 
+def _valued(loket: Loket) -> set[str]:
+    """The request types whose closed cases the report needs the field values of while it
+    counts: those with an area or measures in some version."""
+    out = set()
+    for rt in loket.latest_types():
+        versions = (loket.request_type(rt.key, v) for v in range(1, loket.latest_version(rt.key) + 1))
+        if any(one.area is not None or one.measures for one in versions):
+            out.add(rt.key)
+    return out
+
+
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
     """A few queries, two of them streamed side by side; all see the same moment. The ended
     stays are read grouped from `case_stay`; the state changes only of the open cases (their
@@ -63,10 +74,10 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
         builder = ReportBuilder(
             now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
             type_of=loket.request_type, filters=filters, admin_events=admin_events,
-            stored_stays=filters.unit is None,
+            stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
-        cases = map(CaseFacts._make, reports.case_rows(conn, now, period))
+        cases = map(CaseFacts._make, reports.case_rows(conn, now, period, data_for=_valued(loket)))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))

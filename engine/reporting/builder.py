@@ -8,6 +8,7 @@ events. The definitions of every figure are in `engine.reporting.figures`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import heapq
 import math
@@ -364,6 +365,10 @@ class _StateInfo:
         self.dues: dict[int, float] = {}
 
 
+def _summary(rt: RequestType, data: Mapping[str, Any], language: str) -> tuple[tuple[str, str], ...]:
+    return tuple((label, value) for label, value in summary_of(rt, data, language))
+
+
 def _decimal(value: Any) -> Decimal | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
@@ -408,8 +413,13 @@ class ReportBuilder:
         filters: Filters | None = None,
         admin_events: Mapping[int, Sequence[AdminEvent]] | None = None,
         stored_stays: bool = False,
+        data_of: Callable[[Sequence[int]], Mapping[int, Any]] | None = None,
     ) -> None:
         self.now = now
+        self.data_of = data_of
+        """The field values of closed cases by id, for the summaries of the recently realised
+        ones whose values the case stream left out (`engine.store.reports.case_rows`'
+        `data_for`): read for the few the report keeps, when it is finished."""
         self.stored_stays = stored_stays and (filters is None or filters.unit is None)
         """The ended stays come from `add_stored_stays` (grouped rows of `case_stay`): a case's
         moves count only for its stay now. Not under --unit, which must see every case's
@@ -434,7 +444,9 @@ class ReportBuilder:
         """(local day's ordinal, rung) → escalations fired that day."""
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
-        self._recent: list[tuple[int, int, Realised]] = []
+        self._recent: list[tuple[int, int, Realised, RequestType | None]] = []
+        """(closed, id, what the report shows, and the definition when its summary is still to
+        be read: see `data_of`)."""
         self._dues: dict[tuple[int, int], dt.datetime] = {}
         """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
         self._offsets: dict[int, int | None] = {}
@@ -737,10 +749,11 @@ class ReportBuilder:
             recent = self._recent
             if len(recent) >= RECENT and order <= recent[0][:2]:
                 return
+            later = case.data is None and self.data_of is not None
             item = (closed, case.id, Realised(
                 type_key=case.type_key, closed_on=self._local_day(_instant(closed)), outcome=outcome, area=area,
-                summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
-            ))
+                summary=() if later else _summary(rt, data, self.org.language),
+            ), rt if later else None)
             if len(recent) < RECENT:
                 heapq.heappush(recent, item)
             else:
@@ -877,11 +890,19 @@ class ReportBuilder:
             areas=self._area_figures(),
             weeks=self._week_figures(),
             dekking=self.dekking.finish(),
-            realised=[r for _, _, r in sorted(self._recent, key=lambda item: item[:2], reverse=True)],
+            realised=self._realised(),
             measure_labels={key: {m: rt.fields[m].label or m for m in rt.measures} for key, rt in self.latest.items()},
             area_labels={key: rt.fields[rt.area].label or rt.area for key, rt in self.latest.items()
                          if rt.area is not None},
         )
+
+    def _realised(self) -> list[Realised]:
+        kept = sorted(self._recent, key=lambda item: item[:2], reverse=True)
+        later = [case_id for _, case_id, _, rt in kept if rt is not None]
+        values = self.data_of(later) if later and self.data_of is not None else {}
+        language = self.org.language
+        return [r if rt is None else dataclasses.replace(r, summary=_summary(rt, values.get(case_id) or {}, language))
+                for _, case_id, r, rt in kept]
 
     def _area_figures(self) -> list[AreaFigures]:
         rank = {key: i for i, key in enumerate(self._types)}
