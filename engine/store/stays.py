@@ -26,8 +26,30 @@ COLUMNS = ("case_id", "stay", "end_seq", "type_key", "type_version", "state", "u
 BATCH = 2000
 
 
+_ACTIONS = ", ".join(f"'{action.value}'" for action in core.MOVE_ACTIONS)
+_MOVES_OF_ONE = (f"SELECT seq, at, action, to_state FROM {events_t.name} WHERE case_id = {{}}"
+                 f" AND action IN ({_ACTIONS}) ORDER BY seq")
+"""A transition a person makes reads its case's moves with it: straight through the driver,
+in the transaction (SQLAlchemy's statement and row handling were most of its cost)."""
+
+
+def _moves_of_one(conn: sa.Connection, case_id: int) -> list[core.StayMove]:
+    from engine.store.reports import _instant
+
+    driver: Any = conn.connection.driver_connection
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    cursor = driver.cursor()
+    try:
+        cursor.execute(_MOVES_OF_ONE.format(mark), (case_id,))
+        return [core.StayMove(seq, _instant(at), action, to) for seq, at, action, to in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
 def moves(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, list[core.StayMove]]:
     """The `MOVE_ACTIONS` events of these cases, by case, in seq order."""
+    if len(case_ids) == 1 and conn.dialect.name in ("sqlite", "postgresql"):
+        return {case_ids[0]: _moves_of_one(conn, case_ids[0])}
     out: dict[int, list[core.StayMove]] = {case_id: [] for case_id in case_ids}
     query = (sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state)
              .where(_e.case_id.in_(case_ids), _e.action.in_(core.MOVE_ACTIONS)).order_by(_e.case_id, _e.seq))
@@ -36,9 +58,15 @@ def moves(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, list[core.S
     return out
 
 
+_INSERT = sa.insert(stays_t)
+
+
 def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """A few rows (a person's transition) by a plain INSERT; a batch by bulk copy."""
+    if len(rows) > 20:
         insert_rows(conn, stays_t, rows)
+    elif rows:
+        conn.execute(_INSERT, rows)
 
 
 def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],
