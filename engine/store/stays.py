@@ -41,7 +41,12 @@ def _moves_of_one(conn: sa.Connection, case_id: int) -> list[core.StayMove]:
     cursor = driver.cursor()
     try:
         cursor.execute(_MOVES_OF_ONE.format(mark), (case_id,))
-        return [core.StayMove(seq, _instant(at), action, to) for seq, at, action, to in cursor.fetchall()]
+        out = []
+        for seq, at, action, to in cursor.fetchall():
+            moment = _instant(at)  # `at` is NOT NULL
+            assert moment is not None
+            out.append(core.StayMove(seq, moment, action, to))
+        return out
     finally:
         cursor.close()
 
