@@ -221,13 +221,15 @@ class StayRow(SQLModel, table=True):
     data (state keys, units, instants)."""
 
     __tablename__ = "case_stay"
+    # No index of its own on case_id (the unique key's serves it) nor on left_at (a period is
+    # read through the groups' index): every transition writes a row into each index.
     __table_args__ = (sa.UniqueConstraint("case_id", "stay"),
                       # The report's groups, and its ranks per state and per unit.
                       sa.Index("ix_case_stay_group", "type_key", "state", "unit", "met", "days", "stay_us"),
                       sa.Index("ix_case_stay_state_days", "type_key", "state", "days"),
                       sa.Index("ix_case_stay_unit_days", "unit", "days"))
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="cases.id", index=True)
+    case_id: int = Field(foreign_key="cases.id")
     stay: int
     """Its number among the case's stays, from 1."""
     end_seq: int
@@ -238,7 +240,7 @@ class StayRow(SQLModel, table=True):
     state: str = Field(max_length=64)
     unit: str | None = Field(default=None, max_length=64)
     entered_at: dt.datetime = _time(nullable=False)
-    left_at: dt.datetime = _time(nullable=False, index=True)
+    left_at: dt.datetime = _time(nullable=False)
     days: float
     """left_at - entered_at in days, as the report figures it (its medians)."""
     stay_us: int = Field(sa_type=sa.BigInteger)

@@ -63,15 +63,33 @@ def moves(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, list[core.S
     return out
 
 
-_INSERT = sa.insert(stays_t)
+_BINDS: dict[str, list[Any]] = {}
+"""Per dialect, each column's bind processor (as an INSERT would bind it), looked up once."""
 
 
 def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """A few rows (a person's transition) by a plain INSERT; a batch by bulk copy."""
-    if len(rows) > 20:
+    """A few rows (a person's transition) straight through the driver, each value bound as an
+    INSERT binds it; a batch by bulk copy (`insert_rows`)."""
+    if len(rows) > 20 or conn.dialect.name not in ("sqlite", "postgresql"):
         insert_rows(conn, stays_t, rows)
-    elif rows:
-        conn.execute(_INSERT, rows)
+        return
+    if not rows:
+        return
+    dialect = conn.dialect
+    binds = _BINDS.get(dialect.name)
+    if binds is None:
+        binds = _BINDS[dialect.name] = [stays_t.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                                        for name in COLUMNS]
+    mark = "?" if dialect.name == "sqlite" else "%s"
+    statement = f"INSERT INTO {stays_t.name} ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+    values = [[row[name] if bind is None or row[name] is None else bind(row[name])
+               for name, bind in zip(COLUMNS, binds, strict=True)] for row in rows]
+    driver: Any = conn.connection.driver_connection
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(statement, values)
+    finally:
+        cursor.close()
 
 
 def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],

@@ -47,8 +47,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("case_id", "stay"),
     )
-    op.create_index(op.f("ix_case_stay_case_id"), "case_stay", ["case_id"], unique=False)
-    op.create_index(op.f("ix_case_stay_left_at"), "case_stay", ["left_at"], unique=False)
     op.create_index("ix_case_stay_group", "case_stay", ["type_key", "state", "unit", "met", "days", "stay_us"], unique=False)
     op.create_index("ix_case_stay_state_days", "case_stay", ["type_key", "state", "days"], unique=False)
     op.create_index("ix_case_stay_unit_days", "case_stay", ["unit", "days"], unique=False)
@@ -80,6 +78,4 @@ def downgrade() -> None:
     op.drop_index("ix_case_stay_unit_days", table_name="case_stay")
     op.drop_index("ix_case_stay_state_days", table_name="case_stay")
     op.drop_index("ix_case_stay_group", table_name="case_stay")
-    op.drop_index(op.f("ix_case_stay_left_at"), table_name="case_stay")
-    op.drop_index(op.f("ix_case_stay_case_id"), table_name="case_stay")
     op.drop_table("case_stay")
