@@ -18,6 +18,7 @@ from engine.app.report import gather
 from engine.app.service import Loket
 from engine.app.sweep import sweep
 from engine.app.verify import verify
+from engine.core.calendar import WorkingCalendar
 from engine.reporting.figures import Filters
 from engine.store import stays
 from engine.store.db import open_engine
@@ -175,3 +176,19 @@ def test_retention_takes_the_stays_of_a_destroyed_case_with_it(db_url: str, tmp_
         assert [stays.ref_of(conn, row[0]) for row in stays.stored(conn)] == [kept]
     assert verify(loket).ok
     loket.engine.dispose()
+
+
+def test_the_zones_offsets_change_to_the_second_the_clocks_do() -> None:
+    from engine.core.organisation import parse_organisation
+    from engine.core.yamlfile import load_file
+    from engine.reporting.builder import ReportBuilder
+
+    data, locate, _ = load_file(ORG_FILE)
+    org = parse_organisation(data, str(ORG_FILE), locate)
+    cal = WorkingCalendar(org.timezone, org.closed_days)
+    builder = ReportBuilder(now=at(2, 9), org=org, calendar=cal, latest=[], type_of=lambda key, version: None)  # type: ignore[arg-type, return-value]
+    spring, autumn = dt.datetime(2026, 3, 29, 1, tzinfo=UTC), dt.datetime(2026, 10, 25, 1, tzinfo=UTC)
+    assert builder.zone_offsets(at(1, 0), dt.datetime(2026, 12, 31, tzinfo=UTC)) == [
+        (None, 3600), (spring, 7200), (autumn, 3600)]
+    assert builder.zone_offsets(None, None) == [(None, 3600)]
+    assert builder.zone_offsets(at(1, 0), at(20, 0)) == [(None, 3600)]
