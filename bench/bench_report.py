@@ -99,7 +99,11 @@ its `GROUP BY` floor; PostgreSQL 1.90–2.53 → 1.00–1.05 s, 0.87–0.91 → 
 19.8–23.5 → 11.0–12.7×. At 100,000 cases (`--runs 2`, same conditions): SQLite 5.07 →
 3.08 s CPU (5.2 → 5.0 s, 5.1 → 4.5×: the machine's load stretched this run's seconds well
 past its CPU), PostgreSQL 10.4 → 4.2 s, 4.48 → 1.52 s CPU, 33 → 13×. The report's CPU stays
-linear in the cases (about 30 µs a case on SQLite at 20,000 and 100,000).
+linear in the cases (about 30 µs a case on SQLite at 20,000 and 100,000, 37 µs at a million).
+At 1,000,000 cases (`--cases 1000000 --modes group_by,text --runs 1 --skip-pg`, loaded in
+711 s with `case_stay` filled from the rows; main → this on the same rows): SQLite report
+54.5 → 38.0 s (54.2 → 37.5 s CPU), 5.8 → 3.4× its `GROUP BY` floor (9.5–11.3 s), peak
+232 → 178 MB.
 
 Where the rest goes (cProfile, SQLite, 20,000 cases): about half the per-case pass
 (`add_case`; `_add_closed` alone about 30%: working days per lead time, ISO weeks, results,
