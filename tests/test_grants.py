@@ -205,6 +205,9 @@ def test_loket_works_for_logins_in_loket_users_redaction_retention_and_the_worke
     # A case destroyed by retention, one redacted by it (melding: redact after a year).
     gone = json.loads(place.ok(*new, login=clerk))["ref"]
     place.ok("case", "advance", gone, "intrekken", "--comment", "ingetrokken", login=clerk)
+    stays = "SELECT count(*) FROM case_stay JOIN cases ON cases.id = case_stay.case_id WHERE cases.ref = :r"
+    assert place.scalar(stays, r=gone) == 1 and place.scalar(stays, r=kept) == 1  # written by the clerk's login
+    gone_id = place.scalar("SELECT id FROM cases WHERE ref = :r", r=gone)
     melding = json.loads(place.ok("case", "new", "melding", "--data", "omschrijving=Lamp kapot", "--data",
                                   "locatie=Dorpsstraat 1", "--data", f"melder_naam={NAME}", "--json",
                                   login=clerk))["ref"]
@@ -218,6 +221,7 @@ def test_loket_works_for_logins_in_loket_users_redaction_retention_and_the_worke
     assert (result["destroyed"], result["redacted"]) == (1, 1), out
     assert place.scalar("SELECT count(*) FROM cases WHERE ref = :r", r=gone) == 0
     assert place.scalar("SELECT count(*) FROM retention_tombstone WHERE ref = :r", r=gone) == 1
+    assert place.scalar("SELECT count(*) FROM case_stay WHERE case_id = :i", i=gone_id) == 0  # by loket_destroy_cases
     code, _out, err = place.cli("db", "maintain", login=worker)
     assert code == 1 and err.startswith("Error: db maintain is a task for the installation's owner role"), err
     assert place.ok("audit", "seal", login=logins[AUDITOR])

@@ -44,8 +44,22 @@ def check_filters(loket: Loket, filters: Filters) -> None:
         raise InvalidValue("--until must be after --since: the period is empty")
 
 
+def _valued(loket: Loket) -> set[str]:
+    """The request types whose closed cases the report needs the field values of while it
+    counts: those with an area or measures in some version."""
+    out = set()
+    for rt in loket.latest_types():
+        versions = (loket.request_type(rt.key, v) for v in range(1, loket.latest_version(rt.key) + 1))
+        if any(one.area is not None or one.measures for one in versions):
+            out.add(rt.key)
+    return out
+
+
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
-    """Six queries, two of them streamed side by side; all see the same moment."""
+    """A few queries, two of them streamed side by side; all see the same moment. The ended
+    stays are read grouped from `case_stay`; the state changes only of the open cases (their
+    stay now) and of those the bestuurlijke dekking counts — except under --unit, which reads
+    every case's to tell which the unit held."""
     filters = filters or Filters()
     check_filters(loket, filters)
     now = loket.clock.now()
@@ -60,16 +74,29 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
         builder = ReportBuilder(
             now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
             type_of=loket.request_type, filters=filters, admin_events=admin_events,
+            stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
-        cases = map(CaseFacts._make, reports.case_rows(conn, now, period))
+        stored = builder.stored_stays
+        cases = map(CaseFacts._make, reports.case_rows(conn, now, period, data_for=_valued(loket)))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
-        moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(conn, period))
+        moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
+            conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
-        escalations: Iterator[EscalationFact] = map(
-            partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
-        for escalation in escalations:
-            builder.add_escalation(escalation)
+        if stored:
+            builder.add_stored_stays(
+                reports.stay_groups(conn, period), reports.stay_deadline_counts(conn, period),
+                reports.missed_stay_days(conn, period), partial(reports.stay_window, conn, period),
+                partial(reports.stay_version, conn))
+        if stored:  # counted on the database, as the stays
+            builder.add_escalation_counts(reports.escalation_counts(conn, period), reports.escalation_days(
+                conn, period, builder.zone_offsets(*reports.escalation_span(conn, period))))
+        else:
+            escalations: Iterator[EscalationFact] = map(
+                partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
+            for escalation in escalations:
+                builder.add_escalation(escalation)
         failed_count = reports.failed_count(conn)
         failed = [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]
-    return builder.finish(failed, failed_count)
+        # Inside the snapshot: the medians of the ended stays are ranks read from it.
+        return builder.finish(failed, failed_count)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from engine.app.clock import FixedClock
 from engine.app.definitions import Definitions
 from engine.core import casework, commands, meanwhile
+from engine.core import stays as core_stays
 from engine.core.announce import announce
 from engine.core.calendar import WorkingCalendar
 from engine.core.casework import Case, Change
@@ -33,6 +34,7 @@ from engine.core.organisation import Organisation
 from engine.core.vocabulary import Action
 from engine.errors import Conflict, HistoryDamaged, InvalidValue, NotFound, first_line
 from engine.store import cases, outbox
+from engine.store import stays as stored_stays
 
 Plan = Callable[[sa.Connection, RequestType, Organisation, WorkingCalendar, Case, dt.datetime, str], Change]
 """What a command makes of a case: given the connection it was read on (for anything else the
@@ -344,7 +346,24 @@ class Loket(Definitions):
             raise _conflict(case)
         if notices:
             outbox.queue_new(conn, [outbox.pending_row(notice, now) for notice in notices])
+        self.record_stays(conn, [(new, events)])
         return new
+
+    def record_stays(self, conn: sa.Connection, written: Iterable[tuple[Case, Sequence[dict[str, Any]]]]) -> None:
+        """The stays these changes ended (`case_stay`), in their transaction, after their events:
+        each case whose new events hold a transition has its moves read once more (one query
+        for all of them) and the stays those transitions ended written."""
+        ended = {case.id: (case, {e["seq"] for e in events if e["action"] == Action.TRANSITION})
+                 for case, events in written if any(e["action"] == Action.TRANSITION for e in events)}
+        if not ended:
+            return
+        cal = self.calendar()
+        rows: list[dict[str, Any]] = []
+        for case_id, own in stored_stays.moves(conn, list(ended)).items():
+            case, seqs = ended[case_id]
+            rows.extend(core_stays.rows(case_id, case.type_key, case.type_version, self.type_of(case), cal,
+                                        [s for s in core_stays.ended(own) if s.end_seq in seqs]))
+        stored_stays.insert(conn, rows)
 
 
 ATTEMPTS = 12

@@ -94,6 +94,8 @@ class _Writes:
 
     rows: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[tuple[Case, list[dict[str, Any]]]] = field(default_factory=list)
+    loket: Loket | None = None
     escalations: list[dict[str, Any]] = field(default_factory=list)
     mails: list[dict[str, Any]] = field(default_factory=list)
 
@@ -103,6 +105,9 @@ class _Writes:
         whom `told` says already hear of that event."""
         staged = loket.stage_case(rt, case, change, SYSTEM, now, notify=mail, recorded_at=recorded_at)
         self.events.extend(staged.events)
+        if any(event["action"] == Action.TRANSITION for event in staged.events):
+            self.moved.append((staged.case, staged.events))
+            self.loket = loket
         self.rows.setdefault(staged.columns, []).append(staged.params)
         self.mails.extend(pending_row(notice, now) for notice in staged.notices
                           if (notice.facts.event_seq, notice.recipient) not in told)
@@ -123,6 +128,8 @@ class _Writes:
                             (outbox_t, self.mails)):
             if rows:
                 insert_rows(conn, table, rows)
+        if self.loket is not None and self.moved:  # the stays its timeouts ended
+            self.loket.record_stays(conn, self.moved)
 
 
 #: How many times one sweep follows a case through timeouts: each round fires what is due in

@@ -8,6 +8,7 @@ events. The definitions of every figure are in `engine.reporting.figures`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import heapq
 import math
@@ -15,6 +16,7 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
@@ -54,6 +56,7 @@ from engine.reporting.figures import (
 )
 
 DAY = 86400.0
+DAY_US = 86_400_000_000
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _LAST_SECOND = dt.time(23, 59, 59)
 _TRANSITION = Action.TRANSITION
@@ -269,25 +272,46 @@ class _Tally:
         )
 
 
-def _median_of_parts(parts: Sequence[array[float]]) -> tuple[int, float | None]:
+Window = Callable[..., list[float]]
+"""`engine.store.reports.stay_window` of the report's connection and period: (offset, limit,
+and which stays) → their days, shortest first."""
+
+
+def _median_of_parts(parts: Sequence[array[float]], stored: int = 0,
+                     window: Callable[[int, int], list[float]] | None = None) -> tuple[int, float | None]:
     """How many values and their median (nearest rank), of sorted arrays taken together: the
-    values are kept once, per state of each definition, and never copied into one list."""
+    values are kept once, per state of each definition, and never copied into one list. With
+    `stored` values more on the database, sorted there, `window(offset, limit)` reads the few
+    of them around the rank: of the values taken together up to the rank, at least `rank`
+    less as many as the arrays hold are stored ones (the smallest of those), and all but the
+    last of them come before the rank."""
     count = sum(map(len, parts))
+    held = count
+    count += stored
     if not count:
         return 0, None
     rank = max(1, -(-50 * count // 100))
     filled = [part for part in parts if part]
+    if stored:
+        assert window is not None
+        skip = max(0, rank - held - 1)
+        filled.append(array("d", window(skip, rank - skip)))
+        rank -= skip
     if len(filled) == 1:
         return count, filled[0][rank - 1]
     return count, next(islice(heapq.merge(*filled), rank - 1, None))
 
 
 class _UnitTally:
-    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "parts")
+    __slots__ = ("deadlines", "escalations", "held", "open", "open_stays", "overdue", "parts", "stored", "window")
 
     def __init__(self) -> None:
         self.open = self.overdue = self.open_stays = 0
-        self.held = 0.0
+        self.stored = 0
+        """Ended stays counted on the database (`ReportBuilder.add_stored_stays`)."""
+        self.window: Callable[[int, int], list[float]] | None = None
+        self.held = 0
+        """µs, summed exactly: a sum of floats would depend on the order of the stays."""
         self.parts: list[array[float]] = []
         """The days of each stay in the states the unit owns, one array per state of each
         definition (`_StateInfo.days`), shared with the states' tallies."""
@@ -295,23 +319,27 @@ class _UnitTally:
         self.escalations: Counter[str] = Counter()
 
     def figures(self, key: str | None, name: str) -> UnitFigures:
-        count, median = _median_of_parts(self.parts)
+        count, median = _median_of_parts(self.parts, self.stored, self.window)
         return UnitFigures(
             key=key, name=name, open=self.open, overdue=self.overdue, stays=count,
-            open_stays=self.open_stays, held_days=self.held, median_stay_days=median,
+            open_stays=self.open_stays, held_days=self.held / DAY_US, median_stay_days=median,
             state_deadlines=_share(self.deadlines),
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
         )
 
 
 class _StayTally:
-    __slots__ = ("open", "parts", "total")
+    __slots__ = ("open", "parts", "stored", "total", "window")
 
     def __init__(self) -> None:
+        self.stored = 0
+        """Ended stays counted on the database (`ReportBuilder.add_stored_stays`)."""
+        self.window: Callable[[int, int], list[float]] | None = None
         self.parts: list[array[float]] = []
         """The days of each stay, one array per definition holding the state."""
         self.open = 0
-        self.total = 0.0
+        self.total = 0
+        """µs, summed exactly (as `_UnitTally.held`)."""
 
 
 class _StateInfo:
@@ -335,6 +363,10 @@ class _StateInfo:
         self.deadline = deadline
         self.exact = deadline is not None and deadline.unit == "hours"
         self.dues: dict[int, float] = {}
+
+
+def _summary(rt: RequestType, data: Mapping[str, Any], language: str) -> tuple[tuple[str, str], ...]:
+    return tuple((label, value) for label, value in summary_of(rt, data, language))
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -380,8 +412,18 @@ class ReportBuilder:
         type_of: Callable[[str, int], RequestType],
         filters: Filters | None = None,
         admin_events: Mapping[int, Sequence[AdminEvent]] | None = None,
+        stored_stays: bool = False,
+        data_of: Callable[[Sequence[int]], Mapping[int, Any]] | None = None,
     ) -> None:
         self.now = now
+        self.data_of = data_of
+        """The field values of closed cases by id, for the summaries of the recently realised
+        ones whose values the case stream left out (`engine.store.reports.case_rows`'
+        `data_for`): read for the few the report keeps, when it is finished."""
+        self.stored_stays = stored_stays and (filters is None or filters.unit is None)
+        """The ended stays come from `add_stored_stays` (grouped rows of `case_stay`): a case's
+        moves count only for its stay now. Not under --unit, which must see every case's
+        moves to tell whether the unit ever held it."""
         self.org = org
         self.calendar = calendar
         self.filters = filters or Filters()
@@ -402,7 +444,9 @@ class ReportBuilder:
         """(local day's ordinal, rung) → escalations fired that day."""
         self._weeks: defaultdict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
         self._longest: list[tuple[float, int, CaseFacts]] = []
-        self._recent: list[tuple[int, int, Realised]] = []
+        self._recent: list[tuple[int, int, Realised, RequestType | None]] = []
+        """(closed, id, what the report shows, and the definition when its summary is still to
+        be read: see `data_of`)."""
         self._dues: dict[tuple[int, int], dt.datetime] = {}
         """(local day's ordinal, id of the deadline) → the deadline of a stay begun that day."""
         self._offsets: dict[int, int | None] = {}
@@ -441,7 +485,10 @@ class ReportBuilder:
             total.received += 1
             self._week_of_ts(case.created_at / 1_000_000)[0] += 1
         if moves:
-            self._add_stays(spans(moves), info, by_type.clocks["state_deadlines"],
+            stays_of = spans(moves)
+            if self.stored_stays:  # only the stay now: the ended ones are in `case_stay`
+                stays_of = stays_of[-1:] if case.closed_at is None and stays_of[-1][2] is None else []
+            self._add_stays(stays_of, info, by_type.clocks["state_deadlines"],
                             total.clocks["state_deadlines"])
         closed = case.closed_at
         if case.service_due is not None:
@@ -460,6 +507,42 @@ class ReportBuilder:
                 self._add_open(case, by_type)
         elif within(closed):
             self._add_closed(case, rt, by_type)
+
+    def add_stored_stays(self, groups: Iterable[tuple[str, str, str | None, int, int]],
+                         deadlines: Iterable[tuple[str, str | None, bool, int]],
+                         missed: Iterable[tuple[dt.date, int]], window: Window,
+                         version_of: Callable[[str, str], int]) -> None:
+        """The ended stays, read grouped from `case_stay` after every case was added: how many
+        and their µs together per type, state and unit (`engine.store.reports.stay_groups`); the
+        deadlines counted per type, unit and met; the missed ones per local day their deadline
+        passed. Their medians are ranks `window` looks up when the report is finished (per
+        state, per unit), together with the stays now."""
+        for key, state, unit, count, micros in groups:
+            tally = self._stays.get((key, state))
+            if tally is None:  # a state no case's definition holds now
+                tally = self._stays[(key, state)] = _StayTally()
+                self._stay_versions[(key, state)] = version_of(key, state)
+            held = self._unit(unit)
+            if not tally.stored:
+                tally.window = partial(window, type_key=key, state=state)
+            if not held.stored:
+                held.window = partial(window, unit=(unit,))
+            tally.stored += count
+            held.stored += count
+            tally.total += micros
+            held.held += micros
+        for key, unit, met, count in deadlines:
+            kind = MET if met else LATE
+            self._type(key).clocks["state_deadlines"][kind] += count
+            self._total.clocks["state_deadlines"][kind] += count
+            self._unit(unit).deadlines[kind] += count
+        for day, count in missed:
+            ordinal = day.toordinal()
+            week = self._week_keys.get(ordinal)
+            if week is None:
+                year, number, _ = day.isocalendar()
+                week = self._week_keys[ordinal] = (year, number)
+            self._weeks[week][2] += count
 
     def _state_infos(self, rt: RequestType, version: int) -> dict[str, _StateInfo]:
         """What a stay in each state of this definition needs, looked up once per version."""
@@ -484,7 +567,7 @@ class ReportBuilder:
 
         Runs for every stay the report reads, so it works in POSIX seconds and looks up each
         deadline once per local day it can start on."""
-        now = self._now_ts
+        now, now_us = self._now_ts, self._now_us
         since, until = self._since_ts, self._until_ts
         offsets = self._offsets
         for state, start, end, stops in stays_of:
@@ -501,8 +584,10 @@ class ReportBuilder:
                 days = left - begun
                 days = days / DAY if days > 0 else 0.0
                 found.days.append(days)
-                tally.total += days
-                held.held += days
+                held_us = (end if end is not None else now_us) - start
+                if held_us > 0:
+                    tally.total += held_us
+                    held.held += held_us
                 if end is None:
                     tally.open += 1
                     held.open_stays += 1
@@ -664,10 +749,11 @@ class ReportBuilder:
             recent = self._recent
             if len(recent) >= RECENT and order <= recent[0][:2]:
                 return
+            later = case.data is None and self.data_of is not None
             item = (closed, case.id, Realised(
                 type_key=case.type_key, closed_on=self._local_day(_instant(closed)), outcome=outcome, area=area,
-                summary=tuple((label, value) for label, value in summary_of(rt, data, self.org.language)),
-            ))
+                summary=() if later else _summary(rt, data, self.org.language),
+            ), rt if later else None)
             if len(recent) < RECENT:
                 heapq.heappush(recent, item)
             else:
@@ -727,6 +813,49 @@ class ReportBuilder:
         self._total.escalations[rung] += 1
         self._by_day[(self._ordinal_of(escalation.fired_at / 1_000_000), rung)] += 1
 
+    def zone_offsets(self, first: dt.datetime | None, last: dt.datetime | None) -> list[tuple[dt.datetime | None, int]]:
+        """The organisation's UTC offset (seconds) from each instant on, between `first` and
+        `last`: the first from the beginning (None), then one per change of the clocks, found
+        to the second. What `engine.store.reports.escalation_days` tells local days by."""
+        zone = self._zone
+
+        def offset(moment: dt.datetime) -> int:
+            found = moment.astimezone(zone).utcoffset()
+            return int(found.total_seconds()) if found is not None else 0
+
+        if first is None or last is None:
+            return [(None, offset(self.now))]
+        out: list[tuple[dt.datetime | None, int]] = [(None, offset(first))]
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= last:
+            following = day + dt.timedelta(days=1)
+            if offset(following) != out[-1][1]:
+                low, high = day, following  # offset(low) is the old one, offset(high) the new
+                while (high - low) > dt.timedelta(seconds=1):
+                    middle = low + (high - low) / 2
+                    middle = middle.replace(microsecond=0)
+                    if middle <= low:
+                        break
+                    if offset(middle) == out[-1][1]:
+                        low = middle
+                    else:
+                        high = middle
+                out.append((high, offset(following)))
+            day = following
+        return out
+
+    def add_escalation_counts(self, counts: Iterable[tuple[str, str | None, str, int]],
+                              days: Iterable[tuple[int, str, int]]) -> None:
+        """The escalations counted on the database (not under --unit): per type, unit and rung
+        (`engine.store.reports.escalation_counts`), and per local day and rung (days since
+        1970-01-01, `escalation_days`) — what `add_escalation` counts one by one."""
+        for key, unit, rung, count in counts:
+            self._type(key).escalations[rung] += count
+            self._unit(unit).escalations[rung] += count
+            self._total.escalations[rung] += count
+        for day, rung, count in days:
+            self._by_day[(day + _EPOCH_ORDINAL, rung)] += count
+
     # -- the report -------------------------------------------------------------------------
 
     def finish(self, failed: Sequence[FailedEmail] = (), failed_count: int = 0) -> Report:
@@ -761,11 +890,19 @@ class ReportBuilder:
             areas=self._area_figures(),
             weeks=self._week_figures(),
             dekking=self.dekking.finish(),
-            realised=[r for _, _, r in sorted(self._recent, key=lambda item: item[:2], reverse=True)],
+            realised=self._realised(),
             measure_labels={key: {m: rt.fields[m].label or m for m in rt.measures} for key, rt in self.latest.items()},
             area_labels={key: rt.fields[rt.area].label or rt.area for key, rt in self.latest.items()
                          if rt.area is not None},
         )
+
+    def _realised(self) -> list[Realised]:
+        kept = sorted(self._recent, key=lambda item: item[:2], reverse=True)
+        later = [case_id for _, case_id, _, rt in kept if rt is not None]
+        values = self.data_of(later) if later and self.data_of is not None else {}
+        language = self.org.language
+        return [r if rt is None else dataclasses.replace(r, summary=_summary(rt, values.get(case_id) or {}, language))
+                for _, case_id, r, rt in kept]
 
     def _area_figures(self) -> list[AreaFigures]:
         rank = {key: i for i, key in enumerate(self._types)}
@@ -825,15 +962,15 @@ class ReportBuilder:
         out = []
         for key, state in sorted(self._stays, key=place):
             stay = self._stays[(key, state)]
-            count, median = _median_of_parts(stay.parts)
+            count, median = _median_of_parts(stay.parts, stay.stored, stay.window)
             if not count:
                 continue  # a state no stay was counted in
             spec = self._state_spec(key, state, self._stay_versions[(key, state)])
             out.append(StateFigures(
                 type_key=key, state=state, label=spec.label, unit=spec.owner,
                 unit_name=self.unit_name(spec.owner), stays=count, open_stays=stay.open,
-                median_days=median, mean_days=stay.total / count,
-                total_days=stay.total,
+                median_days=median, mean_days=stay.total / DAY_US / count,
+                total_days=stay.total / DAY_US,
             ))
         return out
 

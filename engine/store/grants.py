@@ -68,10 +68,11 @@ PRIVILEGES: dict[str, str] = {
     "config_event": ADD,
     "retention_tombstone": ADD,
     "access_log": ADD,
+    "case_stay": ADD,  # derived from the history, written when a stay ends, never changed
 }
 """What `loket_users` may do with each table: never UPDATE, DELETE or TRUNCATE of history."""
 HISTORY = ("case_event", "audit_seal", "audit_seal_head", "config_event", "retention_tombstone", "access_log",
-           "organisation", "request_type", "escalation")
+           "organisation", "request_type", "escalation", "case_stay")
 """The tables `loket_users` may only read and add to."""
 META_KEYS = (PENDING_KEY, LEASE_KEY)
 """The `loket_meta` rows that normal work writes: a redaction's pending mark, the retention lease."""

@@ -18,20 +18,20 @@ import enum
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from engine.core.vocabulary import Action, OutboxStatus, Rung
-from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stays_t
 from engine.store.types import JSONType, UTCDateTime
 
 STREAM_BATCH = 2000
 """Rows fetched at a time from a streamed query."""
 
-_c, _e, _x, _o = cases_t.c, events_t.c, escalations_t.c, outbox_t.c
+_c, _e, _x, _o, _s = cases_t.c, events_t.c, escalations_t.c, outbox_t.c, stays_t.c
 CASES_QUERY = sa.select(
     _c.id, _c.ref, _c.type_key, _c.type_version, _c.state, _c.owner, _c.created_at, _c.closed_at,
     _c.state_entered_at, _c.service_due, _c.case_due,
@@ -148,19 +148,31 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
+def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
+              data_for: Collection[str] | None = None) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
     as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
-    booleans, the field values decoded."""
+    booleans, the field values decoded — with `data_for`, only those of closed cases of these
+    types (the others' are read by `case_data` for the few the report shows)."""
     dialect = conn.dialect.name
+    columns = list(CASES_QUERY.selected_columns)
+    if data_for is not None:
+        # Spelled out, not IN: the streamed query is compiled with its values bound.
+        wanted = (sa.and_(_c.closed_at.is_not(None), sa.or_(*(_c.type_key == key for key in sorted(data_for))))
+                  if data_for else sa.false())
+        columns[-1] = sa.type_coerce(sa.case((wanted, _c.data), else_=sa.null()), JSONType)
     query = CASES_QUERY.with_only_columns(
-        *(micros(column, dialect) if isinstance(column.type, UTCDateTime) else column
-          for column in CASES_QUERY.selected_columns))
+        *(micros(column, dialect) if isinstance(column.type, UTCDateTime) else column for column in columns))
     data: Callable[[Any], Any] = _json if dialect == "sqlite" else (lambda v: v)
     for (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
          suspended, overdue, values) in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
         yield (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
                bool(suspended), bool(overdue), data(values) if values is not None else None)
+
+
+def case_data(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, Any]:
+    """The field values of these cases, by id."""
+    return {case_id: data for case_id, data in conn.execute(sa.select(_c.id, _c.data).where(_c.id.in_(case_ids)))}
 
 
 def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]:
@@ -175,15 +187,95 @@ def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]
     return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
 
 
-def move_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
+def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool = False,
+              dekking: Collection[int] = (), admins: tuple[Iterable[str], Iterable[str]] | None = None,
+              ) -> Iterator[tuple[Any, ...]]:
     """Every case's `created`, `transition`, `suspended` and `resumed` events, streamed by
     case id and seq (only those of the type asked for, when one is), as plain tuples
-    `(case id, µs since the epoch, action, from state, to state)`."""
+    `(case id, µs since the epoch, action, from state, to state)`.
+
+    With `stored_stays` (the report reads the ended stays from `case_stay`), only those of the
+    open cases (for their stay now) and of the cases `dekking` (those with events of the
+    bestuurlijke dekking; past `DEKKING_LISTED` of them, picked again by `admin_event_rows`'
+    condition with `admins`, the administrators and who acts for them)."""
     query = MOVES_QUERY.with_only_columns(
         _e.case_id, micros(_e.at, conn.dialect.name), _e.action, _e.from_state, _e.to_state)
     if filters.type_key is not None:
         query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
+    if stored_stays:
+        wanted: sa.ColumnElement[bool] = _e.case_id.in_(sa.select(_c.id).where(_c.closed_at.is_(None)))
+        if len(dekking) > DEKKING_LISTED and admins is not None:
+            other = events_t.alias("dekking")
+            events = sa.select(other.c.case_id).where(_admin_events(list(admins[0]), list(admins[1]), other.c))
+            wanted = sa.or_(wanted, _e.case_id.in_(events))
+        elif dekking:
+            wanted = sa.or_(wanted, _e.case_id.in_(sorted(dekking)))
+        query = query.where(wanted)
     return _raw_streamed(conn, query)
+
+
+DEKKING_LISTED = 5000
+"""Up to how many cases of the bestuurlijke dekking `move_rows` names by id."""
+
+
+def _stays_kept(filters: Period, when: sa.ColumnElement[Any]) -> list[sa.ColumnElement[bool]]:
+    out: list[sa.ColumnElement[bool]] = []
+    if filters.type_key is not None:
+        out.append(_s.type_key == filters.type_key)
+    if filters.since is not None:
+        out.append(when >= filters.since)
+    if filters.until is not None:
+        out.append(when < filters.until)
+    return out
+
+
+def stay_groups(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, str, str | None, int, int]]:
+    """The ended stays (`case_stay`) that ended in the period, per type, state and unit: how
+    many, and their µs together (integers: the sum is exact, whatever the order)."""
+    query = (sa.select(_s.type_key, _s.state, _s.unit, sa.func.count(), sa.func.sum(_s.stay_us))
+             .where(*_stays_kept(filters, _s.left_at)).group_by(_s.type_key, _s.state, _s.unit))
+    return [(key, state, unit, int(n), int(us)) for key, state, unit, n, us in conn.execute(query)]
+
+
+def stay_window(conn: sa.Connection, filters: Period, offset: int, limit: int, *, type_key: str | None = None,
+                state: str | None = None, unit: tuple[str | None] | None = None) -> list[float]:
+    """The days of the ended stays that ended in the period, of this type and state or of
+    this unit (`(unit,)`), from the `offset`-th shortest on, at most `limit`: a rank looked up
+    on the database, off its index when no period is asked for."""
+    query = sa.select(_s.days).where(*_stays_kept(filters, _s.left_at))
+    if type_key is not None:
+        query = query.where(_s.type_key == type_key)
+    if state is not None:
+        query = query.where(_s.state == state)
+    if unit is not None:
+        query = query.where(_s.unit.is_(None) if unit[0] is None else _s.unit == unit[0])
+    return [float(days) for days in conn.execute(query.order_by(_s.days).offset(offset).limit(limit)).scalars()]
+
+
+def stay_version(conn: sa.Connection, type_key: str, state: str) -> int:
+    """The first definition version a stay in this state was judged by."""
+    return int(conn.execute(sa.select(sa.func.min(_s.type_version))
+                            .where(_s.type_key == type_key, _s.state == state)).scalar_one())
+
+
+def stay_deadline_counts(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, str | None, bool, int]]:
+    """How the ended stays' deadlines went, per type, unit and met or not: a met one counted
+    where it ended in the period, a missed one where its deadline passed in it."""
+    if filters == ALL:  # read off the index in its order
+        where: sa.ColumnElement[bool] = _s.met.is_not(None)
+    else:
+        where = sa.or_(sa.and_(_s.met.is_(True), *_stays_kept(filters, _s.left_at)),
+                       sa.and_(_s.met.is_(False), *_stays_kept(filters, _s.due_at)))
+    query = (sa.select(_s.type_key, _s.unit, _s.met, sa.func.count()).where(where)
+             .group_by(_s.type_key, _s.state, _s.unit, _s.met))
+    return [(key, unit, bool(was_met), int(n)) for key, unit, was_met, n in conn.execute(query)]
+
+
+def missed_stay_days(conn: sa.Connection, filters: Period = ALL) -> list[tuple[Any, int]]:
+    """The ended stays whose deadline passed in the period, per local day it passed on."""
+    query = (sa.select(_s.due_on, sa.func.count()).where(_s.met.is_(False), *_stays_kept(filters, _s.due_at))
+             .group_by(_s.due_on))
+    return [(day, int(n)) for day, n in conn.execute(query)]
 
 
 def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
@@ -200,27 +292,77 @@ def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tupl
     return _raw_streamed(conn, query)
 
 
+def _escalations_kept(query: sa.Select[Any], filters: Period) -> sa.Select[Any]:
+    if filters.type_key is not None:
+        query = query.where(_c.type_key == filters.type_key)
+    if filters.since is not None:
+        query = query.where(_x.fired_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(_x.fired_at < filters.until)
+    return query
+
+
+def escalation_counts(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, str | None, str, int]]:
+    """The escalations fired in the period (of the type asked for), per type, unit and rung."""
+    query = _escalations_kept(sa.select(_c.type_key, _x.unit, _x.rung, sa.func.count())
+                              .select_from(escalations_t).join(cases_t, _c.id == _x.case_id)
+                              .group_by(_c.type_key, _x.unit, _x.rung), filters)
+    return [(key, unit, rung, int(n)) for key, unit, rung, n in conn.execute(query)]
+
+
+def escalation_span(conn: sa.Connection, filters: Period = ALL) -> tuple[datetime | None, datetime | None]:
+    """When the first and the last escalation in the period fired."""
+    query = _escalations_kept(sa.select(sa.func.min(_x.fired_at), sa.func.max(_x.fired_at))
+                              .select_from(escalations_t).join(cases_t, _c.id == _x.case_id), filters)
+    first, last = conn.execute(query).one()
+    return first, last
+
+
+def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]]
+                    ) -> list[tuple[int, str, int]]:
+    """The escalations fired in the period, per local day (days since 1970-01-01 in the
+    organisation's zone) and rung. `offsets`: the zone's UTC offset in seconds from each
+    instant on (the first from the beginning, None), in order: local days are told on the
+    database, exactly, from the instants' whole seconds."""
+    seconds = micros(_x.fired_at, conn.dialect.name) // 1_000_000
+    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
+    if len(offsets) > 1:
+        offset = sa.case(*((_x.fired_at < start, sa.literal(before))
+                           for (_, before), (start, _) in itertools.pairwise(offsets)),
+                         else_=sa.literal(offsets[-1][1]))
+    day = sa.cast((seconds + offset) // 86400, sa.BigInteger)
+    query = _escalations_kept(sa.select(day, _x.rung, sa.func.count()).select_from(escalations_t)
+                              .join(cases_t, _c.id == _x.case_id).group_by(day, _x.rung), filters)
+    if filters.type_key is None:  # no join needed
+        query = _escalations_kept(sa.select(day, _x.rung, sa.func.count()).group_by(day, _x.rung), filters)
+    return [(int(d), rung, int(n)) for d, rung, n in conn.execute(query)]
+
+
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
                      filters: Period = ALL) -> Iterable[sa.Row[Any]]:
     """The events of the bestuurlijke dekking, by case id and seq: escalations to one of
     `admins` or of rung `directive`, instructions, and comments by one of `acting` (the
     administrators and their assistants) or on an administrator's behalf."""
-    admins, acting = list(admins), list(acting)
-    to = _e.data["to"].as_string()
-    rung = _e.data["rung"].as_string()
-    behalf = _e.data["on_behalf_of"].as_string()
     query = (
         sa.select(_e.case_id, _e.seq, _e.at, _e.actor, _e.action, _e.data)
-        .where(sa.or_(
-            sa.and_(_e.action == Action.ESCALATED, sa.or_(to.in_(admins), rung == Rung.DIRECTIVE)),
-            _e.action == Action.DIRECTED,
-            sa.and_(_e.action == Action.COMMENT, sa.or_(_e.actor.in_(acting), behalf.in_(admins))),
-        ))
+        .where(_admin_events(list(admins), list(acting)))
         .order_by(_e.case_id, _e.seq)
     )
     if filters.type_key is not None:
         query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
     return _streamed(conn, query)
+
+
+def _admin_events(admins: list[str], acting: list[str], e: Any = _e) -> sa.ColumnElement[bool]:
+    """The events of the bestuurlijke dekking, of the event table's columns `e`."""
+    to = e.data["to"].as_string()
+    rung = e.data["rung"].as_string()
+    behalf = e.data["on_behalf_of"].as_string()
+    return sa.or_(
+        sa.and_(e.action == Action.ESCALATED, sa.or_(to.in_(admins), rung == Rung.DIRECTIVE)),
+        e.action == Action.DIRECTED,
+        sa.and_(e.action == Action.COMMENT, sa.or_(e.actor.in_(acting), behalf.in_(admins))),
+    )
 
 
 def failed_count(conn: sa.Connection) -> int:

@@ -157,6 +157,46 @@ class EscalationRow(SQLModel, table=True):
     fired_at: dt.datetime = _time(nullable=False, index=True)
 
 
+class StayRow(SQLModel, table=True):
+    """One stay of a case in a state that has ended (`engine.core.stays`), written in the
+    transaction of the transition that ended it and never changed: the report groups these
+    rows instead of pairing every state change with the next. An open stay is the case's
+    own row. Derived from the history, which `audit verify` recomputes it from; no personal
+    data (state keys, units, instants)."""
+
+    __tablename__ = "case_stay"
+    # No index of its own on case_id (the unique key's serves it) nor on left_at (a period is
+    # read through the groups' index): every transition writes a row into each index.
+    __table_args__ = (sa.UniqueConstraint("case_id", "stay"),
+                      # The report's groups, and its ranks per state and per unit.
+                      sa.Index("ix_case_stay_group", "type_key", "state", "unit", "met", "days", "stay_us"),
+                      sa.Index("ix_case_stay_state_days", "type_key", "state", "days"),
+                      sa.Index("ix_case_stay_unit_days", "unit", "days"))
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    stay: int
+    """Its number among the case's stays, from 1."""
+    end_seq: int
+    """The seq of the `transition` event that ended it."""
+    type_key: str = Field(max_length=64)
+    type_version: int
+    """The definition it was judged by: the case's when the stay ended."""
+    state: str = Field(max_length=64)
+    unit: str | None = Field(default=None, max_length=64)
+    entered_at: dt.datetime = _time(nullable=False)
+    left_at: dt.datetime = _time(nullable=False)
+    days: float
+    """left_at - entered_at in days, as the report figures it (its medians)."""
+    stay_us: int = Field(sa_type=sa.BigInteger)
+    """left_at - entered_at in µs, never below 0 (the report's sums, exact)."""
+    due_at: dt.datetime | None = _time()
+    """The state deadline as it stood, moved by the times the clock stood still."""
+    due_on: dt.date | None = None
+    """due_at's local date (the report's week of a missed deadline)."""
+    met: bool | None = None
+    """left_at <= due_at; None without a deadline."""
+
+
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
     id: int | None = Field(default=None, primary_key=True)
@@ -284,3 +324,4 @@ seal_heads_t: sa.Table = SealHeadRow.__table__  # type: ignore[attr-defined]
 config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-defined]
 tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
 access_t: sa.Table = AccessRow.__table__  # type: ignore[attr-defined]
+stays_t: sa.Table = StayRow.__table__  # type: ignore[attr-defined]

@@ -150,6 +150,44 @@ escalations_t = sa.Table(
 )
 
 
+# One stay of a case in a state that has ended (`engine.core.stays`), written in the
+# transaction of the transition that ended it and never changed: the report groups these
+# rows instead of pairing every state change with the next. An open stay is the case's
+# own row. Derived from the history, which `audit verify` recomputes it from; no personal
+# data (state keys, units, instants).
+stays_t = sa.Table(
+    "case_stay",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False),
+    # Its number among the case's stays, from 1.
+    sa.Column("stay", sa.Integer(), nullable=False),
+    # The seq of the `transition` event that ended it.
+    sa.Column("end_seq", sa.Integer(), nullable=False),
+    sa.Column("type_key", sa.String(64), nullable=False),
+    # The definition it was judged by: the case's when the stay ended.
+    sa.Column("type_version", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(64), nullable=False),
+    sa.Column("unit", sa.String(64)),
+    sa.Column("entered_at", UTCDateTime(), nullable=False),
+    sa.Column("left_at", UTCDateTime(), nullable=False),
+    # left_at - entered_at in days, as the report figures it (its medians).
+    sa.Column("days", sa.Float(), nullable=False),
+    # left_at - entered_at in µs, never below 0 (the report's sums, exact).
+    sa.Column("stay_us", sa.BigInteger(), nullable=False),
+    # The state deadline as it stood, moved by the times the clock stood still.
+    sa.Column("due_at", UTCDateTime()),
+    # due_at's local date (the report's week of a missed deadline).
+    sa.Column("due_on", sa.Date()),
+    # left_at <= due_at; None without a deadline.
+    sa.Column("met", sa.Boolean()),
+    sa.UniqueConstraint("case_id", "stay"),
+    sa.Index("ix_case_stay_group", "type_key", "state", "unit", "met", "days", "stay_us"),
+    sa.Index("ix_case_stay_state_days", "type_key", "state", "days"),
+    sa.Index("ix_case_stay_unit_days", "unit", "days"),
+)
+
+
 outbox_t = sa.Table(
     "outbox",
     metadata,

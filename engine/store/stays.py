@@ -1,0 +1,150 @@
+"""`case_stay`: the ended stays of cases (`engine.core.stays`), written with the transition
+that ends each, filled from the history for cases that existed before (migration 0009), and
+recomputed from the history by `audit verify`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.core import stays as core
+from engine.core.calendar import WorkingCalendar
+from engine.core.definition import RequestType
+from engine.core.vocabulary import Action
+from engine.store.tables import cases_t, events_t, stays_t
+from engine.store.sweeps import insert_rows
+
+_e, _s = events_t.c, stays_t.c
+COLUMNS = ("case_id", "stay", "end_seq", "type_key", "type_version", "state", "unit", "entered_at", "left_at",
+           "days", "stay_us", "due_at", "due_on", "met")
+"""The columns `engine.core.stays.rows` fills, in the order they are compared."""
+BATCH = 2000
+
+
+_ACTIONS = ", ".join(f"'{action.value}'" for action in core.MOVE_ACTIONS)
+_MOVES_OF_ONE = (f"SELECT seq, at, action, to_state FROM {events_t.name} WHERE case_id = {{}}"
+                 f" AND action IN ({_ACTIONS}) ORDER BY seq")
+"""A transition a person makes reads its case's moves with it: straight through the driver,
+in the transaction (SQLAlchemy's statement and row handling were most of its cost)."""
+
+
+def _moves_of_one(conn: sa.Connection, case_id: int) -> list[core.StayMove]:
+    from engine.store.reports import _instant
+
+    driver: Any = conn.connection.driver_connection
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    cursor = driver.cursor()
+    try:
+        cursor.execute(_MOVES_OF_ONE.format(mark), (case_id,))
+        out = []
+        for seq, at, action, to in cursor.fetchall():
+            moment = _instant(at)  # `at` is NOT NULL
+            assert moment is not None
+            out.append(core.StayMove(seq, moment, action, to))
+        return out
+    finally:
+        cursor.close()
+
+
+def moves(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, list[core.StayMove]]:
+    """The `MOVE_ACTIONS` events of these cases, by case, in seq order."""
+    if len(case_ids) == 1 and conn.dialect.name in ("sqlite", "postgresql"):
+        return {case_ids[0]: _moves_of_one(conn, case_ids[0])}
+    out: dict[int, list[core.StayMove]] = {case_id: [] for case_id in case_ids}
+    query = (sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state)
+             .where(_e.case_id.in_(case_ids), _e.action.in_(core.MOVE_ACTIONS)).order_by(_e.case_id, _e.seq))
+    for case_id, seq, at, action, to_state in conn.execute(query):
+        out[case_id].append(core.StayMove(seq, at, action, to_state))
+    return out
+
+
+_BINDS: dict[str, list[Any]] = {}
+"""Per dialect, each column's bind processor (as an INSERT would bind it), looked up once."""
+
+
+def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """A few rows (a person's transition) straight through the driver, each value bound as an
+    INSERT binds it; a batch by bulk copy (`insert_rows`)."""
+    if len(rows) > 20 or conn.dialect.name not in ("sqlite", "postgresql"):
+        insert_rows(conn, stays_t, rows)
+        return
+    if not rows:
+        return
+    dialect = conn.dialect
+    binds = _BINDS.get(dialect.name)
+    if binds is None:
+        binds = _BINDS[dialect.name] = [stays_t.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+                                        for name in COLUMNS]
+    mark = "?" if dialect.name == "sqlite" else "%s"
+    statement = f"INSERT INTO {stays_t.name} ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+    values = [[row[name] if bind is None or row[name] is None else bind(row[name])
+               for name, bind in zip(COLUMNS, binds, strict=True)] for row in rows]
+    driver: Any = conn.connection.driver_connection
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(statement, values)
+    finally:
+        cursor.close()
+
+
+def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],
+             after: int = 0) -> Iterator[dict[str, Any]]:
+    """The rows `case_stay` should hold for every case (from id `after` on), worked out from the
+    history, in case id and stay order: the cases and their moves streamed side by side."""
+    c = cases_t.c
+    cases = conn.execute(sa.select(c.id, c.type_key, c.type_version).where(c.id > after).order_by(c.id),
+                         execution_options={"yield_per": BATCH})
+    # A migration's event only for the version it names (`engine.core.stays.versions`).
+    from_version = sa.case((_e.action == Action.MIGRATED, _e.data["from_version"].as_integer()), else_=sa.null())
+    events = conn.execute(
+        sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state, from_version)
+        .where(_e.action.in_((*core.MOVE_ACTIONS, Action.MIGRATED)), _e.case_id > after)
+        .order_by(_e.case_id, _e.seq),
+        execution_options={"yield_per": BATCH})
+    groups = groupby(events, key=itemgetter(0))
+    case_id, group = next(groups, (None, iter(())))
+    for id_, key, version in cases:
+        while case_id is not None and case_id < id_:
+            case_id, group = next(groups, (None, iter(())))
+        if case_id != id_:
+            continue
+        own, migrations = [], []
+        for _, seq, at, action, to, left in group:
+            if action == Action.MIGRATED:
+                migrations.append((seq, int(left)))
+            else:
+                own.append(core.StayMove(seq, at, action, to))
+        case_id, group = next(groups, (None, iter(())))
+        ended = core.ended(own)
+        if not migrations:
+            yield from core.rows(id_, key, version, type_of(key, version), cal, ended)
+            continue
+        for stay, judged in zip(ended, core.versions(ended, migrations, version), strict=True):
+            yield from core.rows(id_, key, judged, type_of(key, judged), cal, [stay])
+
+
+def stored(conn: sa.Connection) -> Iterable[Any]:
+    """Every stored row, in case id and stay order."""
+    return conn.execute(sa.select(*(_s[name] for name in COLUMNS)).order_by(_s.case_id, _s.stay),
+                        execution_options={"yield_per": BATCH})
+
+
+def fill(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert rows in batches; how many."""
+    count, batch = 0, []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH:
+            insert(conn, batch)
+            count, batch = count + len(batch), []
+    insert(conn, batch)
+    return count + len(batch)
+
+
+def ref_of(conn: sa.Connection, case_id: int) -> str | None:
+    return conn.execute(sa.select(cases_t.c.ref).where(cases_t.c.id == case_id)).scalar()

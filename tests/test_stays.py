@@ -1,0 +1,194 @@
+"""`case_stay`: every ended stay written with the transition that ends it, equal to what the
+history gives (and to what migration 0009 fills in), counted by the report as the full pass
+over the state changes counts it, removed with a destroyed case, and checked by verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from engine.app import report as app_report
+from engine.app.clock import FixedClock
+from engine.app.report import gather
+from engine.app.service import Loket
+from engine.app.sweep import sweep
+from engine.app.verify import verify
+from engine.core.calendar import WorkingCalendar
+from engine.reporting.figures import Filters
+from engine.store import stays
+from engine.store.db import open_engine
+from engine.store.tables import stays_t
+from tests.conftest import ORG_FILE, WORKFLOWS
+from tests.test_report import REPORT_AT, build_history
+
+CLERK = "c.devries"
+UTC = dt.UTC
+
+
+def at(day: int, hour: int) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour, 0, tzinfo=UTC)
+
+
+def stored(loket: Loket) -> list[tuple[Any, ...]]:
+    with loket.read() as conn:
+        return [tuple(row) for row in stays.stored(conn)]
+
+
+def expected(loket: Loket) -> list[tuple[Any, ...]]:
+    with loket.read() as conn:
+        return [tuple(row[name] for name in stays.COLUMNS)
+                for row in stays.expected(conn, loket.calendar(), loket.request_type)]
+
+
+@pytest.fixture
+def town(db_url: str) -> tuple[Loket, FixedClock, dict[str, str]]:
+    """The report tests' history (advances, a paused state, sweeps), and more: a stay whose
+    clock stood still, a timeout the sweep fires, a case closed."""
+    clock = FixedClock(at(2, 8))
+    loket = Loket(open_engine(db_url), clock)
+    loket.load_organisation(ORG_FILE)
+    loket.load_request_types(sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
+    refs = build_history(loket, clock)
+    # B5: suspended and resumed within its stay in beoordeling (the deadline moves), then to
+    # bijdrage, where nobody answers: the sweep's timeout sends it back to beoordeling.
+    clock.set(at(2, 9))
+    ref = loket.new_case("bewonersinitiatief", ["title=Speeltuin"], actor=CLERK).ref
+    refs["B5"] = ref
+    clock.set(at(2, 10))
+    loket.advance(ref, "in_behandeling", actor=CLERK)
+    clock.set(at(3, 10))
+    loket.suspend(ref, "Tekening ontbreekt", actor=CLERK)
+    clock.set(at(6, 10))
+    loket.resume(ref, actor=CLERK)
+    clock.set(at(18, 10))  # after its deadline as first set, before it as moved
+    loket.advance(ref, "vraag_bijdrage", actor=CLERK, assignments=["amount=900"])
+    clock.set(REPORT_AT + dt.timedelta(days=40))
+    sweep(loket)
+    loket.engine.dispose()
+    return loket, clock, refs
+
+
+def test_each_ended_stay_is_written_with_its_transition_as_the_history_gives_it(town: Any) -> None:
+    loket, _clock, refs = town
+    rows = stored(loket)
+    assert rows == expected(loket)
+    by_case: dict[str, list[tuple[Any, ...]]] = {}
+    with loket.read() as conn:
+        for row in rows:
+            by_case.setdefault(stays.ref_of(conn, row[0]) or "", []).append(row)
+    columns = stays.COLUMNS
+    b5 = [dict(zip(columns, row, strict=True)) for row in by_case[refs["B5"]]]
+    # ingediend, beoordeling (its clock stood still three days), bijdrage (ended by the timeout).
+    assert [(r["stay"], r["state"], r["unit"]) for r in b5] == [
+        (1, "ingediend", "wijkteam"), (2, "beoordeling", "wijkteam"), (3, "bijdrage", "openbare_ruimte")]
+    beoordeling = b5[1]
+    cal = loket.calendar()
+    rt = loket.request_type("bewonersinitiatief")
+    unmoved = cal.due(beoordeling["entered_at"], rt.states["beoordeling"].deadline)
+    assert unmoved < beoordeling["left_at"] < beoordeling["due_at"] and beoordeling["met"] is True
+    assert beoordeling["due_on"] == cal.local_date(beoordeling["due_at"])
+    assert b5[2]["left_at"] == REPORT_AT + dt.timedelta(days=40)  # the sweep's timeout
+    assert b5[0]["days"] == pytest.approx(1 / 24) and b5[0]["stay_us"] == 3600 * 10**6
+    # A closed case has its last non-final stay; none in the final state.
+    assert all(row[5] not in ("toegekend", "afgehandeld", "ingetrokken") for row in rows)
+
+
+def test_the_report_from_the_stays_is_the_full_pass_over_the_state_changes(
+        town: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    loket, clock, _refs = town
+    clock.set(REPORT_AT + dt.timedelta(days=41))
+    periods = [Filters(), Filters(type_key="bewonersinitiatief"),
+               Filters(since=at(4, 0), until=at(18, 0)), Filters(type_key="melding", since=at(10, 0))]
+    fast = [gather(loket, f) for f in periods]
+
+    class FullPass(app_report.ReportBuilder):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{**kwargs, "stored_stays": False})
+
+    monkeypatch.setattr(app_report, "ReportBuilder", FullPass)
+    full = [gather(loket, f) for f in periods]
+    for a, b in zip(fast, full, strict=True):
+        assert dataclasses.asdict(a) == dataclasses.asdict(b)
+    assert any(s.stays for s in fast[0].states) and any(u.stays for u in fast[0].units)
+    # Without the closed cases' values in the stream (a type with no area and no measures), the
+    # summaries of the realised cases the report keeps are read afterwards: the same ones.
+    monkeypatch.setattr(app_report, "_valued", lambda loket: set())
+    assert fast[0].realised and any(r.summary for r in fast[0].realised)
+    assert gather(loket, periods[0]).realised == full[0].realised
+    loket.engine.dispose()
+
+
+def test_migration_0009_fills_in_what_the_engine_writes(town: Any, tmp_path: Path) -> None:
+    loket, _clock, _refs = town
+    live = stored(loket)
+    assert live
+    with loket.engine.begin() as conn:
+        conn.execute(sa.delete(stays_t))
+    from tests.test_migrations import alembic
+
+    alembic(loket.engine, "downgrade", "0008")
+    assert not sa.inspect(loket.engine).has_table("case_stay")
+    alembic(loket.engine, "upgrade", "head")
+    assert stored(loket) == live
+    assert verify(loket).ok
+    loket.engine.dispose()
+
+
+def test_verify_names_a_stay_that_is_not_what_the_history_gives(town: Any) -> None:
+    loket, _clock, _refs = town
+    assert verify(loket).ok
+    with loket.engine.begin() as conn:
+        target = conn.execute(sa.select(stays_t.c.id, stays_t.c.case_id, stays_t.c.stay)
+                              .where(stays_t.c.met.is_(True)).order_by(stays_t.c.id).limit(1)).one()
+        conn.execute(sa.update(stays_t).where(stays_t.c.id == target.id).values(met=False))
+        ref = stays.ref_of(conn, target.case_id)
+    result = verify(loket)
+    assert not result.ok and result.ref == ref
+    assert result.failure == (f"case_stay: stay {target.stay} of {ref} disagrees with its history (met stored"
+                              " false, history gives true); the report's time per state and unit would be wrong"
+                              " (derived from the history, which holds)")
+    with loket.engine.begin() as conn:
+        conn.execute(sa.delete(stays_t).where(stays_t.c.id == target.id))
+    result = verify(loket)
+    assert not result.ok and result.failure is not None and f"stay {target.stay} of {ref} is missing" in result.failure
+    loket.engine.dispose()
+
+
+def test_retention_takes_the_stays_of_a_destroyed_case_with_it(db_url: str, tmp_path: Path) -> None:
+    from engine.app import retention
+    from tests.test_retention import OPERATOR, YEAR, closed_case, later, make_loket
+
+    loket = make_loket(db_url, tmp_path / "wf")
+    gone = closed_case(loket, "Verdwijnt")
+    kept = loket.new_case("bewonersinitiatief", ["title=Blijft"], actor=CLERK).ref
+    loket.advance(kept, "in_behandeling", actor=CLERK)  # open: it stays
+    with loket.read() as conn:
+        assert sorted(stays.ref_of(conn, row[0]) or "" for row in stays.stored(conn)) == sorted([gone, kept])
+    later(loket, YEAR)
+    result = retention.run(loket, "selectielijst 2020, categorie 1.1", by=loket.identity(OPERATOR))
+    assert result.destroyed == 1
+    with loket.read() as conn:
+        assert [stays.ref_of(conn, row[0]) for row in stays.stored(conn)] == [kept]
+    assert verify(loket).ok
+    loket.engine.dispose()
+
+
+def test_the_zones_offsets_change_to_the_second_the_clocks_do() -> None:
+    from engine.core.organisation import parse_organisation
+    from engine.core.yamlfile import load_file
+    from engine.reporting.builder import ReportBuilder
+
+    data, locate, _ = load_file(ORG_FILE)
+    org = parse_organisation(data, str(ORG_FILE), locate)
+    cal = WorkingCalendar(org.timezone, org.closed_days)
+    builder = ReportBuilder(now=at(2, 9), org=org, calendar=cal, latest=[], type_of=lambda key, version: None)  # type: ignore[arg-type, return-value]
+    spring, autumn = dt.datetime(2026, 3, 29, 1, tzinfo=UTC), dt.datetime(2026, 10, 25, 1, tzinfo=UTC)
+    assert builder.zone_offsets(at(1, 0), dt.datetime(2026, 12, 31, tzinfo=UTC)) == [
+        (None, 3600), (spring, 7200), (autumn, 3600)]
+    assert builder.zone_offsets(None, None) == [(None, 3600)]
+    assert builder.zone_offsets(at(1, 0), at(20, 0)) == [(None, 3600)]
