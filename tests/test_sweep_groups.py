@@ -33,8 +33,8 @@ from engine.core import history
 from engine.core.casework import CASE_FIELDS, Case
 from engine.core.durations import parse_term
 from engine.core.history import ContentTemplate, canonical, chain_hash, event_content, timestamp
-from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
 from engine.store.sweeps import due_cases
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t
 
 STAFF, WIJK_STAFF, ALDERMAN = "c.devries", "l.mulder", "wethouder.wijken"
 TUESDAY = dt.datetime(2026, 3, 3, 10, 0, tzinfo=dt.UTC)

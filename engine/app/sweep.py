@@ -117,6 +117,8 @@ class _Writes:
         for columns, params in other.rows.items():
             self.rows.setdefault(columns, []).extend(params)
         self.events.extend(other.events)
+        self.moved.extend(other.moved)
+        self.loket = self.loket or other.loket
         self.escalations.extend(other.escalations)
         self.mails.extend(other.mails)
 

@@ -16,8 +16,8 @@ from engine.core import stays as core
 from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType
 from engine.core.vocabulary import Action
-from engine.store.tables import cases_t, events_t, stays_t
 from engine.store.sweeps import insert_rows
+from engine.store.tables import cases_t, events_t, stays_t
 
 _e, _s = events_t.c, stays_t.c
 COLUMNS = ("case_id", "stay", "end_seq", "type_key", "type_version", "state", "unit", "entered_at", "left_at",
