@@ -192,3 +192,35 @@ def test_the_zones_offsets_change_to_the_second_the_clocks_do() -> None:
         (None, 3600), (spring, 7200), (autumn, 3600)]
     assert builder.zone_offsets(None, None) == [(None, 3600)]
     assert builder.zone_offsets(at(1, 0), at(20, 0)) == [(None, 3600)]
+
+
+def test_a_plain_advance_writes_its_stay_from_the_case_and_one_after_a_suspension_from_the_history(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The advance's own path (`Loket.ended_stay_row`): a stay whose clock never stood still is
+    written from the case as it was read, without reading the history again; one that was
+    suspended (its deadline moved) reads the history. Both equal what the history gives."""
+    clock = FixedClock(at(2, 9))
+    loket = Loket(open_engine(db_url), clock)
+    loket.load_organisation(ORG_FILE)
+    loket.load_request_types(sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
+    read: list[list[int]] = []
+    real = stays.moves
+    monkeypatch.setattr(stays, "moves", lambda conn, ids: read.append(list(ids)) or real(conn, ids))
+    plain = loket.new_case("bewonersinitiatief", ["title=Bankje"], actor=CLERK)
+    moved = loket.new_case("bewonersinitiatief", ["title=Boom"], actor=CLERK)
+    clock.set(at(2, 10))
+    loket.advance(plain.ref, "in_behandeling", actor=CLERK)
+    loket.advance(moved.ref, "in_behandeling", actor=CLERK)
+    clock.set(at(3, 10))
+    loket.suspend(moved.ref, "Tekening ontbreekt", actor=CLERK)
+    clock.set(at(6, 10))
+    loket.resume(moved.ref, actor=CLERK)
+    assert read == []
+    clock.set(at(18, 10))
+    loket.advance(plain.ref, "vraag_bijdrage", actor=CLERK, assignments=["amount=900"])
+    assert read == []
+    loket.advance(moved.ref, "vraag_bijdrage", actor=CLERK, assignments=["amount=900"])
+    assert read == [[moved.id]]
+    rows = stored(loket)
+    assert rows == expected(loket) and len(rows) == 4
+    loket.engine.dispose()
