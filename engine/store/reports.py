@@ -283,13 +283,7 @@ def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tupl
     type, fired in the period and of the type asked for, streamed as plain tuples."""
     query = ESCALATIONS_QUERY.with_only_columns(micros(_x.fired_at, conn.dialect.name), _x.rung, _x.unit,
                                                 _c.type_key)
-    if filters.type_key is not None:
-        query = query.where(_c.type_key == filters.type_key)
-    if filters.since is not None:
-        query = query.where(_x.fired_at >= filters.since)
-    if filters.until is not None:
-        query = query.where(_x.fired_at < filters.until)
-    return _raw_streamed(conn, query)
+    return _raw_streamed(conn, _escalations_kept(query, filters))
 
 
 def _escalations_kept(query: sa.Select[Any], filters: Period) -> sa.Select[Any]:
