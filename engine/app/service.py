@@ -357,20 +357,24 @@ class Loket(Definitions):
                        ) -> list[dict[str, Any]] | None:
         """The `case_stay` row of the one stay a change ended, from the case as it was read,
         without reading its history again — when that row is sure to be what the history gives
-        (`record_stays`): one transition among the change's moves, out of a stay whose clock
-        never stood still (its deadline is the one it was given when it began). [] when the stay
-        keeps no row (a final state); None when the history must be read."""
+        (`record_stays`): one transition among the change's moves, out of a paused state (it has
+        no deadline) or out of a stay whose clock never stood still (its deadline is the one it
+        was given when it began). [] when the stay keeps no row (a final state); None when the
+        history must be read."""
         moves = [e for e in events if e["action"] in core_stays.MOVE_ACTIONS]
-        if len(moves) != 1 or moves[0]["action"] != Action.TRANSITION or case.suspended_at is not None:
+        if len(moves) != 1 or moves[0]["action"] != Action.TRANSITION:
             return None
         spec = rt.states.get(case.state)
         if spec is None or case.stay < 1 or moves[0]["from_state"] != case.state:
             return None
         if spec.final:
             return []
-        deadline = None if spec.paused else spec.deadline
-        if deadline is not None and case.state_due != self.calendar().due(case.state_entered_at, deadline):
-            return None  # moved by a suspension: the history says by how much
+        if not spec.paused:  # a paused state has no deadline: its stops change nothing
+            if case.suspended_at is not None:
+                return None
+            if spec.deadline is not None and case.state_due != self.calendar().due(case.state_entered_at,
+                                                                                   spec.deadline):
+                return None  # moved by a suspension: the history says by how much
         stay = core_stays.EndedStay(case.stay, case.state, case.state_entered_at, moves[0]["at"],
                                     moves[0]["seq"], ())
         return core_stays.rows(case.id, case.type_key, case.type_version, rt, self.calendar(), [stay])
