@@ -205,7 +205,12 @@ def test_a_plain_advance_writes_its_stay_from_the_case_and_one_after_a_suspensio
     loket.load_request_types(sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml"))
     read: list[list[int]] = []
     real = stays.moves
-    monkeypatch.setattr(stays, "moves", lambda conn, ids: read.append(list(ids)) or real(conn, ids))
+
+    def counted(conn: Any, ids: Any) -> Any:
+        read.append(list(ids))
+        return real(conn, ids)
+
+    monkeypatch.setattr(stays, "moves", counted)
     plain = loket.new_case("bewonersinitiatief", ["title=Bankje"], actor=CLERK)
     moved = loket.new_case("bewonersinitiatief", ["title=Boom"], actor=CLERK)
     clock.set(at(2, 10))
