@@ -8,6 +8,7 @@ gives no negative time."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from engine.app.service import Loket
 from engine.core.calendar import WorkingCalendar
 from engine.reporting.builder import ReportBuilder, WorkingDayCounter
 from engine.reporting.figures import CaseFacts
+from engine.store.reports import _json
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 US = dt.timedelta(microseconds=1)
@@ -109,3 +111,17 @@ def test_week_of_an_instant_in_micros_equals_the_calendars(builder: ReportBuilde
         year, week, _ = cal.local_date(moment).isocalendar()
         assert found is builder._weeks[(year, week)], moment
         assert found is builder._week_of_ts(_us(moment) / 1_000_000), moment
+
+
+@pytest.mark.parametrize("text", [
+    '{"title": "Bankje", "buurt": "Noord", "amount": "12,50"}', '{"a": [1, 2.5, null, true], "b": {"c": "\\u00e9"}}',
+    '{}', '[]', '"x"', '12', ' {"a": 1}', '{"a": 1} ', '{"a": 1}\n', '{"a": 1}{"b": 2}', '{"a": NaN}',
+    '{"a": 1, "a": 2}', '{"a"', ''])
+def test_field_values_decode_as_json_loads(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except ValueError as error:
+        with pytest.raises(type(error)):
+            _json(text)
+    else:
+        assert _json(text) == expected and type(_json(text)) is type(expected)
