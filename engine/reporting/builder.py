@@ -85,6 +85,10 @@ class WorkingDayCounter:
         self._start = dt.date.max
         self._sums: list[int] = []
         """_sums[i]: the working days from _start through _start + i."""
+        self.first = 0
+        """The proleptic ordinal of `_start`."""
+        self.sums = self._sums
+        """`_sums`, for a caller that reads the prefix sums itself (`first`: its index 0)."""
 
     def between(self, a: dt.datetime, b: dt.datetime) -> int:
         if b <= a:
@@ -130,6 +134,7 @@ class WorkingDayCounter:
             sums.append(count)
             d += dt.timedelta(days=1)
         self._start, self._sums = start, sums
+        self.first, self.sums = start.toordinal(), sums
 
 
 def stays(moves: Iterable[Move], now: dt.datetime,
@@ -380,6 +385,12 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_FAST_US = 2**32 * 1_000_000
+"""Instants (µs) from 1970 up to here (2106) take the integer way to their local day: below
+it `int(µs / 10**6)` equals `µs // 10**6` (a float there is finer than a µs)."""
+
+_Plan = tuple[RequestType, dict[str, "_StateInfo"], dict[str, str], "str | None", tuple[str, ...]]
+"""(definition, its states' `_StateInfo`, each state's outcome, area field, measures)."""
 
 
 def _micros(moment: dt.datetime) -> int:
@@ -455,6 +466,10 @@ class ReportBuilder:
         self._zone = ZoneInfo(calendar.timezone)
         self._week_keys: dict[int, tuple[int, int]] = {}
         """Local day's ordinal → its ISO (year, week)."""
+        self._week_lists: dict[int, list[int]] = {}
+        """Local day's ordinal → the counts of its ISO week in `_weeks`."""
+        self._plans: dict[tuple[str, int], _Plan] = {}
+        """(type key, version) → what its cases need of the definition (`_plan`)."""
         self._since, self._until, self._unit_filter = self.filters.since, self.filters.until, self.filters.unit
         self._unfiltered = self._since is None and self._until is None
         self._now_ts = now.timestamp()
@@ -469,44 +484,82 @@ class ReportBuilder:
     # -- one case ---------------------------------------------------------------------------
 
     def add_case(self, case: CaseFacts, moves: Sequence[RawMove]) -> None:
-        rt = self.type_of(case.type_key, case.type_version)
-        info = self._infos.get(id(rt))
-        if info is None:
-            info = self._state_infos(rt, case.type_version)
+        # Runs for every case the report reads: the fields unpacked once, the definition's
+        # lookups made once per version (`_plan`), the calendar work per local day.
+        (case_id, _, key, version, state, owner, created, closed, _, service_due, case_due,
+         suspended, _, data) = case
+        plan = self._plans.get((key, version))
+        if plan is None:
+            plan = self._plan(key, version)
+        rt, info, outcomes, area_field, measures = plan
         unit = self._unit_filter
-        if unit is not None and case.owner != unit and not any(
+        if unit is not None and owner != unit and not any(
                 m.to_state in info and info[m.to_state].owner == unit for m in moves):
             return  # the unit never held it
-        within = self._within_us
-        by_type = self._type(case.type_key)
+        since, until = self._since_us, self._until_us
+        by_type = self._types.get(key)
+        if by_type is None:
+            by_type = self._type(key)
         total = self._total
-        if within(case.created_at):
+        if since <= created < until:
             by_type.received += 1
             total.received += 1
-            self._week_of_ts(case.created_at / 1_000_000)[0] += 1
+            self._week_of_us(created)[0] += 1
         if moves:
             stays_of = spans(moves)
             if self.stored_stays:  # only the stay now: the ended ones are in `case_stay`
-                stays_of = stays_of[-1:] if case.closed_at is None and stays_of[-1][2] is None else []
+                stays_of = stays_of[-1:] if closed is None and stays_of[-1][2] is None else []
             self._add_stays(stays_of, info, by_type.clocks["state_deadlines"],
                             total.clocks["state_deadlines"])
-        closed = case.closed_at
-        if case.service_due is not None:
-            self._case_clock(case, "service_norm", case.service_due, by_type)
-        if case.case_due is not None:
-            kind = self._case_clock(case, "legal_term", case.case_due, by_type)
-            if kind is not None and closed is not None and within(closed):
-                self._area(case.type_key, self._area_of(rt, case)).legal[kind] += 1
+        counted = closed is not None and since <= closed < until
+        area = None
+        if counted and area_field is not None and data is not None:
+            value = data.get(area_field)
+            area = None if value is None or value == "" else str(value)
+        # The case-wide terms, each counted where it was decided in the period.
+        if service_due is not None:
+            if closed is not None:
+                kind, when = (MET, closed) if closed <= service_due else (LATE, service_due)
+            elif service_due < self._now_us and not suspended:
+                kind, when = OPEN_PAST, service_due
+            else:
+                kind = when = -1
+            if kind >= 0 and since <= when < until:
+                by_type.clocks["service_norm"][kind] += 1
+                total.clocks["service_norm"][kind] += 1
+        if case_due is not None:
+            if closed is not None:
+                kind, when = (MET, closed) if closed <= case_due else (LATE, case_due)
+            elif case_due < self._now_us and not suspended:
+                kind, when = OPEN_PAST, case_due
+            else:
+                kind = when = -1
+            if kind >= 0 and since <= when < until:
+                by_type.clocks["legal_term"][kind] += 1
+                total.clocks["legal_term"][kind] += 1
+                if counted:
+                    self._area(key, area).legal[kind] += 1
         if self.admin_events:
-            events = self.admin_events.get(case.id)
+            events = self.admin_events.get(case_id)
             if events:
                 self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
                                       None if closed is None else _instant(closed))
         if closed is None:
-            if unit is None or case.owner == unit:
+            if unit is None or owner == unit:
                 self._add_open(case, by_type)
-        elif within(closed):
-            self._add_closed(case, rt, by_type)
+        elif counted:
+            self._add_closed(case, rt, by_type, outcomes[state], measures, area)
+
+    def _plan(self, key: str, version: int) -> _Plan:
+        """What every case of this version of a definition needs of it, looked up once."""
+        rt = self.type_of(key, version)
+        info = self._infos.get(id(rt))
+        if info is None:
+            info = self._state_infos(rt, version)
+        plan = self._plans[(key, version)] = (
+            rt, info, {name: spec.outcome or NO_OUTCOME for name, spec in rt.states.items()},
+            rt.area, tuple(rt.measures))
+        return plan
 
     def add_stored_stays(self, groups: Iterable[tuple[str, str, str | None, int, int]],
                          deadlines: Iterable[tuple[str, str | None, bool, int]],
@@ -645,6 +698,15 @@ class ReportBuilder:
             local.append((seconds + offset) // 86400 + _EPOCH_ORDINAL)
         return self.working_days.between_days(local[0], local[1] - 1)
 
+    def _local_seconds(self, seconds: int) -> int | None:
+        """POSIX seconds plus the organisation's UTC offset (the local wall clock as seconds
+        since 1970-01-01), when that offset holds all the UTC day; None on a day it changes."""
+        utc_day = seconds // 86400
+        offset = self._offsets.get(utc_day, -1)
+        if offset == -1:
+            offset = self._offsets[utc_day] = self._offset_of(utc_day)
+        return None if offset is None else seconds + offset
+
     def _ordinal(self, moment: dt.datetime) -> int:
         return self._ordinal_of(moment.timestamp())
 
@@ -700,21 +762,6 @@ class ReportBuilder:
             due = cal.shift(due, start, end, exact=deadline.unit == "hours")
         return due
 
-    def _case_clock(self, case: CaseFacts, name: str, due: int, by_type: _Tally) -> int | None:
-        """Count one case-wide term where it was decided in the period; how it ended."""
-        closed = case.closed_at
-        if closed is not None:
-            kind, when = (MET, closed) if closed <= due else (LATE, due)
-        elif due < self._now_us and not case.suspended:
-            kind, when = OPEN_PAST, due
-        else:
-            return None
-        if not self._within_us(when):
-            return None
-        by_type.clocks[name][kind] += 1
-        self._total.clocks[name][kind] += 1
-        return kind
-
     def _area_of(self, rt: RequestType, case: CaseFacts) -> str | None:
         area = rt.area
         if area is None or case.data is None:
@@ -722,16 +769,47 @@ class ReportBuilder:
         value = case.data.get(area)
         return None if value is None or value == "" else str(value)
 
-    def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally) -> None:
-        closed = case.closed_at
+    def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally, outcome: str,
+                    measures: tuple[str, ...], area: str | None) -> None:
+        """A case closed in the period: its lead times, results, area and week; and among
+        the recently realised ones, when it is."""
+        created, closed, data = case.created_at, case.closed_at, case.data
         assert closed is not None
         # As `(closed - created).total_seconds()` of the datetimes would give it.
-        days = max((closed - case.created_at) / 1_000_000, 0.0) / DAY
-        working = self._working_between(case.created_at, closed)
-        outcome = rt.states[case.state].outcome or NO_OUTCOME
-        data = case.data or {}
-        values = ([(name, value) for name in rt.measures if (value := _decimal(data.get(name))) is not None]
-                  if rt.measures else [])
+        days = max((closed - created) / 1_000_000, 0.0) / DAY
+        # The local days of both instants from the per-day offset table (as `_working_between`
+        # and `_week_of_ts` have them); only an instant in the last second of its local day,
+        # or on a day the clocks change, takes the general way.
+        closed_day = -1
+        if closed <= created:
+            working = 0
+        elif created >= 0 and closed < _FAST_US:
+            offsets = self._offsets
+            a, b = created // 1_000_000, closed // 1_000_000
+            shift = offsets.get(a // 86400)
+            local_a = a + shift if shift is not None else self._local_seconds(a)
+            shift = offsets.get(b // 86400)
+            local_b = b + shift if shift is not None else self._local_seconds(b)
+            if (local_a is None or local_b is None
+                    or local_a % 86400 >= 86399 or local_b % 86400 >= 86399):
+                working = self._working_between(created, closed)
+                if local_b is not None:
+                    closed_day = local_b // 86400 + _EPOCH_ORDINAL
+            else:
+                first, closed_day = local_a // 86400 + _EPOCH_ORDINAL, local_b // 86400 + _EPOCH_ORDINAL
+                counter = self.working_days
+                low, high = first - 1 - counter.first, closed_day - 1 - counter.first
+                sums = counter.sums
+                if first >= closed_day:
+                    working = 0
+                elif low >= 0 and high < len(sums):
+                    working = sums[high] - sums[low]
+                else:
+                    working = counter.between_days(first, closed_day - 1)
+        else:
+            working = self._working_between(created, closed)
+        values = ([(name, value) for name in measures if (value := _decimal((data or {}).get(name))) is not None]
+                  if measures else [])
         total = self._total
         by_type.closed += 1
         total.closed += 1
@@ -739,20 +817,32 @@ class ReportBuilder:
         total.lead.append(days)
         by_type.lead_working.append(working)
         total.lead_working.append(working)
-        by_type.results.add(outcome, values)
-        total.results.add(outcome, values)
-        area = self._area_of(rt, case)
+        if values:
+            by_type.results.add(outcome, values)
+            total.results.add(outcome, values)
+        else:  # `_Results.add` without values, inline
+            results = by_type.results
+            results.closed += 1
+            results.outcomes[outcome] += 1
+            results = total.results
+            results.closed += 1
+            results.outcomes[outcome] += 1
         self._area(case.type_key, area).add(outcome, values, days)
-        self._week_of_ts(closed / 1_000_000)[1] += 1
+        if closed_day < 0:
+            closed_day = self._ordinal_of(closed / 1_000_000)
+        weeks = self._week_lists.get(closed_day)
+        if weeks is None:
+            weeks = self._week_list(closed_day)
+        weeks[1] += 1
         if outcome in REALISED:
             order = (closed, case.id)
             recent = self._recent
             if len(recent) >= RECENT and order <= recent[0][:2]:
                 return
-            later = case.data is None and self.data_of is not None
+            later = data is None and self.data_of is not None
             item = (closed, case.id, Realised(
-                type_key=case.type_key, closed_on=self._local_day(_instant(closed)), outcome=outcome, area=area,
-                summary=() if later else _summary(rt, data, self.org.language),
+                type_key=case.type_key, closed_on=self._date_of(closed_day), outcome=outcome, area=area,
+                summary=() if later else _summary(rt, data or {}, self.org.language),
             ), rt if later else None)
             if len(recent) < RECENT:
                 heapq.heappush(recent, item)
@@ -770,11 +860,28 @@ class ReportBuilder:
         offset = self._offsets.get(seconds // 86400)
         ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
                    else self._ordinal_of(timestamp))
+        weeks = self._week_lists.get(ordinal)
+        return weeks if weeks is not None else self._week_list(ordinal)
+
+    def _week_of_us(self, moment: int) -> list[int]:
+        """`_week_of_ts` of an instant in µs since the epoch, without the float."""
+        if not 0 <= moment < _FAST_US:
+            return self._week_of_ts(moment / 1_000_000)
+        seconds = moment // 1_000_000
+        offset = self._offsets.get(seconds // 86400)
+        ordinal = ((seconds + offset) // 86400 + _EPOCH_ORDINAL if offset is not None
+                   else self._ordinal_of(moment / 1_000_000))
+        weeks = self._week_lists.get(ordinal)
+        return weeks if weeks is not None else self._week_list(ordinal)
+
+    def _week_list(self, ordinal: int) -> list[int]:
+        """The counts [received, closed, overdue] of the ISO week holding this local day."""
         key = self._week_keys.get(ordinal)
         if key is None:
             year, week, _ = dt.date.fromordinal(ordinal).isocalendar()
             key = self._week_keys[ordinal] = (year, week)
-        return self._weeks[key]
+        weeks = self._week_lists[ordinal] = self._weeks[key]
+        return weeks
 
     def _add_open(self, case: CaseFacts, by_type: _Tally) -> None:
         for tally in (by_type, self._total):
