@@ -3,8 +3,18 @@
 The engine's advance reads the case, checks roles and rules, fires the transition through
 the cached state machine, recomputes deadlines, chains the event and writes row and event
 with a version guard. The floor does the least any implementation must: read the case,
-update its state, insert one event, commit — with statements built once. Target (issue 2):
-the engine reaches at least half of the floor on SQLite.
+update its state, insert one event and the row of the stay the transition ended (`case_stay`,
+schema 0009), commit — with statements built once. Target (issue 2): the engine reaches at
+least half of the floor on SQLite (issue 16: and 0.7 on PostgreSQL).
+
+Since schema 0009 an advance also writes the row of the stay it ended, so the floor writes
+one too: the ratio stays the share of the database's own speed the engine keeps. Written
+from the case as it was read (`Loket.ended_stay_row`), that row costs the engine about 5% of
+an advance (cProfile, SQLite); a stay whose deadline a suspension moved reads the case's
+history once more (`Loket.record_stays`). Against the floor without that row, on a quiet
+machine, the same runs gave SQLite 0.44–0.49 and PostgreSQL 0.44–0.52 (before schema 0009:
+0.50–0.56 and 0.48–0.85, the PostgreSQL floor swinging between runs); against this floor,
+SQLite 0.65–0.66 and PostgreSQL 0.64–0.75.
 
 Also times `loket --help` and `loket case show REF` beside `python -c pass` and
 `python -c "import sqlalchemy"`; `case show` twice: of a case without personal values, and of
@@ -34,7 +44,7 @@ from common import sample_loket, scratch_postgres  # noqa: E402
 from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
 from engine.store.db import open_engine  # noqa: E402
-from engine.store.tables import cases_t, events_t  # noqa: E402
+from engine.store.tables import cases_t, events_t, stays_t  # noqa: E402
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACTOR = "c.devries"
@@ -74,10 +84,13 @@ def floor_run(engine: sa.Engine, refs: list[str], n: int) -> float:
               .where(cases_t.c.id == sa.bindparam("_id"), cases_t.c.version == sa.bindparam("_v"))
               .values(state=sa.bindparam("state"), version=sa.bindparam("nv"), last_seq=sa.bindparam("seq")))
     insert = sa.insert(events_t)
+    stay = sa.insert(stays_t)
     now = START
+    stays: dict[str, int] = {}
     started = time.perf_counter()
     for i in range(n):
         ref = refs[i % len(refs)]
+        number = stays[ref] = stays.get(ref, 100) + 1
         with engine.begin() as conn:
             row = conn.execute(select, {"ref": ref}).one()
             new_state = "wacht_op_bewoner" if row.state == "beoordeling" else "beoordeling"
@@ -87,6 +100,10 @@ def floor_run(engine: sa.Engine, refs: list[str], n: int) -> float:
                                   "actor": ACTOR, "action": "transition", "from_state": row.state,
                                   "to_state": new_state, "trigger": "x", "comment": None, "data": None,
                                   "digests": None, "prev_hash": row.last_hash, "hash": row.last_hash})
+            conn.execute(stay, {"case_id": row.id, "stay": number, "end_seq": row.last_seq + 1,
+                                "type_key": "bewonersinitiatief", "type_version": 1, "state": row.state,
+                                "unit": "wijkteam", "entered_at": now, "left_at": now, "days": 0.0,
+                                "stay_us": 0, "due_at": None, "due_on": None, "met": None})
     return n / (time.perf_counter() - started)
 
 
