@@ -116,18 +116,25 @@ def place(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytes
         made.close()
 
 
-@pytest.fixture
-def town(place: Place, tmp_path: Path) -> tuple[Place, dict[str, str]]:
-    """A simulation database set up by its owner with `db grants --apply`, then an organisation
-    whose clerk, head, operator and auditor each have a login in loket_users; and the worker's
-    service role, a member that is nobody in the organisation. Returns the place and person → login."""
-    place.ok("init", "--simulation", "--org", str(ORG_FILE))
+def _set_up(place: Place, tmp_path: Path, *init: str) -> tuple[Place, dict[str, str]]:
+    """A database set up by its owner with `db grants --apply`, then an organisation whose
+    clerk, head, operator and auditor each have a login in loket_users; and the worker's
+    service role, a member that is nobody in the organisation."""
+    place.ok("init", *init, "--org", str(ORG_FILE))
     place.ok("workflow", "load", *_types(tmp_path / "wf"))
     place.ok("db", "grants", "--apply")
     logins = {who: place.role() for who in (CLERK, HEAD, OPERATOR, AUDITOR, "worker")}
     org = organisation({k: v for k, v in logins.items() if k != "worker"})
     place.ok("org", "load", write(tmp_path / "org.yaml", org))
     return place, logins
+
+
+@pytest.fixture
+def town(place: Place, tmp_path: Path) -> tuple[Place, dict[str, str]]:
+    """A simulation database set up by its owner with `db grants --apply`, then an organisation
+    whose clerk, head, operator and auditor each have a login in loket_users; and the worker's
+    service role, a member that is nobody in the organisation. Returns the place and person → login."""
+    return _set_up(place, tmp_path, "--simulation")
 
 
 def _history(place: Place) -> tuple[Any, ...]:
@@ -406,13 +413,7 @@ def _rows(place: Place) -> tuple[Any, ...]:
 @pytest.fixture
 def office(place: Place, tmp_path: Path) -> tuple[Place, dict[str, str]]:
     """Like `town`, but no simulation: who acts is the login's person, `--as` included."""
-    place.ok("init", "--org", str(ORG_FILE))
-    place.ok("workflow", "load", *_types(tmp_path / "wf"))
-    place.ok("db", "grants", "--apply")
-    logins = {who: place.role() for who in (CLERK, HEAD, OPERATOR, AUDITOR, "worker")}
-    org = organisation({k: v for k, v in logins.items() if k != "worker"})
-    place.ok("org", "load", write(tmp_path / "org.yaml", org))
-    return place, logins
+    return _set_up(place, tmp_path)
 
 
 def test_a_login_cannot_record_a_configuration_event_or_a_read_in_another_logins_name(

@@ -369,15 +369,14 @@ class Loket(Definitions):
             return None
         if spec.final:
             return []
-        if not spec.paused:  # a paused state has no deadline: its stops change nothing
-            if case.suspended_at is not None:
-                return None
-            if spec.deadline is not None and case.state_due != self.calendar().due(case.state_entered_at,
-                                                                                   spec.deadline):
-                return None  # moved by a suspension: the history says by how much
+        if not spec.paused and case.suspended_at is not None:  # a paused state's stops change nothing
+            return None
         stay = core_stays.EndedStay(case.stay, case.state, case.state_entered_at, moves[0]["at"],
                                     moves[0]["seq"], ())
-        return core_stays.rows(case.id, case.type_key, case.type_version, rt, self.calendar(), [stay])
+        rows = core_stays.rows(case.id, case.type_key, case.type_version, rt, self.calendar(), [stay])
+        if rows and rows[0]["due_at"] is not None and rows[0]["due_at"] != case.state_due:
+            return None  # its deadline was moved by a suspension: the history says by how much
+        return rows
 
     def record_stays(self, conn: sa.Connection, written: Iterable[tuple[Case, Sequence[dict[str, Any]]]]) -> None:
         """The stays these changes ended (`case_stay`), in their transaction, after their events:
