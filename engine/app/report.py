@@ -84,10 +84,10 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
         if stored:
+            groups, deadlines = reports.stay_counts(conn, period)
             builder.add_stored_stays(
-                reports.stay_groups(conn, period), reports.stay_deadline_counts(conn, period),
-                reports.missed_stay_days(conn, period), partial(reports.stay_window, conn, period),
-                partial(reports.stay_version, conn))
+                groups, deadlines, reports.missed_stay_days(conn, period),
+                partial(reports.stay_window, conn, period), partial(reports.stay_version, conn))
         if stored:  # counted on the database, as the stays
             builder.add_escalation_counts(reports.escalation_counts(conn, period), reports.escalation_days(
                 conn, period, builder.zone_offsets(*reports.escalation_span(conn, period))))

@@ -69,9 +69,13 @@ class CaseFacts(NamedTuple):
     owner: str | None
     created_at: int
     closed_at: int | None
-    state_entered_at: int
+    state_entered_at: int | None
+    """None for a closed case (the report does not use it)."""
     service_due: int | None
+    """For a closed case, as far as the report uses it: `engine.store.reports.MET_MARK` when
+    met, else when it was missed (0 without a period); see `engine.store.reports.case_rows`."""
     case_due: int | None
+    """Likewise."""
     suspended: bool
     overdue: bool
     """Open, not suspended, state_due before the report's now (as `case list --overdue`)."""
