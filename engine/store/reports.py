@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine.core.vocabulary import Action, OutboxStatus, Rung
+from engine.core.vocabulary import Action, OutboxStatus
+from engine.store import indexes
 from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stays_t
 from engine.store.types import JSONType, UTCDateTime
 
@@ -239,9 +240,7 @@ def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool 
     if stored_stays:
         wanted: sa.ColumnElement[bool] = _e.case_id.in_(sa.select(_c.id).where(_c.closed_at.is_(None)))
         if len(dekking) > DEKKING_LISTED and admins is not None:
-            other = events_t.alias("dekking")
-            events = sa.select(other.c.case_id).where(_admin_events(list(admins[0]), list(admins[1]), other.c))
-            wanted = sa.or_(wanted, _e.case_id.in_(events))
+            wanted = sa.or_(wanted, _e.case_id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id")))
         elif dekking:
             wanted = sa.or_(wanted, _e.case_id.in_(sorted(dekking)))
         query = query.where(wanted)
@@ -410,10 +409,11 @@ def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterabl
                      filters: Period = ALL) -> Iterable[sa.Row[Any]]:
     """The events of the bestuurlijke dekking, by case id and seq: escalations to one of
     `admins` or of rung `directive`, instructions, and comments by one of `acting` (the
-    administrators and their assistants) or on an administrator's behalf."""
+    administrators and their assistants) or on an administrator's behalf — found by their
+    partial indexes (`engine.store.indexes`), not by a scan of every event."""
     query = (
         sa.select(_e.case_id, _e.seq, _e.at, _e.actor, _e.action, _e.data)
-        .where(_admin_events(list(admins), list(acting)))
+        .where(_e.id.in_(_admin_event_ids(list(admins), list(acting), "id")))
         .order_by(_e.case_id, _e.seq)
     )
     if filters.type_key is not None:
@@ -421,16 +421,20 @@ def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterabl
     return _streamed(conn, query)
 
 
-def _admin_events(admins: list[str], acting: list[str], e: Any = _e) -> sa.ColumnElement[bool]:
-    """The events of the bestuurlijke dekking, of the event table's columns `e`."""
-    to = e.data["to"].as_string()
-    rung = e.data["rung"].as_string()
-    behalf = e.data["on_behalf_of"].as_string()
-    return sa.or_(
-        sa.and_(e.action == Action.ESCALATED, sa.or_(to.in_(admins), rung == Rung.DIRECTIVE)),
-        e.action == Action.DIRECTED,
-        sa.and_(e.action == Action.COMMENT, sa.or_(e.actor.in_(acting), behalf.in_(admins))),
-    )
+def _admin_event_ids(admins: list[str], acting: list[str], column: str) -> sa.CompoundSelect[Any]:
+    """The `column` (id, case_id) of the events of the bestuurlijke dekking: one select per
+    kind, each off its partial index (`engine.store.indexes`; its condition spelled as the
+    index's, so that SQLite sees the query's WHERE holds the index's), together."""
+    kinds = []
+    for where in (
+        lambda e: sa.and_(indexes.escalated(e), indexes.escalated_to(e).in_(admins)),
+        indexes.directives,
+        lambda e: sa.and_(indexes.comments(e), e.actor.in_(acting)),
+        lambda e: sa.and_(indexes.comments_on_behalf(e), indexes.on_behalf_of(e).in_(admins)),
+    ):
+        events = events_t.alias(f"dekking_{len(kinds)}")  # not correlated with an outer case_event
+        kinds.append(sa.select(events.c[column]).where(where(events.c)))
+    return sa.union(*kinds)
 
 
 def failed_count(conn: sa.Connection) -> int:

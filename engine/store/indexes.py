@@ -1,0 +1,112 @@
+"""Indexes on expressions, declared once for both declarations of the schema.
+
+`engine/store/schema.py` (the SQLModel classes, which Alembic reads) and the generated Core
+mirror `engine/store/tables.py` both call `dekking_indexes` on their `case_event` table, so
+the two make the same DDL (`engine.store.mirror` writes the call, as it cannot write an index
+on an expression itself). The report's queries build their conditions with the same functions
+below: SQLite uses a partial index only when the query's WHERE visibly holds the index's
+WHERE, and an index on an expression only for the very same expression.
+
+The bestuurlijke dekking's events (`engine.store.reports.admin_event_rows`) are a few among
+millions; each kind is found by its own small partial index instead of by a scan of every
+event with its JSON read:
+
+- `ix_case_event_escalated_to`: escalations, by whom they went to (`data.to`);
+- `ix_case_event_directives`: instructions (`directed`) and the escalations of rung
+  `directive` (an instruction missed), by case;
+- `ix_case_event_comment_actor`: comments, by who wrote them;
+- `ix_case_event_comment_behalf`: comments written on someone's behalf, by whose
+  (`data.on_behalf_of`).
+
+Only these actions' events are entered (migration 0010), so writing any other event costs
+nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+from engine.core.vocabulary import Action, Rung
+
+
+def _is(column: Any, value: str) -> sa.ColumnElement[bool]:
+    """`column = 'value'` with the value written into the statement, not bound: what an index's
+    WHERE holds, so that the planner sees the query's WHERE holds it too (a bound value is
+    unknown to PostgreSQL's generic plans)."""
+    return column == sa.literal(str(value), literal_execute=True)
+
+
+class JSONText(ColumnElement[str]):
+    """A JSON document's top-level `key` as text, the key written into the statement: what
+    `column[key].as_string()` renders, but with the path a constant, not a bound value. An
+    index on an expression serves only a query holding the same expression, and SQLite cannot
+    match a bound path against the index's."""
+
+    inherit_cache = True
+    type = sa.String()
+
+    def __init__(self, column: ColumnElement[Any], key: str) -> None:
+        if not key.isidentifier():
+            raise ValueError(f"a JSON key written into a statement must be a plain name: {key!r}")
+        self.column, self.key = column, key
+
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement), ("key", InternalTraversal.dp_string)]
+
+
+@compiles(JSONText, "sqlite")
+def _json_text_sqlite(element: JSONText, compiler: Any, **kw: Any) -> str:
+    return f"""CAST(JSON_EXTRACT({compiler.process(element.column, **kw)}, '$."{element.key}"') AS VARCHAR)"""
+
+
+@compiles(JSONText)
+def _json_text(element: JSONText, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.column, **kw)} ->> '{element.key}' AS VARCHAR)"
+
+
+def escalated_to(e: Any) -> sa.ColumnElement[Any]:
+    """Whom an `escalated` event went to (`data.to`), of the event table's columns `e`."""
+    return JSONText(e.data, "to")
+
+
+def on_behalf_of(e: Any) -> sa.ColumnElement[Any]:
+    """For whom a comment was written (`data.on_behalf_of`)."""
+    return JSONText(e.data, "on_behalf_of")
+
+
+def escalated(e: Any) -> sa.ColumnElement[bool]:
+    return _is(e.action, Action.ESCALATED)
+
+
+def directives(e: Any) -> sa.ColumnElement[bool]:
+    """Instructions given, and those missed (an escalation of rung `directive`)."""
+    return sa.or_(_is(e.action, Action.DIRECTED),
+                  sa.and_(_is(e.action, Action.ESCALATED), _is(JSONText(e.data, "rung"), Rung.DIRECTIVE)))
+
+
+def comments(e: Any) -> sa.ColumnElement[bool]:
+    return _is(e.action, Action.COMMENT)
+
+
+def comments_on_behalf(e: Any) -> sa.ColumnElement[bool]:
+    return sa.and_(_is(e.action, Action.COMMENT), on_behalf_of(e).is_not(None))
+
+
+def dekking_indexes(events: sa.Table) -> list[sa.Index]:
+    """The bestuurlijke dekking's partial indexes on `case_event` (see the module's docstring),
+    made part of `events`."""
+    e = events.c
+
+    def partial(name: str, key: Any, where: sa.ColumnElement[bool]) -> sa.Index:
+        return sa.Index(name, key, sqlite_where=where, postgresql_where=where, info={"mirror": "dekking_indexes"})
+
+    return [
+        partial("ix_case_event_escalated_to", escalated_to(e), escalated(e)),
+        partial("ix_case_event_directives", e.case_id, directives(e)),
+        partial("ix_case_event_comment_actor", e.actor, comments(e)),
+        partial("ix_case_event_comment_behalf", on_behalf_of(e), comments_on_behalf(e)),
+    ]
