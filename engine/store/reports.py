@@ -425,7 +425,7 @@ def _admin_event_ids(admins: list[str], acting: list[str], column: str) -> sa.Co
     """The `column` (id, case_id) of the events of the bestuurlijke dekking: one select per
     kind, each off its partial index (`engine.store.indexes`; its condition spelled as the
     index's, so that SQLite sees the query's WHERE holds the index's), together."""
-    kinds = []
+    kinds: list[sa.Select[Any]] = []
     for where in (
         lambda e: sa.and_(indexes.escalated(e), indexes.escalated_to(e).in_(admins)),
         indexes.directives,
