@@ -77,7 +77,8 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
             stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
-        cases = map(CaseFacts._make, reports.case_rows(conn, now, period, data_for=_valued(loket)))
+        cases: Iterator[CaseFacts] = map(partial(tuple.__new__, CaseFacts),
+                                         reports.case_rows(conn, now, period, data_for=_valued(loket)))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))

@@ -1093,5 +1093,5 @@ class ReportBuilder:
             unit_name=self.unit_name(case.owner),
             since=_instant(entered),
             days=max((self.now - _instant(entered)).total_seconds(), 0.0) / DAY,
-            suspended=case.suspended,
+            suspended=bool(case.suspended),  # 0 or 1 from SQLite
         )

@@ -77,8 +77,10 @@ class CaseFacts(NamedTuple):
     case_due: int | None
     """Likewise."""
     suspended: bool
+    """A truth value: 0 or 1 as SQLite gives it (`bool()` before it is shown)."""
     overdue: bool
-    """Open, not suspended, state_due before the report's now (as `case list --overdue`)."""
+    """Open, not suspended, state_due before the report's now (as `case list --overdue`);
+    likewise 0 or 1 from SQLite."""
     data: Mapping[str, Any] | None
     """The field values of a closed case (its outcome's area, measures and summary); None
     for an open one, whose values the report does not need."""

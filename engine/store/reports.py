@@ -171,7 +171,7 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
               data_for: Collection[str] | None = None) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
     as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
-    booleans, the field values decoded — with `data_for`, only those of closed cases of these
+    booleans (0 and 1 on SQLite), the field values decoded — with `data_for`, only those of closed cases of these
     types (the others' are read by `case_data` for the few the report shows).
 
     A closed case's instants are converted only as far as the report uses them (each
@@ -198,11 +198,13 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
         converted[place] = sa.case((open_, converted[place]), (due.is_(None), sa.null()),
                                    (_c.closed_at <= due, sa.literal(MET_MARK, sa.BigInteger)), else_=missed)
     query = CASES_QUERY.with_only_columns(*converted)
-    data: Callable[[Any], Any] = _json if dialect == "sqlite" else (lambda v: v)
-    for (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-         suspended, overdue, values) in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
-        yield (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-               bool(suspended), bool(overdue), data(values) if values is not None else None)
+    rows = _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now})
+    if dialect != "sqlite":  # the driver's rows as they are: booleans, JSONB decoded
+        yield from rows
+        return
+    for row in rows:  # SQLite: the flags stay 0 and 1; the field values come as JSON text
+        values = row[13]
+        yield row if values is None else (*row[:13], _json(values))
 
 
 def case_data(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, Any]:
