@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from engine.store.indexes import dekking_indexes
+from engine.store.indexes import dekking_indexes, stay_indexes
 from engine.store.types import JSONType, UTCDateTime
 
 metadata = sa.MetaData()
@@ -306,3 +306,4 @@ access_t = sa.Table(
 )
 
 dekking_indexes(events_t)
+stay_indexes(stays_t)

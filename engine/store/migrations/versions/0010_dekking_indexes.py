@@ -1,9 +1,10 @@
-"""case_event: partial indexes for the bestuurlijke dekking's events
+"""case_event: partial indexes for the bestuurlijke dekking's events; case_stay: the missed
 
 The report read the administrators' events (escalations to them, instructions, their
 comments) by scanning every event and reading its JSON; four partial indexes find each kind
 instead (see engine/store/indexes.py, which declares them for schema.py and the mirror). Only
-escalated, directed and comment events are entered. Written out here as they stood at this
+escalated, directed and comment events are entered. A fifth holds the ended stays whose
+deadline was missed, by the local day it passed (the report counts them per day). Written out here as they stood at this
 revision, so that a later change of the declaration does not change what this revision did.
 
 Revision ID: 0010
@@ -42,8 +43,11 @@ def upgrade() -> None:
         f"action = 'comment' AND {behalf} IS NOT NULL",
     ), strict=True):
         bind.exec_driver_sql(f"CREATE INDEX {name} ON case_event ({key}) WHERE {where}")
+    false = "0" if dialect == "sqlite" else "false"
+    bind.exec_driver_sql(f"CREATE INDEX ix_case_stay_missed ON case_stay (due_on) WHERE met IS {false}")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_stay_missed", table_name="case_stay")
     for name in reversed(NAMES):
         op.drop_index(name, table_name="case_event")
