@@ -136,11 +136,70 @@ index instead of a scan. On PostgreSQL the floor runs in the server (0.01 s clie
 while the report's streamed cases and the rank lookups cost server time beside its client
 CPU.
 
+Fewer passes, and indexes where a scan was (schema 0010). Each query of the report timed
+inside it at 20,000 cases (best of three, SQLite, main → this): the bestuurlijke dekking's
+events 0.06 → 0.001 s, the missed deadlines per day 0.017 → 0.002 s, the ended stays' groups
+and deadline counts 0.026 → 0.016 s, the escalations' span 0.006 → 0.0001 s, the cases
+stream 0.069 → 0.060 s (query and rows; its SQL alone 0.056 → 0.046 s). On PostgreSQL the
+dekking 0.05 → 0.002 s, the missed per day 0.013 → 0.002 s, the stays' two groupings 0.067 →
+0.032 s, the cases stream 0.109 → 0.067 s. What each is:
+
+- The bestuurlijke dekking's events were found by reading every event's JSON. Four partial
+  indexes on `case_event` (`engine/store/indexes.py`) find each kind: escalations by whom
+  they went to, instructions and missed ones (rung `directive`) by case, comments by writer,
+  comments on someone's behalf by whose; only escalated, directed and comment events are
+  entered, so writing any other event costs nothing more. The query is one select per kind,
+  their ids together (`UNION`), because SQLite does not use a partial index for a term of an
+  `OR` (it scanned); each select carries its index's condition as written there, with the
+  JSON key as a constant in the statement (`JSONText`): SQLite matches an index on an
+  expression only to the same expression, and with the path bound as a parameter it scanned
+  again (0.096 s). Tried first and dropped: one partial index on `action IN ('escalated',
+  'directed', 'comment')` — a third of this data set's events, each still read with its JSON:
+  SQLite 0.048 → 0.038 s, PostgreSQL no gain (a bitmap heap scan of those 66,000 rows).
+- The missed deadlines per local day (`missed_stay_days`) scanned and sorted every stay: a
+  partial index `case_stay (due_on) WHERE met IS false` gives them in order.
+- Without `--since`/`--until` the stays' groups (per type, state, unit: how many, their µs)
+  and their deadline counts (per type, unit, met) count the same rows: one `GROUP BY` over the
+  covering index gives both (`stay_counts`). With a period they differ (met counted where the
+  stay ended, missed where its deadline passed) and stay two queries.
+- The escalations' first and last instant for the zone's offsets: two lookups on the
+  `fired_at` index (any type: a wider span only adds offsets the `CASE` does not need), where
+  one query of both scanned. Tried and dropped: counts per type, unit and rung and per local
+  day from one `GROUP BY` of all four — 0.09–0.11 s against 0.035 + 0.036 s for the two: the
+  sort of the wider key costs more than the second scan.
+- A closed case's instants are converted to µs only as far as the report uses them: its
+  stay's start not at all; a service norm or lead time it met (compared on the stored values:
+  SQLite's fixed-width text, every instant written with its six-digit fraction) comes as a
+  mark later than any instant; one it missed as its instant only under a period (without one
+  it counts whenever it was missed). The cases stream passes the driver's rows through, and
+  rebuilds only those with field values (SQLite's flags stay 0 and 1). On PostgreSQL the
+  field values come as JSONB's text and are decoded by the JSON scanner (the driver's loader
+  calls `json.loads`, two Python frames a case dearer: standalone 0.10 → 0.067 s, of which the
+  two-column stream of the rest is about 0.048 s). Not tried: a float path for PostgreSQL's
+  `EXTRACT(EPOCH ...)` (numeric): `date_part` divides the µs by 10⁶ in floating point, and
+  multiplied back the error near 2200 (7·10¹⁵ µs) can reach a µs.
+- PostgreSQL is VACUUMed after the bulk load (see Loading): without the visibility map the
+  rank lookups' index-only scans read the table for every row (0.158 → 0.039 s at 20,000).
+
+Why the cases stream took twice as long inside the report as alone on PostgreSQL: mostly the
+JSONB field values (above; 0.10 s alone, of which 0.05 s the values), and the machine's load
+— the report's Python and the server share two cores, and the wrapper timing each query
+charges it the fetches (one `FETCH` of 2,000 rows per batch) whenever they come.
+
+Where the time goes now (SQLite, 20,000 cases, each timed inside the report): the per-case
+pass (`add_case`) about 0.09 s, the cases stream 0.08 s, the escalations' two groupings 0.08 s
+(a sort each of the 41,588 rows), the open cases' state changes 0.025 s, the stays' groups
+and ranks 0.03 s, `finish` 0.02 s.
+
+FIGURES_PLACEHOLDER
+
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
 by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
 and `--pg NAME` keep the databases for a later run (same `--cases`), and `--root DIR` runs
-the children on another checkout's code (e.g. main's) against the same rows.
+the children on another checkout's code (e.g. main's) against the same rows. PostgreSQL
+gets `VACUUM ANALYZE` after the load — what autovacuum does in production a while after a
+bulk load: the statistics, and the visibility map its index-only scans need.
 
     python bench/bench_report.py [--cases 100000] [--seed 1] [--runs 3] [--skip-pg] [--skip-sqlite]
                                  [--modes group_by,stream,text,json,html,public,period]

@@ -1,8 +1,8 @@
 """Indexes on expressions, declared once for both declarations of the schema.
 
 `engine/store/schema.py` (the SQLModel classes, which Alembic reads) and the generated Core
-mirror `engine/store/tables.py` both call `dekking_indexes` on their `case_event` table, so
-the two make the same DDL (`engine.store.mirror` writes the call, as it cannot write an index
+mirror `engine/store/tables.py` both call `dekking_indexes` and `stay_indexes` on their
+`case_event` and `case_stay` tables, so the two make the same DDL (`engine.store.mirror` writes the call, as it cannot write an index
 on an expression itself). The report's queries build their conditions with the same functions
 below: SQLite uses a partial index only when the query's WHERE visibly holds the index's
 WHERE, and an index on an expression only for the very same expression.
