@@ -362,3 +362,28 @@ def test_verify_names_a_missing_or_an_extra_last_stay_row(town: Any) -> None:
     assert result.failure.startswith(f"case_stay: stay {row['stay'] + 1} of {ref} is not in its history;"), \
         result.failure
     loket.engine.dispose()
+
+
+def test_a_transition_between_the_repairs_two_passes_is_kept(town: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repair finds a damaged case in one snapshot and rewrites it later, comparing again:
+    a stay that a transition ended in between is neither lost nor doubled."""
+    from engine.app import repair
+
+    loket, clock, _refs = town
+    case = loket.new_case("bewonersinitiatief", ["title=Bankje"], actor=CLERK)
+    clock.set(clock.now() + dt.timedelta(hours=1))
+    loket.advance(case.ref, "in_behandeling", actor=CLERK)
+    with loket.engine.begin() as conn:
+        assert conn.execute(sa.delete(stays_t).where(stays_t.c.case_id == case.id)).rowcount == 1
+    real = repair._repair
+
+    def meanwhile(*args: Any) -> None:
+        clock.set(clock.now() + dt.timedelta(days=2))
+        loket.advance(case.ref, "vraag_bijdrage", actor=CLERK, assignments=["amount=900"])
+        real(*args)
+
+    monkeypatch.setattr(repair, "_repair", meanwhile)
+    done = repair.repair_stays(loket, loket.identity())
+    assert (done.cases, done.refs, done.removed, done.written) == (1, [case.ref], 1, 2)
+    assert stored(loket) == expected(loket) and verify(loket).ok
+    loket.engine.dispose()

@@ -95,7 +95,9 @@ def _repair(loket: Loket, by: Identity, result: StayRepair, ids: Sequence[int], 
             # this transaction, as `db grants --apply` does.
             conn.execute(sa.text("SELECT set_config('role', :owner, true)"), {"owner": role})
         stored_stays.lock_cases(conn, ids)
-        for case_id, want, _have in stored_stays.side_by_side(conn, loket.calendar(), loket.request_type, ids):
+        # Read the batch whole before writing: no statement reads case_stay while it changes.
+        differ = list(stored_stays.side_by_side(conn, loket.calendar(), loket.request_type, ids))
+        for case_id, want, _have in differ:
             _count(here, conn, case_id, stored_stays.rewrite(conn, case_id, want), len(want))
         if here.cases:
             here.events.append(loket.record_config(conn, by, STAYS_REPAIRED, {
