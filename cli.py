@@ -1304,7 +1304,7 @@ def outbox_send(ctx: Context, as_json: bool) -> None:
 
 @cli.group()
 def db() -> None:
-    """The database: maintain, grants."""
+    """The database: maintain, repair-stays, grants."""
 
 
 @db.command("maintain")
@@ -1328,6 +1328,40 @@ def db_maintain(ctx: Context) -> None:
     click.echo(result.message)
     if not result.clean:
         sys.exit(3)
+
+
+@db.command("repair-stays")
+@click.option("--check", is_flag=True,
+              help="Only list the cases whose stay rows differ; change nothing (exit 1 if any).")
+@json_option
+@pass_ctx
+def db_repair_stays(ctx: Context, check: bool, as_json: bool) -> None:
+    """Rebuild the stay rows (case_stay) that differ from the history, case by case.
+
+    The rows are derived from the history, which is not touched: per case whose rows differ,
+    its rows are deleted and the ones its history gives written, recorded in the
+    configuration history. An operator's task; on PostgreSQL, the tables' owner role's.
+    """
+    from engine.app.repair import SHOWN, check_stays, repair_stays
+
+    loket = ctx.open()
+    result = check_stays(loket) if check else repair_stays(loket, ctx.identity())
+    if as_json:
+        emit_json(result.as_json())
+    elif not result.cases:
+        click.echo("nothing to repair: every stay row (case_stay) is what the history gives")
+    else:
+        refs = ", ".join(result.refs) + (f", … ({result.cases} in all)" if result.cases > SHOWN else "")
+        if check:
+            click.echo(f"{result.cases} case(s) whose stay rows differ from their history ({result.removed} row(s)"
+                       f" stored to remove, {result.written} to write): {refs}; 'loket db repair-stays' rebuilds them")
+        else:
+            events = ", ".join(str(seq) for seq in result.events)
+            click.echo(f"repaired the stay rows of {result.cases} case(s) from their history: {result.removed}"
+                       f" row(s) removed, {result.written} written: {refs}; recorded in the configuration history"
+                       f" (event {events})")
+    if check and result.cases:
+        sys.exit(1)
 
 
 @db.command("grants")

@@ -350,6 +350,50 @@ def test_owner_tasks_are_refused_to_a_login_in_loket_users(town: tuple[Place, di
         engine.dispose()
 
 
+
+def test_repairing_stay_rows_is_the_operators_and_the_owners(town: tuple[Place, dict[str, str]]) -> None:
+    """`loket_users` may not delete from case_stay: the repair refuses such a login with one
+    line and changes nothing; a member of the owner role (acting as it) repairs, recorded as
+    themselves. `--check` only reads: any login may run it."""
+    place, logins = town
+    ref = json.loads(place.ok("case", "new", "bewonersinitiatief", "--data", "title=Bankje", "--json",
+                              login=logins[CLERK]))["ref"]
+    place.ok("case", "advance", ref, "in_behandeling", login=logins[CLERK])
+    engine = sa.create_engine(place.url)
+    try:
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("DELETE FROM case_stay").rowcount == 1
+    finally:
+        engine.dispose()
+    code, out, err = place.cli("db", "repair-stays", "--check", login=logins[CLERK])
+    assert (code, err) == (1, "") and out.startswith("1 case(s) whose stay rows differ from their history"), out
+    code, _out, err = place.cli("db", "repair-stays", login=logins[CLERK])
+    assert code == 1 and err.startswith("Error: db repair-stays is for an operator"), err
+    code, out, err = place.cli("db", "repair-stays", login=logins[OPERATOR])
+    assert (code, out) == (1, "")
+    assert err == (f"Error: db repair-stays (it deletes rows of case_stay, which people's logins may only add to) is"
+                   f" a task for the installation's owner role 'postgres': you are connected as"
+                   f" '{logins[OPERATOR]}', a member of loket_users\n"), err
+    # The privilege the refusal is about, and nothing written meanwhile.
+    assert place.scalar(f"SELECT has_table_privilege('{logins[OPERATOR]}', 'case_stay', 'DELETE')") is False
+    assert place.scalar("SELECT count(*) FROM case_stay") == 0
+    code, _out, err = place.cli("audit", "verify", login=logins[CLERK])
+    assert code == 1 and "case_stay: stay 1 of" in err and "is missing" in err, err
+    with place.admin.connect() as conn:
+        conn.exec_driver_sql(f'GRANT postgres TO "{logins[OPERATOR]}"')
+    try:
+        out = place.ok("db", "repair-stays", "--json", login=logins[OPERATOR])
+    finally:
+        with place.admin.connect() as conn:
+            conn.exec_driver_sql(f'REVOKE postgres FROM "{logins[OPERATOR]}"')
+    result = json.loads(out)
+    assert (result["cases"], result["removed"], result["written"], result["refs"]) == (1, 0, 1, [ref])
+    last = json.loads(place.ok("audit", "config", "--json"))[-1]
+    assert (last["action"], last["actor"], last["login"]) == ("stays_repaired", OPERATOR, logins[OPERATOR])
+    assert place.scalar("SELECT count(*) FROM case_stay") == 1
+    assert place.ok("audit", "verify", login=logins[CLERK]).startswith("ok:")
+
+
 def test_seals_and_configuration_changes_by_logins_at_once_make_unbroken_chains(
         town: tuple[Place, dict[str, str]]) -> None:
     """The advisory locks that replaced the table locks keep seals and configuration events in

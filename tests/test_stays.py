@@ -151,7 +151,7 @@ def test_verify_names_a_stay_that_is_not_what_the_history_gives(town: Any) -> No
     assert not result.ok and result.ref == ref
     assert result.failure == (f"case_stay: stay {target.stay} of {ref} disagrees with its history (met stored"
                               " false, history gives true); the report's time per state and unit would be wrong"
-                              " (derived from the history, which holds)")
+                              " (derived from the history, which holds: 'loket db repair-stays' rebuilds it)")
     with loket.engine.begin() as conn:
         conn.execute(sa.delete(stays_t).where(stays_t.c.id == target.id))
     result = verify(loket)
@@ -228,4 +228,162 @@ def test_a_plain_advance_writes_its_stay_from_the_case_and_one_after_a_suspensio
     assert read == [[moved.id]]
     rows = stored(loket)
     assert rows == expected(loket) and len(rows) == 4
+    loket.engine.dispose()
+
+
+# -- loket db repair-stays ------------------------------------------------------------------------
+
+
+def _damage(loket: Loket) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
+    """One case's row changed, another's deleted, a third given one its history does not give;
+    the ids of those cases, and every other case's rows with their ids (to see them untouched)."""
+    with loket.engine.begin() as conn:
+        ids = [row[0] for row in conn.execute(sa.select(stays_t.c.case_id).group_by(stays_t.c.case_id)
+                                              .having(sa.func.count() >= 2).order_by(stays_t.c.case_id))]
+        assert len(ids) >= 4
+        changed, deleted, extra = ids[0], ids[1], ids[-1]
+        first = sa.select(sa.func.min(stays_t.c.id)).where(stays_t.c.case_id == changed).scalar_subquery()
+        conn.execute(sa.update(stays_t).where(stays_t.c.id == first).values(unit="welzijn", days=99.5))
+        conn.execute(sa.delete(stays_t).where(stays_t.c.id == sa.select(sa.func.max(stays_t.c.id))
+                                              .where(stays_t.c.case_id == deleted).scalar_subquery()))
+        copy = dict(conn.execute(sa.select(stays_t).where(stays_t.c.case_id == extra)
+                                 .order_by(stays_t.c.stay.desc()).limit(1)).mappings().one())
+        del copy["id"]
+        conn.execute(sa.insert(stays_t).values({**copy, "stay": copy["stay"] + 5}))
+        others = [tuple(row) for row in conn.execute(
+            sa.select(stays_t).where(stays_t.c.case_id.not_in([changed, deleted, extra])).order_by(stays_t.c.id))]
+    return {"changed": changed, "deleted": deleted, "extra": extra}, others
+
+
+def test_repair_rebuilds_a_changed_a_missing_and_an_extra_stay_row_and_nothing_else(town: Any) -> None:
+    from engine.app.repair import check_stays, repair_stays
+
+    loket, _clock, _refs = town
+    assert check_stays(loket).cases == 0
+    assert repair_stays(loket, loket.identity()).as_json() == {
+        "check": False, "cases": 0, "removed": 0, "written": 0, "refs": [], "config_events": []}
+    config_before = len(loket.config_history())
+    damaged, others = _damage(loket)
+    with loket.read() as conn:
+        refs = sorted(stays.ref_of(conn, case_id) or "" for case_id in damaged.values())
+        counts = {case_id: conn.execute(sa.select(sa.func.count()).where(stays_t.c.case_id == case_id)).scalar()
+                  for case_id in damaged.values()}
+    assert not verify(loket).ok
+    found = check_stays(loket)
+    assert (found.cases, sorted(found.refs)) == (3, refs)
+    assert found.removed == sum(counts.values()) and found.written == sum(counts.values())  # -1 + 1
+    assert not verify(loket).ok and len(loket.config_history()) == config_before  # --check changes nothing
+    done = repair_stays(loket, loket.identity())
+    assert (done.cases, sorted(done.refs), done.removed, done.written) == (3, refs, found.removed, found.written)
+    assert stored(loket) == expected(loket)
+    assert verify(loket).ok
+    with loket.read() as conn:
+        assert [tuple(row) for row in conn.execute(
+            sa.select(stays_t).where(stays_t.c.case_id.not_in(list(damaged.values()))).order_by(stays_t.c.id))] \
+            == others
+    history = loket.config_history()
+    assert len(history) == config_before + 1 and done.events == [history[-1]["seq"]]
+    assert (history[-1]["action"], history[-1]["detail"]) == ("stays_repaired", {
+        "cases": 3, "removed": done.removed, "written": done.written, "refs": done.refs})
+    again = repair_stays(loket, loket.identity())
+    assert again.cases == 0 and len(loket.config_history()) == config_before + 1
+    loket.engine.dispose()
+
+
+def test_repair_works_in_batches_each_recorded(town: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.app import repair
+
+    loket, _clock, _refs = town
+    with loket.engine.begin() as conn:
+        conn.execute(sa.delete(stays_t))  # every case's rows missing
+    missing = repair.check_stays(loket)
+    assert missing.cases >= 3 and missing.removed == 0
+    monkeypatch.setattr(repair, "CHUNK", 2)
+    done = repair.repair_stays(loket, loket.identity())
+    assert (done.cases, done.written) == (missing.cases, missing.written)
+    assert len(done.events) == (missing.cases + 1) // 2
+    assert stored(loket) == expected(loket) and verify(loket).ok
+    loket.engine.dispose()
+
+
+def test_db_repair_stays_on_the_command_line(town: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.conftest import run_cli
+    from tests.test_identity import OPERATOR, organisation, write
+
+    loket, _clock, _refs = town
+    loket.load_organisation(write(tmp_path / "org.yaml", organisation({})))  # names an operator
+    url = loket.engine.url.render_as_string(hide_password=False)
+    loket.engine.dispose()
+    assert run_cli(capsys, "--db", url, "db", "repair-stays", "--check") == (
+        0, "nothing to repair: every stay row (case_stay) is what the history gives\n", "")
+    damaged, _others = _damage(loket)
+    loket.engine.dispose()
+    code, out, err = run_cli(capsys, "--db", url, "db", "repair-stays", "--check")
+    assert (code, err) == (1, "") and out.startswith("3 case(s) whose stay rows differ from their history"), out
+    code, out, err = run_cli(capsys, "--db", url, "--as", CLERK, "db", "repair-stays")
+    assert (code, out) == (1, "")
+    assert err == f"Error: db repair-stays is for an operator ({OPERATOR}); you act as '{CLERK}'\n"
+    code, out, err = run_cli(capsys, "--db", url, "db", "repair-stays", "--bogus")
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("Error: No such option '--bogus'")
+    code, out, err = run_cli(capsys, "--db", url, "--as", OPERATOR, "db", "repair-stays", "--json")
+    assert (code, err) == (0, "")
+    shown = json.loads(out)
+    assert (shown["check"], shown["cases"], len(shown["config_events"])) == (False, 3, 1)
+    code, out, _err = run_cli(capsys, "--db", url, "audit", "config")
+    assert "stays_repaired" in out and "stay rows of 3 case(s) rebuilt from their history" in out
+    assert run_cli(capsys, "--db", url, "audit", "verify")[0] == 0
+    assert run_cli(capsys, "--db", url, "--as", OPERATOR, "db", "repair-stays") == (
+        0, "nothing to repair: every stay row (case_stay) is what the history gives\n", "")
+    assert damaged
+
+
+def test_verify_names_a_missing_or_an_extra_last_stay_row(town: Any) -> None:
+    """The last row in case order: the streams end at different rows, and the check still
+    compares the one that is left over."""
+    loket, _clock, _refs = town
+    last = sa.select(stays_t).order_by(stays_t.c.case_id.desc(), stays_t.c.stay.desc()).limit(1)
+    with loket.engine.begin() as conn:
+        row = dict(conn.execute(last).mappings().one())
+        ref = stays.ref_of(conn, row["case_id"])
+        conn.execute(sa.delete(stays_t).where(stays_t.c.id == row["id"]))
+    result = verify(loket)
+    assert not result.ok and result.failure is not None
+    assert result.failure.startswith(f"case_stay: stay {row['stay']} of {ref} is missing;"), result.failure
+    with loket.engine.begin() as conn:
+        del row["id"]
+        conn.execute(sa.insert(stays_t).values(row))
+    assert verify(loket).ok
+    with loket.engine.begin() as conn:
+        conn.execute(sa.insert(stays_t).values({**row, "stay": row["stay"] + 1}))
+    result = verify(loket)
+    assert not result.ok and result.failure is not None
+    assert result.failure.startswith(f"case_stay: stay {row['stay'] + 1} of {ref} is not in its history;"), \
+        result.failure
+    loket.engine.dispose()
+
+
+def test_a_transition_between_the_repairs_two_passes_is_kept(town: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repair finds a damaged case in one snapshot and rewrites it later, comparing again:
+    a stay that a transition ended in between is neither lost nor doubled."""
+    from engine.app import repair
+
+    loket, clock, _refs = town
+    case = loket.new_case("bewonersinitiatief", ["title=Bankje"], actor=CLERK)
+    clock.set(clock.now() + dt.timedelta(hours=1))
+    loket.advance(case.ref, "in_behandeling", actor=CLERK)
+    with loket.engine.begin() as conn:
+        assert conn.execute(sa.delete(stays_t).where(stays_t.c.case_id == case.id)).rowcount == 1
+    real = repair._repair
+
+    def meanwhile(*args: Any) -> None:
+        clock.set(clock.now() + dt.timedelta(days=2))
+        loket.advance(case.ref, "vraag_bijdrage", actor=CLERK, assignments=["amount=900"])
+        real(*args)
+
+    monkeypatch.setattr(repair, "_repair", meanwhile)
+    done = repair.repair_stays(loket, loket.identity())
+    assert (done.cases, done.refs, done.removed, done.written) == (1, [case.ref], 1, 2)
+    assert stored(loket) == expected(loket) and verify(loket).ok
     loket.engine.dispose()

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -571,19 +572,18 @@ def check_stays(loket: Loket, conn: sa.Connection) -> tuple[str, str | None, int
     expected = (tuple(row[name] for name in columns)
                 for row in stored_stays.expected(conn, loket.calendar(), loket.request_type))
     stored = (tuple(row) for row in stored_stays.stored(conn))
-    missing = (None,) * len(columns)
-    for want, have in zip(expected, stored, strict=False):
+    # Not zip: it drops the row it took from the one stream when the other has ended, and
+    # with it a missing (or extra) last row.
+    for want, have in zip_longest(expected, stored, fillvalue=(None,) * len(columns)):
         if want != have:
             return _stay_problem(conn, want, have, columns)
-    want, have = next(expected, missing), next(stored, missing)
-    if want != have:
-        return _stay_problem(conn, want, have, columns)
     return None
 
 
 def _stay_problem(conn: sa.Connection, want: tuple[Any, ...], have: tuple[Any, ...], columns: Sequence[str],
                   ) -> tuple[str, str | None, int | None]:
-    fix = "the report's time per state and unit would be wrong (derived from the history, which holds)"
+    fix = ("the report's time per state and unit would be wrong (derived from the history, which holds:"
+           " 'loket db repair-stays' rebuilds it)")
     first = want if want[0] is not None and (have[0] is None or (want[0], want[1]) <= (have[0], have[1])) else have
     ref = stored_stays.ref_of(conn, first[0])
     if (want[0], want[1]) != (have[0], have[1]):

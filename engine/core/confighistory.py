@@ -25,6 +25,8 @@ AUDIT_SEAL = "audit_seal"
 INIT = "init"
 DB_GRANTS = "db_grants"
 """`loket db grants --apply`: the PostgreSQL privileges of people's logins (SPEC §13.3)."""
+STAYS_REPAIRED = "stays_repaired"
+"""`loket db repair-stays`: the `case_stay` rows of cases rebuilt from their history."""
 HISTORY_STARTED = "history_started"
 """Written by the schema upgrade that introduced the history: what was configured before it."""
 
@@ -151,6 +153,11 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
     if action == DB_GRANTS:
         return (f"PostgreSQL privileges of role {detail.get('role')} applied (owner {detail.get('owner')},"
                 f" SQL sha256 {str(detail.get('sha256'))[:12]}…)")
+    if action == STAYS_REPAIRED:
+        refs, cases = list(detail.get("refs") or [])[:5], detail.get("cases") or 0
+        named = (f": {', '.join(refs)}" + (f", … ({cases})" if cases > len(refs) else "")) if refs else ""
+        return (f"stay rows of {detail.get('cases')} case(s) rebuilt from their history ({detail.get('removed')}"
+                f" removed, {detail.get('written')} written){named}")
     if action == HISTORY_STARTED:
         return (f"history started at schema {detail.get('schema')}: {len(detail.get('organisations') or [])}"
                 f" organisation(s), {len(detail.get('request_types') or [])} request type version(s),"

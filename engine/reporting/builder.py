@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.core.calendar import WorkingCalendar
+from engine.core.calendar import FIRST_YEAR, LAST_YEAR, OutsideCalendar, WorkingCalendar
 from engine.core.definition import RequestType, StateSpec
 from engine.core.durations import Duration
 from engine.core.notices import summary_of
@@ -75,9 +75,17 @@ class WorkingDayCounter:
     The calendar walks day by day: right for one deadline, but for 100,000 lead times of
     weeks each it would be most of the report. This gives the same count (a test holds the
     two equal) in constant time per pair once the table covers the dates.
+
+    The table covers the days asked for so far with a margin either side, clamped to the
+    calendar's years: it never asks the calendar for a day outside them. A count that reaches
+    outside them is refused as the calendar refuses it (`OutsideCalendar`).
     """
 
     MARGIN = dt.timedelta(days=400)
+    LOWEST = dt.date(FIRST_YEAR, 1, 1) - dt.timedelta(days=1)
+    """The table's earliest possible day: the day before the calendar's first, which counts
+    nothing and is never asked of the calendar (a count from the first day subtracts its sum)."""
+    HIGHEST = dt.date(LAST_YEAR, 12, 31)
 
     def __init__(self, calendar: WorkingCalendar) -> None:
         self.calendar = calendar
@@ -85,6 +93,8 @@ class WorkingDayCounter:
         self._start = dt.date.max
         self._sums: list[int] = []
         """_sums[i]: the working days from _start through _start + i."""
+        self._asked: tuple[dt.date, dt.date] | None = None
+        """The days asked for so far (the table holds them, and its margins around them)."""
         self.first = 0
         """The proleptic ordinal of `_start`."""
         self.sums = self._sums
@@ -98,6 +108,8 @@ class WorkingDayCounter:
         # needs the calendar's exact end of day, the rest is told by the wall clock alone.
         local_a, local_b = a.astimezone(self._zone), b.astimezone(self._zone)
         first, last = local_a.date(), local_b.date()
+        if first <= self.LOWEST or last > self.HIGHEST:
+            return cal.working_days_between(a, b)  # the calendar's own refusal
         if local_a.time() >= _LAST_SECOND and cal.end_of_day(first) <= a:
             first += dt.timedelta(days=1)
         if local_b.time() < _LAST_SECOND or cal.end_of_day(last) > b:
@@ -123,12 +135,19 @@ class WorkingDayCounter:
         return 0 <= (day - self._start).days < len(self._sums) if self._sums else False
 
     def _cover(self, low: dt.date, high: dt.date) -> None:
-        """Rebuild the table over [low, high] and what it held, with a margin either side."""
-        if self._sums:
-            low = min(low, self._start)
-            high = max(high, self._start + dt.timedelta(days=len(self._sums) - 1))
-        start, end = low - self.MARGIN, high + self.MARGIN
-        sums, count, d = [], 0, start
+        """Rebuild the table over [low, high] and the days asked for before, with a margin
+        either side that stops at the calendar's first and last day."""
+        if low < self.LOWEST or high > self.HIGHEST:
+            day = low + dt.timedelta(days=1) if low < self.LOWEST else high
+            raise OutsideCalendar(f"{day.isoformat()} is outside the working-day calendar ({FIRST_YEAR}–{LAST_YEAR})")
+        if self._asked is not None:
+            low, high = min(low, self._asked[0]), max(high, self._asked[1])
+        self._asked = (low, high)
+        start = max(low - self.MARGIN, self.LOWEST)
+        end = min(high, self.HIGHEST - self.MARGIN) + self.MARGIN
+        sums, count, d = [0], 0, start + dt.timedelta(days=1)
+        if start > self.LOWEST:
+            sums[0] = count = int(self.calendar.is_working_day(start))
         while d <= end:
             count += self.calendar.is_working_day(d)
             sums.append(count)

@@ -93,17 +93,20 @@ def insert(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],
-             after: int = 0) -> Iterator[dict[str, Any]]:
-    """The rows `case_stay` should hold for every case (from id `after` on), worked out from the
-    history, in case id and stay order: the cases and their moves streamed side by side."""
+             after: int = 0, ids: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows `case_stay` should hold for every case (from id `after` on; with `ids`, only
+    for those cases), worked out from the history, in case id and stay order: the cases and
+    their moves streamed side by side."""
     c = cases_t.c
-    cases = conn.execute(sa.select(c.id, c.type_key, c.type_version).where(c.id > after).order_by(c.id),
+    which = c.id > after if ids is None else c.id.in_(ids)
+    cases = conn.execute(sa.select(c.id, c.type_key, c.type_version).where(which).order_by(c.id),
                          execution_options={"yield_per": BATCH})
     # A migration's event only for the version it names (`engine.core.stays.versions`).
     from_version = sa.case((_e.action == Action.MIGRATED, _e.data["from_version"].as_integer()), else_=sa.null())
     events = conn.execute(
         sa.select(_e.case_id, _e.seq, _e.at, _e.action, _e.to_state, from_version)
-        .where(_e.action.in_((*core.MOVE_ACTIONS, Action.MIGRATED)), _e.case_id > after)
+        .where(_e.action.in_((*core.MOVE_ACTIONS, Action.MIGRATED)),
+               _e.case_id > after if ids is None else _e.case_id.in_(ids))
         .order_by(_e.case_id, _e.seq),
         execution_options={"yield_per": BATCH})
     groups = groupby(events, key=itemgetter(0))
@@ -128,10 +131,49 @@ def expected(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, 
             yield from core.rows(id_, key, judged, type_of(key, judged), cal, [stay])
 
 
-def stored(conn: sa.Connection) -> Iterable[Any]:
-    """Every stored row, in case id and stay order."""
-    return conn.execute(sa.select(*(_s[name] for name in COLUMNS)).order_by(_s.case_id, _s.stay),
-                        execution_options={"yield_per": BATCH})
+def stored(conn: sa.Connection, ids: Sequence[int] | None = None) -> Iterable[Any]:
+    """Every stored row (with `ids`, those of these cases), in case id and stay order."""
+    query = sa.select(*(_s[name] for name in COLUMNS)).order_by(_s.case_id, _s.stay)
+    if ids is not None:
+        query = query.where(_s.case_id.in_(ids))
+    return conn.execute(query, execution_options={"yield_per": BATCH})
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def _per_case(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, Rows]]:
+    for case_id, group in groupby(rows, key=itemgetter(0)):
+        yield case_id, list(group)
+
+
+def side_by_side(conn: sa.Connection, cal: WorkingCalendar, type_of: Callable[[str, int], RequestType],
+                 ids: Sequence[int] | None = None) -> Iterator[tuple[int, Rows, Rows]]:
+    """Per case whose stored rows are not what its history gives (every case, or those of
+    `ids`): its id, the rows the history gives and the rows stored (as `COLUMNS` tuples), in
+    case id order. Both are streamed in case order and merged, one case's rows held at a time."""
+    want = _per_case(tuple(row[name] for name in COLUMNS) for row in expected(conn, cal, type_of, ids=ids))
+    have = _per_case(tuple(row) for row in stored(conn, ids))
+    w, h = next(want, None), next(have, None)
+    while w is not None or h is not None:
+        if h is None or (w is not None and w[0] < h[0]):
+            assert w is not None
+            yield w[0], w[1], []
+            w = next(want, None)
+        elif w is None or h[0] < w[0]:
+            yield h[0], [], h[1]
+            h = next(have, None)
+        else:
+            if w[1] != h[1]:
+                yield w[0], w[1], h[1]
+            w, h = next(want, None), next(have, None)
+
+
+def rewrite(conn: sa.Connection, case_id: int, rows: Rows) -> int:
+    """Replace the stored rows of one case by these (`COLUMNS` tuples); how many were removed."""
+    removed = conn.execute(sa.delete(stays_t).where(_s.case_id == case_id)).rowcount
+    insert(conn, [dict(zip(COLUMNS, row, strict=True)) for row in rows])
+    return int(removed)
 
 
 def fill(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
@@ -148,3 +190,10 @@ def fill(conn: sa.Connection, rows: Iterable[dict[str, Any]]) -> int:
 
 def ref_of(conn: sa.Connection, case_id: int) -> str | None:
     return conn.execute(sa.select(cases_t.c.ref).where(cases_t.c.id == case_id)).scalar()
+
+
+def lock_cases(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """On PostgreSQL, lock these case rows for the transaction: a change to one of them (which
+    writes its stays) waits for it, or it for the change (SQLite's writers take turns anyway)."""
+    if conn.dialect.name == "postgresql" and ids:
+        conn.execute(sa.select(cases_t.c.id).where(cases_t.c.id.in_(ids)).order_by(cases_t.c.id).with_for_update())
