@@ -2,10 +2,11 @@
 
 `engine/store/schema.py` (the SQLModel classes, which Alembic reads) and the generated Core
 mirror `engine/store/tables.py` both call `dekking_indexes` and `stay_indexes` on their
-`case_event` and `case_stay` tables, so the two make the same DDL (`engine.store.mirror` writes the call, as it cannot write an index
-on an expression itself). The report's queries build their conditions with the same functions
-below: SQLite uses a partial index only when the query's WHERE visibly holds the index's
-WHERE, and an index on an expression only for the very same expression.
+`case_event` and `case_stay` tables, so the two make the same DDL (`engine.store.mirror`
+writes the calls, as it cannot write an index on an expression itself). The report's
+queries build their conditions with the same functions below: SQLite uses a partial index
+only when the query's WHERE visibly holds the index's WHERE, and an index on an expression
+only for the very same expression.
 
 The bestuurlijke dekking's events (`engine.store.reports.admin_event_rows`) are a few among
 millions; each kind is found by its own small partial index instead of by a scan of every
