@@ -29,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -104,7 +105,7 @@ def dekking_indexes(events: sa.Table) -> list[sa.Index]:
     e = events.c
 
     def partial(name: str, key: Any, where: sa.ColumnElement[bool]) -> sa.Index:
-        return sa.Index(name, key, sqlite_where=where, postgresql_where=where, info={"mirror": "dekking_indexes"})
+        return _partial(name, key, where, "dekking_indexes")
 
     return [
         partial("ix_case_event_escalated_to", escalated_to(e), escalated(e)),
@@ -118,6 +119,27 @@ def stay_indexes(stays: sa.Table) -> list[sa.Index]:
     """`ix_case_stay_missed`: the ended stays whose deadline was missed, by the local day it
     passed (`engine.store.reports.missed_stay_days` reads them grouped in its order, instead
     of sorting a scan of every stay)."""
-    where = stays.c.met.is_(False)
-    return [sa.Index("ix_case_stay_missed", stays.c.due_on, sqlite_where=where, postgresql_where=where,
-                     info={"mirror": "stay_indexes"})]
+    return [_partial("ix_case_stay_missed", stays.c.due_on, stays.c.met.is_(False), "stay_indexes")]
+
+
+def _partial(name: str, key: Any, where: sa.ColumnElement[bool], mirror: str) -> sa.Index:
+    """A partial index on both databases. PostgreSQL's condition is kept in `info` and written
+    by `_create_index` rather than given as `postgresql_where`: SQLAlchemy imports a dialect's
+    module to check an option named for it, and the mirror's tables are imported by every
+    command, on SQLite too (tests/test_startup.py keeps the PostgreSQL dialect out of them)."""
+    return sa.Index(name, key, sqlite_where=where, info={"mirror": mirror, POSTGRESQL_WHERE: where})
+
+
+POSTGRESQL_WHERE = "postgresql_where"
+"""The key in an index's `info` of its condition on PostgreSQL (see `_partial`)."""
+
+
+@compiles(CreateIndex, "postgresql")
+def _create_index(create: CreateIndex, compiler: Any, **kw: Any) -> str:
+    """PostgreSQL's CREATE INDEX, with the condition an index of `_partial` keeps in `info`
+    written as SQLAlchemy writes `postgresql_where`."""
+    text: str = compiler.visit_create_index(create, **kw)
+    where = create.element.info.get(POSTGRESQL_WHERE)
+    if where is not None:
+        text += " WHERE " + compiler.sql_compiler.process(where, include_table=False, literal_binds=True)
+    return text
