@@ -186,12 +186,36 @@ JSONB field values (above; 0.10 s alone, of which 0.05 s the values), and the ma
 — the report's Python and the server share two cores, and the wrapper timing each query
 charges it the fetches (one `FETCH` of 2,000 rows per batch) whenever they come.
 
-Where the time goes now (SQLite, 20,000 cases, each timed inside the report): the per-case
-pass (`add_case`) about 0.09 s, the cases stream 0.08 s, the escalations' two groupings 0.08 s
-(a sort each of the 41,588 rows), the open cases' state changes 0.025 s, the stays' groups
-and ranks 0.03 s, `finish` 0.02 s.
+Where the time goes now (SQLite, 20,000 cases, 0.37 s): the per-case pass (`add_case` with
+`with_moves`) about 0.10 s CPU, of which `_add_closed` 0.056 s; the cases stream 0.08 s
+(its SQL 0.046 s: the columns themselves 0.033 s, a stream of ids alone 0.006 s); the
+escalations' two groupings 0.035 + 0.04 s (each a sort of the 41,588 rows; joining the cases
+for their type, or grouping per case first, costs the same or more); the open cases' state
+changes 0.025 s; the stays' groups and ranks 0.03 s; `finish` 0.02 s. The 3× floor (0.33 s)
+needs about 0.05 s more: micro-work on `_add_closed` might give a quarter of its 0.056 s; the
+rest is the per-case results stored at close (below).
 
-FIGURES_PLACEHOLDER
+Figures, main → this, both on vacuumed PostgreSQL databases (`--modes group_by,text`; a
+machine of 2 cores shared with other work, load average 2–4, so the seconds are long and
+the CPU seconds are the steadier figure; each ratio is against its own run's floor):
+
+- 20,000 cases (`--runs 5`, two rounds alternated): SQLite 0.50–0.53 → 0.37–0.39 s (the same in
+  CPU seconds), 4.3–4.6 → 3.4× its `GROUP BY` floor (0.11–0.12 s); PostgreSQL 0.50–0.51 →
+  0.34–0.39 s (0.25 → 0.20–0.23 s CPU), 8.5–9.7 → 6.1–6.2× (floor 0.05–0.06 s).
+- 100,000 cases (`--runs 3`, two rounds alternated): SQLite 2.15–2.18 → 1.71–2.13 s (2.13–2.14
+  → 1.67–1.71 s CPU), 3.0–3.4 → 2.3–2.6× its `GROUP BY` floor (0.64–0.91 s); PostgreSQL
+  2.29–2.63 → 1.45–2.04 s (1.14–1.22 → 0.84–0.89 s CPU), 9.3–12.1 → 5.8–7.6× (floor
+  0.19–0.35 s, all of it the server's).
+- 1,000,000 cases (`--runs 1`, once each): SQLite 28.3 → 21.5 s (26.1 → 19.4 s CPU), 3.6 →
+  3.4× (floors 7.9 and 6.4 s: against the same 7.9 s, 2.7×), peak 164 → 167 MB; PostgreSQL
+  28.9 → 19.8 s (14.3 → 10.4 s CPU), 12.6 → 13.8× (floors 2.3 and 1.4 s: against 2.3 s,
+  8.7×). Migration 0010 on this database: 15 s on SQLite, 6 s on PostgreSQL.
+
+PostgreSQL stays far from 3×: its floor is the server's work alone (0.01 s of client CPU),
+while the report's client CPU by itself (0.2 s at 20,000 cases) is three times that floor's
+seconds. Within 3× there needs the per-case results stored when a case closes (lead time in
+calendar and working days, clocks met, local weeks, outcome and area), so that the closed
+cases too are `GROUP BY`s and ranks instead of a stream through Python — not started.
 
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
