@@ -77,17 +77,18 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
             stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
-        cases = map(CaseFacts._make, reports.case_rows(conn, now, period, data_for=_valued(loket)))
+        cases: Iterator[CaseFacts] = map(partial(tuple.__new__, CaseFacts),
+                                         reports.case_rows(conn, now, period, data_for=_valued(loket)))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))
         for case, own in with_moves(cases, moves):
             builder.add_case(case, own)
         if stored:
+            groups, deadlines = reports.stay_counts(conn, period)
             builder.add_stored_stays(
-                reports.stay_groups(conn, period), reports.stay_deadline_counts(conn, period),
-                reports.missed_stay_days(conn, period), partial(reports.stay_window, conn, period),
-                partial(reports.stay_version, conn))
+                groups, deadlines, reports.missed_stay_days(conn, period),
+                partial(reports.stay_window, conn, period), partial(reports.stay_version, conn))
         if stored:  # counted on the database, as the stays
             builder.add_escalation_counts(reports.escalation_counts(conn, period), reports.escalation_days(
                 conn, period, builder.zone_offsets(*reports.escalation_span(conn, period))))

@@ -911,8 +911,10 @@ class ReportBuilder:
         held.overdue += case.overdue
         if case.overdue:
             self._overdue[(case.owner, case.type_key)] += 1
+        entered = case.state_entered_at
+        assert entered is not None  # an open case's
         # A bounded heap whose top is the newest of the kept: it makes way for an older one.
-        item = (-(case.state_entered_at / 1_000_000), -case.id, case)
+        item = (-(entered / 1_000_000), -case.id, case)
         if len(self._longest) < LONGEST:
             heapq.heappush(self._longest, item)
         elif item > self._longest[0]:
@@ -1102,11 +1104,13 @@ class ReportBuilder:
 
     def _waiting(self, case: CaseFacts) -> Waiting:
         rt = self.type_of(case.type_key, case.type_version)
+        entered = case.state_entered_at
+        assert entered is not None  # an open case's
         return Waiting(
             ref=case.ref, type_key=case.type_key, state=case.state,
             label=rt.states[case.state].label, unit=case.owner,
             unit_name=self.unit_name(case.owner),
-            since=_instant(case.state_entered_at),
-            days=max((self.now - _instant(case.state_entered_at)).total_seconds(), 0.0) / DAY,
-            suspended=case.suspended,
+            since=_instant(entered),
+            days=max((self.now - _instant(entered)).total_seconds(), 0.0) / DAY,
+            suspended=bool(case.suspended),  # 0 or 1 from SQLite
         )

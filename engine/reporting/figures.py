@@ -69,12 +69,18 @@ class CaseFacts(NamedTuple):
     owner: str | None
     created_at: int
     closed_at: int | None
-    state_entered_at: int
+    state_entered_at: int | None
+    """None for a closed case (the report does not use it)."""
     service_due: int | None
+    """For a closed case, as far as the report uses it: `engine.store.reports.MET_MARK` when
+    met, else when it was missed (0 without a period); see `engine.store.reports.case_rows`."""
     case_due: int | None
+    """Likewise."""
     suspended: bool
+    """A truth value: 0 or 1 as SQLite gives it (`bool()` before it is shown)."""
     overdue: bool
-    """Open, not suspended, state_due before the report's now (as `case list --overdue`)."""
+    """Open, not suspended, state_due before the report's now (as `case list --overdue`);
+    likewise 0 or 1 from SQLite."""
     data: Mapping[str, Any] | None
     """The field values of a closed case (its outcome's area, measures and summary); None
     for an open one, whose values the report does not need."""

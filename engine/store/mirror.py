@@ -12,7 +12,9 @@ Every table of `schema.metadata` is mirrored, in declaration order, under the na
 gives its Core alias (`cases_t = CaseRow.__table__`), else `<table name>_t`; the classes' and
 fields' docstrings become comments. What this cannot render faithfully (a server default, a
 callable default, a CHECK, an index on an expression, a foreign key with options) is refused
-with a message rather than dropped: extend the renderer then. tests/test_tables.py compares
+with a message rather than dropped: extend the renderer then. An index on an expression made
+by a function of engine/store/indexes.py (marked `info={"mirror": <its name>}`) is written as
+a call of that function on the mirrored table. tests/test_tables.py compares
 the two declarations' DDL on SQLite and PostgreSQL.
 """
 
@@ -145,8 +147,8 @@ def _constraints(table: sa.Table) -> list[str]:
             raise Unmirrorable(f"{table.name}: constraint {constraint!r}")
         lines.append(f"sa.UniqueConstraint({', '.join(_q(c.name) for c in constraint.columns)}),")
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
-        if getattr(index, "_column_flag", False):
-            continue
+        if getattr(index, "_column_flag", False) or index.info.get("mirror"):
+            continue  # written on its column; or by a function of engine.store.indexes (`_called`)
         if index.expressions != list(index.columns) or not index.name:
             raise Unmirrorable(f"{table.name}: index {index.name} on expressions")
         columns = ", ".join(_q(c.name) for c in index.columns)
@@ -172,7 +174,35 @@ def render() -> str:
             body += [*_comment(field_docs.get(column.key), "    "), f"    {_column(column, used)}"]
         body += [f"    {line}" for line in _constraints(table)]
         body.append(")")
-    return HEADER.format(types=", ".join(sorted(used))) + "\n".join(body) + "\n"
+    called = _called(aliases)
+    header = HEADER.format(types=", ".join(sorted(used)))
+    if called:
+        names = sorted({name for name, _ in called})
+        header = header.replace("from engine.store.types", f"from engine.store.indexes import {', '.join(names)}\n"
+                                "from engine.store.types", 1)
+        body += ["", *(f"{name}({table})" for name, table in called)]
+    return header + "\n".join(body) + "\n"
+
+
+def _called(aliases: dict[str, str]) -> list[tuple[str, str]]:
+    """The functions of engine.store.indexes that made indexes of schema.py's tables (an index
+    on an expression, which `_constraints` cannot write), each once per table: (function,
+    the table's name in the mirror). The function must make them all (tests/test_tables.py
+    compares the DDL)."""
+    from engine.store import indexes
+
+    out: list[tuple[str, str]] = []
+    for table in schema.metadata.tables.values():
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            name = index.info.get("mirror")
+            if not name:
+                continue
+            if not callable(getattr(indexes, name, None)):
+                raise Unmirrorable(f"{table.name}: index {index.name} made by unknown function {name}")
+            call = (name, aliases.get(table.name, table.name + "_t"))
+            if call not in out:
+                out.append(call)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine.core.vocabulary import Action, OutboxStatus, Rung
+from engine.core.vocabulary import Action, OutboxStatus
+from engine.store import indexes
 from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stays_t
 from engine.store.types import JSONType, UTCDateTime
 
@@ -161,12 +162,23 @@ def _json(value: Any) -> Any:
     return found if end == len(value) else json.loads(value)
 
 
+MET_MARK = 2**62
+"""A closed case's service norm or lead time that was met, as `case_rows` gives it: later
+than any instant (the year 148,000), so that `closed <= due` holds."""
+
+
 def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
               data_for: Collection[str] | None = None) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
     as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
-    booleans, the field values decoded — with `data_for`, only those of closed cases of these
-    types (the others' are read by `case_data` for the few the report shows)."""
+    booleans (0 and 1 on SQLite), the field values decoded — with `data_for`, only those of closed cases of these
+    types (the others' are read by `case_data` for the few the report shows).
+
+    A closed case's instants are converted only as far as the report uses them (each
+    conversion costs the database a parse per row): its state_entered_at is None; a service
+    norm or lead time it met (closed at or before it, compared on the stored values) is
+    `MET_MARK`; one it missed is its instant under a period (`since` or `until`: it counts
+    where it was missed), else 0 (it counts, whenever it was missed)."""
     dialect = conn.dialect.name
     columns = list(CASES_QUERY.selected_columns)
     if data_for is not None:
@@ -174,13 +186,26 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
         wanted = (sa.and_(_c.closed_at.is_not(None), sa.or_(*(_c.type_key == key for key in sorted(data_for))))
                   if data_for else sa.false())
         columns[-1] = sa.type_coerce(sa.case((wanted, _c.data), else_=sa.null()), JSONType)
-    query = CASES_QUERY.with_only_columns(
-        *(micros(column, dialect) if isinstance(column.type, UTCDateTime) else column for column in columns))
-    data: Callable[[Any], Any] = _json if dialect == "sqlite" else (lambda v: v)
-    for (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-         suspended, overdue, values) in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
-        yield (id_, ref, key, version, state, owner, created, closed, entered, service_due, case_due,
-               bool(suspended), bool(overdue), data(values) if values is not None else None)
+    converted = [micros(column, dialect) if isinstance(column.type, UTCDateTime) else column for column in columns]
+    # A closed case's stay now and its dues as instants count only where the report needs
+    # them: its stay not at all, a due met not (`closed <= due` holds for MET_MARK), a due
+    # missed only as when it was missed, under a period.
+    open_ = _c.closed_at.is_(None)
+    converted[8] = sa.case((open_, converted[8]), else_=sa.null())
+    for place, due in ((9, _c.service_due), (10, _c.case_due)):
+        missed: sa.ColumnElement[Any] = (converted[place] if filters.since is not None or filters.until is not None
+                                         else sa.literal(0, sa.BigInteger))
+        converted[place] = sa.case((open_, converted[place]), (due.is_(None), sa.null()),
+                                   (_c.closed_at <= due, sa.literal(MET_MARK, sa.BigInteger)), else_=missed)
+    if dialect != "sqlite":
+        # JSONB as its text, decoded here by the JSON scanner (`_json`): the driver's loader
+        # makes the same values by `json.loads`, two Python frames per closed case dearer.
+        converted[-1] = sa.cast(converted[-1], sa.Text)
+    query = CASES_QUERY.with_only_columns(*converted)
+    for row in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
+        # The flags as the driver gives them (0 and 1 from SQLite); the field values' text decoded.
+        values = row[13]
+        yield row if values is None else (*row[:13], _json(values))
 
 
 def case_data(conn: sa.Connection, case_ids: Sequence[int]) -> dict[int, Any]:
@@ -218,9 +243,7 @@ def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool 
     if stored_stays:
         wanted: sa.ColumnElement[bool] = _e.case_id.in_(sa.select(_c.id).where(_c.closed_at.is_(None)))
         if len(dekking) > DEKKING_LISTED and admins is not None:
-            other = events_t.alias("dekking")
-            events = sa.select(other.c.case_id).where(_admin_events(list(admins[0]), list(admins[1]), other.c))
-            wanted = sa.or_(wanted, _e.case_id.in_(events))
+            wanted = sa.or_(wanted, _e.case_id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id")))
         elif dekking:
             wanted = sa.or_(wanted, _e.case_id.in_(sorted(dekking)))
         query = query.where(wanted)
@@ -248,6 +271,30 @@ def stay_groups(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, s
     query = (sa.select(_s.type_key, _s.state, _s.unit, sa.func.count(), sa.func.sum(_s.stay_us))
              .where(*_stays_kept(filters, _s.left_at)).group_by(_s.type_key, _s.state, _s.unit))
     return [(key, state, unit, int(n), int(us)) for key, state, unit, n, us in conn.execute(query)]
+
+
+def stay_counts(conn: sa.Connection, filters: Period = ALL
+                ) -> tuple[list[tuple[str, str, str | None, int, int]], list[tuple[str, str | None, bool, int]]]:
+    """`stay_groups` and `stay_deadline_counts` together. Without `since` and `until` both
+    count every ended stay (of the type asked for), so one pass over the covering index
+    `ix_case_stay_group`, grouped per type, state, unit and met, gives both; with a period
+    they differ (met ones counted where they ended, missed ones where their deadline
+    passed), and each is its own query."""
+    if filters.since is not None or filters.until is not None:
+        return stay_groups(conn, filters), stay_deadline_counts(conn, filters)
+    query = (sa.select(_s.type_key, _s.state, _s.unit, _s.met, sa.func.count(), sa.func.sum(_s.stay_us))
+             .where(*_stays_kept(filters, _s.left_at)).group_by(_s.type_key, _s.state, _s.unit, _s.met))
+    groups: dict[tuple[str, str, str | None], list[int]] = {}
+    deadlines = []
+    for key, state, unit, met, n, us in conn.execute(query):
+        found = groups.get((key, state, unit))
+        if found is None:
+            found = groups[(key, state, unit)] = [0, 0]
+        found[0] += int(n)
+        found[1] += int(us)
+        if met is not None:
+            deadlines.append((key, unit, bool(met), int(n)))
+    return [(key, state, unit, n, us) for (key, state, unit), (n, us) in groups.items()], deadlines
 
 
 def stay_window(conn: sa.Connection, filters: Period, offset: int, limit: int, *, type_key: str | None = None,
@@ -318,11 +365,20 @@ def escalation_counts(conn: sa.Connection, filters: Period = ALL) -> list[tuple[
 
 
 def escalation_span(conn: sa.Connection, filters: Period = ALL) -> tuple[datetime | None, datetime | None]:
-    """When the first and the last escalation in the period fired."""
-    query = _escalations_kept(sa.select(sa.func.min(_x.fired_at), sa.func.max(_x.fired_at))
-                              .select_from(escalations_t).join(cases_t, _c.id == _x.case_id), filters)
-    first, last = conn.execute(query).one()
-    return first, last
+    """When the first and the last escalation in the period fired, of any type: a span that
+    holds those of the type asked for, read off the index on `fired_at` (two lookups, where
+    one query of both would scan). What `escalation_days` needs: the zone's offsets over it."""
+    def end(found: Any) -> sa.ScalarSelect[Any]:
+        query = sa.select(found)
+        if filters.since is not None:
+            query = query.where(_x.fired_at >= filters.since)
+        if filters.until is not None:
+            query = query.where(_x.fired_at < filters.until)
+        return query.scalar_subquery()
+
+    first, last = conn.execute(sa.select(end(sa.func.min(_x.fired_at)), end(sa.func.max(_x.fired_at)))).one()
+    kind = UTCDateTime()
+    return (kind.process_result_value(first, conn.dialect), kind.process_result_value(last, conn.dialect))
 
 
 def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]]
@@ -331,13 +387,7 @@ def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[da
     organisation's zone) and rung. `offsets`: the zone's UTC offset in seconds from each
     instant on (the first from the beginning, None), in order: local days are told on the
     database, exactly, from the instants' whole seconds."""
-    seconds = micros(_x.fired_at, conn.dialect.name) // 1_000_000
-    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
-    if len(offsets) > 1:
-        offset = sa.case(*((_x.fired_at < start, sa.literal(before))
-                           for (_, before), (start, _) in itertools.pairwise(offsets)),
-                         else_=sa.literal(offsets[-1][1]))
-    day = sa.cast((seconds + offset) // 86400, sa.BigInteger)
+    day = _local_day(_x.fired_at, conn.dialect.name, offsets)
     query = _escalations_kept(sa.select(day, _x.rung, sa.func.count()).select_from(escalations_t)
                               .join(cases_t, _c.id == _x.case_id).group_by(day, _x.rung), filters)
     if filters.type_key is None:  # no join needed
@@ -345,14 +395,28 @@ def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[da
     return [(int(d), rung, int(n)) for d, rung, n in conn.execute(query)]
 
 
+def _local_day(column: sa.ColumnElement[Any], dialect: str, offsets: list[tuple[datetime | None, int]]
+               ) -> sa.ColumnElement[int]:
+    """The local day of an instant column, days since 1970-01-01 in the zone whose UTC
+    offsets `offsets` gives (see `escalation_days`)."""
+    seconds = micros(column, dialect) // 1_000_000
+    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
+    if len(offsets) > 1:
+        offset = sa.case(*((column < start, sa.literal(before))
+                           for (_, before), (start, _) in itertools.pairwise(offsets)),
+                         else_=sa.literal(offsets[-1][1]))
+    return sa.cast((seconds + offset) // 86400, sa.BigInteger)
+
+
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
                      filters: Period = ALL) -> Iterable[sa.Row[Any]]:
     """The events of the bestuurlijke dekking, by case id and seq: escalations to one of
     `admins` or of rung `directive`, instructions, and comments by one of `acting` (the
-    administrators and their assistants) or on an administrator's behalf."""
+    administrators and their assistants) or on an administrator's behalf — found by their
+    partial indexes (`engine.store.indexes`), not by a scan of every event."""
     query = (
         sa.select(_e.case_id, _e.seq, _e.at, _e.actor, _e.action, _e.data)
-        .where(_admin_events(list(admins), list(acting)))
+        .where(_e.id.in_(_admin_event_ids(list(admins), list(acting), "id")))
         .order_by(_e.case_id, _e.seq)
     )
     if filters.type_key is not None:
@@ -360,16 +424,20 @@ def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterabl
     return _streamed(conn, query)
 
 
-def _admin_events(admins: list[str], acting: list[str], e: Any = _e) -> sa.ColumnElement[bool]:
-    """The events of the bestuurlijke dekking, of the event table's columns `e`."""
-    to = e.data["to"].as_string()
-    rung = e.data["rung"].as_string()
-    behalf = e.data["on_behalf_of"].as_string()
-    return sa.or_(
-        sa.and_(e.action == Action.ESCALATED, sa.or_(to.in_(admins), rung == Rung.DIRECTIVE)),
-        e.action == Action.DIRECTED,
-        sa.and_(e.action == Action.COMMENT, sa.or_(e.actor.in_(acting), behalf.in_(admins))),
-    )
+def _admin_event_ids(admins: list[str], acting: list[str], column: str) -> sa.CompoundSelect[Any]:
+    """The `column` (id, case_id) of the events of the bestuurlijke dekking: one select per
+    kind, each off its partial index (`engine.store.indexes`; its condition spelled as the
+    index's, so that SQLite sees the query's WHERE holds the index's), together."""
+    kinds: list[sa.Select[Any]] = []
+    for where in (
+        lambda e: sa.and_(indexes.escalated(e), indexes.escalated_to(e).in_(admins)),
+        indexes.directives,
+        lambda e: sa.and_(indexes.comments(e), e.actor.in_(acting)),
+        lambda e: sa.and_(indexes.comments_on_behalf(e), indexes.on_behalf_of(e).in_(admins)),
+    ):
+        events = events_t.alias(f"dekking_{len(kinds)}")  # not correlated with an outer case_event
+        kinds.append(sa.select(events.c[column]).where(where(events.c)))
+    return sa.union(*kinds)
 
 
 def failed_count(conn: sa.Connection) -> int:

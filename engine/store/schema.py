@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from engine.store.indexes import dekking_indexes, stay_indexes
 from engine.store.types import JSONType, UTCDateTime
 
 
@@ -325,3 +326,8 @@ config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-define
 tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
 access_t: sa.Table = AccessRow.__table__  # type: ignore[attr-defined]
 stays_t: sa.Table = StayRow.__table__  # type: ignore[attr-defined]
+
+# Partial indexes on JSON expressions (migration 0010): declared by one function for both
+# declarations, which the mirror calls rather than writes out.
+dekking_indexes(events_t)
+stay_indexes(stays_t)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from engine.store.indexes import dekking_indexes, stay_indexes
 from engine.store.types import JSONType, UTCDateTime
 
 metadata = sa.MetaData()
@@ -303,3 +304,6 @@ access_t = sa.Table(
     sa.Column("command", sa.String(32), nullable=False),
     sa.Column("detail", sa.String(400)),
 )
+
+dekking_indexes(events_t)
+stay_indexes(stays_t)

@@ -1,0 +1,209 @@
+"""The report's queries that take shortcuts give what the plain ones gave, on both databases:
+the bestuurlijke dekking's events found by their partial indexes (migration 0010) are exactly
+those the condition picks from all events; the ended stays' groups and deadline counts read in
+one pass equal the two queries; the escalations' span off the index holds those of the type
+asked for; a closed case's dues come as far as the report uses them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import ORG_FILE, WORKFLOWS
+
+from engine.app.clock import FixedClock
+from engine.app.report import gather
+from engine.app.service import Loket
+from engine.core.casework import Draft
+from engine.core.vocabulary import Action, Rung
+from engine.reporting.dekking import acting_for
+from engine.store import reports
+from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine
+from engine.store.tables import cases_t, escalations_t, events_t
+from tests.test_migrations import alembic, fresh_url  # noqa: F401 - the fixture
+from tests.test_report import CLERK, at, build_history
+from tests.test_results import ADMIN, HEAD, _directed, _escalation, _write
+
+UTC = dt.UTC
+TYPES = sorted(str(p) for p in WORKFLOWS.glob("*.yaml") if p.name != "organisation.yaml")
+INDEXES = {"ix_case_event_escalated_to", "ix_case_event_directives", "ix_case_event_comment_actor",
+           "ix_case_event_comment_behalf"}
+
+
+def _loket(engine: sa.Engine, clock: FixedClock) -> Loket:
+    loket = Loket(engine, clock)
+    loket.load_organisation(ORG_FILE)
+    loket.load_request_types(TYPES)
+    return loket
+
+
+def _dekking_events(loket: Loket, clock: FixedClock) -> None:
+    """Events of every kind the condition tells apart, for and not for the administrators."""
+    clock.set(at(2, 9))
+    refs = [loket.new_case("bewonersinitiatief", [f"title=Initiatief {n}"], actor=CLERK).ref for n in range(4)]
+    clock.set(at(3, 9))
+    _write(loket, refs[0], _escalation(ADMIN, "1", at(3, 8)), "system")  # to an administrator
+    _write(loket, refs[0], _escalation(HEAD, "1", at(3, 8)), "system")  # to a head: not counted
+    _write(loket, refs[1], _escalation(HEAD, Rung.DIRECTIVE, at(3, 8)), "system")  # a missed instruction
+    _write(loket, refs[1], Draft(Action.COMMENT, comment="Gezien."), ADMIN)  # by an administrator
+    _write(loket, refs[2], Draft(Action.COMMENT, comment="Gebeld."), CLERK)  # by a clerk: not counted
+    _write(loket, refs[2], Draft(Action.COMMENT, comment="Namens.", data={"on_behalf_of": ADMIN}), CLERK)
+    _write(loket, refs[2], Draft(Action.COMMENT, comment="Namens.", data={"on_behalf_of": HEAD}), CLERK)
+    _write(loket, refs[3], _directed("ingediend", at(9, 21), behalf=ADMIN), "s.secretaris")
+    loket.advance(refs[3], "in_behandeling", actor=CLERK)
+
+
+def _by_scan(conn: sa.Connection, admins: list[str], acting: list[str]) -> list[tuple[int, int]]:
+    """The events of the bestuurlijke dekking picked from all events in Python (the definition
+    in engine/reporting/dekking.py)."""
+    out = []
+    for case_id, seq, actor, action, data in conn.execute(
+            sa.select(events_t.c.case_id, events_t.c.seq, events_t.c.actor, events_t.c.action, events_t.c.data)
+            .order_by(events_t.c.case_id, events_t.c.seq)):
+        data = data or {}
+        if ((action == Action.ESCALATED and (data.get("to") in admins or data.get("rung") == Rung.DIRECTIVE))
+                or action == Action.DIRECTED
+                or (action == Action.COMMENT and (actor in acting or data.get("on_behalf_of") in admins))):
+            out.append((case_id, seq))
+    return out
+
+
+def test_the_dekking_events_found_by_index_are_those_of_the_condition(db_url: str, clock: FixedClock) -> None:
+    loket = _loket(open_engine(db_url), clock)
+    _dekking_events(loket, clock)
+    org = loket.organisation()
+    admins, acting = list(org.administrators), list(acting_for(org))
+    with loket.engine.connect() as conn:
+        found = [(row.case_id, row.seq) for row in reports.admin_event_rows(conn, admins, acting)]
+        expected = _by_scan(conn, admins, acting)
+        # Each kind is there: an escalation to an administrator, a directive one, an
+        # administrator's comment, one on an administrator's behalf, an instruction.
+        assert len(expected) == 5
+        assert found == expected
+        # By type: all these cases are of this one; none of another.
+        assert [(r.case_id, r.seq) for r in reports.admin_event_rows(
+            conn, admins, acting, reports.Period(type_key="bewonersinitiatief"))] == expected
+        assert list(reports.admin_event_rows(conn, admins, acting, reports.Period(type_key="melding"))) == []
+    loket.engine.dispose()
+
+
+def test_the_state_changes_of_many_dekking_cases_are_picked_by_the_same_condition(
+    db_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past `DEKKING_LISTED` cases, `move_rows` selects them by the condition rather than by
+    their ids: the same rows, and the same report."""
+    loket = _loket(open_engine(db_url), clock)
+    _dekking_events(loket, clock)
+    org = loket.organisation()
+    admins = (list(org.administrators), list(acting_for(org)))
+    with loket.engine.connect() as conn:
+        dekking = {row.case_id for row in reports.admin_event_rows(conn, *admins)}
+        listed = list(reports.move_rows(conn, stored_stays=True, dekking=dekking, admins=admins))
+        monkeypatch.setattr(reports, "DEKKING_LISTED", 0)
+        picked = list(reports.move_rows(conn, stored_stays=True, dekking=dekking, admins=admins))
+    assert picked == listed and {row[0] for row in picked} >= dekking
+    report = gather(loket)
+    monkeypatch.setattr(reports, "DEKKING_LISTED", 5000)
+    assert gather(loket).as_json() == report.as_json()
+    loket.engine.dispose()
+
+
+def _sorted(rows: list[Any]) -> list[Any]:
+    return sorted(rows, key=lambda row: tuple((value is None, str(value)) for value in row))
+
+
+def test_the_stays_read_in_one_pass_equal_the_two_queries(db_url: str, clock: FixedClock) -> None:
+    loket = _loket(open_engine(db_url), clock)
+    build_history(loket, clock)
+    with loket.engine.connect() as conn:
+        for period in (reports.ALL, reports.Period(type_key="melding"), reports.Period(type_key="bijdrage"),
+                       reports.Period(since=at(10, 0)), reports.Period(until=at(20, 0), type_key="melding")):
+            groups, deadlines = reports.stay_counts(conn, period)
+            assert _sorted(groups) == _sorted(reports.stay_groups(conn, period)), period
+            assert _sorted(deadlines) == _sorted(reports.stay_deadline_counts(conn, period)), period
+        assert reports.stay_counts(conn)[0] and reports.stay_counts(conn)[1]  # not empty: the test can fail
+    loket.engine.dispose()
+
+
+def test_the_escalations_span_holds_those_of_the_type_asked_for(db_url: str, clock: FixedClock) -> None:
+    loket = _loket(open_engine(db_url), clock)
+    build_history(loket, clock)
+    x, c = escalations_t.c, cases_t.c
+    with loket.engine.connect() as conn:
+        fired = conn.execute(sa.select(x.fired_at, c.type_key).join(cases_t, c.id == x.case_id)).all()
+        assert len({key for _, key in fired}) > 1
+        for period in (reports.ALL, reports.Period(since=min(f for f, _ in fired) + dt.timedelta(seconds=1)),
+                       *(reports.Period(type_key=key) for _, key in fired)):
+            first, last = reports.escalation_span(conn, period)
+            kept = [f for f, key in fired if period.type_key in (None, key)
+                    and (period.since is None or f >= period.since)]
+            assert first is not None and last is not None
+            assert first <= min(kept) and max(kept) <= last
+            assert first.tzinfo is not None
+        assert reports.escalation_span(conn) == (min(f for f, _ in fired), max(f for f, _ in fired))
+        assert reports.escalation_span(conn, reports.Period(since=max(f for f, _ in fired)
+                                                            + dt.timedelta(seconds=1))) == (None, None)
+    loket.engine.dispose()
+
+
+def test_a_closed_cases_dues_come_as_far_as_the_report_uses_them(db_url: str, clock: FixedClock) -> None:
+    loket = _loket(open_engine(db_url), clock)
+    build_history(loket, clock)
+    now = loket.clock.now()
+    c = cases_t.c
+    with loket.engine.connect() as conn:
+        stored = {row.id: row for row in conn.execute(sa.select(cases_t))}
+        for period in (reports.ALL, reports.Period(since=at(1, 0))):
+            rows = list(reports.case_rows(conn, now, period))
+            assert {row[0] for row in rows} == set(stored)
+            for row in rows:
+                case = stored[row[0]]
+                for place, due in ((9, case.service_due), (10, case.case_due)):
+                    exact = None if due is None else reports_us(due)
+                    if case.closed_at is None:
+                        assert row[place] == exact
+                    elif due is None:
+                        assert row[place] is None
+                    elif case.closed_at <= due:
+                        assert row[place] == reports.MET_MARK
+                    else:
+                        assert row[place] == (exact if period.since is not None else 0)
+                assert row[8] == (None if case.closed_at is not None else reports_us(case.state_entered_at))
+        closed = conn.execute(sa.select(sa.func.count()).where(c.closed_at.is_not(None))).scalar_one()
+        late = conn.execute(sa.select(sa.func.count()).where(
+            sa.or_(c.closed_at > c.case_due, c.closed_at > c.service_due))).scalar_one()
+        met = conn.execute(sa.select(sa.func.count()).where(
+            sa.or_(c.closed_at <= c.case_due, c.closed_at <= c.service_due))).scalar_one()
+        assert closed and late and met  # each way is there: the test can fail
+    loket.engine.dispose()
+
+
+def reports_us(moment: dt.datetime) -> int:
+    return (moment - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
+
+
+def test_upgrading_from_0009_adds_the_dekking_indexes_and_keeps_the_events(fresh_url: str) -> None:  # noqa: F811
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    clock = FixedClock(at(2, 9))
+    loket = _loket(engine, clock)
+    _dekking_events(loket, clock)
+    alembic(engine, "downgrade", "0009")
+    assert not (INDEXES | {"ix_case_stay_missed"}) & {
+        i["name"] for table in ("case_event", "case_stay") for i in sa.inspect(engine).get_indexes(table)}
+
+    migrate(engine)
+
+    assert current_revision(engine) == SCHEMA_REVISION
+    if engine.dialect.name == "sqlite":  # SQLAlchemy does not list SQLite's indexes on expressions
+        with engine.connect() as conn:
+            names = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+    else:
+        names = {i["name"] for table in ("case_event", "case_stay") for i in sa.inspect(engine).get_indexes(table)}
+    assert names >= INDEXES | {"ix_case_stay_missed"}
+    org = loket.organisation()
+    with engine.connect() as conn:
+        assert len(list(reports.admin_event_rows(conn, list(org.administrators), list(acting_for(org))))) == 5
+    engine.dispose()
