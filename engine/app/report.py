@@ -82,8 +82,7 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))
-        for case, own in with_moves(cases, moves):
-            builder.add_case(case, own)
+        builder.add_cases(with_moves(cases, moves))
         if stored:
             groups, deadlines = reports.stay_counts(conn, period)
             builder.add_stored_stays(
