@@ -419,9 +419,9 @@ def test_stays_from_moves() -> None:
 
 def test_with_moves_pairs_streams_in_id_order() -> None:
     t = dt.datetime(2026, 3, 2, tzinfo=UTC)
-    cases: list[Any] = [type("C", (), {"id": i})() for i in (1, 3, 4)]
+    cases = [(i, f"ref-{i}") for i in (1, 3, 4)]  # a case as its fields, the id first
     moves = [Move(i, t, "created", None, "a") for i in (1, 1, 2, 3, 5)]
-    assert [(c.id, [m.case_id for m in own]) for c, own in with_moves(cases, moves)] == [
+    assert [(c[0], [m.case_id for m in own]) for c, own in with_moves(cases, moves)] == [
         (1, [1, 1]), (3, [3]), (4, []),
     ]
 

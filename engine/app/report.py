@@ -20,7 +20,6 @@ from engine.reporting.dekking import acting_for
 from engine.reporting.figures import (
     FAILED_SHOWN,
     AdminEvent,
-    CaseFacts,
     EscalationFact,
     FailedEmail,
     Filters,
@@ -104,8 +103,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
-        cases: Iterator[CaseFacts] = map(partial(tuple.__new__, CaseFacts),
-                                         reports.case_rows(conn, now, period, data_for=_valued(loket)))
+        # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
+        cases = reports.case_rows(conn, now, period, data_for=_valued(loket))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))

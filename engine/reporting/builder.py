@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from itertools import groupby, islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from engine.core.calendar import FIRST_YEAR, LAST_YEAR, OutsideCalendar, WorkingCalendar
@@ -213,24 +213,27 @@ def spans(moves: Iterable[Any]) -> list[Any]:
     return out
 
 
-def with_moves(
-    cases: Iterable[CaseFacts], moves: Iterable[Any]
-) -> Iterator[tuple[CaseFacts, list[Any]]]:
-    """Each case with its moves; both streams come in case-id order. Moves of cases that the
-    case stream does not hold are skipped."""
-    # Grouped by case id in C: this runs for every state change the report reads.
+_Case = TypeVar("_Case", bound=Sequence[Any])
+_NO_MOVES: tuple[Any, ...] = ()
+
+
+def with_moves(cases: Iterable[_Case], moves: Iterable[Any]) -> Iterator[tuple[_Case, Sequence[Any]]]:
+    """Each case (a `CaseFacts`, or the plain tuple of its fields) with its moves; both
+    streams come in case-id order. Moves of cases that the case stream does not hold are
+    skipped."""
+    # Grouped by case id in C: this runs for every state change the report reads. A case
+    # without moves (most of them, closed) shares one empty tuple.
     groups = groupby(moves, key=_CASE_ID)
     case_id, group = next(groups, _NO_GROUP)
     for case in cases:
-        wanted = case.id
+        wanted = case[0]
         while case_id is not None and case_id < wanted:
             case_id, group = next(groups, _NO_GROUP)
         if case_id == wanted:
             yield case, list(group)
             case_id, group = next(groups, _NO_GROUP)
         else:
-            yield case, []
-
+            yield case, _NO_MOVES
 
 _CASE_ID = itemgetter(0)
 _NO_GROUP: tuple[None, Iterator[Move]] = (None, iter(()))
@@ -506,8 +509,10 @@ class ReportBuilder:
         """One case with its moves in seq order (`add_cases` of one)."""
         self.add_cases(((case, moves),))
 
-    def add_cases(self, pairs: Iterable[tuple[CaseFacts, Sequence[RawMove]]]) -> None:
-        """Each case with its moves in seq order (`with_moves` pairs the two streams).
+    def add_cases(self, pairs: Iterable[tuple[Sequence[Any], Sequence[RawMove]]]) -> None:
+        """Each case with its moves in seq order (`with_moves` pairs the two streams): a
+        `CaseFacts`, or the plain tuple of its fields as `engine.store.reports.case_rows`
+        gives it (a `CaseFacts` is made only of an open case, which the report may show).
 
         Runs for every case the report reads, so it is written for speed: what every case
         needs of the builder is bound to locals once per call, a definition's lookups are made
@@ -612,7 +617,7 @@ class ReportBuilder:
                                           None if closed is None else _instant(closed))
             if closed is None:
                 if unit is None or owner == unit:
-                    self._add_open(case, by_type)
+                    self._add_open(CaseFacts._make(case), by_type)
                 continue
             if area_tally is None:
                 continue  # closed outside the period
