@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import html.parser
 import json
 import os
@@ -40,14 +41,15 @@ from typing import Any
 import pytest
 
 from cli import run_report
+from engine.app import report as report_module
 from engine.app.clock import FixedClock
 from engine.app.report import gather
 from engine.app.service import Loket
 from engine.app.sweep import sweep
 from engine.core.calendar import WorkingCalendar
-from engine.errors import InvalidValue
+from engine.errors import InvalidValue, NotFound
 from engine.reporting.builder import WorkingDayCounter, stays, with_moves
-from engine.reporting.figures import FAILED_SHOWN, LONGEST, Move, Report, nearest_rank
+from engine.reporting.figures import FAILED_SHOWN, LONGEST, Filters, Move, Report, nearest_rank
 from engine.reporting.html import render_page, write_page
 from notifications.delivery import MailSettings, deliver
 from notifications.transports import MemoryTransport
@@ -417,9 +419,9 @@ def test_stays_from_moves() -> None:
 
 def test_with_moves_pairs_streams_in_id_order() -> None:
     t = dt.datetime(2026, 3, 2, tzinfo=UTC)
-    cases: list[Any] = [type("C", (), {"id": i})() for i in (1, 3, 4)]
+    cases = [(i, f"ref-{i}") for i in (1, 3, 4)]  # a case as its fields, the id first
     moves = [Move(i, t, "created", None, "a") for i in (1, 1, 2, 3, 5)]
-    assert [(c.id, [m.case_id for m in own]) for c, own in with_moves(cases, moves)] == [
+    assert [(c[0], [m.case_id for m in own]) for c, own in with_moves(cases, moves)] == [
         (1, [1, 1]), (3, [3]), (4, []),
     ]
 
@@ -439,6 +441,31 @@ def test_empty_database(loket: Loket, tmp_path: Path) -> None:
     assert (tmp_path / "leeg.html").stat().st_size > 0
     with pytest.raises(InvalidValue, match="no such folder"):
         write_page(report, [], tmp_path / "nergens" / "rapport.html", database=None)
+
+
+def test_gather_pauses_the_garbage_collector_and_restores_it(
+        loket: Loket, history: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+    real = report_module.reports.failed_count
+
+    def failed_count(conn: Any) -> int:
+        seen.append(gc.isenabled())
+        return real(conn)
+
+    monkeypatch.setattr(report_module.reports, "failed_count", failed_count)
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        assert gather(loket).total.closed > 0
+        assert (seen, gc.isenabled()) == ([False], True)  # paused while gathering, then on again
+        with pytest.raises(NotFound):
+            gather(loket, Filters(type_key="onbekend"))
+        assert gc.isenabled()  # also when the report is refused
+        gc.disable()
+        gather(loket)
+        assert not gc.isenabled()  # left off when it was off
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 # -- the page ------------------------------------------------------------------------------

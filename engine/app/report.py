@@ -8,7 +8,9 @@ instructions — are few, and read first, by case).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,6 @@ from engine.reporting.dekking import acting_for
 from engine.reporting.figures import (
     FAILED_SHOWN,
     AdminEvent,
-    CaseFacts,
     EscalationFact,
     FailedEmail,
     Filters,
@@ -55,11 +56,36 @@ def _valued(loket: Loket) -> set[str]:
     return out
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused, and restored as it was.
+
+    The report makes no reference cycles of its own (rows, tuples and counts, freed as they
+    go), yet the collector's full passes, triggered by the allocations, each walk every
+    object the interpreter holds (the libraries' included): about 0.015 s of the report's CPU
+    at 20,000 cases, to free nothing of the report's. The cycles the libraries leave (about
+    1,200 objects of the statements SQLAlchemy builds, per report, none per case) are
+    collected once the collector runs again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
     """A few queries, two of them streamed side by side; all see the same moment. The ended
     stays are read grouped from `case_stay`; the state changes only of the open cases (their
     stay now) and of those the bestuurlijke dekking counts — except under --unit, which reads
-    every case's to tell which the unit held."""
+    every case's to tell which the unit held. With the garbage collector paused
+    (`_collector_paused`)."""
+    with _collector_paused():
+        return _gather(loket, filters)
+
+
+def _gather(loket: Loket, filters: Filters | None) -> Report:
     filters = filters or Filters()
     check_filters(loket, filters)
     now = loket.clock.now()
@@ -77,13 +103,12 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
             stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
-        cases: Iterator[CaseFacts] = map(partial(tuple.__new__, CaseFacts),
-                                         reports.case_rows(conn, now, period, data_for=_valued(loket)))
+        # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
+        cases = reports.case_rows(conn, now, period, data_for=_valued(loket))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))
-        for case, own in with_moves(cases, moves):
-            builder.add_case(case, own)
+        builder.add_cases(with_moves(cases, moves))
         if stored:
             groups, deadlines = reports.stay_counts(conn, period)
             builder.add_stored_stays(

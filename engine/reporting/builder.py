@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from itertools import groupby, islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from engine.core.calendar import FIRST_YEAR, LAST_YEAR, OutsideCalendar, WorkingCalendar
@@ -213,24 +213,27 @@ def spans(moves: Iterable[Any]) -> list[Any]:
     return out
 
 
-def with_moves(
-    cases: Iterable[CaseFacts], moves: Iterable[Any]
-) -> Iterator[tuple[CaseFacts, list[Any]]]:
-    """Each case with its moves; both streams come in case-id order. Moves of cases that the
-    case stream does not hold are skipped."""
-    # Grouped by case id in C: this runs for every state change the report reads.
+_Case = TypeVar("_Case", bound=Sequence[Any])
+_NO_MOVES: tuple[Any, ...] = ()
+
+
+def with_moves(cases: Iterable[_Case], moves: Iterable[Any]) -> Iterator[tuple[_Case, Sequence[Any]]]:
+    """Each case (a `CaseFacts`, or the plain tuple of its fields) with its moves; both
+    streams come in case-id order. Moves of cases that the case stream does not hold are
+    skipped."""
+    # Grouped by case id in C: this runs for every state change the report reads. A case
+    # without moves (most of them, closed) shares one empty tuple.
     groups = groupby(moves, key=_CASE_ID)
     case_id, group = next(groups, _NO_GROUP)
     for case in cases:
-        wanted = case.id
+        wanted = case[0]
         while case_id is not None and case_id < wanted:
             case_id, group = next(groups, _NO_GROUP)
         if case_id == wanted:
             yield case, list(group)
             case_id, group = next(groups, _NO_GROUP)
         else:
-            yield case, []
-
+            yield case, _NO_MOVES
 
 _CASE_ID = itemgetter(0)
 _NO_GROUP: tuple[None, Iterator[Move]] = (None, iter(()))
@@ -503,71 +506,201 @@ class ReportBuilder:
     # -- one case ---------------------------------------------------------------------------
 
     def add_case(self, case: CaseFacts, moves: Sequence[RawMove]) -> None:
-        # Runs for every case the report reads: the fields unpacked once, the definition's
-        # lookups made once per version (`_plan`), the calendar work per local day.
-        (case_id, _, key, version, state, owner, created, closed, _, service_due, case_due,
-         suspended, _, data) = case
-        plan = self._plans.get((key, version))
-        if plan is None:
-            plan = self._plan(key, version)
-        rt, info, outcomes, area_field, measures = plan
+        """One case with its moves in seq order (`add_cases` of one)."""
+        self.add_cases(((case, moves),))
+
+    def add_cases(self, pairs: Iterable[tuple[Sequence[Any], Sequence[RawMove]]]) -> None:
+        """Each case with its moves in seq order (`with_moves` pairs the two streams): a
+        `CaseFacts`, or the plain tuple of its fields as `engine.store.reports.case_rows`
+        gives it (a `CaseFacts` is made only of an open case, which the report may show).
+
+        Runs for every case the report reads, so it is written for speed: what every case
+        needs of the builder is bound to locals once per call, a definition's lookups are made
+        once per version (`_plan`) and a type's tallies once per type, the calendar work once
+        per local day; the fields are unpacked once and a closed case counted inline. Only an
+        instant in the last second of a local day, on a day the clocks change or outside
+        1970–2106 takes the general way (`_working_between`, `_week_of_us`, `_ordinal_of`)."""
+        plans, infos_of = self._plans, self._type_parts
+        parts_of: dict[str, tuple[_Tally, list[int], list[int], list[int], Any, Any, _Results]] = {}
         unit = self._unit_filter
-        if unit is not None and owner != unit and not any(
-                m.to_state in info and info[m.to_state].owner == unit for m in moves):
-            return  # the unit never held it
-        since, until = self._since_us, self._until_us
-        by_type = self._types.get(key)
-        if by_type is None:
-            by_type = self._type(key)
+        since, until, now_us = self._since_us, self._until_us, self._now_us
         total = self._total
-        if since <= created < until:
-            by_type.received += 1
-            total.received += 1
-            self._week_of_us(created)[0] += 1
-        if moves:
-            stays_of = spans(moves)
-            if self.stored_stays:  # only the stay now: the ended ones are in `case_stay`
-                stays_of = stays_of[-1:] if closed is None and stays_of[-1][2] is None else []
-            self._add_stays(stays_of, info, by_type.clocks["state_deadlines"],
-                            total.clocks["state_deadlines"])
-        counted = closed is not None and since <= closed < until
-        area = None
-        if counted and area_field is not None and data is not None:
-            value = data.get(area_field)
-            area = None if value is None or value == "" else str(value)
-        # The case-wide terms, each counted where it was decided in the period.
-        if service_due is not None:
-            if closed is not None:
-                kind, when = (MET, closed) if closed <= service_due else (LATE, service_due)
-            elif service_due < self._now_us and not suspended:
-                kind, when = OPEN_PAST, service_due
+        total_state, total_service, total_legal = (total.clocks[name] for name in CLOCKS)
+        total_lead, total_working = total.lead.append, total.lead_working.append
+        total_results = total.results
+        total_outcomes = total_results.outcomes
+        stored, admin_events = self.stored_stays, self.admin_events
+        areas, recent, realised = self._areas, self._recent, REALISED
+        offsets, week_lists, week_list = self._offsets, self._week_lists, self._week_list
+        local_seconds, counter = self._local_seconds, self.working_days
+        for case, moves in pairs:
+            (case_id, _, key, version, state, owner, created, closed, _, service_due, case_due,
+             suspended, _, data) = case
+            plan = plans.get((key, version))
+            if plan is None:
+                plan = self._plan(key, version)
+            rt, info, outcomes, area_field, measures = plan
+            if unit is not None and owner != unit and not any(
+                    m.to_state in info and info[m.to_state].owner == unit for m in moves):
+                continue  # the unit never held it
+            parts = parts_of.get(key)
+            if parts is None:
+                parts = parts_of[key] = infos_of(key)
+            by_type, type_state, type_service, type_legal, type_lead, type_working, type_results = parts
+            # The local wall clock of `created` as seconds since 1970-01-01, from the per-day
+            # offset table (None on a day the clocks change, or outside 1970–2106).
+            if 0 <= created < _FAST_US:
+                seconds = created // 1_000_000
+                shift = offsets.get(seconds // 86400)
+                local_created = seconds + shift if shift is not None else local_seconds(seconds)
             else:
-                kind = when = -1
-            if kind >= 0 and since <= when < until:
-                by_type.clocks["service_norm"][kind] += 1
-                total.clocks["service_norm"][kind] += 1
-        if case_due is not None:
-            if closed is not None:
-                kind, when = (MET, closed) if closed <= case_due else (LATE, case_due)
-            elif case_due < self._now_us and not suspended:
-                kind, when = OPEN_PAST, case_due
+                local_created = None
+            if since <= created < until:
+                by_type.received += 1
+                total.received += 1
+                if local_created is not None:
+                    ordinal = local_created // 86400 + _EPOCH_ORDINAL
+                    weeks = week_lists.get(ordinal)
+                    if weeks is None:
+                        weeks = week_list(ordinal)
+                else:
+                    weeks = self._week_of_us(created)
+                weeks[0] += 1
+            if moves:
+                stays_of = spans(moves)
+                if stored:  # only the stay now: the ended ones are in `case_stay`
+                    stays_of = stays_of[-1:] if closed is None and stays_of[-1][2] is None else []
+                self._add_stays(stays_of, info, type_state, total_state)
+            counted = closed is not None and since <= closed < until
+            area = None
+            if counted and area_field is not None and data is not None:
+                value = data.get(area_field)
+                area = None if value is None or value == "" else str(value)
+            area_tally = None
+            if counted:
+                area_tally = areas.get((key, area))
+                if area_tally is None:
+                    area_tally = areas[(key, area)] = _Results()
+            # The case-wide terms, each counted where it was decided in the period.
+            if service_due is not None:
+                if closed is not None:
+                    if closed <= service_due:
+                        kind, when = MET, closed
+                    else:
+                        kind, when = LATE, service_due
+                elif service_due < now_us and not suspended:
+                    kind, when = OPEN_PAST, service_due
+                else:
+                    kind = when = -1
+                if kind >= 0 and since <= when < until:
+                    type_service[kind] += 1
+                    total_service[kind] += 1
+            if case_due is not None:
+                if closed is not None:
+                    if closed <= case_due:
+                        kind, when = MET, closed
+                    else:
+                        kind, when = LATE, case_due
+                elif case_due < now_us and not suspended:
+                    kind, when = OPEN_PAST, case_due
+                else:
+                    kind = when = -1
+                if kind >= 0 and since <= when < until:
+                    type_legal[kind] += 1
+                    total_legal[kind] += 1
+                    if area_tally is not None:
+                        area_tally.legal[kind] += 1
+            if admin_events:
+                events = admin_events.get(case_id)
+                if events:
+                    self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
+                                          None if closed is None else _instant(closed))
+            if closed is None:
+                if unit is None or owner == unit:
+                    self._add_open(CaseFacts._make(case), by_type)
+                continue
+            if area_tally is None:
+                continue  # closed outside the period
+            # A case closed in the period: its lead times, results, area and week; and among
+            # the recently realised ones, when it is. As `(closed - created).total_seconds()`
+            # of the datetimes would give it:
+            outcome = outcomes[state]
+            days = (closed - created) / 1_000_000
+            days = (days if days > 0.0 else 0.0) / DAY
+            # The local days of both instants from the per-day offset table (as
+            # `_working_between` and `_week_of_ts` have them), the working days between them
+            # from the prefix sums.
+            closed_day = -1
+            if closed <= created:
+                working = 0
+            elif created >= 0 and closed < _FAST_US:
+                b = closed // 1_000_000
+                shift = offsets.get(b // 86400)
+                local_b = b + shift if shift is not None else local_seconds(b)
+                if (local_created is None or local_b is None
+                        or local_created % 86400 >= 86399 or local_b % 86400 >= 86399):
+                    working = self._working_between(created, closed)
+                    if local_b is not None:
+                        closed_day = local_b // 86400 + _EPOCH_ORDINAL
+                else:
+                    first, closed_day = local_created // 86400 + _EPOCH_ORDINAL, local_b // 86400 + _EPOCH_ORDINAL
+                    low, high = first - 1 - counter.first, closed_day - 1 - counter.first
+                    sums = counter.sums
+                    if first >= closed_day:
+                        working = 0
+                    elif low >= 0 and high < len(sums):
+                        working = sums[high] - sums[low]
+                    else:
+                        working = counter.between_days(first, closed_day - 1)
             else:
-                kind = when = -1
-            if kind >= 0 and since <= when < until:
-                by_type.clocks["legal_term"][kind] += 1
-                total.clocks["legal_term"][kind] += 1
-                if counted:
-                    self._area(key, area).legal[kind] += 1
-        if self.admin_events:
-            events = self.admin_events.get(case_id)
-            if events:
-                self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
-                                      None if closed is None else _instant(closed))
-        if closed is None:
-            if unit is None or owner == unit:
-                self._add_open(case, by_type)
-        elif counted:
-            self._add_closed(case, rt, by_type, outcomes[state], measures, area)
+                working = self._working_between(created, closed)
+            values = ([(name, value) for name in measures if (value := _decimal((data or {}).get(name))) is not None]
+                      if measures else [])
+            by_type.closed += 1
+            total.closed += 1
+            type_lead(days)
+            total_lead(days)
+            type_working(working)
+            total_working(working)
+            if values:
+                type_results.add(outcome, values)
+                total_results.add(outcome, values)
+                area_tally.add(outcome, values, days)
+            else:  # `_Results.add` without values, inline
+                type_results.closed += 1
+                type_results.outcomes[outcome] += 1
+                total_results.closed += 1
+                total_outcomes[outcome] += 1
+                area_tally.closed += 1
+                area_tally.outcomes[outcome] += 1
+                area_tally.lead.append(days)
+            if closed_day < 0:
+                closed_day = self._ordinal_of(closed / 1_000_000)
+            weeks = week_lists.get(closed_day)
+            if weeks is None:
+                weeks = week_list(closed_day)
+            weeks[1] += 1
+            if outcome in realised:
+                if len(recent) >= RECENT:
+                    # `(closed, case_id) <= recent[0][:2]`: not among the newest kept.
+                    newest_closed, newest_id = recent[0][:2]
+                    if closed < newest_closed or (closed == newest_closed and case_id <= newest_id):
+                        continue
+                later = data is None and self.data_of is not None
+                item = (closed, case_id, Realised(
+                    type_key=key, closed_on=self._date_of(closed_day), outcome=outcome, area=area,
+                    summary=() if later else _summary(rt, data or {}, self.org.language),
+                ), rt if later else None)
+                if len(recent) < RECENT:
+                    heapq.heappush(recent, item)
+                else:
+                    heapq.heapreplace(recent, item)
+
+    def _type_parts(self, key: str) -> tuple[_Tally, list[int], list[int], list[int], Any, Any, _Results]:
+        """A type's tally and what `add_cases` counts in it, looked up once per call."""
+        tally = self._type(key)
+        state, service, legal = (tally.clocks[name] for name in CLOCKS)
+        return tally, state, service, legal, tally.lead.append, tally.lead_working.append, tally.results
 
     def _plan(self, key: str, version: int) -> _Plan:
         """What every case of this version of a definition needs of it, looked up once."""
@@ -787,92 +920,6 @@ class ReportBuilder:
             return None
         value = case.data.get(area)
         return None if value is None or value == "" else str(value)
-
-    def _add_closed(self, case: CaseFacts, rt: RequestType, by_type: _Tally, outcome: str,
-                    measures: tuple[str, ...], area: str | None) -> None:
-        """A case closed in the period: its lead times, results, area and week; and among
-        the recently realised ones, when it is."""
-        created, closed, data = case.created_at, case.closed_at, case.data
-        assert closed is not None
-        # As `(closed - created).total_seconds()` of the datetimes would give it.
-        days = max((closed - created) / 1_000_000, 0.0) / DAY
-        # The local days of both instants from the per-day offset table (as `_working_between`
-        # and `_week_of_ts` have them); only an instant in the last second of its local day,
-        # or on a day the clocks change, takes the general way.
-        closed_day = -1
-        if closed <= created:
-            working = 0
-        elif created >= 0 and closed < _FAST_US:
-            offsets = self._offsets
-            a, b = created // 1_000_000, closed // 1_000_000
-            shift = offsets.get(a // 86400)
-            local_a = a + shift if shift is not None else self._local_seconds(a)
-            shift = offsets.get(b // 86400)
-            local_b = b + shift if shift is not None else self._local_seconds(b)
-            if (local_a is None or local_b is None
-                    or local_a % 86400 >= 86399 or local_b % 86400 >= 86399):
-                working = self._working_between(created, closed)
-                if local_b is not None:
-                    closed_day = local_b // 86400 + _EPOCH_ORDINAL
-            else:
-                first, closed_day = local_a // 86400 + _EPOCH_ORDINAL, local_b // 86400 + _EPOCH_ORDINAL
-                counter = self.working_days
-                low, high = first - 1 - counter.first, closed_day - 1 - counter.first
-                sums = counter.sums
-                if first >= closed_day:
-                    working = 0
-                elif low >= 0 and high < len(sums):
-                    working = sums[high] - sums[low]
-                else:
-                    working = counter.between_days(first, closed_day - 1)
-        else:
-            working = self._working_between(created, closed)
-        values = ([(name, value) for name in measures if (value := _decimal((data or {}).get(name))) is not None]
-                  if measures else [])
-        total = self._total
-        by_type.closed += 1
-        total.closed += 1
-        by_type.lead.append(days)
-        total.lead.append(days)
-        by_type.lead_working.append(working)
-        total.lead_working.append(working)
-        if values:
-            by_type.results.add(outcome, values)
-            total.results.add(outcome, values)
-        else:  # `_Results.add` without values, inline
-            results = by_type.results
-            results.closed += 1
-            results.outcomes[outcome] += 1
-            results = total.results
-            results.closed += 1
-            results.outcomes[outcome] += 1
-        self._area(case.type_key, area).add(outcome, values, days)
-        if closed_day < 0:
-            closed_day = self._ordinal_of(closed / 1_000_000)
-        weeks = self._week_lists.get(closed_day)
-        if weeks is None:
-            weeks = self._week_list(closed_day)
-        weeks[1] += 1
-        if outcome in REALISED:
-            order = (closed, case.id)
-            recent = self._recent
-            if len(recent) >= RECENT and order <= recent[0][:2]:
-                return
-            later = data is None and self.data_of is not None
-            item = (closed, case.id, Realised(
-                type_key=case.type_key, closed_on=self._date_of(closed_day), outcome=outcome, area=area,
-                summary=() if later else _summary(rt, data or {}, self.org.language),
-            ), rt if later else None)
-            if len(recent) < RECENT:
-                heapq.heappush(recent, item)
-            else:
-                heapq.heapreplace(recent, item)
-
-    def _area(self, key: str, area: str | None) -> _Results:
-        found = self._areas.get((key, area))
-        if found is None:
-            found = self._areas[(key, area)] = _Results()
-        return found
 
     def _week_of_ts(self, timestamp: float) -> list[int]:
         seconds = int(timestamp)
