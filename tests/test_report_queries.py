@@ -110,6 +110,39 @@ def test_the_state_changes_of_many_dekking_cases_are_picked_by_the_same_conditio
     loket.engine.dispose()
 
 
+def test_the_moves_read_for_the_stays_now_are_those_of_the_open_and_the_dekkings_cases(
+    db_url: str, clock: FixedClock,
+) -> None:
+    """With the stays stored, `move_rows` reads the state changes of the open cases and of
+    the dekking's only (on PostgreSQL each case's looked up by index, `LATERAL`): the very rows
+    of those cases among all state changes, in the same order, with and without a type."""
+    loket = _loket(open_engine(db_url), clock)
+    refs = build_history(loket, clock)
+    _dekking_events(loket, clock)
+    org = loket.organisation()
+    admins = (list(org.administrators), list(acting_for(org)))
+    with loket.engine.connect() as conn:
+        first = max(row.case_id for row in reports.admin_event_rows(conn, *admins))
+        ref = conn.execute(sa.select(cases_t.c.ref).where(cases_t.c.id == first)).scalar_one()
+    clock.set(at(28, 9))
+    loket.advance(ref, "intrekken", actor=CLERK, comment="Ingetrokken.")  # a closed case of the dekking
+    with loket.engine.connect() as conn:
+        cases = {case_id: (type_key, closed is None) for case_id, type_key, closed in conn.execute(
+            sa.select(cases_t.c.id, cases_t.c.type_key, cases_t.c.closed_at))}
+        dekking = {row.case_id for row in reports.admin_event_rows(conn, *admins)}
+        every = list(reports.move_rows(conn))
+        assert not cases[first][1] and first in dekking and len(refs) > 1
+        for type_key in (None, "bewonersinitiatief", "melding"):
+            wanted = [row for row in every if (cases[row[0]][1] or row[0] in dekking)
+                      and type_key in (None, cases[row[0]][0])]
+            got = list(reports.move_rows(conn, reports.Period(type_key=type_key), stored_stays=True,
+                                         dekking=dekking, admins=admins))
+            assert got == wanted and got, type_key
+            # Closed cases outside the dekking are not read.
+            assert len(got) < len([row for row in every if type_key in (None, cases[row[0]][0])])
+    loket.engine.dispose()
+
+
 def _sorted(rows: list[Any]) -> list[Any]:
     return sorted(rows, key=lambda row: tuple((value is None, str(value)) for value in row))
 
@@ -206,4 +239,19 @@ def test_upgrading_from_0009_adds_the_dekking_indexes_and_keeps_the_events(fresh
     org = loket.organisation()
     with engine.connect() as conn:
         assert len(list(reports.admin_event_rows(conn, list(org.administrators), list(acting_for(org))))) == 5
+    engine.dispose()
+
+
+def test_the_reports_transaction_plans_without_jit_and_leaves_the_session_as_it_was(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            reports.plain_plans(conn)  # nothing to set on SQLite
+            return
+        before = conn.exec_driver_sql("SHOW jit").scalar_one()
+        conn.commit()
+        reports.plain_plans(conn)
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+        conn.rollback()
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == before
     engine.dispose()

@@ -92,6 +92,7 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
     org = loket.organisation()
     period = reports.Period(filters.type_key, filters.since, filters.until)
     with snapshot(loket.engine) as conn:
+        reports.plain_plans(conn)
         acting = acting_for(org)
         admin_events: dict[int, list[AdminEvent]] = {}
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
