@@ -569,14 +569,13 @@ def check_stays(loket: Loket, conn: sa.Connection) -> tuple[str, str | None, int
     if not store.count_cases(conn):
         return None
     columns = stored_stays.COLUMNS
-    expected = (tuple(row[name] for name in columns)
-                for row in stored_stays.expected(conn, loket.calendar(), loket.request_type))
-    stored = (tuple(row) for row in stored_stays.stored(conn))
-    # Not zip: it drops the row it took from the one stream when the other has ended, and
-    # with it a missing (or extra) last row.
-    for want, have in zip_longest(expected, stored, fillvalue=(None,) * len(columns)):
-        if want != have:
-            return _stay_problem(conn, want, have, columns)
+    missing = (None,) * len(columns)
+    # The first case whose rows differ (what `db repair-stays` finds too), and in it the first
+    # row: one missing or extra at its end compared with nothing.
+    for _case, wanted, held in stored_stays.side_by_side(conn, loket.calendar(), loket.request_type):
+        for want, have in zip_longest(wanted, held, fillvalue=missing):
+            if want != have:
+                return _stay_problem(conn, want, have, columns)
     return None
 
 

@@ -253,13 +253,19 @@ def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool 
     if filters.type_key is not None:
         query = query.where(_e.case_id.in_(sa.select(_c.id).where(_c.type_key == filters.type_key)))
     if stored_stays:
-        wanted: sa.ColumnElement[bool] = _e.case_id.in_(sa.select(_c.id).where(_c.closed_at.is_(None)))
-        if len(dekking) > DEKKING_LISTED and admins is not None:
-            wanted = sa.or_(wanted, _e.case_id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id")))
-        elif dekking:
-            wanted = sa.or_(wanted, _e.case_id.in_(sorted(dekking)))
-        query = query.where(wanted)
+        query = query.where(sa.or_(_e.case_id.in_(sa.select(_c.id).where(_c.closed_at.is_(None))),
+                                   *_of_dekking(_e.case_id, dekking, admins)))
     return _raw_streamed(conn, query)
+
+
+def _of_dekking(case_id: sa.ColumnElement[int], dekking: Collection[int],
+                admins: tuple[Iterable[str], Iterable[str]] | None) -> list[sa.ColumnElement[bool]]:
+    """The condition (none, or one) that `case_id` is of a case of the bestuurlijke dekking:
+    named by id, or past `DEKKING_LISTED` of them picked again by `admin_event_rows`'
+    condition with `admins`."""
+    if len(dekking) > DEKKING_LISTED and admins is not None:
+        return [case_id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id"))]
+    return [case_id.in_(sorted(dekking))] if dekking else []
 
 
 def _moves_of_picked_cases(filters: Period, dekking: Collection[int],
@@ -269,11 +275,7 @@ def _moves_of_picked_cases(filters: Period, dekking: Collection[int],
     whose case is picked, PostgreSQL's planner walks every event in case order and merges
     (a named cursor is planned for its first rows): at a million cases 3.3 s for the 3.5%
     open, where this takes 1.3 s."""
-    picked: sa.ColumnElement[bool] = _c.closed_at.is_(None)
-    if len(dekking) > DEKKING_LISTED and admins is not None:
-        picked = sa.or_(picked, _c.id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id")))
-    elif dekking:
-        picked = sa.or_(picked, _c.id.in_(sorted(dekking)))
+    picked: sa.ColumnElement[bool] = sa.or_(_c.closed_at.is_(None), *_of_dekking(_c.id, dekking, admins))
     if filters.type_key is not None:
         picked = sa.and_(_c.type_key == filters.type_key, picked)
     # Ordered within, so that the planner keeps it a lookup per case instead of flattening
