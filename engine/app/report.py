@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
+from engine.core.results import REALISED
 from engine.errors import InvalidValue, NotFound
-from engine.reporting.builder import ReportBuilder, with_moves
+from engine.reporting.builder import RECENT, ReportBuilder, with_moves
 from engine.reporting.dekking import acting_for
 from engine.reporting.figures import (
     FAILED_SHOWN,
@@ -26,10 +27,12 @@ from engine.reporting.figures import (
     RawMove,
     Report,
 )
-from engine.store import reports
+from engine.store import closed, reports
 from engine.store.db import snapshot
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from engine.app.service import Loket
 
 
@@ -75,6 +78,39 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _closed_counted(loket: Loket, conn: Connection, period: reports.Period, builder: ReportBuilder) -> bool:
+    """Count the closed cases on the database (PostgreSQL; `engine.store.closed`), unless a
+    stored field value is one the database could read otherwise than the builder: then
+    they are streamed with the open ones (False)."""
+    seen = closed.versions_seen(conn, period)
+    builder.plan_versions((key, version) for key, version, _, _ in seen)
+    versions = {}
+    for key, version, _, _ in seen:
+        rt = loket.request_type(key, version)
+        versions[(key, version)] = closed.Version(
+            area=rt.area, measures=tuple(rt.measures),
+            realised=tuple(name for name, spec in rt.states.items() if spec.final and spec.outcome in REALISED))
+    firsts = [first for _, _, first, _ in seen if first is not None]
+    lasts = [last for _, _, _, last in seen if last is not None]
+    if not firsts:
+        builder.closed_grouped = True  # no closed case to count
+        return True
+    results = closed.closed_results(conn, period, versions)
+    if not results.exact or not closed.areas_distinct((row[0], row[3]) for row in results.rows):
+        return False
+    builder.closed_grouped = True
+    offsets = builder.zone_offsets(min(firsts), max(lasts))
+    builder.add_closed_results(results.rows, closed.decode_area)
+    builder.add_closed_clocks(closed.clock_counts(conn, period))
+    builder.add_closed_days(*closed.day_counts(conn, period, offsets))
+    first_day, sums = builder.working_prefix(min(firsts), max(lasts))
+    builder.add_closed_spreads(closed.lead_spreads(conn, period, versions),
+                               *closed.working_counts(conn, period, offsets, first_day, sums),
+                               area_of=closed.decode_area)
+    builder.add_closed_realised(closed.recent_realised(conn, period, versions, RECENT))
+    return True
+
+
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
     """A few queries, two of them streamed side by side; all see the same moment. The ended
     stays are read grouped from `case_stay`; the state changes only of the open cases (their
@@ -104,11 +140,14 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
         stored = builder.stored_stays
+        admins = (org.administrators, acting)
+        grouped = stored and closed.supported(conn) and _closed_counted(loket, conn, period, builder)
         # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
-        cases = reports.case_rows(conn, now, period, data_for=_valued(loket))
+        cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
+                 if grouped else reports.case_rows(conn, now, period, data_for=_valued(loket)))
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
-            conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=(org.administrators, acting)))
+            conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
         builder.add_cases(with_moves(cases, moves))
         if stored:
             groups, deadlines = reports.stay_counts(conn, period)

@@ -251,10 +251,15 @@ def _clocks() -> dict[str, list[int]]:
 
 
 class _Results:
-    __slots__ = ("closed", "lead", "legal", "measures", "outcomes")
+    __slots__ = ("closed", "firsts", "lead", "lead_spread", "legal", "measures", "outcomes")
 
     def __init__(self) -> None:
         self.closed = 0
+        self.lead_spread: Spread | None = None
+        """The lead times' spread as the database worked it out (`ReportBuilder.closed_grouped`)."""
+        self.firsts: dict[str, tuple[int, int]] | None = None
+        """Per measure, (first case with a value, the measure's place in its definition): the
+        order the streamed pass meets them in, when the database summed them."""
         self.outcomes: Counter[str] = Counter()
         self.measures: dict[str, dict[str, Decimal]] = {}
         self.lead = array("d")
@@ -269,7 +274,13 @@ class _Results:
             per = self.measures.setdefault(name, {})
             per[outcome] = per.get(outcome, Decimal(0)) + value
 
+    def lead_figures(self) -> Spread:
+        return self.lead_spread if self.lead_spread is not None else Spread.of(self.lead)
+
     def results(self) -> Results:
+        if self.firsts is not None:  # in the order the cases would have brought them
+            firsts = self.firsts
+            self.measures = {name: self.measures[name] for name in sorted(self.measures, key=firsts.__getitem__)}
         order = {o: i for i, o in enumerate((*OUTCOMES, NO_OUTCOME))}
         outcomes = dict(sorted(self.outcomes.items(), key=lambda kv: order.get(kv[0], len(order))))
         measures = {name: dict(sorted(per.items(), key=lambda kv: order.get(kv[0], len(order))))
@@ -278,13 +289,16 @@ class _Results:
 
 
 class _Tally:
-    __slots__ = ("clocks", "closed", "escalations", "lead", "lead_working", "open", "overdue",
-                 "received", "results")
+    __slots__ = ("clocks", "closed", "escalations", "lead", "lead_spread", "lead_working", "open", "overdue",
+                 "received", "results", "working_spread")
 
     def __init__(self) -> None:
         self.received = self.open = self.closed = self.overdue = 0
         self.lead = array("d")
         self.lead_working = array("q")
+        self.lead_spread: Spread | None = None
+        self.working_spread: Spread | None = None
+        """Both spreads as the database worked them out (`ReportBuilder.closed_grouped`)."""
         self.escalations: Counter[str] = Counter()
         self.clocks = _clocks()
         self.results = _Results()
@@ -292,7 +306,9 @@ class _Tally:
     def figures(self, key: str | None, name: str) -> GroupFigures:
         return GroupFigures(
             key=key, name=name, received=self.received, open=self.open, closed=self.closed,
-            lead_days=Spread.of(self.lead), lead_working_days=Spread.of(self.lead_working),
+            lead_days=self.lead_spread if self.lead_spread is not None else Spread.of(self.lead),
+            lead_working_days=(self.working_spread if self.working_spread is not None
+                               else Spread.of(self.lead_working)),
             clocks={n: _share(c) for n, c in self.clocks.items()}, overdue=self.overdue,
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
             results=self.results.results(),
@@ -406,6 +422,30 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def _lead_days(micros: int | None) -> float | None:
+    """A lead time in µs as the days the streamed pass makes of it (never less than none)."""
+    if micros is None:
+        return None
+    seconds = micros / 1_000_000
+    return (seconds if seconds > 0.0 else 0.0) / DAY
+
+
+def _spread_of_counts(counts: Mapping[int, int]) -> Spread:
+    """`Spread.of` the values `counts` holds, each as often as it says."""
+    total = sum(counts.values())
+    if not total:
+        return Spread(0, None, None)
+    ranks = {percent: max(1, -(-percent * total // 100)) for percent in (50, 90)}
+    found: dict[int, float] = {}
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        for percent, rank in ranks.items():
+            if percent not in found and seen >= rank:
+                found[percent] = value
+    return Spread(total, found[50], found[90])
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _FAST_US = 2**32 * 1_000_000
 """Instants (µs) from 1970 up to here (2106) take the integer way to their local day: below
@@ -502,6 +542,10 @@ class ReportBuilder:
         self._until_ts = self._until.timestamp() if self._until is not None else math.inf
         self._infos: dict[int, dict[str, _StateInfo]] = {}
         self._keep: list[RequestType] = []
+        self.closed_grouped = False
+        """The closed cases are counted on the database (`add_closed_results` and the other
+        `add_closed_*`, PostgreSQL): the case stream brings the open ones, and the closed ones
+        only for the bestuurlijke dekking."""
 
     # -- one case ---------------------------------------------------------------------------
 
@@ -529,13 +573,20 @@ class ReportBuilder:
         total_lead, total_working = total.lead.append, total.lead_working.append
         total_results = total.results
         total_outcomes = total_results.outcomes
-        stored, admin_events = self.stored_stays, self.admin_events
+        stored, admin_events, grouped = self.stored_stays, self.admin_events, self.closed_grouped
         areas, recent, realised = self._areas, self._recent, REALISED
         offsets, week_lists, week_list = self._offsets, self._week_lists, self._week_list
         local_seconds, counter = self._local_seconds, self.working_days
         for case, moves in pairs:
             (case_id, _, key, version, state, owner, created, closed, _, service_due, case_due,
              suspended, _, data) = case
+            if grouped and closed is not None:
+                # Counted on the database (`add_closed_*`): streamed for the bestuurlijke dekking only.
+                events = admin_events.get(case_id)
+                if events:
+                    self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
+                                          _instant(closed))
+                continue
             plan = plans.get((key, version))
             if plan is None:
                 plan = self._plan(key, version)
@@ -701,6 +752,122 @@ class ReportBuilder:
         tally = self._type(key)
         state, service, legal = (tally.clocks[name] for name in CLOCKS)
         return tally, state, service, legal, tally.lead.append, tally.lead_working.append, tally.results
+
+    # -- the closed cases, counted on the database ---------------------------------------
+
+    def plan_versions(self, seen: Iterable[tuple[str, int]]) -> None:
+        """Look the definitions up in the order the cases' stream would first meet them (the
+        order of their first case): a state's label where no newer version holds it, and the
+        units of the states, come from the version met first."""
+        for key, version in seen:
+            if (key, version) not in self._plans:
+                self._plan(key, version)
+
+    def working_prefix(self, first: dt.datetime, last: dt.datetime) -> tuple[int, list[int]]:
+        """The working-day prefix sums covering every local day from `first` through `last`,
+        and the local day (days since 1970-01-01) of their first: what
+        `engine.store.closed.working_counts` counts from."""
+        self.working_days.between_days(self._ordinal(first), self._ordinal(last))
+        return self.working_days.first - _EPOCH_ORDINAL, list(self.working_days.sums)
+
+    def add_closed_results(self, rows: Iterable[tuple[str, int, str, str | None, int | None, int,
+                                                      Mapping[str, tuple[Decimal, int]]]],
+                           area_of: Callable[[str | None], str | None]) -> None:
+        """The cases closed in the period, grouped (`engine.store.closed.closed_results`):
+        closed per type, outcome and area, the legal term per area, the measures' totals."""
+        total = self._total
+        for key, version, state, area_text, legal, count, sums in rows:
+            plan = self._plans.get((key, version)) or self._plan(key, version)
+            outcome = plan[2][state]
+            area = area_of(area_text)
+            by_type = self._type(key)
+            area_tally = self._areas.get((key, area))
+            if area_tally is None:
+                area_tally = self._areas[(key, area)] = _Results()
+            by_type.closed += count
+            total.closed += count
+            if legal is not None:
+                area_tally.legal[legal] += count
+            for results in (by_type.results, total.results, area_tally):
+                results.closed += count
+                results.outcomes[outcome] += count
+                if results.firsts is None:
+                    results.firsts = {}
+                for name, (amount, first) in sums.items():
+                    per = results.measures.setdefault(name, {})
+                    per[outcome] = per.get(outcome, Decimal(0)) + amount
+                    place = (first, plan[4].index(name))
+                    known = results.firsts.get(name)
+                    if known is None or place < known:
+                        results.firsts[name] = place
+
+    def add_closed_clocks(self, rows: Iterable[tuple[str, int | None, int | None, int]]) -> None:
+        """The closed cases' service norm and legal term per type (`engine.store.closed.clock_counts`)."""
+        total_service, total_legal = self._total.clocks["service_norm"], self._total.clocks["legal_term"]
+        for key, service, legal, count in rows:
+            clocks = self._type(key).clocks
+            if service is not None:
+                clocks["service_norm"][service] += count
+                total_service[service] += count
+            if legal is not None:
+                clocks["legal_term"][legal] += count
+                total_legal[legal] += count
+
+    def add_closed_days(self, received: Iterable[tuple[str, int, int]], closed: Iterable[tuple[int, int]]) -> None:
+        """The closed cases received in the period per type and local day, and those closed in
+        it per local day (days since 1970-01-01): the weekly trend."""
+        for key, day, count in received:
+            self._type(key).received += count
+            self._total.received += count
+            ordinal = day + _EPOCH_ORDINAL
+            (self._week_lists.get(ordinal) or self._week_list(ordinal))[0] += count
+        for day, count in closed:
+            ordinal = day + _EPOCH_ORDINAL
+            (self._week_lists.get(ordinal) or self._week_list(ordinal))[1] += count
+
+    def add_closed_spreads(self, leads: Iterable[tuple[str | None, str | None, bool, int, int | None, int | None]],
+                           working: Iterable[tuple[str, int, int]], edges: Iterable[tuple[str, int, int]],
+                           area_of: Callable[[str | None], str | None]) -> None:
+        """The lead times' spreads of the cases closed in the period: in calendar days from
+        the database's ranks (`engine.store.closed.lead_spreads`: µs, all together, per type,
+        per type and area), in working days from their counts per type (`working_counts`),
+        with those of the cases it left to the calendar (`edges`) counted here."""
+        for key, area_text, per_area, count, median, p90 in leads:
+            spread = Spread(count, _lead_days(median), _lead_days(p90))
+            if key is None:
+                self._total.lead_spread = spread
+            elif not per_area:
+                self._type(key).lead_spread = spread
+            else:
+                found = self._areas.get((key, area_of(area_text)))
+                if found is not None:
+                    found.lead_spread = spread
+        counts: dict[str, Counter[int]] = defaultdict(Counter)
+        for key, days, count in working:
+            counts[key][days] += count
+        for key, created, closed in edges:
+            counts[key][self._working_between(created, closed)] += 1
+        everything: Counter[int] = Counter()
+        for key, per_type in counts.items():
+            self._type(key).working_spread = _spread_of_counts(per_type)
+            everything.update(per_type)
+        self._total.working_spread = _spread_of_counts(everything)
+
+    def add_closed_realised(self, rows: Iterable[tuple[int, str, int, str, int, Any]]) -> None:
+        """The cases closed last in the period in a realised final state (`engine.store.closed.recent_realised`)."""
+        for case_id, key, version, state, closed, data in rows:
+            rt, _, outcomes, area_field, _ = self._plans.get((key, version)) or self._plan(key, version)
+            area = None
+            if area_field is not None and data is not None:
+                value = data.get(area_field)
+                area = None if value is None or value == "" else str(value)
+            item = (closed, case_id, Realised(
+                type_key=key, closed_on=self._date_of(self._ordinal_of(closed / 1_000_000)),
+                outcome=outcomes[state], area=area, summary=_summary(rt, data or {}, self.org.language)), None)
+            if len(self._recent) < RECENT:
+                heapq.heappush(self._recent, item)
+            elif item[:2] > self._recent[0][:2]:
+                heapq.heapreplace(self._recent, item)
 
     def _plan(self, key: str, version: int) -> _Plan:
         """What every case of this version of a definition needs of it, looked up once."""
@@ -1086,7 +1253,7 @@ class ReportBuilder:
         for key, area in keys:
             tally = self._areas[(key, area)]
             out.append(AreaFigures(type_key=key, area=area, results=tally.results(),
-                                   lead_days=Spread.of(tally.lead), legal_term=_share(tally.legal)))
+                                   lead_days=tally.lead_figures(), legal_term=_share(tally.legal)))
         return out
 
     def _week_figures(self) -> list[WeekFigures]:

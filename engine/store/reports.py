@@ -33,14 +33,21 @@ STREAM_BATCH = 2000
 """Rows fetched at a time from a streamed query."""
 
 _c, _e, _x, _o, _s = cases_t.c, events_t.c, escalations_t.c, outbox_t.c, stays_t.c
+
+
+def _overdue(now: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    """Whether a case is overdue at `now`: open, not suspended, its state deadline before now.
+    With state_due IS NOT NULL first, the conjunction is false, never NULL, for cases
+    without a state deadline."""
+    return sa.and_(_c.closed_at.is_(None), _c.suspended_at.is_(None), _c.state_due.is_not(None),
+                   _c.state_due < now)
+
+
 CASES_QUERY = sa.select(
     _c.id, _c.ref, _c.type_key, _c.type_version, _c.state, _c.owner, _c.created_at, _c.closed_at,
     _c.state_entered_at, _c.service_due, _c.case_due,
     _c.suspended_at.is_not(None),
-    # With state_due IS NOT NULL first, the conjunction is false, never NULL, for cases
-    # without a state deadline.
-    sa.and_(_c.closed_at.is_(None), _c.suspended_at.is_(None), _c.state_due.is_not(None),
-            _c.state_due < sa.bindparam("now", type_=UTCDateTime())),
+    _overdue(sa.bindparam("now", type_=UTCDateTime())),
     sa.type_coerce(sa.case((_c.closed_at.is_not(None), _c.data), else_=sa.null()), JSONType),
 ).order_by(_c.id)
 """Each case with its terms, whether it is suspended, whether it is overdue at `now` (open,
@@ -178,7 +185,9 @@ than any instant (the year 148,000), so that `closed <= due` holds."""
 
 
 def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
-              data_for: Collection[str] | None = None) -> Iterator[tuple[Any, ...]]:
+              data_for: Collection[str] | None = None,
+              open_and_dekking: tuple[Collection[int], tuple[Iterable[str], Iterable[str]]] | None = None,
+              ) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
     as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
     booleans (0 and 1 on SQLite), the field values decoded — with `data_for`, only those of closed cases of these
@@ -188,7 +197,11 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
     conversion costs the database a parse per row): its state_entered_at is None; a service
     norm or lead time it met (closed at or before it, compared on the stored values) is
     `MET_MARK`; one it missed is its instant under a period (`since` or `until`: it counts
-    where it was missed), else 0 (it counts, whenever it was missed)."""
+    where it was missed), else 0 (it counts, whenever it was missed).
+
+    With `open_and_dekking` (the cases of the bestuurlijke dekking and the administrators,
+    as `move_rows` takes them), only the open cases and those closed ones: the others are
+    counted on the database (`engine.store.closed`)."""
     dialect = conn.dialect.name
     columns = list(CASES_QUERY.selected_columns)
     if data_for is not None:
@@ -211,8 +224,13 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
         # JSONB as its text, decoded here by the JSON scanner (`_json`): the driver's loader
         # makes the same values by `json.loads`, two Python frames per closed case dearer.
         converted[-1] = sa.cast(converted[-1], sa.Text)
-    query = CASES_QUERY.with_only_columns(*converted)
-    for row in _raw_streamed(conn, query.where(*_cases_kept(filters)), {"now": now}):
+    # `now` bound with its value: an IN list (`_of_dekking`) is rendered when the statement is
+    # compiled, and every other value must be known by then.
+    converted[12] = _overdue(sa.bindparam("now", now, type_=UTCDateTime()))
+    query = CASES_QUERY.with_only_columns(*converted).where(*_cases_kept(filters))
+    if open_and_dekking is not None:
+        query = query.where(sa.or_(_c.closed_at.is_(None), *_of_dekking(_c.id, *open_and_dekking)))
+    for row in _raw_streamed(conn, query):
         # The flags as the driver gives them (0 and 1 from SQLite); the field values' text decoded.
         values = row[13]
         yield row if values is None else (*row[:13], _json(values))
@@ -436,13 +454,20 @@ def _local_day(column: sa.ColumnElement[Any], dialect: str, offsets: list[tuple[
                ) -> sa.ColumnElement[int]:
     """The local day of an instant column, days since 1970-01-01 in the zone whose UTC
     offsets `offsets` gives (see `escalation_days`)."""
+    return sa.cast(_local_seconds(column, dialect, offsets) // 86400, sa.BigInteger)
+
+
+def _local_seconds(column: sa.ColumnElement[Any], dialect: str, offsets: list[tuple[datetime | None, int]]
+                   ) -> sa.ColumnElement[int]:
+    """An instant column's local wall clock as whole seconds since 1970-01-01, in the zone
+    whose UTC offsets `offsets` gives (see `escalation_days`)."""
     seconds = micros(column, dialect) // 1_000_000
     offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
     if len(offsets) > 1:
         offset = sa.case(*((column < start, sa.literal(before))
                            for (_, before), (start, _) in itertools.pairwise(offsets)),
                          else_=sa.literal(offsets[-1][1]))
-    return sa.cast((seconds + offset) // 86400, sa.BigInteger)
+    return seconds + offset
 
 
 def admin_event_rows(conn: sa.Connection, admins: Iterable[str], acting: Iterable[str],
