@@ -142,22 +142,29 @@ def _outputs(loket: Loket, filters: Filters | None, folder: Path) -> tuple[Any, 
 
 def _both(loket: Loket, filters: Filters | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
           ) -> tuple[tuple[Any, ...], tuple[Any, ...], list[bool]]:
-    """The outputs with the closed cases counted on the database, and streamed; and what
-    `_closed_counted` answered (True: counted on the database)."""
+    """The outputs with the closed cases counted on the database, and streamed; and for each
+    report of the first, whether the closed cases were counted on the database (True) or,
+    having been prepared for it, streamed after all (False)."""
     answers: list[bool] = []
-    counted = report_module._closed_counted
+    prepare, add = report_module._prepare_closed, report_module._add_closed
 
-    def spy(*args: Any) -> bool:
-        answers.append(counted(*args))
-        return answers[-1]
+    def prepared(*args: Any) -> Any:
+        answers.append(False)
+        return prepare(*args)
 
-    monkeypatch.setattr(report_module, "_closed_counted", spy)
+    def added(*args: Any) -> None:
+        answers[-1] = True
+        add(*args)
+
+    monkeypatch.setattr(report_module, "_prepare_closed", prepared)
+    monkeypatch.setattr(report_module, "_add_closed", added)
     (tmp_path / "db").mkdir(exist_ok=True)
     (tmp_path / "stream").mkdir(exist_ok=True)
     on_db = _outputs(loket, filters, tmp_path / "db")
     with monkeypatch.context() as patched:
         patched.setattr(closed, "supported", lambda conn: False)
         streamed = _outputs(loket, filters, tmp_path / "stream")
+    assert len(answers) == 3  # not prepared for the streamed reports
     return on_db, streamed, answers
 
 
@@ -194,7 +201,7 @@ def test_ranks_the_fractions_miss_are_looked_up_by_rank(
     looked_up: list[int] = []
     lead_at = closed._lead_at
 
-    def spy(*args: Any) -> int:
+    def spy(*args: Any) -> dt.timedelta:
         looked_up.append(args[-1])
         return lead_at(*args)
 

@@ -9,10 +9,12 @@ instructions — are few, and read first, by case).
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.core.results import REALISED
 from engine.errors import InvalidValue, NotFound
@@ -28,7 +30,7 @@ from engine.reporting.figures import (
     Report,
 )
 from engine.store import closed, reports
-from engine.store.db import snapshot
+from engine.store.db import sibling, snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -78,10 +80,21 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _closed_counted(loket: Loket, conn: Connection, period: reports.Period, builder: ReportBuilder) -> bool:
-    """Count the closed cases on the database (PostgreSQL; `engine.store.closed`), unless a
-    stored field value is one the database could read otherwise than the builder: then
-    they are streamed with the open ones (False)."""
+@dataclass
+class _Closed:
+    """What `_count_closed` read of the closed cases on the database."""
+
+    groups: closed.Groups
+    leads: list[tuple[str | None, str | None, bool, int, int | None, int | None]]
+    edges: list[tuple[str, int, int]]
+    realised: list[tuple[int, str, int, str, int, Any]]
+
+
+def _prepare_closed(loket: Loket, conn: Connection, period: reports.Period, builder: ReportBuilder
+                    ) -> Callable[[Connection], _Closed | None] | None:
+    """Before the cases are streamed: the definitions their versions need, looked up in the
+    order of their first cases, and the query that counts the closed ones on the database
+    (`engine.store.closed`) with what it needs of the builder — or None when no case is closed."""
     seen = closed.versions_seen(conn, period)
     builder.plan_versions((key, version) for key, version, _, _ in seen)
     versions = {}
@@ -93,22 +106,79 @@ def _closed_counted(loket: Loket, conn: Connection, period: reports.Period, buil
     firsts = [first for _, _, first, _ in seen if first is not None]
     lasts = [last for _, _, _, last in seen if last is not None]
     if not firsts:
-        builder.closed_grouped = True  # no closed case to count
-        return True
-    results = closed.closed_results(conn, period, versions)
-    if not results.exact or not closed.areas_distinct((row[0], row[3]) for row in results.rows):
-        return False
-    builder.closed_grouped = True
+        return None
     offsets = builder.zone_offsets(min(firsts), max(lasts))
-    builder.add_closed_results(results.rows, closed.decode_area)
-    builder.add_closed_clocks(closed.clock_counts(conn, period))
-    builder.add_closed_days(*closed.day_counts(conn, period, offsets))
     first_day, sums = builder.working_prefix(min(firsts), max(lasts))
-    builder.add_closed_spreads(closed.lead_spreads(conn, period, versions),
-                               *closed.working_counts(conn, period, offsets, first_day, sums),
-                               area_of=closed.decode_area)
-    builder.add_closed_realised(closed.recent_realised(conn, period, versions, RECENT))
-    return True
+
+    def count(other: Connection) -> _Closed | None:
+        """The closed cases counted (None: a stored form asks for them to be streamed)."""
+        groups = closed.closed_groups(other, period, versions, offsets, first_day, sums)
+        if not groups.exact or not closed.areas_distinct((row[0], row[3]) for row in groups.results):
+            return None
+        return _Closed(groups, closed.lead_spreads(other, period, versions),
+                       closed.edge_rows(other, period, offsets) if groups.edges else [],
+                       closed.recent_realised(other, period, versions, RECENT))
+
+    return count
+
+
+def _add_closed(builder: ReportBuilder, found: _Closed) -> None:
+    groups = found.groups
+    builder.add_closed_results(groups.results, closed.decode_area)
+    builder.add_closed_clocks(groups.clocks)
+    builder.add_closed_days(groups.received, groups.closed)
+    builder.add_closed_spreads(found.leads, groups.working, found.edges, area_of=closed.decode_area)
+    builder.add_closed_realised(found.realised)
+
+
+@dataclass
+class _Grouped:
+    """The report's grouped queries but the closed cases': the ended stays, the escalations,
+    the failed emails."""
+
+    stays: tuple[list[tuple[str, str, str | None, int, int]], list[tuple[str, str | None, bool, int]]] | None
+    missed: list[tuple[Any, int]]
+    escalations: list[tuple[str, str | None, str, int]]
+    days: list[tuple[int, str, int]]
+    failed_count: int
+    failed: list[FailedEmail]
+
+
+def _grouped(conn: Connection, period: reports.Period, stored: bool,
+             zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]) -> _Grouped:
+    if not stored:
+        return _Grouped(None, [], [], [], reports.failed_count(conn),
+                        [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)])
+    return _Grouped(
+        reports.stay_counts(conn, period), reports.missed_stay_days(conn, period),
+        reports.escalation_counts(conn, period),
+        reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))),
+        reports.failed_count(conn), [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)])
+
+
+_T = TypeVar("_T")
+
+
+class _Beside:
+    """Queries run beside the case stream: on PostgreSQL on a second connection that sees the
+    same snapshot (`engine.store.db.sibling`), in a thread of its own, so that the server
+    groups while the report counts the streamed cases (two cores, two processes); elsewhere
+    one after the other on the report's own connection, when asked for."""
+
+    def __init__(self, conn: Connection, stack: ExitStack) -> None:
+        self._conn = conn
+        self._pool: ThreadPoolExecutor | None = None
+        if conn.dialect.name == "postgresql":
+            self._other = stack.enter_context(sibling(conn))
+            reports.plain_plans(self._other)
+            self._pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
+
+    def submit(self, work: Callable[[Connection], _T]) -> Callable[[], _T]:
+        """Start `work` (beside, or later); the function returned waits for its answer."""
+        if self._pool is None:
+            return partial(work, self._conn)
+        future = self._pool.submit(work, self._other)
+        return future.result
 
 
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
@@ -141,28 +211,41 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         )
         stored = builder.stored_stays
         admins = (org.administrators, acting)
-        grouped = stored and closed.supported(conn) and _closed_counted(loket, conn, period, builder)
-        # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
-        cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
-                 if grouped else reports.case_rows(conn, now, period, data_for=_valued(loket)))
-        # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
-        moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
-            conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
-        builder.add_cases(with_moves(cases, moves))
-        if stored:
-            groups, deadlines = reports.stay_counts(conn, period)
+        with ExitStack() as stack:
+            beside = _Beside(conn, stack)
+            grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
+            count = _prepare_closed(loket, conn, period, builder) if stored and closed.supported(conn) else None
+            counted = beside.submit(count) if count is not None else None
+            on_db = stored and closed.supported(conn)
+            builder.closed_grouped = on_db
+            # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
+            cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
+                     if on_db else reports.case_rows(conn, now, period, data_for=_valued(loket)))
+            # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
+            moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
+                conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
+            builder.add_cases(with_moves(cases, moves))
+            found = counted() if counted is not None else None
+            if found is not None:
+                _add_closed(builder, found)
+            elif counted is not None:
+                # A stored form the database could read otherwise: the closed cases streamed
+                # after all, each counted but for the bestuurlijke dekking (done above).
+                builder.closed_grouped = False
+                builder.admin_events = {}
+                builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
+                                                               closed_only=True), ()))
+            rest = grouped()
+        if rest.stays is not None:
             builder.add_stored_stays(
-                groups, deadlines, reports.missed_stay_days(conn, period),
-                partial(reports.stay_window, conn, period), partial(reports.stay_version, conn))
-        if stored:  # counted on the database, as the stays
-            builder.add_escalation_counts(reports.escalation_counts(conn, period), reports.escalation_days(
-                conn, period, builder.zone_offsets(*reports.escalation_span(conn, period))))
+                *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
+                partial(reports.stay_version, conn))
+            builder.add_escalation_counts(rest.escalations, rest.days)
         else:
             escalations: Iterator[EscalationFact] = map(
                 partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
             for escalation in escalations:
                 builder.add_escalation(escalation)
-        failed_count = reports.failed_count(conn)
-        failed = [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]
+        failed_count, failed = rest.failed_count, rest.failed
         # Inside the snapshot: the medians of the ended stays are ranks read from it.
         return builder.finish(failed, failed_count)

@@ -28,17 +28,18 @@ PostgreSQL only: SQLite has no `percentile_disc`, and its stream is within its f
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from engine.store.reports import Period, _local_seconds, micros
+from engine.store.reports import Period, micros
 from engine.store.tables import cases_t
 from engine.store.types import UTCDateTime
 
@@ -131,73 +132,46 @@ def area_text(versions: Mapping[tuple[str, int], Version]) -> sa.ColumnElement[A
 
 
 _PLAIN_DECIMAL = r"^-?[0-9]+([.,][0-9]+)?$"
-_WHOLE = r"^-?[0-9]+$"
 
 
-def _measure(name: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]:
-    """A measure's value as `numeric` (NULL where the builder counts none), and whether its
-    stored form is one the builder might read otherwise (then the closed cases are streamed)."""
-    value = _data()[name]
+def _measure(value: sa.ColumnElement[Any]) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool]]:
+    """A measure's stored JSONB value as `numeric` (NULL where the builder counts none), and
+    whether its stored form is one the builder might read otherwise (then the closed cases are
+    streamed): a number with a fraction (the builder reads it as a float, whose digits differ),
+    or a string with a digit that is not plain (the builder's Decimal may read " 12" or "1e3").
+    A whole number's text has no exponent and no point, so it is the same integer either way."""
     kind = sa.func.jsonb_typeof(value)
     text = value.op("#>>")(sa.literal_column("'{}'"))
+    as_number = sa.cast(value, sa.Numeric)
     number = sa.case(
-        (sa.and_(kind == "number", text.op("~")(_WHOLE)), sa.cast(text, sa.Numeric)),
-        (sa.and_(kind == "string", text.op("~")(_PLAIN_DECIMAL)),
-         sa.cast(sa.func.replace(text, ",", "."), sa.Numeric)),
+        (kind == "number", sa.case((sa.func.scale(as_number) == 0, as_number), else_=sa.null())),
+        (kind == "string", sa.case((text.op("~")(_PLAIN_DECIMAL), sa.cast(sa.func.replace(text, ",", "."), sa.Numeric)),
+                                   else_=sa.null())),
         else_=sa.null())
-    # A number with a fraction or exponent (the builder reads it as a float), or a string
-    # with a digit that is not plain (the builder's Decimal may read it, " 12" or "1e3").
-    odd = sa.or_(sa.and_(kind == "number", text.op("!~")(_WHOLE)),
-                 sa.and_(kind == "string", text.op("~")("[0-9]"), text.op("!~")(_PLAIN_DECIMAL)))
+    odd = sa.case(
+        (kind == "number", sa.func.scale(as_number) > 0),
+        (kind == "string", sa.and_(text.op("!~")(_PLAIN_DECIMAL), text.op("~")("[0-9]"))),
+        else_=sa.false())
     return number, odd
 
 
+def _seconds(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """An instant column's whole seconds since the epoch, exactly, and cheaply: `date_part`
+    gives the µs divided by 10⁶ as a double, correctly rounded, and below 2²⁵³ µs (the year
+    2255) that rounding never crosses a whole second, so its floor is exact (`EXTRACT`'s
+    `numeric` costs three times as much per row)."""
+    return sa.cast(sa.func.floor(sa.func.date_part("epoch", column)), sa.BigInteger)
+
+
 def _local(column: sa.ColumnElement[Any], offsets: Sequence[tuple[datetime | None, int]]) -> sa.ColumnElement[int]:
-    return _local_seconds(column, "postgresql", list(offsets))
-
-
-@dataclass
-class Grouped:
-    """What `closed_results` read: per (type, version, state, area's JSON text, legal term
-    counted as): how many, each measure's sum and its first case, and whether a stored form
-    asks for the stream (`exact` false)."""
-
-    exact: bool
-    rows: list[tuple[str, int, str, str | None, int | None, int, dict[str, tuple[Any, int]]]]
-
-
-def closed_results(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version]) -> Grouped:
-    """The cases closed in the period, per type, version, final state, area (JSON text) and
-    how their legal term counts in the period (0 met, 1 late, None not in it): how many, and
-    per measure the sum of its values and the id of the first case with one."""
-    names = sorted({name for spec in versions.values() for name in spec.measures})
-    measured = {name: _measure(name) for name in names}
-    legal = _term_kind(_c.case_due, filters)
-    area = area_text(versions)
-    columns: list[Any] = [_c.type_key, _c.type_version, _c.state, area.label("area"), legal.label("legal"),
-                          sa.func.count()]
-    odd_any: list[sa.ColumnElement[bool]] = []
-    for name in names:
-        number, odd = measured[name]
-        columns += [sa.func.sum(number), sa.func.min(_c.id).filter(number.is_not(None))]
-        odd_any.append(odd)
-    columns.append(sa.func.bool_or(sa.or_(*odd_any)) if odd_any else sa.false())
-    query = (sa.select(*columns).where(*_counted(filters))
-             .group_by(_c.type_key, _c.type_version, _c.state, sa.literal_column("area"), sa.literal_column("legal")))
-    exact = True
-    rows = []
-    for row in conn.execute(query):
-        key, version, state, area_json, legal_kind, count = row[:6]
-        sums = {}
-        for i, name in enumerate(names):
-            total, first = row[6 + 2 * i], row[7 + 2 * i]
-            if total is not None and name in versions[(key, version)].measures:
-                sums[name] = (total, int(first))
-        if row[-1]:
-            exact = False
-        rows.append((key, int(version), state, area_json, None if legal_kind is None else int(legal_kind),
-                     int(count), sums))
-    return Grouped(exact, rows)
+    """An instant column's local wall clock as whole seconds since 1970-01-01, from the
+    zone's offsets (as `engine.store.reports._local_seconds`)."""
+    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
+    if len(offsets) > 1:
+        offset = sa.case(*((column < start, sa.literal(before))
+                           for (_, before), (start, _) in itertools.pairwise(offsets)),
+                         else_=sa.literal(offsets[-1][1]))
+    return _seconds(column) + offset
 
 
 def _term_kind(due: sa.ColumnElement[Any], filters: Period) -> sa.ColumnElement[Any]:
@@ -211,61 +185,167 @@ def _term_kind(due: sa.ColumnElement[Any], filters: Period) -> sa.ColumnElement[
         else_=sa.null())
 
 
-def clock_counts(conn: sa.Connection, filters: Period) -> list[tuple[str, int | None, int | None, int]]:
-    """The closed cases' service norm and legal term per type, as `_term_kind` counts them:
-    (type, service, legal, how many)."""
-    service, legal = _term_kind(_c.service_due, filters), _term_kind(_c.case_due, filters)
-    query = (sa.select(_c.type_key, service.label("service"), legal.label("legal"), sa.func.count())
-             .where(*_closed_kept(filters), sa.or_(service.is_not(None), legal.is_not(None)))
-             .group_by(_c.type_key, sa.literal_column("service"), sa.literal_column("legal")))
-    return [(key, s, lt, int(n)) for key, s, lt, n in conn.execute(query)]
+@dataclass
+class Groups:
+    """What `closed_groups` counted of the closed cases, each list as the builder's
+    `add_closed_*` takes it."""
+
+    exact: bool
+    """False when a measure's stored form is one the database could read otherwise than the
+    builder: then the closed cases must be streamed."""
+    results: list[tuple[str, int, str, str | None, int | None, int, dict[str, tuple[Any, int]]]]
+    """Closed in the period, per (type, version, state, area's JSON text, legal term as
+    counted in the period): how many, and per measure its sum and the id of its first case."""
+    clocks: list[tuple[str, int | None, int | None, int]]
+    """Per (type, service norm, legal term), each 0 met, 1 late, None not counted in the period."""
+    received: list[tuple[str, int, int]]
+    """Received in the period, per type and local day (days since 1970-01-01)."""
+    closed: list[tuple[int, int]]
+    """Closed in the period, per local day."""
+    working: list[tuple[str, int, int]]
+    """Closed in the period, per type and working days from receipt to closing."""
+    edges: int
+    """Closed in the period with an instant in the last second of its local day: left to the
+    builder (`edge_rows`)."""
 
 
-def day_counts(conn: sa.Connection, filters: Period, offsets: Sequence[tuple[datetime | None, int]]
-               ) -> tuple[list[tuple[str, int, int]], list[tuple[int, int]]]:
-    """The closed cases received in the period per type and local day of receipt, and those
-    closed in it per local day of closing (days since 1970-01-01 in the organisation's zone)."""
-    received_day = sa.cast(_local(_c.created_at, offsets) // 86400, sa.BigInteger)
-    received = (sa.select(_c.type_key, received_day.label("day"), sa.func.count())
-                .where(*_closed_kept(filters), _within(_c.created_at, filters))
-                .group_by(_c.type_key, sa.literal_column("day")))
-    closed_day = sa.cast(_local(_c.closed_at, offsets) // 86400, sa.BigInteger)
-    closed = (sa.select(closed_day.label("day"), sa.func.count()).where(*_counted(filters))
-              .group_by(sa.literal_column("day")))
-    return ([(key, int(day), int(n)) for key, day, n in conn.execute(received)],
-            [(int(day), int(n)) for day, n in conn.execute(closed)])
+_SETS = ("results", "clocks", "received", "closed", "working")
 
 
-def _lead_us() -> sa.ColumnElement[int]:
-    return micros(_c.closed_at, "postgresql") - micros(_c.created_at, "postgresql")
+def closed_groups(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version],
+                  offsets: Sequence[tuple[datetime | None, int]], first: int, sums: Sequence[int]) -> Groups:
+    """Everything the report counts of the closed cases but their lead times' ranks and the
+    recently realised, in one pass over them (`GROUPING SETS`, each hashed): see `Groups`.
+
+    Working days are counted from the prefix sums `sums` (index 0 the local day `first`, days
+    since 1970-01-01: the builder's `WorkingDayCounter` over every local day of `offsets`'
+    span): the days from the day of receipt through the day before closing, as a day counts
+    once it is over."""
+    names = sorted({name for spec in versions.values() for name in spec.measures})
+    counted = _within(_c.closed_at, filters)
+    # Three levels, each kept apart (OFFSET 0: the planner does not merge such a subquery into
+    # the next, which would work every expression out again where it is used): the case's
+    # own values, then what follows from its local seconds, then the groupings.
+    columns: list[Any] = [
+        _c.id.label("id"), _c.type_key.label("type_key"), _c.type_version.label("version"), _c.state.label("state"),
+        sa.case((counted, area_text(versions)), else_=sa.null()).label("area"),
+        counted.label("counted"), _within(_c.created_at, filters).label("received"),
+        (_c.closed_at <= _c.created_at).label("backwards"),
+        _term_kind(_c.service_due, filters).label("service"), _term_kind(_c.case_due, filters).label("legal"),
+        _local(_c.created_at, offsets).label("created"), _local(_c.closed_at, offsets).label("closed"),
+    ]
+    for i, name in enumerate(names):  # the stored value, only where the version names the measure
+        columns.append(sa.case((counted, _per_version(versions, lambda spec, name=name: _data()[name]
+                                                      if name in spec.measures else None)),
+                               else_=sa.null()).label(f"v{i}"))
+    own = sa.select(*columns).where(*_closed_kept(filters)).offset(0).subquery("own")
+    o = own.c
+    measured = [_measure(sa.type_coerce(o[f"v{i}"], JSONB)) for i in range(len(names))]
+    odd = sa.or_(*(found for _, found in measured)) if measured else sa.false()
+    edge = sa.and_(o.counted, sa.or_(o.created % 86400 >= 86399, o.closed % 86400 >= 86399))
+    # In parentheses: PostgreSQL takes a subscript only of a parenthesised cast.
+    table = sa.type_coerce(sa.sql.elements.Grouping(sa.cast(
+        sa.bindparam("sums", list(sums), type_=ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))), ARRAY(sa.BigInteger))
+    # sums are 1-based here: [day - first] is the sum through the day before `day`.
+    through_eve = table[o.closed // 86400 - first] - table[o.created // 86400 - first]
+    working = sa.case((o.backwards, 0), else_=sa.func.greatest(through_eve, 0))
+    rows = sa.select(
+        *(o[name] for name in ("id", "type_key", "version", "state", "area", "counted", "service", "legal")),
+        sa.case((o.received, o.created // 86400), else_=sa.null()).label("received_day"),
+        sa.case((o.counted, o.closed // 86400), else_=sa.null()).label("closed_day"),
+        sa.case((sa.and_(o.counted, sa.not_(edge)), working), else_=sa.null()).label("working"),
+        edge.label("edge"), *(number.label(f"m{i}") for i, (number, _) in enumerate(measured)), odd.label("odd"),
+    ).offset(0).subquery("closed_cases")
+    r = rows.c
+    sets = {
+        "results": (r.counted, r.type_key, r.version, r.state, r.area, r.legal),
+        "clocks": (r.type_key, r.service, r.legal),
+        "received": (r.type_key, r.received_day),
+        "closed": (r.closed_day,),
+        "working": (r.type_key, r.working, r.edge),
+    }
+    grouped = [r.counted, r.type_key, r.version, r.state, r.area, r.legal, r.service, r.received_day,
+               r.closed_day, r.working, r.edge]
+    masks = {sum(1 << (len(grouped) - 1 - i) for i, column in enumerate(grouped) if column not in kept): name
+             for name, kept in ((name, set(columns_)) for name, columns_ in sets.items())}
+    aggregates: list[Any] = [sa.func.count()]
+    for i in range(len(names)):
+        measure = r[f"m{i}"]
+        aggregates += [sa.func.sum(measure), sa.func.min(r.id).filter(measure.is_not(None))]
+    query = (sa.select(sa.func.grouping(*grouped), *grouped, *aggregates, sa.func.bool_or(r.odd))
+             .group_by(sa.func.grouping_sets(*(sa.tuple_(*columns_) for columns_ in sets.values()))))
+    out = Groups(True, [], [], [], [], [], 0)
+    for row in conn.execute(query):
+        kind = masks[row[0]]
+        (is_counted, key, version, state, area_json, legal, service, received_day, closed_day, days,
+         is_edge) = row[1:12]
+        count = int(row[12])
+        if kind == "results" and is_counted:
+            if row[-1]:
+                out.exact = False
+            found = {}
+            for i, name in enumerate(names):
+                total, first_id = row[13 + 2 * i], row[14 + 2 * i]
+                if total is not None and name in versions[(key, version)].measures:
+                    found[name] = (total, int(first_id))
+            out.results.append((key, int(version), state, area_json, legal, count, found))
+        elif kind == "clocks" and (service is not None or legal is not None):
+            out.clocks.append((key, service, legal, count))
+        elif kind == "received" and received_day is not None:
+            out.received.append((key, int(received_day), count))
+        elif kind == "closed" and closed_day is not None:
+            out.closed.append((int(closed_day), count))
+        elif kind == "working":
+            if is_edge:
+                out.edges += count
+            elif days is not None:
+                out.working.append((key, int(days), count))
+    return out
+
+
+def edge_rows(conn: sa.Connection, filters: Period, offsets: Sequence[tuple[datetime | None, int]]
+              ) -> list[tuple[str, int, int]]:
+    """The cases closed in the period with an instant in the last second of its local day,
+    where the calendar's end of day decides whether that day counts: (type, receipt µs,
+    closing µs), for the builder to count."""
+    created, closed = _local(_c.created_at, offsets), _local(_c.closed_at, offsets)
+    query = (sa.select(_c.type_key, micros(_c.created_at, "postgresql"), micros(_c.closed_at, "postgresql"))
+             .where(*_counted(filters), sa.or_(created % 86400 >= 86399, closed % 86400 >= 86399)))
+    return [(key, int(a), int(b)) for key, a, b in conn.execute(query)]
 
 
 def lead_spreads(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version]
                  ) -> list[tuple[str | None, str | None, bool, int, int | None, int | None]]:
     """The lead time in µs of the cases closed in the period, for all of them, per type and
     per type and area (JSON text): (type or None, area or None, whether per area, how many,
-    the values at `MEDIAN` and `P90` by `percentile_disc`). Where a group's count makes
+    the values at `MEDIAN` and `P90` by `percentile_disc`). Ordered as intervals (closing less
+    receipt, compared by their µs), so that no row is converted. Where a group's count makes
     `⌈f·n⌉` another rank than the nearest rank, its value is looked up by rank instead."""
     area = area_text(versions).label("area")
-    lead = _lead_us()
-    inner = sa.select(_c.type_key.label("type_key"), area, lead.label("lead")).where(*_counted(filters)).subquery()
+    inner = (sa.select(_c.type_key.label("type_key"), area, (_c.closed_at - _c.created_at).label("lead"))
+             .where(*_counted(filters)).subquery())
     key, place = inner.c.type_key, inner.c.area
     query = (sa.select(key, place, sa.func.grouping(key, place), sa.func.count(),
                        sa.func.percentile_disc(sa.literal(MEDIAN)).within_group(inner.c.lead),
                        sa.func.percentile_disc(sa.literal(P90)).within_group(inner.c.lead))
              .group_by(sa.func.grouping_sets(sa.tuple_(), sa.tuple_(key), sa.tuple_(key, place))))
-    out = []
+    out: list[tuple[str | None, str | None, bool, int, int | None, int | None]] = []
     for type_key, area_json, grouping, count, median, p90 in conn.execute(query):
-        per_area = grouping == 0
-        of_type = grouping in (0, 1)
+        per_area, of_type = grouping == 0, grouping in (0, 1)
+        if not count:  # the grouping of all, over no case
+            out.append((None, None, False, 0, None, None))
+            continue
         values = []
         for fraction, percent, found in ((MEDIAN, 50, median), (P90, 90, p90)):
             rank = nearest(count, percent)
-            if found is not None and math.ceil(fraction * count) != rank:
+            if math.ceil(fraction * count) != rank:
                 found = _lead_at(conn, filters, versions, type_key if of_type else None, area_json, per_area, rank)
-            values.append(None if found is None else int(found))
+            values.append(found // _US)
         out.append((type_key if of_type else None, area_json, per_area, int(count), values[0], values[1]))
     return out
+
+
+_US = timedelta(microseconds=1)
 
 
 def nearest(count: int, percent: int) -> int:
@@ -274,40 +354,14 @@ def nearest(count: int, percent: int) -> int:
 
 
 def _lead_at(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version],
-             type_key: str | None, area_json: str | None, per_area: bool, rank: int) -> int:
-    query = sa.select(_lead_us().label("lead")).where(*_counted(filters))
+             type_key: str | None, area_json: str | None, per_area: bool, rank: int) -> timedelta:
+    query = sa.select((_c.closed_at - _c.created_at).label("lead")).where(*_counted(filters))
     if type_key is not None:
         query = query.where(_c.type_key == type_key)
     if per_area:
         query = query.where(area_text(versions).is_not_distinct_from(area_json))
-    return int(conn.execute(query.order_by(sa.literal_column("lead")).offset(rank - 1).limit(1)).scalar_one())
-
-
-def working_counts(conn: sa.Connection, filters: Period, offsets: Sequence[tuple[datetime | None, int]],
-                   first: int, sums: Sequence[int]) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
-    """The working days from receipt to closing of the cases closed in the period, per type:
-    (type, working days, how many), counted from the prefix sums `sums` (index 0 the local day
-    `first`, days since 1970-01-01: the builder's `WorkingDayCounter` covering every local
-    day of the span). A day counts once it is over; a case with an instant in the last second
-    of its local day comes back on its own instead, (type, receipt µs, closing µs), for the
-    builder to count with the calendar's end of day."""
-    created, closed = _local(_c.created_at, offsets), _local(_c.closed_at, offsets)
-    edge = sa.or_(created % 86400 >= 86399, closed % 86400 >= 86399)
-    # In parentheses: PostgreSQL takes a subscript only of a parenthesised cast.
-    table = sa.type_coerce(sa.sql.elements.Grouping(sa.cast(
-        sa.bindparam("sums", list(sums), type_=ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))), ARRAY(sa.BigInteger))
-    # Working days from the day of receipt through the day before closing: sums are 1-based.
-    low = created // 86400 - first   # index (0-based) of the day of receipt, less one → its sum before
-    high = closed // 86400 - 1 - first
-    count = sa.func.greatest(table[high + 1] - table[low], 0)
-    working = sa.case((_c.closed_at <= _c.created_at, 0), else_=count)
-    plain = (sa.select(_c.type_key, working.label("working"), sa.func.count())
-             .where(*_counted(filters), sa.not_(edge))
-             .group_by(_c.type_key, sa.literal_column("working")))
-    odd = (sa.select(_c.type_key, micros(_c.created_at, "postgresql"), micros(_c.closed_at, "postgresql"))
-           .where(*_counted(filters), edge))
-    return ([(key, int(w), int(n)) for key, w, n in conn.execute(plain)],
-            [(key, int(a), int(b)) for key, a, b in conn.execute(odd)])
+    found: timedelta = conn.execute(query.order_by(sa.literal_column("lead")).offset(rank - 1).limit(1)).scalar_one()
+    return found
 
 
 def recent_realised(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version], limit: int

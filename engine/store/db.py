@@ -9,6 +9,8 @@ option `loket_readonly`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,23 @@ def snapshot(engine: sa.Engine) -> sa.Connection:
     if conn.dialect.name == "postgresql":
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
     return conn
+
+
+@contextmanager
+def sibling(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """PostgreSQL: a second read-only connection whose transaction sees the very snapshot of
+    `conn`'s (`snapshot`): `conn` exports it, the sibling adopts it (`SET TRANSACTION
+    SNAPSHOT`) before its first query. Queries on the two may run at the same time, in two
+    server processes, and their answers agree as if they ran on one. `conn` must stay in its
+    transaction while the sibling is used."""
+    conn.exec_driver_sql("SELECT 1").close()  # begins `conn`'s transaction (its snapshot) if need be
+    exported = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+    other = conn.engine.connect().execution_options(loket_readonly=True, isolation_level="REPEATABLE READ")
+    try:
+        other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{exported}'")
+        yield other
+    finally:
+        other.close()
 
 
 def has_function(conn: sa.Connection, name: str) -> bool:

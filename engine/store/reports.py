@@ -187,7 +187,7 @@ than any instant (the year 148,000), so that `closed <= due` holds."""
 def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
               data_for: Collection[str] | None = None,
               open_and_dekking: tuple[Collection[int], tuple[Iterable[str], Iterable[str]]] | None = None,
-              ) -> Iterator[tuple[Any, ...]]:
+              closed_only: bool = False) -> Iterator[tuple[Any, ...]]:
     """The rows of `CASES_QUERY` at `now`, of the cases the filters may count, in id order,
     as plain tuples: the instants in µs since the epoch (see `micros`), the two flags as
     booleans (0 and 1 on SQLite), the field values decoded — with `data_for`, only those of closed cases of these
@@ -201,7 +201,8 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
 
     With `open_and_dekking` (the cases of the bestuurlijke dekking and the administrators,
     as `move_rows` takes them), only the open cases and those closed ones: the others are
-    counted on the database (`engine.store.closed`)."""
+    counted on the database (`engine.store.closed`). With `closed_only`, only the closed
+    cases."""
     dialect = conn.dialect.name
     columns = list(CASES_QUERY.selected_columns)
     if data_for is not None:
@@ -230,6 +231,8 @@ def case_rows(conn: sa.Connection, now: datetime, filters: Period = ALL, *,
     query = CASES_QUERY.with_only_columns(*converted).where(*_cases_kept(filters))
     if open_and_dekking is not None:
         query = query.where(sa.or_(_c.closed_at.is_(None), *_of_dekking(_c.id, *open_and_dekking)))
+    if closed_only:  # the closed ones after all (see `engine.app.report`)
+        query = query.where(_c.closed_at.is_not(None))
     for row in _raw_streamed(conn, query):
         # The flags as the driver gives them (0 and 1 from SQLite); the field values' text decoded.
         values = row[13]
