@@ -160,25 +160,29 @@ _T = TypeVar("_T")
 
 
 class _Beside:
-    """Queries run beside the case stream: on PostgreSQL on a second connection that sees the
-    same snapshot (`engine.store.db.sibling`), in a thread of its own, so that the server
-    groups while the report counts the streamed cases (two cores, two processes); elsewhere
-    one after the other on the report's own connection, when asked for."""
+    """Queries run beside the case stream: on PostgreSQL each lane on a connection of its own
+    that sees the report's snapshot (`engine.store.db.sibling`), in a thread of its own, so
+    that the server groups while the report counts the streamed cases; elsewhere one after the
+    other on the report's own connection, when their answer is asked for."""
+
+    LANES = 2
 
     def __init__(self, conn: Connection, stack: ExitStack) -> None:
         self._conn = conn
-        self._pool: ThreadPoolExecutor | None = None
+        self._lanes: list[tuple[Connection, ThreadPoolExecutor]] = []
         if conn.dialect.name == "postgresql":
-            self._other = stack.enter_context(sibling(conn))
-            reports.plain_plans(self._other)
-            self._pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
+            for _ in range(self.LANES):
+                other = stack.enter_context(sibling(conn))
+                reports.plain_plans(other)
+                pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
+                self._lanes.append((other, pool))
 
-    def submit(self, work: Callable[[Connection], _T]) -> Callable[[], _T]:
+    def submit(self, work: Callable[[Connection], _T], lane: int = 0) -> Callable[[], _T]:
         """Start `work` (beside, or later); the function returned waits for its answer."""
-        if self._pool is None:
+        if not self._lanes:
             return partial(work, self._conn)
-        future = self._pool.submit(work, self._other)
-        return future.result
+        other, pool = self._lanes[lane]
+        return pool.submit(work, other).result
 
 
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
@@ -215,7 +219,7 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             beside = _Beside(conn, stack)
             grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
             count = _prepare_closed(loket, conn, period, builder) if stored and closed.supported(conn) else None
-            counted = beside.submit(count) if count is not None else None
+            counted = beside.submit(count, lane=1) if count is not None else None
             on_db = stored and closed.supported(conn)
             builder.closed_grouped = on_db
             # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
