@@ -174,6 +174,7 @@ class _Beside:
             for _ in range(self.LANES):
                 other = stack.enter_context(sibling(conn))
                 reports.plain_plans(other)
+                reports.roomy(other)
                 pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
                 self._lanes.append((other, pool))
 

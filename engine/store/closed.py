@@ -28,7 +28,6 @@ PostgreSQL only: SQLite has no `percentile_disc`, and its stream is within its f
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from engine.store.reports import Period, micros
+from engine.store.reports import Period, _local_seconds, micros
 from engine.store.tables import cases_t
 from engine.store.types import UTCDateTime
 
@@ -155,23 +154,10 @@ def _measure(value: sa.ColumnElement[Any]) -> tuple[sa.ColumnElement[Any], sa.Co
     return number, odd
 
 
-def _seconds(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    """An instant column's whole seconds since the epoch, exactly, and cheaply: `date_part`
-    gives the µs divided by 10⁶ as a double, correctly rounded, and below 2²⁵³ µs (the year
-    2255) that rounding never crosses a whole second, so its floor is exact (`EXTRACT`'s
-    `numeric` costs three times as much per row)."""
-    return sa.cast(sa.func.floor(sa.func.date_part("epoch", column)), sa.BigInteger)
-
-
 def _local(column: sa.ColumnElement[Any], offsets: Sequence[tuple[datetime | None, int]]) -> sa.ColumnElement[int]:
     """An instant column's local wall clock as whole seconds since 1970-01-01, from the
-    zone's offsets (as `engine.store.reports._local_seconds`)."""
-    offset: sa.ColumnElement[Any] = sa.literal(offsets[-1][1])
-    if len(offsets) > 1:
-        offset = sa.case(*((column < start, sa.literal(before))
-                           for (_, before), (start, _) in itertools.pairwise(offsets)),
-                         else_=sa.literal(offsets[-1][1]))
-    return _seconds(column) + offset
+    zone's offsets (`engine.store.reports._local_seconds`)."""
+    return _local_seconds(column, "postgresql", list(offsets))
 
 
 def _term_kind(due: sa.ColumnElement[Any], filters: Period) -> sa.ColumnElement[Any]:
