@@ -116,7 +116,7 @@ def _prepare_closed(loket: Loket, conn: Connection, period: reports.Period, buil
         if not groups.exact or not closed.areas_distinct((row[0], row[3]) for row in groups.results):
             return None
         return _Closed(groups, closed.lead_spreads(other, period, versions),
-                       closed.edge_rows(other, period, offsets) if groups.edges else [],
+                       closed.edge_rows(other, groups.edges),
                        closed.recent_realised(other, period, versions, RECENT))
 
     return count

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -190,12 +191,9 @@ class Groups:
     """Closed in the period, per local day."""
     working: list[tuple[str, int, int]]
     """Closed in the period, per type and working days from receipt to closing."""
-    edges: int
-    """Closed in the period with an instant in the last second of its local day: left to the
-    builder (`edge_rows`)."""
-
-
-_SETS = ("results", "clocks", "received", "closed", "working")
+    edges: list[int]
+    """The ids of those closed in the period with an instant in the last second of its local
+    day: left to the builder (`edge_rows`)."""
 
 
 def closed_groups(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version],
@@ -243,60 +241,74 @@ def closed_groups(conn: sa.Connection, filters: Period, versions: Mapping[tuple[
         edge.label("edge"), *(number.label(f"m{i}") for i, (number, _) in enumerate(measured)), odd.label("odd"),
     ).offset(0).subquery("closed_cases")
     r = rows.c
+    # Four groupings, each hashed: the results and both terms (a case's service norm in the
+    # key too: a few more groups instead of a fifth grouping), receipt per day, closing per
+    # day, working days.
     sets = {
-        "results": (r.counted, r.type_key, r.version, r.state, r.area, r.legal),
-        "clocks": (r.type_key, r.service, r.legal),
+        "results": (r.counted, r.type_key, r.version, r.state, r.area, r.service, r.legal),
         "received": (r.type_key, r.received_day),
         "closed": (r.closed_day,),
         "working": (r.type_key, r.working, r.edge),
     }
-    grouped = [r.counted, r.type_key, r.version, r.state, r.area, r.legal, r.service, r.received_day,
+    grouped = [r.counted, r.type_key, r.version, r.state, r.area, r.service, r.legal, r.received_day,
                r.closed_day, r.working, r.edge]
     masks = {sum(1 << (len(grouped) - 1 - i) for i, column in enumerate(grouped) if column not in kept): name
              for name, kept in ((name, set(columns_)) for name, columns_ in sets.items())}
-    aggregates: list[Any] = [sa.func.count()]
+    aggregates: list[Any] = [sa.func.count(), sa.func.bool_or(r.odd), sa.func.array_agg(r.id).filter(r.edge)]
     for i in range(len(names)):
         measure = r[f"m{i}"]
         aggregates += [sa.func.sum(measure), sa.func.min(r.id).filter(measure.is_not(None))]
-    query = (sa.select(sa.func.grouping(*grouped), *grouped, *aggregates, sa.func.bool_or(r.odd))
+    query = (sa.select(sa.func.grouping(*grouped), *grouped, *aggregates)
              .group_by(sa.func.grouping_sets(*(sa.tuple_(*columns_) for columns_ in sets.values()))))
-    out = Groups(True, [], [], [], [], [], 0)
+    out = Groups(True, [], [], [], [], [], [])
+    results: dict[tuple[str, int, str, str | None, int | None], list[Any]] = {}
+    clocks: Counter[tuple[str, int | None, int | None]] = Counter()
     for row in conn.execute(query):
         kind = masks[row[0]]
-        (is_counted, key, version, state, area_json, legal, service, received_day, closed_day, days,
+        (is_counted, key, version, state, area_json, service, legal, received_day, closed_day, days,
          is_edge) = row[1:12]
-        count = int(row[12])
-        if kind == "results" and is_counted:
-            if row[-1]:
+        count, odd, edge_ids = int(row[12]), row[13], row[14]
+        if kind == "results":
+            if service is not None or legal is not None:
+                clocks[(key, service, legal)] += count
+            if not is_counted:
+                continue
+            if odd:
                 out.exact = False
-            found = {}
+            found = results.get((key, version, state, area_json, legal))
+            if found is None:
+                found = results[(key, version, state, area_json, legal)] = [0, {}]
+            found[0] += count
             for i, name in enumerate(names):
-                total, first_id = row[13 + 2 * i], row[14 + 2 * i]
+                total, first_id = row[15 + 2 * i], row[16 + 2 * i]
                 if total is not None and name in versions[(key, version)].measures:
-                    found[name] = (total, int(first_id))
-            out.results.append((key, int(version), state, area_json, legal, count, found))
-        elif kind == "clocks" and (service is not None or legal is not None):
-            out.clocks.append((key, service, legal, count))
+                    known = found[1].get(name)
+                    found[1][name] = ((total, int(first_id)) if known is None
+                                      else (known[0] + total, min(known[1], int(first_id))))
         elif kind == "received" and received_day is not None:
             out.received.append((key, int(received_day), count))
         elif kind == "closed" and closed_day is not None:
             out.closed.append((int(closed_day), count))
         elif kind == "working":
             if is_edge:
-                out.edges += count
+                out.edges.extend(edge_ids)
             elif days is not None:
                 out.working.append((key, int(days), count))
+    out.results = [(key, int(version), state, area_json, legal, count, sums)
+                   for (key, version, state, area_json, legal), (count, sums) in results.items()]
+    out.clocks = [(key, service, legal, count) for (key, service, legal), count in clocks.items()]
     return out
 
 
-def edge_rows(conn: sa.Connection, filters: Period, offsets: Sequence[tuple[datetime | None, int]]
-              ) -> list[tuple[str, int, int]]:
-    """The cases closed in the period with an instant in the last second of its local day,
-    where the calendar's end of day decides whether that day counts: (type, receipt µs,
-    closing µs), for the builder to count."""
-    created, closed = _local(_c.created_at, offsets), _local(_c.closed_at, offsets)
+def edge_rows(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[str, int, int]]:
+    """The cases `ids` (`Groups.edges`: an instant in the last second of its local day, where
+    the calendar's end of day decides whether that day counts): (type, receipt µs, closing µs),
+    for the builder to count."""
+    if not ids:
+        return []
     query = (sa.select(_c.type_key, micros(_c.created_at, "postgresql"), micros(_c.closed_at, "postgresql"))
-             .where(*_counted(filters), sa.or_(created % 86400 >= 86399, closed % 86400 >= 86399)))
+             .where(_c.id == sa.any_(sa.cast(sa.bindparam("ids", list(ids), type_=ARRAY(sa.BigInteger)),
+                                              ARRAY(sa.BigInteger)))).order_by(_c.id))
     return [(key, int(a), int(b)) for key, a, b in conn.execute(query)]
 
 

@@ -138,17 +138,21 @@ def plain_plans(conn: sa.Connection) -> None:
         conn.exec_driver_sql("SET LOCAL jit = off")
 
 
-GROUPING_MEMORY = "64MB"
-"""The `work_mem` of the connections that group the closed cases (`roomy`)."""
+GROUPING_MEMORY = ("64MB", 8)
+"""The `work_mem` and `hash_mem_multiplier` of the connections that group (`roomy`)."""
 
 
 def roomy(conn: sa.Connection) -> None:
-    """PostgreSQL: room for the closed cases' groupings for the rest of `conn`'s transaction
-    (`work_mem`, `GROUPING_MEMORY`). With the default 4 MB the planner, which cannot tell how
-    few groups a day or an area gives, sorted a million rows on disk instead of hashing them
-    (1,875 groups, under 2 MB), and the lead times' ranks sorted on disk too."""
+    """PostgreSQL: room for the report's groupings for the rest of `conn`'s transaction
+    (`work_mem` and `hash_mem_multiplier`, `GROUPING_MEMORY`). With the defaults (4 MB, 2) the
+    planner, which cannot tell how few groups a day, an area or a term gives, sorted the million
+    closed cases on disk for two of their groupings instead of hashing them (1,875 groups, 8 MB
+    in all; 3.4 → 2.4 s), and the lead times' ranks sorted on disk too. A hash table that does
+    outgrow its room spills to disk as before."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{GROUPING_MEMORY}'")
+        memory, multiplier = GROUPING_MEMORY
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{memory}'")
+        conn.exec_driver_sql(f"SET LOCAL hash_mem_multiplier = {multiplier}")
 
 
 class Period(NamedTuple):
