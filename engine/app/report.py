@@ -80,21 +80,25 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+_Leads = list[tuple[str | None, str | None, bool, int, int | None, int | None]]
+
+
 @dataclass
 class _Closed:
     """What `_count_closed` read of the closed cases on the database."""
 
     groups: closed.Groups
-    leads: list[tuple[str | None, str | None, bool, int, int | None, int | None]]
+    leads: _Leads
     edges: list[tuple[str, int, int]]
     realised: list[tuple[int, str, int, str, int, Any]]
 
 
 def _prepare_closed(loket: Loket, conn: Connection, period: reports.Period, builder: ReportBuilder
-                    ) -> Callable[[Connection], _Closed | None] | None:
+                    ) -> tuple[Callable[[Connection], _Closed | None], Callable[[Connection], _Leads]] | None:
     """Before the cases are streamed: the definitions their versions need, looked up in the
-    order of their first cases, and the query that counts the closed ones on the database
-    (`engine.store.closed`) with what it needs of the builder — or None when no case is closed."""
+    order of their first cases, and the two queries that count the closed ones on the database
+    (`engine.store.closed`: the groupings, and the lead times' ranks) with what they need of
+    the builder — or None when no case is closed."""
     seen = closed.versions_seen(conn, period)
     builder.plan_versions((key, version) for key, version, _, _ in seen)
     versions = {}
@@ -115,11 +119,10 @@ def _prepare_closed(loket: Loket, conn: Connection, period: reports.Period, buil
         groups = closed.closed_groups(other, period, versions, offsets, first_day, sums)
         if not groups.exact or not closed.areas_distinct((row[0], row[3]) for row in groups.results):
             return None
-        return _Closed(groups, closed.lead_spreads(other, period, versions),
-                       closed.edge_rows(other, groups.edges),
+        return _Closed(groups, [], closed.edge_rows(other, groups.edges),
                        closed.recent_realised(other, period, versions, RECENT))
 
-    return count
+    return count, partial(closed.lead_spreads, filters=period, versions=versions)
 
 
 def _add_closed(builder: ReportBuilder, found: _Closed) -> None:
@@ -165,7 +168,7 @@ class _Beside:
     that the server groups while the report counts the streamed cases; elsewhere one after the
     other on the report's own connection, when their answer is asked for."""
 
-    LANES = 2
+    LANES = 3
 
     def __init__(self, conn: Connection, stack: ExitStack) -> None:
         self._conn = conn
@@ -220,7 +223,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             beside = _Beside(conn, stack)
             grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
             count = _prepare_closed(loket, conn, period, builder) if stored and closed.supported(conn) else None
-            counted = beside.submit(count, lane=1) if count is not None else None
+            counted = beside.submit(count[0], lane=1) if count is not None else None
+            ranked = beside.submit(count[1], lane=2) if count is not None else None
             on_db = stored and closed.supported(conn)
             builder.closed_grouped = on_db
             # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
@@ -231,7 +235,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
                 conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
             builder.add_cases(with_moves(cases, moves))
             found = counted() if counted is not None else None
-            if found is not None:
+            if found is not None and ranked is not None:
+                found.leads = ranked()
                 _add_closed(builder, found)
             elif counted is not None:
                 # A stored form the database could read otherwise: the closed cases streamed
