@@ -189,28 +189,6 @@ def test_closed_cases_counted_on_the_database_give_the_streamed_figures(
         assert any(area.lead_days.count > 1 for area in found.areas)
 
 
-def test_ranks_the_fractions_miss_are_looked_up_by_rank(
-    pg_loket: Loket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Fractions whose row `⌈f·n⌉` is not the nearest rank: each group's value is then read by
-    its rank, and the figures are still the streamed ones."""
-    _fill(pg_loket)
-    pg_loket.clock.set(NOW)  # type: ignore[attr-defined]
-    monkeypatch.setattr(closed, "MEDIAN", 0.3)
-    monkeypatch.setattr(closed, "P90", 0.97)
-    looked_up: list[int] = []
-    lead_at = closed._lead_at
-
-    def spy(*args: Any) -> dt.timedelta:
-        looked_up.append(args[-1])
-        return lead_at(*args)
-
-    monkeypatch.setattr(closed, "_lead_at", spy)
-    on_db, streamed, answers = _both(pg_loket, None, tmp_path, monkeypatch)
-    assert all(answers) and looked_up
-    assert on_db == streamed
-
-
 @pytest.mark.parametrize(("key", "field", "value"), [
     ("bewonersinitiatief", "amount", 12.5),  # a JSON float: the builder reads it as one
     ("bewonersinitiatief", "amount", " 12"),  # Decimal reads it, the database's pattern does not

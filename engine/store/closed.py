@@ -14,43 +14,35 @@ paths, and the bench compares the outputs byte for byte):
 - working days from the calendar's prefix sums, bound as an array
   (`engine.reporting.builder.WorkingDayCounter`); an instant in the last second of its local
   day (where the calendar's end of day decides) is worked out again by the builder;
-- medians and 90th percentiles by `percentile_disc` of the lead time in µs, at fractions
-  whose rank `⌈f·n⌉` is the nearest rank `⌈p·n/100⌉` (checked per group, and looked up by
-  rank where it is not);
+- medians and 90th percentiles by nearest rank, of the lead times in µs (worked out exactly
+  from whole seconds and µs) that the database sorts per type and area;
 - the area and the measures from the field values' JSONB text: the area decoded and told as
   the builder tells it; a measure summed as `numeric` only where its stored form is one the
   builder reads the same (a whole JSON number, or a decimal string in plain digits). Any
-  other form, or two stored areas that would be told alike, and `closed_results` says the
-  closed cases must be streamed after all (`Grouped.exact` false).
+  other form, or two stored areas that would be told alike, and `closed_groups` says the
+  closed cases must be streamed after all (`Groups.exact` false).
 
-PostgreSQL only: SQLite has no `percentile_disc`, and its stream is within its floor.
+PostgreSQL only: on SQLite the report streams the closed cases, and is within its floor so.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 
-from engine.store.reports import Period, _local_seconds, micros
+from engine.store.reports import Period, _local_seconds, micros, whole_seconds
 from engine.store.tables import cases_t
 from engine.store.types import UTCDateTime
 
 _c = cases_t.c
-
-MEDIAN, P90 = 0.5, 0.9 - 1e-9
-"""The fractions given to `percentile_disc`, whose row is `⌈f·n⌉` in floating point: for
-0.5 that is the nearest rank `⌈50·n/100⌉` for every n; for 0.9 less 10⁻⁹ it is `⌈90·n/100⌉`
-for every n below 10⁸ (0.9·n is a whole number or at least 0.1 above one, and 10⁻⁹·n lies
-between the rounding error and 0.1). `rank_of` checks each group's count all the same."""
-
 
 def supported(conn: sa.Connection) -> bool:
     return conn.dialect.name == "postgresql"
@@ -312,54 +304,49 @@ def edge_rows(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[str, int, i
     return [(key, int(a), int(b)) for key, a, b in conn.execute(query)]
 
 
+def _fraction(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """An instant column's µs within its second, exactly (`date_part` gives the seconds of the
+    minute times 10⁶ as a double: a whole number below 6·10⁷)."""
+    return sa.cast(sa.func.date_part("microseconds", column), sa.BigInteger) % 1_000_000
+
+
 def lead_spreads(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version]
                  ) -> list[tuple[str | None, str | None, bool, int, int | None, int | None]]:
-    """The lead time in µs of the cases closed in the period, for all of them, per type and
-    per type and area (JSON text): (type or None, area or None, whether per area, how many,
-    the values at `MEDIAN` and `P90` by `percentile_disc`). Ordered as intervals (closing less
-    receipt, compared by their µs), so that no row is converted. Where a group's count makes
-    `⌈f·n⌉` another rank than the nearest rank, its value is looked up by rank instead."""
+    """The lead times of the cases closed in the period, in µs, for all of them, per type and
+    per type and area (JSON text): (type or None, area or None, whether per area, how many, the
+    median and the 90th percentile by nearest rank). The database sorts them once, per type and
+    area (`array_agg` in order); a type's and all of them are those runs merged here (a sort
+    that finds the runs)."""
     area = area_text(versions).label("area")
-    inner = (sa.select(_c.type_key.label("type_key"), area, (_c.closed_at - _c.created_at).label("lead"))
-             .where(*_counted(filters)).subquery())
-    key, place = inner.c.type_key, inner.c.area
-    query = (sa.select(key, place, sa.func.grouping(key, place), sa.func.count(),
-                       sa.func.percentile_disc(sa.literal(MEDIAN)).within_group(inner.c.lead),
-                       sa.func.percentile_disc(sa.literal(P90)).within_group(inner.c.lead))
-             .group_by(sa.func.grouping_sets(sa.tuple_(), sa.tuple_(key), sa.tuple_(key, place))))
+    seconds = whole_seconds(_c.closed_at, "postgresql") - whole_seconds(_c.created_at, "postgresql")
+    lead = seconds * 1_000_000 + (_fraction(_c.closed_at) - _fraction(_c.created_at))
+    query = (sa.select(_c.type_key, area, sa.func.array_agg(aggregate_order_by(lead, lead)))
+             .where(*_counted(filters)).group_by(_c.type_key, sa.literal_column("area")))
     out: list[tuple[str | None, str | None, bool, int, int | None, int | None]] = []
-    for type_key, area_json, grouping, count, median, p90 in conn.execute(query):
-        per_area, of_type = grouping == 0, grouping in (0, 1)
-        if not count:  # the grouping of all, over no case
-            out.append((None, None, False, 0, None, None))
-            continue
-        values = []
-        for fraction, percent, found in ((MEDIAN, 50, median), (P90, 90, p90)):
-            rank = nearest(count, percent)
-            if math.ceil(fraction * count) != rank:
-                found = _lead_at(conn, filters, versions, type_key if of_type else None, area_json, per_area, rank)
-            values.append(found // _US)
-        out.append((type_key if of_type else None, area_json, per_area, int(count), values[0], values[1]))
+    per_type: dict[str, list[list[int]]] = {}
+    for key, area_json, leads in conn.execute(query):
+        out.append((key, area_json, True, *_ranked(leads)))
+        per_type.setdefault(key, []).append(leads)
+    runs = []
+    for key, parts in per_type.items():
+        merged = parts[0] if len(parts) == 1 else sorted(itertools.chain.from_iterable(parts))
+        out.append((key, None, False, *_ranked(merged)))
+        runs.append(merged)
+    everything = runs[0] if len(runs) == 1 else sorted(itertools.chain.from_iterable(runs))
+    out.append((None, None, False, *_ranked(everything)))
     return out
 
 
-_US = timedelta(microseconds=1)
+def _ranked(ordered: Sequence[int]) -> tuple[int, int | None, int | None]:
+    """How many, the median and the 90th percentile (nearest rank) of sorted values."""
+    if not ordered:
+        return 0, None, None
+    return len(ordered), ordered[nearest(len(ordered), 50) - 1], ordered[nearest(len(ordered), 90) - 1]
 
 
 def nearest(count: int, percent: int) -> int:
     """The nearest rank of a percentile of `count` values (`engine.reporting.figures.nearest_rank`)."""
     return max(1, -(-percent * count // 100))
-
-
-def _lead_at(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version],
-             type_key: str | None, area_json: str | None, per_area: bool, rank: int) -> timedelta:
-    query = sa.select((_c.closed_at - _c.created_at).label("lead")).where(*_counted(filters))
-    if type_key is not None:
-        query = query.where(_c.type_key == type_key)
-    if per_area:
-        query = query.where(area_text(versions).is_not_distinct_from(area_json))
-    found: timedelta = conn.execute(query.order_by(sa.literal_column("lead")).offset(rank - 1).limit(1)).scalar_one()
-    return found
 
 
 def recent_realised(conn: sa.Connection, filters: Period, versions: Mapping[tuple[str, int], Version], limit: int
