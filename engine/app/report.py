@@ -162,6 +162,11 @@ def _grouped(conn: Connection, period: reports.Period, stored: bool,
 _T = TypeVar("_T")
 
 
+def _windows(conn: Connection, period: reports.Period, asks: list[tuple[dict[str, Any], int, int]]
+             ) -> list[list[float]]:
+    return [reports.stay_window(conn, period, offset, limit, **which) for which, offset, limit in asks]
+
+
 class _Beside:
     """Queries run beside the case stream: on PostgreSQL each lane on a connection of its own
     that sees the report's snapshot (`engine.store.db.sibling`), in a thread of its own, so
@@ -180,6 +185,11 @@ class _Beside:
                 reports.roomy(other)
                 pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
                 self._lanes.append((other, pool))
+
+    @property
+    def lanes(self) -> int:
+        """How many lanes run beside (none: everything on the report's own connection)."""
+        return len(self._lanes)
 
     def submit(self, work: Callable[[Connection], _T], lane: int = 0) -> Callable[[], _T]:
         """Start `work` (beside, or later); the function returned waits for its answer."""
@@ -246,12 +256,19 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
                 builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
                                                                closed_only=True), ()))
             rest = grouped()
-        if rest.stays is not None:
-            builder.add_stored_stays(
-                *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
-                partial(reports.stay_version, conn))
-            builder.add_escalation_counts(rest.escalations, rest.days)
-        else:
+            if rest.stays is not None:
+                builder.add_stored_stays(
+                    *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
+                    partial(reports.stay_version, conn))
+                builder.add_escalation_counts(rest.escalations, rest.days)
+                # The ranks of the ended stays, looked up side by side on the lanes.
+                asks = builder.window_asks()
+                if beside.lanes and asks:
+                    shares = [beside.submit(partial(_windows, period=period, asks=asks[lane::beside.lanes]), lane)
+                              for lane in range(beside.lanes)]
+                    answers = [share() for share in shares]
+                    builder.answer_windows([answers[i % beside.lanes][i // beside.lanes] for i in range(len(asks))])
+        if rest.stays is None:
             escalations: Iterator[EscalationFact] = map(
                 partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
             for escalation in escalations:

@@ -320,6 +320,19 @@ Window = Callable[..., list[float]]
 and which stays) → their days, shortest first."""
 
 
+def _window_of(held: int, stored: int) -> tuple[int, int]:
+    """The offset and limit `_median_of_parts` reads of `stored` sorted values beside `held`."""
+    rank = max(1, -(-50 * (held + stored) // 100))
+    skip = max(0, rank - held - 1)
+    return skip, rank - skip
+
+
+def _answered(found: list[float], asked: tuple[int, int], offset: int, limit: int) -> list[float]:
+    """A window looked up beforehand (`ReportBuilder.answer_windows`), for the same question."""
+    assert (offset, limit) == asked
+    return found
+
+
 def _median_of_parts(parts: Sequence[array[float]], stored: int = 0,
                      window: Callable[[int, int], list[float]] | None = None) -> tuple[int, float | None]:
     """How many values and their median (nearest rank), of sorted arrays taken together: the
@@ -337,8 +350,8 @@ def _median_of_parts(parts: Sequence[array[float]], stored: int = 0,
     filled = [part for part in parts if part]
     if stored:
         assert window is not None
-        skip = max(0, rank - held - 1)
-        filled.append(array("d", window(skip, rank - skip)))
+        skip, limit = _window_of(held, stored)
+        filled.append(array("d", window(skip, limit)))
         rank -= skip
     if len(filled) == 1:
         return count, filled[0][rank - 1]
@@ -754,6 +767,27 @@ class ReportBuilder:
         return tally, state, service, legal, tally.lead.append, tally.lead_working.append, tally.results
 
     # -- the closed cases, counted on the database ---------------------------------------
+
+    def window_asks(self) -> list[tuple[dict[str, Any], int, int]]:
+        """The rank lookups `finish` will make of the ended stays on the database (per state
+        and per unit: `Window`'s which stays, offset and limit), so that they can be made
+        beforehand, side by side (`answer_windows`)."""
+        asks = []
+        for tally in self._window_tallies():
+            held = sum(map(len, tally.parts))
+            skip, limit = _window_of(held, tally.stored)
+            assert isinstance(tally.window, partial)
+            asks.append((dict(tally.window.keywords), skip, limit))
+        return asks
+
+    def answer_windows(self, answers: Sequence[list[float]]) -> None:
+        """The answers to `window_asks`, in its order: `finish` reads them instead of asking."""
+        for tally, found in zip(self._window_tallies(), answers, strict=True):
+            tally.window = partial(_answered, found, _window_of(sum(map(len, tally.parts)), tally.stored))
+
+    def _window_tallies(self) -> list[_StayTally | _UnitTally]:
+        tallies: list[_StayTally | _UnitTally] = [*self._stays.values(), *self._units.values()]
+        return [tally for tally in tallies if tally.stored and tally.window is not None]
 
     def plan_versions(self, seen: Iterable[tuple[str, int]]) -> None:
         """Look the definitions up in the order the cases' stream would first meet them (the
