@@ -36,7 +36,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 
 from engine.store.reports import Period, _local_seconds, micros, whole_seconds
 from engine.store.tables import cases_t
@@ -105,8 +104,16 @@ def versions_seen(conn: sa.Connection, filters: Period) -> list[tuple[str, int, 
             for key, version, _, first, last in conn.execute(query)]
 
 
+def _pg() -> Any:
+    """SQLAlchemy's PostgreSQL dialect, imported when first used: the report on SQLite never
+    loads it (`tests/test_startup.py`)."""
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql
+
+
 def _data() -> sa.ColumnElement[Any]:
-    return sa.type_coerce(_c.data, JSONB)
+    return sa.type_coerce(_c.data, _pg().JSONB)
 
 
 def _per_version(versions: Mapping[tuple[str, int], Version], value: Any) -> sa.ColumnElement[Any]:
@@ -216,12 +223,12 @@ def closed_groups(conn: sa.Connection, filters: Period, versions: Mapping[tuple[
                                else_=sa.null()).label(f"v{i}"))
     own = sa.select(*columns).where(*_closed_kept(filters)).offset(0).subquery("own")
     o = own.c
-    measured = [_measure(sa.type_coerce(o[f"v{i}"], JSONB)) for i in range(len(names))]
+    measured = [_measure(sa.type_coerce(o[f"v{i}"], _pg().JSONB)) for i in range(len(names))]
     odd = sa.or_(*(found for _, found in measured)) if measured else sa.false()
     edge = sa.and_(o.counted, sa.or_(o.created % 86400 >= 86399, o.closed % 86400 >= 86399))
     # In parentheses: PostgreSQL takes a subscript only of a parenthesised cast.
-    table = sa.type_coerce(sa.sql.elements.Grouping(sa.cast(
-        sa.bindparam("sums", list(sums), type_=ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))), ARRAY(sa.BigInteger))
+    days = _pg().ARRAY(sa.BigInteger)
+    table = sa.type_coerce(sa.sql.elements.Grouping(sa.cast(sa.bindparam("sums", list(sums), type_=days), days)), days)
     # sums are 1-based here: [day - first] is the sum through the day before `day`.
     through_eve = table[o.closed // 86400 - first] - table[o.created // 86400 - first]
     working = sa.case((o.backwards, 0), else_=sa.func.greatest(through_eve, 0))
@@ -299,8 +306,8 @@ def edge_rows(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[str, int, i
     if not ids:
         return []
     query = (sa.select(_c.type_key, micros(_c.created_at, "postgresql"), micros(_c.closed_at, "postgresql"))
-             .where(_c.id == sa.any_(sa.cast(sa.bindparam("ids", list(ids), type_=ARRAY(sa.BigInteger)),
-                                              ARRAY(sa.BigInteger)))).order_by(_c.id))
+             .where(_c.id == sa.any_(sa.cast(sa.bindparam("ids", list(ids), type_=_pg().ARRAY(sa.BigInteger)),
+                                              _pg().ARRAY(sa.BigInteger)))).order_by(_c.id))
     return [(key, int(a), int(b)) for key, a, b in conn.execute(query)]
 
 
@@ -320,7 +327,7 @@ def lead_spreads(conn: sa.Connection, filters: Period, versions: Mapping[tuple[s
     area = area_text(versions).label("area")
     seconds = whole_seconds(_c.closed_at, "postgresql") - whole_seconds(_c.created_at, "postgresql")
     lead = seconds * 1_000_000 + (_fraction(_c.closed_at) - _fraction(_c.created_at))
-    query = (sa.select(_c.type_key, area, sa.func.array_agg(aggregate_order_by(lead, lead)))
+    query = (sa.select(_c.type_key, area, sa.func.array_agg(_pg().aggregate_order_by(lead, lead)))
              .where(*_counted(filters)).group_by(_c.type_key, sa.literal_column("area")))
     out: list[tuple[str | None, str | None, bool, int, int | None, int | None]] = []
     per_type: dict[str, list[list[int]]] = {}
