@@ -4,6 +4,11 @@ The cases and their state changes are streamed side by side into the builder, so
 follows the number of groups, states and stays, never the number of events held at once
 (the events of the bestuurlijke dekking — escalations to administrators, their comments and
 instructions — are few, and read first, by case).
+
+On PostgreSQL the closed cases are counted by the database (`engine.store.closed`) and only
+the open ones streamed (and the dekking's), while the grouped queries run beside the stream
+on connections that adopt the report's snapshot (`_Beside`). A closed case's stored form
+the database could read otherwise sends the closed cases through the stream after all.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ _Leads = list[tuple[str | None, str | None, bool, int, int | None, int | None]]
 
 @dataclass
 class _Closed:
-    """What `_count_closed` read of the closed cases on the database."""
+    """What `_prepare_closed`'s queries read of the closed cases on the database."""
 
     groups: closed.Groups
     leads: _Leads
@@ -149,14 +154,13 @@ class _Grouped:
 
 def _grouped(conn: Connection, period: reports.Period, stored: bool,
              zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]) -> _Grouped:
-    if not stored:
-        return _Grouped(None, [], [], [], reports.failed_count(conn),
-                        [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)])
+    failed = reports.failed_count(conn), [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]
+    if not stored:  # under --unit the escalations are streamed
+        return _Grouped(None, [], [], [], *failed)
     return _Grouped(
         reports.stay_counts(conn, period), reports.missed_stay_days(conn, period),
         reports.escalation_counts(conn, period),
-        reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))),
-        reports.failed_count(conn), [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)])
+        reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))), *failed)
 
 
 _T = TypeVar("_T")
@@ -203,8 +207,9 @@ def gather(loket: Loket, filters: Filters | None = None) -> Report:
     """A few queries, two of them streamed side by side; all see the same moment. The ended
     stays are read grouped from `case_stay`; the state changes only of the open cases (their
     stay now) and of those the bestuurlijke dekking counts — except under --unit, which reads
-    every case's to tell which the unit held. With the garbage collector paused
-    (`_collector_paused`)."""
+    every case's to tell which the unit held. On PostgreSQL the closed cases are counted on
+    the database, and the grouped queries run beside the stream. With the garbage collector
+    paused (`_collector_paused`)."""
     with _collector_paused():
         return _gather(loket, filters)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.store.reports import Period, _local_seconds, micros, whole_seconds
+from engine.store.reports import Period, _cases_kept, _local_seconds, micros, whole_seconds
 from engine.store.tables import cases_t
 from engine.store.types import UTCDateTime
 
@@ -87,13 +87,7 @@ def versions_seen(conn: sa.Connection, filters: Period) -> list[tuple[str, int, 
     """Each (type, version) of the cases the report reads, open or closed, in the order of its
     first case (the order the streamed pass meets them in), with the first `created_at` and
     the last `closed_at` of its closed cases: the span the zone's offsets must cover."""
-    kept: list[sa.ColumnElement[bool]] = []
-    if filters.type_key is not None:
-        kept.append(_c.type_key == filters.type_key)
-    if filters.until is not None:
-        kept.append(_c.created_at < filters.until)
-    if filters.since is not None:
-        kept.append(sa.or_(_c.closed_at.is_(None), _c.closed_at >= filters.since))
+    kept = _cases_kept(filters)
     closed = _c.closed_at.is_not(None)
     query = (sa.select(_c.type_key, _c.type_version, sa.func.min(_c.id),
                        sa.func.min(_c.created_at).filter(closed), sa.func.max(_c.closed_at))
