@@ -225,3 +225,26 @@ def test_a_sibling_connection_sees_the_reports_snapshot(pg_loket: Loket) -> None
             assert other.execute(count).scalar_one() == 1
         with pg_loket.engine.connect() as fresh:
             assert fresh.execute(count).scalar_one() == 2
+
+
+def test_the_lanes_beside_the_stream_are_opened_only_where_they_group(
+    pg_loket: Loket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three connections adopt the report's snapshot; under --unit, which streams every case,
+    none."""
+    _fill(pg_loket, count=12)
+    pg_loket.clock.set(NOW)  # type: ignore[attr-defined]
+    opened: list[object] = []
+    real = report_module.sibling
+
+    def counted(conn: Any) -> Any:
+        opened.append(conn)
+        return real(conn)
+
+    monkeypatch.setattr(report_module, "sibling", counted)
+    run_report(pg_loket, None, False, lambda _: None)
+    assert len(opened) == report_module._Beside.LANES == 3
+    opened.clear()
+    unit = sorted(pg_loket.organisation().units)[0]
+    run_report(pg_loket, None, False, lambda _: None, filters=Filters(unit=unit))
+    assert opened == []

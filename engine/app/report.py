@@ -179,10 +179,10 @@ class _Beside:
 
     LANES = 3
 
-    def __init__(self, conn: Connection, stack: ExitStack) -> None:
+    def __init__(self, conn: Connection, stack: ExitStack, *, wanted: bool = True) -> None:
         self._conn = conn
         self._lanes: list[tuple[Connection, ThreadPoolExecutor]] = []
-        if conn.dialect.name == "postgresql":
+        if wanted and conn.dialect.name == "postgresql":
             for _ in range(self.LANES):
                 other = stack.enter_context(sibling(conn))
                 reports.plain_plans(other)
@@ -235,7 +235,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         stored = builder.stored_stays
         admins = (org.administrators, acting)
         with ExitStack() as stack:
-            beside = _Beside(conn, stack)
+            # Under --unit every case is streamed and little is grouped: no lanes.
+            beside = _Beside(conn, stack, wanted=stored)
             grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
             count = _prepare_closed(loket, conn, period, builder) if stored and closed.supported(conn) else None
             counted = beside.submit(count[0], lane=1) if count is not None else None
