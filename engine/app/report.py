@@ -238,10 +238,10 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             # Under --unit every case is streamed and little is grouped: no lanes.
             beside = _Beside(conn, stack, wanted=stored)
             grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
-            count = _prepare_closed(loket, conn, period, builder) if stored and closed.supported(conn) else None
+            on_db = stored and closed.supported(conn)
+            count = _prepare_closed(loket, conn, period, builder) if on_db else None
             counted = beside.submit(count[0], lane=1) if count is not None else None
             ranked = beside.submit(count[1], lane=2) if count is not None else None
-            on_db = stored and closed.supported(conn)
             builder.closed_grouped = on_db
             # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
             cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))

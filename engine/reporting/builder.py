@@ -52,6 +52,7 @@ from engine.reporting.figures import (
     Waiting,
     WeekFigures,
     flow_order,
+    rank_of,
     rung_order,
 )
 
@@ -250,6 +251,11 @@ def _clocks() -> dict[str, list[int]]:
     return {name: [0, 0, 0] for name in CLOCKS}
 
 
+def _spread(counted: Spread | None, values: Iterable[float]) -> Spread:
+    """The spread the database worked out (`ReportBuilder.closed_grouped`), or that of the values."""
+    return counted if counted is not None else Spread.of(values)
+
+
 class _Results:
     __slots__ = ("closed", "firsts", "lead", "lead_spread", "legal", "measures", "outcomes")
 
@@ -275,7 +281,7 @@ class _Results:
             per[outcome] = per.get(outcome, Decimal(0)) + value
 
     def lead_figures(self) -> Spread:
-        return self.lead_spread if self.lead_spread is not None else Spread.of(self.lead)
+        return _spread(self.lead_spread, self.lead)
 
     def results(self) -> Results:
         if self.firsts is not None:  # in the order the cases would have brought them
@@ -306,9 +312,8 @@ class _Tally:
     def figures(self, key: str | None, name: str) -> GroupFigures:
         return GroupFigures(
             key=key, name=name, received=self.received, open=self.open, closed=self.closed,
-            lead_days=self.lead_spread if self.lead_spread is not None else Spread.of(self.lead),
-            lead_working_days=(self.working_spread if self.working_spread is not None
-                               else Spread.of(self.lead_working)),
+            lead_days=_spread(self.lead_spread, self.lead),
+            lead_working_days=_spread(self.working_spread, self.lead_working),
             clocks={n: _share(c) for n, c in self.clocks.items()}, overdue=self.overdue,
             escalations=dict(sorted(self.escalations.items(), key=lambda kv: rung_order(kv[0]))),
             results=self.results.results(),
@@ -322,7 +327,7 @@ and which stays) → their days, shortest first."""
 
 def _window_of(held: int, stored: int) -> tuple[int, int]:
     """The offset and limit `_median_of_parts` reads of `stored` sorted values beside `held`."""
-    rank = max(1, -(-50 * (held + stored) // 100))
+    rank = rank_of(held + stored, 50)
     skip = max(0, rank - held - 1)
     return skip, rank - skip
 
@@ -346,7 +351,7 @@ def _median_of_parts(parts: Sequence[array[float]], stored: int = 0,
     count += stored
     if not count:
         return 0, None
-    rank = max(1, -(-50 * count // 100))
+    rank = rank_of(count, 50)
     filled = [part for part in parts if part]
     if stored:
         assert window is not None
@@ -448,7 +453,7 @@ def _spread_of_counts(counts: Mapping[int, int]) -> Spread:
     total = sum(counts.values())
     if not total:
         return Spread(0, None, None)
-    ranks = {percent: max(1, -(-percent * total // 100)) for percent in (50, 90)}
+    ranks = {percent: rank_of(total, percent) for percent in (50, 90)}
     found: dict[int, float] = {}
     seen = 0
     for value in sorted(counts):
@@ -597,8 +602,7 @@ class ReportBuilder:
                 # Counted on the database (`add_closed_*`): streamed for the bestuurlijke dekking only.
                 events = admin_events.get(case_id)
                 if events:
-                    self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
-                                          _instant(closed))
+                    self._add_dekking(events, moves, closed)
                 continue
             plan = plans.get((key, version))
             if plan is None:
@@ -677,8 +681,7 @@ class ReportBuilder:
             if admin_events:
                 events = admin_events.get(case_id)
                 if events:
-                    self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
-                                          None if closed is None else _instant(closed))
+                    self._add_dekking(events, moves, closed)
             if closed is None:
                 if unit is None or owner == unit:
                     self._add_open(CaseFacts._make(case), by_type)
@@ -759,6 +762,11 @@ class ReportBuilder:
                     heapq.heappush(recent, item)
                 else:
                     heapq.heapreplace(recent, item)
+
+    def _add_dekking(self, events: Sequence[AdminEvent], moves: Sequence[RawMove], closed: int | None) -> None:
+        """One case of the bestuurlijke dekking: its events with its moves and closing, as instants."""
+        self.dekking.add_case(events, [Move(m[0], _instant(m[1]), m[2], m[3], m[4]) for m in moves],
+                              None if closed is None else _instant(closed))
 
     def _type_parts(self, key: str) -> tuple[_Tally, list[int], list[int], list[int], Any, Any, _Results]:
         """A type's tally and what `add_cases` counts in it, looked up once per call."""

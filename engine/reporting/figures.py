@@ -161,12 +161,16 @@ class Filters:
 # -- figures out -------------------------------------------------------------------------------
 
 
+def rank_of(count: int, percent: int) -> int:
+    """The nearest rank of a percentile of `count` values: ⌈percent·count/100⌉, at least 1."""
+    return max(1, -(-percent * count // 100))
+
+
 def nearest_rank(ordered: Sequence[float], percent: int) -> float | None:
     """The nearest-rank percentile of sorted values: the value at rank ⌈percent·n/100⌉."""
     if not ordered:
         return None
-    rank = max(1, -(-percent * len(ordered) // 100))
-    return ordered[rank - 1]
+    return ordered[rank_of(len(ordered), percent) - 1]
 
 
 def flow_order(rt: RequestType) -> list[str]:

@@ -346,7 +346,8 @@ def _ranked(ordered: Sequence[int]) -> tuple[int, int | None, int | None]:
 
 
 def nearest(count: int, percent: int) -> int:
-    """The nearest rank of a percentile of `count` values (`engine.reporting.figures.nearest_rank`)."""
+    """The nearest rank of a percentile of `count` values (`engine.reporting.figures.rank_of`; the
+    store does not import the reporting layer)."""
     return max(1, -(-percent * count // 100))
 
 
