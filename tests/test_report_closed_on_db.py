@@ -26,7 +26,7 @@ from engine.app import report as report_module
 from engine.app.clock import FixedClock
 from engine.app.service import Loket
 from engine.reporting.figures import Filters
-from engine.store import closed
+from engine.store import closed, reports
 from engine.store.db import open_engine
 from engine.store.tables import cases_t
 
@@ -230,21 +230,53 @@ def test_a_sibling_connection_sees_the_reports_snapshot(pg_loket: Loket) -> None
 def test_the_lanes_beside_the_stream_are_opened_only_where_they_group(
     pg_loket: Loket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three connections adopt the report's snapshot; under --unit, which streams every case,
+    """Three connections adopt the report's one snapshot; under --unit, which streams every case,
     none."""
     _fill(pg_loket, count=12)
     pg_loket.clock.set(NOW)  # type: ignore[attr-defined]
     opened: list[object] = []
-    real = report_module.sibling
+    real = report_module.adopt
 
-    def counted(conn: Any) -> Any:
-        opened.append(conn)
-        return real(conn)
+    def counted(engine: Any, exported: str) -> Any:
+        opened.append(exported)
+        return real(engine, exported)
 
-    monkeypatch.setattr(report_module, "sibling", counted)
+    monkeypatch.setattr(report_module, "adopt", counted)
     run_report(pg_loket, None, False, lambda _: None)
     assert len(opened) == report_module._Beside.LANES == 3
+    assert len(set(opened)) == 1  # one snapshot, adopted by each
     opened.clear()
     unit = sorted(pg_loket.organisation().units)[0]
     run_report(pg_loket, None, False, lambda _: None, filters=Filters(unit=unit))
     assert opened == []
+
+
+def test_lead_times_beyond_thirty_four_years_are_exact_to_the_microsecond(
+    pg_loket: Loket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below 2³⁰ seconds the database reads a lead time from the interval's seconds as a double;
+    above it from whole seconds and µs (`closed._lead`). Cases opened in 2014 (the calendar's
+    first year), closed in 2048 (beyond) and 2046 (below), a µs apart, rank as the streamed pass
+    ranks them."""
+    _fill(pg_loket, count=12)
+    refs = []
+    for n in range(5):
+        refs.append(pg_loket.new_case("melding", [f"omschrijving=Oud {n}", "locatie=Plein"], actor=CLERK).ref)
+    with pg_loket.engine.begin() as conn:
+        for n, ref in enumerate(refs):
+            created = dt.datetime(2014, 1, 2, 0, 0, 0, 1 + n, tzinfo=UTC)
+            closed_at = dt.datetime(2048 - 2 * (n % 2), 5, 4, 12, 0, 0, 999_999 - n, tzinfo=UTC)
+            conn.execute(sa.update(cases_t).where(cases_t.c.ref == ref).values(
+                state="afgehandeld", created_at=created, closed_at=closed_at, state_entered_at=closed_at,
+                state_due=None))
+    pg_loket.clock.set(NOW)  # type: ignore[attr-defined]
+    with pg_loket.engine.connect() as conn:
+        spreads = closed.lead_spreads(conn, reports.ALL, {("melding", 1): closed.Version(None, (), ())})
+    melding = next(row for row in spreads if row[0] == "melding" and not row[2])
+    lead = (dt.datetime(2048, 5, 4, 12, 0, 0, 999_999, tzinfo=UTC)
+            - dt.datetime(2014, 1, 2, 0, 0, 0, 1, tzinfo=UTC))
+    assert lead > dt.timedelta(seconds=closed._EXACT_SECONDS)
+    assert melding[4] is not None and melding[5] == lead // dt.timedelta(microseconds=1)  # the 90th: the longest
+    on_db, streamed, answers = _both(pg_loket, None, tmp_path, monkeypatch)
+    assert answers and all(answers)
+    assert on_db == streamed

@@ -167,6 +167,27 @@ def test_the_stays_read_in_one_pass_equal_the_two_queries(db_url: str, clock: Fi
     loket.engine.dispose()
 
 
+def test_the_stays_windows_asked_together_equal_each_asked_alone(db_url: str, clock: FixedClock) -> None:
+    """`stay_windows` asks for many ranks in one statement (the report's lanes do): each window
+    is the one `stay_window` gives alone, in order, whatever the order of the rows it came in."""
+    loket = _loket(open_engine(db_url), clock)
+    build_history(loket, clock)
+    with loket.engine.connect() as conn:
+        kept = conn.execute(sa.select(reports._s.type_key, reports._s.state, reports._s.unit).distinct()).all()
+        asks: list[tuple[dict[str, Any], int, int]] = []
+        for n, (key, state, unit) in enumerate(sorted(kept, key=str)):
+            asks.append(({"type_key": key, "state": state}, n % 2, 3))
+            asks.append(({"unit": (unit,)}, 0, 2 + n % 3))
+        asks.append(({"type_key": "melding", "state": "nergens"}, 0, 5))  # an empty window
+        for period in (reports.ALL, reports.Period(since=at(10, 0)), reports.Period(until=at(20, 0))):
+            alone = [reports.stay_window(conn, period, offset, limit, **which) for which, offset, limit in asks]
+            assert reports.stay_windows(conn, period, asks) == alone, period
+            if period == reports.ALL:  # windows with several values, in order: the test can fail
+                assert any(len(window) > 1 and window != window[::-1] for window in alone)
+        assert reports.stay_windows(conn, reports.ALL, []) == []
+    loket.engine.dispose()
+
+
 def test_the_escalations_span_holds_those_of_the_type_asked_for(db_url: str, clock: FixedClock) -> None:
     loket = _loket(open_engine(db_url), clock)
     build_history(loket, clock)

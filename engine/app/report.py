@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -35,10 +35,10 @@ from engine.reporting.figures import (
     Report,
 )
 from engine.store import closed, reports
-from engine.store.db import sibling, snapshot
+from engine.store.db import adopt, export_snapshot, snapshot
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
+    from sqlalchemy import Connection, Engine
 
     from engine.app.service import Loket
 
@@ -166,29 +166,28 @@ def _grouped(conn: Connection, period: reports.Period, stored: bool,
 _T = TypeVar("_T")
 
 
-def _windows(conn: Connection, period: reports.Period, asks: list[tuple[dict[str, Any], int, int]]
-             ) -> list[list[float]]:
-    return [reports.stay_window(conn, period, offset, limit, **which) for which, offset, limit in asks]
-
-
 class _Beside:
     """Queries run beside the case stream: on PostgreSQL each lane on a connection of its own
-    that sees the report's snapshot (`engine.store.db.sibling`), in a thread of its own, so
+    that sees the report's snapshot (`engine.store.db.adopt`), in a thread of its own, so
     that the server groups while the report counts the streamed cases; elsewhere one after the
-    other on the report's own connection, when their answer is asked for."""
+    other on the report's own connection, when their answer is asked for. A lane opens its
+    connection in its own thread, as its first work: the three open at once, while the report
+    goes on."""
 
     LANES = 3
 
     def __init__(self, conn: Connection, stack: ExitStack, *, wanted: bool = True) -> None:
         self._conn = conn
-        self._lanes: list[tuple[Connection, ThreadPoolExecutor]] = []
+        self._lanes: list[tuple[Future[Connection], ThreadPoolExecutor]] = []
         if wanted and conn.dialect.name == "postgresql":
+            exported = export_snapshot(conn)
+            opened: list[Future[Connection]] = []
+            stack.callback(_close_lanes, opened)  # after the pools below have finished their work
             for _ in range(self.LANES):
-                other = stack.enter_context(sibling(conn))
-                reports.plain_plans(other)
-                reports.roomy(other)
                 pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="loket-report"))
-                self._lanes.append((other, pool))
+                lane = pool.submit(_lane, conn.engine, exported)
+                opened.append(lane)
+                self._lanes.append((lane, pool))
 
     @property
     def lanes(self) -> int:
@@ -199,8 +198,23 @@ class _Beside:
         """Start `work` (beside, or later); the function returned waits for its answer."""
         if not self._lanes:
             return partial(work, self._conn)
-        other, pool = self._lanes[lane]
-        return pool.submit(work, other).result
+        opened, pool = self._lanes[lane]
+        # The lane's connection was opened by the work before this one, in the same thread.
+        return pool.submit(lambda: work(opened.result())).result
+
+
+def _lane(engine: Engine, exported: str) -> Connection:
+    """A lane's connection: the report's snapshot, and room to group."""
+    other = adopt(engine, exported)
+    reports.plain_plans(other)
+    reports.roomy(other)
+    return other
+
+
+def _close_lanes(opened: list[Future[Connection]]) -> None:
+    for lane in opened:
+        if lane.done() and lane.exception() is None:
+            lane.result().close()
 
 
 def gather(loket: Loket, filters: Filters | None = None) -> Report:
@@ -220,8 +234,11 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
     now = loket.clock.now()
     org = loket.organisation()
     period = reports.Period(filters.type_key, filters.since, filters.until)
-    with snapshot(loket.engine) as conn:
+    with snapshot(loket.engine) as conn, ExitStack() as stack:
         reports.plain_plans(conn)
+        # Under --unit every case is streamed and little is grouped: no lanes. Opened first, so
+        # that their connections are made while the definitions are read.
+        beside = _Beside(conn, stack, wanted=filters.unit is None)
         acting = acting_for(org)
         admin_events: dict[int, list[AdminEvent]] = {}
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
@@ -234,46 +251,44 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         )
         stored = builder.stored_stays
         admins = (org.administrators, acting)
-        with ExitStack() as stack:
-            # Under --unit every case is streamed and little is grouped: no lanes.
-            beside = _Beside(conn, stack, wanted=stored)
-            grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
-            on_db = stored and closed.supported(conn)
-            count = _prepare_closed(loket, conn, period, builder) if on_db else None
-            counted = beside.submit(count[0], lane=1) if count is not None else None
-            ranked = beside.submit(count[1], lane=2) if count is not None else None
-            builder.closed_grouped = on_db
-            # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
-            cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
-                     if on_db else reports.case_rows(conn, now, period, data_for=_valued(loket)))
-            # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
-            moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
-                conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
-            builder.add_cases(with_moves(cases, moves))
-            found = counted() if counted is not None else None
-            if found is not None and ranked is not None:
-                found.leads = ranked()
-                _add_closed(builder, found)
-            elif counted is not None:
-                # A stored form the database could read otherwise: the closed cases streamed
-                # after all, each counted but for the bestuurlijke dekking (done above).
-                builder.closed_grouped = False
-                builder.admin_events = {}
-                builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
-                                                               closed_only=True), ()))
-            rest = grouped()
-            if rest.stays is not None:
-                builder.add_stored_stays(
-                    *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
-                    partial(reports.stay_version, conn))
-                builder.add_escalation_counts(rest.escalations, rest.days)
-                # The ranks of the ended stays, looked up side by side on the lanes.
-                asks = builder.window_asks()
-                if beside.lanes and asks:
-                    shares = [beside.submit(partial(_windows, period=period, asks=asks[lane::beside.lanes]), lane)
-                              for lane in range(beside.lanes)]
-                    answers = [share() for share in shares]
-                    builder.answer_windows([answers[i % beside.lanes][i // beside.lanes] for i in range(len(asks))])
+        grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
+        on_db = stored and closed.supported(conn)
+        count = _prepare_closed(loket, conn, period, builder) if on_db else None
+        counted = beside.submit(count[0], lane=1) if count is not None else None
+        ranked = beside.submit(count[1], lane=2) if count is not None else None
+        builder.closed_grouped = on_db
+        # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
+        cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
+                 if on_db else reports.case_rows(conn, now, period, data_for=_valued(loket)))
+        # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
+        moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
+            conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
+        builder.add_cases(with_moves(cases, moves))
+        found = counted() if counted is not None else None
+        if found is not None and ranked is not None:
+            found.leads = ranked()
+            _add_closed(builder, found)
+        elif counted is not None:
+            # A stored form the database could read otherwise: the closed cases streamed
+            # after all, each counted but for the bestuurlijke dekking (done above).
+            builder.closed_grouped = False
+            builder.admin_events = {}
+            builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
+                                                           closed_only=True), ()))
+        rest = grouped()
+        if rest.stays is not None:
+            builder.add_stored_stays(
+                *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
+                partial(reports.stay_version, conn))
+            builder.add_escalation_counts(rest.escalations, rest.days)
+            # The ranks of the ended stays, looked up side by side on the lanes.
+            asks = builder.window_asks()
+            if beside.lanes and asks:
+                shares = [beside.submit(partial(reports.stay_windows, filters=period,
+                                                asks=asks[lane::beside.lanes]), lane)
+                          for lane in range(beside.lanes)]
+                answers = [share() for share in shares]
+                builder.answer_windows([answers[i % beside.lanes][i // beside.lanes] for i in range(len(asks))])
         if rest.stays is None:
             escalations: Iterator[EscalationFact] = map(
                 partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))

@@ -127,18 +127,34 @@ def snapshot(engine: sa.Engine) -> sa.Connection:
     return conn
 
 
+def export_snapshot(conn: sa.Connection) -> str:
+    """PostgreSQL: the name of `conn`'s snapshot (`snapshot`), for other connections to adopt
+    (`adopt`) while `conn` stays in its transaction. Begins that transaction if need be."""
+    conn.exec_driver_sql("SELECT 1").close()
+    return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+
+def adopt(engine: sa.Engine, exported: str) -> sa.Connection:
+    """PostgreSQL: a new read-only connection whose transaction sees the snapshot `exported`
+    (`export_snapshot`; `SET TRANSACTION SNAPSHOT` before its first query). Queries on it and on
+    the exporting connection may run at the same time, in two server processes, and their
+    answers agree as if they ran on one. The caller closes it."""
+    other = engine.connect().execution_options(loket_readonly=True, isolation_level="REPEATABLE READ")
+    try:
+        other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{exported}'")
+    except BaseException:
+        other.close()
+        raise
+    return other
+
+
 @contextmanager
 def sibling(conn: sa.Connection) -> Iterator[sa.Connection]:
     """PostgreSQL: a second read-only connection whose transaction sees the very snapshot of
-    `conn`'s (`snapshot`): `conn` exports it, the sibling adopts it (`SET TRANSACTION
-    SNAPSHOT`) before its first query. Queries on the two may run at the same time, in two
-    server processes, and their answers agree as if they ran on one. `conn` must stay in its
-    transaction while the sibling is used."""
-    conn.exec_driver_sql("SELECT 1").close()  # begins `conn`'s transaction (its snapshot) if need be
-    exported = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-    other = conn.engine.connect().execution_options(loket_readonly=True, isolation_level="REPEATABLE READ")
+    `conn`'s (`export_snapshot`, `adopt`). `conn` must stay in its transaction while the
+    sibling is used."""
+    other = adopt(conn.engine, export_snapshot(conn))
     try:
-        other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{exported}'")
         yield other
     finally:
         other.close()
