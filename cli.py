@@ -1342,10 +1342,10 @@ def db_repair_stays(ctx: Context, check: bool, as_json: bool) -> None:
     its rows are deleted and the ones its history gives written, recorded in the
     configuration history. An operator's task; on PostgreSQL, the tables' owner role's.
     """
-    from engine.app.repair import SHOWN, check_stays, repair_stays
+    from engine.app.repair import SHOWN, repair_stays, stays_to_repair
 
     loket = ctx.open()
-    result = check_stays(loket) if check else repair_stays(loket, ctx.identity())
+    result = stays_to_repair(loket) if check else repair_stays(loket, ctx.identity())
     if as_json:
         emit_json(result.as_json())
     elif not result.cases:

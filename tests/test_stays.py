@@ -256,10 +256,10 @@ def _damage(loket: Loket) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
 
 
 def test_repair_rebuilds_a_changed_a_missing_and_an_extra_stay_row_and_nothing_else(town: Any) -> None:
-    from engine.app.repair import check_stays, repair_stays
+    from engine.app.repair import repair_stays, stays_to_repair
 
     loket, _clock, _refs = town
-    assert check_stays(loket).cases == 0
+    assert stays_to_repair(loket).cases == 0
     assert repair_stays(loket, loket.identity()).as_json() == {
         "check": False, "cases": 0, "removed": 0, "written": 0, "refs": [], "config_events": []}
     config_before = len(loket.config_history())
@@ -269,7 +269,7 @@ def test_repair_rebuilds_a_changed_a_missing_and_an_extra_stay_row_and_nothing_e
         counts = {case_id: conn.execute(sa.select(sa.func.count()).where(stays_t.c.case_id == case_id)).scalar()
                   for case_id in damaged.values()}
     assert not verify(loket).ok
-    found = check_stays(loket)
+    found = stays_to_repair(loket)
     assert (found.cases, sorted(found.refs)) == (3, refs)
     assert found.removed == sum(counts.values()) and found.written == sum(counts.values())  # -1 + 1
     assert not verify(loket).ok and len(loket.config_history()) == config_before  # --check changes nothing
@@ -290,13 +290,44 @@ def test_repair_rebuilds_a_changed_a_missing_and_an_extra_stay_row_and_nothing_e
     loket.engine.dispose()
 
 
+def test_repair_refuses_to_rebuild_from_a_history_that_does_not_hold(town: Any) -> None:
+    """The stay rows are worked out from the history: where the history of a case whose rows
+    differ was edited, neither the check nor the repair goes on (exit 1, naming the damage),
+    and nothing is written; once the history holds again, the repair does its work."""
+    from engine.app.repair import repair_stays, stays_to_repair
+    from engine.errors import HistoryDamaged
+    from engine.store.tables import events_t
+
+    loket, _clock, _refs = town
+    damaged, _others = _damage(loket)
+    config_before = len(loket.config_history())
+    before = stored(loket)
+    with loket.engine.begin() as conn:
+        ref = stays.ref_of(conn, damaged["changed"])
+        event = events_t.c
+        second = sa.and_(event.case_id == damaged["changed"], event.seq == 2)
+        actor = conn.execute(sa.select(event.actor).where(second)).scalar_one()
+        conn.execute(sa.update(events_t).where(second).values(actor="m.vervalst"))
+    for attempt in (stays_to_repair, lambda loket: repair_stays(loket, loket.identity())):
+        with pytest.raises(HistoryDamaged) as refused:
+            attempt(loket)
+        assert str(refused.value).startswith(f"{ref} event 2: its content does not match its hash (edited)")
+        assert "not rebuilt from one that does not hold" in str(refused.value)
+        assert refused.value.exit_code == 1
+    assert stored(loket) == before and len(loket.config_history()) == config_before  # nothing written
+    with loket.engine.begin() as conn:
+        conn.execute(sa.update(events_t).where(second).values(actor=actor))
+    assert repair_stays(loket, loket.identity()).cases == 3 and verify(loket).ok
+    loket.engine.dispose()
+
+
 def test_repair_works_in_batches_each_recorded(town: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.app import repair
 
     loket, _clock, _refs = town
     with loket.engine.begin() as conn:
         conn.execute(sa.delete(stays_t))  # every case's rows missing
-    missing = repair.check_stays(loket)
+    missing = repair.stays_to_repair(loket)
     assert missing.cases >= 3 and missing.removed == 0
     monkeypatch.setattr(repair, "CHUNK", 2)
     done = repair.repair_stays(loket, loket.identity())

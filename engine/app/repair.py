@@ -13,6 +13,12 @@ the ids of the cases that differ; the second takes them a batch at a time, locks
 rows (a transition of one of them waits, or is waited for), and compares and rewrites them
 again from what is committed by then.
 
+The rows are only as good as the history they come from: before anything is written (and
+with `--check` too), the histories of the cases found are checked as `audit verify` checks
+them. One that does not hold (an event edited, missing or out of its chain) refuses the
+repair (`HistoryDamaged`, exit 1), naming it: rows rebuilt from a damaged history would look
+sound and hide the damage from the report.
+
 Who: an operator (when the organisation names operators); on PostgreSQL also a login that
 is, or may act as, the tables' owner role: `loket_users` may only read and add to
 `case_stay`, never delete from it (`engine.store.grants`). `--check` only reads.
@@ -29,6 +35,7 @@ import sqlalchemy as sa
 
 from engine.core.confighistory import STAYS_REPAIRED
 from engine.core.identity import Identity
+from engine.errors import HistoryDamaged
 from engine.store import grants as store_grants
 from engine.store import stays as stored_stays
 from engine.store.db import snapshot
@@ -62,12 +69,16 @@ class StayRepair:
                 "refs": self.refs, "config_events": self.events}
 
 
-def check_stays(loket: Loket) -> StayRepair:
-    """The cases whose stored stay rows differ from their history, changing nothing."""
+def stays_to_repair(loket: Loket) -> StayRepair:
+    """The cases whose stored stay rows differ from their history, changing nothing; refused
+    (`HistoryDamaged`) when the history of one of them does not hold."""
     result = StayRepair(check=True)
+    found = array("q")
     with snapshot(loket.engine) as conn:
         for case_id, want, have in stored_stays.side_by_side(conn, loket.calendar(), loket.request_type):
             _count(result, conn, case_id, len(have), len(want))
+            found.append(case_id)
+        _refuse_damaged(loket, conn, found)
     return result
 
 
@@ -79,6 +90,7 @@ def repair_stays(loket: Loket, by: Identity) -> StayRepair:
     with snapshot(loket.engine) as conn:
         for case_id, _want, _have in stored_stays.side_by_side(conn, loket.calendar(), loket.request_type):
             found.append(case_id)
+        _refuse_damaged(loket, conn, found)
     result = StayRepair(check=False)
     for start in range(0, len(found), CHUNK):
         _repair(loket, by, result, found[start:start + CHUNK].tolist(), role)
@@ -95,6 +107,7 @@ def _repair(loket: Loket, by: Identity, result: StayRepair, ids: Sequence[int], 
             # this transaction, as `db grants --apply` does.
             conn.execute(sa.text("SELECT set_config('role', :owner, true)"), {"owner": role})
         stored_stays.lock_cases(conn, ids)
+        _refuse_damaged(loket, conn, ids)  # again, under the locks: as committed now
         # Read the batch whole before writing: no statement reads case_stay while it changes.
         differ = list(stored_stays.side_by_side(conn, loket.calendar(), loket.request_type, ids))
         for case_id, want, _have in differ:
@@ -107,6 +120,18 @@ def _repair(loket: Loket, by: Identity, result: StayRepair, ids: Sequence[int], 
     result.written += here.written
     result.refs += here.refs[:SHOWN - len(result.refs)]
     result.events += here.events
+
+
+def _refuse_damaged(loket: Loket, conn: sa.Connection, ids: Sequence[int]) -> None:
+    """Refuse (`HistoryDamaged`, exit 1) when the history of one of the cases `ids` does not
+    hold, checked a batch at a time in the snapshot `conn`."""
+    from engine.app.verify import chain_damage
+
+    for start in range(0, len(ids), CHUNK):
+        damage = chain_damage(loket, conn, ids[start:start + CHUNK])
+        if damage is not None:
+            raise HistoryDamaged(f"{damage}: the stay rows are worked out from the history, and are not rebuilt"
+                                 " from one that does not hold; 'loket audit verify' checks the whole database")
 
 
 def _count(result: StayRepair, conn: sa.Connection, case_id: int, removed: int, written: int) -> None:

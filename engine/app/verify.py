@@ -617,6 +617,29 @@ def _orphan(ev: Any) -> Broken:
     return Broken(f"event {ev['seq']} belongs to case id {ev['case_id']}, which does not exist", None, seq)
 
 
+def chain_damage(loket: Loket, conn: sa.Connection, ids: Sequence[int]) -> str | None:
+    """The first damage to the histories of the cases `ids`, as `check` tells it (an event
+    missing, edited or out of its chain, the row's end of the chain, a value altered, an
+    unreadable value), or None when each of them holds. A case row that merely disagrees
+    with its history is no damage to the history, and not told here."""
+    try:
+        setting = _Setting(loket, conn, careful=False)
+        events = store.chain_events(conn, ids)
+        pending = next(events, None)
+        for case in store.chain_cases(conn, ids):
+            chain = _Chain(case, setting)
+            chain.start()
+            while pending is not None and pending["case_id"] == case.id:
+                chain.feed(pending)
+                pending = next(events, None)
+            chain.close()
+    except Broken as broken:
+        return broken.message
+    except Exception as exc:  # a value the quick pass cannot decode: verify's careful pass names it
+        return f"a stored value cannot be read back ({first_line(exc)}); 'loket audit verify' names it"
+    return None
+
+
 def replay_of(loket: Loket, ref: str) -> Replay:
     """Case REF's history replayed as verify replays it (see `check`): its `result()` is the
     row it must be."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
@@ -67,20 +67,20 @@ def count_cases(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(cases_t)).scalar_one())
 
 
-def chain_cases(conn: sa.Connection) -> Iterable[Any]:
-    """Every case row, as far as its history decides it, in id order."""
-    return conn.execute(
-        sa.select(*(cases_t.c[name] for name in _CASE_NAMES)).order_by(cases_t.c.id),
-        execution_options={"yield_per": CASE_BATCH},
-    )
+def chain_cases(conn: sa.Connection, ids: Sequence[int] | None = None) -> Iterable[Any]:
+    """Every case row (or those of `ids`), as far as its history decides it, in id order."""
+    query = sa.select(*(cases_t.c[name] for name in _CASE_NAMES)).order_by(cases_t.c.id)
+    if ids is not None:
+        query = query.where(cases_t.c.id.in_(sorted(ids)))
+    return conn.execute(query, execution_options={"yield_per": CASE_BATCH})
 
 
-def chain_events(conn: sa.Connection) -> Iterator[Any]:
-    """Every event (a mapping per row) by case id and seq."""
-    return iter(conn.execute(
-        sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq),
-        execution_options={"yield_per": EVENT_BATCH},
-    ).mappings())
+def chain_events(conn: sa.Connection, ids: Sequence[int] | None = None) -> Iterator[Any]:
+    """Every event (or those of the cases `ids`; a mapping per row) by case id and seq."""
+    query = sa.select(events_t).order_by(events_t.c.case_id, events_t.c.seq)
+    if ids is not None:
+        query = query.where(events_t.c.case_id.in_(sorted(ids)))
+    return iter(conn.execute(query, execution_options={"yield_per": EVENT_BATCH}).mappings())
 
 
 def careful_events(conn: sa.Connection) -> Iterator[dict[str, Any]]:
