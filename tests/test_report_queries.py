@@ -276,10 +276,13 @@ def test_the_reports_transaction_plans_without_jit_and_leaves_the_session_as_it_
         if conn.dialect.name != "postgresql":
             reports.plain_plans(conn)  # nothing to set on SQLite
             return
-        before = conn.exec_driver_sql("SHOW jit").scalar_one()
+        before = [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("jit", "cursor_tuple_fraction")]
+        assert before != ["off", "1"]  # the test can fail
         conn.commit()
         reports.plain_plans(conn)
-        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+        assert [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("jit", "cursor_tuple_fraction")] \
+            == ["off", "1"]
         conn.rollback()
-        assert conn.exec_driver_sql("SHOW jit").scalar_one() == before
+        assert [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("jit", "cursor_tuple_fraction")] \
+            == before
     engine.dispose()

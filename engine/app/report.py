@@ -140,27 +140,28 @@ def _add_closed(builder: ReportBuilder, found: _Closed) -> None:
 
 
 @dataclass
-class _Grouped:
-    """The report's grouped queries but the closed cases': the ended stays, the escalations,
-    the failed emails."""
+class _Stays:
+    """The report's grouped queries of the ended stays, and the failed emails."""
 
     stays: tuple[list[tuple[str, str, str | None, int, int]], list[tuple[str, str | None, bool, int]]] | None
     missed: list[tuple[Any, int]]
-    escalations: list[tuple[str, str | None, str, int]]
-    days: list[tuple[int, str, int]]
     failed_count: int
     failed: list[FailedEmail]
 
 
-def _grouped(conn: Connection, period: reports.Period, stored: bool,
-             zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]) -> _Grouped:
+def _stays(conn: Connection, period: reports.Period, stored: bool) -> _Stays:
     failed = reports.failed_count(conn), [FailedEmail._make(row) for row in reports.failed_rows(conn, FAILED_SHOWN)]
-    if not stored:  # under --unit the escalations are streamed
-        return _Grouped(None, [], [], [], *failed)
-    return _Grouped(
-        reports.stay_counts(conn, period), reports.missed_stay_days(conn, period),
-        reports.escalation_counts(conn, period),
-        reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))), *failed)
+    if not stored:  # under --unit the stays come from the streamed state changes
+        return _Stays(None, [], *failed)
+    return _Stays(reports.stay_counts(conn, period), reports.missed_stay_days(conn, period), *failed)
+
+
+def _escalations(conn: Connection, period: reports.Period,
+                 zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]
+                 ) -> tuple[list[tuple[str, str | None, str, int]], list[tuple[int, str, int]]]:
+    """The escalations per type, unit and rung, and per local day and rung."""
+    return (reports.escalation_counts(conn, period),
+            reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))))
 
 
 _T = TypeVar("_T")
@@ -251,11 +252,15 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         )
         stored = builder.stored_stays
         admins = (org.administrators, acting)
-        grouped = beside.submit(partial(_grouped, period=period, stored=stored, zone_offsets=builder.zone_offsets))
+        # Three lanes: the stays (then a share of their ranks); the closed cases; their lead
+        # times, then the escalations (then a share of the ranks).
+        stays = beside.submit(partial(_stays, period=period, stored=stored))
         on_db = stored and closed.supported(conn)
         count = _prepare_closed(loket, conn, period, builder) if on_db else None
         counted = beside.submit(count[0], lane=1) if count is not None else None
         ranked = beside.submit(count[1], lane=2) if count is not None else None
+        escalations = (beside.submit(partial(_escalations, period=period, zone_offsets=builder.zone_offsets), lane=2)
+                       if stored else None)
         builder.closed_grouped = on_db
         # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
         cases = (reports.case_rows(conn, now, period, data_for=(), open_and_dekking=(admin_events.keys(), admins))
@@ -264,6 +269,19 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
         builder.add_cases(with_moves(cases, moves))
+        # The ended stays first: their ranks are looked up on the lanes that have done their
+        # counting (not the one still counting the closed cases), while the rest is put in.
+        rest = stays()
+        shares: list[Callable[[], list[list[float]]]] = []
+        if rest.stays is not None:
+            builder.add_stored_stays(
+                *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
+                partial(reports.stay_version, conn))
+            asks = builder.window_asks()
+            free = [lane for lane in range(beside.lanes) if lane != 1 or count is None]
+            if free and asks:
+                shares = [beside.submit(partial(reports.stay_windows, filters=period, asks=asks[n::len(free)]), lane)
+                          for n, lane in enumerate(free)]
         found = counted() if counted is not None else None
         if found is not None and ranked is not None:
             found.leads = ranked()
@@ -275,25 +293,14 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             builder.admin_events = {}
             builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
                                                            closed_only=True), ()))
-        rest = grouped()
-        if rest.stays is not None:
-            builder.add_stored_stays(
-                *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
-                partial(reports.stay_version, conn))
-            builder.add_escalation_counts(rest.escalations, rest.days)
-            # The ranks of the ended stays, looked up side by side on the lanes.
-            asks = builder.window_asks()
-            if beside.lanes and asks:
-                shares = [beside.submit(partial(reports.stay_windows, filters=period,
-                                                asks=asks[lane::beside.lanes]), lane)
-                          for lane in range(beside.lanes)]
-                answers = [share() for share in shares]
-                builder.answer_windows([answers[i % beside.lanes][i // beside.lanes] for i in range(len(asks))])
-        if rest.stays is None:
-            escalations: Iterator[EscalationFact] = map(
-                partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period))
-            for escalation in escalations:
+        if escalations is not None:
+            builder.add_escalation_counts(*escalations())
+        else:  # under --unit, streamed
+            for escalation in map(partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period)):
                 builder.add_escalation(escalation)
+        if shares:
+            answers = [share() for share in shares]
+            builder.answer_windows([answers[i % len(shares)][i // len(shares)] for i in range(len(asks))])
         failed_count, failed = rest.failed_count, rest.failed
         # Inside the snapshot: the medians of the ended stays are ranks read from it.
         return builder.finish(failed, failed_count)
