@@ -464,7 +464,7 @@ def walk(rt: RequestType, case_id: int, ref: str, rng: random.Random) -> tuple[d
                     event(fired, "escalated", from_state=state, data={"rung": str(place)})
                     escalations.append({"case_id": case_id, "stay": stay, "rung": str(place),
                                         "state": state, "unit": spec.owner, "recipient": "b.bakker",
-                                        "due_at": fired, "fired_at": fired})
+                                        "due_at": fired, "fired_at": fired, "type_key": rt.key})
         if rng.random() < 0.3:
             event(since + (min(leave, NOW) - since) / 2, "comment",
                   comment="Besproken in het teamoverleg.")
@@ -484,7 +484,7 @@ def walk(rt: RequestType, case_id: int, ref: str, rng: random.Random) -> tuple[d
         if due is not None and due < (closed or NOW):
             escalations.append({"case_id": case_id, "stay": 0, "rung": rung, "state": state,
                                 "unit": spec.owner, "recipient": "a.jansen", "due_at": due,
-                                "fired_at": due})
+                                "fired_at": due, "type_key": rt.key})
     deadline = days_of(spec.deadline)
     case = {
         "id": case_id, "ref": ref, "type_key": rt.key, "type_version": 1, "state": state,

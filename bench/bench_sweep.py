@@ -257,7 +257,8 @@ def floor_rows(
         "digests": None, "salts": None, "prev_hash": case["last_hash"], "hash": digest,
     }
     escalation = {"case_id": case["id"], "stay": case["stay"], "rung": "2", "state": case["state"],
-                  "unit": case["owner"], "recipient": "b.bakker", "due_at": now, "fired_at": now}
+                  "unit": case["owner"], "recipient": "b.bakker", "due_at": now, "fired_at": now,
+                  "type_key": case["type_key"]}
     mail = {
         "key": f"{case['ref']}/{case['stay']}/2", "case_id": case["id"], "kind": "escalation",
         "language": "nl", "recipient": "b.bakker", "to_email": "b.bakker@voorbeeld.example",

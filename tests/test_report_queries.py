@@ -270,6 +270,56 @@ def test_upgrading_from_0009_adds_the_dekking_indexes_and_keeps_the_events(fresh
     engine.dispose()
 
 
+def test_the_escalations_grouped_in_one_pass_equal_the_two_queries(db_url: str, clock: FixedClock) -> None:
+    """On PostgreSQL `escalation_groups` counts per type, unit and rung and per local day and
+    rung in one pass (grouping sets); it gives what the two queries give, under every filter."""
+    loket = _loket(open_engine(db_url), clock)
+    build_history(loket, clock)
+    offsets = [(None, 3600), (dt.datetime(2026, 3, 29, 1, tzinfo=UTC), 7200),
+               (dt.datetime(2026, 10, 25, 1, tzinfo=UTC), 3600)]
+    with loket.engine.connect() as conn:
+        for period in (reports.ALL, reports.Period(type_key="melding"), reports.Period(since=at(10, 0)),
+                       reports.Period(until=at(20, 0), type_key="bewonersinitiatief")):
+            counts, days = reports.escalation_groups(conn, period, offsets)
+            assert _sorted(counts) == _sorted(reports.escalation_counts(conn, period)), period
+            assert _sorted(days) == _sorted(reports.escalation_days(conn, period, offsets)), period
+        counts, days = reports.escalation_groups(conn, reports.ALL, offsets)
+        assert any(unit is None for _, unit, _, _ in counts) or len(counts) > 1  # the test can fail
+        assert sum(n for *_, n in counts) == sum(n for *_, n in days) > 0
+    loket.engine.dispose()
+
+
+def test_upgrading_from_0010_gives_each_escalation_its_cases_type(fresh_url: str) -> None:  # noqa: F811
+    """Schema 0011 stores the case's request type on each escalation row, filled from the
+    cases: the report's counts per type (now without the join) are what the join gave."""
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    clock = FixedClock(at(2, 9))
+    loket = _loket(engine, clock)
+    build_history(loket, clock)
+    by_join = (sa.select(cases_t.c.type_key, escalations_t.c.unit, escalations_t.c.rung, sa.func.count())
+               .join(cases_t, cases_t.c.id == escalations_t.c.case_id)
+               .group_by(cases_t.c.type_key, escalations_t.c.unit, escalations_t.c.rung))
+    with engine.connect() as conn:
+        joined = _sorted([tuple(row) for row in conn.execute(by_join)])
+        assert len({row[0] for row in joined}) >= 2  # escalations of several types: the test can fail
+        assert _sorted(reports.escalation_counts(conn)) == joined
+    alembic(engine, "downgrade", "0010")
+    assert "type_key" not in {c["name"] for c in sa.inspect(engine).get_columns("escalation")}
+
+    migrate(engine)
+
+    assert current_revision(engine) == SCHEMA_REVISION
+    [column] = [c for c in sa.inspect(engine).get_columns("escalation") if c["name"] == "type_key"]
+    assert column["nullable"] is False
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(escalations_t).join(
+            cases_t, cases_t.c.id == escalations_t.c.case_id).where(
+            escalations_t.c.type_key != cases_t.c.type_key)).scalar_one() == 0
+        assert _sorted(reports.escalation_counts(conn)) == joined
+    engine.dispose()
+
+
 def test_the_reports_transaction_plans_without_jit_and_leaves_the_session_as_it_was(db_url: str) -> None:
     engine = open_engine(db_url)
     with engine.connect() as conn:

@@ -160,8 +160,7 @@ def _escalations(conn: Connection, period: reports.Period,
                  zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]
                  ) -> tuple[list[tuple[str, str | None, str, int]], list[tuple[int, str, int]]]:
     """The escalations per type, unit and rung, and per local day and rung."""
-    return (reports.escalation_counts(conn, period),
-            reports.escalation_days(conn, period, zone_offsets(*reports.escalation_span(conn, period))))
+    return reports.escalation_groups(conn, period, zone_offsets(*reports.escalation_span(conn, period)))
 
 
 _T = TypeVar("_T")

@@ -200,7 +200,7 @@ def _fire_case(
             writes.escalations.append({
                 "case_id": case.id, "stay": firing.stay, "rung": firing.rung, "state": at_firing.state,
                 "unit": at_firing.owner, "recipient": firing.recipient or "", "due_at": firing.due_at,
-                "fired_at": now,
+                "fired_at": now, "type_key": rt.key,
             })
         result.fired.append(_report(loket, at_firing, firing))
         notice = notice_of(rt, org, cal, at_firing, after, firing, seq, now) if mail else None

@@ -156,6 +156,9 @@ class EscalationRow(SQLModel, table=True):
     recipient: str = Field(max_length=64)
     due_at: dt.datetime = _time(nullable=False)
     fired_at: dt.datetime = _time(nullable=False, index=True)
+    type_key: str = Field(max_length=64)
+    """The case's request type (which never changes): the report counts escalations per type
+    without joining the cases (schema 0011)."""
 
 
 class StayRow(SQLModel, table=True):

@@ -147,6 +147,9 @@ escalations_t = sa.Table(
     sa.Column("recipient", sa.String(64), nullable=False),
     sa.Column("due_at", UTCDateTime(), nullable=False),
     sa.Column("fired_at", UTCDateTime(), nullable=False, index=True),
+    # The case's request type (which never changes): the report counts escalations per type
+    # without joining the cases (schema 0011).
+    sa.Column("type_key", sa.String(64), nullable=False),
     sa.UniqueConstraint("case_id", "stay", "rung"),
 )
 
