@@ -356,15 +356,24 @@ What changed, each measured and the output compared byte for byte (the 36 output
   found by `closed_at` and sorted (0.20 s at a million) instead of walking every case in id
   order (0.33 s).
 
-Figures (`--modes group_by,text --skip-sqlite`): 20,000 cases 0.18–0.21 → 0.17–0.20 s, 4.0–4.8 →
-3.2–3.7× (`--runs 7`, several rounds: the noise between runs is ±10%); 100,000 0.58 → 0.54–0.58
-s, 4.1 → 3.5–3.9× (`--runs 3`); a million 8.12 (first run after loading) and 6.55 → 4.92 s, 5.1
-and 4.6 → 3.6× (`--runs 2`), peak 128 MB. Tried and dropped: a shorter switch interval for the
-interpreter lock (0.5 ms: no gain), one or two lanes instead of three (one is slower, two the
-same within the noise). What is left is work, not waiting: the escalations' type stored on
-their rows (the per-type count without the join, and both groupings in one pass: about 1.2 s
-of CPU at a million, from a trial in a rolled-back transaction), the closed cases' results
-stored when they close, and at 20,000 cases the fixed cost above.
+- Schema 0011: each escalation row holds its case's request type. The count per type needs
+  no join with the cases (1.12 → 0.46 s of the server's time at a million), and on PostgreSQL
+  both escalation groupings come from one pass (`GROUPING SETS`: 0.8 s where the two took 1.3).
+- The stays' ranks are asked in six batches, each taken by whichever lane comes free first
+  (`engine.app.report._Windows`).
+
+Figures (`--modes group_by,text --skip-sqlite`, 06f96aa → this, on this machine): 20,000 cases
+0.19 → 0.17 s, 3.8–4.0 → 3.1–3.3× (`--runs 7`, several rounds: the noise between runs is
+±10%); 100,000 0.58 → 0.54–0.57 s, 3.6 → 3.2–3.6× (`--runs 3`); a million 6.34 → 4.38–4.66 s,
+4.6 → 3.6–3.9× (`--runs 2`; floors 1.20–1.39 s), peak 124 → 127 MB. SQLite at 20,000 cases:
+0.32–0.35 s both before and after, 3.0–3.3× (its floor 0.10–0.12 s here). Tried and dropped: a
+shorter switch interval for the interpreter lock (0.5 ms: no gain), one or two lanes instead
+of three (one is slower, two the same within the noise), both escalation groupings in one
+query on SQLite (no grouping sets there; grouped by all four columns it was slower than the
+two). What is left is work, not waiting: at a million cases the main thread's stream of the
+open cases (their state changes looked up by the redundant `ix_case_event_case_id` instead of
+the unique (case_id, seq) index: 0.8 s), the closed cases' results stored when they close,
+and at 20,000 cases the fixed cost above.
 
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows

@@ -14,6 +14,7 @@ the database could read otherwise sends the closed cases through the stream afte
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -203,6 +204,35 @@ class _Beside:
         return pool.submit(lambda: work(opened.result())).result
 
 
+class _Windows:
+    """The stays' rank lookups (`ReportBuilder.window_asks`) in a few batches, each one
+    statement (`reports.stay_windows`), taken by whichever lane comes free first: every lane
+    is asked to take batches until none is left, after the work it has in hand."""
+
+    BATCHES_PER_LANE = 2
+
+    def __init__(self, beside: _Beside, period: reports.Period, asks: list[tuple[dict[str, Any], int, int]]) -> None:
+        size = -(-len(asks) // (beside.lanes * self.BATCHES_PER_LANE))
+        self._left = deque(enumerate(asks[start:start + size] for start in range(0, len(asks), size)))
+        self._found: list[list[list[float]]] = [[] for _ in self._left]
+        self._period = period
+        self._waits = [beside.submit(self._take, lane) for lane in range(beside.lanes)]
+
+    def _take(self, conn: Connection) -> None:
+        while True:
+            try:
+                place, batch = self._left.popleft()  # atomic: the lanes share the deque
+            except IndexError:
+                return
+            self._found[place] = reports.stay_windows(conn, self._period, batch)
+
+    def answers(self) -> list[list[float]]:
+        """Every window, in the order asked."""
+        for wait in self._waits:
+            wait()
+        return [window for batch in self._found for window in batch]
+
+
 def _lane(engine: Engine, exported: str) -> Connection:
     """A lane's connection: the report's snapshot, and room to group."""
     other = adopt(engine, exported)
@@ -268,19 +298,17 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
         builder.add_cases(with_moves(cases, moves))
-        # The ended stays first: their ranks are looked up on the lanes that have done their
-        # counting (not the one still counting the closed cases), while the rest is put in.
+        # The ended stays first: their ranks are looked up on the lanes as each comes free
+        # (`_Windows`), while the rest is put in.
         rest = stays()
-        shares: list[Callable[[], list[list[float]]]] = []
+        windows: _Windows | None = None
         if rest.stays is not None:
             builder.add_stored_stays(
                 *rest.stays, rest.missed, partial(reports.stay_window, conn, period),
                 partial(reports.stay_version, conn))
             asks = builder.window_asks()
-            free = [lane for lane in range(beside.lanes) if lane != 1 or count is None]
-            if free and asks:
-                shares = [beside.submit(partial(reports.stay_windows, filters=period, asks=asks[n::len(free)]), lane)
-                          for n, lane in enumerate(free)]
+            if beside.lanes and asks:
+                windows = _Windows(beside, period, asks)
         found = counted() if counted is not None else None
         if found is not None and ranked is not None:
             found.leads = ranked()
@@ -297,9 +325,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         else:  # under --unit, streamed
             for escalation in map(partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period)):
                 builder.add_escalation(escalation)
-        if shares:
-            answers = [share() for share in shares]
-            builder.answer_windows([answers[i % len(shares)][i // len(shares)] for i in range(len(asks))])
+        if windows is not None:
+            builder.answer_windows(windows.answers())
         failed_count, failed = rest.failed_count, rest.failed
         # Inside the snapshot: the medians of the ended stays are ranks read from it.
         return builder.finish(failed, failed_count)
