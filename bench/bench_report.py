@@ -364,7 +364,7 @@ What changed, each measured and the output compared byte for byte (the 36 output
 
 Figures (`--modes group_by,text --skip-sqlite`, 06f96aa → this, on this machine): 20,000 cases
 0.19 → 0.17 s, 3.8–4.0 → 3.1–3.3× (`--runs 7`, several rounds: the noise between runs is
-±10%); 100,000 0.58 → 0.54–0.57 s, 3.6 → 3.2–3.6× (`--runs 3`); a million 6.34 → 4.38–4.66 s,
+±10%); 100,000 0.58 → 0.54–0.57 s, 3.6 → 3.2–3.6× (`--runs 3`); a million 6.34 → 4.38–5.07 s,
 4.6 → 3.6–3.9× (`--runs 2`; floors 1.20–1.39 s), peak 124 → 127 MB. SQLite at 20,000 cases:
 0.32–0.35 s both before and after, 3.0–3.3× (its floor 0.10–0.12 s here). Tried and dropped: a
 shorter switch interval for the interpreter lock (0.5 ms: no gain), one or two lanes instead
