@@ -214,14 +214,14 @@ def test_a_stored_form_the_database_could_read_otherwise_streams_the_closed_case
 def test_a_sibling_connection_sees_the_reports_snapshot(pg_loket: Loket) -> None:
     """The report's queries beside the stream run on connections that adopt its snapshot: a
     case made after the report began is seen by none of them, though it is committed."""
-    from engine.store.db import sibling, snapshot
+    from engine.store.db import adopt, export_snapshot, snapshot
 
     pg_loket.new_case("melding", ["omschrijving=Eerste", "locatie=Plein"], actor=CLERK)
     count = sa.select(sa.func.count()).select_from(cases_t)
     with snapshot(pg_loket.engine) as conn:
         assert conn.execute(count).scalar_one() == 1
         pg_loket.new_case("melding", ["omschrijving=Tweede", "locatie=Plein"], actor=CLERK)  # committed now
-        with sibling(conn) as other:
+        with adopt(pg_loket.engine, export_snapshot(conn)) as other:
             assert other.execute(count).scalar_one() == 1
         with pg_loket.engine.connect() as fresh:
             assert fresh.execute(count).scalar_one() == 2

@@ -9,8 +9,6 @@ option `loket_readonly`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,18 +144,6 @@ def adopt(engine: sa.Engine, exported: str) -> sa.Connection:
         other.close()
         raise
     return other
-
-
-@contextmanager
-def sibling(conn: sa.Connection) -> Iterator[sa.Connection]:
-    """PostgreSQL: a second read-only connection whose transaction sees the very snapshot of
-    `conn`'s (`export_snapshot`, `adopt`). `conn` must stay in its transaction while the
-    sibling is used."""
-    other = adopt(conn.engine, export_snapshot(conn))
-    try:
-        yield other
-    finally:
-        other.close()
 
 
 def has_function(conn: sa.Connection, name: str) -> bool:

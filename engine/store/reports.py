@@ -59,7 +59,6 @@ MOVES_QUERY = (
     .where(MOVE_ACTIONS)
     .order_by(_e.case_id, _e.seq)
 )
-ESCALATIONS_QUERY = sa.select(_x.fired_at, _x.rung, _x.unit, _x.type_key)
 FAILED_COUNT_QUERY = (
     sa.select(sa.func.count()).select_from(outbox_t).where(_o.status == OutboxStatus.FAILED)
 )
@@ -463,8 +462,7 @@ def missed_stay_days(conn: sa.Connection, filters: Period = ALL) -> list[tuple[A
 def escalation_rows(conn: sa.Connection, filters: Period = ALL) -> Iterator[tuple[Any, ...]]:
     """Every escalation (when, in µs since the epoch; rung; unit) with its case's request
     type, fired in the period and of the type asked for, streamed as plain tuples."""
-    query = ESCALATIONS_QUERY.with_only_columns(micros(_x.fired_at, conn.dialect.name), _x.rung, _x.unit,
-                                                _x.type_key)
+    query = sa.select(micros(_x.fired_at, conn.dialect.name), _x.rung, _x.unit, _x.type_key)
     return _raw_streamed(conn, _escalations_kept(query, filters))
 
 
