@@ -7,6 +7,7 @@ asked for; a closed case's dues come as far as the report uses them."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import pytest
@@ -317,6 +318,76 @@ def test_upgrading_from_0010_gives_each_escalation_its_cases_type(fresh_url: str
             cases_t, cases_t.c.id == escalations_t.c.case_id).where(
             escalations_t.c.type_key != cases_t.c.type_key)).scalar_one() == 0
         assert _sorted(reports.escalation_counts(conn)) == joined
+    engine.dispose()
+
+
+def _indexes(engine: sa.Engine, table: str) -> dict[str, list[str | None]]:
+    return {str(i["name"]): list(i["column_names"]) for i in sa.inspect(engine).get_indexes(table)}
+
+
+# SQLAlchemy skips SQLite's indexes on expressions (the dekking's), and says so.
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_upgrading_from_0011_trades_the_case_id_indexes_for_the_reports_own(fresh_url: str) -> None:  # noqa: F811
+    """Schema 0012 drops the indexes on case_id alone of the events and the escalations (the
+    unique keys that begin with case_id serve), and indexes the escalations for the report's
+    counts: the counts and a case's history read as before."""
+    engine = open_engine(fresh_url, create=True)
+    migrate(engine)
+    clock = FixedClock(at(2, 9))
+    loket = _loket(engine, clock)
+    build_history(loket, clock)
+    offsets: list[tuple[dt.datetime | None, int]] = [(None, 3600)]
+    with engine.connect() as conn:
+        before = [conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                  for t in (events_t, escalations_t)]
+        counted = [_sorted(found) for found in reports.escalation_groups(conn, reports.ALL, offsets)]
+    assert before[1] > 0  # escalations there: the test can fail
+    alembic(engine, "downgrade", "0011")
+    assert _indexes(engine, "case_event")["ix_case_event_case_id"] == ["case_id"]
+    assert {name: _indexes(engine, "escalation").get(name) for name in (
+        "ix_escalation_case_id", "ix_escalation_fired_at", "ix_escalation_group")} == {
+        "ix_escalation_case_id": ["case_id"], "ix_escalation_fired_at": ["fired_at"],
+        "ix_escalation_group": None}
+
+    migrate(engine)
+
+    assert current_revision(engine) == SCHEMA_REVISION
+    assert "ix_case_event_case_id" not in _indexes(engine, "case_event")
+    escalation = _indexes(engine, "escalation")
+    assert "ix_escalation_case_id" not in escalation and "ix_escalation_fired_at" not in escalation
+    assert escalation["ix_escalation_group"] == ["type_key", "unit", "rung", "fired_at"]
+    assert escalation["ix_escalation_fired_at_rung"] == ["fired_at", "rung"]
+    keys = {tuple(u["column_names"]) for t in ("case_event", "escalation")
+            for u in sa.inspect(engine).get_unique_constraints(t)}
+    assert {("case_id", "seq"), ("case_id", "stay", "rung")} <= keys
+    with engine.connect() as conn:
+        assert [conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                for t in (events_t, escalations_t)] == before
+        assert [_sorted(found) for found in reports.escalation_groups(conn, reports.ALL, offsets)] == counted
+    case = next(loket.list_cases(limit=1))
+    assert len(loket.history(case.ref)[1]) > 1  # a case's events still read
+    engine.dispose()
+
+
+def test_on_sqlite_the_escalation_counts_read_their_indexes_not_the_table(db_url: str) -> None:
+    """Both counts of the escalations are answered from an index that holds every column
+    they read (SQLite: `COVERING INDEX`), the narrow rows of schema 0012's indexes."""
+    engine = open_engine(db_url)
+    if engine.dialect.name != "sqlite":
+        engine.dispose()
+        return
+    offsets = [(None, 3600), (dt.datetime(2026, 3, 29, 1, tzinfo=UTC), 7200)]
+    with engine.connect() as conn:
+        for query in (reports.escalation_counts, partial(reports.escalation_days, offsets=offsets)):
+            plans: list[str] = []
+            real = conn.connection.dbapi_connection
+            assert real is not None
+            real.set_trace_callback(plans.append)
+            query(conn, reports.Period(since=at(1, 0)))
+            real.set_trace_callback(None)
+            [sql] = [p for p in plans if p.lstrip().upper().startswith("SELECT")]
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+            assert "COVERING INDEX ix_escalation_" in plan, plan
     engine.dispose()
 
 

@@ -99,13 +99,13 @@ class _Closed:
     realised: list[tuple[int, str, int, str, int, Any]]
 
 
-def _prepare_closed(loket: Loket, conn: Connection, period: reports.Period, builder: ReportBuilder
+def _prepare_closed(loket: Loket, seen: list[tuple[str, int, Any, Any]], period: reports.Period,
+                    builder: ReportBuilder
                     ) -> tuple[Callable[[Connection], _Closed | None], Callable[[Connection], _Leads]] | None:
-    """Before the cases are streamed: the definitions their versions need, looked up in the
-    order of their first cases, and the two queries that count the closed ones on the database
-    (`engine.store.closed`: the groupings, and the lead times' ranks) with what they need of
-    the builder — or None when no case is closed."""
-    seen = closed.versions_seen(conn, period)
+    """Before the cases are streamed: the definitions of the versions `seen`
+    (`closed.versions_seen`), looked up in the order of their first cases, and the two queries
+    that count the closed ones on the database (`engine.store.closed`: the groupings, and the
+    lead times' ranks) with what they need of the builder — or None when no case is closed."""
     builder.plan_versions((key, version) for key, version, _, _ in seen)
     versions = {}
     for key, version, _, _ in seen:
@@ -269,6 +269,14 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         # Under --unit every case is streamed and little is grouped: no lanes. Opened first, so
         # that their connections are made while the definitions are read.
         beside = _Beside(conn, stack, wanted=filters.unit is None)
+        stored = filters.unit is None
+        on_db = stored and closed.supported(conn)
+        # Three lanes: the stays (then a share of their ranks); the versions the cases hold,
+        # then the closed cases; their lead times, then the escalations (then a share of the
+        # ranks). The first two asked at once: the server reads them while the dekking's
+        # events are read here and the builder is made.
+        stays = beside.submit(partial(_stays, period=period, stored=stored))
+        seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
         acting = acting_for(org)
         admin_events: dict[int, list[AdminEvent]] = {}
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
@@ -277,15 +285,10 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         builder = ReportBuilder(
             now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
             type_of=loket.request_type, filters=filters, admin_events=admin_events,
-            stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
+            stored_stays=stored, data_of=partial(reports.case_data, conn),
         )
-        stored = builder.stored_stays
         admins = (org.administrators, acting)
-        # Three lanes: the stays (then a share of their ranks); the closed cases; their lead
-        # times, then the escalations (then a share of the ranks).
-        stays = beside.submit(partial(_stays, period=period, stored=stored))
-        on_db = stored and closed.supported(conn)
-        count = _prepare_closed(loket, conn, period, builder) if on_db else None
+        count = _prepare_closed(loket, seen(), period, builder) if seen is not None else None
         counted = beside.submit(count[0], lane=1) if count is not None else None
         ranked = beside.submit(count[1], lane=2) if count is not None else None
         escalations = (beside.submit(partial(_escalations, period=period, zone_offsets=builder.zone_offsets), lane=2)

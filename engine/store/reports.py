@@ -266,11 +266,7 @@ def micros(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[int]
     """An instant column as integer µs since the epoch, exactly, worked out by the database:
     a number is cheaper to fetch than an instant is to decode."""
     if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff', UTC
-        # The whole seconds without the fraction: SQLite rounds a fraction to the nearest second.
-        whole = sa.func.substr(column, 1, 19)
-        seconds = (sa.func.unixepoch(whole) if sqlite3.sqlite_version_info >= (3, 38)
-                   else sa.cast(sa.func.strftime("%s", whole), sa.BigInteger))
-        return seconds * 1_000_000 + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
+        return _sqlite_seconds(column) * 1_000_000 + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
     return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
 
 
@@ -282,7 +278,16 @@ def whole_seconds(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnEleme
     floor is exact."""
     if dialect == "postgresql":
         return sa.cast(sa.func.floor(sa.func.date_part("epoch", column)), sa.BigInteger)
-    return micros(column, dialect) // 1_000_000
+    return _sqlite_seconds(column)
+
+
+def _sqlite_seconds(column: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """SQLite: an instant's whole seconds since the epoch, from its text without the fraction
+    (SQLite would round a fraction to the nearest second)."""
+    whole = sa.func.substr(column, 1, 19)
+    if sqlite3.sqlite_version_info >= (3, 38):
+        return sa.func.unixepoch(whole)
+    return sa.cast(sa.func.strftime("%s", whole), sa.BigInteger)
 
 
 def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool = False,

@@ -120,9 +120,10 @@ class CaseRow(SQLModel, table=True):
 
 class EventRow(SQLModel, table=True):
     __tablename__ = "case_event"
+    # No index of its own on case_id: the unique key's serves it (schema 0012).
     __table_args__ = (sa.UniqueConstraint("case_id", "seq"),)
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="cases.id", index=True)
+    case_id: int = Field(foreign_key="cases.id")
     seq: int
     at: dt.datetime = _time(nullable=False, index=True)
     recorded_at: dt.datetime = _time(nullable=False)
@@ -145,9 +146,14 @@ class EscalationRow(SQLModel, table=True):
     """One rung fired for one stay; the unique key makes a second firing impossible."""
 
     __tablename__ = "escalation"
-    __table_args__ = (sa.UniqueConstraint("case_id", "stay", "rung"),)
+    # No index of its own on case_id: the unique key's serves it (schema 0012).
+    __table_args__ = (sa.UniqueConstraint("case_id", "stay", "rung"),
+                      # The report's counts per type, unit and rung, and per local day and rung:
+                      # on SQLite each reads its index instead of the table (schema 0012).
+                      sa.Index("ix_escalation_group", "type_key", "unit", "rung", "fired_at"),
+                      sa.Index("ix_escalation_fired_at_rung", "fired_at", "rung"))
     id: int | None = Field(default=None, primary_key=True)
-    case_id: int = Field(foreign_key="cases.id", index=True)
+    case_id: int = Field(foreign_key="cases.id")
     stay: int
     """The stay in a state; 0 for the case-wide clocks (service norm, lead time)."""
     rung: str = Field(max_length=16)
@@ -155,7 +161,7 @@ class EscalationRow(SQLModel, table=True):
     unit: str | None = Field(default=None, max_length=64)
     recipient: str = Field(max_length=64)
     due_at: dt.datetime = _time(nullable=False)
-    fired_at: dt.datetime = _time(nullable=False, index=True)
+    fired_at: dt.datetime = _time(nullable=False)
     type_key: str = Field(max_length=64)
     """The case's request type (which never changes): the report counts escalations per type
     without joining the cases (schema 0011)."""

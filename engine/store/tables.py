@@ -112,7 +112,7 @@ events_t = sa.Table(
     "case_event",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True),
-    sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False),
     sa.Column("seq", sa.Integer(), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False, index=True),
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
@@ -138,7 +138,7 @@ escalations_t = sa.Table(
     "escalation",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True),
-    sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False, index=True),
+    sa.Column("case_id", sa.Integer(), sa.ForeignKey("cases.id"), nullable=False),
     # The stay in a state; 0 for the case-wide clocks (service norm, lead time).
     sa.Column("stay", sa.Integer(), nullable=False),
     sa.Column("rung", sa.String(16), nullable=False),
@@ -146,11 +146,13 @@ escalations_t = sa.Table(
     sa.Column("unit", sa.String(64)),
     sa.Column("recipient", sa.String(64), nullable=False),
     sa.Column("due_at", UTCDateTime(), nullable=False),
-    sa.Column("fired_at", UTCDateTime(), nullable=False, index=True),
+    sa.Column("fired_at", UTCDateTime(), nullable=False),
     # The case's request type (which never changes): the report counts escalations per type
     # without joining the cases (schema 0011).
     sa.Column("type_key", sa.String(64), nullable=False),
     sa.UniqueConstraint("case_id", "stay", "rung"),
+    sa.Index("ix_escalation_fired_at_rung", "fired_at", "rung"),
+    sa.Index("ix_escalation_group", "type_key", "unit", "rung", "fired_at"),
 )
 
 
