@@ -375,6 +375,50 @@ open cases (their state changes looked up by the redundant `ix_case_event_case_i
 the unique (case_id, seq) index: 0.8 s), the closed cases' results stored when they close,
 and at 20,000 cases the fixed cost above.
 
+Schema 0012 and the escalations on SQLite (the next round, on another machine again: floors
+0.06–0.07 s at 20,000 cases on PostgreSQL and 0.11–0.15 s on SQLite, 0.17–0.20 and
+0.62–0.65 s at 100,000, 1.46–1.67 and 7.2–9.8 s at a million). Where the time went:
+
+- On SQLite each of the two escalation counts read every row of the table, the widest the
+  report reads (about a fifth of the report at 100,000 cases). Schema 0012 indexes the
+  escalations by (type_key, unit, rung, fired_at) and by (fired_at, rung), the latter in place
+  of the index on fired_at alone: each count reads an index that holds every column it needs,
+  the period's bound included. Alone, at 100,000 cases: per type, unit and rung 164 → 19–31
+  ms; per local day and rung 333 → 79 ms (whole seconds read from the text directly 333 → 290,
+  the index 290 → 138, and then the local days as a table of their bounds joined to the
+  index, a range each, instead of each escalation's day worked out: 138 → 79; a million
+  1.50 → 0.87 s). Not for `--type`: SQLite then looks the type up in the other index once
+  per day, so that count keeps the per-escalation day (`reports.escalation_days`).
+- Schema 0012 drops the indexes on case_id alone of the events and escalations, which the
+  unique keys that begin with case_id make redundant: one index entry less per event and
+  escalation written. On PostgreSQL the open cases' state changes are now looked up on the
+  unique (case_id, seq) key, one row per case instead of filtering its events; but that
+  stream took 0.55 s at a million cases before and after: its time is the lookups' page reads
+  (shared buffers of 128 MB beside a 5 GB database), not the filtering, as the last round
+  thought.
+- The versions the cases hold (a pass over all cases: 0.29–0.46 s at a million) are asked on
+  the lane that counts the closed cases next, at the start, instead of on the main thread
+  before the stream.
+- At a million cases on PostgreSQL (per-thread timeline of one report, 4.55 s): the lanes
+  and the main thread end within 0.3 s of each other, the two cores busy throughout. Alone,
+  the stays' grouping is 1.2 s with parallel workers (2.0 without: hashing four text columns
+  over 5.9 million rows, a plain count of them 0.7 s), the closed cases' 1.9 s, the lead
+  times 1.0–1.2 s. Tried and left out: the lead times' median and 90th percentile taken on
+  the server (an ordered `array_agg` per grouping set, subscripted: 0.96–0.99 s against
+  1.03–1.24 s, within the noise), and the stays grouped off their covering index in order
+  (3.7 s: slower than hashing).
+
+Figures (`--modes group_by,text`, ce5954e → this, rounds alternated on the same rows; the old
+code on the schema 0011 copy): SQLite 20,000 cases 0.33 → 0.29–0.30 s (2.2–3.1 → 1.9–2.6×,
+`--runs 7`), 100,000 1.45–1.46 → 1.17–1.20 s (2.2–2.3 → 1.8–1.9×, `--runs 3`), a million
+18.5 → 13.5 s (2.2 → 1.9×, `--runs 1`); PostgreSQL 20,000 0.21–0.26 → 0.16–0.20 s (3.2–3.8
+→ 2.8–2.9×), 100,000 0.56–0.64 → 0.53 s (3.3–3.5 → 2.7–3.0×), a million 4.54–4.55 →
+4.39–5.26 s (3.0–3.1 → 3.0–3.2×, `--runs 2`), peak 128–129 MB. Same output, byte for byte
+(32 outputs: text, `--json`, `--html`, `--public`; all, a period across both 2026 clock
+changes, one around ISO week 53, `--since`, `--until`, `--type`, a type and a period,
+`--unit`, a unit and a period) at 20,000 cases on both databases and at 100,000 on SQLite,
+and the same on SQLite as on PostgreSQL.
+
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
 by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`

@@ -433,6 +433,8 @@ def test_the_local_days_bounds_follow_the_zone_and_give_way_where_a_day_goes_bac
     assert reports._day_bounds(dt.datetime(2026, 4, 30, tzinfo=UTC), dt.datetime(2026, 5, 3, tzinfo=UTC),
                                back, reports.ALL, dialect) == []
     assert reports._day_bounds(None, None, AMSTERDAM_2026, reports.ALL, dialect) == []
+    assert reports._day_bounds(dt.datetime(1990, 1, 1, tzinfo=UTC), dt.datetime(2050, 1, 1, tzinfo=UTC),
+                               [(None, 3600)], reports.ALL, dialect) == []  # longer than the statement takes
 
 
 def test_on_sqlite_the_escalation_counts_read_their_indexes_not_the_table(db_url: str) -> None:

@@ -533,12 +533,18 @@ def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[da
     return [(int(d), rung, int(n)) for d, rung, n in conn.execute(query)]
 
 
+_MOST_BOUNDED_DAYS = 20_000
+"""Past this many local days (55 years) of escalations `escalation_days` works out each one's
+day rather than write every day's bounds into the statement."""
+
+
 def _day_bounds(first: datetime | None, last: datetime | None, offsets: list[tuple[datetime | None, int]],
                 filters: Period, dialect: sa.Dialect) -> list[tuple[int, str, str]]:
     """Each local day from `first`'s through `last`'s (as `_local_day` tells them, by the
     zone's `offsets`) with the UTC instants it begins and ends at, as SQLite stores instants,
     the first and the last kept within the period of `filters`; none when there is no span,
-    or when a clock change makes the local day go back (then no day is one range)."""
+    or when a clock change makes the local day go back (then no day is one range), or when
+    the span is longer than `_MOST_BOUNDED_DAYS`."""
     if first is None or last is None:
         return []
     starts = [-(1 << 62)] + [int(start.timestamp()) for start, _ in offsets[1:] if start is not None]
@@ -558,6 +564,8 @@ def _day_bounds(first: datetime | None, last: datetime | None, offsets: list[tup
         return text(datetime.fromtimestamp(second, UTC))
 
     low, high = local(int(first.timestamp() // 1)), local(int(last.timestamp() // 1))
+    if high - low >= _MOST_BOUNDED_DAYS:
+        return []
     edges = [begins(day) for day in range(low, high + 2)]
     if filters.since is not None:
         edges[0] = max(edges[0], text(filters.since))
