@@ -269,12 +269,17 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         # Under --unit every case is streamed and little is grouped: no lanes. Opened first, so
         # that their connections are made while the definitions are read.
         beside = _Beside(conn, stack, wanted=filters.unit is None)
-        stored = filters.unit is None
+        builder = ReportBuilder(
+            now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
+            type_of=loket.request_type, filters=filters,
+            stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
+        )
+        stored = builder.stored_stays
         on_db = stored and closed.supported(conn)
         # Three lanes: the stays (then a share of their ranks); the versions the cases hold,
         # then the closed cases; their lead times, then the escalations (then a share of the
         # ranks). The first two asked at once: the server reads them while the dekking's
-        # events are read here and the builder is made.
+        # events are read here.
         stays = beside.submit(partial(_stays, period=period, stored=stored))
         seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
         acting = acting_for(org)
@@ -282,11 +287,7 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
             event = AdminEvent._make(row)
             admin_events.setdefault(event.case_id, []).append(event)
-        builder = ReportBuilder(
-            now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(),
-            type_of=loket.request_type, filters=filters, admin_events=admin_events,
-            stored_stays=stored, data_of=partial(reports.case_data, conn),
-        )
+        builder.admin_events = admin_events
         admins = (org.administrators, acting)
         count = _prepare_closed(loket, seen(), period, builder) if seen is not None else None
         counted = beside.submit(count[0], lane=1) if count is not None else None
