@@ -7,6 +7,8 @@ asked for; a closed case's dues come as far as the report uses them."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import ORG_FILE, WORKFLOWS
 
+from engine.app import report as report_module
 from engine.app.clock import FixedClock
 from engine.app.report import gather
 from engine.app.service import Loket
@@ -475,3 +478,39 @@ def test_the_reports_transaction_plans_without_jit_and_leaves_the_session_as_it_
         assert [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in ("jit", "cursor_tuple_fraction")] \
             == before
     engine.dispose()
+
+
+class _Lanes:
+    """A stand-in for the report's lanes (`engine.app.report._Beside`): three threads, each
+    with a connection named after it."""
+
+    def __init__(self, count: int) -> None:
+        self.pools = [ThreadPoolExecutor(1) for _ in range(count)]
+        self.lanes = count
+
+    def submit(self, work: Any, lane: int = 0) -> Any:
+        if not self.pools:
+            return partial(work, "own")
+        return self.pools[lane].submit(work, f"lane {lane}").result
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
+def test_work_offered_to_every_lane_is_done_once_by_the_first_that_comes_free() -> None:
+    lanes = _Lanes(3)
+    busy = threading.Event()
+    for lane in (0, 2):
+        lanes.submit(lambda conn: busy.wait(10), lane)
+    done: list[str] = []
+    job = report_module._FirstFree(lanes, lambda conn: done.append(conn) or len(done))
+    assert job.answer() == 1 and done == ["lane 1"]  # lane 1 was free
+    busy.set()
+    failing = report_module._FirstFree(lanes, lambda conn: 1 // 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.answer()  # raised where the answer is asked for
+    lanes.close()
+    assert done == ["lane 1"]  # the other lanes passed it by
+    alone = _Lanes(0)
+    assert report_module._FirstFree(alone, lambda conn: conn).answer() == "own"  # no lanes: on the report's own

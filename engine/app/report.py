@@ -14,13 +14,14 @@ the database could read otherwise sends the closed cases through the stream afte
 from __future__ import annotations
 
 import gc
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from engine.core.results import REALISED
 from engine.errors import InvalidValue, NotFound
@@ -204,6 +205,34 @@ class _Beside:
         return pool.submit(lambda: work(opened.result())).result
 
 
+class _FirstFree(Generic[_T]):
+    """One piece of work offered to every lane, after the work each has in hand: the first
+    lane to come to it does it, the others pass it by. Without lanes, done when asked for."""
+
+    def __init__(self, beside: _Beside, work: Callable[[Connection], _T]) -> None:
+        self._work = work
+        self._lock = threading.Lock()
+        self._taken = False
+        self._done: Future[_T] = Future()
+        self._waits = [beside.submit(self._take, lane) for lane in range(beside.lanes)]
+        self._alone = None if beside.lanes else beside.submit(work)
+
+    def _take(self, conn: Connection) -> None:
+        with self._lock:
+            if self._taken:
+                return
+            self._taken = True
+        try:
+            self._done.set_result(self._work(conn))
+        except BaseException as exc:  # handed to whoever asks for the answer
+            self._done.set_exception(exc)
+
+    def answer(self) -> _T:
+        if self._alone is not None:
+            return self._alone()
+        return self._done.result()
+
+
 class _Windows:
     """The stays' rank lookups (`ReportBuilder.window_asks`) in a few batches, each one
     statement (`reports.stay_windows`), taken by whichever lane comes free first: every lane
@@ -276,10 +305,10 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         )
         stored = builder.stored_stays
         on_db = stored and closed.supported(conn)
-        # Three lanes: the stays (then a share of their ranks); the versions the cases hold,
-        # then the closed cases; their lead times, then the escalations (then a share of the
-        # ranks). The first two asked at once: the server reads them while the dekking's
-        # events are read here.
+        # Three lanes: the stays; the versions the cases hold, then the closed cases; their
+        # lead times. The first two asked at once: the server reads them while the dekking's
+        # events are read here. Then the escalations, and the stays' ranks in batches, each
+        # taken by whichever lane comes free first.
         stays = beside.submit(partial(_stays, period=period, stored=stored))
         seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
         acting = acting_for(org)
@@ -292,7 +321,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         count = _prepare_closed(loket, seen(), period, builder) if seen is not None else None
         counted = beside.submit(count[0], lane=1) if count is not None else None
         ranked = beside.submit(count[1], lane=2) if count is not None else None
-        escalations = (beside.submit(partial(_escalations, period=period, zone_offsets=builder.zone_offsets), lane=2)
+        # The escalations to whichever lane is through with the above first.
+        escalations = (_FirstFree(beside, partial(_escalations, period=period, zone_offsets=builder.zone_offsets))
                        if stored else None)
         builder.closed_grouped = on_db
         # The case rows as plain tuples: the builder makes a `CaseFacts` only of an open case.
@@ -325,7 +355,7 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             builder.add_cases(with_moves(reports.case_rows(conn, now, period, data_for=_valued(loket),
                                                            closed_only=True), ()))
         if escalations is not None:
-            builder.add_escalation_counts(*escalations())
+            builder.add_escalation_counts(*escalations.answer())
         else:  # under --unit, streamed
             for escalation in map(partial(tuple.__new__, EscalationFact), reports.escalation_rows(conn, period)):
                 builder.add_escalation(escalation)
