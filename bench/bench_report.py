@@ -414,8 +414,9 @@ Schema 0012 and the escalations on SQLite (the next round, on another machine ag
 Figures (`--modes group_by,text`, ce5954e → this, rounds alternated on the same rows; the old
 code on the schema 0011 copy): SQLite 20,000 cases 0.33 → 0.29–0.30 s (2.2–3.1 → 1.9–2.6×,
 `--runs 7`), 100,000 1.45–1.46 → 1.17–1.20 s (2.2–2.3 → 1.8–1.9×, `--runs 3`), a million
-18.5 → 13.5 s (2.2 → 1.9×, `--runs 1`); PostgreSQL 20,000 0.21–0.26 → 0.16–0.20 s (3.2–3.8
-→ 2.8–2.9×), 100,000 0.56–0.64 → 0.53 s (3.3–3.5 → 2.7–3.0×), a million 4.38–4.55 →
+18.5 → 13.5 s (2.2 → 1.9×, `--runs 1`); PostgreSQL 20,000 0.17–0.26 → 0.16–0.20 s (2.8–3.8
+→ 2.7–3.5×, five rounds; the first three ran colder before than after, the last two gave
+0.17–0.18 against 0.17), 100,000 0.56–0.64 → 0.53–0.54 s (3.3–3.5 → 2.7–3.1×), a million 4.38–4.55 →
 4.32–5.26 s (3.0–3.2 → 3.0–3.4×, `--runs 2`, five rounds: no change above the noise; floors
 1.36–1.67 s), peak 128–129 MB. PostgreSQL at a million cases stays at the edge of 3×: what it
 asks of the two cores is work, about 8 s of CPU for the server and the client together. Same output, byte for byte
