@@ -162,7 +162,8 @@ def _escalations(conn: Connection, period: reports.Period,
                  zone_offsets: Callable[[Any, Any], list[tuple[Any, int]]]
                  ) -> tuple[list[tuple[str, str | None, str, int]], list[tuple[int, str, int]]]:
     """The escalations per type, unit and rung, and per local day and rung."""
-    return reports.escalation_groups(conn, period, zone_offsets(*reports.escalation_span(conn, period)))
+    span = reports.escalation_span(conn, period)
+    return reports.escalation_groups(conn, period, zone_offsets(*span), span)
 
 
 _T = TypeVar("_T")
@@ -214,7 +215,8 @@ class _FirstFree(Generic[_T]):
         self._lock = threading.Lock()
         self._taken = False
         self._done: Future[_T] = Future()
-        self._waits = [beside.submit(self._take, lane) for lane in range(beside.lanes)]
+        for lane in range(beside.lanes):
+            beside.submit(self._take, lane)  # its answer comes by `_done`, its error too
         self._alone = None if beside.lanes else beside.submit(work)
 
     def _take(self, conn: Connection) -> None:

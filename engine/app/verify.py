@@ -617,22 +617,40 @@ def _orphan(ev: Any) -> Broken:
     return Broken(f"event {ev['seq']} belongs to case id {ev['case_id']}, which does not exist", None, seq)
 
 
+def _run_chains(cases: Iterable[Any], events: Iterator[Any], setting: _Setting, chain_type: type[_Chain],
+                result: VerifyResult | None = None) -> Broken | None:
+    """Each case's chain fed its events (both streams in case id order), raising the first
+    damage; an event of no case is damage too (`_orphan`). Counts the events fed into
+    `result` as it goes. The first case row that disagrees with its history is returned, not
+    raised: `check` tells other damage first."""
+    disagreement = None
+    pending = next(events, None)
+    for case in cases:
+        if pending is not None and pending["case_id"] < case.id:
+            raise _orphan(pending)
+        chain = chain_type(case, setting)
+        chain.start()
+        while pending is not None and pending["case_id"] == case.id:
+            if result is not None:
+                result.events += 1
+            chain.feed(pending)
+            pending = next(events, None)
+        found = chain.close()
+        if disagreement is None:
+            disagreement = found
+    if pending is not None:
+        raise _orphan(pending)
+    return disagreement
+
+
 def chain_damage(loket: Loket, conn: sa.Connection, ids: Sequence[int]) -> str | None:
     """The first damage to the histories of the cases `ids`, as `check` tells it (an event
     missing, edited or out of its chain, the row's end of the chain, a value altered, an
     unreadable value), or None when each of them holds. A case row that merely disagrees
     with its history is no damage to the history, and not told here."""
     try:
-        setting = _Setting(loket, conn, careful=False)
-        events = store.chain_events(conn, ids)
-        pending = next(events, None)
-        for case in store.chain_cases(conn, ids):
-            chain = _Chain(case, setting)
-            chain.start()
-            while pending is not None and pending["case_id"] == case.id:
-                chain.feed(pending)
-                pending = next(events, None)
-            chain.close()
+        _run_chains(store.chain_cases(conn, ids), store.chain_events(conn, ids), _Setting(loket, conn, careful=False),
+                    _Chain)
     except Broken as broken:
         return broken.message
     except Exception as exc:  # a value the quick pass cannot decode: verify's careful pass names it
@@ -680,24 +698,8 @@ def check(loket: Loket, conn: sa.Connection, *, careful: bool = False, against: 
         cases, events, chain_type = store.careful_cases(conn), store.careful_events(conn), _CarefulChain
     else:
         cases, events, chain_type = store.chain_cases(conn), store.chain_events(conn), _Chain
-    disagreement: Broken | None = None
     try:
-        setting = _Setting(loket, conn, careful=careful)
-        pending = next(events, None)
-        for case in cases:
-            if pending is not None and pending["case_id"] < case.id:
-                raise _orphan(pending)
-            chain = chain_type(case, setting)
-            chain.start()
-            while pending is not None and pending["case_id"] == case.id:
-                result.events += 1
-                chain.feed(pending)
-                pending = next(events, None)
-            found = chain.close()
-            if disagreement is None:
-                disagreement = found
-        if pending is not None:
-            raise _orphan(pending)
+        disagreement = _run_chains(cases, events, _Setting(loket, conn, careful=careful), chain_type, result)
         problem = check_seals(conn, careful=careful, against=against)
         if problem is not None:
             raise Broken(*problem)

@@ -506,8 +506,8 @@ def escalation_span(conn: sa.Connection, filters: Period = ALL) -> tuple[datetim
     return (kind.process_result_value(first, conn.dialect), kind.process_result_value(last, conn.dialect))
 
 
-def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]]
-                    ) -> list[tuple[int, str, int]]:
+def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]],
+                    span: tuple[datetime | None, datetime | None] | None = None) -> list[tuple[int, str, int]]:
     """The escalations fired in the period, per local day (days since 1970-01-01 in the
     organisation's zone) and rung. `offsets`: the zone's UTC offset in seconds from each
     instant on (the first from the beginning, None), in order: local days are told on the
@@ -518,8 +518,8 @@ def escalation_days(conn: sa.Connection, filters: Period, offsets: list[tuple[da
     half the time of working out every escalation's day (`_day_bounds`). Not for one request
     type (SQLite would look the type up by its index for every day), nor when a clock change
     goes back across midnight, which makes the local day go back too: then every escalation's
-    day is worked out."""
-    bounds = (_day_bounds(*escalation_span(conn, filters), offsets, filters, conn.dialect)
+    day is worked out. `span`: `escalation_span`'s answer, if the caller has it."""
+    bounds = (_day_bounds(*(span or escalation_span(conn, filters)), offsets, filters, conn.dialect)
               if conn.dialect.name == "sqlite" and filters.type_key is None else [])
     if bounds:
         days = sa.values(sa.column("day", sa.BigInteger), sa.column("low", sa.String), sa.column("high", sa.String),
@@ -574,14 +574,16 @@ def _day_bounds(first: datetime | None, last: datetime | None, offsets: list[tup
     return [(day, edges[day - low], edges[day - low + 1]) for day in range(low, high + 1)]
 
 
-def escalation_groups(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]]
+def escalation_groups(conn: sa.Connection, filters: Period, offsets: list[tuple[datetime | None, int]],
+                      span: tuple[datetime | None, datetime | None] | None = None
                       ) -> tuple[list[tuple[str, str | None, str, int]], list[tuple[int, str, int]]]:
     """`escalation_counts` and `escalation_days` together. On PostgreSQL in one pass over the
     escalations (`GROUPING SETS`, both hashed; the local day worked out once per row, in a
     subquery kept apart with `OFFSET 0`): at a million cases 0.8 s of the server's time where
-    the two queries took 1.3 s. SQLite has no grouping sets: there, the two queries."""
+    the two queries took 1.3 s. SQLite has no grouping sets: there, the two queries (`span`,
+    if the caller has it: `escalation_span`'s answer, for `escalation_days`)."""
     if conn.dialect.name != "postgresql":
-        return escalation_counts(conn, filters), escalation_days(conn, filters, offsets)
+        return escalation_counts(conn, filters), escalation_days(conn, filters, offsets, span)
     rows = _escalations_kept(sa.select(_x.type_key.label("type_key"), _x.unit.label("unit"), _x.rung.label("rung"),
                                        _local_day(_x.fired_at, conn.dialect.name, offsets).label("day")),
                              filters).offset(0).subquery("fired")
