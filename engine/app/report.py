@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from engine.core.results import REALISED
+from engine.core.vocabulary import Action
 from engine.errors import InvalidValue, NotFound
 from engine.reporting.builder import RECENT, ReportBuilder, with_moves
 from engine.reporting.dekking import acting_for
@@ -130,6 +131,22 @@ def _prepare_closed(loket: Loket, seen: list[tuple[str, int, Any, Any]], period:
                        closed.recent_realised(other, period, versions, RECENT))
 
     return count, partial(closed.lead_spreads, filters=period, versions=versions)
+
+
+_TRANSITION = Action.TRANSITION.value
+
+
+def _begun_from_rows(pairs: Iterator[tuple[Sequence[Any], Sequence[Any]]]
+                     ) -> Iterator[tuple[Sequence[Any], Sequence[Any]]]:
+    """The cases and their moves as `reports.move_rows` gives them on PostgreSQL: an open case
+    that came without moves was not suspended in its stay now (nor is of the bestuurlijke
+    dekking), and is given the one move that began that stay, from its row (`case_rows`:
+    id, state, closed_at, state_entered_at at 0, 4, 7 and 8)."""
+    for case, moves in pairs:
+        if not moves and case[7] is None:
+            yield case, (RawMove(case[0], case[8], _TRANSITION, None, case[4]),)
+        else:
+            yield case, moves
 
 
 def _add_closed(builder: ReportBuilder, found: _Closed) -> None:
@@ -333,7 +350,8 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         # `tuple.__new__` as `_make` calls it, without its frame: this runs per state change.
         moves: Iterator[RawMove] = map(partial(tuple.__new__, RawMove), reports.move_rows(
             conn, period, stored_stays=stored, dekking=admin_events.keys(), admins=admins))
-        builder.add_cases(with_moves(cases, moves))
+        paired = with_moves(cases, moves)
+        builder.add_cases(_begun_from_rows(paired) if on_db else paired)
         # The ended stays first: their ranks are looked up on the lanes as each comes free
         # (`_Windows`), while the rest is put in.
         rest = stays()

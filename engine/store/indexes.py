@@ -20,7 +20,10 @@ event with its JSON read:
   (`data.on_behalf_of`).
 
 Only these actions' events are entered (migration 0010), so writing any other event costs
-nothing more. Likewise `stay_indexes`: the missed deadlines among the ended stays.
+nothing more. Likewise `stay_indexes`: the missed deadlines among the ended stays; and
+`ix_case_event_suspended` (migration 0013, made with the dekking's though not one of them):
+the `suspended` events by case, which tell the report the few open cases whose stay now it
+must read from the events (`engine.store.reports.move_rows`).
 """
 
 from __future__ import annotations
@@ -99,6 +102,10 @@ def comments_on_behalf(e: Any) -> sa.ColumnElement[bool]:
     return sa.and_(_is(e.action, Action.COMMENT), on_behalf_of(e).is_not(None))
 
 
+def suspensions(e: Any) -> sa.ColumnElement[bool]:
+    return _is(e.action, Action.SUSPENDED)
+
+
 def dekking_indexes(events: sa.Table) -> list[sa.Index]:
     """The bestuurlijke dekking's partial indexes on `case_event` (see the module's docstring),
     made part of `events`."""
@@ -112,6 +119,8 @@ def dekking_indexes(events: sa.Table) -> list[sa.Index]:
         partial("ix_case_event_directives", e.case_id, directives(e)),
         partial("ix_case_event_comment_actor", e.actor, comments(e)),
         partial("ix_case_event_comment_behalf", on_behalf_of(e), comments_on_behalf(e)),
+        # Not the dekking's: an open case's suspensions, by case and instant (schema 0013).
+        partial("ix_case_event_suspended", e.case_id, suspensions(e)),
     ]
 
 

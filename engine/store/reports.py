@@ -298,10 +298,12 @@ def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool 
     `(case id, µs since the epoch, action, from state, to state)`.
 
     With `stored_stays` (the report reads the ended stays from `case_stay`), only those of the
-    open cases (for their stay now; on PostgreSQL only from the move that began it) and of
-    the cases `dekking` (those with events of the bestuurlijke dekking; past `DEKKING_LISTED`
-    of them, picked again by `admin_event_rows`' condition with `admins`, the administrators
-    and who acts for them)."""
+    open cases (for their stay now) and of the cases `dekking` (those with events of the
+    bestuurlijke dekking; past `DEKKING_LISTED` of them, picked again by `admin_event_rows`'
+    condition with `admins`, the administrators and who acts for them). On PostgreSQL an
+    open case's only from the move that began its stay now, and none at all of an open case
+    not suspended since (not of the dekking): its stay now is read from its row
+    (`_moves_of_picked_cases`, `engine.app.report._begun_from_rows`)."""
     if stored_stays and conn.dialect.name == "postgresql":
         return _raw_streamed(conn, _moves_of_picked_cases(filters, dekking, admins))
     query = MOVES_QUERY.with_only_columns(
@@ -330,11 +332,21 @@ def _moves_of_picked_cases(filters: Period, dekking: Collection[int],
     dekking), and each one's moves looked up by its index (`LATERAL`). Asked for the events
     whose case is picked, PostgreSQL's planner walks every event in case order and merges
     (a named cursor is planned for its first rows): at a million cases 3.3 s for the 3.5%
-    open, where this takes 1.3 s."""
+    open, where this took 1.3 s.
+
+    An open case's stay now began at its `state_entered_at` (the instant of the `created` or
+    `transition` event that began it: `audit verify` replays the column from them). Unless
+    the case was suspended since (its `suspended` events are found on their own small
+    partial index, `ix_case_event_suspended`), that one move is all the builder reads of it,
+    and the caller makes it from the case's row (`engine.app.report`): its events are not
+    looked up, and it has no rows here. Of the others (the suspended ones, and the dekking's
+    cases) the moves are read from the events."""
     of_dekking = _of_dekking(_c.id, dekking, admins)
-    picked: sa.ColumnElement[bool] = sa.or_(_c.closed_at.is_(None), *of_dekking)
-    if filters.type_key is not None:
-        picked = sa.and_(_c.type_key == filters.type_key, picked)
+    typed = [_c.type_key == filters.type_key] if filters.type_key is not None else []
+    stops = events_t.alias("stops")
+    stopped = (sa.exists().where(stops.c.case_id == _c.id, indexes.suspensions(stops.c),
+                                 stops.c.at >= _c.state_entered_at).correlate(cases_t))
+    read = sa.or_(sa.and_(_c.closed_at.is_(None), stopped), *of_dekking)
     # An open case's moves from the one that began its stay now (the last `created` or
     # `transition`; found backwards on the (case, seq) index): the builder reads only that
     # stay of it. The dekking's cases' moves all: it pairs their escalations with them.
@@ -347,9 +359,8 @@ def _moves_of_picked_cases(filters: Period, dekking: Collection[int],
     # it into the join it would merge.
     moves = (sa.select(_e.at, _e.action, _e.from_state, _e.to_state, _e.seq)
              .where(_e.case_id == _c.id, MOVE_ACTIONS, _e.seq >= start).order_by(_e.seq).lateral("moves"))
-    return (sa.select(_c.id, micros(moves.c.at, "postgresql"), moves.c.action, moves.c.from_state,
-                      moves.c.to_state)
-            .select_from(cases_t.join(moves, sa.true())).where(picked).order_by(_c.id, moves.c.seq))
+    return (sa.select(_c.id, micros(moves.c.at, "postgresql"), moves.c.action, moves.c.from_state, moves.c.to_state)
+            .select_from(cases_t.join(moves, sa.true())).where(read, *typed).order_by(_c.id, moves.c.seq))
 
 
 DEKKING_LISTED = 5000
