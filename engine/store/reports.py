@@ -304,7 +304,7 @@ def move_rows(conn: sa.Connection, filters: Period = ALL, *, stored_stays: bool 
     open case's only from the move that began its stay now, and none at all of an open case
     not suspended since (not of the dekking): its stay now is read from its row
     (`_moves_of_picked_cases`, `engine.app.report._begun_from_rows`)."""
-    if stored_stays and conn.dialect.name == "postgresql":
+    if stored_stays and stays_now_from_rows(conn):
         return _raw_streamed(conn, _moves_of_picked_cases(filters, dekking, admins))
     query = MOVES_QUERY.with_only_columns(
         _e.case_id, micros(_e.at, conn.dialect.name), _e.action, _e.from_state, _e.to_state)
@@ -324,6 +324,12 @@ def _of_dekking(case_id: sa.ColumnElement[int], dekking: Collection[int],
     if len(dekking) > DEKKING_LISTED and admins is not None:
         return [case_id.in_(_admin_event_ids(list(admins[0]), list(admins[1]), "case_id"))]
     return [case_id.in_(sorted(dekking))] if dekking else []
+
+
+def stays_now_from_rows(conn: sa.Connection) -> bool:
+    """Whether `move_rows` with `stored_stays` leaves out the open cases whose stay now the
+    caller takes from their rows (`_moves_of_picked_cases`)."""
+    return conn.dialect.name == "postgresql"
 
 
 def _moves_of_picked_cases(filters: Period, dekking: Collection[int],
