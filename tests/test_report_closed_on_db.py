@@ -28,7 +28,7 @@ from engine.app.service import Loket
 from engine.reporting.figures import Filters
 from engine.store import closed, reports
 from engine.store.db import open_engine
-from engine.store.tables import cases_t, events_t
+from engine.store.tables import cases_t
 
 UTC = dt.UTC
 CLERK = "c.devries"
@@ -112,10 +112,6 @@ def _fill(loket: Loket, count: int = 90, seed: int = 7) -> None:
                     data["participants"] = people
             elif key == "bijdrage":
                 data["estimated_cost"] = rng.choice(["4000.00", "17.5", "0.10", "0.20", "3"])
-            # Received when its `created` event happened, as the engine writes it.
-            conn.execute(sa.update(events_t).where(
-                events_t.c.case_id == sa.select(cases_t.c.id).where(cases_t.c.ref == ref).scalar_subquery(),
-                events_t.c.action == "created").values(at=created))
             due = rng.choice([None, created + dt.timedelta(days=rng.randrange(1, 60))])
             conn.execute(sa.update(cases_t).where(cases_t.c.ref == ref).values(
                 state=rng.choice(FINALS[key]), created_at=created, closed_at=closed_at,
@@ -150,91 +146,26 @@ def _both(loket: Loket, filters: Filters | None, tmp_path: Path, monkeypatch: py
     report of the first, whether the closed cases were counted on the database (True) or,
     having been prepared for it, streamed after all (False)."""
     answers: list[bool] = []
-    (tmp_path / "db").mkdir(exist_ok=True)
-    (tmp_path / "stream").mkdir(exist_ok=True)
-    with monkeypatch.context() as patched:
-        _count_closed_queries(patched, answers)
-        on_db = _outputs(loket, filters, tmp_path / "db")
-    with monkeypatch.context() as patched:
-        patched.setattr(closed, "supported", lambda conn: False)
-        streamed = _outputs(loket, filters, tmp_path / "stream")
-    assert len(answers) == 3
-    return on_db, streamed, answers
-
-
-def _count_closed_queries(patched: pytest.MonkeyPatch, answers: list[bool], made: list[int] | None = None) -> None:
-    """Per report, whether the closed cases' figures from the database were added (`answers`),
-    and how many times their queries were made for it (`made`)."""
-    gather, prepare, add = report_module._gather, report_module._closed_queries, report_module._add_closed
-
-    def gathered(*args: Any) -> Any:
-        answers.append(False)
-        if made is not None:
-            made.append(0)
-        return gather(*args)
+    prepare, add = report_module._prepare_closed, report_module._add_closed
 
     def prepared(*args: Any) -> Any:
-        if made is not None:
-            made[-1] += 1
+        answers.append(False)
         return prepare(*args)
 
     def added(*args: Any) -> None:
         answers[-1] = True
         add(*args)
 
-    patched.setattr(report_module, "_gather", gathered)
-    patched.setattr(report_module, "_closed_queries", prepared)
-    patched.setattr(report_module, "_add_closed", added)
-
-
-def test_the_closed_cases_are_counted_at_once_over_the_span_of_the_indexes(pg_loket: Loket) -> None:
-    """`closed.span_hint` holds every closed case's receipt and closing (its first instant is
-    the first `created` event's, its last the last closing); with no case closed, None."""
-    with pg_loket.engine.connect() as conn:
-        assert closed.span_hint(conn) is None
-    _fill(pg_loket, count=30)
-    c = cases_t.c
-    with pg_loket.engine.connect() as conn:
-        first, last = closed.span_hint(conn) or (None, None)
-        assert first is not None and last is not None
-        received = conn.execute(sa.select(sa.func.min(c.created_at)).where(c.closed_at.is_not(None))).scalar_one()
-        assert first <= received
-        assert last == conn.execute(sa.select(sa.func.max(c.closed_at))).scalar()
-        assert first == conn.execute(sa.select(sa.func.min(events_t.c.at))).scalar()
-
-
-@pytest.mark.parametrize("miss", ["span", "versions"])
-def test_closed_cases_counted_for_a_span_or_versions_that_miss_some_are_counted_again(
-    pg_loket: Loket, miss: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The closed cases are counted at once for every loaded version over the span of the
-    indexes; the versions the cases hold then confirm it. Where that span misses a closed case
-    (a receipt earlier than the first `created` event: history put in some other way) or the
-    loaded versions miss one a case holds, they are counted again, for what the cases hold:
-    the figures are those of the streamed pass still."""
-    _fill(pg_loket)
-    pg_loket.clock.set(NOW)  # type: ignore[attr-defined]
-    if miss == "span":
-        real = closed.span_hint
-
-        def narrow(conn: Any) -> Any:
-            found = real(conn)
-            assert found is not None
-            return found[0] + dt.timedelta(days=20), found[1] - dt.timedelta(days=20)
-
-        monkeypatch.setattr(closed, "span_hint", narrow)
-    else:
-        monkeypatch.setattr(report_module, "_loaded_versions", lambda loket: [])
-    answers: list[bool] = []
-    made: list[int] = []
-    with monkeypatch.context() as patched:
-        _count_closed_queries(patched, answers, made)
-        on_db = _outputs(pg_loket, None, tmp_path)
-    assert answers == [True, True, True] and made == [2, 2, 2]  # counted again, on the database
+    monkeypatch.setattr(report_module, "_prepare_closed", prepared)
+    monkeypatch.setattr(report_module, "_add_closed", added)
+    (tmp_path / "db").mkdir(exist_ok=True)
+    (tmp_path / "stream").mkdir(exist_ok=True)
+    on_db = _outputs(loket, filters, tmp_path / "db")
     with monkeypatch.context() as patched:
         patched.setattr(closed, "supported", lambda conn: False)
-        streamed = _outputs(pg_loket, None, tmp_path)
-    assert on_db[0] == streamed[0] and on_db[1:] == streamed[1:]
+        streamed = _outputs(loket, filters, tmp_path / "stream")
+    assert len(answers) == 3  # not prepared for the streamed reports
+    return on_db, streamed, answers
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=["all", "period", "since", "until", "type", "type-period"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -93,7 +93,7 @@ _Leads = list[tuple[str | None, str | None, bool, int, int | None, int | None]]
 
 @dataclass
 class _Closed:
-    """What `_closed_queries`' queries read of the closed cases on the database."""
+    """What `_prepare_closed`'s queries read of the closed cases on the database."""
 
     groups: closed.Groups
     leads: _Leads
@@ -101,29 +101,26 @@ class _Closed:
     realised: list[tuple[int, str, int, str, int, Any]]
 
 
-_Seen = list[tuple[str, int, Any, Any]]
-
-
-def _closed_versions(loket: Loket, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], closed.Version]:
-    """What the closed cases' queries need of each of these versions of the request types."""
+def _prepare_closed(loket: Loket, seen: list[tuple[str, int, Any, Any]], period: reports.Period,
+                    builder: ReportBuilder
+                    ) -> tuple[Callable[[Connection], _Closed | None], Callable[[Connection], _Leads]] | None:
+    """Before the cases are streamed: the definitions of the versions `seen`
+    (`closed.versions_seen`), looked up in the order of their first cases, and the two queries
+    that count the closed ones on the database (`engine.store.closed`: the groupings, and the
+    lead times' ranks) with what they need of the builder — or None when no case is closed."""
+    builder.plan_versions((key, version) for key, version, _, _ in seen)
     versions = {}
-    for key, version in keys:
+    for key, version, _, _ in seen:
         rt = loket.request_type(key, version)
         versions[(key, version)] = closed.Version(
             area=rt.area, measures=tuple(rt.measures),
             realised=tuple(name for name, spec in rt.states.items() if spec.final and spec.outcome in REALISED))
-    return versions
-
-
-def _closed_queries(versions: dict[tuple[str, int], closed.Version], span: tuple[Any, Any], period: reports.Period,
-                    builder: ReportBuilder
-                    ) -> tuple[Callable[[Connection], _Closed | None], Callable[[Connection], _Leads]]:
-    """The two queries that count the closed cases on the database (`engine.store.closed`:
-    the groupings, and the lead times' ranks) for the cases of `versions` received and closed
-    within `span`, with what they need of the builder: the zone's offsets and the working
-    days over that span (a wider one gives the same figures)."""
-    offsets = builder.zone_offsets(*span)
-    first_day, sums = builder.working_prefix(*span)
+    firsts = [first for _, _, first, _ in seen if first is not None]
+    lasts = [last for _, _, _, last in seen if last is not None]
+    if not firsts:
+        return None
+    offsets = builder.zone_offsets(min(firsts), max(lasts))
+    first_day, sums = builder.working_prefix(min(firsts), max(lasts))
 
     def count(other: Connection) -> _Closed | None:
         """The closed cases counted (None: a stored form asks for them to be streamed)."""
@@ -134,27 +131,6 @@ def _closed_queries(versions: dict[tuple[str, int], closed.Version], span: tuple
                        closed.recent_realised(other, period, versions, RECENT))
 
     return count, partial(closed.lead_spreads, filters=period, versions=versions)
-
-
-def _loaded_versions(loket: Loket) -> list[tuple[str, int]]:
-    """Every loaded version of every request type (each loading of a changed definition made
-    the next one)."""
-    return [(rt.key, version) for rt in loket.latest_types() for version in range(1, loket.latest_version(rt.key) + 1)]
-
-
-def _span_of(seen: _Seen) -> tuple[Any, Any] | None:
-    """The first receipt and the last closing of the closed cases `seen` counts (None: none)."""
-    firsts = [first for _, _, first, _ in seen if first is not None]
-    lasts = [last for _, _, _, last in seen if last is not None]
-    return (min(firsts), max(lasts)) if firsts else None
-
-
-def _holds(span: tuple[Any, Any], versions: dict[tuple[str, int], closed.Version], seen: _Seen) -> bool:
-    """Whether queries made for `versions` over `span` count every closed case `seen` says
-    there is: each of their versions among them, each instant within the span."""
-    needed = _span_of(seen)
-    return (needed is not None and span[0] <= needed[0] and needed[1] <= span[1]
-            and all((key, version) in versions for key, version, _, _ in seen))
 
 
 _TRANSITION = Action.TRANSITION.value
@@ -348,20 +324,12 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         )
         stored = builder.stored_stays
         on_db = stored and closed.supported(conn)
-        # Three lanes: the stays; the closed cases; the versions the cases hold, then the lead
-        # times. All three asked at once: the server reads them while the dekking's events are
-        # read here. Then the escalations, and the stays' ranks in batches, each taken by
-        # whichever lane comes free first. The closed cases are counted at once for every
-        # loaded version over a span that holds every closed case (`closed.span_hint`); the
-        # versions the cases hold (`closed.versions_seen`, which the stream needs first) then
-        # confirm it, or the counts are made again for those.
+        # Three lanes: the stays; the versions the cases hold, then the closed cases; their
+        # lead times. The first two asked at once: the server reads them while the dekking's
+        # events are read here. Then the escalations, and the stays' ranks in batches, each
+        # taken by whichever lane comes free first.
         stays = beside.submit(partial(_stays, period=period, stored=stored))
-        hint = closed.span_hint(conn) if on_db else None
-        versions = _closed_versions(loket, _loaded_versions(loket)) if hint is not None else {}
-        queries = _closed_queries(versions, hint, period, builder) if hint is not None else None
-        counted = beside.submit(queries[0], lane=1) if queries is not None else None
-        seen = beside.submit(partial(closed.versions_seen, filters=period), lane=2) if on_db else None
-        ranked = beside.submit(queries[1], lane=2) if queries is not None else None
+        seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
         acting = acting_for(org)
         admin_events: dict[int, list[AdminEvent]] = {}
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
@@ -369,17 +337,9 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
             admin_events.setdefault(event.case_id, []).append(event)
         builder.admin_events = admin_events
         admins = (org.administrators, acting)
-        if seen is not None:
-            found_versions = seen()
-            # The definitions looked up in the order the cases' stream would first meet them.
-            builder.plan_versions((key, version) for key, version, _, _ in found_versions)
-            exact = _span_of(found_versions)
-            if exact is None:  # no closed case counted: none of the closed cases' figures
-                counted = ranked = None
-            elif hint is None or not _holds(hint, versions, found_versions):
-                again = _closed_queries(_closed_versions(loket, ((k, v) for k, v, _, _ in found_versions)),
-                                        exact, period, builder)
-                counted, ranked = beside.submit(again[0], lane=1), beside.submit(again[1], lane=2)
+        count = _prepare_closed(loket, seen(), period, builder) if seen is not None else None
+        counted = beside.submit(count[0], lane=1) if count is not None else None
+        ranked = beside.submit(count[1], lane=2) if count is not None else None
         # The escalations to whichever lane is through with the above first.
         escalations = (_FirstFree(beside, partial(_escalations, period=period, zone_offsets=builder.zone_offsets))
                        if stored else None)

@@ -38,9 +38,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.core.vocabulary import Action
 from engine.store.reports import Period, _cases_kept, _local_seconds, micros, whole_seconds
-from engine.store.tables import cases_t, events_t
+from engine.store.tables import cases_t
 from engine.store.types import UTCDateTime
 
 _c = cases_t.c
@@ -98,21 +97,6 @@ def versions_seen(conn: sa.Connection, filters: Period) -> list[tuple[str, int, 
     return [(key, int(version), kind.process_result_value(first, conn.dialect),
              kind.process_result_value(last, conn.dialect))
             for key, version, _, first, last in conn.execute(query)]
-
-
-def span_hint(conn: sa.Connection) -> tuple[datetime, datetime] | None:
-    """A span of instants that holds every closed case's receipt and closing, read off two
-    indexes at once (None: no case is closed): from the first `created` event (a case is
-    received when its `created` event happens) to the last closing. `versions_seen` gives the
-    exact span; the report checks this one against it before it uses what was counted over it."""
-    e = events_t.c
-    first = sa.select(sa.func.min(e.at)).where(e.action == Action.CREATED).scalar_subquery()
-    last = sa.select(sa.func.max(_c.closed_at)).scalar_subquery()
-    found_first, found_last = conn.execute(sa.select(first, last)).one()
-    kind = UTCDateTime()
-    begin, end = (kind.process_result_value(found_first, conn.dialect),
-                  kind.process_result_value(found_last, conn.dialect))
-    return None if begin is None or end is None else (begin, end)
 
 
 def _pg() -> Any:
