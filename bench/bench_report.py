@@ -425,6 +425,54 @@ changes, one around ISO week 53, `--since`, `--until`, `--type`, a type and a pe
 `--unit`, a unit and a period) at 20,000 cases on both databases and at 100,000 on SQLite,
 and the same on SQLite as on PostgreSQL.
 
+Schema 0013 and the open cases' stays from their rows (the next round, this machine; floors
+0.06–0.08 s at 20,000 cases on PostgreSQL, 0.18–0.24 s at 100,000, 1.38–1.60 s at a million).
+Where the time went, each statement timed alone and serially on the server (parallel workers
+off, the report's settings), at a million cases: the closed cases' grouping 1.80 s (of which
+0.62 s works out each case's values and 1.2 s hashes the four groupings), the stays' grouping
+1.67 s, the lead times 1.20 s, the escalations 0.95 s, the stays' ranks 1.03 s in all, the
+versions the cases hold 0.27 s; 7.0 s together, beside the main connection's stream of the
+open cases and the client's 0.65–0.73 s of CPU. A per-thread timeline: both cores busy from
+the first query to the last, and the closed cases' grouping, started after the versions, the
+last to end.
+
+- The main connection's stream of the open cases' state changes took 1.4 s at a million
+  cases (35,267 open): for each, its events looked up backwards for the move that began its
+  stay now, then its moves from there, on pages of a 1.2 GB table. The case's own row holds
+  that move (`state`, and `state_entered_at`: the instant of the event that began the stay;
+  true of every open case here, and what `audit verify` checks). Only a suspension since then
+  needs the events (it moves the stay's deadline). Schema 0013 indexes the `suspended` events
+  alone, by case (`ix_case_event_suspended`; 1.5 s to build at a million cases, nothing
+  entered for any other event), and the stream now reads the events only of the open cases
+  suspended in their stay now, and of the dekking's; the others' stay now is made from their
+  row (`engine.app.report._begun_from_rows`). That stream: 1.4 → 0.03 s.
+- Tried and left out, each alternated with the code before it on the same rows:
+  - the closed cases counted at once, for every loaded version over the instants from the
+    first `created` event to the last closing (two index lookups), the versions the cases
+    hold then confirming it (counted again where not). At 20,000 cases and at a million no
+    faster: every lane is busy from the start either way, so starting the longest earlier
+    only moves which waits;
+  - the stays' ranks read within the whole days they fall in (each group's stays also counted
+    per whole day, in the same grouping): the ranks 1.03 → 0.31 s, but the grouping 1.67 →
+    2.19 s, about 0.2 s gained in all, within the noise;
+  - the stays grouped off their covering index in order (no hashing): 0.17 → 0.11 s at
+    100,000 cases, but the same 1.3 s at a million, where the index is read from disk cache;
+  - the closed cases' per-group aggregates (the measures' sums, their first case, whether a
+    stored form is odd) only in the grouping that needs them: no gain measured;
+  - no parallel workers on the report's connections: within the noise (2%).
+
+Figures (`--modes group_by,text --skip-sqlite`, c56a538 → this, rounds alternated on the same
+rows): a million cases (`--runs 2`) 4.59–5.38 → 4.07–5.12 s, 2.9–3.5 → 2.6–3.5× (one round of
+six within 3× before, eight of nine after); 100,000 (`--runs 3`, six rounds) 0.52–0.68 →
+0.51–0.60 s, 2.1–3.7 → 2.4–3.4×; 20,000 (`--runs 5` and `7`, seven rounds) 0.19–0.24 →
+0.17–0.21 s, 2.7–3.7 → 2.2–3.3×. Peak memory at a million 126–128 MB. The floor itself moves
+±10–30% between runs (0.18–0.24 s at 100,000 cases, 1.38–1.80 s at a million), as much as
+the margin left: the seconds fell at every size, the ratio is within 3× in most rounds, not
+in every one. Same output, byte for byte (20 outputs:
+text and `--json` for all, a period across both 2026 clock changes, one around ISO week 53,
+`--since`, `--until`, `--type`, a type and a period, `--unit`; `--html` and `--public` for
+all and the period) at 20,000, 100,000 and 1,000,000 cases.
+
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
 by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
