@@ -118,7 +118,7 @@ def test_the_report_from_the_stays_is_the_full_pass_over_the_state_changes(
     clock.set(REPORT_AT + dt.timedelta(days=41))
     periods = [Filters(), Filters(type_key="bewonersinitiatief"),
                Filters(since=at(4, 0), until=at(18, 0)), Filters(type_key="melding", since=at(10, 0))]
-    from_rows: list[int] = []
+    from_rows: list[bool] = []
     begun = app_report._begun_from_rows
 
     def counted(pairs: Any) -> Any:

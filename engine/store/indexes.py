@@ -119,7 +119,7 @@ def dekking_indexes(events: sa.Table) -> list[sa.Index]:
         partial("ix_case_event_directives", e.case_id, directives(e)),
         partial("ix_case_event_comment_actor", e.actor, comments(e)),
         partial("ix_case_event_comment_behalf", on_behalf_of(e), comments_on_behalf(e)),
-        # Not the dekking's: an open case's suspensions, by case and instant (schema 0013).
+        # Not the dekking's: an open case's suspensions, by case (schema 0013).
         partial("ix_case_event_suspended", e.case_id, suspensions(e)),
     ]
 
