@@ -1348,19 +1348,27 @@ def db_repair_stays(ctx: Context, check: bool, as_json: bool) -> None:
     result = stays_to_repair(loket) if check else repair_stays(loket, ctx.identity())
     if as_json:
         emit_json(result.as_json())
+    elif not result.found:
+        click.echo("nothing to repair: every stay row (case_stay) is what the history gives, and the stay counts"
+                   " (stay_tally) are what the rows give")
     elif not result.cases:
-        click.echo("nothing to repair: every stay row (case_stay) is what the history gives")
+        click.echo("the stay counts (stay_tally) differ from the stay rows (case_stay); 'loket db repair-stays'"
+                   " counts them again" if check else "counted the stay counts (stay_tally) again from the stay rows"
+                   f"; recorded in the configuration history (event {', '.join(map(str, result.events))})")
     else:
         refs = ", ".join(result.refs) + (f", … ({result.cases} in all)" if result.cases > SHOWN else "")
         if check:
             click.echo(f"{result.cases} case(s) whose stay rows differ from their history ({result.removed} row(s)"
-                       f" stored to remove, {result.written} to write): {refs}; 'loket db repair-stays' rebuilds them")
+                       f" stored to remove, {result.written} to write): {refs}"
+                       f"{'; the stay counts (stay_tally) differ too' if result.tally else ''}; 'loket db repair-stays'"
+                       " rebuilds them")
         else:
             events = ", ".join(str(seq) for seq in result.events)
+            counted = "; the stay counts (stay_tally) counted again" if result.tally else ""
             click.echo(f"repaired the stay rows of {result.cases} case(s) from their history: {result.removed}"
-                       f" row(s) removed, {result.written} written: {refs}; recorded in the configuration history"
-                       f" (event {events})")
-    if check and result.cases:
+                       f" row(s) removed, {result.written} written: {refs}{counted}; recorded in the configuration"
+                       f" history (event {events})")
+    if check and result.found:
         sys.exit(1)
 
 

@@ -516,7 +516,7 @@ from engine.app.clock import FixedClock  # noqa: E402
 from engine.app.service import Loket  # noqa: E402
 from engine.core.definition import RequestType  # noqa: E402
 from engine.core.durations import Duration  # noqa: E402
-from engine.store.db import migrate, open_engine  # noqa: E402
+from engine.store.db import SCHEMA_REVISION, current_revision, migrate, open_engine  # noqa: E402
 from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stays_t  # noqa: E402
 from engine.store.types import UTCDateTime  # noqa: E402
 
@@ -790,7 +790,8 @@ def load(url: str, count: int, seed: int, source: str | None = None) -> dict[str
 
 
 def loaded(url: str, count: int, seed: int, source: str | None = None) -> dict[str, Any]:
-    """`load`, or the counts of a database a previous run loaded (`--sqlite`, `--pg`)."""
+    """`load`, or the counts of a database a previous run loaded (`--sqlite`, `--pg`), upgraded
+    to the newest schema first."""
     engine = open_engine(url, create=True)
     try:
         with engine.connect() as conn:
@@ -800,6 +801,10 @@ def loaded(url: str, count: int, seed: int, source: str | None = None) -> dict[s
                     return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
                 if present != count:
                     raise SystemExit(f"{url} holds {present:,} cases, not {count:,}: give another path")
+                conn.rollback()
+                found = current_revision(engine)
+                if found is None or found < SCHEMA_REVISION:  # kept by an earlier schema's bench (not
+                    migrate(engine)  # a newer one's, measured with --root): upgraded, as `loket init` does
                 return {"cases": present, "events": counted(events_t),
                         "escalations": counted(escalations_t), "load_seconds": 0.0, "reused": True}
     except sa.exc.OperationalError:

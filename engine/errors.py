@@ -96,6 +96,13 @@ class HistoryDamaged(Refused):
     code = "history_damaged"
 
 
+class CountsDrifted(Refused):
+    """Figures kept beside the history (`stay_tally`) disagree with what they count, so a report
+    from them would be wrong (exit 1, like a failed verify; `db repair-stays` mends them)."""
+
+    code = "counts_drifted"
+
+
 class TransitionNotAllowed(Refused):
     code = "transition_not_allowed"
 

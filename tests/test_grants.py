@@ -167,6 +167,11 @@ def test_a_clerk_connecting_with_psql_cannot_update_delete_or_truncate_events_or
             assert done.returncode != 0, statement
             assert f"permission denied for table {table}" in done.stderr, (statement, done.stderr)
     assert _history(place) == before
+    # The report's stay counts: written by the owner's trigger alone (adding a stay), never by hand.
+    for statement in ("UPDATE stay_tally SET stays = stays + 1", "DELETE FROM stay_tally",
+                      "INSERT INTO stay_tally VALUES (63, 'x', 'y', '', -1, 1, 0)"):
+        done = place.psql(clerk, statement)
+        assert "permission denied for table stay_tally" in done.stderr, (statement, done.stderr)
     # The simulation mark and the other settings are out of reach; the two keys of normal work not.
     done = place.psql(clerk, "INSERT INTO loket_meta (key, value) VALUES ('demo', 'true')")
     assert "row-level security" in done.stderr

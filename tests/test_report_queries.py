@@ -408,7 +408,8 @@ def test_upgrading_from_0012_indexes_the_suspensions_and_the_report_reads_as_bef
         fresh_url: str) -> None:  # noqa: F811
     """Schema 0013 adds `ix_case_event_suspended` (the `suspended` events alone, by case): the
     report finds by it the open cases whose stay now was suspended. Its figures are the same
-    before and after the upgrade."""
+    before the downgrade and after the upgrade (the report of today reads `stay_tally`, which
+    0012 lacks)."""
     engine = open_engine(fresh_url, create=True)
     migrate(engine)
     clock = FixedClock(at(2, 9))
@@ -420,9 +421,9 @@ def test_upgrading_from_0012_indexes_the_suspensions_and_the_report_reads_as_bef
     clock.set(at(21, 10))
     loket.suspend(paused, "Wacht op vergunning", actor=CLERK)
     clock.set(dt.datetime(2026, 4, 20, 9, tzinfo=UTC))
+    before = gather(loket)
     alembic(engine, "downgrade", "0012")
     assert _index_sql(engine, "ix_case_event_suspended") is None
-    before = gather(loket)
 
     migrate(engine)
 

@@ -287,7 +287,7 @@ def test_repair_rebuilds_a_changed_a_missing_and_an_extra_stay_row_and_nothing_e
     loket, _clock, _refs = town
     assert stays_to_repair(loket).cases == 0
     assert repair_stays(loket, loket.identity()).as_json() == {
-        "check": False, "cases": 0, "removed": 0, "written": 0, "refs": [], "config_events": []}
+        "check": False, "cases": 0, "removed": 0, "written": 0, "refs": [], "tally": False, "config_events": []}
     config_before = len(loket.config_history())
     damaged, others = _damage(loket)
     with loket.read() as conn:
@@ -374,7 +374,8 @@ def test_db_repair_stays_on_the_command_line(town: Any, tmp_path: Path, capsys: 
     url = loket.engine.url.render_as_string(hide_password=False)
     loket.engine.dispose()
     assert run_cli(capsys, "--db", url, "db", "repair-stays", "--check") == (
-        0, "nothing to repair: every stay row (case_stay) is what the history gives\n", "")
+        0, "nothing to repair: every stay row (case_stay) is what the history gives, and the stay counts"
+        " (stay_tally) are what the rows give\n", "")
     damaged, _others = _damage(loket)
     loket.engine.dispose()
     code, out, err = run_cli(capsys, "--db", url, "db", "repair-stays", "--check")
@@ -392,7 +393,8 @@ def test_db_repair_stays_on_the_command_line(town: Any, tmp_path: Path, capsys: 
     assert "stays_repaired" in out and "stay rows of 3 case(s) rebuilt from their history" in out
     assert run_cli(capsys, "--db", url, "audit", "verify")[0] == 0
     assert run_cli(capsys, "--db", url, "--as", OPERATOR, "db", "repair-stays") == (
-        0, "nothing to repair: every stay row (case_stay) is what the history gives\n", "")
+        0, "nothing to repair: every stay row (case_stay) is what the history gives, and the stay counts"
+        " (stay_tally) are what the rows give\n", "")
     assert damaged
 
 

@@ -1,5 +1,6 @@
 """`loket db repair-stays`: rebuild the `case_stay` rows (`engine.store.stays`) of the cases
-whose stored rows are not what their history gives.
+whose stored rows are not what their history gives, and count `stay_tally` again from the rows
+when it does not agree with them.
 
 The rows are derived data: `audit verify` recomputes each from the history and names the
 first that differs. The repair recomputes them the same way and, per case that differs,
@@ -63,10 +64,17 @@ class StayRepair:
     """The references of the first `SHOWN` of those cases."""
     events: list[int] = field(default_factory=list)
     """The configuration events that record the repair (one per transaction)."""
+    tally: bool = False
+    """Whether the counts of the ended stays (`stay_tally`) differed from the rows (counted
+    again from them unless `check`)."""
+
+    @property
+    def found(self) -> bool:
+        return bool(self.cases or self.tally)
 
     def as_json(self) -> dict[str, Any]:
         return {"check": self.check, "cases": self.cases, "removed": self.removed, "written": self.written,
-                "refs": self.refs, "config_events": self.events}
+                "refs": self.refs, "tally": self.tally, "config_events": self.events}
 
 
 def stays_to_repair(loket: Loket) -> StayRepair:
@@ -79,6 +87,7 @@ def stays_to_repair(loket: Loket) -> StayRepair:
             _count(result, conn, case_id, len(have), len(want))
             found.append(case_id)
         _refuse_damaged(loket, conn, found)
+        result.tally = stored_stays.tally_drift(conn) is not None
     return result
 
 
@@ -94,7 +103,27 @@ def repair_stays(loket: Loket, by: Identity) -> StayRepair:
     result = StayRepair(check=False)
     for start in range(0, len(found), CHUNK):
         _repair(loket, by, result, found[start:start + CHUNK].tolist(), role)
+    _recount(loket, by, result, role)
     return result
+
+
+def _act_as(conn: sa.Connection, role: str | None) -> None:
+    if role is not None:
+        # A member of the owner role that does not inherit its privileges acts as it for
+        # this transaction, as `db grants --apply` does.
+        conn.execute(sa.text("SELECT set_config('role', :owner, true)"), {"owner": role})
+
+
+def _recount(loket: Loket, by: Identity, result: StayRepair, role: str | None) -> None:
+    """Count `stay_tally` again from the (repaired) rows when the two differ, with an event."""
+    with loket.engine.begin() as conn:
+        _act_as(conn, role)
+        if stored_stays.tally_drift(conn) is None:
+            return
+        stored_stays.rebuild_tally(conn)
+        result.tally = True
+        result.events.append(loket.record_config(conn, by, STAYS_REPAIRED, {
+            "cases": 0, "removed": 0, "written": 0, "refs": [], "tally": True}))
 
 
 def _repair(loket: Loket, by: Identity, result: StayRepair, ids: Sequence[int], role: str | None) -> None:
@@ -102,10 +131,7 @@ def _repair(loket: Loket, by: Identity, result: StayRepair, ids: Sequence[int], 
     with one configuration event: in one transaction."""
     here = StayRepair(check=False)
     with loket.engine.begin() as conn:
-        if role is not None:
-            # A member of the owner role that does not inherit its privileges acts as it for
-            # this transaction, as `db grants --apply` does.
-            conn.execute(sa.text("SELECT set_config('role', :owner, true)"), {"owner": role})
+        _act_as(conn, role)
         stored_stays.lock_cases(conn, ids)
         _refuse_damaged(loket, conn, ids)  # again, under the locks: as committed now
         # Read the batch whole before writing: no statement reads case_stay while it changes.

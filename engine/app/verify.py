@@ -579,6 +579,22 @@ def check_stays(loket: Loket, conn: sa.Connection) -> tuple[str, str | None, int
     return None
 
 
+def check_tally(conn: sa.Connection) -> tuple[str, None, None] | None:
+    """The first group of `stay_tally` (the report's counts of the ended stays) that is not
+    what `case_stay`'s rows give."""
+    drift = stored_stays.tally_drift(conn)
+    if drift is None:
+        return None
+    (key, state, unit, met, n, us), (*_, held, held_us) = drift
+    group = f"{key}/{state}, unit {unit or '(none)'}, deadline {_MET_TOLD[met]}"
+    return (f"stay_tally: {group} counts {held} stay(s) of {held_us} µs where case_stay holds {n} of {us} µs;"
+            " the report's time per state and unit would be wrong ('loket db repair-stays' counts it again)",
+            None, None)
+
+
+_MET_TOLD = {True: "met", False: "missed", None: "none"}
+
+
 def _stay_problem(conn: sa.Connection, want: tuple[Any, ...], have: tuple[Any, ...], columns: Sequence[str],
                   ) -> tuple[str, str | None, int | None]:
     fix = ("the report's time per state and unit would be wrong (derived from the history, which holds:"
@@ -708,7 +724,7 @@ def check(loket: Loket, conn: sa.Connection, *, careful: bool = False, against: 
             raise Broken(config_problem, None, None)
         if disagreement is not None:
             raise disagreement
-        problem = check_stays(loket, conn)
+        problem = check_stays(loket, conn) or check_tally(conn)
         if problem is not None:
             raise Broken(*problem)
         result.destroyed = destroyed_runs(conn)

@@ -156,6 +156,8 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
     if action == STAYS_REPAIRED:
         refs, cases = list(detail.get("refs") or [])[:5], detail.get("cases") or 0
         named = (f": {', '.join(refs)}" + (f", … ({cases})" if cases > len(refs) else "")) if refs else ""
+        if detail.get("tally") is True:
+            return "stay counts (stay_tally) counted again from the stay rows"
         return (f"stay rows of {detail.get('cases')} case(s) rebuilt from their history ({detail.get('removed')}"
                 f" removed, {detail.get('written')} written){named}")
     if action == HISTORY_STARTED:

@@ -29,6 +29,7 @@ from engine.core.notices import summary_of
 from engine.core.organisation import Organisation
 from engine.core.results import OUTCOMES, REALISED
 from engine.core.vocabulary import Action
+from engine.errors import CountsDrifted
 from engine.reporting.dekking import DekkingTally
 from engine.reporting.figures import (
     CLOCKS,
@@ -356,7 +357,12 @@ def _median_of_parts(parts: Sequence[array[float]], stored: int = 0,
     if stored:
         assert window is not None
         skip, limit = _window_of(held, stored)
-        filled.append(array("d", window(skip, limit)))
+        found = window(skip, limit)
+        if len(found) != min(limit, stored - skip):
+            raise CountsDrifted("the stay counts (stay_tally) say more ended stays than the stay rows (case_stay)"
+                                " hold: 'loket audit verify' names the group, 'loket db repair-stays' counts"
+                                " them again")
+        filled.append(array("d", found))
         rank -= skip
     if len(filled) == 1:
         return count, filled[0][rank - 1]

@@ -22,6 +22,11 @@ Two changes to history are part of the product, and run as functions owned by th
   naming a recorded `retention_run` in the configuration history; then every row of the case
   goes, in every table that holds them (:func:`engine.store.retention.case_tables`).
 
+The report's counts of the ended stays (`stay_tally`, schema 0014) are read-only to the role
+too: a trigger on `case_stay`, a function that runs as the owner role, counts each row added
+there, so a login can change them only by adding stays, which `audit verify` checks against
+the history.
+
 Nor may a login in `loket_users` add history in someone else's name: `BEFORE INSERT` triggers
 (functions owned by the owner role) require a configuration event's or access-log line's
 `login` to be the session's own `session_user`, and a case event's `actor` to be the person
@@ -69,6 +74,7 @@ PRIVILEGES: dict[str, str] = {
     "retention_tombstone": ADD,
     "access_log": ADD,
     "case_stay": ADD,  # derived from the history, written when a stay ends, never changed
+    "stay_tally": READ,  # counted by the owner's trigger on case_stay (TALLY_FUNCTION)
 }
 """What `loket_users` may do with each table: never UPDATE, DELETE or TRUNCATE of history."""
 HISTORY = ("case_event", "audit_seal", "audit_seal_head", "config_event", "retention_tombstone", "access_log",
@@ -162,6 +168,8 @@ def grants_sql(inst: Installation) -> list[str]:
             f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC",
             f"GRANT EXECUTE ON FUNCTION {function} TO {group}",
         ]
+    # Made by migration 0014 as whoever ran it: it counts as the owner role.
+    out.append(f"ALTER FUNCTION {schema}.{TALLY_FUNCTION}() OWNER TO {owner}")
     for name, body, tables in (_login_trigger(inst.owner), _actor_trigger(inst.owner),
                                _destroyer_trigger(inst.owner)):
         function = f"{schema}.{name}()"
@@ -179,6 +187,8 @@ def grants_sql(inst: Installation) -> list[str]:
     return out
 
 
+TALLY_FUNCTION = "loket_tally_stays"
+"""The trigger function (`SECURITY DEFINER`) that counts `case_stay`'s rows into `stay_tally`."""
 LOGIN_CHECK = "loket_check_login"
 """The trigger that keeps a people's login from recording a row in another login's name."""
 LOGIN_TABLES = ("config_event", "access_log")

@@ -26,13 +26,13 @@ import sqlalchemy as sa
 
 from engine.core.vocabulary import Action, OutboxStatus
 from engine.store import indexes
-from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stays_t
+from engine.store.tables import cases_t, escalations_t, events_t, outbox_t, stay_tally_t, stays_t
 from engine.store.types import JSONType, UTCDateTime
 
 STREAM_BATCH = 2000
 """Rows fetched at a time from a streamed query."""
 
-_c, _e, _x, _o, _s = cases_t.c, events_t.c, escalations_t.c, outbox_t.c, stays_t.c
+_c, _e, _x, _o, _s, _t = cases_t.c, events_t.c, escalations_t.c, outbox_t.c, stays_t.c, stay_tally_t.c
 
 
 def _overdue(now: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
@@ -395,17 +395,15 @@ def stay_groups(conn: sa.Connection, filters: Period = ALL) -> list[tuple[str, s
 def stay_counts(conn: sa.Connection, filters: Period = ALL
                 ) -> tuple[list[tuple[str, str, str | None, int, int]], list[tuple[str, str | None, bool, int]]]:
     """`stay_groups` and `stay_deadline_counts` together. Without `since` and `until` both
-    count every ended stay (of the type asked for), so one pass over the covering index
-    `ix_case_stay_group`, grouped per type, state, unit and met, gives both; with a period
-    they differ (met ones counted where they ended, missed ones where their deadline
-    passed), and each is its own query."""
+    count every ended stay (of the type asked for), so the counts per type, state, unit and
+    met give both, and those `stay_tally` keeps up to date (`tallied`: schema 0014) rather
+    than a pass over every row; with a period they differ (met ones counted where they
+    ended, missed ones where their deadline passed), and each is its own query."""
     if filters.since is not None or filters.until is not None:
         return stay_groups(conn, filters), stay_deadline_counts(conn, filters)
-    query = (sa.select(_s.type_key, _s.state, _s.unit, _s.met, sa.func.count(), sa.func.sum(_s.stay_us))
-             .where(*_stays_kept(filters, _s.left_at)).group_by(_s.type_key, _s.state, _s.unit, _s.met))
     groups: dict[tuple[str, str, str | None], list[int]] = {}
     deadlines = []
-    for key, state, unit, met, n, us in conn.execute(query):
+    for key, state, unit, met, n, us in tallied(conn, filters.type_key):
         found = groups.get((key, state, unit))
         if found is None:
             found = groups[(key, state, unit)] = [0, 0]
@@ -414,6 +412,32 @@ def stay_counts(conn: sa.Connection, filters: Period = ALL
         if met is not None:
             deadlines.append((key, unit, bool(met), int(n)))
     return [(key, state, unit, n, us) for (key, state, unit), (n, us) in groups.items()], deadlines
+
+
+Tallied = list[tuple[str, str, str | None, bool | None, int, int]]
+
+
+def tallied(conn: sa.Connection, type_key: str | None = None) -> Tallied:
+    """Every ended stay (of the type asked for) counted per type, state, unit and met, as
+    `stay_tally` holds them (its shards added up): (type, state, unit, met, how many, their
+    µs together). What grouping `case_stay` gives, without reading its rows."""
+    query = (sa.select(_t.type_key, _t.state, _t.unit, _t.met, sa.func.sum(_t.stays),
+                       sa.type_coerce(sa.func.sum(_t.stay_us), sa.BigInteger))
+             .group_by(_t.type_key, _t.state, _t.unit, _t.met).having(sa.func.sum(_t.stays) != 0))
+    if type_key is not None:
+        query = query.where(_t.type_key == type_key)
+    return [(key, state, unit or None, None if met < 0 else met == 1, int(n), int(us))
+            for key, state, unit, met, n, us in conn.execute(query)]
+
+
+def grouped_stays(conn: sa.Connection) -> Tallied:
+    """`tallied`'s answer worked out from the rows of `case_stay` (`audit verify` compares
+    the two)."""
+    query = (sa.select(_s.type_key, _s.state, _s.unit, _s.met, sa.func.count(),
+                       sa.type_coerce(sa.func.sum(_s.stay_us), sa.BigInteger))
+             .group_by(_s.type_key, _s.state, _s.unit, _s.met))
+    return [(key, state, unit, None if met is None else bool(met), int(n), int(us))
+            for key, state, unit, met, n, us in conn.execute(query)]
 
 
 def _stay_window_query(filters: Period, offset: int, limit: int, *, type_key: str | None = None,

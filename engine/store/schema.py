@@ -207,6 +207,32 @@ class StayRow(SQLModel, table=True):
     """left_at <= due_at; None without a deadline."""
 
 
+class StayTallyRow(SQLModel, table=True):
+    """The ended stays of `case_stay` counted per type, state, unit and deadline met: what the
+    report's time per state and unit, and its state deadlines, read instead of grouping every
+    ended stay. Kept by triggers on `case_stay` (migration 0014): a row added, removed or
+    changed there is counted here in the same statement, so every snapshot sees the two agree;
+    people's logins may only read it (the trigger on PostgreSQL runs as the owner role). On
+    PostgreSQL each session counts into a row of its own (`shard`, its backend's process id
+    modulo 64), so concurrent transitions do not wait on one row; a group's figure is the sum
+    over shards. `audit verify` checks it against `case_stay` and `db repair-stays` rebuilds
+    it. No personal data (type and state keys, units, counts)."""
+
+    __tablename__ = "stay_tally"
+    shard: int = Field(primary_key=True, sa_type=sa.SmallInteger)
+    type_key: str = Field(primary_key=True, max_length=64)
+    state: str = Field(primary_key=True, max_length=64)
+    unit: str = Field(primary_key=True, max_length=64)
+    """The state's unit; '' for none (a key column cannot be NULL)."""
+    met: int = Field(primary_key=True, sa_type=sa.SmallInteger)
+    """1 deadline met, 0 missed, -1 no deadline (`case_stay.met`)."""
+    stays: int = Field(sa_type=sa.BigInteger)
+    """How many ended stays (in this shard: may be below 0 where another shard added them)."""
+    stay_us: int = Field(sa_type=sa.Numeric)
+    """Their `stay_us` together: a `NUMERIC`, whole and exact where a `BIGINT` would overflow
+    (at about 292,000 years of stays)."""
+
+
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
     id: int | None = Field(default=None, primary_key=True)
@@ -335,6 +361,7 @@ config_events_t: sa.Table = ConfigEventRow.__table__  # type: ignore[attr-define
 tombstones_t: sa.Table = TombstoneRow.__table__  # type: ignore[attr-defined]
 access_t: sa.Table = AccessRow.__table__  # type: ignore[attr-defined]
 stays_t: sa.Table = StayRow.__table__  # type: ignore[attr-defined]
+stay_tally_t: sa.Table = StayTallyRow.__table__  # type: ignore[attr-defined]
 
 # Partial indexes on JSON expressions (migration 0010): declared by one function for both
 # declarations, which the mirror calls rather than writes out.

@@ -17,7 +17,7 @@ from engine.core.calendar import WorkingCalendar
 from engine.core.definition import RequestType
 from engine.core.vocabulary import Action
 from engine.store.sweeps import insert_rows
-from engine.store.tables import cases_t, events_t, stays_t
+from engine.store.tables import cases_t, events_t, stay_tally_t, stays_t
 
 _e, _s = events_t.c, stays_t.c
 COLUMNS = ("case_id", "stay", "end_seq", "type_key", "type_version", "state", "unit", "entered_at", "left_at",
@@ -197,3 +197,35 @@ def lock_cases(conn: sa.Connection, ids: Sequence[int]) -> None:
     writes its stays) waits for it, or it for the change (SQLite's writers take turns anyway)."""
     if conn.dialect.name == "postgresql" and ids:
         conn.execute(sa.select(cases_t.c.id).where(cases_t.c.id.in_(ids)).order_by(cases_t.c.id).with_for_update())
+
+
+def tally_drift(conn: sa.Connection) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """The first group (type, state, unit, met) whose count in `stay_tally` is not what
+    grouping `case_stay` gives: (the rows' figures, the tally's), each (type, state, unit,
+    met, how many, µs together), with (…, 0, 0) for a group one side lacks; None when the
+    two agree. The trigger of migration 0014 keeps them so; only a change made with the
+    triggers off (or to the tally itself) can part them."""
+    from engine.store.reports import grouped_stays, tallied
+
+    rows = {row[:4]: row for row in grouped_stays(conn)}
+    kept = {row[:4]: row for row in tallied(conn)}
+    for key in sorted(rows.keys() | kept.keys(), key=lambda k: (k[0], k[1], k[2] or "", -2 if k[3] is None else k[3])):
+        have, want = kept.get(key, (*key, 0, 0)), rows.get(key, (*key, 0, 0))
+        if have != want:
+            return want, have
+    return None
+
+
+def rebuild_tally(conn: sa.Connection) -> None:
+    """Count `stay_tally` again from `case_stay`, in this transaction (the owner role's: people's
+    logins may not write it). On PostgreSQL `case_stay` is locked against writers meanwhile
+    (SHARE: they wait, readers do not), so no stay is counted twice or not at all."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"LOCK TABLE {stays_t.name} IN SHARE MODE")
+    conn.execute(sa.delete(stay_tally_t))
+    met = sa.case((_s.met.is_(None), -1), (_s.met, 1), else_=0)
+    unit = sa.func.coalesce(_s.unit, "")
+    grouped = (sa.select(sa.literal(0), _s.type_key, _s.state, unit, met, sa.func.count(), sa.func.sum(_s.stay_us))
+               .group_by(_s.type_key, _s.state, unit, met))
+    conn.execute(sa.insert(stay_tally_t).from_select(
+        ["shard", "type_key", "state", "unit", "met", "stays", "stay_us"], grouped))

@@ -194,6 +194,33 @@ stays_t = sa.Table(
 )
 
 
+# The ended stays of `case_stay` counted per type, state, unit and deadline met: what the
+# report's time per state and unit, and its state deadlines, read instead of grouping every
+# ended stay. Kept by triggers on `case_stay` (migration 0014): a row added, removed or
+# changed there is counted here in the same statement, so every snapshot sees the two agree;
+# people's logins may only read it (the trigger on PostgreSQL runs as the owner role). On
+# PostgreSQL each session counts into a row of its own (`shard`, its backend's process id
+# modulo 64), so concurrent transitions do not wait on one row; a group's figure is the sum
+# over shards. `audit verify` checks it against `case_stay` and `db repair-stays` rebuilds
+# it. No personal data (type and state keys, units, counts).
+stay_tally_t = sa.Table(
+    "stay_tally",
+    metadata,
+    sa.Column("shard", sa.SmallInteger(), primary_key=True),
+    sa.Column("type_key", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(64), primary_key=True),
+    # The state's unit; '' for none (a key column cannot be NULL).
+    sa.Column("unit", sa.String(64), primary_key=True),
+    # 1 deadline met, 0 missed, -1 no deadline (`case_stay.met`).
+    sa.Column("met", sa.SmallInteger(), primary_key=True),
+    # How many ended stays (in this shard: may be below 0 where another shard added them).
+    sa.Column("stays", sa.BigInteger(), nullable=False),
+    # Their `stay_us` together: a `NUMERIC`, whole and exact where a `BIGINT` would overflow
+    # (at about 292,000 years of stays).
+    sa.Column("stay_us", sa.Numeric(), nullable=False),
+)
+
+
 outbox_t = sa.Table(
     "outbox",
     metadata,
