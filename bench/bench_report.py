@@ -473,6 +473,37 @@ text and `--json` for all, a period across both 2026 clock changes, one around I
 `--since`, `--until`, `--type`, a type and a period, `--unit`; `--html` and `--public` for
 all and the period) at 20,000, 100,000 and 1,000,000 cases.
 
+Schema 0014 and the stays' counts kept as they change (the next round, this machine, a
+noisier day: floors 0.06–0.08 s at 20,000 cases on PostgreSQL, 0.17–0.23 s at 100,000,
+1.51–2.92 s at a million). The largest statement left beside the closed cases' grouping was
+the stays' grouping: 5.9 million rows of `case_stay` hashed per type, state, unit and met at a
+million cases, 1.0–1.9 s of the server's time, for 35 groups. Those counts now stay up to
+date as rows are written: `stay_tally`, kept by triggers on `case_stay` (a statement's rows
+counted at once on PostgreSQL, into a row per session so that concurrent transitions do not
+queue; row by row on SQLite), and the report without a period reads it: 1.5–5 ms. A
+transition that ends a stay pays the trigger: about 0.15 ms a transaction on PostgreSQL
+(single-row inserts, trigger on and off alternated, 1,000 each, three rounds: 0–0.3 ms
+apart), a few µs on SQLite; `bench_advance` did not move beyond its noise (five alternated
+runs: SQLite 0.46–0.78 after, 0.48–0.66 before; PostgreSQL 0.72–0.92 after, 0.48–0.80
+before). The upgrade fills the table from the rows: 2.9 s at a million cases.
+
+Figures (`--modes group_by,text`, f43c082 → this, rounds alternated on the same rows):
+
+- PostgreSQL, a million cases (`--runs 2`, eight rounds): 5.19–6.90 → 3.73–4.88 s,
+  1.9–4.2 → 1.6–3.0× (within 3× in five rounds of eight before, eight of eight after); peak
+  124–126 MB;
+- PostgreSQL, 100,000 (`--runs 3`, four rounds): 0.56–0.65 → 0.47–0.56 s, 2.5–3.0 → 2.3–2.9×;
+- PostgreSQL, 20,000 (`--runs 5` and `7`, eight rounds): 0.17–0.25 → 0.16–0.23 s, 2.8–3.6 →
+  2.6–3.2× (seven rounds of eight within 3×). At this size the stays' grouping was small: what
+  is left is the report's fixed cost in a fresh process (reading the organisation and the
+  request types, about 17 ms; four connections; the first compilation of each statement)
+  and the closed cases' grouping (56 ms), beside a floor of 60–80 ms;
+- SQLite, 20,000 (`--runs 5`, two rounds): 0.38–0.47 → 0.38–0.41 s, 3.0–3.3 → 2.6–2.7×;
+  100,000 (`--runs 3`, two rounds): 1.82–2.19 → 1.46–1.58 s, 2.4–2.6 → 2.1–2.2×.
+
+Same output, byte for byte (the 20 outputs above) at 20,000, 100,000 and a million cases on
+PostgreSQL and at 20,000 and 100,000 on SQLite, and SQLite's the same as PostgreSQL's.
+
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
 by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
