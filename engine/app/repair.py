@@ -115,11 +115,14 @@ def _act_as(conn: sa.Connection, role: str | None) -> None:
 
 
 def _recount(loket: Loket, by: Identity, result: StayRepair, role: str | None) -> None:
-    """Count `stay_tally` again from the (repaired) rows when the two differ, with an event."""
-    with loket.engine.begin() as conn:
-        _act_as(conn, role)
+    """Count `stay_tally` again from the (repaired) rows when the two differ, with an event.
+    Compared in one snapshot (so that a transition meanwhile does not look like a difference),
+    counted again under `rebuild_tally`'s lock."""
+    with snapshot(loket.engine) as conn:
         if stored_stays.tally_drift(conn) is None:
             return
+    with loket.engine.begin() as conn:
+        _act_as(conn, role)
         stored_stays.rebuild_tally(conn)
         result.tally = True
         result.events.append(loket.record_config(conn, by, STAYS_REPAIRED, {
