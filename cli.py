@@ -1351,10 +1351,12 @@ def db_repair_stays(ctx: Context, check: bool, as_json: bool) -> None:
     elif not result.found:
         click.echo("nothing to repair: every stay row (case_stay) is what the history gives, and the stay counts"
                    " (stay_tally) are what the rows give")
-    elif not result.cases:
+    elif not result.cases and check:
         click.echo("the stay counts (stay_tally) differ from the stay rows (case_stay); 'loket db repair-stays'"
-                   " counts them again" if check else "counted the stay counts (stay_tally) again from the stay rows"
-                   f"; recorded in the configuration history (event {', '.join(map(str, result.events))})")
+                   " counts them again")
+    elif not result.cases:
+        click.echo("counted the stay counts (stay_tally) again from the stay rows; recorded in the configuration"
+                   f" history (event {', '.join(map(str, result.events))})")
     else:
         refs = ", ".join(result.refs) + (f", … ({result.cases} in all)" if result.cases > SHOWN else "")
         if check:

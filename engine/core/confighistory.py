@@ -154,10 +154,10 @@ def describe(action: str, detail: Mapping[str, Any]) -> str:
         return (f"PostgreSQL privileges of role {detail.get('role')} applied (owner {detail.get('owner')},"
                 f" SQL sha256 {str(detail.get('sha256'))[:12]}…)")
     if action == STAYS_REPAIRED:
-        refs, cases = list(detail.get("refs") or [])[:5], detail.get("cases") or 0
-        named = (f": {', '.join(refs)}" + (f", … ({cases})" if cases > len(refs) else "")) if refs else ""
         if detail.get("tally") is True:
             return "stay counts (stay_tally) counted again from the stay rows"
+        refs, cases = list(detail.get("refs") or [])[:5], detail.get("cases") or 0
+        named = (f": {', '.join(refs)}" + (f", … ({cases})" if cases > len(refs) else "")) if refs else ""
         return (f"stay rows of {detail.get('cases')} case(s) rebuilt from their history ({detail.get('removed')}"
                 f" removed, {detail.get('written')} written){named}")
     if action == HISTORY_STARTED:
