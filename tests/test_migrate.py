@@ -98,6 +98,38 @@ def cases(loket: Loket, clock: FixedClock, tmp_path: Path) -> dict[str, str]:
     return made
 
 
+def test_the_newest_versions_are_read_in_one_query_on_the_connection_given(
+        loket: Loket, cases: dict[str, str], clock: FixedClock) -> None:
+    """A report reads the request types on its own snapshot: one query for the versions, one
+    for their definitions, and no other connection taken from the pool."""
+    fresh = Loket(loket.engine, clock)
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def executed(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    def checked_out(*args: Any) -> None:
+        checkouts.append(args)
+
+    with fresh.read() as conn:
+        sa.event.listen(loket.engine, "before_cursor_execute", executed)
+        sa.event.listen(loket.engine.pool, "checkout", checked_out)
+        try:
+            types = fresh.latest_types(conn)
+        finally:
+            sa.event.remove(loket.engine, "before_cursor_execute", executed)
+            sa.event.remove(loket.engine.pool, "checkout", checked_out)
+    assert checkouts == []
+    assert len(statements) == 2, statements
+    assert [(rt.key, list(rt.states)) for rt in types] == [(rt.key, list(rt.states)) for rt in
+                                                           Loket(loket.engine, clock).latest_types()]
+    newest = types[[rt.key for rt in types].index(KEY)]
+    assert "besluit_team" in newest.states and "besluit" not in newest.states  # version 2
+    assert fresh.request_type(KEY) is newest  # kept, not read again
+    assert fresh.request_type(KEY, 1) is not newest and "besluit" in fresh.request_type(KEY, 1).states
+
+
 # -- workflow load, and a trigger of a newer version --------------------------------------------
 
 

@@ -245,8 +245,23 @@ class Definitions:
             self._types[(key, version)] = found
         return found
 
-    def latest_types(self) -> list[RequestType]:
-        return [self.request_type(key) for key in sorted(self._versions())]
+    def latest_types(self, conn: sa.Connection | None = None) -> list[RequestType]:
+        """The newest version of every request type, by key. Those not read yet are read in
+        one query, on `conn` when given (e.g. a report's snapshot: no other connection is
+        opened for them)."""
+        latest = self._latest
+        if latest is None or any((key, version) not in self._types for key, version in latest.items()):
+            if conn is None:
+                with self.read() as own:
+                    return self.latest_types(own)
+            if self._latest is None:
+                self._latest = config.latest_versions(conn)
+            latest = self._latest
+            missing = [(key, version) for key, version in latest.items() if (key, version) not in self._types]
+            for key, version, data in config.definitions_data(conn, missing):
+                # As in `request_type`: a stored version is read back without checking it.
+                self._types[(key, version)] = parse_request_type(data, None, f"{key} v{version}")
+        return [self._types[(key, latest[key])] for key in sorted(latest)]
 
     def validate_files(
         self, paths: Sequence[str | Path], org: Organisation | None = None

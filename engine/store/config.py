@@ -8,6 +8,7 @@ so old versions are never rewritten.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -86,6 +87,18 @@ def definition_data(conn: sa.Connection, key: str, version: int) -> Any | None:
             request_type_t.c.key == key, request_type_t.c.version == version)
     ).first()
     return None if row is None else row.definition
+
+
+def definitions_data(conn: sa.Connection, versions: Sequence[tuple[str, int]]) -> list[tuple[str, int, Any]]:
+    """(key, version, definition) of each of `versions` stored, in one query."""
+    if not versions:
+        return []
+    rows = conn.execute(
+        sa.select(request_type_t.c.key, request_type_t.c.version, request_type_t.c.definition).where(
+            sa.or_(*(sa.and_(request_type_t.c.key == key, request_type_t.c.version == version)
+                     for key, version in versions)))
+    ).all()
+    return [(key, version, definition) for key, version, definition in rows]
 
 
 def prefixes(conn: sa.Connection) -> dict[str, str]:
