@@ -316,21 +316,21 @@ def _gather(loket: Loket, filters: Filters | None) -> Report:
         reports.plain_plans(conn)
         # Under --unit every case is streamed and little is grouped: no lanes. Opened first, so
         # that their connections are made while the definitions are read.
-        stored = filters.unit is None
-        beside = _Beside(conn, stack, wanted=stored)
-        on_db = stored and closed.supported(conn)
-        # Three lanes: the stays; the versions the cases hold, then the closed cases; their
-        # lead times. The first two asked at once, before the request types are read: the
-        # server reads them while the definitions and the dekking's events are read here. Then
-        # the escalations, and the stays' ranks in batches, each taken by whichever lane comes
-        # free first.
-        stays = beside.submit(partial(_stays, period=period, stored=stored))
-        seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
+        beside = _Beside(conn, stack, wanted=filters.unit is None)
+        # The request types read on this snapshot: no other connection for them.
         builder = ReportBuilder(
             now=now, org=org, calendar=loket.calendar(), latest=loket.latest_types(conn),
             type_of=loket.request_type, filters=filters,
-            stored_stays=stored, data_of=partial(reports.case_data, conn),
+            stored_stays=filters.unit is None, data_of=partial(reports.case_data, conn),
         )
+        stored = builder.stored_stays
+        on_db = stored and closed.supported(conn)
+        # Three lanes: the stays; the versions the cases hold, then the closed cases; their
+        # lead times. The first two asked at once: the server reads them while the dekking's
+        # events are read here. Then the escalations, and the stays' ranks in batches, each
+        # taken by whichever lane comes free first.
+        stays = beside.submit(partial(_stays, period=period, stored=stored))
+        seen = beside.submit(partial(closed.versions_seen, filters=period), lane=1) if on_db else None
         acting = acting_for(org)
         admin_events: dict[int, list[AdminEvent]] = {}
         for row in reports.admin_event_rows(conn, org.administrators, acting, period):
