@@ -16,7 +16,8 @@ For SQLite and PostgreSQL, same run, each measurement in a fresh child process (
   thirteen weeks and one request type (`--since`, `--until`, `--type`).
 
 Each is run `--runs` times (default 3) and the fastest counts: on a shared machine the
-slower runs measure its load. Time is around the call alone (opening the connection and
+slower runs measure its load. The modes take turns (a child of each, then the next turn), so
+that floors and report meet the same spells of load. Time is around the call alone (opening the connection and
 reading the definitions included, interpreter start-up and imports excluded), with its CPU
 time beside it (the PostgreSQL server's not included). Memory is the child's peak resident
 set during the call (VmHWM, reset just before it), shown whole and less the resident set
@@ -924,18 +925,24 @@ def child(mode: str, url: str, out_dir: str) -> None:
                       "page_kb": page.stat().st_size // 1024 if mode in ("html", "public") else None}))
 
 
-def measure(mode: str, url: str, out_dir: str, runs: int) -> dict[str, Any]:
-    """The best of `runs` fresh children: the others mostly measure the machine's load."""
-    results = []
+def measure(modes: tuple[str, ...], url: str, out_dir: str, runs: int) -> dict[str, dict[str, Any]]:
+    """The best of `runs` fresh children per mode: the others mostly measure the machine's
+    load. The modes take turns, one child each per turn, so that the floors and the report
+    meet the same spells of load on a shared machine (run one mode's children all together
+    and a spell can fall on the report's alone)."""
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     for _ in range(runs):
-        done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir, "--root", str(ROOT)],
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"child {mode} failed:\n{done.stderr}")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    best: dict[str, Any] = min(results, key=lambda r: r["seconds"])
-    best["growth_mb"] = max(r["growth_mb"] for r in results)
-    best["peak_mb"] = max(r["peak_mb"] for r in results)
+        for mode in modes:
+            done = subprocess.run([sys.executable, __file__, "--child", mode, url, out_dir, "--root", str(ROOT)],
+                                  capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"child {mode} failed:\n{done.stderr}")
+            results[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    best: dict[str, dict[str, Any]] = {}
+    for mode, found in results.items():
+        best[mode] = min(found, key=lambda r: r["seconds"])
+        best[mode]["growth_mb"] = max(r["growth_mb"] for r in found)
+        best[mode]["peak_mb"] = max(r["peak_mb"] for r in found)
     return best
 
 
@@ -950,7 +957,7 @@ def backend(label: str, url: str, count: int, seed: int, out_dir: str, runs: int
           f"{totals['escalations']:,} escalations, {FAILED_MAILS} failed emails ({how}; code of {ROOT})",
           flush=True)
     modes = ("group_by", "stream", *(m for m in modes if m not in ("group_by", "stream")))
-    results = {mode: measure(mode, url, out_dir, runs) for mode in modes}
+    results = measure(modes, url, out_dir, runs)
     floor = results["group_by"]["seconds"]
     stream = results["stream"]["seconds"]
     print(f"  {'what':<34}{'seconds':>9}{'cpu s':>7}{'× GROUP BY':>12}{'× stream':>10}"
