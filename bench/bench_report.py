@@ -505,6 +505,38 @@ Figures (`--modes group_by,text`, f43c082 → this, rounds alternated on the sam
 Same output, byte for byte (the 20 outputs above) at 20,000, 100,000 and a million cases on
 PostgreSQL and at 20,000 and 100,000 on SQLite, and SQLite's the same as PostgreSQL's.
 
+The next round (this machine, a quieter day). The report's fixed cost in a fresh process,
+at 20,000 cases on PostgreSQL: the newest request types were read one by one (the versions,
+then a query per type), each on a connection of the pool. The report's own connection holds
+the snapshot meanwhile, so the pool opened a fifth connection for them, on the report's path
+before the lanes' work was asked (latest_types: 13–20 ms of the main thread). They are now
+read in two queries on the report's own snapshot (`Definitions.latest_types(conn)`): 8–12 ms,
+and four connections. Tried and dropped: asking the lanes' first queries before the
+definitions are read (no gain above the noise, and the builder must decide first whether the
+stays come stored), and the bestuurlijke dekking's events read on the third lane (slower in
+four runs: they started later there and took longer beside the other lanes' queries). At this size the report is work on two cores: about
+0.09 s of the client's CPU and 0.15 s of the server's (the closed cases' grouping 55–63 ms,
+most of it reading the rows' columns; the escalations 30 ms; the lead times 28 ms; the
+versions 13 ms; the stays' ranks 20 ms), where the floor is 0.06 s.
+
+This bench now runs the modes in turns (a child of each per turn) rather than all of one
+mode's children together: a spell of load fell on the report's children alone and put a round
+over 3×, with the floor's best run taken in a quieter minute.
+
+Figures (`--modes group_by,text`, f48df49 → this, rounds alternated on the same rows):
+
+- PostgreSQL, 20,000 (`--runs 7`, modes in turns, eight rounds): 0.14–0.18 → 0.14 s,
+  2.5–3.1 → 2.4–2.6×. Before the modes took turns (six rounds): 2.5–3.0 → 2.0–3.1×, one
+  round over;
+- PostgreSQL, 100,000 (`--runs 3`, four rounds in turns): 0.39–0.44 → 0.38–0.43 s, 2.3–2.5 →
+  2.1–2.4× (three rounds before: 2.1–2.7 → 2.0–2.9×);
+- PostgreSQL, a million (`--runs 2`, two rounds in turns and three before): 3.20–4.12 →
+  3.05–3.61 s, 2.3–2.9 → 2.1–2.4×; peak 123–126 MB;
+- SQLite, 20,000 (`--runs 5`, two rounds): 0.26–0.27 s both, 2.2–2.5 → 2.3–2.5×; 100,000
+  (`--runs 3`, two rounds): 1.03–1.08 → 1.04–1.08 s, 1.6–1.7 → 1.8–1.9×; a million (`--runs
+  1`, two rounds; the floor itself 6.4–12.6 s): 10.5–18.1 → 11.1–12.1 s, 1.3–1.4 → 1.7×;
+  peak 165–167 MB.
+
 Loading: the rows are made once (walking the definitions as above) and written to SQLite by
 executemany in one transaction on the driver's own connection; PostgreSQL gets the same rows
 by COPY, read back from that SQLite file (so they are made once for both). `--sqlite PATH`
