@@ -514,10 +514,11 @@ read in two queries on the report's own snapshot (`Definitions.latest_types(conn
 and four connections. Tried and dropped: asking the lanes' first queries before the
 definitions are read (no gain above the noise, and the builder must decide first whether the
 stays come stored), and the bestuurlijke dekking's events read on the third lane (slower in
-four runs: they started later there and took longer beside the other lanes' queries). At this size the report is work on two cores: about
-0.09 s of the client's CPU and 0.15 s of the server's (the closed cases' grouping 55–63 ms,
-most of it reading the rows' columns; the escalations 30 ms; the lead times 28 ms; the
-versions 13 ms; the stays' ranks 20 ms), where the floor is 0.06 s.
+four runs: they started later there and took longer beside the other lanes' queries). At
+this size the report is work on two cores: about 0.09 s of the client's CPU and 0.15 s of the
+server's (the closed cases' grouping 55–63 ms, most of it reading the rows' columns; the
+escalations 30 ms; the lead times 28 ms; the versions 13 ms; the stays' ranks 20 ms), where
+the floor is 0.06 s.
 
 This bench now runs the modes in turns (a child of each per turn) rather than all of one
 mode's children together: a spell of load fell on the report's children alone and put a round
