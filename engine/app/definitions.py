@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ class Definitions:
 
     def read(self) -> sa.engine.Connection:
         return self.engine.connect().execution_options(loket_readonly=True)
+
+    def _on(self, conn: sa.Connection | None) -> AbstractContextManager[sa.Connection]:
+        """`conn` as it is (the caller's, left open), or a read connection of this database's own."""
+        return nullcontext(conn) if conn is not None else self.read()
 
     def refresh(self) -> None:
         """Forget cached configuration (a long-running worker calls this between sweeps)."""
@@ -214,10 +219,10 @@ class Definitions:
 
     # -- request types -----------------------------------------------------------------------
 
-    def _versions(self) -> dict[str, int]:
+    def _versions(self, conn: sa.Connection | None = None) -> dict[str, int]:
         if self._latest is None:
-            with self.read() as conn:
-                self._latest = config.latest_versions(conn)
+            with self._on(conn) as reading:
+                self._latest = config.latest_versions(reading)
         return self._latest
 
     def latest_version(self, key: str) -> int:
@@ -238,29 +243,24 @@ class Definitions:
         if version is None:
             version = self.latest_version(key)
         found = self._types.get((key, version))
-        if found is None:
-            # A stored version was valid when loaded and stays immutable: read it back
-            # without checking it against today's organisation.
-            found = parse_request_type(self._definition_data(key, version), None, f"{key} v{version}")
-            self._types[(key, version)] = found
+        return found if found is not None else self._stored_type(key, version, self._definition_data(key, version))
+
+    def _stored_type(self, key: str, version: int, data: Any) -> RequestType:
+        # A stored version was valid when loaded and stays immutable: read it back without
+        # checking it against today's organisation.
+        found = self._types[(key, version)] = parse_request_type(data, None, f"{key} v{version}")
         return found
 
     def latest_types(self, conn: sa.Connection | None = None) -> list[RequestType]:
         """The newest version of every request type, by key. Those not read yet are read in
         one query, on `conn` when given (e.g. a report's snapshot: no other connection is
         opened for them)."""
-        latest = self._latest
-        if latest is None or any((key, version) not in self._types for key, version in latest.items()):
-            if conn is None:
-                with self.read() as own:
-                    return self.latest_types(own)
-            if self._latest is None:
-                self._latest = config.latest_versions(conn)
-            latest = self._latest
-            missing = [(key, version) for key, version in latest.items() if (key, version) not in self._types]
-            for key, version, data in config.definitions_data(conn, missing):
-                # As in `request_type`: a stored version is read back without checking it.
-                self._types[(key, version)] = parse_request_type(data, None, f"{key} v{version}")
+        latest = self._versions(conn)
+        missing = [(key, version) for key, version in latest.items() if (key, version) not in self._types]
+        if missing:
+            with self._on(conn) as reading:
+                for key, version, data in config.definitions_data(reading, missing):
+                    self._stored_type(key, version, data)
         return [self._types[(key, latest[key])] for key in sorted(latest)]
 
     def validate_files(
